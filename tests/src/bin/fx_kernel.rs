@@ -1,0 +1,118 @@
+//! Kernel workload fixture for the VM tests (`cargo xtask test`): makes a
+//! known number of kernel-side events, so that a trace can be checked
+//! against ground truth.
+//!
+//! - `getpgid N`: N getpgid(0) system calls (each enters __x64_sys_getpgid once).
+//! - `pidmax N`: N writes to /proc/sys/kernel/pid_max, each a single store to
+//!   the kernel variable pid_max; the first N-1 write distinct new values, the
+//!   last restores the original. Prints `wrote VALUE` for each, in order.
+//! - `read-pidmax N`: N reads of /proc/sys/kernel/pid_max, each a single load
+//!   of pid_max (one read(2) per open: the kernel does not touch the variable
+//!   for a read at a non-zero offset). Prints `read VALUE` for each.
+//!
+//! std only (plus libc for the raw system call): nothing else runs in the
+//! fixture that could touch these kernel objects.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{Read as _, Write as _},
+    process::ExitCode,
+};
+
+const PID_MAX: &str = "/proc/sys/kernel/pid_max";
+
+fn getpgid(count: u64) -> Result<(), String> {
+    for _ in 0..count {
+        // SAFETY: getpgid(0) takes no pointers and only reads the caller's
+        // process group; the raw syscall bypasses any libc caching.
+        let rc = unsafe { libc::syscall(libc::SYS_getpgid, 0) };
+        if rc < 0 {
+            return Err(format!("getpgid: {}", std::io::Error::last_os_error()));
+        }
+    }
+    println!("getpgid called {count} times");
+    Ok(())
+}
+
+/// One open and one read(2): exactly one load of pid_max in the kernel.
+fn read_pid_max() -> Result<u64, String> {
+    let mut file = File::open(PID_MAX).map_err(|e| format!("opening {PID_MAX}: {e}"))?;
+    let mut buffer = [0u8; 32];
+    let n = file
+        .read(&mut buffer)
+        .map_err(|e| format!("reading {PID_MAX}: {e}"))?;
+    let text = std::str::from_utf8(&buffer[..n]).map_err(|e| format!("{PID_MAX}: {e}"))?;
+    text.trim()
+        .parse()
+        .map_err(|e| format!("{PID_MAX} holds {text:?}: {e}"))
+}
+
+/// One open and one write(2): exactly one store to pid_max in the kernel.
+fn write_pid_max(value: u64) -> Result<(), String> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(PID_MAX)
+        .map_err(|e| format!("opening {PID_MAX} for writing (root?): {e}"))?;
+    file.write_all(format!("{value}\n").as_bytes())
+        .map_err(|e| format!("writing {value} to {PID_MAX}: {e}"))
+}
+
+fn pidmax(count: u64) -> Result<(), String> {
+    if count == 0 {
+        return Ok(());
+    }
+    let original = read_pid_max()?;
+    // Distinct values in pid_max's range (301..=4194304), none the original.
+    let mut values: Vec<u64> = (0..count - 1)
+        .map(|i| 100_000 + 7 * i)
+        .map(|v| if v == original { v + 3 } else { v })
+        .collect();
+    values.push(original);
+    for value in values {
+        write_pid_max(value)?;
+        println!("wrote {value}");
+    }
+    Ok(())
+}
+
+fn read_pidmax(count: u64) -> Result<(), String> {
+    for _ in 0..count {
+        let value = read_pid_max()?;
+        println!("read {value}");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: fx_kernel getpgid N | pidmax N | read-pidmax N";
+    let (command, count) = match args.as_slice() {
+        [command, count] => match count.parse::<u64>() {
+            Ok(count) => (command.as_str(), count),
+            Err(e) => {
+                eprintln!("fx_kernel: N {count:?}: {e}\n{usage}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => {
+            eprintln!("{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        "getpgid" => getpgid(count),
+        "pidmax" => pidmax(count),
+        "read-pidmax" => read_pidmax(count),
+        _ => {
+            eprintln!("fx_kernel: unknown command {command:?}\n{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("fx_kernel: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

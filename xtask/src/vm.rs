@@ -1,0 +1,682 @@
+//! `cargo xtask vm`: Debian's kernel in QEMU, for the kernel targets this
+//! host's kernel cannot take (shared/PLATFORM.md: no CONFIG_KPROBES, no
+//! CONFIG_KALLSYMS_ALL here; the Debian kernel has both, and TCG emulates the
+//! debug registers exactly).
+//!
+//! The guest is an initramfs built here: busybox, hwbp-trace, the fixtures,
+//! the scripts of tests/vm and the shared libraries they need. /init (init.sh)
+//! runs one command, sends back the files it wrote under /out on the second
+//! serial port and prints `init: exit=N` on the console.
+
+use std::{
+    collections::VecDeque,
+    fs,
+    io::{IsTerminal as _, Read as _, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::Args;
+use flate2::{Compression, write::GzEncoder};
+
+use crate::{
+    build,
+    cpio::{Archive, Entry},
+    exec::{display, exec, output},
+    setup, workspace_root,
+};
+
+#[derive(Args)]
+pub struct Options {
+    /// Use KVM instead of TCG (nested KVM hangs on some hosts: TCG is the default).
+    #[arg(long)]
+    pub kvm: bool,
+    /// Debian kernel to boot: a version such as 6.1.0-56 or a package name;
+    /// default: the one linux-image-amd64 depends on.
+    #[arg(long, value_name = "VERSION")]
+    pub kernel: Option<String>,
+    /// Kill QEMU after this many seconds (default 600; none when interactive).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// The command to run in the guest (default: a shell, when interactive).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+pub fn run(options: Options) -> Result<i32> {
+    let Options {
+        kvm,
+        kernel,
+        timeout,
+        command,
+    } = options;
+    setup::run()?;
+    build::run()?;
+    let kernel = fetch_kernel(kernel.as_deref())?;
+    let interactive = std::io::stdin().is_terminal();
+    let command = if command.is_empty() {
+        if !interactive {
+            bail!("no command given and stdin is not a terminal: use `cargo xtask vm -- CMD ARGS...`");
+        }
+        vec!["sh".to_owned()]
+    } else {
+        command
+    };
+    let out_dir = workspace_root().join("target/vm-out");
+    let outcome = boot(&Boot {
+        kernel: &kernel,
+        command: &command,
+        kvm,
+        timeout: timeout
+            .map(Duration::from_secs)
+            .or((!interactive).then_some(DEFAULT_TIMEOUT)),
+        interactive,
+        out_dir: &out_dir,
+    })?;
+    if !outcome.files.is_empty() {
+        eprintln!(
+            "vm: {} file(s) from /out in {}",
+            outcome.files.len(),
+            out_dir.display()
+        );
+    }
+    Ok(outcome.exit)
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A Debian kernel, unpacked.
+pub struct Kernel {
+    /// The package, e.g. linux-image-6.1.0-56-amd64.
+    pub package: String,
+    pub vmlinuz: PathBuf,
+}
+
+fn vm_dir() -> PathBuf {
+    workspace_root().join("target/vm")
+}
+
+/// The package name for `--kernel` (a version or a package name), or the
+/// dependency of the linux-image-amd64 metapackage.
+fn kernel_package(requested: Option<&str>) -> Result<String> {
+    if let Some(requested) = requested {
+        return Ok(if requested.starts_with("linux-image-") {
+            requested.to_owned()
+        } else if requested.ends_with("-amd64") {
+            format!("linux-image-{requested}")
+        } else {
+            format!("linux-image-{requested}-amd64")
+        });
+    }
+    let show = || {
+        output(Command::new("apt-cache").args(["show", "--no-all-versions", "linux-image-amd64"]))
+    };
+    let info = match show() {
+        Ok(info) if !info.trim().is_empty() => info,
+        _ => {
+            // A fresh machine may have no package lists yet.
+            apt_update()?;
+            show().context("asking apt about linux-image-amd64")?
+        }
+    };
+    let depends = info
+        .lines()
+        .find_map(|line| line.strip_prefix("Depends:"))
+        .ok_or_else(|| anyhow!("linux-image-amd64 has no Depends line:\n{info}"))?;
+    depends
+        .split([',', ' ', '|'])
+        .find(|word| word.starts_with("linux-image-"))
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("linux-image-amd64 depends on no linux-image-*: {depends}"))
+}
+
+fn apt_update() -> Result<()> {
+    eprintln!("vm: running apt-get update (no package lists)");
+    exec(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// boot/vmlinuz-* in an unpacked package directory.
+fn find_vmlinuz(dir: &Path) -> Option<PathBuf> {
+    let entries = fs::read_dir(dir.join("boot")).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("vmlinuz-"))
+        })
+}
+
+/// Downloads and unpacks the kernel package unless target/vm/ has it already.
+pub fn fetch_kernel(requested: Option<&str>) -> Result<Kernel> {
+    let package = kernel_package(requested)?;
+    let kernels = vm_dir().join("kernels");
+    let dir = kernels.join(&package);
+    if let Some(vmlinuz) = find_vmlinuz(&dir) {
+        println!("vm: kernel {package} (cached)");
+        return Ok(Kernel { package, vmlinuz });
+    }
+    println!("vm: downloading {package}");
+    let download = kernels.join("download");
+    if download.exists() {
+        fs::remove_dir_all(&download).with_context(|| format!("removing {}", download.display()))?;
+    }
+    fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
+    let mut apt = Command::new("apt-get");
+    apt.args(["download", &package]).current_dir(&download);
+    if exec(&mut apt).is_err() {
+        apt_update()?;
+        exec(&mut apt).with_context(|| {
+            format!("downloading {package}: is it in apt's sources? (`apt-cache search linux-image`)")
+        })?;
+    }
+    let deb = fs::read_dir(&download)
+        .with_context(|| format!("reading {}", download.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "deb"))
+        .ok_or_else(|| anyhow!("apt-get download {package} left no .deb"))?;
+    // Only boot/ (vmlinuz, System.map, config) is needed: unpacking the
+    // modules as well would take ~400 MB.
+    let unpacked = download.join("unpacked");
+    fs::create_dir_all(&unpacked).with_context(|| format!("creating {}", unpacked.display()))?;
+    let mut dpkg = Command::new("dpkg-deb");
+    dpkg.arg("--fsys-tarfile").arg(&deb).stdout(Stdio::piped());
+    let mut dpkg_child = dpkg
+        .spawn()
+        .with_context(|| format!("starting `{}`", display(&dpkg)))?;
+    let tar_input = dpkg_child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("dpkg-deb has no stdout"))?;
+    exec(
+        Command::new("tar")
+            .args(["-x", "-C"])
+            .arg(&unpacked)
+            .arg("./boot")
+            .stdin(tar_input),
+    )?;
+    let status = dpkg_child.wait().context("waiting for dpkg-deb")?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", display(&dpkg));
+    }
+    if find_vmlinuz(&unpacked).is_none() {
+        bail!("{} has no boot/vmlinuz-*", deb.display());
+    }
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    fs::rename(&unpacked, &dir).with_context(|| format!("moving the kernel to {}", dir.display()))?;
+    fs::remove_dir_all(&download).with_context(|| format!("removing {}", download.display()))?;
+    let vmlinuz = find_vmlinuz(&dir).ok_or_else(|| anyhow!("{} vanished", dir.display()))?;
+    Ok(Kernel { package, vmlinuz })
+}
+
+/// One guest run.
+pub struct Boot<'a> {
+    pub kernel: &'a Kernel,
+    /// argv of the command /init runs.
+    pub command: &'a [String],
+    pub kvm: bool,
+    pub timeout: Option<Duration>,
+    /// Pass the host terminal through (stdin is a terminal).
+    pub interactive: bool,
+    /// Where the guest's /out lands (emptied first).
+    pub out_dir: &'a Path,
+}
+
+pub struct Outcome {
+    /// The command's exit status in the guest.
+    pub exit: i32,
+    /// Files received from the guest's /out.
+    pub files: Vec<PathBuf>,
+}
+
+/// Quotes one word for sh.
+fn sh_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// The host terminal's size (rows, columns), if stdin is a terminal.
+fn terminal_size() -> Option<(u16, u16)> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one struct winsize through the pointer, which
+    // points to a live, properly aligned winsize for the whole call.
+    let rc = unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (rc == 0 && size.ws_row > 0 && size.ws_col > 0).then_some((size.ws_row, size.ws_col))
+}
+
+/// The dynamic loader and shared libraries `ldd` names for `binary` (none for
+/// a static binary).
+fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd")
+        .arg(binary)
+        .stdin(Stdio::null())
+        .output()
+        .context("running ldd (package libc-bin)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.contains("not a dynamic executable") {
+        return Ok(Vec::new());
+    }
+    let mut libraries = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.contains("=> not found") {
+            bail!("{}: ldd cannot find {line}", binary.display());
+        }
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or
+        // "/lib64/ld-linux-x86-64.so.2 (0x…)"; linux-vdso has no path.
+        let path = line.split_once("=> ").map_or(line, |(_, path)| path);
+        if let Some(path) = path.split_whitespace().next().filter(|p| p.starts_with('/')) {
+            libraries.push(PathBuf::from(path));
+        }
+    }
+    Ok(libraries)
+}
+
+fn add_host_file(archive: &mut Archive, host: &Path, guest: &str, mode: u32) -> Result<()> {
+    let data = fs::read(host).with_context(|| format!("reading {}", host.display()))?;
+    archive.file(guest, data, mode);
+    Ok(())
+}
+
+/// The guest's whole file system.
+fn build_initramfs(command: &[String], interactive: bool) -> Result<Archive> {
+    let mut archive = Archive::default();
+    for dir in ["proc", "sys", "dev", "tmp", "run", "out", "root", "etc/hwbp"] {
+        archive.dir(dir);
+    }
+    // The kernel opens /dev/console for /init before anything is mounted.
+    archive.add(
+        "dev/console",
+        Entry::CharDevice {
+            major: 5,
+            minor: 1,
+            mode: 0o600,
+        },
+    );
+    archive.file("init", include_bytes!("init.sh").to_vec(), 0o755);
+
+    let busybox = Path::new("/bin/busybox");
+    if !shared_libraries(busybox)?.is_empty() {
+        bail!("/bin/busybox is not static: install busybox-static (`cargo xtask setup` does)");
+    }
+    add_host_file(&mut archive, busybox, "bin/busybox", 0o755)?;
+    let applets = output(Command::new(busybox).arg("--list-full"))?;
+    for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty()) {
+        if applet != "bin/busybox" {
+            archive.symlink(applet, "/bin/busybox");
+        }
+    }
+
+    let mut binaries = vec![build::hwbp_trace()];
+    binaries.extend(build::fixtures()?);
+    for binary in &binaries {
+        let name = binary
+            .file_name()
+            .ok_or_else(|| anyhow!("{} has no file name", binary.display()))?
+            .to_string_lossy();
+        add_host_file(&mut archive, binary, &format!("usr/bin/{name}"), 0o755)
+            .context("run `cargo xtask build` first")?;
+        for library in shared_libraries(binary)? {
+            let guest = library.to_string_lossy().into_owned();
+            if !archive.contains(&guest) {
+                add_host_file(&mut archive, &library, &guest, 0o755)?;
+            }
+        }
+    }
+
+    let scripts = workspace_root().join("tests/vm");
+    if scripts.is_dir() {
+        for entry in fs::read_dir(&scripts).with_context(|| format!("reading {}", scripts.display()))? {
+            let path = entry.with_context(|| format!("reading {}", scripts.display()))?.path();
+            if let Some(name) = path.file_name().filter(|_| path.is_file()) {
+                let guest = format!("vm/{}", name.to_string_lossy());
+                add_host_file(&mut archive, &path, &guest, 0o755)?;
+            }
+        }
+    }
+
+    let mut script = String::from("# written by cargo xtask vm\n");
+    if interactive {
+        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".to_owned());
+        script.push_str(&format!("export TERM={}\n", sh_quote(&term)));
+        if let Some((rows, cols)) = terminal_size() {
+            script.push_str(&format!("stty rows {rows} cols {cols}\n"));
+        }
+    } else {
+        script.push_str("export TERM=dumb\n");
+    }
+    let words: Vec<String> = command.iter().map(|word| sh_quote(word)).collect();
+    script.push_str(&words.join(" "));
+    script.push('\n');
+    archive.file("etc/hwbp/command", script.into_bytes(), 0o755);
+    Ok(archive)
+}
+
+fn write_initramfs(archive: &Archive, path: &Path) -> Result<()> {
+    let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut gz = GzEncoder::new(std::io::BufWriter::new(file), Compression::fast());
+    archive
+        .write(&mut gz)
+        .and_then(|()| gz.finish())
+        .and_then(|mut writer| writer.flush())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// What the console reader saw.
+enum Console {
+    Line(String),
+    Closed,
+}
+
+/// Lines that mean the guest kernel is in trouble: stop at once.
+fn is_fatal(line: &str) -> bool {
+    line.contains("Kernel panic")
+        || line.contains("soft lockup")
+        || line.contains("hard LOCKUP")
+        || line.starts_with("BUG: ")
+        || line.contains("] BUG: ")
+}
+
+fn stop(child: &mut Child) {
+    // SIGTERM first: QEMU then restores the host terminal it set to raw.
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill only sends a signal; `pid` is our own child, not yet
+        // reaped (we hold the Child), so it cannot name another process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn last_lines(lines: &VecDeque<String>) -> String {
+    lines
+        .iter()
+        .map(|line| format!("    | {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Builds the initramfs, boots, streams the console, collects /out.
+pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
+    let Boot {
+        kernel,
+        command,
+        kvm,
+        timeout,
+        interactive,
+        out_dir,
+    } = boot;
+    let run_dir = vm_dir().join("run");
+    fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let initrd = run_dir.join("initramfs.cpio.gz");
+    let start = Instant::now();
+    let archive = build_initramfs(command, *interactive)?;
+    write_initramfs(&archive, &initrd)?;
+    let transfer = run_dir.join("out.b64");
+    if transfer.exists() {
+        fs::remove_file(&transfer).with_context(|| format!("removing {}", transfer.display()))?;
+    }
+    println!(
+        "vm: booting {} ({}) with `{}`",
+        kernel.package,
+        if *kvm { "KVM" } else { "TCG" },
+        command.join(" ")
+    );
+
+    let mut qemu = Command::new("qemu-system-x86_64");
+    if *kvm {
+        qemu.args(["-accel", "kvm", "-cpu", "host"]);
+    } else {
+        qemu.args(["-accel", "tcg", "-cpu", "max"]);
+    }
+    qemu.args(["-smp", "2", "-m", "1024", "-nodefaults", "-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 quiet panic=-1 oops=panic"])
+        // The console: serial 0 on stdio, muxed with the monitor (Ctrl-A x
+        // quits); signal=off passes Ctrl-C to the guest.
+        .args(["-chardev", "stdio,id=console,mux=on,signal=off"])
+        .args(["-serial", "chardev:console", "-mon", "chardev=console,mode=readline"])
+        // Serial 1 carries /out back (see init.sh).
+        .arg("-serial")
+        .arg(format!("file:{}", transfer.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if !*interactive {
+        qemu.stdin(Stdio::null());
+    }
+    let mut child = qemu
+        .spawn()
+        .with_context(|| format!("starting `{}` (install qemu-system-x86)", display(&qemu)))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("QEMU has no stdout"))?;
+
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        let mut line = Vec::new();
+        let mut host = std::io::stdout();
+        loop {
+            match stdout.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    // Byte for byte: the guest may be drawing a dashboard.
+                    let _ = host.write_all(&buffer[..n]);
+                    let _ = host.flush();
+                    for &byte in &buffer[..n] {
+                        if byte == b'\n' {
+                            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_owned();
+                            line.clear();
+                            if sender.send(Console::Line(text)).is_err() {
+                                return;
+                            }
+                        } else {
+                            line.push(byte);
+                        }
+                    }
+                }
+            }
+        }
+        let _ = sender.send(Console::Closed);
+    });
+
+    let mut recent: VecDeque<String> = VecDeque::new();
+    let mut exit = None;
+    let mut fatal: Option<String> = None;
+    let mut fatal_deadline = None;
+    loop {
+        let wait = match (fatal_deadline, timeout) {
+            (Some(deadline), _) => deadline,
+            (None, Some(timeout)) => start + *timeout,
+            (None, None) => Instant::now() + Duration::from_secs(3600),
+        };
+        let now = Instant::now();
+        if now >= wait {
+            stop(&mut child);
+            match fatal {
+                Some(line) => bail!(
+                    "the guest kernel failed ({line}); its last lines:\n{}",
+                    last_lines(&recent)
+                ),
+                None if timeout.is_some_and(|t| start + t <= now) => bail!(
+                    "the guest did not finish within {} s; its last lines:\n{}",
+                    timeout.unwrap_or_default().as_secs(),
+                    last_lines(&recent)
+                ),
+                None => continue,
+            }
+        }
+        match receiver.recv_timeout(wait - now) {
+            Ok(Console::Line(line)) => {
+                if fatal.is_none() && is_fatal(&line) {
+                    fatal = Some(line.clone());
+                    // A little longer, for the backtrace.
+                    fatal_deadline = Some(Instant::now() + Duration::from_secs(3));
+                }
+                if exit.is_none() {
+                    if let Some(code) = line.strip_prefix("init: exit=") {
+                        exit = code.trim().parse::<i32>().ok();
+                    }
+                }
+                recent.push_back(line);
+                if recent.len() > 40 {
+                    recent.pop_front();
+                }
+            }
+            Ok(Console::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+    // QEMU closed its stdout: it is exiting (poweroff -f, or -no-reboot after
+    // a panic). Reap it, but do not hang on a wedged process.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    if child.try_wait().ok().flatten().is_none() {
+        stop(&mut child);
+    }
+    if let Some(line) = fatal {
+        bail!(
+            "the guest kernel failed ({line}); its last lines:\n{}",
+            last_lines(&recent)
+        );
+    }
+    let exit = exit.ok_or_else(|| {
+        anyhow!(
+            "QEMU stopped before the guest reported an exit status; its last lines:\n{}",
+            last_lines(&recent)
+        )
+    })?;
+    let files = receive_files(&transfer, out_dir)?;
+    println!(
+        "vm: guest command exited {exit} after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(Outcome { exit, files })
+}
+
+/// Decodes the files the guest sent on serial 1 (see init.sh) into `out_dir`.
+fn receive_files(transfer: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
+    if out_dir.exists() {
+        fs::remove_dir_all(out_dir).with_context(|| format!("emptying {}", out_dir.display()))?;
+    }
+    fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let text = fs::read_to_string(transfer).with_context(|| {
+        format!("reading {} (the guest's second serial port)", transfer.display())
+    })?;
+    let mut files = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    let mut done = false;
+    for line in text.lines().map(|line| line.trim_end_matches('\r')) {
+        if let Some((name, encoded)) = current.as_mut() {
+            if line == "hwbp-out-end" {
+                let data = base64_decode(encoded)
+                    .with_context(|| format!("decoding /out/{name} from the guest"))?;
+                if name.split('/').any(|part| part == ".." || part.is_empty()) {
+                    bail!("the guest sent a file with a bad name: {name:?}");
+                }
+                let path = out_dir.join(&*name);
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
+                files.push(path);
+                current = None;
+            } else {
+                encoded.push_str(line.trim());
+            }
+        } else if let Some(name) = line.strip_prefix("hwbp-out-file ") {
+            current = Some((name.to_owned(), String::new()));
+        } else if line == "hwbp-out-done" {
+            done = true;
+        }
+    }
+    if !done {
+        bail!(
+            "the transfer of /out from the guest is incomplete ({} file(s) received)",
+            files.len()
+        );
+    }
+    Ok(files)
+}
+
+fn base64_decode(text: &str) -> Result<Vec<u8>> {
+    fn value(byte: u8) -> Option<u32> {
+        Some(u32::from(match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    }
+    let bytes: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if bytes.len() % 4 != 0 {
+        bail!("base64 text of length {} is not a multiple of 4", bytes.len());
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for chunk in bytes.chunks(4) {
+        let padding = chunk.iter().rev().take_while(|&&b| b == b'=').count();
+        let mut group = 0u32;
+        for &byte in &chunk[..4 - padding] {
+            group = (group << 6) | value(byte).ok_or_else(|| anyhow!("bad base64 byte {byte:#x}"))?;
+        }
+        group <<= 6 * padding as u32;
+        let decoded = [(group >> 16) as u8, (group >> 8) as u8, group as u8];
+        out.extend_from_slice(&decoded[..3 - padding.min(2)]);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trip() {
+        assert_eq!(base64_decode("").expect("empty"), b"");
+        assert_eq!(base64_decode("YQ==").expect("1 byte"), b"a");
+        assert_eq!(base64_decode("YWI=").expect("2 bytes"), b"ab");
+        assert_eq!(base64_decode("YWJj\nZA==\n").expect("4 bytes"), b"abcd");
+        assert!(base64_decode("YWJ").is_err());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn fatal_lines() {
+        assert!(is_fatal("[    3.1] Kernel panic - not syncing: Attempted to kill init!"));
+        assert!(is_fatal("[   22.0] watchdog: BUG: soft lockup - CPU#0 stuck for 22s!"));
+        assert!(is_fatal("[    1.0] BUG: kernel NULL pointer dereference, address: 0"));
+        assert!(!is_fatal("init: exit=0"));
+    }
+}
