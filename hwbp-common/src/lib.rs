@@ -1,0 +1,147 @@
+//! Record layouts and constants that the BPF program (hwbp-ebpf) and
+//! userspace (hwbp-user) agree on.
+//!
+//! Every type that crosses the kernel/user boundary is `#[repr(C)]`, `Copy`,
+//! padded explicitly and size-checked at compile time, so that a field added
+//! on one side without the other fails the build instead of corrupting data.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Most targets one session can hold. x86 has 4 debug registers per CPU; the
+/// margin lets other architectures (arm64 has up to 16) use more.
+pub const MAX_SLOTS: usize = 16;
+
+/// Frames kept per stack, kernel and user alike (perf's default is 127).
+pub const MAX_STACK_DEPTH: usize = 127;
+
+/// Length of `task_struct::comm`, NUL included.
+pub const COMM_LEN: usize = 16;
+
+/// Names of the maps and the program in the BPF object.
+pub const MAP_EVENTS: &str = "EVENTS";
+pub const MAP_SLOTS: &str = "SLOTS";
+pub const MAP_COUNTERS: &str = "COUNTERS";
+pub const MAP_FILTER: &str = "FILTER";
+pub const PROGRAM: &str = "hwbp";
+
+/// [`SlotConfig::flags`]: the target address is in the kernel (read its value
+/// with the kernel probe-read helper rather than the user one).
+pub const SLOT_KERNEL: u32 = 1 << 0;
+/// [`SlotConfig::flags`]: an execute breakpoint (record argument registers).
+pub const SLOT_EXECUTE: u32 = 1 << 1;
+/// [`SlotConfig::flags`]: capture the kernel stack.
+pub const SLOT_KSTACK: u32 = 1 << 2;
+/// [`SlotConfig::flags`]: capture the user stack.
+pub const SLOT_USTACK: u32 = 1 << 3;
+
+/// Per-target configuration, keyed by the breakpoint address in the
+/// `SLOTS` hash map: a hit's `bpf_perf_event_data::addr` is the address the
+/// breakpoint was armed at (`bp->attr.bp_addr`), so the program finds its
+/// target without one program per target.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotConfig {
+    /// Index of the target in userspace's list, recorded in every hit.
+    pub slot: u32,
+    /// `SLOT_*` flags.
+    pub flags: u32,
+    /// Bytes watched (1, 2, 4 or 8); the value read is this wide.
+    pub len: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<SlotConfig>() == 16);
+
+/// [`Filter::flags`]: keep only hits whose comm equals [`Filter::comm`].
+pub const FILTER_COMM: u32 = 1 << 0;
+/// [`Filter::flags`]: keep only hits from thread [`Filter::tid`].
+pub const FILTER_TID: u32 = 1 << 1;
+
+/// In-kernel filters, applied before anything is recorded (index 0 of the
+/// `FILTER` array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub flags: u32,
+    pub tid: u32,
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(size_of::<Filter>() == 24);
+
+/// Per-target, per-CPU counters (the `COUNTERS` per-CPU array, indexed by
+/// slot). `hits` counts every hit that passed the filters, so
+/// `hits == records delivered + dropped` always holds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Hits that passed the filters.
+    pub hits: u64,
+    /// Hits lost because the ring buffer was full.
+    pub dropped: u64,
+    /// Kernel stacks that could not be captured (the hit is still recorded).
+    pub kstack_errors: u64,
+    /// User stacks that could not be captured (the hit is still recorded).
+    pub ustack_errors: u64,
+    /// Hits rejected by the comm/tid filters.
+    pub filtered: u64,
+    /// Value reads that failed (the hit is recorded with `HIT_NO_VALUE`).
+    pub value_errors: u64,
+}
+const _: () = assert!(size_of::<Counters>() == 48);
+
+/// [`Hit::flags`]: the value could not be read.
+pub const HIT_NO_VALUE: u32 = 1 << 0;
+/// [`Hit::flags`]: the breakpoint fired in user mode (`ip` is a user address).
+pub const HIT_USER_MODE: u32 = 1 << 1;
+
+/// One breakpoint hit, as written to the `EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Hit {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// Instruction pointer at the hit. For an execute breakpoint, the target
+    /// itself; for a data watchpoint (a trap), the instruction after the access.
+    pub ip: u64,
+    /// The address the breakpoint is armed at.
+    pub addr: u64,
+    /// `len` bytes read at `addr` after the access (data targets), zero-extended.
+    pub value: u64,
+    /// For execute targets, the word at the stack pointer: the return
+    /// address when the breakpoint is at a function's first instruction.
+    /// A frame-pointer walk from there misses the immediate caller (the
+    /// callee has not pushed its frame yet), so userspace inserts it.
+    pub ret: u64,
+    /// x86-64 argument registers rdi, rsi, rdx, rcx, r8, r9 (execute targets).
+    pub args: [u64; 6],
+    /// `bpf_get_current_pid_tgid() >> 32`.
+    pub pid: u32,
+    /// `bpf_get_current_pid_tgid() as u32`.
+    pub tid: u32,
+    pub cpu: u32,
+    pub slot: u32,
+    /// `HIT_*` flags.
+    pub flags: u32,
+    /// Frames in `kstack` (0 when not captured).
+    pub kstack_len: u32,
+    /// Frames in `ustack` (0 when not captured).
+    pub ustack_len: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+    /// Kernel stack, innermost frame first.
+    pub kstack: [u64; MAX_STACK_DEPTH],
+    /// User stack, innermost frame first.
+    pub ustack: [u64; MAX_STACK_DEPTH],
+}
+const _: () = assert!(size_of::<Hit>() == 136 + 2 * 8 * MAX_STACK_DEPTH);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: each type is repr(C), Copy, made only of integers and integer
+    // arrays, and explicitly padded, so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::SlotConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Filter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Counters {}
+}

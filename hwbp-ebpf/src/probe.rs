@@ -1,0 +1,172 @@
+//! The breakpoint handler.
+
+use aya_ebpf::{
+    bindings::{BPF_F_USER_STACK, bpf_perf_event_data},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_probe_read_kernel_buf, bpf_probe_read_user_buf, generated::bpf_get_stack,
+    },
+    macros::{map, perf_event},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    programs::PerfEventContext,
+    EbpfContext as _,
+};
+use hwbp_common::{
+    Counters, Filter, Hit, FILTER_COMM, FILTER_TID, HIT_NO_VALUE, HIT_USER_MODE, MAX_SLOTS,
+    MAX_STACK_DEPTH, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_USTACK, SlotConfig,
+};
+
+/// Hits, in order per CPU. Sized by userspace (`--buffer-size`) at load time.
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Breakpoint address → target configuration.
+#[map(name = "SLOTS")]
+static SLOTS: HashMap<u64, SlotConfig> = HashMap::with_max_entries(MAX_SLOTS as u32, 0);
+
+/// Per-target, per-CPU counters: nothing is lost without being counted.
+#[map(name = "COUNTERS")]
+static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_SLOTS as u32, 0);
+
+/// comm/tid filters, index 0.
+#[map(name = "FILTER")]
+static FILTER: Array<Filter> = Array::with_max_entries(1, 0);
+
+/// Size in bytes of one stack array of [`Hit`].
+const STACK_BYTES: u32 = (MAX_STACK_DEPTH * 8) as u32;
+
+#[perf_event]
+pub fn hwbp(ctx: PerfEventContext) -> u32 {
+    try_hwbp(&ctx).unwrap_or(0)
+}
+
+/// The program's return value is ignored for breakpoint events that have no
+/// perf buffer; 0 also tells the kernel not to emit a perf sample.
+fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
+    // SAFETY: the kernel passes a valid bpf_perf_event_data to perf_event
+    // programs; the verifier rewrites these context reads.
+    let (addr, regs) = unsafe {
+        let data = ctx.ctx as *const bpf_perf_event_data;
+        ((*data).addr, (*data).regs)
+    };
+    // SAFETY: a read-only lookup of a plain-old-data value.
+    let Some(config) = (unsafe { SLOTS.get(&addr) }) else {
+        // Not ours (the map is filled before any event is enabled).
+        return Ok(0);
+    };
+    let config = *config;
+    let Some(counters) = COUNTERS.get_ptr_mut(config.slot) else {
+        return Ok(0);
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+
+    if let Some(filter) = FILTER.get(0) {
+        let rejected = (filter.flags & FILTER_TID != 0 && filter.tid != tid)
+            || (filter.flags & FILTER_COMM != 0 && filter.comm != comm);
+        if rejected {
+            // SAFETY: per-CPU slot of this CPU; programs on one CPU do not nest
+            // for the same perf event.
+            unsafe { (*counters).filtered += 1 };
+            return Ok(0);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { (*counters).hits += 1 };
+
+    let Some(mut entry) = EVENTS.reserve::<Hit>(0) else {
+        // SAFETY: as above.
+        unsafe { (*counters).dropped += 1 };
+        return Ok(0);
+    };
+    let hit = entry.as_mut_ptr();
+    let mut flags = 0u32;
+    // The user-mode bit of the code segment selector (CPL 3).
+    if regs.cs & 3 == 3 {
+        flags |= HIT_USER_MODE;
+    }
+
+    // SAFETY: `hit` points into a ring-buffer reservation of size_of::<Hit>()
+    // bytes that this program owns until submit/discard; every field is
+    // written before submit.
+    unsafe {
+        (*hit).ts_ns = bpf_ktime_get_ns();
+        (*hit).ip = regs.rip;
+        (*hit).addr = addr;
+        (*hit).pid = (pid_tgid >> 32) as u32;
+        (*hit).tid = tid;
+        (*hit).cpu = bpf_get_smp_processor_id();
+        (*hit).slot = config.slot;
+        (*hit).comm = comm;
+        (*hit)._pad = 0;
+
+        (*hit).args = [0; 6];
+        (*hit).ret = 0;
+        if config.flags & SLOT_EXECUTE != 0 {
+            (*hit).args = [regs.rdi, regs.rsi, regs.rdx, regs.rcx, regs.r8, regs.r9];
+            let mut ret = [0u8; 8];
+            let read = if flags & HIT_USER_MODE != 0 {
+                bpf_probe_read_user_buf(regs.rsp as *const u8, &mut ret)
+            } else {
+                bpf_probe_read_kernel_buf(regs.rsp as *const u8, &mut ret)
+            };
+            if read.is_ok() {
+                (*hit).ret = u64::from_le_bytes(ret);
+            }
+        }
+
+        (*hit).value = 0;
+        if config.flags & SLOT_EXECUTE == 0 {
+            let len = (config.len as usize).min(8);
+            let mut buf = [0u8; 8];
+            let dst = &mut buf[..len];
+            let read = if config.flags & SLOT_KERNEL != 0 {
+                bpf_probe_read_kernel_buf(addr as *const u8, dst)
+            } else {
+                bpf_probe_read_user_buf(addr as *const u8, dst)
+            };
+            match read {
+                Ok(()) => (*hit).value = u64::from_le_bytes(buf),
+                Err(_) => {
+                    flags |= HIT_NO_VALUE;
+                    (*counters).value_errors += 1;
+                }
+            }
+        } else {
+            flags |= HIT_NO_VALUE;
+        }
+
+        (*hit).kstack_len = 0;
+        if config.flags & SLOT_KSTACK != 0 {
+            let n = bpf_get_stack(
+                ctx.as_ptr(),
+                (*hit).kstack.as_mut_ptr().cast(),
+                STACK_BYTES,
+                0,
+            );
+            if n >= 0 {
+                (*hit).kstack_len = (n as u32) / 8;
+            } else {
+                (*counters).kstack_errors += 1;
+            }
+        }
+        (*hit).ustack_len = 0;
+        if config.flags & SLOT_USTACK != 0 {
+            let n = bpf_get_stack(
+                ctx.as_ptr(),
+                (*hit).ustack.as_mut_ptr().cast(),
+                STACK_BYTES,
+                BPF_F_USER_STACK as u64,
+            );
+            if n >= 0 {
+                (*hit).ustack_len = (n as u32) / 8;
+            } else {
+                (*counters).ustack_errors += 1;
+            }
+        }
+        (*hit).flags = flags;
+    }
+    entry.submit(0);
+    Ok(0)
+}

@@ -1,0 +1,354 @@
+//! Arming breakpoints: one perf event (PERF_TYPE_BREAKPOINT) per target and
+//! per CPU (system-wide) or per thread (one process), the BPF program
+//! attached to each, all or nothing.
+//!
+//! aya's `PerfEvent::attach` cannot be used: it sets `precise_ip = 2` and
+//! `sample_type = PERF_SAMPLE_RAW`, and the kernel then refuses with EPROTO a
+//! program that calls `bpf_get_stack` (perf_event_set_bpf_handler in
+//! kernel/events/core.c). So the events are opened here, with precise_ip 0,
+//! disabled, and the program attached with PERF_EVENT_IOC_SET_BPF.
+//!
+//! Every event is opened disabled and attached first; only when all of them
+//! succeeded are they enabled. On any failure everything already opened is
+//! closed, so a half-armed system-wide breakpoint never produces stray hits
+//! (the concern raised on LKML against ksym_tracer's rewrite).
+
+use std::{
+    fmt, fs, io,
+    os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+};
+
+use perf_event_open_sys::{self as sys, bindings::perf_event_attr};
+use thiserror::Error;
+
+use crate::{
+    resolve::{Breakpoint, Space},
+    target::Mode,
+};
+
+/// Debug registers an x86 CPU has for breakpoints (DR0-DR3).
+pub const X86_DEBUG_REGISTERS: usize = 4;
+
+/// Where the breakpoints are armed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every online CPU, every task (kernel targets only).
+    SystemWide { cpus: Vec<u32> },
+    /// The threads of one process, and (inherit) every thread or child they
+    /// create later.
+    Process { pid: i32, tids: Vec<i32> },
+}
+
+impl Scope {
+    pub fn system_wide() -> io::Result<Self> {
+        Ok(Self::SystemWide {
+            cpus: online_cpus()?,
+        })
+    }
+
+    pub fn process(pid: i32) -> io::Result<Self> {
+        let mut tids: Vec<i32> = fs::read_dir(format!("/proc/{pid}/task"))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        tids.sort_unstable();
+        Ok(Self::Process { pid, tids })
+    }
+}
+
+/// Where one event is armed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Cpu(u32),
+    Thread(i32),
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu(cpu) => write!(f, "CPU {cpu}"),
+            Self::Thread(tid) => write!(f, "thread {tid}"),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ArmError {
+    #[error("cannot arm `{target}` on {place}: {reason}")]
+    Open {
+        target: String,
+        place: Place,
+        errno: i32,
+        reason: String,
+    },
+    #[error("cannot attach the BPF program to `{target}` on {place}: {source}")]
+    Attach {
+        target: String,
+        place: Place,
+        source: io::Error,
+    },
+    #[error("cannot enable `{target}` on {place}: {source}; nothing was left armed")]
+    Enable {
+        target: String,
+        place: Place,
+        source: io::Error,
+    },
+}
+
+impl ArmError {
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Self::Open { errno, .. } => Some(*errno),
+            Self::Attach { source, .. } | Self::Enable { source, .. } => source.raw_os_error(),
+        }
+    }
+}
+
+struct Event {
+    fd: OwnedFd,
+}
+
+/// Armed breakpoints. Dropping disarms them (the kernel frees the debug
+/// registers when the last descriptor closes, even after SIGKILL).
+pub struct Armed {
+    events: Vec<Event>,
+    places: usize,
+}
+
+impl Armed {
+    /// Opens, attaches and enables every breakpoint at every place, or none.
+    pub fn arm(breakpoints: &[Breakpoint], scope: &Scope, program: BorrowedFd<'_>) -> Result<Self, ArmError> {
+        let places: Vec<Place> = match scope {
+            Scope::SystemWide { cpus } => cpus.iter().copied().map(Place::Cpu).collect(),
+            Scope::Process { tids, .. } => tids.iter().copied().map(Place::Thread).collect(),
+        };
+        let mut opened: Vec<(Event, &Breakpoint, Place)> = Vec::with_capacity(breakpoints.len() * places.len());
+        // Open and attach everything disabled; any error drops (closes) all.
+        for bp in breakpoints {
+            for &place in &places {
+                let fd = open(bp, place).map_err(|errno| ArmError::Open {
+                    target: bp.spec.text.clone(),
+                    place,
+                    errno,
+                    reason: explain(bp, errno, breakpoints.len()),
+                })?;
+                // SAFETY: both descriptors are open and owned for the duration
+                // of the call; SET_BPF only takes a reference on the program.
+                let rc = unsafe { sys::ioctls::SET_BPF(fd.as_raw_fd(), program.as_raw_fd() as u32) };
+                if rc < 0 {
+                    return Err(ArmError::Attach {
+                        target: bp.spec.text.clone(),
+                        place,
+                        source: io::Error::last_os_error(),
+                    });
+                }
+                opened.push((Event { fd }, bp, place));
+            }
+        }
+        for (event, bp, place) in &opened {
+            // SAFETY: an open perf event descriptor; ENABLE takes no pointer.
+            let rc = unsafe { sys::ioctls::ENABLE(event.fd.as_raw_fd(), 0) };
+            if rc < 0 {
+                let source = io::Error::last_os_error();
+                for (event, ..) in &opened {
+                    disable(event);
+                }
+                return Err(ArmError::Enable {
+                    target: bp.spec.text.clone(),
+                    place: *place,
+                    source,
+                });
+            }
+        }
+        Ok(Self {
+            events: opened.into_iter().map(|(event, ..)| event).collect(),
+            places: places.len(),
+        })
+    }
+
+    /// Number of perf events (breakpoints × places).
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// CPUs or threads armed.
+    pub fn places(&self) -> usize {
+        self.places
+    }
+
+    /// Stops every breakpoint; hits already in the ring buffer stay there.
+    pub fn disarm(&mut self) {
+        for event in &self.events {
+            disable(event);
+        }
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        self.disarm();
+    }
+}
+
+fn disable(event: &Event) {
+    // SAFETY: an open perf event descriptor; DISABLE takes no pointer.
+    let _ = unsafe { sys::ioctls::DISABLE(event.fd.as_raw_fd(), 0) };
+}
+
+fn attr(bp: &Breakpoint, place: Place) -> perf_event_attr {
+    let mut attr = perf_event_attr {
+        type_: sys::bindings::PERF_TYPE_BREAKPOINT,
+        size: size_of::<perf_event_attr>() as u32,
+        ..Default::default()
+    };
+    attr.bp_type = match bp.mode {
+        Mode::Execute => sys::bindings::HW_BREAKPOINT_X,
+        Mode::Write => sys::bindings::HW_BREAKPOINT_W,
+        Mode::ReadWrite => sys::bindings::HW_BREAKPOINT_RW,
+        Mode::Read => sys::bindings::HW_BREAKPOINT_R,
+    };
+    attr.__bindgen_anon_3.bp_addr = bp.addr;
+    attr.__bindgen_anon_4.bp_len = u64::from(bp.len);
+    // Every hit runs the program: a sample period of 1, no perf buffer.
+    attr.__bindgen_anon_1.sample_period = 1;
+    attr.set_disabled(1);
+    if let Place::Thread(_) = place {
+        // Threads and children created later get the breakpoint too.
+        attr.set_inherit(1);
+    }
+    if bp.space == Space::User && bp.mode == Mode::Execute {
+        // User code never runs in kernel mode.
+        attr.set_exclude_kernel(1);
+    }
+    attr
+}
+
+/// perf_event_open; Err(errno).
+fn open(bp: &Breakpoint, place: Place) -> Result<OwnedFd, i32> {
+    let mut attr = attr(bp, place);
+    let (pid, cpu) = match place {
+        Place::Cpu(cpu) => (-1, cpu as i32),
+        Place::Thread(tid) => (tid, -1),
+    };
+    // SAFETY: `attr` is a valid, initialised perf_event_attr whose size field
+    // matches the struct; the kernel only reads it (and may write back `size`).
+    let fd = unsafe {
+        sys::perf_event_open(&mut attr, pid, cpu, -1, sys::bindings::PERF_FLAG_FD_CLOEXEC as u64)
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+    }
+    // SAFETY: perf_event_open returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Turns the kernel's errno into what happened and what to do.
+fn explain(bp: &Breakpoint, errno: i32, requested: usize) -> String {
+    let err = io::Error::from_raw_os_error(errno);
+    match errno {
+        libc::ENOSPC => format!(
+            "no free debug register ({err}). x86 CPUs have {X86_DEBUG_REGISTERS} debug registers for breakpoints \
+             and this run asked for {requested}; {} Debuggers (gdb watch/hbreak), perf or other tracers may hold some: \
+             stop them or trace fewer targets at once",
+            if requested > X86_DEBUG_REGISTERS {
+                format!("at most {X86_DEBUG_REGISTERS} can be armed at once.")
+            } else {
+                "the others are in use.".to_owned()
+            }
+        ),
+        libc::EINVAL if bp.space == Space::Kernel && bp.mode == Mode::Execute => {
+            let cause = match kernel_option("CONFIG_KPROBES") {
+                Some(false) => "this kernel is built without CONFIG_KPROBES, and then x86 refuses execute \
+                                breakpoints on all kernel text"
+                    .to_owned(),
+                _ if kprobe_blacklisted(bp.addr) => format!(
+                    "`{}` is on the kprobe blacklist (/sys/kernel/debug/kprobes/blacklist): code that handles \
+                     debug exceptions must not trap itself",
+                    bp.symbol
+                ),
+                _ => "x86 refuses execute breakpoints on kernel text that kprobes may not probe (the kprobe \
+                      blacklist; all of it when the kernel lacks CONFIG_KPROBES)"
+                    .to_owned(),
+            };
+            format!(
+                "the kernel refused an execute breakpoint ({err}): {cause}. Data watchpoints (`:w`, `:rw`) on \
+                 kernel variables still work; `hwbp-trace doctor` checks this host"
+            )
+        }
+        libc::EINVAL => format!(
+            "the kernel refused the breakpoint ({err}): address {:#x}, length {}, mode {}. Check that the \
+             address is mapped and aligned to the length",
+            bp.addr, bp.len, bp.mode
+        ),
+        libc::EACCES | libc::EPERM => format!(
+            "permission denied ({err}): run as root, or grant CAP_PERFMON and CAP_BPF \
+             (kernel.perf_event_paranoid also applies)"
+        ),
+        libc::ESRCH => format!("the process or thread is gone ({err})"),
+        libc::ENOENT | libc::ENODEV | libc::EOPNOTSUPP => {
+            format!("this CPU or kernel has no hardware breakpoints ({err}; CONFIG_HAVE_HW_BREAKPOINT)")
+        }
+        _ => err.to_string(),
+    }
+}
+
+/// Reads an option from the running kernel's config, when a config file is
+/// installed (/boot/config-RELEASE).
+pub fn kernel_option(name: &str) -> Option<bool> {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let config = fs::read_to_string(format!("/boot/config-{}", release.trim())).ok()?;
+    let set = format!("{name}=y");
+    let unset = format!("# {name} is not set");
+    config.lines().find_map(|line| {
+        if line == set {
+            Some(true)
+        } else if line == unset {
+            Some(false)
+        } else {
+            None
+        }
+    })
+}
+
+fn kprobe_blacklisted(addr: u64) -> bool {
+    let Ok(list) = fs::read_to_string("/sys/kernel/debug/kprobes/blacklist") else {
+        return false;
+    };
+    list.lines().any(|line| {
+        let mut range = line.split_whitespace().next().unwrap_or("").split('-');
+        let parse = |s: Option<&str>| s.and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok());
+        matches!((parse(range.next()), parse(range.next())), (Some(start), Some(end)) if addr >= start && addr < end)
+    })
+}
+
+/// Online CPUs from /sys/devices/system/cpu/online ("0-3,5").
+pub fn online_cpus() -> io::Result<Vec<u32>> {
+    let text = fs::read_to_string("/sys/devices/system/cpu/online")?;
+    parse_cpu_list(text.trim()).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad CPU list `{text}`")))
+}
+
+fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<u32>().ok()?..=b.parse::<u32>().ok()?),
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    Some(cpus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0"), Some(vec![0]));
+        assert_eq!(parse_cpu_list("0-3,5,7-8"), Some(vec![0, 1, 2, 3, 5, 7, 8]));
+        assert_eq!(parse_cpu_list("x"), None);
+    }
+}

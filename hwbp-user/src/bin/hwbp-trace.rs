@@ -1,0 +1,173 @@
+//! `hwbp-trace`: the thin binary over the `hwbp` library.
+
+use std::{
+    io::IsTerminal as _,
+    os::unix::ffi::OsStrExt as _,
+    process::ExitCode,
+    sync::{Arc, Mutex},
+};
+
+use clap::Parser as _;
+use hwbp::{
+    arm::Scope,
+    cli::{Cli, Command, TraceArgs},
+    collect::Filters,
+    session::{self, Armament, Options},
+    stats::Stats,
+    trace::Summary,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbose = cli.trace.verbose;
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if verbose { "debug" } else { "warn" }))
+        .format_timestamp(None)
+        .init();
+    let result = match cli.command {
+        Some(Command::List(args)) => hwbp::list::run(&args.pattern, args.pid, args.binary.as_deref()).and_then(|n| {
+            if n == 0 {
+                anyhow::bail!(session::UsageError(format!("no symbol matches `{}`", args.pattern)));
+            }
+            Ok(())
+        }),
+        None => trace(cli.trace),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hwbp-trace: error: {err:#}");
+            if session::is_usage_error(&err) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn trace(args: TraceArgs) -> anyhow::Result<()> {
+    let TraceArgs {
+        targets,
+        pid,
+        outputs,
+        format,
+        quiet,
+        no_tui,
+        duration,
+        max_hits,
+        stack,
+        comm,
+        tid,
+        buffer_size,
+        verbose: _,
+        command,
+    } = args;
+    if targets.is_empty() {
+        anyhow::bail!(session::UsageError(
+            "name at least one TARGET, e.g. `hwbp-trace vfs_read` or `hwbp-trace counter -- ./app`; see --help".into()
+        ));
+    }
+    // The dashboard comes with its own issue; until then a terminal gets the
+    // headless lines too.
+    let _ = no_tui || !std::io::stdout().is_terminal();
+    let options = Options {
+        targets,
+        pid,
+        command,
+        outputs: outputs.into_iter().map(|p| (p, format)).collect(),
+        print_hits: !quiet,
+        duration,
+        max_hits,
+        stack,
+        filters: Filters {
+            comm: comm.map(|c| c.as_bytes().to_vec()),
+            tid,
+        },
+        buffer_size,
+        command_line: std::env::args().collect(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let summary = runtime.block_on(session::run(options, stats.clone(), |armed| {
+        eprintln!("{}", tracing_line(armed));
+    }))?;
+    eprint!("{}", summary_table(&summary));
+    Ok(())
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn tracing_line(armed: &Armament) -> String {
+    let targets = plural(armed.breakpoints.len(), "target", "targets");
+    let events = plural(armed.events, "breakpoint", "breakpoints");
+    let place = match &armed.scope {
+        Scope::SystemWide { cpus } => plural(cpus.len(), "CPU", "CPUs"),
+        Scope::Process { pid, tids } => format!("{} of process {pid}", plural(tids.len(), "thread", "threads")),
+    };
+    format!("Tracing {targets} ({events} on {place})... Hit Ctrl-C to end.")
+}
+
+fn summary_table(summary: &Summary) -> String {
+    let mut rows = vec![[
+        "TARGET".to_owned(),
+        "SYMBOL".to_owned(),
+        "ADDRESS".to_owned(),
+        "MODE".to_owned(),
+        "HITS".to_owned(),
+        "DROPPED".to_owned(),
+    ]];
+    for t in &summary.targets {
+        rows.push([
+            t.target.clone(),
+            t.symbol.clone(),
+            t.addr.clone(),
+            t.mode.clone(),
+            t.hits.to_string(),
+            t.dropped.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let mut out = String::from("\n");
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, w))| if i >= 4 { format!("{cell:>w$}") } else { format!("{cell:<w$}") })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "{} in {:.1} s ({}); lost: {}",
+        plural(summary.targets.iter().map(|t| t.hits as usize).sum(), "hit", "hits"),
+        summary.duration_s,
+        summary.end_reason,
+        summary.lost
+    ));
+    let filtered: u64 = summary.targets.iter().map(|t| t.filtered).sum();
+    let stack_errors: u64 = summary.targets.iter().map(|t| t.kstack_errors + t.ustack_errors).sum();
+    let after: u64 = summary.targets.iter().map(|t| t.after_limit).sum();
+    if filtered > 0 {
+        out.push_str(&format!("; filtered out: {filtered}"));
+    }
+    if stack_errors > 0 {
+        out.push_str(&format!("; stacks not captured: {stack_errors}"));
+    }
+    if after > 0 {
+        out.push_str(&format!("; not recorded after -n: {after}"));
+    }
+    if let Some(status) = summary.exit_status {
+        out.push_str(&format!("; command exited with status {status}"));
+    }
+    out.push('\n');
+    if summary.lost > 0 {
+        out.push_str("hwbp-trace: hits were lost because the ring buffer was full: raise --buffer-size\n");
+    }
+    out
+}

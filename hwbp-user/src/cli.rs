@@ -1,0 +1,132 @@
+//! The command line (clap). Kept in the library so that man pages and
+//! completions can be generated from the same definitions.
+
+use std::{ffi::OsString, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{collect::DEFAULT_BUFFER_SIZE, export::Format, session::StackMode, target::TargetSpec};
+
+const AFTER_HELP: &str = "\
+TARGET grammar:  [BINARY:]SYMBOL[+OFFSET] | 0xADDRESS, then optional :MODE and /LEN
+  MODE  x (execute), w (write), rw (read or write), r (read; not on x86);
+        ksym_tracer's --x, -w-, rw-, r-- work too
+  LEN   1, 2, 4 or 8 bytes (data targets)
+  Defaults: functions x, variables w; LEN = the variable's size if 1/2/4/8, else 8.
+
+Examples:
+  sudo hwbp-trace vfs_read                      who calls vfs_read, from where
+  sudo hwbp-trace pid_max:w -d 10               who writes pid_max, for 10 s
+  sudo hwbp-trace -o t.jsonl counter:rw -- ./app   watch a variable of a program
+  sudo hwbp-trace -p 1234 libc.so.6:malloc -n 100  the first 100 malloc calls
+
+Exit status: 0 traced, 1 runtime failure, 2 bad usage.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hwbp-trace",
+    version,
+    about = "Trace every execution of, or access to, a symbol with hardware breakpoints",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List symbols matching a pattern (substring; `*` and `?` wildcards).
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Substring or wildcard pattern, e.g. `pid_max` or `vfs_*`.
+    pub pattern: String,
+    /// Symbols of this process's executable and libraries instead of the kernel.
+    #[arg(short, long, conflicts_with = "binary")]
+    pub pid: Option<i32>,
+    /// Symbols of this ELF file instead of the kernel.
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// What to trace: see TARGET grammar below.
+    #[arg(value_name = "TARGET", value_parser = parse_target)]
+    pub targets: Vec<TargetSpec>,
+
+    /// Trace this process (and threads it creates); ends when it exits.
+    #[arg(short, long, value_name = "PID", conflicts_with = "command")]
+    pub pid: Option<i32>,
+
+    /// Write the trace to FILE (.jsonl, .txt); repeatable.
+    #[arg(short, long = "output", value_name = "FILE")]
+    pub outputs: Vec<PathBuf>,
+
+    /// Format of every -o file, instead of guessing from the extension.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    /// No per-hit lines, only the summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Print headless lines even on a terminal (no dashboard).
+    #[arg(long)]
+    pub no_tui: bool,
+
+    /// Stop after SECONDS (fractions allowed).
+    #[arg(short, long, value_name = "SECONDS", value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+
+    /// Stop after N hits.
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_hits: Option<u64>,
+
+    /// Stacks to record [default: kernel for kernel targets, user for user targets].
+    #[arg(long, value_enum)]
+    pub stack: Option<StackMode>,
+
+    /// Keep only hits from tasks with this comm (filtered in the kernel).
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<OsString>,
+
+    /// Keep only hits from this thread (filtered in the kernel).
+    #[arg(long, value_name = "TID")]
+    pub tid: Option<u32>,
+
+    /// Ring buffer size in bytes: a power of two.
+    #[arg(long, value_name = "BYTES", default_value_t = u64::from(DEFAULT_BUFFER_SIZE))]
+    pub buffer_size: u64,
+
+    /// More diagnostics on stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Command to start and trace: armed before its first instruction.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+fn parse_target(s: &str) -> Result<TargetSpec, String> {
+    s.parse::<TargetSpec>().map_err(|e| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds (e.g. 10 or 0.5)"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("`{s}`: the duration must be a positive number of seconds"));
+    }
+    if secs > 365.0 * 86400.0 {
+        return Err(format!("`{s}`: at most one year (31536000 s); leave -d out to trace until Ctrl-C"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}

@@ -1,0 +1,259 @@
+//! The BPF side seen from userspace: loading the program, filling its maps,
+//! reading hits from the ring buffer (tokio `AsyncFd`, never busy-polling)
+//! and the per-target counters.
+
+use std::{
+    io,
+    os::fd::{AsFd as _, BorrowedFd},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::PerfEvent,
+};
+use hwbp_common::{
+    COMM_LEN, Counters, FILTER_COMM, FILTER_TID, Filter, Hit, MAP_COUNTERS, MAP_EVENTS, MAP_FILTER, MAP_SLOTS,
+    MAX_SLOTS, PROGRAM, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_USTACK, SlotConfig,
+};
+use thiserror::Error;
+use tokio::io::unix::AsyncFd;
+
+use crate::{
+    resolve::{Breakpoint, Space},
+    target::Mode,
+};
+
+/// The BPF object built by hwbp-user/build.rs from hwbp-ebpf.
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hwbp"));
+
+/// Default ring buffer: 8 MiB holds ~3,800 hits with both stacks.
+pub const DEFAULT_BUFFER_SIZE: u32 = 8 << 20;
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error(
+        "--buffer-size {0}: the ring buffer must be a power of two of at least 4096 bytes (a page) \
+         and at most 1 GiB, e.g. 8388608 (8 MiB)"
+    )]
+    BufferSize(u64),
+    #[error("too many targets ({0}): hwbp handles at most {MAX_SLOTS} in one run")]
+    TooManyTargets(usize),
+    #[error("cannot load the BPF program: {0}. {hint}", hint = load_hint(.0))]
+    Load(String),
+    #[error("BPF map `{0}` is missing from the object (a build problem: rebuild hwbp-trace)")]
+    MissingMap(&'static str),
+    #[error("BPF map `{name}`: {reason}")]
+    Map { name: &'static str, reason: String },
+}
+
+fn load_hint(reason: &str) -> &'static str {
+    if reason.contains("Operation not permitted") || reason.contains("EPERM") {
+        "Run as root, or grant CAP_BPF and CAP_PERFMON"
+    } else if reason.contains("RINGBUF") || reason.contains("ringbuf") || reason.contains("Invalid argument") {
+        "hwbp needs BPF ring buffers (Linux 5.8 or later); `hwbp-trace doctor` checks this host"
+    } else {
+        "`hwbp-trace doctor` checks this host"
+    }
+}
+
+/// What the program should record for each hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackChoice {
+    pub kernel: bool,
+    pub user: bool,
+}
+
+/// Kernel-side filters (`--comm`, `--tid`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub comm: Option<Vec<u8>>,
+    pub tid: Option<u32>,
+}
+
+/// The loaded BPF program and its maps.
+pub struct Probe {
+    ebpf: Ebpf,
+    counters: PerCpuArray<MapData, Counters>,
+    slots: usize,
+}
+
+impl Probe {
+    /// Loads the program, with one slot per breakpoint.
+    pub fn load(
+        breakpoints: &[Breakpoint],
+        stacks: &[StackChoice],
+        filters: &Filters,
+        buffer_size: u64,
+    ) -> Result<Self, LoadError> {
+        if !buffer_size.is_power_of_two() || !(4096..=1 << 30).contains(&buffer_size) {
+            return Err(LoadError::BufferSize(buffer_size));
+        }
+        if breakpoints.len() > MAX_SLOTS {
+            return Err(LoadError::TooManyTargets(breakpoints.len()));
+        }
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_EVENTS, buffer_size as u32)
+            .load(BPF_OBJECT)
+            .map_err(|e| LoadError::Load(error_chain(&e)))?;
+        {
+            let program: &mut PerfEvent = ebpf
+                .program_mut(PROGRAM)
+                .ok_or_else(|| LoadError::Load(format!("program `{PROGRAM}` missing from the object")))?
+                .try_into()
+                .map_err(|e| LoadError::Load(error_chain(&e)))?;
+            program.load().map_err(|e| LoadError::Load(error_chain(&e)))?;
+        }
+        {
+            let map = ebpf.map_mut(MAP_SLOTS).ok_or(LoadError::MissingMap(MAP_SLOTS))?;
+            let mut slots: HashMap<_, u64, SlotConfig> = HashMap::try_from(map).map_err(|e| map_err(MAP_SLOTS, e))?;
+            for (i, (bp, stack)) in breakpoints.iter().zip(stacks).enumerate() {
+                let mut flags = 0;
+                if bp.space == Space::Kernel {
+                    flags |= SLOT_KERNEL;
+                }
+                if bp.mode == Mode::Execute {
+                    flags |= SLOT_EXECUTE;
+                }
+                if stack.kernel {
+                    flags |= SLOT_KSTACK;
+                }
+                if stack.user {
+                    flags |= SLOT_USTACK;
+                }
+                let config = SlotConfig {
+                    slot: i as u32,
+                    flags,
+                    len: u32::from(bp.len),
+                    _pad: 0,
+                };
+                slots.insert(bp.addr, config, 0).map_err(|e| map_err(MAP_SLOTS, e))?;
+            }
+        }
+        {
+            let map = ebpf.map_mut(MAP_FILTER).ok_or(LoadError::MissingMap(MAP_FILTER))?;
+            let mut array: Array<_, Filter> = Array::try_from(map).map_err(|e| map_err(MAP_FILTER, e))?;
+            let mut filter = Filter::default();
+            if let Some(comm) = &filters.comm {
+                filter.flags |= FILTER_COMM;
+                // The kernel's comm is at most 15 bytes and NUL-padded.
+                let n = comm.len().min(COMM_LEN - 1);
+                filter.comm[..n].copy_from_slice(&comm[..n]);
+            }
+            if let Some(tid) = filters.tid {
+                filter.flags |= FILTER_TID;
+                filter.tid = tid;
+            }
+            array.set(0, filter, 0).map_err(|e| map_err(MAP_FILTER, e))?;
+        }
+        let counters = ebpf.take_map(MAP_COUNTERS).ok_or(LoadError::MissingMap(MAP_COUNTERS))?;
+        let counters = PerCpuArray::try_from(counters).map_err(|e| map_err(MAP_COUNTERS, e))?;
+        Ok(Self {
+            ebpf,
+            counters,
+            slots: breakpoints.len(),
+        })
+    }
+
+    pub fn program_fd(&self) -> Result<BorrowedFd<'_>, LoadError> {
+        let program: &PerfEvent = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or_else(|| LoadError::Load(format!("program `{PROGRAM}` missing")))?
+            .try_into()
+            .map_err(|e| LoadError::Load(error_chain(&e)))?;
+        let fd = program.fd().map_err(|e| LoadError::Load(error_chain(&e)))?;
+        Ok(fd.as_fd())
+    }
+
+    /// The ring buffer, registered with tokio. Call once.
+    pub fn events(&mut self) -> Result<Events, LoadError> {
+        let map = self.ebpf.take_map(MAP_EVENTS).ok_or(LoadError::MissingMap(MAP_EVENTS))?;
+        let ring = RingBuf::try_from(map).map_err(|e| map_err(MAP_EVENTS, e))?;
+        // SAFETY: the RingBuf owns its map descriptor and always returns the
+        // same one from as_raw_fd; the AsyncFd owns the RingBuf.
+        let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| LoadError::Map {
+            name: MAP_EVENTS,
+            reason: e.to_string(),
+        })?;
+        Ok(Events { ring })
+    }
+
+    /// Counters per slot, summed over CPUs.
+    pub fn counters(&self) -> Vec<Counters> {
+        (0..self.slots as u32)
+            .map(|slot| {
+                self.counters
+                    .get(&slot, 0)
+                    .map(|per_cpu| {
+                        per_cpu.iter().fold(Counters::default(), |acc, c| Counters {
+                            hits: acc.hits + c.hits,
+                            dropped: acc.dropped + c.dropped,
+                            kstack_errors: acc.kstack_errors + c.kstack_errors,
+                            ustack_errors: acc.ustack_errors + c.ustack_errors,
+                            filtered: acc.filtered + c.filtered,
+                            value_errors: acc.value_errors + c.value_errors,
+                        })
+                    })
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+fn map_err(name: &'static str, e: impl std::error::Error) -> LoadError {
+    LoadError::Map {
+        name,
+        reason: error_chain(&e),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// The ring buffer of hits.
+pub struct Events {
+    ring: AsyncFd<RingBuf<MapData>>,
+}
+
+impl Events {
+    /// Waits until hits are available, then moves all of them into `out`.
+    pub async fn next_batch(&mut self, out: &mut Vec<Hit>) -> io::Result<()> {
+        let mut guard = self.ring.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        drain_into(ring, out);
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Takes whatever is in the buffer now, without waiting.
+    pub fn drain(&mut self, out: &mut Vec<Hit>) {
+        drain_into(self.ring.get_mut(), out);
+    }
+}
+
+fn drain_into(ring: &mut RingBuf<MapData>, out: &mut Vec<Hit>) {
+    while let Some(item) = ring.next() {
+        if let Some(hit) = decode(&item) {
+            out.push(hit);
+        }
+    }
+}
+
+/// Decodes one ring-buffer record; None if it is too short to be a [`Hit`].
+pub fn decode(bytes: &[u8]) -> Option<Hit> {
+    if bytes.len() < size_of::<Hit>() {
+        return None;
+    }
+    // SAFETY: the length was checked; Hit is repr(C) plain-old-data for which
+    // every bit pattern is valid; read_unaligned copes with any alignment.
+    Some(unsafe { bytes.as_ptr().cast::<Hit>().read_unaligned() })
+}

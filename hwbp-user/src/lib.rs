@@ -1,0 +1,21 @@
+//! hwbp: a hardware-breakpoint tracer. Name a kernel or user-space symbol;
+//! every time a CPU executes or touches it, a hardware breakpoint fires and
+//! a BPF program records who, where and what.
+//!
+//! The pipeline: [`target`] (grammar) → [`resolve`] (symbols, defaults,
+//! architecture rules) → [`collect`] (BPF program and maps) → [`arm`] (perf
+//! events, all or nothing) → ring buffer → [`symbolize`] → [`trace`]
+//! records → [`export`] files, [`stats`] and the frontends.
+
+pub mod arm;
+pub mod cli;
+pub mod collect;
+pub mod export;
+pub mod list;
+pub mod process;
+pub mod resolve;
+pub mod session;
+pub mod stats;
+pub mod symbolize;
+pub mod target;
+pub mod trace;

@@ -1,0 +1,654 @@
+//! From what the user wrote ([`TargetSpec`]) to what the CPU is armed with
+//! ([`Breakpoint`]): symbol lookup in the kernel (kallsyms) and in the traced
+//! process (its ELF files as mapped), defaults, and the architecture's rules.
+
+pub mod elf;
+pub mod kallsyms;
+pub mod maps;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use thiserror::Error;
+
+use crate::target::{Location, Mode, TargetSpec};
+pub use elf::ElfImage;
+pub use kallsyms::{Kallsyms, is_kernel_address};
+pub use maps::Mapping;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SymbolKind {
+    Function,
+    Object,
+    Unknown,
+}
+
+/// Which address space a breakpoint lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Space {
+    Kernel,
+    User,
+}
+
+/// A resolved target, ready to arm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Breakpoint {
+    pub spec: TargetSpec,
+    /// Where it points, as shown to the user: `pid_max`, `vfs_read+0x10`,
+    /// or the address when no symbol covers it.
+    pub symbol: String,
+    /// Kernel module or ELF file holding the symbol.
+    pub object: Option<String>,
+    pub kind: SymbolKind,
+    pub addr: u64,
+    pub mode: Mode,
+    /// Bytes covered (8 for execute breakpoints: x86 wants sizeof(long)).
+    pub len: u8,
+    pub space: Space,
+    /// At the first instruction of a function (the caller's return address
+    /// is then at the stack pointer).
+    pub at_entry: bool,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ResolveError {
+    #[error("unknown symbol `{name}` in {place}{}", did_you_mean(.suggestions))]
+    UnknownSymbol {
+        name: String,
+        place: String,
+        suggestions: Vec<String>,
+    },
+    #[error(
+        "ambiguous symbol `{name}`: {} candidates:\n{}\nname one by address (e.g. `{}`)",
+        .candidates.len(),
+        .candidates.iter().map(|(a, m)| format!("  {a:#x} {m}")).collect::<Vec<_>>().join("\n"),
+        .candidates.first().map(|(a, _)| format!("{a:#x}")).unwrap_or_default()
+    )]
+    Ambiguous {
+        name: String,
+        candidates: Vec<(u64, String)>,
+    },
+    #[error("`{0}` names a file of a process: add -p PID or -- CMD so hwbp knows which process")]
+    NeedsProcess(String),
+    #[error("`{binary}` is not mapped in process {pid}; mapped files are:\n{}", .mapped.join("\n"))]
+    NotMapped {
+        binary: String,
+        pid: i32,
+        mapped: Vec<String>,
+    },
+    #[error("cannot read ELF file {}: {reason}", .path.display())]
+    Elf { path: PathBuf, reason: String },
+    #[error("cannot read /proc/kallsyms: {0}; run as root (hwbp needs CAP_SYSLOG to see kernel addresses)")]
+    Kallsyms(String),
+    #[error("/proc/kallsyms shows every address as 0: run as root, or lower kernel.kptr_restrict")]
+    KallsymsRestricted,
+    #[error("cannot read the memory map of process {pid}: {reason}; does it exist and are you root?")]
+    Process { pid: i32, reason: String },
+    #[error(
+        "`{0}`: x86 debug registers have no read-only watchpoints; use `:rw` (read or write) instead"
+    )]
+    ReadOnly(String),
+    #[error("`{target}`: a length is for data watchpoints only; execute breakpoints cover one instruction")]
+    LenForExecute { target: String },
+    #[error(
+        "`{target}`: address {addr:#x} is not aligned to {len} bytes, which x86 debug registers require; \
+         use a smaller /LEN or an aligned offset"
+    )]
+    Misaligned { target: String, addr: u64, len: u8 },
+    #[error("`{target}`: offset {offset:#x} is beyond the end of `{symbol}` ({size} bytes)")]
+    OffsetBeyond {
+        target: String,
+        symbol: String,
+        offset: u64,
+        size: u64,
+    },
+    #[error("`{target}` and `{other}` both arm {addr:#x}: name each address once")]
+    Duplicate {
+        target: String,
+        other: String,
+        addr: u64,
+    },
+    #[error("`{target}` is a kernel address: user-space addresses are below 0x800000000000; with neither -p nor --, only kernel targets can be armed")]
+    UserAddressWithoutProcess { target: String },
+}
+
+fn did_you_mean(suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        "; `hwbp-trace list PATTERN` lists symbols".to_owned()
+    } else {
+        format!("; did you mean: {}?", suggestions.join(", "))
+    }
+}
+
+/// Up to `max` names close to `name` (Jaro-Winkler, then edit distance).
+pub(crate) fn suggest<'a>(names: impl Iterator<Item = &'a str>, name: &str, max: usize) -> Vec<String> {
+    let mut scored: Vec<(f64, &str)> = names
+        .filter(|n| n.len().abs_diff(name.len()) <= 4)
+        .map(|n| (strsim::jaro_winkler(n, name), n))
+        .filter(|(score, _)| *score > 0.85)
+        .collect();
+    scored.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| strsim::levenshtein(a.1, name).cmp(&strsim::levenshtein(b.1, name)))
+            .then_with(|| a.1.cmp(b.1))
+    });
+    let mut out: Vec<String> = Vec::new();
+    for (_, n) in scored {
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_owned());
+        }
+        if out.len() == max {
+            break;
+        }
+    }
+    out
+}
+
+/// A process's ELF files as mapped, loaded on demand.
+pub struct ProcessImage {
+    pub pid: i32,
+    pub maps: Vec<Mapping>,
+    /// The main executable (resolved /proc/PID/exe).
+    pub exe: Option<PathBuf>,
+    images: HashMap<PathBuf, Arc<ElfImage>>,
+}
+
+impl ProcessImage {
+    pub fn open(pid: i32) -> Result<Self, ResolveError> {
+        let maps = maps::read_maps(pid).map_err(|e| ResolveError::Process {
+            pid,
+            reason: e.to_string(),
+        })?;
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        Ok(Self {
+            pid,
+            maps,
+            exe,
+            images: HashMap::new(),
+        })
+    }
+
+    /// Mapped files, main executable first.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = maps::mapped_files(&self.maps);
+        if let Some(exe) = &self.exe
+            && let Some(i) = files.iter().position(|f| f == exe)
+        {
+            let exe = files.remove(i);
+            files.insert(0, exe);
+        }
+        files
+    }
+
+    pub fn image(&mut self, path: &Path) -> Result<Arc<ElfImage>, ResolveError> {
+        if let Some(image) = self.images.get(path) {
+            return Ok(image.clone());
+        }
+        // Open through the process's root so that containers work.
+        let in_root = PathBuf::from(format!("/proc/{}/root{}", self.pid, path.display()));
+        let image = Arc::new(ElfImage::load(&in_root).or_else(|_| ElfImage::load(path))?);
+        self.images.insert(path.to_owned(), image.clone());
+        Ok(image)
+    }
+
+    /// Runtime address of a link-time address of `path` in this process.
+    pub fn runtime_address(&self, path: &Path, image: &ElfImage, vaddr: u64) -> Option<u64> {
+        let offset = image.vaddr_to_file_offset(vaddr)?;
+        self.maps
+            .iter()
+            .filter(|m| m.path.as_deref() == Some(path))
+            .find(|m| offset >= m.offset && offset < m.offset + (m.end - m.start))
+            .map(|m| m.start + (offset - m.offset))
+    }
+
+    /// The mapping holding a runtime address.
+    pub fn mapping(&self, addr: u64) -> Option<&Mapping> {
+        self.maps.iter().find(|m| addr >= m.start && addr < m.end)
+    }
+
+    fn match_binary(&self, binary: &Path) -> Option<PathBuf> {
+        let files = self.files();
+        if let Some(f) = files.iter().find(|f| f.as_path() == binary) {
+            return Some(f.clone());
+        }
+        if let Ok(canon) = std::fs::canonicalize(binary)
+            && let Some(f) = files.iter().find(|f| **f == canon)
+        {
+            return Some(f.clone());
+        }
+        let want = binary.file_name()?.to_str()?;
+        files
+            .iter()
+            .find(|f| f.file_name().and_then(|n| n.to_str()) == Some(want))
+            .or_else(|| {
+                files.iter().find(|f| {
+                    f.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&format!("{want}.so")) || n.starts_with(&format!("{want}-")))
+                })
+            })
+            .cloned()
+    }
+}
+
+/// Resolves targets against the kernel and, when given, one process.
+pub struct Resolver {
+    kallsyms: Option<Arc<Kallsyms>>,
+    process: Option<ProcessImage>,
+}
+
+impl Resolver {
+    pub fn new(process: Option<ProcessImage>) -> Self {
+        Self {
+            kallsyms: None,
+            process,
+        }
+    }
+
+    pub fn with_kallsyms(mut self, kallsyms: Arc<Kallsyms>) -> Self {
+        self.kallsyms = Some(kallsyms);
+        self
+    }
+
+    pub fn kallsyms(&mut self) -> Result<Arc<Kallsyms>, ResolveError> {
+        if let Some(k) = &self.kallsyms {
+            return Ok(k.clone());
+        }
+        let k = Kallsyms::load().map_err(|e| ResolveError::Kallsyms(e.to_string()))?;
+        if k.is_restricted() {
+            return Err(ResolveError::KallsymsRestricted);
+        }
+        let k = Arc::new(k);
+        self.kallsyms = Some(k.clone());
+        Ok(k)
+    }
+
+    pub fn process(&self) -> Option<&ProcessImage> {
+        self.process.as_ref()
+    }
+
+    pub fn into_process(self) -> Option<ProcessImage> {
+        self.process
+    }
+
+    /// Resolves every target; fails on the first bad one, or on two
+    /// targets arming the same address.
+    pub fn resolve_all(&mut self, specs: &[TargetSpec]) -> Result<Vec<Breakpoint>, ResolveError> {
+        let mut out: Vec<Breakpoint> = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let bp = self.resolve(spec)?;
+            if let Some(other) = out.iter().find(|o| o.addr == bp.addr && o.space == bp.space) {
+                return Err(ResolveError::Duplicate {
+                    target: bp.spec.text,
+                    other: other.spec.text.clone(),
+                    addr: bp.addr,
+                });
+            }
+            out.push(bp);
+        }
+        Ok(out)
+    }
+
+    pub fn resolve(&mut self, spec: &TargetSpec) -> Result<Breakpoint, ResolveError> {
+        let found = self.locate(spec)?;
+        finish(spec, found)
+    }
+
+    fn locate(&mut self, spec: &TargetSpec) -> Result<Found, ResolveError> {
+        match (&spec.location, &spec.binary) {
+            (Location::Address(addr), _) => self.locate_address(spec, *addr),
+            (Location::Symbol { name, offset }, Some(binary)) => {
+                let Some(process) = self.process.as_mut() else {
+                    return Err(ResolveError::NeedsProcess(spec.text.clone()));
+                };
+                let path = process.match_binary(binary).ok_or_else(|| ResolveError::NotMapped {
+                    binary: binary.display().to_string(),
+                    pid: process.pid,
+                    mapped: process.files().iter().map(|f| format!("  {}", f.display())).collect(),
+                })?;
+                self.locate_in_file(&path, name, *offset)?.ok_or_else(|| {
+                    let suggestions = self
+                        .process
+                        .as_mut()
+                        .and_then(|p| p.image(&path).ok())
+                        .map(|image| image.suggest(name, 5))
+                        .unwrap_or_default();
+                    ResolveError::UnknownSymbol {
+                        name: name.clone(),
+                        place: path.display().to_string(),
+                        suggestions,
+                    }
+                })
+            }
+            (Location::Symbol { name, offset }, None) => {
+                if let Some(process) = &self.process {
+                    for path in process.files() {
+                        if let Some(found) = self.locate_in_file(&path, name, *offset)? {
+                            return Ok(found);
+                        }
+                    }
+                }
+                self.locate_kernel(spec, name, *offset)
+            }
+        }
+    }
+
+    fn locate_in_file(&mut self, path: &Path, name: &str, offset: u64) -> Result<Option<Found>, ResolveError> {
+        let Some(process) = self.process.as_mut() else {
+            return Ok(None);
+        };
+        let Ok(image) = process.image(path) else {
+            // Files that are not ELF (fonts, locale archives) hold no symbols.
+            return Ok(None);
+        };
+        let candidates = image.lookup(name);
+        let sym = match candidates.as_slice() {
+            [] => return Ok(None),
+            [one] => *one,
+            many => {
+                return Err(ResolveError::Ambiguous {
+                    name: name.to_owned(),
+                    candidates: many
+                        .iter()
+                        .map(|s| {
+                            let addr = process.runtime_address(path, &image, s.addr).unwrap_or(s.addr);
+                            (addr, path.display().to_string())
+                        })
+                        .collect(),
+                });
+            }
+        };
+        let Some(addr) = process.runtime_address(path, &image, sym.addr) else {
+            return Ok(None);
+        };
+        Ok(Some(Found {
+            name: sym.display.clone(),
+            object: Some(path.display().to_string()),
+            kind: sym.kind,
+            base: addr,
+            size: sym.size,
+            offset,
+            space: Space::User,
+        }))
+    }
+
+    fn locate_kernel(&mut self, spec: &TargetSpec, name: &str, offset: u64) -> Result<Found, ResolveError> {
+        let kallsyms = self.kallsyms()?;
+        let candidates = kallsyms.lookup(name);
+        let sym = match candidates.as_slice() {
+            [] => {
+                let place = match &self.process {
+                    Some(p) => format!("process {} or the kernel", p.pid),
+                    None => "the kernel (/proc/kallsyms)".to_owned(),
+                };
+                let mut suggestions = kallsyms.suggest(name, 5);
+                if let Some(process) = self.process.as_mut()
+                    && let Some(exe) = process.files().first().cloned()
+                    && let Ok(image) = process.image(&exe)
+                {
+                    let mut user = image.suggest(name, 5);
+                    user.append(&mut suggestions);
+                    user.truncate(5);
+                    suggestions = user;
+                }
+                let _ = spec;
+                return Err(ResolveError::UnknownSymbol {
+                    name: name.to_owned(),
+                    place,
+                    suggestions,
+                });
+            }
+            [one] => *one,
+            many => {
+                return Err(ResolveError::Ambiguous {
+                    name: name.to_owned(),
+                    candidates: many
+                        .iter()
+                        .map(|s| (s.addr, s.module.clone().map(|m| format!("[{m}]")).unwrap_or_else(|| "[kernel]".into())))
+                        .collect(),
+                });
+            }
+        };
+        Ok(Found {
+            name: sym.name.clone(),
+            object: sym.module.clone(),
+            kind: sym.kind,
+            base: sym.addr,
+            size: sym.size,
+            offset,
+            space: Space::Kernel,
+        })
+    }
+
+    fn locate_address(&mut self, spec: &TargetSpec, addr: u64) -> Result<Found, ResolveError> {
+        if is_kernel_address(addr) {
+            let kallsyms = self.kallsyms()?;
+            return Ok(match kallsyms.symbolize(addr) {
+                Some((sym, off)) => Found {
+                    name: sym.name.clone(),
+                    object: sym.module.clone(),
+                    kind: sym.kind,
+                    base: sym.addr,
+                    size: 0,
+                    offset: off,
+                    space: Space::Kernel,
+                },
+                None => Found::raw(addr, Space::Kernel),
+            });
+        }
+        let Some(process) = self.process.as_mut() else {
+            return Err(ResolveError::UserAddressWithoutProcess {
+                target: spec.text.clone(),
+            });
+        };
+        let Some(path) = process.mapping(addr).and_then(|m| m.path.clone()) else {
+            return Ok(Found::raw(addr, Space::User));
+        };
+        let Ok(image) = process.image(&path) else {
+            return Ok(Found::raw(addr, Space::User));
+        };
+        let vaddr = process
+            .mapping(addr)
+            .and_then(|m| image.file_offset_to_vaddr(addr - m.start + m.offset));
+        Ok(match vaddr.and_then(|v| image.symbolize(v)) {
+            Some((sym, off)) => Found {
+                name: sym.display.clone(),
+                object: Some(path.display().to_string()),
+                kind: sym.kind,
+                base: addr - off,
+                size: 0,
+                offset: off,
+                space: Space::User,
+            },
+            None => Found::raw(addr, Space::User),
+        })
+    }
+}
+
+/// A located symbol before defaults and checks.
+struct Found {
+    name: String,
+    object: Option<String>,
+    kind: SymbolKind,
+    /// Start of the symbol.
+    base: u64,
+    /// Size of the symbol; 0 when unknown or not to be checked.
+    size: u64,
+    offset: u64,
+    space: Space,
+}
+
+impl Found {
+    fn raw(addr: u64, space: Space) -> Self {
+        Self {
+            name: format!("{addr:#x}"),
+            object: None,
+            kind: SymbolKind::Unknown,
+            base: addr,
+            size: 0,
+            offset: 0,
+            space,
+        }
+    }
+}
+
+/// Applies defaults (functions → x, objects → w; LEN = the symbol's size when
+/// it is 1, 2, 4 or 8, else 8) and the x86 rules.
+fn finish(spec: &TargetSpec, found: Found) -> Result<Breakpoint, ResolveError> {
+    let Found {
+        name,
+        object,
+        kind,
+        base,
+        size,
+        offset,
+        space,
+    } = found;
+    if size > 0 && offset >= size {
+        return Err(ResolveError::OffsetBeyond {
+            target: spec.text.clone(),
+            symbol: name,
+            offset,
+            size,
+        });
+    }
+    let addr = base.wrapping_add(offset);
+    let mode = spec.mode.unwrap_or(match kind {
+        SymbolKind::Function => Mode::Execute,
+        SymbolKind::Object | SymbolKind::Unknown => Mode::Write,
+    });
+    if mode == Mode::Read && cfg!(target_arch = "x86_64") {
+        return Err(ResolveError::ReadOnly(spec.text.clone()));
+    }
+    let len = if mode == Mode::Execute {
+        if spec.len.is_some() {
+            return Err(ResolveError::LenForExecute {
+                target: spec.text.clone(),
+            });
+        }
+        // x86 execute breakpoints must have bp_len == sizeof(long)
+        // (arch/x86/kernel/hw_breakpoint.c, arch_build_bp_info).
+        8
+    } else {
+        spec.len.unwrap_or({
+            let remaining = size.saturating_sub(offset);
+            match remaining {
+                1 | 2 | 4 | 8 => remaining as u8,
+                _ => 8,
+            }
+        })
+    };
+    if mode.is_data() && addr % u64::from(len) != 0 {
+        return Err(ResolveError::Misaligned {
+            target: spec.text.clone(),
+            addr,
+            len,
+        });
+    }
+    let symbol = match (offset, kind) {
+        (_, SymbolKind::Unknown) if name.starts_with("0x") => name,
+        (0, _) => name,
+        (off, _) => format!("{name}+{off:#x}"),
+    };
+    Ok(Breakpoint {
+        spec: spec.clone(),
+        symbol,
+        object,
+        at_entry: kind == SymbolKind::Function && offset == 0,
+        kind,
+        addr,
+        mode,
+        len,
+        space,
+    })
+}
+
+impl fmt::Display for Breakpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({:#x}, {}", self.symbol, self.addr, self.mode)?;
+        if self.mode.is_data() {
+            write!(f, "/{}", self.len)?;
+        }
+        f.write_str(")")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KALLSYMS: &str = "\
+ffffffff81234560 T vfs_read
+ffffffff81234800 T vfs_write
+ffffffff81234900 t dup_fn
+ffffffff81234a00 t dup_fn
+ffffffff82a00000 D pid_max
+ffffffff82a00004 D pid_max_min
+ffffffff82a00008 D big_table
+ffffffff82a00108 b flag
+ffffffff82a00109 b flag2
+";
+
+    fn resolver() -> Resolver {
+        Resolver::new(None).with_kallsyms(Arc::new(Kallsyms::parse(KALLSYMS)))
+    }
+
+    fn resolve(s: &str) -> Result<Breakpoint, ResolveError> {
+        resolver().resolve(&s.parse().expect("parse"))
+    }
+
+    #[test]
+    fn defaults_by_kind() {
+        let bp = resolve("vfs_read").expect("vfs_read");
+        assert_eq!((bp.addr, bp.mode, bp.len, bp.space), (0xffffffff81234560, Mode::Execute, 8, Space::Kernel));
+        let bp = resolve("pid_max").expect("pid_max");
+        assert_eq!((bp.mode, bp.len), (Mode::Write, 4));
+        let bp = resolve("flag").expect("flag");
+        assert_eq!((bp.mode, bp.len), (Mode::Write, 1));
+        // Sizes other than 1/2/4/8 default to 8.
+        let bp = resolve("big_table").expect("big_table");
+        assert_eq!(bp.len, 8);
+        let bp = resolve("pid_max:rw-").expect("rw-");
+        assert_eq!(bp.mode, Mode::ReadWrite);
+    }
+
+    #[test]
+    fn offsets_and_addresses() {
+        let bp = resolve("vfs_read+0x10").expect("offset");
+        assert_eq!((bp.addr, bp.symbol.as_str()), (0xffffffff81234570, "vfs_read+0x10"));
+        let bp = resolve("0xffffffff82a00000").expect("address");
+        assert_eq!((bp.symbol.as_str(), bp.mode, bp.len), ("pid_max", Mode::Write, 8));
+        let bp = resolve("0xffffffff81234561:x").expect("address in function");
+        assert_eq!(bp.symbol, "vfs_read+0x1");
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(
+            resolve("vfs_raed"),
+            Err(ResolveError::UnknownSymbol { suggestions, .. }) if suggestions.first().map(String::as_str) == Some("vfs_read")
+        ));
+        assert!(matches!(resolve("dup_fn"), Err(ResolveError::Ambiguous { candidates, .. }) if candidates.len() == 2));
+        assert!(matches!(resolve("pid_max:r"), Err(ResolveError::ReadOnly(_))));
+        assert!(matches!(resolve("pid_max+1/4"), Err(ResolveError::Misaligned { .. })));
+        assert!(matches!(resolve("pid_max+4"), Err(ResolveError::OffsetBeyond { .. })));
+        assert!(matches!(resolve("vfs_read/4"), Err(ResolveError::LenForExecute { .. })));
+        assert!(matches!(resolve("app:main"), Err(ResolveError::NeedsProcess(_))));
+        assert!(matches!(resolve("0x401000"), Err(ResolveError::UserAddressWithoutProcess { .. })));
+        let specs: Vec<TargetSpec> = ["pid_max", "0xffffffff82a00000"].iter().map(|s| s.parse().expect("parse")).collect();
+        assert!(matches!(resolver().resolve_all(&specs), Err(ResolveError::Duplicate { .. })));
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let msg = resolve("pid_max:r").expect_err("read-only").to_string();
+        assert!(msg.contains(":rw"), "{msg}");
+        let msg = resolve("dup_fn").expect_err("ambiguous").to_string();
+        assert!(msg.contains("0xffffffff81234900") && msg.contains("0xffffffff81234a00"), "{msg}");
+    }
+}

@@ -1,0 +1,506 @@
+//! One tracing run, from command line to summary: open outputs, start or
+//! find the process, resolve, load, arm (all or nothing), collect until the
+//! end condition, then disarm, drain and summarize. Nothing recorded before
+//! the stop is lost.
+
+use std::{
+    ffi::OsString,
+    fs,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, bail};
+use hwbp_common::{Counters, HIT_NO_VALUE, Hit};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    time::sleep,
+};
+
+use crate::{
+    arm::{Armed, Scope},
+    collect::{Filters, Probe, StackChoice},
+    export::{Export, Format},
+    process::{ExitWatch, Launched, ProcessError},
+    resolve::{Breakpoint, ProcessImage, Resolver, Space},
+    stats::Stats,
+    symbolize::Symbolizer,
+    target::{Mode, TargetSpec},
+    trace::{Arg, Header, HitRecord, Summary, TargetInfo, TargetSummary, FORMAT_VERSION},
+};
+
+/// Which stacks to capture (`--stack`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StackMode {
+    None,
+    Kernel,
+    User,
+    Both,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub targets: Vec<TargetSpec>,
+    pub pid: Option<i32>,
+    /// `-- CMD ARGS`.
+    pub command: Vec<OsString>,
+    pub outputs: Vec<(PathBuf, Option<Format>)>,
+    /// Print a line per hit on stdout.
+    pub print_hits: bool,
+    pub duration: Option<Duration>,
+    pub max_hits: Option<u64>,
+    pub stack: Option<StackMode>,
+    pub filters: Filters,
+    pub buffer_size: u64,
+    /// For the trace header.
+    pub command_line: Vec<String>,
+}
+
+/// Shared with a frontend (the dashboard) that reads it on its own clock.
+pub type SharedStats = Arc<Mutex<Stats>>;
+
+/// What the run armed, for frontends.
+#[derive(Clone, Debug)]
+pub struct Armament {
+    pub breakpoints: Vec<Breakpoint>,
+    pub events: usize,
+    pub places: usize,
+    pub scope: Scope,
+}
+
+const SYSCTL_RELEASE: &str = "/proc/sys/kernel/osrelease";
+const SYSCTL_HOSTNAME: &str = "/proc/sys/kernel/hostname";
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the local timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Runs a session; `on_armed` is called once everything is armed (the
+/// `Tracing` line or the dashboard's start).
+pub async fn run(
+    options: Options,
+    stats: SharedStats,
+    on_armed: impl FnOnce(&Armament),
+) -> Result<Summary> {
+    let Options {
+        targets,
+        pid,
+        command,
+        outputs,
+        print_hits,
+        duration,
+        max_hits,
+        stack,
+        filters,
+        buffer_size,
+        command_line,
+    } = options;
+    if targets.is_empty() {
+        bail!(crate::target::TargetError::Empty);
+    }
+    if pid.is_some() && !command.is_empty() {
+        bail!(UsageError("-p and -- CMD exclude each other: trace a running process or start one".into()));
+    }
+    if let Some(0) = max_hits {
+        bail!(UsageError("-n 0 would record nothing: give a positive number of hits".into()));
+    }
+
+    // Outputs first: a bad path fails before anything is armed.
+    let mut exports = outputs
+        .iter()
+        .map(|(path, format)| Export::create(path, *format))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // The process: started stopped at its entry point, or found.
+    let mut launched = match command.is_empty() {
+        true => None,
+        false => Some(Launched::start(&command)?),
+    };
+    let traced_pid = launched.as_ref().map(|l| l.pid).or(pid);
+    let exit_watch = match traced_pid {
+        Some(pid) => Some(ExitWatch::new(pid)?),
+        None => None,
+    };
+
+    let result = arm_and_trace(
+        &targets,
+        traced_pid,
+        &mut launched,
+        exit_watch.as_ref(),
+        &mut exports,
+        TraceSettings {
+            print_hits,
+            duration,
+            max_hits,
+            stack,
+            filters,
+            buffer_size,
+            command_line,
+        },
+        stats,
+        on_armed,
+    )
+    .await;
+    if result.is_err()
+        && let Some(child) = launched.as_mut()
+    {
+        child.kill();
+    }
+    result
+}
+
+struct TraceSettings {
+    print_hits: bool,
+    duration: Option<Duration>,
+    max_hits: Option<u64>,
+    stack: Option<StackMode>,
+    filters: Filters,
+    buffer_size: u64,
+    command_line: Vec<String>,
+}
+
+/// A usage error (exit status 2) that is not a typed parse error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+#[expect(clippy::too_many_arguments, reason = "one call site; the pieces have different lifetimes")]
+async fn arm_and_trace(
+    targets: &[TargetSpec],
+    traced_pid: Option<i32>,
+    launched: &mut Option<Launched>,
+    exit_watch: Option<&ExitWatch>,
+    exports: &mut [Export],
+    settings: TraceSettings,
+    stats: SharedStats,
+    on_armed: impl FnOnce(&Armament),
+) -> Result<Summary> {
+    let TraceSettings {
+        print_hits,
+        duration,
+        max_hits,
+        stack,
+        filters,
+        buffer_size,
+        command_line,
+    } = settings;
+
+    let process = match traced_pid {
+        Some(pid) => Some(ProcessImage::open(pid)?),
+        None => None,
+    };
+    let mut resolver = Resolver::new(process);
+    let breakpoints = resolver.resolve_all(targets)?;
+
+    let stacks: Vec<StackChoice> = breakpoints
+        .iter()
+        .map(|bp| match stack {
+            Some(StackMode::None) => StackChoice { kernel: false, user: false },
+            Some(StackMode::Kernel) => StackChoice { kernel: true, user: false },
+            Some(StackMode::User) => StackChoice { kernel: false, user: true },
+            Some(StackMode::Both) => StackChoice { kernel: true, user: true },
+            None => StackChoice {
+                kernel: bp.space == Space::Kernel,
+                user: bp.space == Space::User,
+            },
+        })
+        .collect();
+    // Kernel names are needed for kernel targets and kernel stacks only.
+    let needs_kernel_names = breakpoints.iter().any(|bp| bp.space == Space::Kernel)
+        || stacks.iter().any(|s| s.kernel);
+    let kallsyms = if needs_kernel_names { Some(resolver.kallsyms()?) } else { None };
+
+    let mut probe = Probe::load(&breakpoints, &stacks, &filters, buffer_size)?;
+    let mut events = probe.events()?;
+    let scope = match traced_pid {
+        Some(pid) => Scope::process(pid).with_context(|| format!("listing the threads of process {pid}"))?,
+        None => Scope::system_wide().context("listing online CPUs")?,
+    };
+    let mut armed = Armed::arm(&breakpoints, &scope, probe.program_fd()?)?;
+
+    let start_monotonic_ns = monotonic_ns();
+    let started = Instant::now();
+    let header = Header {
+        format_version: FORMAT_VERSION,
+        tool: format!("hwbp-trace {}", env!("CARGO_PKG_VERSION")),
+        kernel_release: fs::read_to_string(SYSCTL_RELEASE).unwrap_or_default().trim().to_owned(),
+        hostname: fs::read_to_string(SYSCTL_HOSTNAME).unwrap_or_default().trim().to_owned(),
+        start_unix_s: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        start_monotonic_ns,
+        command_line,
+        targets: breakpoints.iter().map(target_info).collect(),
+    };
+    for export in exports.iter_mut() {
+        export.header(&header);
+    }
+
+    if let Ok(mut s) = stats.lock() {
+        *s = Stats::new(breakpoints.len());
+    }
+    let mut symbolizer = Symbolizer::new(kallsyms);
+    if let Some(pid) = traced_pid {
+        symbolizer.snapshot(pid as u32);
+    }
+    on_armed(&Armament {
+        breakpoints: breakpoints.clone(),
+        events: armed.len(),
+        places: armed.places(),
+        scope: scope.clone(),
+    });
+    if let Some(child) = launched.as_mut() {
+        child.resume()?;
+    }
+
+    let mut collector = Collector {
+        breakpoints: &breakpoints,
+        symbolizer,
+        stats: stats.clone(),
+        exports,
+        print_hits,
+        max_hits,
+        recorded: 0,
+        per_slot: vec![0; breakpoints.len()],
+        after_limit: vec![0; breakpoints.len()],
+        write_errors_reported: false,
+    };
+
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let deadline = sleep(duration.unwrap_or(Duration::MAX.saturating_sub(Duration::from_secs(1 << 40))));
+    tokio::pin!(deadline);
+    let mut counters_tick = tokio::time::interval(Duration::from_millis(250));
+
+    let mut batch: Vec<Hit> = Vec::with_capacity(1024);
+    let end_reason = loop {
+        tokio::select! {
+            _ = sigint.recv() => break "signal",
+            _ = sigterm.recv() => break "signal",
+            _ = sighup.recv() => break "signal",
+            () = &mut deadline, if duration.is_some() => break "duration",
+            () = async { if let Some(w) = exit_watch { w.exited().await } }, if exit_watch.is_some() => break "process-exit",
+            _ = counters_tick.tick() => {
+                let counters = probe.counters();
+                if let Ok(mut s) = stats.lock() {
+                    s.counters = counters;
+                }
+            }
+            r = events.next_batch(&mut batch) => {
+                r.context("reading the ring buffer")?;
+                collector.process(&mut batch);
+                if collector.limit_reached() {
+                    break "max-hits";
+                }
+            }
+        }
+    };
+
+    // Stop: disarm first, then take what is left; nothing recorded is lost.
+    armed.disarm();
+    events.drain(&mut batch);
+    collector.process(&mut batch);
+    let counters = probe.counters();
+    drop(armed);
+
+    let exit_status = match launched.as_mut() {
+        Some(child) if end_reason == "process-exit" => child.try_wait().ok().flatten().map(|s| {
+            use std::os::unix::process::ExitStatusExt as _;
+            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+        }),
+        _ => None,
+    };
+    let summary = Summary {
+        targets: breakpoints
+            .iter()
+            .zip(&counters)
+            .enumerate()
+            .map(|(slot, (bp, c))| target_summary(bp, c, collector.recorded_for(slot), collector.after_limit[slot]))
+            .collect(),
+        lost: counters.iter().map(|c| c.dropped).sum(),
+        duration_s: started.elapsed().as_secs_f64(),
+        end_reason: end_reason.to_owned(),
+        exit_status,
+    };
+    if let Ok(mut s) = stats.lock() {
+        s.counters = counters;
+    }
+    let mut failures = Vec::new();
+    for export in collector.exports.iter_mut() {
+        if let Err(e) = export.finish(&summary) {
+            failures.push(format!("{}: {e}", export.path.display()));
+        }
+    }
+    if let Some(child) = launched.as_mut()
+        && end_reason != "process-exit"
+    {
+        // The traced command outlives the trace, as with perf.
+        let _ = child.try_wait();
+    }
+    if !failures.is_empty() {
+        eprintln!("hwbp-trace: writing trace files failed: {}", failures.join("; "));
+    }
+    Ok(summary)
+}
+
+fn target_info(bp: &Breakpoint) -> TargetInfo {
+    TargetInfo {
+        target: bp.spec.text.clone(),
+        symbol: bp.symbol.clone(),
+        addr: format!("{:#x}", bp.addr),
+        mode: bp.mode.as_str().to_owned(),
+        len: bp.len,
+        space: match bp.space {
+            Space::Kernel => "kernel".into(),
+            Space::User => "user".into(),
+        },
+    }
+}
+
+fn target_summary(bp: &Breakpoint, c: &Counters, hits: u64, after_limit: u64) -> TargetSummary {
+    TargetSummary {
+        target: bp.spec.text.clone(),
+        symbol: bp.symbol.clone(),
+        addr: format!("{:#x}", bp.addr),
+        mode: bp.mode.as_str().to_owned(),
+        hits,
+        dropped: c.dropped,
+        filtered: c.filtered,
+        kstack_errors: c.kstack_errors,
+        ustack_errors: c.ustack_errors,
+        after_limit,
+    }
+}
+
+struct Collector<'a> {
+    breakpoints: &'a [Breakpoint],
+    symbolizer: Symbolizer,
+    stats: SharedStats,
+    exports: &'a mut [Export],
+    print_hits: bool,
+    max_hits: Option<u64>,
+    recorded: u64,
+    per_slot: Vec<u64>,
+    after_limit: Vec<u64>,
+    write_errors_reported: bool,
+}
+
+const ARG_REGISTERS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
+
+impl Collector<'_> {
+    fn limit_reached(&self) -> bool {
+        self.max_hits.is_some_and(|n| self.recorded >= n)
+    }
+
+    fn recorded_for(&self, slot: usize) -> u64 {
+        self.per_slot.get(slot).copied().unwrap_or(0)
+    }
+
+    fn process(&mut self, batch: &mut Vec<Hit>) {
+        let mut stdout = std::io::stdout().lock();
+        for hit in batch.drain(..) {
+            let slot = hit.slot as usize;
+            let Some(bp) = self.breakpoints.get(slot) else {
+                continue;
+            };
+            if self.limit_reached() {
+                self.after_limit[slot] += 1;
+                continue;
+            }
+            let record = self.record(bp, &hit);
+            self.recorded += 1;
+            self.per_slot[slot] += 1;
+            if self.print_hits {
+                use std::io::Write as _;
+                let _ = writeln!(stdout, "{}", record.line());
+            }
+            for export in self.exports.iter_mut() {
+                export.hit(&record);
+            }
+            if let Ok(mut stats) = self.stats.lock() {
+                stats.record(slot, &record);
+            }
+        }
+        if !self.write_errors_reported {
+            for export in self.exports.iter() {
+                if let Some(e) = export.error() {
+                    eprintln!(
+                        "hwbp-trace: stopped writing {}: {e}; tracing goes on, the summary will still be printed",
+                        export.path.display()
+                    );
+                    self.write_errors_reported = true;
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, bp: &Breakpoint, hit: &Hit) -> HitRecord {
+        let comm_len = hit.comm.iter().position(|&b| b == 0).unwrap_or(hit.comm.len());
+        let kstack = hit.kstack[..(hit.kstack_len as usize).min(hit.kstack.len())]
+            .iter()
+            .map(|&a| self.symbolizer.kernel(a).to_string())
+            .collect();
+        let mut ustack: Vec<String> = hit.ustack[..(hit.ustack_len as usize).min(hit.ustack.len())]
+            .iter()
+            .map(|&a| self.symbolizer.user(hit.pid, a).to_string())
+            .collect();
+        // At a user function's entry the frame-pointer walk skips the
+        // immediate caller: its return address is still at the stack pointer.
+        if bp.at_entry && bp.space == Space::User && hit.ret != 0 && !ustack.is_empty() {
+            ustack.insert(1, self.symbolizer.user(hit.pid, hit.ret).to_string());
+        }
+        HitRecord {
+            ts_ns: hit.ts_ns,
+            cpu: hit.cpu,
+            pid: hit.pid,
+            tid: hit.tid,
+            comm: String::from_utf8_lossy(&hit.comm[..comm_len]).into_owned(),
+            target: bp.spec.text.clone(),
+            symbol: bp.symbol.clone(),
+            addr: format!("{:#x}", hit.addr),
+            mode: bp.mode.as_str().to_owned(),
+            ip: format!("{:#x}", hit.ip),
+            ip_sym: self.symbolizer.symbolize(hit.pid, hit.ip).to_string(),
+            value: (bp.mode != Mode::Execute && hit.flags & HIT_NO_VALUE == 0).then_some(hit.value),
+            args: (bp.mode == Mode::Execute).then(|| {
+                ARG_REGISTERS
+                    .iter()
+                    .zip(hit.args)
+                    .map(|(name, v)| Arg {
+                        name: (*name).to_owned(),
+                        value: format!("{v:#x}"),
+                    })
+                    .collect()
+            }),
+            kstack,
+            ustack,
+        }
+    }
+}
+
+/// Whether an error is the user's to fix on the command line (exit 2).
+pub fn is_usage_error(err: &anyhow::Error) -> bool {
+    use crate::{export::ExportError, resolve::ResolveError, target::TargetError};
+    err.chain().any(|e| {
+        e.is::<TargetError>()
+            || e.is::<UsageError>()
+            || e.is::<ExportError>()
+            || e.downcast_ref::<ResolveError>().is_some_and(|r| {
+                !matches!(
+                    r,
+                    ResolveError::Kallsyms(_) | ResolveError::KallsymsRestricted | ResolveError::Elf { .. }
+                )
+            })
+            || e.downcast_ref::<ProcessError>().is_some_and(|p| {
+                matches!(
+                    p,
+                    ProcessError::NotFound(_) | ProcessError::NotExecutable(_) | ProcessError::NoSuchProcess(_)
+                )
+            })
+            || e.downcast_ref::<crate::collect::LoadError>()
+                .is_some_and(|l| matches!(l, crate::collect::LoadError::BufferSize(_) | crate::collect::LoadError::TooManyTargets(_)))
+    })
+}

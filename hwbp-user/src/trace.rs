@@ -1,0 +1,175 @@
+//! The trace format: what a hit, a run's header and its summary look like
+//! once symbolized. JSON Lines files are one [`TraceLine`] per line; the
+//! same types feed the headless output, the dashboard and the exports.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on incompatible changes of the JSONL layout.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum TraceLine {
+    Header(Header),
+    Hit(HitRecord),
+    Summary(Summary),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format_version: u32,
+    pub tool: String,
+    pub kernel_release: String,
+    pub hostname: String,
+    /// Wall-clock start, seconds since the Unix epoch.
+    pub start_unix_s: f64,
+    /// CLOCK_MONOTONIC at start: `ts_ns - start_monotonic_ns` is time into the run.
+    pub start_monotonic_ns: u64,
+    pub command_line: Vec<String>,
+    pub targets: Vec<TargetInfo>,
+}
+
+/// One armed target, as written and as resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    pub target: String,
+    pub symbol: String,
+    pub addr: String,
+    pub mode: String,
+    pub len: u8,
+    pub space: String,
+}
+
+/// A function argument as read from its register.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arg {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HitRecord {
+    /// CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns).
+    pub ts_ns: u64,
+    pub cpu: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    /// The target as the user wrote it.
+    pub target: String,
+    pub symbol: String,
+    pub addr: String,
+    pub mode: String,
+    pub ip: String,
+    pub ip_sym: String,
+    /// The value at a data target after the access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<u64>,
+    /// Argument registers of an execute target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<Arg>>,
+    /// Innermost frame first.
+    #[serde(default)]
+    pub kstack: Vec<String>,
+    #[serde(default)]
+    pub ustack: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetSummary {
+    pub target: String,
+    pub symbol: String,
+    pub addr: String,
+    pub mode: String,
+    /// Hits recorded (lines in the trace).
+    pub hits: u64,
+    /// Hits lost because the ring buffer was full.
+    pub dropped: u64,
+    /// Hits rejected by --comm/--tid (in the kernel).
+    #[serde(default)]
+    pub filtered: u64,
+    #[serde(default)]
+    pub kstack_errors: u64,
+    #[serde(default)]
+    pub ustack_errors: u64,
+    /// Hits received after -n was reached, not recorded.
+    #[serde(default)]
+    pub after_limit: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub targets: Vec<TargetSummary>,
+    /// Every hit lost, all targets together.
+    pub lost: u64,
+    pub duration_s: f64,
+    /// Why tracing ended: `signal`, `duration`, `max-hits`, `process-exit`, `error`.
+    pub end_reason: String,
+    /// Exit status of the traced command, when it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+}
+
+impl HitRecord {
+    /// The headless line, ftrace-like:
+    /// `comm-tid [cpu] seconds: target mode ip_sym value`.
+    pub fn line(&self) -> String {
+        let secs = self.ts_ns / 1_000_000_000;
+        let micros = (self.ts_ns % 1_000_000_000) / 1000;
+        let mut line = format!(
+            "{:>16}-{:<7} [{:03}] {secs}.{micros:06}: {} {} {}",
+            self.comm, self.tid, self.cpu, self.target, self.mode, self.ip_sym
+        );
+        if let Some(value) = self.value {
+            line.push_str(&format!(" value={value} ({value:#x})"));
+        }
+        if let Some(args) = &self.args {
+            let args: Vec<String> = args.iter().map(|a| format!("{}={}", a.name, a.value)).collect();
+            line.push_str(&format!(" ({})", args.join(", ")));
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit() -> HitRecord {
+        HitRecord {
+            ts_ns: 12_345_678_901_234,
+            cpu: 1,
+            pid: 100,
+            tid: 101,
+            comm: "fx_user".into(),
+            target: "counter".into(),
+            symbol: "counter".into(),
+            addr: "0x5000".into(),
+            mode: "w".into(),
+            ip: "0x1234".into(),
+            ip_sym: "bump+0x1f".into(),
+            value: Some(42),
+            args: None,
+            kstack: vec![],
+            ustack: vec!["bump+0x1f".into(), "main+0x10".into()],
+        }
+    }
+
+    #[test]
+    fn jsonl_round_trip() {
+        let line = TraceLine::Hit(hit());
+        let text = serde_json::to_string(&line).expect("serialize");
+        assert!(text.starts_with(r#"{"type":"hit","ts_ns":12345678901234,"#), "{text}");
+        assert!(!text.contains("\"args\""), "absent args are omitted: {text}");
+        let back: TraceLine = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, line);
+    }
+
+    #[test]
+    fn headless_line() {
+        assert_eq!(
+            hit().line(),
+            "         fx_user-101     [001] 12345.678901: counter w bump+0x1f value=42 (0x2a)"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! User-space fixture for hwbp's integration tests: does an exact, known
+//! number of calls and writes, so that tests can compare hit counts with the
+//! ground truth.
+//!
+//! ```text
+//! fx_user calls N                 call hwbp_fx_target N times
+//! fx_user writes N                write HWBP_FX_COUNTER N times (values 1..=N)
+//! fx_user reads N                 read HWBP_FX_COUNTER N times
+//! fx_user threads BEFORE AFTER N  BEFORE threads start, then wait for the
+//!                                 file $HWBP_FX_GO, then AFTER more threads;
+//!                                 every thread calls hwbp_fx_target N times
+//! fx_user spin SECONDS            call hwbp_fx_target in a loop, then report
+//! ```
+//! Options before the command: `--wait PATH` waits until PATH exists before
+//! doing anything (so that -p can attach first); `--delay-ms MS` sleeps first.
+//! On stdout it prints `done CALLS` with the count it did.
+
+use std::{
+    env, hint, path::Path, process::ExitCode, sync::atomic::{AtomicU64, Ordering}, thread, time::{Duration, Instant},
+};
+
+/// The watched variable. `no_mangle` keeps a stable symbol name.
+#[unsafe(no_mangle)]
+pub static HWBP_FX_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The traced function.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn hwbp_fx_target(x: u64) -> u64 {
+    hint::black_box(x.wrapping_mul(3) + 1)
+}
+
+/// The caller the user stacks must name.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn hwbp_fx_caller(n: u64) -> u64 {
+    let mut acc = 0u64;
+    for i in 0..n {
+        acc = acc.wrapping_add(hwbp_fx_target(hint::black_box(i)));
+    }
+    hint::black_box(acc)
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn hwbp_fx_writer(n: u64) {
+    for i in 1..=n {
+        HWBP_FX_COUNTER.store(i, Ordering::SeqCst);
+    }
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn hwbp_fx_reader(n: u64) -> u64 {
+    let mut acc = 0;
+    for _ in 0..n {
+        acc += HWBP_FX_COUNTER.load(Ordering::SeqCst);
+    }
+    hint::black_box(acc)
+}
+
+fn wait_for(path: &str) {
+    while !Path::new(path).exists() {
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn num(arg: Option<&String>) -> Result<u64, String> {
+    arg.ok_or("missing number")?.parse().map_err(|e| format!("bad number: {e}"))
+}
+
+fn run(args: &[String]) -> Result<u64, String> {
+    let mut args = args;
+    loop {
+        match args {
+            [flag, path, rest @ ..] if flag == "--wait" => {
+                wait_for(path);
+                args = rest;
+            }
+            [flag, ms, rest @ ..] if flag == "--delay-ms" => {
+                thread::sleep(Duration::from_millis(ms.parse().map_err(|e| format!("bad delay: {e}"))?));
+                args = rest;
+            }
+            _ => break,
+        }
+    }
+    let (cmd, rest) = args.split_first().ok_or("usage: fx_user calls|writes|reads|threads|spin ...")?;
+    match cmd.as_str() {
+        "calls" => {
+            let n = num(rest.first())?;
+            hwbp_fx_caller(n);
+            Ok(n)
+        }
+        "writes" => {
+            let n = num(rest.first())?;
+            hwbp_fx_writer(n);
+            Ok(n)
+        }
+        "reads" => {
+            let n = num(rest.first())?;
+            hwbp_fx_reader(n);
+            Ok(n)
+        }
+        "threads" => {
+            let before = num(rest.first())?;
+            let after = num(rest.get(1))?;
+            let n = num(rest.get(2))?;
+            let go = env::var("HWBP_FX_GO").map_err(|_| "threads needs $HWBP_FX_GO")?;
+            let gate = std::sync::Arc::new(std::sync::Barrier::new(before as usize + 1));
+            let mut handles = Vec::new();
+            for _ in 0..before {
+                let gate = gate.clone();
+                let go = go.clone();
+                handles.push(thread::spawn(move || {
+                    gate.wait();
+                    wait_for(&go);
+                    hwbp_fx_caller(n);
+                }));
+            }
+            gate.wait();
+            println!("ready");
+            wait_for(&go);
+            for _ in 0..after {
+                handles.push(thread::spawn(move || {
+                    hwbp_fx_caller(n);
+                }));
+            }
+            for h in handles {
+                h.join().map_err(|_| "thread panicked")?;
+            }
+            Ok((before + after) * n)
+        }
+        "spin" => {
+            let secs: f64 = rest.first().ok_or("missing seconds")?.parse().map_err(|e| format!("bad seconds: {e}"))?;
+            let end = Instant::now() + Duration::from_secs_f64(secs);
+            let mut calls = 0;
+            while Instant::now() < end {
+                hwbp_fx_caller(100);
+                calls += 100;
+            }
+            Ok(calls)
+        }
+        other => Err(format!("unknown command `{other}`")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    match run(&args) {
+        Ok(n) => {
+            println!("done {n}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("fx_user: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
