@@ -278,22 +278,25 @@ async fn arm_and_trace(
     let mut batch: Vec<Hit> = Vec::with_capacity(1024);
     let end_reason = loop {
         tokio::select! {
+            // Ordered: a stop request wins, then hits before a process exit
+            // (the exit path drains the ring buffer anyway).
+            biased;
             _ = sigint.recv() => break "signal",
             _ = sigterm.recv() => break "signal",
             _ = sighup.recv() => break "signal",
             () = &mut deadline, if duration.is_some() => break "duration",
-            () = async { if let Some(w) = exit_watch { w.exited().await } }, if exit_watch.is_some() => break "process-exit",
-            _ = counters_tick.tick() => {
-                let counters = probe.counters();
-                if let Ok(mut s) = stats.lock() {
-                    s.counters = counters;
-                }
-            }
             r = events.next_batch(&mut batch) => {
                 r.context("reading the ring buffer")?;
                 collector.process(&mut batch);
                 if collector.limit_reached() {
                     break "max-hits";
+                }
+            }
+            () = async { if let Some(w) = exit_watch { w.exited().await } }, if exit_watch.is_some() => break "process-exit",
+            _ = counters_tick.tick() => {
+                let counters = probe.counters();
+                if let Ok(mut s) = stats.lock() {
+                    s.counters = counters;
                 }
             }
         }
