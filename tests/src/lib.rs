@@ -1,1 +1,81 @@
+//! Shared helpers for hwbp's root integration tests: where the binaries
+//! are, running hwbp-trace, reading JSONL traces.
+//!
+//! The binaries are built by `cargo xtask build` (and `cargo xtask test`):
+//! hwbp-trace in target/release, the fixtures with frame pointers in
+//! target/fixtures/release.
 
+use std::{
+    path::PathBuf,
+    process::{Command, Output},
+};
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn built(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build` (or `cargo xtask test`) first",
+        path.display()
+    );
+    path
+}
+
+pub fn hwbp_trace() -> PathBuf {
+    built(workspace().join("target/release/hwbp-trace"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    built(workspace().join("target/fixtures/release").join(name))
+}
+
+/// Root tests share kernel state (debug registers) and need root. Returns
+/// false, loudly, when they cannot run here.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED {test}: needs root (hardware breakpoints and BPF); run `sudo cargo xtask test`");
+        return false;
+    }
+    true
+}
+
+/// Runs hwbp-trace with arguments; never through a shell.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(hwbp_trace())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running hwbp-trace {args:?}: {e}"))
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("hwbp-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        Self(dir)
+    }
+
+    pub fn path(&self, file: &str) -> String {
+        self.0.join(file).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,315 @@
+//! Root integration tests of the core tracer on user-space targets, against
+//! the fx_user fixture whose calls and writes are counted.
+//! Run by `cargo xtask test` with --test-threads=1 (they share debug registers).
+
+use std::{
+    fs,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use hwbp_tests::{TempDir, fixture, hwbp_trace, root_or_skip, run, stderr, stdout};
+use serde_json::Value;
+
+/// Parses a JSONL trace into (header, hits, summary), checking its shape.
+fn read_trace(path: &str) -> (Value, Vec<Value>, Value) {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let lines: Vec<Value> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}:{}: {e}: {l}", i + 1)))
+        .collect();
+    assert!(lines.len() >= 2, "{path}: header and summary at least, got {} lines", lines.len());
+    let header = lines[0].clone();
+    let summary = lines[lines.len() - 1].clone();
+    assert_eq!(header["type"], "header", "first line is the header");
+    assert_eq!(summary["type"], "summary", "last line is the summary");
+    let hits: Vec<Value> = lines[1..lines.len() - 1].to_vec();
+    assert!(hits.iter().all(|h| h["type"] == "hit"), "only hits between header and summary");
+    (header, hits, summary)
+}
+
+fn summary_hits(summary: &Value, target: usize) -> u64 {
+    summary["targets"][target]["hits"].as_u64().expect("hits is a number")
+}
+
+fn fx() -> String {
+    fixture("fx_user").display().to_string()
+}
+
+#[test]
+fn execute_target_counts_every_call() {
+    if !root_or_skip("execute_target_counts_every_call") {
+        return;
+    }
+    let dir = TempDir::new("exec");
+    let out_file = dir.path("t.jsonl");
+    let out = run(&["--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "300"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (header, hits, summary) = read_trace(&out_file);
+    assert_eq!(hits.len(), 300, "one hit per call");
+    assert_eq!(summary_hits(&summary, 0), 300);
+    assert_eq!(summary["lost"], 0);
+    assert_eq!(summary["end_reason"], "process-exit");
+    assert_eq!(summary["exit_status"], 0);
+    assert_eq!(header["targets"][0]["mode"], "x");
+    for (i, hit) in hits.iter().enumerate() {
+        assert_eq!(hit["comm"], "fx_user");
+        assert_eq!(hit["ip_sym"], "hwbp_fx_target+0x0");
+        assert_eq!(hit["ip"], hit["addr"], "an execute breakpoint traps at its own address");
+        // The argument is the loop index: hits arrive in call order.
+        assert_eq!(hit["args"][0]["name"], "rdi");
+        assert_eq!(hit["args"][0]["value"], format!("{i:#x}"));
+        let ustack: Vec<&str> = hit["ustack"].as_array().expect("ustack").iter().filter_map(Value::as_str).collect();
+        assert_eq!(ustack.first().copied(), Some("hwbp_fx_target+0x0"), "{ustack:?}");
+        assert!(ustack.get(1).is_some_and(|f| f.starts_with("hwbp_fx_caller+")), "caller named: {ustack:?}");
+        assert!(ustack.iter().any(|f| f.starts_with("fx_user::main")), "main in the stack: {ustack:?}");
+    }
+    // The summary table on stderr agrees.
+    let err = stderr(&out);
+    assert!(err.contains("Tracing 1 target (1 breakpoint on 1 thread of process"), "{err}");
+    assert!(err.contains("300 hits"), "{err}");
+}
+
+#[test]
+fn write_target_counts_every_write_with_values() {
+    if !root_or_skip("write_target_counts_every_write_with_values") {
+        return;
+    }
+    let dir = TempDir::new("write");
+    let out_file = dir.path("t.jsonl");
+    let out = run(&["--no-tui", "-q", "-o", &out_file, "HWBP_FX_COUNTER", "--", &fx(), "writes", "250"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (header, hits, summary) = read_trace(&out_file);
+    assert_eq!(header["targets"][0]["mode"], "w", "objects default to write");
+    assert_eq!(header["targets"][0]["len"], 8, "an 8-byte AtomicU64");
+    assert_eq!(hits.len(), 250);
+    assert_eq!(summary_hits(&summary, 0), 250);
+    let values: Vec<u64> = hits.iter().map(|h| h["value"].as_u64().expect("value")).collect();
+    assert_eq!(values, (1..=250).collect::<Vec<u64>>(), "each hit carries the value written");
+    assert!(hits.iter().all(|h| h["ip_sym"].as_str().is_some_and(|s| s.starts_with("hwbp_fx_writer+"))));
+}
+
+#[test]
+fn read_write_mode_counts_reads() {
+    if !root_or_skip("read_write_mode_counts_reads") {
+        return;
+    }
+    let dir = TempDir::new("rw");
+    let out_file = dir.path("t.jsonl");
+    let out = run(&["--no-tui", "-q", "-o", &out_file, "HWBP_FX_COUNTER:rw-", "--", &fx(), "reads", "120"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, hits, summary) = read_trace(&out_file);
+    assert_eq!(hits.len(), 120);
+    assert_eq!(summary_hits(&summary, 0), 120);
+    assert_eq!(summary["targets"][0]["mode"], "rw");
+}
+
+#[test]
+fn pid_covers_threads_started_before_and_after_attaching() {
+    if !root_or_skip("pid_covers_threads_started_before_and_after_attaching") {
+        return;
+    }
+    let dir = TempDir::new("threads");
+    let go = dir.path("go");
+    let out_file = dir.path("t.jsonl");
+    // 2 threads exist before attaching, 2 more start after; 40 calls each.
+    let mut child = Command::new(fixture("fx_user"))
+        .args(["threads", "2", "2", "40"])
+        .env("HWBP_FX_GO", &go)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fx_user");
+    let mut ready = String::new();
+    {
+        use std::io::BufRead as _;
+        let stdout = child.stdout.as_mut().expect("stdout");
+        std::io::BufReader::new(stdout).read_line(&mut ready).expect("read ready");
+    }
+    assert_eq!(ready.trim(), "ready");
+    let pid = child.id().to_string();
+    let mut tracer = Command::new(hwbp_trace())
+        .args(["--no-tui", "-q", "-o", &out_file, "-p", &pid, "hwbp_fx_target"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hwbp-trace");
+    // Wait until armed (the `Tracing` line), then let the fixture go.
+    let mut line = String::new();
+    {
+        use std::io::BufRead as _;
+        let stderr = tracer.stderr.as_mut().expect("stderr");
+        std::io::BufReader::new(stderr).read_line(&mut line).expect("read Tracing line");
+    }
+    assert!(line.starts_with("Tracing 1 target (3 breakpoints on 3 threads"), "{line}");
+    fs::write(&go, "").expect("touch go");
+    assert!(child.wait().expect("fixture").success());
+    let status = tracer.wait().expect("tracer");
+    assert!(status.success(), "tracing ends with exit 0 when the process exits");
+    let (_, hits, summary) = read_trace(&out_file);
+    assert_eq!(hits.len(), 160, "4 threads x 40 calls");
+    assert_eq!(summary_hits(&summary, 0), 160);
+    assert_eq!(summary["end_reason"], "process-exit");
+    let mut tids: Vec<u64> = hits.iter().map(|h| h["tid"].as_u64().expect("tid")).collect();
+    tids.sort_unstable();
+    tids.dedup();
+    assert_eq!(tids.len(), 4, "hits from all 4 worker threads");
+    for tid in &tids {
+        assert_eq!(hits.iter().filter(|h| h["tid"].as_u64() == Some(*tid)).count(), 40);
+    }
+}
+
+#[test]
+fn sigint_ends_with_a_complete_file() {
+    if !root_or_skip("sigint_ends_with_a_complete_file") {
+        return;
+    }
+    let dir = TempDir::new("sigint");
+    let out_file = dir.path("t.jsonl");
+    let mut tracer = Command::new(hwbp_trace())
+        .args(["--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "spin", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hwbp-trace");
+    thread::sleep(Duration::from_millis(700));
+    // SAFETY: kill with a valid pid of our child and a valid signal.
+    assert_eq!(unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) }, 0);
+    let start = Instant::now();
+    // Wait for the tracer itself: the fixture, which goes on running, holds
+    // the other end of the stderr pipe.
+    let status = tracer.wait().expect("tracer");
+    assert!(start.elapsed() < Duration::from_secs(10), "SIGINT ends tracing promptly");
+    let _ = Command::new("pkill").args(["-f", "fx_user spin 20"]).status();
+    let out = tracer.wait_with_output().expect("tracer output");
+    assert!(status.success(), "{}", stderr(&out));
+    let (_, hits, summary) = read_trace(&out_file);
+    assert_eq!(summary["end_reason"], "signal");
+    assert!(!hits.is_empty(), "the fixture ran for 0.7 s before SIGINT");
+    assert_eq!(summary_hits(&summary, 0), hits.len() as u64, "summary counts exactly the lines written");
+    assert_eq!(summary["lost"], 0);
+}
+
+#[test]
+fn max_hits_records_exactly_n() {
+    if !root_or_skip("max_hits_records_exactly_n") {
+        return;
+    }
+    let dir = TempDir::new("maxhits");
+    let out_file = dir.path("t.jsonl");
+    let out = run(&["--no-tui", "-q", "-n", "25", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, hits, summary) = read_trace(&out_file);
+    assert_eq!(hits.len(), 25);
+    assert_eq!(summary_hits(&summary, 0), 25);
+}
+
+#[test]
+fn comm_filter_is_applied_in_the_kernel() {
+    if !root_or_skip("comm_filter_is_applied_in_the_kernel") {
+        return;
+    }
+    let dir = TempDir::new("comm");
+    let out_file = dir.path("t.jsonl");
+    let out = run(&[
+        "--no-tui", "-q", "--comm", "someone_else", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "60",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, hits, summary) = read_trace(&out_file);
+    assert_eq!(hits.len(), 0);
+    assert_eq!(summary["targets"][0]["filtered"], 60, "every call counted as filtered");
+    let out = run(&["--no-tui", "-q", "--comm", "fx_user", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "60"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, hits, _) = read_trace(&out_file);
+    assert_eq!(hits.len(), 60);
+}
+
+#[test]
+fn headless_lines_on_stdout() {
+    if !root_or_skip("headless_lines_on_stdout") {
+        return;
+    }
+    let out = run(&["--no-tui", "HWBP_FX_COUNTER:w", "--", &fx(), "writes", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("HWBP_FX_COUNTER:w w hwbp_fx_writer+")).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[2].trim_start().starts_with("fx_user-"), "{}", lines[2]);
+    assert!(lines[2].ends_with("value=3 (0x3)"), "{}", lines[2]);
+}
+
+#[test]
+fn fifth_breakpoint_fails_cleanly_and_leaves_nothing_armed() {
+    if !root_or_skip("fifth_breakpoint_fails_cleanly_and_leaves_nothing_armed") {
+        return;
+    }
+    let five = ["HWBP_FX_COUNTER", "hwbp_fx_target", "hwbp_fx_caller", "hwbp_fx_writer", "hwbp_fx_reader"];
+    let mut args = vec!["--no-tui", "-q"];
+    args.extend(five);
+    let fx = fx();
+    args.extend(["--", &fx, "calls", "10"]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("4 debug registers"), "{err}");
+    assert!(err.contains("hwbp_fx_reader"), "names the target that failed: {err}");
+    assert!(!err.contains("Tracing"), "nothing was armed: {err}");
+    // Nothing stayed armed: four fit right after.
+    let mut args = vec!["--no-tui", "-q"];
+    args.extend(&five[..4]);
+    args.extend(["--", &fx, "calls", "10"]);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Tracing 4 targets"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_input_gets_one_clear_message() {
+    if !root_or_skip("bad_input_gets_one_clear_message") {
+        return;
+    }
+    let fx = fx();
+    let dir = TempDir::new("bad");
+    let link = dir.path("link.jsonl");
+    std::os::unix::fs::symlink("/tmp/elsewhere.jsonl", &link).expect("symlink");
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["hwbp_fx_targt", "--", &fx, "calls", "1"], 2, "did you mean: hwbp_fx_target"),
+        (vec!["pid_max:q"], 2, "unknown mode `q`"),
+        (vec!["pid_max/3"], 2, "1, 2, 4 or 8 bytes"),
+        (vec!["HWBP_FX_COUNTER:r", "--", &fx, "reads", "1"], 2, "use `:rw`"),
+        (vec!["HWBP_FX_COUNTER+1/4", "--", &fx, "reads", "1"], 2, "not aligned to 4 bytes"),
+        (vec!["hwbp_fx_target", "--", "/nonexistent/cmd"], 2, "command not found"),
+        (vec!["-o", "/nonexistent/dir/t.jsonl", "hwbp_fx_target", "--", &fx, "calls", "1"], 2, "does its directory exist"),
+        (vec!["-o", &link, "hwbp_fx_target", "--", &fx, "calls", "1"], 2, "symbolic link"),
+        (vec!["-p", "999999999", "hwbp_fx_target"], 2, "no process 999999999"),
+        (vec!["--buffer-size", "1000", "hwbp_fx_target", "--", &fx, "calls", "1"], 2, "power of two"),
+        (vec!["fx_user:hwbp_fx_target"], 2, "add -p PID or -- CMD"),
+    ];
+    for (args, code, needle) in cases {
+        let mut full = vec!["--no-tui"];
+        full.extend(args.iter().copied());
+        let out = run(&full);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: expected `{needle}` in: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("Tracing"), "{args:?}: nothing armed: {err}");
+    }
+}
+
+#[test]
+fn list_names_fixture_symbols() {
+    if !root_or_skip("list_names_fixture_symbols") {
+        return;
+    }
+    let fx = fx();
+    let out = run(&["list", "--binary", &fx, "hwbp_fx_*"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut names: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().nth(3)).collect();
+    names.sort_unstable();
+    // The pattern is case-sensitive: HWBP_FX_COUNTER does not match.
+    assert_eq!(names, ["hwbp_fx_caller", "hwbp_fx_reader", "hwbp_fx_target", "hwbp_fx_writer"], "{text}");
+    let kinds: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert!(kinds.iter().all(|k| *k == "function"), "{text}");
+}
