@@ -55,6 +55,9 @@ pub struct Options {
     pub buffer_size: u64,
     /// For the trace header.
     pub command_line: Vec<String>,
+    /// Ends the run when notified, like SIGINT: the dashboard's `q` (in raw
+    /// mode Ctrl-C is a key, not a signal).
+    pub stop: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Shared with a frontend (the dashboard) that reads it on its own clock.
@@ -98,6 +101,7 @@ pub async fn run(
         filters,
         buffer_size,
         command_line,
+        stop,
     } = options;
     if targets.is_empty() {
         bail!(crate::target::TargetError::Empty);
@@ -140,6 +144,7 @@ pub async fn run(
             filters,
             buffer_size,
             command_line,
+            stop,
         },
         stats,
         on_armed,
@@ -161,6 +166,7 @@ struct TraceSettings {
     filters: Filters,
     buffer_size: u64,
     command_line: Vec<String>,
+    stop: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// A usage error (exit status 2) that is not a typed parse error.
@@ -187,6 +193,7 @@ async fn arm_and_trace(
         filters,
         buffer_size,
         command_line,
+        stop,
     } = settings;
 
     let process = match traced_pid {
@@ -284,6 +291,7 @@ async fn arm_and_trace(
             _ = sigint.recv() => break "signal",
             _ = sigterm.recv() => break "signal",
             _ = sighup.recv() => break "signal",
+            () = async { if let Some(stop) = &stop { stop.notified().await } }, if stop.is_some() => break "signal",
             () = &mut deadline, if duration.is_some() => break "duration",
             r = events.next_batch(&mut batch) => {
                 r.context("reading the ring buffer")?;

@@ -1,7 +1,15 @@
 //! Running aggregates of a session: what the summary, the dashboard and the
 //! metrics show. Updated by the collector for every hit; read by frontends.
+//!
+//! Every collection is bounded, so that a run of hours keeps a constant
+//! footprint: breakdowns keep at most [`MAX_KEYS`] distinct keys (later ones
+//! count as `overflow`), stacks at most [`MAX_STACKS`] distinct stacks of
+//! [`STACK_DEPTH`] frames, the rate history [`HISTORY_SECONDS`] seconds.
 
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::Hash,
+};
 
 use hwbp_common::Counters;
 
@@ -9,18 +17,276 @@ use crate::trace::HitRecord;
 
 /// Hits kept for the live log.
 pub const RECENT_HITS: usize = 256;
+/// Latest values of a data target kept.
+pub const RECENT_VALUES: usize = 16;
+/// Distinct keys kept per breakdown (comm, pid, CPU, caller).
+pub const MAX_KEYS: usize = 4096;
+/// Distinct stacks kept per target.
+pub const MAX_STACKS: usize = 256;
+/// Frames of a stack kept (innermost first): enough to tell call paths apart.
+pub const STACK_DEPTH: usize = 16;
+/// Seconds of per-second hit counts kept per target (10 minutes).
+pub const HISTORY_SECONDS: usize = 600;
 
-#[derive(Clone, Debug, Default)]
+const NS_PER_S: u64 = 1_000_000_000;
+
+/// CLOCK_MONOTONIC now, in the clock of [`HitRecord::ts_ns`]
+/// (`bpf_ktime_get_ns`).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes into the local timespec, which
+    // outlives the call; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * NS_PER_S + ts.tv_nsec as u64
+}
+
+/// Hits per second over the last [`HISTORY_SECONDS`] seconds, bucketed by
+/// the hit's own timestamp, so that the history does not depend on when a
+/// frontend looks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RateHistory {
+    /// Second (of the monotonic clock) of `counts[0]`.
+    first_s: u64,
+    counts: VecDeque<u64>,
+}
+
+impl RateHistory {
+    pub fn record(&mut self, ts_ns: u64) {
+        let s = ts_ns / NS_PER_S;
+        if self.counts.is_empty() {
+            self.first_s = s;
+            self.counts.push_back(0);
+        }
+        if s < self.first_s {
+            // Older than the window (or a CPU's clock a hair behind the
+            // first hit's): count it in the oldest bucket.
+            if let Some(c) = self.counts.front_mut() {
+                *c += 1;
+            }
+            return;
+        }
+        let last_s = self.first_s + self.counts.len() as u64 - 1;
+        if s > last_s {
+            let gap = s - last_s;
+            if gap >= HISTORY_SECONDS as u64 {
+                self.counts.clear();
+                self.first_s = s;
+                self.counts.push_back(0);
+            } else {
+                self.counts.extend(std::iter::repeat_n(0, gap as usize));
+            }
+            while self.counts.len() > HISTORY_SECONDS {
+                self.counts.pop_front();
+                self.first_s += 1;
+            }
+        }
+        if let Some(c) = self.counts.get_mut((s - self.first_s) as usize) {
+            *c += 1;
+        }
+    }
+
+    /// Hits in second `s` of the monotonic clock.
+    pub fn at(&self, s: u64) -> u64 {
+        s.checked_sub(self.first_s)
+            .and_then(|i| self.counts.get(i as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The `n` seconds ending with `now_s` (inclusive), oldest first, with
+    /// zeros where nothing was hit.
+    pub fn last(&self, now_s: u64, n: usize) -> Vec<u64> {
+        (0..n as u64)
+            .rev()
+            .map(|back| now_s.checked_sub(back).map_or(0, |s| self.at(s)))
+            .collect()
+    }
+}
+
+/// Hits by key, with at most [`MAX_KEYS`] keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tally<K: Eq + Hash> {
+    pub counts: HashMap<K, u64>,
+    /// Hits whose key came after the table was full.
+    pub overflow: u64,
+    limit: usize,
+}
+
+impl<K: Eq + Hash> Default for Tally<K> {
+    fn default() -> Self {
+        Self::with_limit(MAX_KEYS)
+    }
+}
+
+impl<K: Eq + Hash> Tally<K> {
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            counts: HashMap::new(),
+            overflow: 0,
+            limit,
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> Tally<K> {
+
+    pub fn add(&mut self, key: &K) {
+        if let Some(n) = self.counts.get_mut(key) {
+            *n += 1;
+        } else if self.counts.len() < self.limit {
+            self.counts.insert(key.clone(), 1);
+        } else {
+            self.overflow += 1;
+        }
+    }
+
+    pub fn get(&self, key: &K) -> u64 {
+        self.counts.get(key).copied().unwrap_or(0)
+    }
+
+    /// Entries by count, highest first, ties by key order where keys sort.
+    pub fn top(&self) -> Vec<(&K, u64)> {
+        let mut v: Vec<(&K, u64)> = self.counts.iter().map(|(k, n)| (k, *n)).collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
+        v
+    }
+
+    /// `self - base`, entry by entry; entries that end at zero are left out.
+    pub fn since(&self, base: &Self) -> Self {
+        Self {
+            counts: self
+                .counts
+                .iter()
+                .filter_map(|(k, n)| {
+                    let d = n.saturating_sub(base.get(k));
+                    (d > 0).then(|| (k.clone(), d))
+                })
+                .collect(),
+            overflow: self.overflow.saturating_sub(base.overflow),
+            limit: self.limit,
+        }
+    }
+}
+
+impl<K: Eq + Hash + Ord + Clone> Tally<K> {
+    /// Entries by count, highest first, ties broken by key: a stable order
+    /// for display.
+    pub fn sorted(&self) -> Vec<(&K, u64)> {
+        let mut v = self.top();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        v
+    }
+}
+
+/// One access to a data target, as the dashboard lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueChange {
+    pub ts_ns: u64,
+    /// The value before the access, where the engine knows it.
+    pub old: Option<String>,
+    pub new: String,
+    /// The accessing code.
+    pub by: String,
+}
+
+impl ValueChange {
+    fn of(hit: &HitRecord) -> Option<Self> {
+        let value = hit.value?;
+        Some(Self {
+            ts_ns: hit.ts_ns,
+            old: None,
+            new: value.to_string(),
+            by: hit.ip_sym.clone(),
+        })
+    }
+}
+
+/// A stack as symbolized, innermost frame first: kernel frames, then user
+/// frames, at most [`STACK_DEPTH`] of them.
+pub type StackKey = Vec<String>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetStats {
     /// Hits recorded.
     pub hits: u64,
-    pub by_comm: HashMap<String, u64>,
-    pub by_pid: HashMap<u32, u64>,
-    pub by_cpu: HashMap<u32, u64>,
+    pub by_comm: Tally<String>,
+    pub by_pid: Tally<u32>,
+    pub by_cpu: Tally<u32>,
     /// By instruction pointer symbol (the accessing code for data targets).
-    pub by_caller: HashMap<String, u64>,
-    /// Latest values of a data target, oldest first.
-    pub values: VecDeque<u64>,
+    pub by_caller: Tally<String>,
+    /// Hits by stack, for hits that carried one.
+    pub stacks: Tally<StackKey>,
+    /// Latest changes of a data target's value, oldest first.
+    pub values: VecDeque<ValueChange>,
+    /// Hits per second.
+    pub history: RateHistory,
+    /// Monotonic time of the latest hit.
+    pub last_ns: u64,
+}
+
+impl Default for TargetStats {
+    fn default() -> Self {
+        Self {
+            hits: 0,
+            by_comm: Tally::default(),
+            by_pid: Tally::default(),
+            by_cpu: Tally::default(),
+            by_caller: Tally::default(),
+            stacks: Tally::with_limit(MAX_STACKS),
+            values: VecDeque::new(),
+            history: RateHistory::default(),
+            last_ns: 0,
+        }
+    }
+}
+
+impl TargetStats {
+    fn record(&mut self, hit: &HitRecord) {
+        self.hits += 1;
+        self.by_comm.add(&hit.comm);
+        self.by_pid.add(&hit.pid);
+        self.by_cpu.add(&hit.cpu);
+        self.by_caller.add(&hit.ip_sym);
+        if !hit.kstack.is_empty() || !hit.ustack.is_empty() {
+            let key: StackKey = hit.kstack.iter().chain(&hit.ustack).take(STACK_DEPTH).cloned().collect();
+            self.stacks.add(&key);
+        }
+        if let Some(change) = ValueChange::of(hit) {
+            if self.values.len() == RECENT_VALUES {
+                self.values.pop_front();
+            }
+            self.values.push_back(change);
+        }
+        self.history.record(hit.ts_ns);
+        self.last_ns = self.last_ns.max(hit.ts_ns);
+    }
+
+    /// Counts since `base` (an earlier copy of the same target): what the
+    /// dashboard shows after "clear". Values and history are kept whole.
+    pub fn since(&self, base: &Self) -> Self {
+        let Self {
+            hits,
+            by_comm,
+            by_pid,
+            by_cpu,
+            by_caller,
+            stacks,
+            values,
+            history,
+            last_ns,
+        } = self;
+        Self {
+            hits: hits.saturating_sub(base.hits),
+            by_comm: by_comm.since(&base.by_comm),
+            by_pid: by_pid.since(&base.by_pid),
+            by_cpu: by_cpu.since(&base.by_cpu),
+            by_caller: by_caller.since(&base.by_caller),
+            stacks: stacks.since(&base.stacks),
+            values: values.clone(),
+            history: history.clone(),
+            last_ns: *last_ns,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -30,6 +296,8 @@ pub struct Stats {
     pub counters: Vec<Counters>,
     pub recent: VecDeque<HitRecord>,
     pub total: u64,
+    /// Monotonic time at which the run was armed (0 before).
+    pub started_ns: u64,
 }
 
 impl Stats {
@@ -37,6 +305,7 @@ impl Stats {
         Self {
             targets: vec![TargetStats::default(); targets],
             counters: vec![Counters::default(); targets],
+            started_ns: monotonic_ns(),
             ..Default::default()
         }
     }
@@ -44,17 +313,7 @@ impl Stats {
     pub fn record(&mut self, slot: usize, hit: &HitRecord) {
         self.total += 1;
         if let Some(t) = self.targets.get_mut(slot) {
-            t.hits += 1;
-            *t.by_comm.entry(hit.comm.clone()).or_default() += 1;
-            *t.by_pid.entry(hit.pid).or_default() += 1;
-            *t.by_cpu.entry(hit.cpu).or_default() += 1;
-            *t.by_caller.entry(hit.ip_sym.clone()).or_default() += 1;
-            if let Some(v) = hit.value {
-                if t.values.len() == 16 {
-                    t.values.pop_front();
-                }
-                t.values.push_back(v);
-            }
+            t.record(hit);
         }
         if self.recent.len() == RECENT_HITS {
             self.recent.pop_front();
@@ -65,5 +324,162 @@ impl Stats {
     /// Hits lost in the kernel (ring buffer full), all targets.
     pub fn dropped(&self) -> u64 {
         self.counters.iter().map(|c| c.dropped).sum()
+    }
+
+    /// Counts since `base`, an earlier copy of the same run ("clear
+    /// counters"): hits, breakdowns, stacks, lost hits and the log start
+    /// again from zero; values, history and the start time are kept.
+    pub fn since(&self, base: &Self) -> Self {
+        let Self {
+            targets,
+            counters,
+            recent,
+            total,
+            started_ns,
+        } = self;
+        let empty = TargetStats::default();
+        Self {
+            targets: targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| t.since(base.targets.get(i).unwrap_or(&empty)))
+                .collect(),
+            counters: counters
+                .iter()
+                .enumerate()
+                .map(|(i, c)| counters_since(c, &base.counters.get(i).copied().unwrap_or_default()))
+                .collect(),
+            // Hits are in arrival order: the newest `total - base.total`
+            // came after the baseline.
+            recent: {
+                let new = total.saturating_sub(base.total).min(recent.len() as u64) as usize;
+                recent.iter().skip(recent.len() - new).cloned().collect()
+            },
+            total: total.saturating_sub(base.total),
+            started_ns: *started_ns,
+        }
+    }
+}
+
+fn counters_since(c: &Counters, base: &Counters) -> Counters {
+    let Counters {
+        hits,
+        dropped,
+        kstack_errors,
+        ustack_errors,
+        filtered,
+        value_errors,
+    } = *c;
+    Counters {
+        hits: hits.saturating_sub(base.hits),
+        dropped: dropped.saturating_sub(base.dropped),
+        kstack_errors: kstack_errors.saturating_sub(base.kstack_errors),
+        ustack_errors: ustack_errors.saturating_sub(base.ustack_errors),
+        filtered: filtered.saturating_sub(base.filtered),
+        value_errors: value_errors.saturating_sub(base.value_errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hit as the engine records it; built from JSON so that fields the
+    /// engine adds later take their defaults here.
+    pub(crate) fn hit(ts_s: f64, comm: &str, cpu: u32) -> HitRecord {
+        serde_json::from_value(serde_json::json!({
+            "ts_ns": (ts_s * NS_PER_S as f64) as u64,
+            "cpu": cpu,
+            "pid": 100,
+            "tid": 101,
+            "comm": comm,
+            "target": "counter",
+            "symbol": "counter",
+            "addr": "0x5000",
+            "mode": "w",
+            "ip": "0x1234",
+            "ip_sym": "bump+0x1f",
+            "value": 7,
+            "old_value": 6,
+            "ustack": ["bump+0x1f", "main+0x10"],
+        }))
+        .expect("a valid hit")
+    }
+
+    #[test]
+    fn history_buckets_by_second_and_fills_gaps() {
+        let mut h = RateHistory::default();
+        for ts in [10.1, 10.5, 10.9, 13.2] {
+            h.record((ts * 1e9) as u64);
+        }
+        assert_eq!(h.last(14, 6), vec![0, 3, 0, 0, 1, 0]);
+        assert_eq!(h.at(9), 0);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut h = RateHistory::default();
+        for s in 0..(HISTORY_SECONDS as u64 * 2) {
+            h.record(s * NS_PER_S);
+        }
+        assert_eq!(h.counts.len(), HISTORY_SECONDS);
+        assert_eq!(h.at(HISTORY_SECONDS as u64 * 2 - 1), 1);
+        assert_eq!(h.at(0), 0);
+        // A jump longer than the window starts afresh.
+        h.record(10_000 * NS_PER_S);
+        assert_eq!(h.counts.len(), 1);
+        assert_eq!(h.last(10_000, 2), vec![0, 1]);
+    }
+
+    #[test]
+    fn tallies_are_bounded() {
+        let mut t = Tally::with_limit(2);
+        for k in [1u32, 2, 3, 1, 4] {
+            t.add(&k);
+        }
+        assert_eq!(t.get(&1), 2);
+        assert_eq!(t.get(&2), 1);
+        assert_eq!(t.get(&3), 0);
+        assert_eq!(t.overflow, 2);
+        assert_eq!(t.sorted(), vec![(&1, 2), (&2, 1)]);
+    }
+
+    #[test]
+    fn record_counts_every_breakdown() {
+        let mut s = Stats::new(2);
+        s.record(0, &hit(1.0, "a", 0));
+        s.record(0, &hit(1.5, "b", 1));
+        s.record(1, &hit(2.0, "a", 1));
+        s.record(7, &hit(2.1, "a", 1)); // no such slot: counted in the total only
+        assert_eq!(s.total, 4);
+        let t = &s.targets[0];
+        assert_eq!(t.hits, 2);
+        assert_eq!(t.by_comm.get(&"a".to_owned()), 1);
+        assert_eq!(t.by_cpu.get(&1), 1);
+        assert_eq!(t.by_caller.get(&"bump+0x1f".to_owned()), 2);
+        assert_eq!(t.stacks.sorted(), vec![(&vec!["bump+0x1f".to_owned(), "main+0x10".to_owned()], 2)]);
+        assert_eq!(t.values.len(), 2);
+        assert_eq!(t.history.at(1), 2);
+        assert_eq!(s.recent.len(), 4);
+    }
+
+    #[test]
+    fn since_subtracts_a_baseline() {
+        let mut s = Stats::new(1);
+        s.record(0, &hit(1.0, "a", 0));
+        s.record(0, &hit(1.1, "b", 0));
+        s.counters[0].dropped = 3;
+        let base = s.clone();
+        s.record(0, &hit(2.0, "a", 1));
+        s.counters[0].dropped = 5;
+        let d = s.since(&base);
+        assert_eq!(d.total, 1);
+        assert_eq!(d.targets[0].hits, 1);
+        assert_eq!(d.targets[0].by_comm.sorted(), vec![(&"a".to_owned(), 1)]);
+        assert_eq!(d.targets[0].by_cpu.sorted(), vec![(&1, 1)]);
+        assert_eq!(d.dropped(), 2);
+        assert_eq!(d.recent.len(), 1);
+        // History is a rate: clearing keeps it.
+        assert_eq!(d.targets[0].history.at(1), 2);
     }
 }

@@ -85,6 +85,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         },
         buffer_size,
         command_line: std::env::args().collect(),
+        stop: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
