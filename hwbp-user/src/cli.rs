@@ -41,6 +41,8 @@ pub struct Cli {
 pub enum Command {
     /// List symbols matching a pattern (substring; `*` and `?` wildcards).
     List(ListArgs),
+    /// Summarize a trace written with `-o FILE.jsonl`; convert it to other formats.
+    Report(crate::report::ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,7 +67,7 @@ pub struct TraceArgs {
     #[arg(short, long, value_name = "PID", conflicts_with = "command")]
     pub pid: Option<i32>,
 
-    /// Write the trace to FILE (.jsonl, .txt); repeatable.
+    /// Write the trace to FILE (.jsonl, .txt, .folded, .perfetto.json); repeatable.
     #[arg(short, long = "output", value_name = "FILE")]
     pub outputs: Vec<PathBuf>,
 

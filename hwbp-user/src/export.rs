@@ -1,18 +1,26 @@
-//! Trace files (`-o`): JSON Lines and plain text, streamed through a buffer
-//! so memory stays flat however long the run. Files are created with mode
-//! 0600 and never through a symbolic link: they hold kernel addresses
-//! (which defeat KASLR) and hwbp runs as root.
+//! Trace files (`-o`): JSON Lines, plain text, collapsed stacks for flame
+//! graphs and Chrome trace-event JSON for Perfetto. JSONL, text and Perfetto
+//! are streamed through a buffer so memory stays flat however long the run;
+//! collapsed stacks are aggregated (one line per distinct stack) and written
+//! at the end. Files are created with mode 0600 and never through a
+//! symbolic link: they hold kernel addresses (which defeat KASLR) and hwbp
+//! runs as root.
 
 use std::{
+    collections::{BTreeMap, HashMap, HashSet},
     fs::{File, OpenOptions},
     io::{self, BufWriter, Write as _},
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
 };
 
+use serde_json::json;
 use thiserror::Error;
 
-use crate::trace::{Header, HitRecord, Summary, TraceLine};
+use crate::{
+    symbolize::frame_functions,
+    trace::{Header, HitRecord, Summary, TraceLine},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -20,13 +28,22 @@ pub enum Format {
     Jsonl,
     /// The headless lines.
     Txt,
+    /// Collapsed stacks (`target;root;…;leaf COUNT`) for flamegraph.pl and inferno.
+    Folded,
+    /// Chrome trace-event JSON for ui.perfetto.dev and chrome://tracing.
+    Perfetto,
 }
 
 impl Format {
     pub fn from_path(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_str()?;
+        if name.ends_with(".perfetto.json") || name.ends_with(".trace.json") {
+            return Some(Self::Perfetto);
+        }
         match path.extension()?.to_str()? {
             "jsonl" | "ndjson" => Some(Self::Jsonl),
             "txt" | "log" => Some(Self::Txt),
+            "folded" | "collapsed" => Some(Self::Folded),
             _ => None,
         }
     }
@@ -35,7 +52,7 @@ impl Format {
 #[derive(Debug, Error)]
 pub enum ExportError {
     #[error(
-        "cannot tell the format of `{}` from its extension: use .jsonl or .txt, or give --format",
+        "cannot tell the format of `{}` from its extension: use .jsonl, .txt, .folded or .perfetto.json, or give --format",
         .0.display()
     )]
     UnknownFormat(PathBuf),
@@ -53,10 +70,147 @@ fn create_hint(e: &io::Error) -> &'static str {
     }
 }
 
+/// Creates `path` for writing: mode 0600, truncated, never through a link.
+pub fn create_file(path: &Path) -> Result<File, ExportError> {
+    if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(ExportError::Symlink(path.to_owned()));
+    }
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP) => ExportError::Symlink(path.to_owned()),
+            _ => ExportError::Create {
+                path: path.to_owned(),
+                source,
+            },
+        })
+}
+
+/// Collapsed stacks, aggregated: one count per distinct stack.
+#[derive(Debug, Default)]
+pub struct Folded {
+    counts: HashMap<String, u64>,
+}
+
+impl Folded {
+    pub fn add(&mut self, hit: &HitRecord) {
+        *self.counts.entry(folded_stack(hit)).or_default() += 1;
+    }
+
+    /// `stack count` lines, sorted by stack (stable output).
+    pub fn lines(&self) -> Vec<String> {
+        let sorted: BTreeMap<&String, &u64> = self.counts.iter().collect();
+        sorted.into_iter().map(|(stack, n)| format!("{stack} {n}")).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
+
+/// A frame name as a folded-stack element: `;` separates frames and the
+/// last space separates the count, so neither may be ambiguous.
+fn folded_frame(name: &str) -> String {
+    name.replace(';', ":")
+}
+
+/// `target;root;…;leaf`: the target first (so several share a file), then
+/// user frames from the root, then kernel frames down to the hit; inlined
+/// calls become frames of their own.
+pub fn folded_stack(hit: &HitRecord) -> String {
+    let mut frames = vec![folded_frame(&hit.target)];
+    let mut push = |frame: &str| {
+        for f in frame_functions(frame) {
+            frames.push(folded_frame(f));
+        }
+    };
+    for f in hit.ustack.iter().rev() {
+        push(f);
+    }
+    for f in hit.kstack.iter().rev() {
+        push(f);
+    }
+    if hit.ustack.is_empty() && hit.kstack.is_empty() {
+        push(&hit.ip_sym);
+    }
+    frames.join(";")
+}
+
+/// Chrome trace-event JSON, written as hits come.
+#[derive(Debug, Default)]
+struct Perfetto {
+    start_ns: u64,
+    /// Threads and processes already named (bounded).
+    named_pids: HashSet<u32>,
+    named_tids: HashSet<u32>,
+    /// Hits so far per target, for the counter tracks.
+    hits: HashMap<String, u64>,
+    first: bool,
+}
+
+/// Processes and threads named in a Perfetto file before names are dropped.
+const PERFETTO_NAMES_LIMIT: usize = 1 << 16;
+/// The pseudo-process that holds the counter tracks.
+const PERFETTO_COUNTER_PID: u32 = 0;
+
+impl Perfetto {
+    fn micros(&self, ts_ns: u64) -> f64 {
+        ts_ns.saturating_sub(self.start_ns) as f64 / 1000.0
+    }
+
+    /// The events of one hit: names of new processes and threads, the
+    /// instant event, and the target's counter.
+    fn events(&mut self, hit: &HitRecord) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        if self.named_pids.len() < PERFETTO_NAMES_LIMIT && self.named_pids.insert(hit.pid) {
+            out.push(json!({"name": "process_name", "ph": "M", "pid": hit.pid, "tid": hit.pid,
+                "args": {"name": format!("{} ({})", hit.comm, hit.pid)}}));
+        }
+        if self.named_tids.len() < PERFETTO_NAMES_LIMIT && self.named_tids.insert(hit.tid) {
+            out.push(json!({"name": "thread_name", "ph": "M", "pid": hit.pid, "tid": hit.tid,
+                "args": {"name": format!("{}-{}", hit.comm, hit.tid)}}));
+        }
+        let ts = self.micros(hit.ts_ns);
+        let mut args = serde_json::Map::new();
+        args.insert("target".into(), json!(hit.target));
+        args.insert("ip_sym".into(), json!(hit.ip_sym));
+        args.insert("cpu".into(), json!(hit.cpu));
+        if let Some(v) = hit.value {
+            args.insert("value".into(), json!(hit.value_text.clone().unwrap_or_else(|| format!("{v:#x}"))));
+        }
+        if let Some(old) = hit.old_value {
+            args.insert("old_value".into(), json!(hit.old_value_text.clone().unwrap_or_else(|| format!("{old:#x}"))));
+        }
+        if let Some(call_args) = &hit.args {
+            let text: Vec<String> = call_args.iter().map(|a| format!("{}={}", a.name, a.value)).collect();
+            args.insert("args".into(), json!(text.join(", ")));
+        }
+        out.push(json!({"name": hit.target, "cat": "hwbp", "ph": "i", "s": "t", "ts": ts,
+            "pid": hit.pid, "tid": hit.tid, "args": args}));
+        let n = self.hits.entry(hit.target.clone()).or_default();
+        *n += 1;
+        out.push(json!({"name": format!("hits {}", hit.target), "ph": "C", "ts": ts,
+            "pid": PERFETTO_COUNTER_PID, "args": {"hits": *n}}));
+        out
+    }
+}
+
+enum Writer {
+    Stream,
+    Folded(Folded),
+    Perfetto(Box<Perfetto>),
+}
+
 /// One open trace file.
 pub struct Export {
     pub path: PathBuf,
     format: Format,
+    writer: Writer,
     out: BufWriter<File>,
     /// First write error; after it the file is left alone.
     failed: Option<io::Error>,
@@ -67,38 +221,44 @@ impl Export {
         let format = format
             .or_else(|| Format::from_path(path))
             .ok_or_else(|| ExportError::UnknownFormat(path.to_owned()))?;
-        if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(ExportError::Symlink(path.to_owned()));
-        }
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|source| match source.raw_os_error() {
-                Some(libc::ELOOP) => ExportError::Symlink(path.to_owned()),
-                _ => ExportError::Create {
-                    path: path.to_owned(),
-                    source,
-                },
-            })?;
-        Ok(Self {
+        let file = create_file(path)?;
+        let writer = match format {
+            Format::Jsonl | Format::Txt => Writer::Stream,
+            Format::Folded => Writer::Folded(Folded::default()),
+            Format::Perfetto => Writer::Perfetto(Box::new(Perfetto {
+                first: true,
+                ..Default::default()
+            })),
+        };
+        let mut export = Self {
             path: path.to_owned(),
             format,
+            writer,
             out: BufWriter::with_capacity(1 << 16, file),
             failed: None,
-        })
+        };
+        if format == Format::Perfetto {
+            export.write_raw("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
+        }
+        Ok(export)
     }
 
-    fn write_line(&mut self, line: &str) {
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    fn write_raw(&mut self, text: &str) {
         if self.failed.is_some() {
             return;
         }
-        if let Err(e) = self.out.write_all(line.as_bytes()).and_then(|()| self.out.write_all(b"\n")) {
+        if let Err(e) = self.out.write_all(text.as_bytes()) {
             self.failed = Some(e);
         }
+    }
+
+    fn write_line(&mut self, line: &str) {
+        self.write_raw(line);
+        self.write_raw("\n");
     }
 
     fn write_json(&mut self, line: &TraceLine) {
@@ -108,40 +268,79 @@ impl Export {
         }
     }
 
+    fn write_events(&mut self, events: Vec<serde_json::Value>) {
+        for event in events {
+            let first = match &mut self.writer {
+                Writer::Perfetto(p) => std::mem::replace(&mut p.first, false),
+                _ => false,
+            };
+            self.write_raw(if first { "\n" } else { ",\n" });
+            match serde_json::to_string(&event) {
+                Ok(text) => self.write_raw(&text),
+                Err(e) => self.failed = Some(io::Error::other(e)),
+            }
+        }
+    }
+
     pub fn header(&mut self, header: &Header) {
-        if self.format == Format::Jsonl {
-            self.write_json(&TraceLine::Header(header.clone()));
+        match &mut self.writer {
+            Writer::Stream if self.format == Format::Jsonl => self.write_json(&TraceLine::Header(header.clone())),
+            Writer::Perfetto(p) => {
+                p.start_ns = header.start_monotonic_ns;
+                let mut events = vec![json!({"name": "process_name", "ph": "M", "pid": PERFETTO_COUNTER_PID,
+                    "tid": PERFETTO_COUNTER_PID, "args": {"name": "hwbp targets"}})];
+                events.extend(header.targets.iter().map(|t| {
+                    json!({"name": "hits ".to_owned() + &t.target, "ph": "C", "ts": 0.0,
+                        "pid": PERFETTO_COUNTER_PID, "args": {"hits": 0}})
+                }));
+                self.write_events(events);
+            }
+            _ => {}
         }
     }
 
     pub fn hit(&mut self, hit: &HitRecord) {
-        match self.format {
-            Format::Jsonl => {
-                if self.failed.is_some() {
-                    return;
+        if self.failed.is_some() {
+            return;
+        }
+        match &mut self.writer {
+            Writer::Stream => match self.format {
+                Format::Jsonl => {
+                    // Serialize without cloning the record.
+                    #[derive(serde::Serialize)]
+                    struct Tagged<'a> {
+                        #[serde(rename = "type")]
+                        ty: &'static str,
+                        #[serde(flatten)]
+                        hit: &'a HitRecord,
+                    }
+                    match serde_json::to_string(&Tagged { ty: "hit", hit }) {
+                        Ok(text) => self.write_line(&text),
+                        Err(e) => self.failed = Some(io::Error::other(e)),
+                    }
                 }
-                // Serialize without cloning the record.
-                #[derive(serde::Serialize)]
-                struct Tagged<'a> {
-                    #[serde(rename = "type")]
-                    ty: &'static str,
-                    #[serde(flatten)]
-                    hit: &'a HitRecord,
-                }
-                match serde_json::to_string(&Tagged { ty: "hit", hit }) {
-                    Ok(text) => self.write_line(&text),
-                    Err(e) => self.failed = Some(io::Error::other(e)),
-                }
+                _ => self.write_line(&hit.line()),
+            },
+            Writer::Folded(folded) => folded.add(hit),
+            Writer::Perfetto(p) => {
+                let events = p.events(hit);
+                self.write_events(events);
             }
-            Format::Txt => self.write_line(&hit.line()),
         }
     }
 
     /// Writes the summary and flushes; returns the first error the file had.
     pub fn finish(&mut self, summary: &Summary) -> Result<(), io::Error> {
-        match self.format {
-            Format::Jsonl => self.write_json(&TraceLine::Summary(summary.clone())),
-            Format::Txt => {}
+        match &self.writer {
+            Writer::Stream if self.format == Format::Jsonl => self.write_json(&TraceLine::Summary(summary.clone())),
+            Writer::Stream => {}
+            Writer::Folded(folded) => {
+                let lines = folded.lines();
+                for line in lines {
+                    self.write_line(&line);
+                }
+            }
+            Writer::Perfetto(_) => self.write_raw("\n]}\n"),
         }
         if self.failed.is_none()
             && let Err(e) = self.out.flush()
@@ -157,5 +356,44 @@ impl Export {
     /// The error that stopped writing, if any (checked while tracing).
     pub fn error(&self) -> Option<&io::Error> {
         self.failed.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_from_names() {
+        let f = |p: &str| Format::from_path(Path::new(p));
+        assert_eq!(f("t.jsonl"), Some(Format::Jsonl));
+        assert_eq!(f("t.txt"), Some(Format::Txt));
+        assert_eq!(f("t.folded"), Some(Format::Folded));
+        assert_eq!(f("t.perfetto.json"), Some(Format::Perfetto));
+        assert_eq!(f("t.json"), None);
+    }
+
+    #[test]
+    fn folded_joins_user_and_kernel_root_first() {
+        let hit = HitRecord {
+            target: "vfs_read".into(),
+            ip_sym: "vfs_read+0x0".into(),
+            kstack: vec!["vfs_read+0x0".into(), "ksys_read+0x6e".into(), "do_syscall_64+0x5d".into()],
+            ustack: vec![
+                "read+0x12 (read.c:26)".into(),
+                "main+0x40 (src/main.rs:7) inlined a;b (src/lib.rs:3)".into(),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            folded_stack(&hit),
+            "vfs_read;main;a:b;read;do_syscall_64;ksys_read;vfs_read"
+        );
+        let bare = HitRecord {
+            target: "c".into(),
+            ip_sym: "bump+0x1f".into(),
+            ..Default::default()
+        };
+        assert_eq!(folded_stack(&bare), "c;bump");
     }
 }

@@ -8,14 +8,18 @@
 //! records → [`export`] files, [`stats`] and the frontends.
 
 pub mod arm;
+pub mod btf;
 pub mod cli;
 pub mod collect;
 pub mod export;
 pub mod list;
+pub mod metrics;
 pub mod process;
+pub mod report;
 pub mod resolve;
 pub mod session;
 pub mod stats;
 pub mod symbolize;
 pub mod target;
 pub mod trace;
+pub mod values;

@@ -27,7 +27,7 @@ use crate::{
     stats::Stats,
     symbolize::Symbolizer,
     target::{Mode, TargetSpec},
-    trace::{Arg, Header, HitRecord, Summary, TargetInfo, TargetSummary, FORMAT_VERSION},
+    trace::{Header, HitRecord, Summary, TargetInfo, TargetSummary, FORMAT_VERSION},
 };
 
 /// Which stacks to capture (`--stack`).
@@ -248,6 +248,8 @@ async fn arm_and_trace(
     if let Ok(mut s) = stats.lock() {
         *s = Stats::new(breakpoints.len());
     }
+    // Before the command runs: the initial values of data targets.
+    let values = crate::values::Values::new(&breakpoints, traced_pid);
     let mut symbolizer = Symbolizer::new(kallsyms);
     if let Some(pid) = traced_pid {
         symbolizer.snapshot(pid as u32);
@@ -273,6 +275,7 @@ async fn arm_and_trace(
         per_slot: vec![0; breakpoints.len()],
         after_limit: vec![0; breakpoints.len()],
         write_errors_reported: false,
+        values,
     };
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -397,9 +400,9 @@ struct Collector<'a> {
     per_slot: Vec<u64>,
     after_limit: Vec<u64>,
     write_errors_reported: bool,
+    /// Argument names and types, decoded values, old values.
+    values: crate::values::Values,
 }
-
-const ARG_REGISTERS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
 
 impl Collector<'_> {
     fn limit_reached(&self) -> bool {
@@ -463,6 +466,16 @@ impl Collector<'_> {
         if bp.at_entry && bp.space == Space::User && hit.ret != 0 && !ustack.is_empty() {
             ustack.insert(1, self.symbolizer.user(hit.pid, hit.ret).to_string());
         }
+        let crate::values::ValueFields {
+            value,
+            old_value,
+            value_type,
+            value_text,
+            old_value_text,
+        } = self.values.value(
+            hit.slot as usize,
+            (bp.mode != Mode::Execute && hit.flags & HIT_NO_VALUE == 0).then_some(hit.value),
+        );
         HitRecord {
             ts_ns: hit.ts_ns,
             cpu: hit.cpu,
@@ -475,17 +488,12 @@ impl Collector<'_> {
             mode: bp.mode.as_str().to_owned(),
             ip: format!("{:#x}", hit.ip),
             ip_sym: self.symbolizer.symbolize(hit.pid, hit.ip).to_string(),
-            value: (bp.mode != Mode::Execute && hit.flags & HIT_NO_VALUE == 0).then_some(hit.value),
-            args: (bp.mode == Mode::Execute).then(|| {
-                ARG_REGISTERS
-                    .iter()
-                    .zip(hit.args)
-                    .map(|(name, v)| Arg {
-                        name: (*name).to_owned(),
-                        value: format!("{v:#x}"),
-                    })
-                    .collect()
-            }),
+            value,
+            old_value,
+            value_type,
+            value_text,
+            old_value_text,
+            args: (bp.mode == Mode::Execute).then(|| self.values.args(hit.slot as usize, &hit.args)),
             kstack,
             ustack,
         }

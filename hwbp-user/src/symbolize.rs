@@ -1,12 +1,28 @@
 //! Addresses to names: kernel addresses through kallsyms, user addresses
-//! through the process's memory map and the symbol tables of its ELF files.
-//! Every distinct address is symbolized once (per process for user ones), so
-//! the cost does not grow with the number of hits.
+//! through the process's memory map and blazesym (ELF symbols, DWARF line
+//! tables and inlined functions). Every distinct address is symbolized once
+//! (per process for user ones), so the cost does not grow with the number of
+//! hits.
+//!
+//! A user frame reads `func+0x1f (src/main.rs:42)`, and when the address is
+//! in code inlined into `func`, each inlined call follows, outermost first:
+//! `func+0x1f (src/main.rs:42) inlined helper (src/lib.rs:7)`. The string
+//! always starts with `func+0xOFF`, so consumers that only want the function
+//! cut at the first space ([`frame_functions`] does so, inlined ones included).
+//!
+//! The maps of the traced process are kept from [`Symbolizer::snapshot`] on,
+//! and files are opened by path, so hits are named after the process exited.
 
 use std::{
     collections::HashMap,
+    fmt::Write as _,
     path::{Path, PathBuf},
     sync::Arc,
+};
+
+use blazesym::symbolize::{
+    self as bz,
+    source::{Elf, Source},
 };
 
 use crate::resolve::{ElfImage, Kallsyms, Mapping, is_kernel_address, maps};
@@ -15,6 +31,8 @@ use crate::resolve::{ElfImage, Kallsyms, Mapping, is_kernel_address, maps};
 const CACHE_LIMIT: usize = 1 << 20;
 /// Processes whose maps are kept.
 const PROCESS_LIMIT: usize = 4096;
+/// Separates a frame's inlined calls in its string.
+pub const INLINED: &str = " inlined ";
 
 #[derive(Default)]
 struct ProcessMaps {
@@ -29,7 +47,12 @@ pub struct Symbolizer {
     kernel_cache: HashMap<u64, Arc<str>>,
     user_cache: HashMap<(u32, u64), Arc<str>>,
     processes: HashMap<u32, ProcessMaps>,
+    /// ELF files as found on disk (the traced process's root first).
+    files: HashMap<PathBuf, Option<PathBuf>>,
+    /// Symbol tables, for files blazesym cannot read.
     images: HashMap<PathBuf, Option<Arc<ElfImage>>>,
+    /// blazesym keeps its parsed files (and their DWARF) between calls.
+    blaze: bz::Symbolizer,
 }
 
 impl Symbolizer {
@@ -39,7 +62,13 @@ impl Symbolizer {
             kernel_cache: HashMap::new(),
             user_cache: HashMap::new(),
             processes: HashMap::new(),
+            files: HashMap::new(),
             images: HashMap::new(),
+            blaze: bz::Symbolizer::builder()
+                .enable_code_info(true)
+                .enable_inlined_fns(true)
+                .enable_demangling(true)
+                .build(),
         }
     }
 
@@ -51,7 +80,7 @@ impl Symbolizer {
         }
     }
 
-    /// `func+0x1f`, `func+0x1f [module]`, or the raw address.
+    /// `func+0x1f`, `func+0x1f [module]`, `func+0x1f (file:line)`, or the raw address.
     pub fn symbolize(&mut self, pid: u32, addr: u64) -> Arc<str> {
         if is_kernel_address(addr) {
             self.kernel(addr)
@@ -100,11 +129,18 @@ impl Symbolizer {
         };
         let file_offset = addr - mapping.start + mapping.offset;
         let short = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let Some(image) = self.image(pid, &path) else {
+        let Some(file) = self.file(pid, &path) else {
             return format!("[{short}+{file_offset:#x}]");
         };
-        match image.file_offset_to_vaddr(file_offset).and_then(|v| image.symbolize(v)) {
-            Some((sym, off)) => format!("{}+{off:#x}", sym.display),
+        let source = Source::Elf(Elf::new(file.clone()));
+        if let Ok(bz::Symbolized::Sym(sym)) = self.blaze.symbolize_single(&source, bz::Input::FileOffset(file_offset)) {
+            return format_sym(&sym);
+        }
+        // blazesym found nothing (or could not parse the file): the plain
+        // symbol tables still may.
+        let image = self.image(&file);
+        match image.and_then(|image| image.file_offset_to_vaddr(file_offset).and_then(|v| image.symbolize(v).map(|(s, o)| format!("{}+{o:#x}", s.display)))) {
+            Some(name) => name,
             None => format!("[{short}+{file_offset:#x}]"),
         }
     }
@@ -129,15 +165,75 @@ impl Symbolizer {
         find(&entry.maps)
     }
 
-    fn image(&mut self, pid: u32, path: &Path) -> Option<Arc<ElfImage>> {
-        if let Some(image) = self.images.get(path) {
-            return image.clone();
+    /// The file to open for a mapped path: through the process's root (it
+    /// may live in a container) while the process exists, else the path.
+    fn file(&mut self, pid: u32, path: &Path) -> Option<PathBuf> {
+        if let Some(file) = self.files.get(path) {
+            return file.clone();
         }
         let in_root = PathBuf::from(format!("/proc/{pid}/root{}", path.display()));
-        let image = ElfImage::load(&in_root).or_else(|_| ElfImage::load(path)).ok().map(Arc::new);
-        self.images.insert(path.to_owned(), image.clone());
+        let file = [in_root, path.to_owned()]
+            .into_iter()
+            .find(|p| p.is_file())
+            .and_then(|p| p.canonicalize().ok().or(Some(p)));
+        self.files.insert(path.to_owned(), file.clone());
+        file
+    }
+
+    fn image(&mut self, file: &Path) -> Option<Arc<ElfImage>> {
+        if let Some(image) = self.images.get(file) {
+            return image.clone();
+        }
+        let image = ElfImage::load(file).ok().map(Arc::new);
+        self.images.insert(file.to_owned(), image.clone());
         image
     }
+}
+
+fn code_location(info: &bz::CodeInfo<'_>) -> Option<String> {
+    let line = info.line?;
+    Some(format!("{}:{line}", info.to_path().display()))
+}
+
+/// `name+0xoff (file:line)[ inlined name (file:line)]…`.
+fn format_sym(sym: &bz::Sym<'_>) -> String {
+    let mut out = format!("{}+{:#x}", sym.name, sym.offset);
+    if let Some(loc) = sym.code_info.as_deref().and_then(code_location) {
+        let _ = write!(out, " ({loc})");
+    }
+    for inlined in sym.inlined.iter() {
+        let _ = write!(out, "{INLINED}{}", inlined.name);
+        if let Some(loc) = inlined.code_info.as_ref().and_then(code_location) {
+            let _ = write!(out, " ({loc})");
+        }
+    }
+    out
+}
+
+/// The function names in a frame string, outermost first: the frame's own
+/// function, then the functions inlined into it at that address.
+/// `vfs_read+0x10` → `[vfs_read]`; `f+0x4 (a.rs:3) inlined g (b.rs:9)` →
+/// `[f, g]`; a raw address stays as it is.
+pub fn frame_functions(frame: &str) -> Vec<&str> {
+    let mut parts = frame.split(INLINED);
+    let mut out = Vec::new();
+    if let Some(first) = parts.next() {
+        let name = first.split(" (").next().unwrap_or(first);
+        // `func+0x1f [module]`: the module goes, like the offset.
+        let func = match name.split_once(" [") {
+            Some((f, _)) if !name.starts_with('[') => f,
+            _ => name,
+        };
+        let func = match func.rfind("+0x") {
+            Some(i) if i > 0 && !func.starts_with('[') => &func[..i],
+            _ => func,
+        };
+        out.push(func);
+    }
+    for part in parts {
+        out.push(part.split(" (").next().unwrap_or(part));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -150,13 +246,14 @@ mod tests {
     }
 
     #[test]
-    fn names_own_function() {
+    fn names_own_function_with_line() {
         let mut s = Symbolizer::new(None);
-        let addr = marker as usize as u64;
-        let name = s.user(std::process::id(), addr + 1);
-        assert!(name.ends_with("symbolize::tests::marker+0x1"), "{name}");
+        let addr = marker as fn() -> u64 as usize as u64;
+        let name = s.user(std::process::id(), addr);
+        assert!(name.starts_with("hwbp::symbolize::tests::marker+0x0 ("), "{name}");
+        assert!(name.contains("src/symbolize.rs:"), "test binaries have line tables: {name}");
         // Cached: the same Arc comes back.
-        assert!(Arc::ptr_eq(&name, &s.user(std::process::id(), addr + 1)));
+        assert!(Arc::ptr_eq(&name, &s.user(std::process::id(), addr)));
     }
 
     #[test]
@@ -166,5 +263,17 @@ mod tests {
         let k = Kallsyms::parse("ffffffff81000000 T start\nffffffff81000100 T next\n");
         let mut s = Symbolizer::new(Some(Arc::new(k)));
         assert_eq!(&*s.kernel(0xffffffff81000010), "start+0x10");
+    }
+
+    #[test]
+    fn functions_of_frames() {
+        assert_eq!(frame_functions("vfs_read+0x10"), ["vfs_read"]);
+        assert_eq!(frame_functions("xfs_read+0x10 [xfs]"), ["xfs_read"]);
+        assert_eq!(frame_functions("0xffff8000"), ["0xffff8000"]);
+        assert_eq!(frame_functions("[libc.so.6+0x1234]"), ["[libc.so.6+0x1234]"]);
+        assert_eq!(
+            frame_functions("main+0x4 (src/main.rs:3) inlined a::<b>::c (src/lib.rs:9) inlined d"),
+            ["main", "a::<b>::c", "d"]
+        );
     }
 }

@@ -9,6 +9,10 @@ pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "lines are parsed one at a time; boxing hits would cost an allocation each"
+)]
 pub enum TraceLine {
     Header(Header),
     Hit(HitRecord),
@@ -45,9 +49,12 @@ pub struct TargetInfo {
 pub struct Arg {
     pub name: String,
     pub value: String,
+    /// The C type, when BTF (kernel) or DWARF (user) names it.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub ty: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HitRecord {
     /// CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns).
     pub ts_ns: u64,
@@ -65,10 +72,24 @@ pub struct HitRecord {
     /// The value at a data target after the access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<u64>,
+    /// The value before this access: the previous hit's, or the one read
+    /// when the target was armed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_value: Option<u64>,
+    /// The C type of a data target, when BTF names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_type: Option<String>,
+    /// `value` decoded by `value_type` (`-1`, `true`, `0xffff…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_value_text: Option<String>,
     /// Argument registers of an execute target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<Arg>>,
-    /// Innermost frame first.
+    /// Innermost frame first. A frame reads `func+0xOFF`, then
+    /// ` (file:line)` where debug info has it, then ` inlined FUNC (file:line)`
+    /// for each call inlined at that address (see [`crate::symbolize`]).
     #[serde(default)]
     pub kstack: Vec<String>,
     #[serde(default)]
@@ -117,17 +138,30 @@ impl HitRecord {
         let secs = self.ts_ns / 1_000_000_000;
         let micros = (self.ts_ns % 1_000_000_000) / 1000;
         let mut line = format!(
-            "{:>16}-{:<7} [{:03}] {secs}.{micros:06}: {} {} {}",
-            self.comm, self.tid, self.cpu, self.target, self.mode, self.ip_sym
+            "{:>16}-{:<7} [{:03}] {secs}.{micros:06}: {} {}",
+            self.comm, self.tid, self.cpu, self.target, self.mode
         );
         if let Some(value) = self.value {
-            line.push_str(&format!(" value={value} ({value:#x})"));
+            match (&self.value_text, &self.old_value_text, self.old_value) {
+                (Some(text), Some(old), _) => line.push_str(&format!(" value={old}→{text}")),
+                (Some(text), None, _) => line.push_str(&format!(" value={text}")),
+                (None, _, Some(old)) => line.push_str(&format!(" value={old}→{value} ({old:#x}→{value:#x})")),
+                (None, _, None) => line.push_str(&format!(" value={value} ({value:#x})")),
+            }
         }
         if let Some(args) = &self.args {
             let args: Vec<String> = args.iter().map(|a| format!("{}={}", a.name, a.value)).collect();
-            line.push_str(&format!(" ({})", args.join(", ")));
+            let func = self.symbol.split('+').next().unwrap_or(&self.symbol);
+            line.push_str(&format!(" {func}({})", args.join(", ")));
         }
         line
+        // At a function's entry the ip names the function itself: the call
+        // `vfs_read(file=…, …)` says it all.
+        let entry = format!("{}+0x0", self.symbol);
+        if self.args.is_none() || !(self.ip_sym == entry || self.ip_sym.starts_with(&format!("{entry} "))) {
+            line.push(' ');
+            line.push_str(&self.ip_sym);
+        }
     }
 }
 
@@ -160,6 +194,7 @@ mod tests {
         let line = TraceLine::Hit(hit());
         let text = serde_json::to_string(&line).expect("serialize");
         assert!(text.starts_with(r#"{"type":"hit","ts_ns":12345678901234,"#), "{text}");
+            ..Default::default()
         assert!(!text.contains("\"args\""), "absent args are omitted: {text}");
         let back: TraceLine = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, line);
@@ -173,3 +208,30 @@ mod tests {
         );
     }
 }
+
+    #[test]
+    fn headless_line_old_new_and_args() {
+        let mut h = hit();
+        h.old_value = Some(41);
+        assert!(h.line().ends_with("counter w bump+0x1f value=41→42 (0x29→0x2a)"), "{}", h.line());
+        h.value_type = Some("int".into());
+        h.value_text = Some("42".into());
+        h.old_value_text = Some("-1".into());
+        assert!(h.line().ends_with("counter w bump+0x1f value=-1→42"), "{}", h.line());
+
+        let mut h = hit();
+        h.target = "vfs_read".into();
+        h.symbol = "vfs_read".into();
+        h.mode = "x".into();
+        h.ip_sym = "vfs_read+0x0".into();
+        h.value = None;
+        h.args = Some(vec![
+            Arg { name: "file".into(), value: "0xffff1".into(), ty: Some("struct file *".into()) },
+            Arg { name: "count".into(), value: "131072".into(), ty: Some("size_t".into()) },
+        ]);
+        assert!(h.line().ends_with(": vfs_read x vfs_read(file=0xffff1, count=131072)"), "{}", h.line());
+        let text = serde_json::to_string(&TraceLine::Hit(h.clone())).expect("serialize");
+        assert!(text.contains(r#"{"name":"file","value":"0xffff1","type":"struct file *"}"#), "{text}");
+        let back: TraceLine = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, TraceLine::Hit(h));
+    }

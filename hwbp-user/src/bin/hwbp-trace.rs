@@ -30,6 +30,7 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Some(Command::Report(args)) => hwbp::report::main(&args),
         None => trace(cli.trace),
     };
     match result {

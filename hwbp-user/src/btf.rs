@@ -1,0 +1,392 @@
+//! Kernel types from BTF (/sys/kernel/btf/vmlinux): the parameter names and
+//! types of a function (FUNC → FUNC_PROTO) and the type of a variable (VAR),
+//! enough to name a hit's arguments and decode a watched value.
+//!
+//! A small reader of the format in the kernel's Documentation/bpf/btf.rst:
+//! a header, then the type section (one record per type, ids from 1, each
+//! followed by kind-specific data), then the string section.
+
+use std::{collections::HashMap, fs, io, path::Path};
+
+use thiserror::Error;
+
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+const MAGIC: u16 = 0xeb9f;
+
+// Kinds (include/uapi/linux/btf.h).
+const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_FWD: u32 = 7;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC: u32 = 12;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_FLOAT: u32 = 16;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_TYPE_TAG: u32 = 18;
+const KIND_ENUM64: u32 = 19;
+
+const INT_SIGNED: u32 = 1 << 0;
+const INT_BOOL: u32 = 1 << 2;
+
+#[derive(Debug, Error)]
+pub enum BtfError {
+    #[error("cannot read {path}: {source}; is the kernel built with CONFIG_DEBUG_INFO_BTF?")]
+    Read { path: String, source: io::Error },
+    #[error("{path} is not valid BTF: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// How a value of some type reads best.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Decode {
+    Signed,
+    Unsigned,
+    Bool,
+    /// Pointers, structs, arrays, unknown: hexadecimal.
+    Hex,
+}
+
+impl Decode {
+    /// `value` as `size` bytes of this kind: `-1`, `42`, `true`, `0xffff…`.
+    pub fn format(self, value: u64, size: u8) -> String {
+        let bits = u32::from(size.clamp(1, 8)) * 8;
+        let masked = if bits == 64 { value } else { value & ((1u64 << bits) - 1) };
+        match self {
+            Self::Signed => {
+                let shift = 64 - bits;
+                (((masked << shift) as i64) >> shift).to_string()
+            }
+            Self::Unsigned => masked.to_string(),
+            Self::Bool => (masked != 0).to_string(),
+            Self::Hex => format!("{masked:#x}"),
+        }
+    }
+}
+
+/// A C type as far as hwbp shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TypeInfo {
+    /// `struct file *`, `size_t`, `int`.
+    pub name: String,
+    pub decode: Decode,
+    /// Bytes, when known (0 for void and functions).
+    pub size: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    pub name: String,
+    pub ty: TypeInfo,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RawType {
+    name_off: u32,
+    kind: u32,
+    vlen: u32,
+    kind_flag: bool,
+    /// `size` or `type`, by kind.
+    size_type: u32,
+    /// Offset of the kind-specific data in the type section.
+    data: usize,
+}
+
+/// A parsed BTF blob (vmlinux or a standalone one).
+pub struct Btf {
+    types: Vec<RawType>,
+    type_section: Vec<u8>,
+    strings: Vec<u8>,
+    /// FUNC and VAR ids by name.
+    by_name: HashMap<String, Vec<u32>>,
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+impl Btf {
+    pub fn load(path: &Path) -> Result<Self, BtfError> {
+        let data = fs::read(path).map_err(|source| BtfError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&data).map_err(|reason| BtfError::Invalid {
+            path: path.display().to_string(),
+            reason,
+        })
+    }
+
+    pub fn vmlinux() -> Result<Self, BtfError> {
+        Self::load(Path::new(VMLINUX))
+    }
+
+    pub fn parse(data: &[u8]) -> Result<Self, String> {
+        let magic = data.get(0..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        if magic != Some(MAGIC) {
+            return Err("bad magic (only little-endian BTF is read)".into());
+        }
+        let field = |off| u32_at(data, off).ok_or_else(|| "truncated header".to_owned());
+        let hdr_len = field(4)? as usize;
+        let (type_off, type_len, str_off, str_len) = (field(8)?, field(12)?, field(16)?, field(20)?);
+        let section = |off: u32, len: u32| {
+            let start = hdr_len + off as usize;
+            data.get(start..start + len as usize)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| "section beyond the end of the data".to_owned())
+        };
+        let type_section = section(type_off, type_len)?;
+        let strings = section(str_off, str_len)?;
+
+        let mut types = Vec::new();
+        let mut pos = 0;
+        while pos < type_section.len() {
+            let (Some(name_off), Some(info), Some(size_type)) =
+                (u32_at(&type_section, pos), u32_at(&type_section, pos + 4), u32_at(&type_section, pos + 8))
+            else {
+                return Err(format!("truncated type record at offset {pos}"));
+            };
+            let vlen = info & 0xffff;
+            let kind = (info >> 24) & 0x1f;
+            let data = pos + 12;
+            let extra = match kind {
+                KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+                KIND_ARRAY => 12,
+                KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen as usize,
+                KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen as usize,
+                KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC
+                | KIND_FLOAT | KIND_TYPE_TAG => 0,
+                other => return Err(format!("unknown kind {other} at offset {pos}")),
+            };
+            types.push(RawType {
+                name_off,
+                kind,
+                vlen,
+                kind_flag: info >> 31 == 1,
+                size_type,
+                data,
+            });
+            pos = data + extra;
+        }
+        let mut btf = Self {
+            types,
+            type_section,
+            strings,
+            by_name: HashMap::new(),
+        };
+        let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
+        for (i, t) in btf.types.iter().enumerate() {
+            if matches!(t.kind, KIND_FUNC | KIND_VAR) {
+                by_name.entry(btf.str_at(t.name_off).to_owned()).or_default().push(i as u32 + 1);
+            }
+        }
+        btf.by_name = by_name;
+        Ok(btf)
+    }
+
+    fn str_at(&self, off: u32) -> &str {
+        let rest = self.strings.get(off as usize..).unwrap_or_default();
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end]).unwrap_or("")
+    }
+
+    fn ty(&self, id: u32) -> Option<&RawType> {
+        id.checked_sub(1).and_then(|i| self.types.get(i as usize))
+    }
+
+    fn data_u32(&self, t: &RawType, index: usize) -> u32 {
+        u32_at(&self.type_section, t.data + 4 * index).unwrap_or(0)
+    }
+
+    /// The parameters of kernel function `name`, or None when BTF has no
+    /// such function.
+    pub fn function_params(&self, name: &str) -> Option<Vec<Param>> {
+        let func = self.by_name.get(name)?.iter().filter_map(|&id| self.ty(id)).find(|t| t.kind == KIND_FUNC)?;
+        let proto = self.ty(func.size_type).filter(|t| t.kind == KIND_FUNC_PROTO)?;
+        let params = (0..proto.vlen as usize)
+            .map(|i| {
+                let name_off = self.data_u32(proto, 2 * i);
+                let ty = self.data_u32(proto, 2 * i + 1);
+                Param {
+                    name: self.str_at(name_off).to_owned(),
+                    ty: self.type_info(ty),
+                }
+            })
+            // A variadic function ends with a nameless parameter of type 0.
+            .filter(|p| !(p.name.is_empty() && p.ty.name == "void"))
+            .collect();
+        Some(params)
+    }
+
+    /// The type of kernel variable `name`, when BTF describes it.
+    pub fn variable_type(&self, name: &str) -> Option<TypeInfo> {
+        let var = self.by_name.get(name)?.iter().filter_map(|&id| self.ty(id)).find(|t| t.kind == KIND_VAR)?;
+        Some(self.type_info(var.size_type))
+    }
+
+    pub fn type_info(&self, id: u32) -> TypeInfo {
+        let (name, decode, size) = self.describe(id, 0);
+        TypeInfo { name, decode, size }
+    }
+
+    fn describe(&self, id: u32, depth: u32) -> (String, Decode, u32) {
+        if id == 0 {
+            return ("void".into(), Decode::Hex, 0);
+        }
+        let Some(t) = self.ty(id).copied() else {
+            return (format!("type#{id}"), Decode::Hex, 0);
+        };
+        if depth > 32 {
+            return ("…".into(), Decode::Hex, 0);
+        }
+        let name = self.str_at(t.name_off).to_owned();
+        let anon = |what: &str| if name.is_empty() { format!("{what} (anon)") } else { format!("{what} {name}") };
+        match t.kind {
+            KIND_INT => {
+                let bits = self.data_u32(&t, 0);
+                let encoding = (bits >> 24) & 0xf;
+                let decode = if encoding & INT_BOOL != 0 {
+                    Decode::Bool
+                } else if encoding & INT_SIGNED != 0 {
+                    Decode::Signed
+                } else {
+                    Decode::Unsigned
+                };
+                (name, decode, t.size_type)
+            }
+            KIND_PTR => {
+                let (target, _, _) = self.describe(t.size_type, depth + 1);
+                let sep = if target.ends_with('*') { "" } else { " " };
+                (format!("{target}{sep}*"), Decode::Hex, 8)
+            }
+            KIND_TYPEDEF => {
+                let (_, decode, size) = self.describe(t.size_type, depth + 1);
+                (name, decode, size)
+            }
+            KIND_CONST | KIND_VOLATILE | KIND_RESTRICT | KIND_TYPE_TAG => {
+                let (inner, decode, size) = self.describe(t.size_type, depth + 1);
+                let qualifier = match t.kind {
+                    KIND_CONST => "const ",
+                    KIND_VOLATILE => "volatile ",
+                    _ => "",
+                };
+                (format!("{qualifier}{inner}"), decode, size)
+            }
+            KIND_STRUCT => (anon("struct"), Decode::Hex, t.size_type),
+            KIND_UNION => (anon("union"), Decode::Hex, t.size_type),
+            KIND_FWD => (if t.kind_flag { anon("union") } else { anon("struct") }, Decode::Hex, 0),
+            KIND_ENUM | KIND_ENUM64 => {
+                let decode = if t.kind_flag { Decode::Signed } else { Decode::Unsigned };
+                (anon("enum"), decode, t.size_type)
+            }
+            KIND_ARRAY => {
+                let elem = self.data_u32(&t, 0);
+                let count = self.data_u32(&t, 2);
+                let (inner, _, size) = self.describe(elem, depth + 1);
+                (format!("{inner}[{count}]"), Decode::Hex, size.saturating_mul(count))
+            }
+            KIND_FUNC_PROTO => ("function".into(), Decode::Hex, 0),
+            KIND_FLOAT => (name, Decode::Hex, t.size_type),
+            _ => (name, Decode::Hex, 0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hand-made blob: int, unsigned long, typedef size_t, struct file,
+    /// pointer to it, FUNC_PROTO(f: struct file *, n: size_t, s: int),
+    /// FUNC vfs_x, _Bool, VAR flag.
+    fn blob() -> Vec<u8> {
+        let strings = b"\0int\0unsigned long\0size_t\0file\0f\0n\0s\0vfs_x\0_Bool\0flag\0";
+        let off = |s: &str| {
+            let needle = format!("\0{s}\0");
+            strings.windows(needle.len()).position(|w| w == needle.as_bytes()).map(|p| p as u32 + 1).unwrap_or(0)
+        };
+        let mut t: Vec<u32> = Vec::new();
+        let info = |kind: u32, vlen: u32| (kind << 24) | vlen;
+        // 1: int
+        t.extend([off("int"), info(KIND_INT, 0), 4, (INT_SIGNED << 24) | 32]);
+        // 2: unsigned long
+        t.extend([off("unsigned long"), info(KIND_INT, 0), 8, 64]);
+        // 3: typedef size_t = 2
+        t.extend([off("size_t"), info(KIND_TYPEDEF, 0), 2]);
+        // 4: struct file (no members)
+        t.extend([off("file"), info(KIND_STRUCT, 0), 200]);
+        // 5: ptr -> 4
+        t.extend([0, info(KIND_PTR, 0), 4]);
+        // 6: proto
+        t.extend([0, info(KIND_FUNC_PROTO, 3), 1, off("f"), 5, off("n"), 3, off("s"), 1]);
+        // 7: func vfs_x -> 6
+        t.extend([off("vfs_x"), info(KIND_FUNC, 0), 6]);
+        // 8: _Bool
+        t.extend([off("_Bool"), info(KIND_INT, 0), 1, (INT_BOOL << 24) | 8]);
+        // 9: var flag: 8
+        t.extend([off("flag"), info(KIND_VAR, 0), 8, 1]);
+        let types: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut out = Vec::new();
+        out.extend(MAGIC.to_le_bytes());
+        out.extend([1u8, 0]);
+        for v in [24u32, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
+            out.extend(v.to_le_bytes());
+        }
+        out.extend(types);
+        out.extend(strings);
+        out
+    }
+
+    #[test]
+    fn params_and_types() {
+        let btf = Btf::parse(&blob()).expect("parse");
+        let params = btf.function_params("vfs_x").expect("vfs_x");
+        let shown: Vec<(String, String, Decode)> =
+            params.into_iter().map(|p| (p.name, p.ty.name, p.ty.decode)).collect();
+        assert_eq!(
+            shown,
+            [
+                ("f".to_owned(), "struct file *".to_owned(), Decode::Hex),
+                ("n".to_owned(), "size_t".to_owned(), Decode::Unsigned),
+                ("s".to_owned(), "int".to_owned(), Decode::Signed),
+            ]
+        );
+        let flag = btf.variable_type("flag").expect("flag");
+        assert_eq!((flag.name.as_str(), flag.decode, flag.size), ("_Bool", Decode::Bool, 1));
+        assert!(btf.function_params("nope").is_none());
+    }
+
+    #[test]
+    fn decoding() {
+        assert_eq!(Decode::Signed.format(0xffff_ffff, 4), "-1");
+        assert_eq!(Decode::Signed.format(5, 4), "5");
+        assert_eq!(Decode::Unsigned.format(0x1_0000_0001, 4), "1");
+        assert_eq!(Decode::Bool.format(1, 1), "true");
+        assert_eq!(Decode::Hex.format(255, 8), "0xff");
+    }
+
+    #[test]
+    fn vfs_read_on_this_kernel() {
+        let btf = match Btf::vmlinux() {
+            Ok(btf) => btf,
+            Err(e) => {
+                eprintln!("SKIPPED: no vmlinux BTF here ({e})");
+                return;
+            }
+        };
+        let params = btf.function_params("vfs_read").expect("vfs_read is in vmlinux BTF");
+        let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["file", "buf", "count", "pos"]);
+        let types: Vec<&str> = params.iter().map(|p| p.ty.name.as_str()).collect();
+        assert_eq!(types, ["struct file *", "char *", "size_t", "loff_t *"]);
+    }
+}

@@ -1,0 +1,418 @@
+//! `hwbp-trace report FILE.jsonl`: a recorded trace, summarized offline.
+//!
+//! The trace is streamed line by line: memory grows with the number of
+//! distinct keys of the breakdowns asked for, never with the number of hits.
+//! The same pass can write collapsed stacks, Perfetto JSON and a flame graph
+//! (inferno). A last line cut short (the tracer was killed while writing)
+//! is a warning; any other unreadable line is an error naming its number.
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    fs::File,
+    io::{self, BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+};
+
+use clap::Args;
+use thiserror::Error;
+
+use crate::{
+    export::{self, Export, ExportError, Folded, Format},
+    symbolize::frame_functions,
+    trace::{Header, HitRecord, Summary, TraceLine},
+};
+
+/// Distinct keys kept per breakdown; further ones count as `[other]`.
+const KEYS_LIMIT: usize = 100_000;
+
+/// What `--by` breaks hits down by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum By {
+    /// The task's command name.
+    Comm,
+    /// The process id.
+    Pid,
+    /// The CPU the hit happened on.
+    Cpu,
+    /// Who: the calling function of an execute target, the accessing
+    /// function of a data target.
+    Caller,
+    /// The whole stack, root first (as in the .folded export).
+    Stack,
+    /// The value after the access (data targets).
+    Value,
+}
+
+impl By {
+    fn title(self) -> &'static str {
+        match self {
+            Self::Comm => "comm",
+            Self::Pid => "pid",
+            Self::Cpu => "cpu",
+            Self::Caller => "caller",
+            Self::Stack => "stack",
+            Self::Value => "value",
+        }
+    }
+
+    /// The key of `hit`, or None when it has none (a value for an execute hit).
+    pub fn key(self, hit: &HitRecord) -> Option<String> {
+        match self {
+            Self::Comm => Some(hit.comm.clone()),
+            Self::Pid => Some(hit.pid.to_string()),
+            Self::Cpu => Some(hit.cpu.to_string()),
+            Self::Caller => Some(caller(hit)),
+            Self::Stack => Some(export::folded_stack(hit)),
+            Self::Value => hit.value.map(|v| hit.value_text.clone().unwrap_or_else(|| format!("{v:#x}"))),
+        }
+    }
+}
+
+/// The calling function of an execute hit (the frame under the target in
+/// the stack it was recorded with), the accessing one of a data hit.
+fn caller(hit: &HitRecord) -> String {
+    let frame = if hit.mode == "x" {
+        let stack = if hit.kstack.is_empty() { &hit.ustack } else { &hit.kstack };
+        stack.get(1).map(String::as_str)
+    } else {
+        Some(hit.ip_sym.as_str())
+    };
+    match frame {
+        Some(frame) => frame_functions(frame).last().copied().unwrap_or(frame).to_owned(),
+        None => "[unknown]".to_owned(),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A trace written with `-o FILE.jsonl`.
+    #[arg(value_name = "FILE.jsonl")]
+    pub input: PathBuf,
+    /// Break hits down by this (repeatable) [default: comm and caller].
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub by: Vec<By>,
+    /// Rows per breakdown.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+    /// Write collapsed stacks (flamegraph.pl, inferno, speedscope).
+    #[arg(long, value_name = "OUT")]
+    pub folded: Option<PathBuf>,
+    /// Write Chrome trace-event JSON (ui.perfetto.dev, chrome://tracing).
+    #[arg(long, value_name = "OUT")]
+    pub perfetto: Option<PathBuf>,
+    /// Write a flame graph SVG (inferno).
+    #[arg(long, value_name = "OUT.svg")]
+    pub flamegraph: Option<PathBuf>,
+}
+
+#[derive(Debug, Error)]
+pub enum ReportError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "{}:{line}: not a trace line ({reason}); is this a file written with `-o FILE.jsonl`?",
+        .path.display()
+    )]
+    Corrupt { path: PathBuf, line: u64, reason: String },
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error("writing {}: {source}", .path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// Per-target totals and breakdowns, filled as the trace streams by.
+#[derive(Debug, Default)]
+struct TargetReport {
+    hits: u64,
+    first_ns: Option<u64>,
+    last_ns: u64,
+    breakdowns: Vec<HashMap<String, u64>>,
+    other: Vec<u64>,
+}
+
+/// What a report found, for callers that want more than the text.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub hits: u64,
+    /// Lines that were not read: a truncated last line.
+    pub warnings: Vec<String>,
+}
+
+/// Reads `args.input`, writes the text report to `out` and the files asked for.
+pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportError> {
+    let ReportArgs {
+        input,
+        by,
+        top,
+        folded,
+        perfetto,
+        flamegraph,
+    } = args;
+    let by: Vec<By> = if by.is_empty() { vec![By::Comm, By::Caller] } else { by.clone() };
+    let file = File::open(input).map_err(|source| ReportError::Read {
+        path: input.clone(),
+        source,
+    })?;
+    let mut exports = Vec::new();
+    if let Some(path) = folded {
+        exports.push(Export::create(path, Some(Format::Folded))?);
+    }
+    if let Some(path) = perfetto {
+        exports.push(Export::create(path, Some(Format::Perfetto))?);
+    }
+    let mut flame = flamegraph.as_ref().map(|path| (path, Folded::default()));
+    // Created now so that a bad path fails before the (long) read.
+    let flame_file = match &flame {
+        Some((path, _)) => Some(export::create_file(path)?),
+        None => None,
+    };
+
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut header: Option<Header> = None;
+    let mut summary: Option<Summary> = None;
+    let mut targets: Vec<(String, TargetReport)> = Vec::new();
+    let mut outcome = Outcome::default();
+    let mut buf = String::new();
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        let n = reader.read_line(&mut buf).map_err(|source| ReportError::Read {
+            path: input.clone(),
+            source,
+        })?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let complete = buf.ends_with('\n');
+        let text = buf.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let line: TraceLine = match serde_json::from_str(text) {
+            Ok(line) => line,
+            Err(e) if !complete => {
+                outcome.warnings.push(format!(
+                    "{}:{line_no}: the last line is cut short ({e}); was the tracer killed? The report covers the lines before it",
+                    input.display()
+                ));
+                break;
+            }
+            Err(e) => {
+                return Err(ReportError::Corrupt {
+                    path: input.clone(),
+                    line: line_no,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        match line {
+            TraceLine::Header(h) => {
+                for export in exports.iter_mut() {
+                    export.header(&h);
+                }
+                for t in &h.targets {
+                    target_entry(&mut targets, &t.target, by.len());
+                }
+                header = Some(h);
+            }
+            TraceLine::Hit(hit) => {
+                outcome.hits += 1;
+                let t = target_entry(&mut targets, &hit.target, by.len());
+                t.hits += 1;
+                t.first_ns.get_or_insert(hit.ts_ns);
+                t.last_ns = hit.ts_ns;
+                for (i, b) in by.iter().enumerate() {
+                    if let Some(key) = b.key(&hit) {
+                        let map = &mut t.breakdowns[i];
+                        if let Some(n) = map.get_mut(&key) {
+                            *n += 1;
+                        } else if map.len() < KEYS_LIMIT {
+                            map.insert(key, 1);
+                        } else {
+                            t.other[i] += 1;
+                        }
+                    }
+                }
+                for export in exports.iter_mut() {
+                    export.hit(&hit);
+                }
+                if let Some((_, f)) = flame.as_mut() {
+                    f.add(&hit);
+                }
+            }
+            TraceLine::Summary(s) => summary = Some(s),
+        }
+    }
+
+    let finished = summary.clone().unwrap_or_default();
+    for export in exports.iter_mut() {
+        export.finish(&finished).map_err(|source| ReportError::Write {
+            path: export.path.clone(),
+            source,
+        })?;
+    }
+    if let (Some((path, folded)), Some(file)) = (flame.take(), flame_file) {
+        write_flamegraph(&folded, header.as_ref(), file).map_err(|source| ReportError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    if summary.is_none() && outcome.warnings.is_empty() {
+        outcome
+            .warnings
+            .push(format!("{}: no summary line: the trace may be incomplete", input.display()));
+    }
+    let text = render(header.as_ref(), summary.as_ref(), &targets, &by, *top);
+    out.write_all(text.as_bytes()).map_err(|source| ReportError::Write {
+        path: PathBuf::from("<stdout>"),
+        source,
+    })?;
+    Ok(outcome)
+}
+
+fn target_entry<'a>(targets: &'a mut Vec<(String, TargetReport)>, name: &str, keys: usize) -> &'a mut TargetReport {
+    let index = match targets.iter().position(|(t, _)| t == name) {
+        Some(i) => i,
+        None => {
+            targets.push((
+                name.to_owned(),
+                TargetReport {
+                    breakdowns: vec![HashMap::new(); keys],
+                    other: vec![0; keys],
+                    ..Default::default()
+                },
+            ));
+            targets.len() - 1
+        }
+    };
+    &mut targets[index].1
+}
+
+/// The flame graph of `folded` as SVG, with stable colours (by name) so the
+/// same trace always gives the same picture.
+pub fn write_flamegraph(folded: &Folded, header: Option<&Header>, out: impl Write) -> io::Result<()> {
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = "hwbp-trace".to_owned();
+    if let Some(h) = header {
+        let targets: Vec<&str> = h.targets.iter().map(|t| t.target.as_str()).collect();
+        options.subtitle = Some(format!("{} on {} ({})", targets.join(", "), h.hostname, h.kernel_release));
+    }
+    options.count_name = "hits".to_owned();
+    options.hash = true;
+    options.deterministic = true;
+    let lines = folded.lines();
+    if lines.is_empty() {
+        // inferno refuses empty input; an empty trace still gets a picture.
+        let mut out = out;
+        return out.write_all(
+            b"<?xml version=\"1.0\" standalone=\"no\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"600\" height=\"40\"><text x=\"10\" y=\"25\">hwbp-trace: no hits</text></svg>\n",
+        );
+    }
+    inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out)
+}
+
+fn render(
+    header: Option<&Header>,
+    summary: Option<&Summary>,
+    targets: &[(String, TargetReport)],
+    by: &[By],
+    top: usize,
+) -> String {
+    let mut out = String::new();
+    if let Some(h) = header {
+        let _ = writeln!(out, "trace of {} on {} ({}): {}", h.tool, h.hostname, h.kernel_release, h.command_line.join(" "));
+    }
+    if let Some(s) = summary {
+        let hits: u64 = s.targets.iter().map(|t| t.hits).sum();
+        let _ = writeln!(out, "{hits} hits in {:.1} s ({}); lost: {}", s.duration_s, s.end_reason, s.lost);
+    }
+    let summaries: HashMap<&str, &crate::trace::TargetSummary> =
+        summary.map(|s| s.targets.iter().map(|t| (t.target.as_str(), t)).collect()).unwrap_or_default();
+    let symbols: HashMap<&str, (&str, &str)> = header
+        .map(|h| h.targets.iter().map(|t| (t.target.as_str(), (t.symbol.as_str(), t.mode.as_str()))).collect())
+        .unwrap_or_default();
+
+    let mut rows = vec![["TARGET", "SYMBOL", "MODE", "HITS", "DROPPED", "RATE/s"].map(str::to_owned)];
+    for (name, t) in targets {
+        let (symbol, mode) = symbols.get(name.as_str()).copied().unwrap_or(("", ""));
+        let dropped = summaries.get(name.as_str()).map(|s| s.dropped.to_string()).unwrap_or_else(|| "-".into());
+        let span_s = t.first_ns.map(|f| t.last_ns.saturating_sub(f) as f64 / 1e9).unwrap_or(0.0);
+        let rate = match summary.map(|s| s.duration_s).filter(|d| *d > 0.0) {
+            Some(d) => format!("{:.1}", t.hits as f64 / d),
+            None if span_s > 0.0 => format!("{:.1}", t.hits as f64 / span_s),
+            None => "-".into(),
+        };
+        rows.push([name.clone(), symbol.to_owned(), mode.to_owned(), t.hits.to_string(), dropped, rate]);
+    }
+    out.push('\n');
+    out.push_str(&table(&rows, |i| i >= 3));
+
+    for (i, b) in by.iter().enumerate() {
+        for (name, t) in targets {
+            let map = &t.breakdowns[i];
+            if map.is_empty() {
+                continue;
+            }
+            let mut entries: Vec<(&String, &u64)> = map.iter().collect();
+            entries.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+            let _ = writeln!(out, "\n{name} by {} ({} distinct):", b.title(), map.len());
+            let mut rows = vec![["HITS", "SHARE", b.title()].map(str::to_owned)];
+            let total = t.hits.max(1) as f64;
+            for (key, n) in entries.iter().take(top) {
+                rows.push([n.to_string(), format!("{:.1}%", **n as f64 * 100.0 / total), (*key).clone()]);
+            }
+            let rest: u64 = entries.iter().skip(top).map(|(_, n)| **n).sum::<u64>() + t.other[i];
+            if rest > 0 {
+                rows.push([rest.to_string(), format!("{:.1}%", rest as f64 * 100.0 / total), "[others]".to_owned()]);
+            }
+            out.push_str(&table(&rows, |i| i < 2));
+        }
+    }
+    out
+}
+
+/// Columns padded to their widest cell; `numeric` ones aligned right.
+fn table<const N: usize>(rows: &[[String; N]], numeric: fn(usize) -> bool) -> String {
+    let widths: Vec<usize> = (0..N).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, w))| if numeric(i) { format!("{cell:>w$}") } else { format!("{cell:<w$}") })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A report of `path` with the default breakdowns, as a string (tests).
+pub fn report_string(path: &Path, by: &[By]) -> Result<(String, Outcome), ReportError> {
+    let args = ReportArgs {
+        input: path.to_owned(),
+        by: by.to_vec(),
+        top: 10,
+        folded: None,
+        perfetto: None,
+        flamegraph: None,
+    };
+    let mut out = Vec::new();
+    let outcome = run(&args, &mut out)?;
+    Ok((String::from_utf8_lossy(&out).into_owned(), outcome))
+}
+
+/// The `report` subcommand: the text on stdout, warnings on stderr.
+pub fn main(args: &ReportArgs) -> anyhow::Result<()> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let outcome = run(args, &mut out)?;
+    out.flush()?;
+    for warning in &outcome.warnings {
+        eprintln!("hwbp-trace: warning: {warning}");
+    }
+    Ok(())
+}

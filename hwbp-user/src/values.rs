@@ -1,0 +1,271 @@
+//! What a hit's numbers mean: function arguments named and typed (kernel
+//! functions from BTF), and data values decoded by type, with the previous
+//! value of the target (old → new).
+//!
+//! The previous value is tracked here, in hit order, per target; the value
+//! before the first hit is read when the target is armed: from
+//! /proc/PID/mem for user targets and from /proc/kcore for kernel ones
+//! (where the kernel has it; otherwise the first hit has no old value).
+
+use std::{
+    fs::File,
+    io::Read as _,
+    os::unix::fs::FileExt as _,
+};
+
+use crate::{
+    btf::{Btf, Param, TypeInfo},
+    resolve::{Breakpoint, Space},
+    trace::Arg,
+};
+
+/// Names of the x86-64 argument registers, in calling-convention order.
+pub const ARG_REGISTERS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
+
+/// What is known of one target's type.
+#[derive(Clone, Debug, Default)]
+enum SlotType {
+    /// Nothing: registers and hex.
+    #[default]
+    Unknown,
+    /// A function whose parameters BTF names.
+    Function(Vec<Param>),
+    /// A variable whose type BTF names.
+    Variable(TypeInfo),
+}
+
+/// The value fields of a hit record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ValueFields {
+    pub value: Option<u64>,
+    pub old_value: Option<u64>,
+    pub value_type: Option<String>,
+    pub value_text: Option<String>,
+    pub old_value_text: Option<String>,
+}
+
+/// Per-session state: types per target and the last value seen.
+pub struct Values {
+    types: Vec<SlotType>,
+    lens: Vec<u8>,
+    last: Vec<Option<u64>>,
+}
+
+impl Values {
+    /// Types from BTF for kernel targets (when the kernel has it), and the
+    /// current value of every data target.
+    pub fn new(breakpoints: &[Breakpoint], pid: Option<i32>) -> Self {
+        let btf = if breakpoints.iter().any(|bp| bp.space == Space::Kernel) {
+            match Btf::vmlinux() {
+                Ok(btf) => Some(btf),
+                Err(e) => {
+                    log::info!("arguments and values stay untyped: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let types = breakpoints.iter().map(|bp| slot_type(btf.as_ref(), bp)).collect();
+        let last = breakpoints
+            .iter()
+            .map(|bp| {
+                if !bp.mode.is_data() {
+                    return None;
+                }
+                match bp.space {
+                    Space::User => pid.and_then(|pid| read_user(pid, bp.addr, bp.len)),
+                    Space::Kernel => read_kernel(bp.addr, bp.len),
+                }
+            })
+            .collect();
+        Self::with_types(types, breakpoints.iter().map(|bp| bp.len).collect(), last)
+    }
+
+    fn with_types(types: Vec<SlotType>, lens: Vec<u8>, last: Vec<Option<u64>>) -> Self {
+        Self { types, lens, last }
+    }
+
+    /// The arguments of an execute hit: named and typed when BTF knows the
+    /// function, else the register names and hex.
+    pub fn args(&self, slot: usize, regs: &[u64; 6]) -> Vec<Arg> {
+        match self.types.get(slot) {
+            Some(SlotType::Function(params)) => params
+                .iter()
+                .zip(regs)
+                .map(|(p, &v)| Arg {
+                    name: if p.name.is_empty() { "?".into() } else { p.name.clone() },
+                    value: p.ty.decode.format(v, size_of_arg(&p.ty)),
+                    ty: Some(p.ty.name.clone()),
+                })
+                .collect(),
+            _ => ARG_REGISTERS
+                .iter()
+                .zip(regs)
+                .map(|(name, v)| Arg {
+                    name: (*name).to_owned(),
+                    value: format!("{v:#x}"),
+                    ty: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// The value fields of a data hit (`value` as read by the BPF program,
+    /// None when it could not be read); remembers it as the target's last.
+    pub fn value(&mut self, slot: usize, value: Option<u64>) -> ValueFields {
+        let Some(value) = value else {
+            return ValueFields::default();
+        };
+        let old = self.last.get_mut(slot).and_then(|last| last.replace(value));
+        let len = self.lens.get(slot).copied().unwrap_or(8);
+        match self.types.get(slot) {
+            Some(SlotType::Variable(ty)) => ValueFields {
+                value: Some(value),
+                old_value: old,
+                value_type: Some(ty.name.clone()),
+                value_text: Some(ty.decode.format(value, len)),
+                old_value_text: old.map(|o| ty.decode.format(o, len)),
+            },
+            _ => ValueFields {
+                value: Some(value),
+                old_value: old,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Registers are 8 bytes; a narrower parameter uses the low bytes.
+fn size_of_arg(ty: &TypeInfo) -> u8 {
+    match ty.size {
+        1 | 2 | 4 => ty.size as u8,
+        _ => 8,
+    }
+}
+
+fn slot_type(btf: Option<&Btf>, bp: &Breakpoint) -> SlotType {
+    let Some(btf) = btf.filter(|_| bp.space == Space::Kernel) else {
+        return SlotType::Unknown;
+    };
+    // `vfs_read` or `vfs_read+0x0`: arguments are in their registers only at
+    // the function's first instruction.
+    let name = bp.symbol.split('+').next().unwrap_or(&bp.symbol);
+    if bp.mode.is_data() {
+        // Only when the watched bytes are the whole variable, from its start.
+        match btf.variable_type(name) {
+            Some(ty) if !bp.symbol.contains('+') && ty.size == u32::from(bp.len) => SlotType::Variable(ty),
+            _ => SlotType::Unknown,
+        }
+    } else if bp.at_entry {
+        btf.function_params(name).map_or(SlotType::Unknown, SlotType::Function)
+    } else {
+        SlotType::Unknown
+    }
+}
+
+fn from_le(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(buf)
+}
+
+/// `len` bytes at `addr` in process `pid`.
+fn read_user(pid: i32, addr: u64, len: u8) -> Option<u64> {
+    let file = File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut buf = vec![0u8; usize::from(len.clamp(1, 8))];
+    file.read_exact_at(&mut buf, addr).ok()?;
+    Some(from_le(&buf))
+}
+
+/// `len` bytes at kernel address `addr`, through /proc/kcore (an ELF core
+/// file of the kernel's memory: find the PT_LOAD segment holding `addr`).
+fn read_kernel(addr: u64, len: u8) -> Option<u64> {
+    let mut file = File::open("/proc/kcore").ok()?;
+    let mut head = vec![0u8; 64 * 1024];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(_) => return None,
+        }
+    }
+    head.truncate(filled);
+    let offset = kcore_offset(&head, addr, u64::from(len))?;
+    let mut buf = vec![0u8; usize::from(len.clamp(1, 8))];
+    file.read_exact_at(&mut buf, offset).ok()?;
+    Some(from_le(&buf))
+}
+
+/// The file offset of `addr` in an ELF64 little-endian core file whose
+/// first bytes are `head`.
+fn kcore_offset(head: &[u8], addr: u64, len: u64) -> Option<u64> {
+    const PT_LOAD: u32 = 1;
+    let u16_at = |o: usize| head.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| head.get(o..o + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    let u64_at = |o: usize| head.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    // ELFCLASS64, little-endian.
+    if head.get(0..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        return None;
+    }
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let phentsize = usize::from(u16_at(0x36)?);
+    let phnum = usize::from(u16_at(0x38)?);
+    (0..phnum).find_map(|i| {
+        let ph = phoff + i * phentsize;
+        if u32_at(ph)? != PT_LOAD {
+            return None;
+        }
+        let (offset, vaddr, filesz) = (u64_at(ph + 8)?, u64_at(ph + 16)?, u64_at(ph + 32)?);
+        (addr >= vaddr && addr.checked_add(len)? <= vaddr.checked_add(filesz)?).then(|| offset + (addr - vaddr))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf::{Decode, TypeInfo};
+
+    #[test]
+    fn old_and_new_values() {
+        let int = TypeInfo {
+            name: "int".into(),
+            decode: Decode::Signed,
+            size: 4,
+        };
+        let mut v = Values::with_types(vec![SlotType::Variable(int), SlotType::Unknown], vec![4, 8], vec![Some(7), None]);
+        assert_eq!(
+            v.value(0, Some(0xffff_ffff)),
+            ValueFields {
+                value: Some(0xffff_ffff),
+                old_value: Some(7),
+                value_type: Some("int".into()),
+                value_text: Some("-1".into()),
+                old_value_text: Some("7".into()),
+            }
+        );
+        assert_eq!(v.value(0, Some(3)).old_value_text.as_deref(), Some("-1"));
+        assert_eq!(v.value(1, Some(1)).old_value, None);
+        assert_eq!(v.value(1, Some(2)).old_value, Some(1));
+        assert_eq!(v.value(1, None), ValueFields::default());
+    }
+
+    #[test]
+    fn untyped_args_are_registers() {
+        let v = Values::with_types(vec![SlotType::Unknown], vec![8], vec![None]);
+        let args = v.args(0, &[1, 2, 3, 4, 5, 0x10]);
+        let shown: Vec<String> = args.iter().map(|a| format!("{}={}", a.name, a.value)).collect();
+        assert_eq!(shown, ["rdi=0x1", "rsi=0x2", "rdx=0x3", "rcx=0x4", "r8=0x5", "r9=0x10"]);
+    }
+
+    #[test]
+    fn own_memory() {
+        static WORD: u64 = 0x1122_3344_5566_7788;
+        let pid = std::process::id() as i32;
+        let addr = &WORD as *const u64 as u64;
+        assert_eq!(read_user(pid, addr, 8), Some(0x1122_3344_5566_7788));
+        assert_eq!(read_user(pid, addr, 2), Some(0x7788));
+    }
+}
