@@ -1,5 +1,81 @@
-use anyhow::Result;
-use clap::Args;
+//! `cargo xtask test`: every test, in the order that fails fastest.
+//!
+//! 1. set-up; 2. release build of hwbp-trace and the fixtures; 3. unit tests
+//! (host crates); 4. root integration tests on this host (tests/tests/*.rs,
+//! one thread: they share the debug registers); 5. kernel tests in the VM.
+
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, ValueEnum};
+
+use crate::{build, exec::exec, kernel_tests, setup, vm, workspace_root};
+
 #[derive(Args)]
-pub struct Options {}
-pub fn run(_o: Options) -> Result<()> { anyhow::bail!("todo") }
+pub struct Options {
+    /// Run only this step (after set-up and build).
+    #[arg(long, value_enum)]
+    only: Option<Step>,
+    /// Boot the VM with KVM instead of TCG.
+    #[arg(long)]
+    kvm: bool,
+    /// Debian kernel for the VM tests (default: what linux-image-amd64 depends on).
+    #[arg(long, value_name = "VERSION")]
+    kernel: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Step {
+    Unit,
+    Integration,
+    Vm,
+}
+
+pub fn run(options: Options) -> Result<()> {
+    let Options { only, kvm, kernel } = options;
+    let start = Instant::now();
+    let wanted = |step: Step| only.is_none_or(|only| only == step);
+    banner("1/5 set-up");
+    setup::run().context("test step 1/5 (set-up) failed")?;
+    banner("2/5 release build");
+    build::run().context("test step 2/5 (release build of hwbp-trace and the fixtures) failed")?;
+    if wanted(Step::Unit) {
+        banner("3/5 unit tests");
+        // Without xtask's RUSTFLAGS on purpose: a debug build with the same
+        // flags as `cargo xtask` itself, so neither rebuilds the other's
+        // dependencies.
+        exec(
+            std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args(["test", "--workspace", "--exclude", "hwbp-ebpf", "--exclude", "hwbp-tests"])
+                .current_dir(workspace_root()),
+        )
+        .context("test step 3/5 (unit tests) failed")?;
+    }
+    if wanted(Step::Integration) {
+        banner("4/5 root integration tests on this host");
+        exec(&mut build::cargo(&[
+            "test",
+            "--release",
+            "-p",
+            "hwbp-tests",
+            "--",
+            "--test-threads=1",
+        ]))
+        .context("test step 4/5 (root integration tests, tests/tests/*.rs) failed")?;
+    }
+    if wanted(Step::Vm) {
+        banner("5/5 kernel tests in the VM");
+        let kernel = vm::fetch_kernel(kernel.as_deref())
+            .context("test step 5/5 (kernel tests): getting the Debian kernel failed")?;
+        kernel_tests::run(&kernel, kvm).context("test step 5/5 (kernel tests in the VM) failed")?;
+    }
+    println!(
+        "test: all steps passed in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn banner(step: &str) {
+    println!("\n===== xtask test: {step} =====");
+}

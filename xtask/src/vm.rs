@@ -94,6 +94,8 @@ pub struct Kernel {
     /// The package, e.g. linux-image-6.1.0-56-amd64.
     pub package: String,
     pub vmlinuz: PathBuf,
+    /// boot/config-*: what the kernel was built with.
+    pub config: PathBuf,
 }
 
 fn vm_dir() -> PathBuf {
@@ -139,16 +141,25 @@ fn apt_update() -> Result<()> {
     exec(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
-/// boot/vmlinuz-* in an unpacked package directory.
-fn find_vmlinuz(dir: &Path) -> Option<PathBuf> {
+/// boot/PREFIX* in an unpacked package directory.
+fn find_boot_file(dir: &Path, prefix: &str) -> Option<PathBuf> {
     let entries = fs::read_dir(dir.join("boot")).ok()?;
     entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .find(|path| {
             path.file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with("vmlinuz-"))
+                .is_some_and(|name| name.to_string_lossy().starts_with(prefix))
         })
+}
+
+/// The kernel in an unpacked package directory, if complete.
+fn unpacked_kernel(package: &str, dir: &Path) -> Option<Kernel> {
+    Some(Kernel {
+        package: package.to_owned(),
+        vmlinuz: find_boot_file(dir, "vmlinuz-")?,
+        config: find_boot_file(dir, "config-")?,
+    })
 }
 
 /// Downloads and unpacks the kernel package unless target/vm/ has it already.
@@ -156,9 +167,9 @@ pub fn fetch_kernel(requested: Option<&str>) -> Result<Kernel> {
     let package = kernel_package(requested)?;
     let kernels = vm_dir().join("kernels");
     let dir = kernels.join(&package);
-    if let Some(vmlinuz) = find_vmlinuz(&dir) {
-        println!("vm: kernel {package} (cached)");
-        return Ok(Kernel { package, vmlinuz });
+    if let Some(kernel) = unpacked_kernel(&package, &dir) {
+        println!("vm: kernel {package} (cached in {})", dir.display());
+        return Ok(kernel);
     }
     println!("vm: downloading {package}");
     let download = kernels.join("download");
@@ -204,16 +215,15 @@ pub fn fetch_kernel(requested: Option<&str>) -> Result<Kernel> {
     if !status.success() {
         bail!("`{}` failed ({status})", display(&dpkg));
     }
-    if find_vmlinuz(&unpacked).is_none() {
-        bail!("{} has no boot/vmlinuz-*", deb.display());
+    if unpacked_kernel(&package, &unpacked).is_none() {
+        bail!("{} has no boot/vmlinuz-* or boot/config-*", deb.display());
     }
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     fs::rename(&unpacked, &dir).with_context(|| format!("moving the kernel to {}", dir.display()))?;
     fs::remove_dir_all(&download).with_context(|| format!("removing {}", download.display()))?;
-    let vmlinuz = find_vmlinuz(&dir).ok_or_else(|| anyhow!("{} vanished", dir.display()))?;
-    Ok(Kernel { package, vmlinuz })
+    unpacked_kernel(&package, &dir).ok_or_else(|| anyhow!("{} vanished", dir.display()))
 }
 
 /// One guest run.
