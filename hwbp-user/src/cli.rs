@@ -41,6 +41,8 @@ pub struct Cli {
 pub enum Command {
     /// List symbols matching a pattern (substring; `*` and `?` wildcards).
     List(ListArgs),
+    /// Check what this host can trace (privileges, kernel, debug registers) with a self-test.
+    Doctor,
     /// Summarize a trace written with `-o FILE.jsonl`; convert it to other formats.
     Report(crate::report::ReportArgs),
 }

@@ -11,6 +11,7 @@ pub mod arm;
 pub mod btf;
 pub mod cli;
 pub mod collect;
+pub mod doctor;
 pub mod export;
 pub mod list;
 pub mod metrics;

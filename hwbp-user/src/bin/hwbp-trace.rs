@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Some(Command::Report(args)) => hwbp::report::main(&args),
+        Some(Command::Doctor) => hwbp::doctor::run().map_err(anyhow::Error::from),
         None => trace(cli.trace),
     };
     match result {
