@@ -105,6 +105,7 @@ impl ArmError {
 
 struct Event {
     fd: OwnedFd,
+    slot: usize,
 }
 
 /// Armed breakpoints. Dropping disarms them (the kernel frees the debug
@@ -141,7 +142,8 @@ impl Armed {
                         source: io::Error::last_os_error(),
                     });
                 }
-                opened.push((Event { fd }, bp, place));
+                let slot = breakpoints.iter().position(|b| std::ptr::eq(b, bp)).unwrap_or(0);
+                opened.push((Event { fd, slot }, bp, place));
             }
         }
         for (event, bp, place) in &opened {
@@ -177,6 +179,28 @@ impl Armed {
     /// CPUs or threads armed.
     pub fn places(&self) -> usize {
         self.places
+    }
+
+    /// How many times the kernel saw each breakpoint fire, per slot: the
+    /// events' own counts (read(2) on a counting perf event, which includes
+    /// inherited children). The BPF program should have seen every one; a
+    /// difference means hits the kernel never handed to BPF (for example
+    /// while another BPF program ran on that CPU, see bpf_overflow_handler in
+    /// kernel/events/core.c), and is reported, never hidden.
+    pub fn kernel_counts(&self, slots: usize) -> Vec<u64> {
+        let mut counts = vec![0u64; slots];
+        for event in &self.events {
+            let mut value = 0u64;
+            // SAFETY: reads 8 bytes into a local u64 from an open perf event
+            // descriptor whose read_format is 0 (a single u64 count).
+            let n = unsafe { libc::read(event.fd.as_raw_fd(), (&raw mut value).cast(), size_of::<u64>()) };
+            if n == size_of::<u64>() as isize
+                && let Some(c) = counts.get_mut(event.slot)
+            {
+                *c += value;
+            }
+        }
+        counts
     }
 
     /// Stops every breakpoint; hits already in the ring buffer stay there.

@@ -56,13 +56,13 @@ fn execute_target_counts_every_call() {
     assert_eq!(header["targets"][0]["mode"], "x");
     for (i, hit) in hits.iter().enumerate() {
         assert_eq!(hit["comm"], "fx_user");
-        assert_eq!(hit["ip_sym"], "hwbp_fx_target+0x0");
+        assert!(hit["ip_sym"].as_str().is_some_and(|s| s.starts_with("hwbp_fx_target+0x0")), "{}", hit["ip_sym"]);
         assert_eq!(hit["ip"], hit["addr"], "an execute breakpoint traps at its own address");
         // The argument is the loop index: hits arrive in call order.
         assert_eq!(hit["args"][0]["name"], "rdi");
         assert_eq!(hit["args"][0]["value"], format!("{i:#x}"));
         let ustack: Vec<&str> = hit["ustack"].as_array().expect("ustack").iter().filter_map(Value::as_str).collect();
-        assert_eq!(ustack.first().copied(), Some("hwbp_fx_target+0x0"), "{ustack:?}");
+        assert!(ustack.first().is_some_and(|f| f.starts_with("hwbp_fx_target+0x0")), "{ustack:?}");
         assert!(ustack.get(1).is_some_and(|f| f.starts_with("hwbp_fx_caller+")), "caller named: {ustack:?}");
         assert!(ustack.iter().any(|f| f.starts_with("fx_user::main")), "main in the stack: {ustack:?}");
     }
@@ -235,7 +235,7 @@ fn headless_lines_on_stdout() {
     let lines: Vec<&str> = text.lines().filter(|l| l.contains("HWBP_FX_COUNTER:w w hwbp_fx_writer+")).collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[2].trim_start().starts_with("fx_user-"), "{}", lines[2]);
-    assert!(lines[2].ends_with("value=3 (0x3)"), "{}", lines[2]);
+    assert!(lines[2].contains(" value=") && lines[2].ends_with("0x3)"), "{}", lines[2]);
 }
 
 #[test]
@@ -312,4 +312,113 @@ fn list_names_fixture_symbols() {
     assert_eq!(names, ["hwbp_fx_caller", "hwbp_fx_reader", "hwbp_fx_target", "hwbp_fx_writer"], "{text}");
     let kinds: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
     assert!(kinds.iter().all(|k| *k == "function"), "{text}");
+}
+
+/// Sets a sysctl for the duration of a test and restores it on drop.
+struct Sysctl {
+    path: &'static str,
+    old: String,
+}
+
+impl Sysctl {
+    fn set(path: &'static str, value: &str) -> Self {
+        let old = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        fs::write(path, value).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+        Self { path, old }
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = fs::write(self.path, self.old.trim());
+    }
+}
+
+/// The kernel throttles sampling events that overflow faster than
+/// kernel.perf_event_max_sample_rate. A breakpoint with sample_period 1 goes
+/// through perf_swevent_overflow, whose first overflow is never throttled:
+/// even at 100 samples/s every hit reaches the program. This test pins that
+/// down, and the kernel's own event count proves nothing was missed.
+#[test]
+fn low_max_sample_rate_does_not_throttle_breakpoints() {
+    if !root_or_skip("low_max_sample_rate_does_not_throttle_breakpoints") {
+        return;
+    }
+    let dir = TempDir::new("throttle");
+    let out_file = dir.path("t.jsonl");
+    let _rate = Sysctl::set("/proc/sys/kernel/perf_event_max_sample_rate", "100");
+    let out = run(&["--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "20000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, hits, summary) = read_trace(&out_file);
+    assert_eq!(hits.len(), 20000);
+    assert_eq!(summary["targets"][0]["kernel_count"], 20000);
+    assert_eq!(summary["targets"][0]["missed"], 0);
+    assert_eq!(summary["lost"], 0);
+}
+
+/// Two threads hammer one target into a one-page ring buffer: whatever the
+/// buffer could not hold is counted, and recorded + dropped is exactly the
+/// number of calls, and equals the kernel's own count.
+#[test]
+fn tiny_ring_buffer_counts_every_drop() {
+    if !root_or_skip("tiny_ring_buffer_counts_every_drop") {
+        return;
+    }
+    let dir = TempDir::new("stress");
+    let out_file = dir.path("t.jsonl");
+    let go = dir.path("go");
+    fs::write(&go, "").expect("touch go");
+    let out = Command::new(hwbp_trace())
+        .args(["--no-tui", "-q", "--buffer-size", "4096", "--stack", "both", "-o", &out_file, "hwbp_fx_target", "--"])
+        .arg(fixture("fx_user"))
+        .args(["threads", "0", "2", "5000"])
+        .env("HWBP_FX_GO", &go)
+        .output()
+        .expect("run hwbp-trace");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, hits, summary) = read_trace(&out_file);
+    let target = &summary["targets"][0];
+    let dropped = target["dropped"].as_u64().expect("dropped");
+    eprintln!("recorded {} dropped {dropped}", hits.len());
+    assert_eq!(hits.len() as u64 + dropped, 10000, "recorded + dropped = calls");
+    assert_eq!(target["hits"].as_u64(), Some(hits.len() as u64));
+    assert_eq!(target["kernel_count"], 10000);
+    assert_eq!(summary["lost"].as_u64(), Some(dropped));
+    if dropped > 0 {
+        assert!(stderr(&out).contains("ring buffer was full"), "{}", stderr(&out));
+    }
+}
+
+/// After SIGKILL the kernel closes the descriptors: all 4 debug registers
+/// are free again.
+#[test]
+fn sigkill_leaves_nothing_armed() {
+    if !root_or_skip("sigkill_leaves_nothing_armed") {
+        return;
+    }
+    let mut tracer = Command::new(hwbp_trace())
+        .args(["--no-tui", "-q", "hwbp_fx_target", "HWBP_FX_COUNTER", "hwbp_fx_caller", "hwbp_fx_writer", "--"])
+        .arg(fixture("fx_user"))
+        .args(["spin", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hwbp-trace");
+    let mut line = String::new();
+    {
+        use std::io::BufRead as _;
+        let stderr = tracer.stderr.as_mut().expect("stderr");
+        std::io::BufReader::new(stderr).read_line(&mut line).expect("read Tracing line");
+    }
+    assert!(line.starts_with("Tracing 4 targets"), "{line}");
+    tracer.kill().expect("SIGKILL");
+    let _ = tracer.wait();
+    let _ = Command::new("pkill").args(["-f", "fx_user spin 30"]).status();
+    // A new process, four breakpoints: all registers must be free.
+    let out = run(&[
+        "--no-tui", "-q", "hwbp_fx_target", "HWBP_FX_COUNTER", "hwbp_fx_caller", "hwbp_fx_writer", "--", &fx(), "calls", "10",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 10 calls of hwbp_fx_target, 1 of hwbp_fx_caller.
+    assert!(stderr(&out).contains("Tracing 4 targets") && stderr(&out).contains("11 hits"), "{}", stderr(&out));
 }
