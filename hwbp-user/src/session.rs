@@ -250,6 +250,8 @@ async fn arm_and_trace(
     }
     // Before the command runs: the initial values of data targets.
     let values = crate::values::Values::new(&breakpoints, traced_pid);
+    // Before the command runs: the initial values of data targets.
+    let values = crate::values::Values::new(&breakpoints, traced_pid);
     let mut symbolizer = Symbolizer::new(kallsyms);
     if let Some(pid) = traced_pid {
         symbolizer.snapshot(pid as u32);
@@ -318,6 +320,7 @@ async fn arm_and_trace(
     events.drain(&mut batch);
     collector.process(&mut batch);
     let counters = probe.counters();
+    let kernel_counts = armed.kernel_counts(breakpoints.len());
     drop(armed);
 
     let exit_status = match launched.as_mut() {
@@ -332,9 +335,21 @@ async fn arm_and_trace(
             .iter()
             .zip(&counters)
             .enumerate()
-            .map(|(slot, (bp, c))| target_summary(bp, c, collector.recorded_for(slot), collector.after_limit[slot]))
+            .map(|(slot, (bp, c))| {
+                let mut t = target_summary(bp, c, collector.recorded_for(slot), collector.after_limit[slot]);
+                t.kernel_count = kernel_counts.get(slot).copied().unwrap_or(0);
+                t.missed = t.kernel_count.saturating_sub(c.hits + c.filtered);
+                t
+            })
             .collect(),
-        lost: counters.iter().map(|c| c.dropped).sum(),
+        // Everything that fired but was not recorded: ring buffer full, or
+        // never handed to BPF by the kernel.
+        lost: counters.iter().map(|c| c.dropped).sum::<u64>()
+            + counters
+                .iter()
+                .zip(&kernel_counts)
+                .map(|(c, k)| k.saturating_sub(c.hits + c.filtered))
+                .sum::<u64>(),
         duration_s: started.elapsed().as_secs_f64(),
         end_reason: end_reason.to_owned(),
         exit_status,
@@ -386,6 +401,8 @@ fn target_summary(bp: &Breakpoint, c: &Counters, hits: u64, after_limit: u64) ->
         kstack_errors: c.kstack_errors,
         ustack_errors: c.ustack_errors,
         after_limit,
+        kernel_count: 0,
+        missed: 0,
     }
 }
 
@@ -455,16 +472,18 @@ impl Collector<'_> {
         let comm_len = hit.comm.iter().position(|&b| b == 0).unwrap_or(hit.comm.len());
         let kstack = hit.kstack[..(hit.kstack_len as usize).min(hit.kstack.len())]
             .iter()
-            .map(|&a| self.symbolizer.kernel(a).to_string())
+            .enumerate()
+            .map(|(i, &a)| self.symbolizer.kernel_frame(a, i > 0 || bp.mode.is_data()).to_string())
             .collect();
         let mut ustack: Vec<String> = hit.ustack[..(hit.ustack_len as usize).min(hit.ustack.len())]
             .iter()
-            .map(|&a| self.symbolizer.user(hit.pid, a).to_string())
+            .enumerate()
+            .map(|(i, &a)| self.symbolizer.user_frame(hit.pid, a, i > 0 || bp.mode.is_data()).to_string())
             .collect();
         // At a user function's entry the frame-pointer walk skips the
         // immediate caller: its return address is still at the stack pointer.
         if bp.at_entry && bp.space == Space::User && hit.ret != 0 && !ustack.is_empty() {
-            ustack.insert(1, self.symbolizer.user(hit.pid, hit.ret).to_string());
+            ustack.insert(1, self.symbolizer.user_frame(hit.pid, hit.ret, true).to_string());
         }
         let crate::values::ValueFields {
             value,
@@ -487,7 +506,8 @@ impl Collector<'_> {
             addr: format!("{:#x}", hit.addr),
             mode: bp.mode.as_str().to_owned(),
             ip: format!("{:#x}", hit.ip),
-            ip_sym: self.symbolizer.symbolize(hit.pid, hit.ip).to_string(),
+            // A watchpoint traps after the access: name the accessing instruction.
+            ip_sym: self.symbolizer.frame(hit.pid, hit.ip, bp.mode.is_data()).to_string(),
             value,
             old_value,
             value_type,

@@ -116,6 +116,14 @@ pub struct TargetSummary {
     /// Hits received after -n was reached, not recorded.
     #[serde(default)]
     pub after_limit: u64,
+    /// Times the kernel counted the breakpoint firing (the perf events'
+    /// own counts): the ground truth the other numbers add up to.
+    #[serde(default)]
+    pub kernel_count: u64,
+    /// Hits the kernel counted but never handed to the BPF program
+    /// (`kernel_count - hits_seen_by_bpf`): lost before recording.
+    #[serde(default)]
+    pub missed: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -141,6 +149,14 @@ impl HitRecord {
             "{:>16}-{:<7} [{:03}] {secs}.{micros:06}: {} {}",
             self.comm, self.tid, self.cpu, self.target, self.mode
         );
+        // At a function's entry the ip names the function itself: the call
+        // `vfs_read(file=…, …)` says it all.
+        let entry = format!("{}+0x0", self.symbol);
+        if self.args.is_none() || !(self.ip_sym == entry || self.ip_sym.starts_with(&format!("{entry} "))) {
+            line.push(' ');
+            // The full frame (inlined calls, paths) is in the JSONL.
+            line.push_str(&crate::symbolize::short_frame(&self.ip_sym));
+        }
         if let Some(value) = self.value {
             match (&self.value_text, &self.old_value_text, self.old_value) {
                 (Some(text), Some(old), _) => line.push_str(&format!(" value={old}→{text}")),
@@ -155,13 +171,6 @@ impl HitRecord {
             line.push_str(&format!(" {func}({})", args.join(", ")));
         }
         line
-        // At a function's entry the ip names the function itself: the call
-        // `vfs_read(file=…, …)` says it all.
-        let entry = format!("{}+0x0", self.symbol);
-        if self.args.is_none() || !(self.ip_sym == entry || self.ip_sym.starts_with(&format!("{entry} "))) {
-            line.push(' ');
-            line.push_str(&self.ip_sym);
-        }
     }
 }
 
@@ -186,6 +195,7 @@ mod tests {
             args: None,
             kstack: vec![],
             ustack: vec!["bump+0x1f".into(), "main+0x10".into()],
+            ..Default::default()
         }
     }
 
@@ -194,7 +204,6 @@ mod tests {
         let line = TraceLine::Hit(hit());
         let text = serde_json::to_string(&line).expect("serialize");
         assert!(text.starts_with(r#"{"type":"hit","ts_ns":12345678901234,"#), "{text}");
-            ..Default::default()
         assert!(!text.contains("\"args\""), "absent args are omitted: {text}");
         let back: TraceLine = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, line);
@@ -207,7 +216,6 @@ mod tests {
             "         fx_user-101     [001] 12345.678901: counter w bump+0x1f value=42 (0x2a)"
         );
     }
-}
 
     #[test]
     fn headless_line_old_new_and_args() {
@@ -235,3 +243,4 @@ mod tests {
         let back: TraceLine = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, TraceLine::Hit(h));
     }
+}

@@ -61,6 +61,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         comm,
         tid,
         buffer_size,
+        metrics_addr,
         verbose: _,
         command,
     } = args;
@@ -94,8 +95,13 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     let stats = Arc::new(Mutex::new(Stats::default()));
+    // Bound before arming: a busy port fails the run before it starts.
+    let metrics = metrics_addr.as_deref().map(|addr| hwbp::metrics::MetricsServer::start(addr, stats.clone())).transpose()?;
     let summary = runtime.block_on(session::run(options, stats.clone(), |armed| {
         eprintln!("{}", tracing_line(armed));
+        if let Some(metrics) = &metrics {
+            metrics.armed(armed);
+        }
     }))?;
     eprint!("{}", summary_table(&summary));
     Ok(())
@@ -169,8 +175,18 @@ fn summary_table(summary: &Summary) -> String {
         out.push_str(&format!("; command exited with status {status}"));
     }
     out.push('\n');
-    if summary.lost > 0 {
-        out.push_str("hwbp-trace: hits were lost because the ring buffer was full: raise --buffer-size\n");
+    let dropped: u64 = summary.targets.iter().map(|t| t.dropped).sum();
+    let missed: u64 = summary.targets.iter().map(|t| t.missed).sum();
+    if dropped > 0 {
+        out.push_str(&format!(
+            "hwbp-trace: {dropped} hits were lost because the ring buffer was full: raise --buffer-size\n"
+        ));
+    }
+    if missed > 0 {
+        out.push_str(&format!(
+            "hwbp-trace: the kernel counted {missed} hits that never reached the BPF program \
+             (another BPF program was running on that CPU); the HITS column misses them\n"
+        ));
     }
     out
 }
