@@ -1,9 +1,8 @@
 //! Shared helpers for hwbp's root integration tests: where the binaries
 //! are, running hwbp-trace, reading JSONL traces.
 //!
-//! The binaries are built by `cargo xtask build` (and `cargo xtask test`):
-//! hwbp-trace in target/release, the fixtures with frame pointers in
-//! target/fixtures/release.
+//! The binaries are built by `cargo xtask build` (and `cargo xtask test`),
+//! all in target/release with frame pointers (RUSTFLAGS in xtask/src/build.rs).
 
 use std::{
     path::PathBuf,
@@ -28,7 +27,7 @@ pub fn hwbp_trace() -> PathBuf {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    built(workspace().join("target/fixtures/release").join(name))
+    built(workspace().join("target/release").join(name))
 }
 
 /// Root tests share kernel state (debug registers) and need root. Returns
