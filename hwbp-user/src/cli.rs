@@ -109,6 +109,10 @@ pub struct TraceArgs {
     #[arg(long, value_name = "BYTES", default_value_t = u64::from(DEFAULT_BUFFER_SIZE))]
     pub buffer_size: u64,
 
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while tracing.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+
     /// More diagnostics on stderr.
     #[arg(short, long)]
     pub verbose: bool,

@@ -10,6 +10,13 @@
 //! always starts with `func+0xOFF`, so consumers that only want the function
 //! cut at the first space ([`frame_functions`] does so, inlined ones included).
 //!
+//! Most addresses in a stack are return addresses, and the ip of a data
+//! watchpoint hit is the instruction after the access (a trap): both point
+//! just past the instruction of interest, which may belong to another line
+//! or inlined call. [`Symbolizer::frame`] with `after = true` looks such an
+//! address up one byte earlier (as perf and gdb do) and still reports the
+//! offset of the address itself.
+//!
 //! The maps of the traced process are kept from [`Symbolizer::snapshot`] on,
 //! and files are opened by path, so hits are named after the process exited.
 
@@ -44,8 +51,8 @@ struct ProcessMaps {
 /// Caching symbolizer for one tracing session.
 pub struct Symbolizer {
     kallsyms: Option<Arc<Kallsyms>>,
-    kernel_cache: HashMap<u64, Arc<str>>,
-    user_cache: HashMap<(u32, u64), Arc<str>>,
+    kernel_cache: HashMap<(u64, bool), Arc<str>>,
+    user_cache: HashMap<(u32, u64, bool), Arc<str>>,
     processes: HashMap<u32, ProcessMaps>,
     /// ELF files as found on disk (the traced process's root first).
     files: HashMap<PathBuf, Option<PathBuf>>,
@@ -82,45 +89,63 @@ impl Symbolizer {
 
     /// `func+0x1f`, `func+0x1f [module]`, `func+0x1f (file:line)`, or the raw address.
     pub fn symbolize(&mut self, pid: u32, addr: u64) -> Arc<str> {
+        self.frame(pid, addr, false)
+    }
+
+    /// A kernel or user address; `after`: it points just past the
+    /// instruction of interest (a return address, a watchpoint's trap ip).
+    pub fn frame(&mut self, pid: u32, addr: u64, after: bool) -> Arc<str> {
         if is_kernel_address(addr) {
-            self.kernel(addr)
+            self.kernel_frame(addr, after)
         } else {
-            self.user(pid, addr)
+            self.user_frame(pid, addr, after)
         }
     }
 
     pub fn kernel(&mut self, addr: u64) -> Arc<str> {
-        if let Some(name) = self.kernel_cache.get(&addr) {
+        self.kernel_frame(addr, false)
+    }
+
+    pub fn kernel_frame(&mut self, addr: u64, after: bool) -> Arc<str> {
+        if let Some(name) = self.kernel_cache.get(&(addr, after)) {
             return name.clone();
         }
-        let name: Arc<str> = match self.kallsyms.as_ref().and_then(|k| k.symbolize(addr)) {
-            Some((sym, off)) => match &sym.module {
-                Some(module) => format!("{}+{off:#x} [{module}]", sym.name),
-                None => format!("{}+{off:#x}", sym.name),
-            },
+        let lookup = addr.wrapping_sub(u64::from(after));
+        let name: Arc<str> = match self.kallsyms.as_ref().and_then(|k| k.symbolize(lookup)) {
+            Some((sym, off)) => {
+                let off = off + u64::from(after);
+                match &sym.module {
+                    Some(module) => format!("{}+{off:#x} [{module}]", sym.name),
+                    None => format!("{}+{off:#x}", sym.name),
+                }
+            }
             None => format!("{addr:#x}"),
         }
         .into();
         if self.kernel_cache.len() >= CACHE_LIMIT {
             self.kernel_cache.clear();
         }
-        self.kernel_cache.insert(addr, name.clone());
+        self.kernel_cache.insert((addr, after), name.clone());
         name
     }
 
     pub fn user(&mut self, pid: u32, addr: u64) -> Arc<str> {
-        if let Some(name) = self.user_cache.get(&(pid, addr)) {
+        self.user_frame(pid, addr, false)
+    }
+
+    pub fn user_frame(&mut self, pid: u32, addr: u64, after: bool) -> Arc<str> {
+        if let Some(name) = self.user_cache.get(&(pid, addr, after)) {
             return name.clone();
         }
-        let name: Arc<str> = self.user_uncached(pid, addr).into();
+        let name: Arc<str> = self.user_uncached(pid, addr, after).into();
         if self.user_cache.len() >= CACHE_LIMIT {
             self.user_cache.clear();
         }
-        self.user_cache.insert((pid, addr), name.clone());
+        self.user_cache.insert((pid, addr, after), name.clone());
         name
     }
 
-    fn user_uncached(&mut self, pid: u32, addr: u64) -> String {
+    fn user_uncached(&mut self, pid: u32, addr: u64, after: bool) -> String {
         let Some(mapping) = self.mapping(pid, addr) else {
             return format!("{addr:#x}");
         };
@@ -128,18 +153,23 @@ impl Symbolizer {
             return format!("{addr:#x}");
         };
         let file_offset = addr - mapping.start + mapping.offset;
+        let lookup = file_offset.saturating_sub(u64::from(after));
         let short = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let Some(file) = self.file(pid, &path) else {
             return format!("[{short}+{file_offset:#x}]");
         };
         let source = Source::Elf(Elf::new(file.clone()));
-        if let Ok(bz::Symbolized::Sym(sym)) = self.blaze.symbolize_single(&source, bz::Input::FileOffset(file_offset)) {
-            return format_sym(&sym);
+        if let Ok(bz::Symbolized::Sym(sym)) = self.blaze.symbolize_single(&source, bz::Input::FileOffset(lookup)) {
+            return format_sym(&sym, u64::from(after));
         }
         // blazesym found nothing (or could not parse the file): the plain
         // symbol tables still may.
         let image = self.image(&file);
-        match image.and_then(|image| image.file_offset_to_vaddr(file_offset).and_then(|v| image.symbolize(v).map(|(s, o)| format!("{}+{o:#x}", s.display)))) {
+        let named = image.and_then(|image| {
+            let vaddr = image.file_offset_to_vaddr(lookup)?;
+            image.symbolize(vaddr).map(|(s, o)| format!("{}+{:#x}", s.display, o + u64::from(after)))
+        });
+        match named {
             Some(name) => name,
             None => format!("[{short}+{file_offset:#x}]"),
         }
@@ -195,9 +225,10 @@ fn code_location(info: &bz::CodeInfo<'_>) -> Option<String> {
     Some(format!("{}:{line}", info.to_path().display()))
 }
 
-/// `name+0xoff (file:line)[ inlined name (file:line)]…`.
-fn format_sym(sym: &bz::Sym<'_>) -> String {
-    let mut out = format!("{}+{:#x}", sym.name, sym.offset);
+/// `name+0xoff (file:line)[ inlined name (file:line)]…`; `skew` is added
+/// to the offset (the byte an `after` address was looked up before).
+fn format_sym(sym: &bz::Sym<'_>, skew: u64) -> String {
+    let mut out = format!("{}+{:#x}", sym.name, sym.offset as u64 + skew);
     if let Some(loc) = sym.code_info.as_deref().and_then(code_location) {
         let _ = write!(out, " ({loc})");
     }
@@ -236,6 +267,20 @@ pub fn frame_functions(frame: &str) -> Vec<&str> {
     out
 }
 
+/// A frame for one line of text: without inlined calls, the file's
+/// directories or the toolchain's path: `f+0x1f (main.rs:42)`.
+pub fn short_frame(frame: &str) -> String {
+    let own = frame.split(INLINED).next().unwrap_or(frame);
+    match own.split_once(" (") {
+        Some((func, loc)) => {
+            let loc = loc.trim_end_matches(')');
+            let short = loc.rsplit('/').next().unwrap_or(loc);
+            format!("{func} ({short})")
+        }
+        None => own.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +308,13 @@ mod tests {
         let k = Kallsyms::parse("ffffffff81000000 T start\nffffffff81000100 T next\n");
         let mut s = Symbolizer::new(Some(Arc::new(k)));
         assert_eq!(&*s.kernel(0xffffffff81000010), "start+0x10");
+    }
+
+    #[test]
+    fn short_frames() {
+        assert_eq!(short_frame("f+0x1f (/work/src/main.rs:42) inlined g (/x/y.rs:1)"), "f+0x1f (main.rs:42)");
+        assert_eq!(short_frame("vfs_read+0x0"), "vfs_read+0x0");
+        assert_eq!(short_frame("xfs_read+0x10 [xfs]"), "xfs_read+0x10 [xfs]");
     }
 
     #[test]
