@@ -250,8 +250,6 @@ async fn arm_and_trace(
     }
     // Before the command runs: the initial values of data targets.
     let values = crate::values::Values::new(&breakpoints, traced_pid);
-    // Before the command runs: the initial values of data targets.
-    let values = crate::values::Values::new(&breakpoints, traced_pid);
     let mut symbolizer = Symbolizer::new(kallsyms);
     if let Some(pid) = traced_pid {
         symbolizer.snapshot(pid as u32);
