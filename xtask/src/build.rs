@@ -23,8 +23,16 @@ pub fn cargo(args: &[&str]) -> Command {
 }
 
 pub fn run() -> Result<()> {
-    exec(&mut cargo(&["build", "--release", "-p", "hwbp-user", "-p", "hwbp-tests", "--bins"]))
-        .context("building hwbp-trace and the fixtures")?;
+    exec(&mut cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "hwbp-user",
+        "-p",
+        "hwbp-tests",
+        "--bins",
+    ]))
+    .context("building hwbp-trace and the fixtures")?;
     println!("build: {}", hwbp_trace().display());
     Ok(())
 }

@@ -29,7 +29,9 @@ const S_IFLNK: u32 = 0o120_000;
 const S_IFCHR: u32 = 0o020_000;
 
 fn normalize(path: &str) -> String {
-    path.trim_start_matches('/').trim_end_matches('/').to_owned()
+    path.trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 impl Archive {
@@ -160,7 +162,9 @@ mod tests {
         let mut archive = Archive::default();
         archive.file("/bin/x", b"abcde".to_vec(), 0o755);
         let mut bytes = Vec::new();
-        archive.write(&mut bytes).expect("writing to a Vec cannot fail");
+        archive
+            .write(&mut bytes)
+            .expect("writing to a Vec cannot fail");
         // "bin" directory first, then the file, then the trailer.
         assert!(bytes.starts_with(b"070701"));
         assert_eq!(bytes.len() % 4, 0);
@@ -193,7 +197,9 @@ mod tests {
             },
         );
         let mut bytes = Vec::new();
-        archive.write(&mut bytes).expect("writing to a Vec cannot fail");
+        archive
+            .write(&mut bytes)
+            .expect("writing to a Vec cannot fail");
         let Ok(mut child) = std::process::Command::new("cpio")
             .args(["-t", "--quiet"])
             .stdin(std::process::Stdio::piped())
@@ -213,6 +219,9 @@ mod tests {
         assert!(out.status.success());
         let listing = String::from_utf8_lossy(&out.stdout);
         let names: Vec<&str> = listing.lines().collect();
-        assert_eq!(names, ["bin", "dev", "etc", "bin/sh", "dev/console", "etc/a"]);
+        assert_eq!(
+            names,
+            ["bin", "dev", "etc", "bin/sh", "dev/console", "etc/a"]
+        );
     }
 }

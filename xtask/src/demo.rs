@@ -84,7 +84,10 @@ pub fn run(options: Options) -> Result<()> {
         hits.len(),
         trace_path.display()
     );
-    println!("\n{:<10} {:<20} {:<5} {:>6}", "TARGET", "ADDRESS", "MODE", "HITS");
+    println!(
+        "\n{:<10} {:<20} {:<5} {:>6}",
+        "TARGET", "ADDRESS", "MODE", "HITS"
+    );
     let targets = summary["targets"].as_array().cloned().unwrap_or_default();
     for target in &targets {
         println!(
@@ -97,7 +100,10 @@ pub fn run(options: Options) -> Result<()> {
     }
     for target in &targets {
         let name = str_of(target, "target");
-        let mine: Vec<&&Value> = hits.iter().filter(|hit| hit["target"] == name.as_str()).collect();
+        let mine: Vec<&&Value> = hits
+            .iter()
+            .filter(|hit| hit["target"] == name.as_str())
+            .collect();
         let mut comms: BTreeMap<String, usize> = BTreeMap::new();
         for hit in &mine {
             *comms.entry(str_of(hit, "comm")).or_default() += 1;

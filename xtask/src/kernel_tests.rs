@@ -22,7 +22,10 @@ use crate::{
 pub fn run(kernel: &Kernel, kvm: bool) -> Result<()> {
     let exec_offset = exec_offset(kernel)?;
     let out_dir = workspace_root().join("target/vm-tests");
-    let command = ["/vm/kernel-tests.sh".to_owned(), format!("{exec_offset:#x}")];
+    let command = [
+        "/vm/kernel-tests.sh".to_owned(),
+        format!("{exec_offset:#x}"),
+    ];
     let outcome = vm::boot(&vm::Boot {
         kernel,
         command: &command,
@@ -74,10 +77,17 @@ fn exec_offset(kernel: &Kernel) -> Result<u64> {
         "{} lacks fentry call sites: the SYMBOL+OFFSET test does not know an instruction boundary",
         kernel.package
     );
-    Ok(if enabled("CONFIG_X86_KERNEL_IBT") { 4 } else { 5 })
+    Ok(if enabled("CONFIG_X86_KERNEL_IBT") {
+        4
+    } else {
+        5
+    })
 }
 
-const CHECKS: &[(&str, fn(&Results) -> Result<()>)] = &[
+/// A check of one scenario's results.
+type Check = fn(&Results) -> Result<()>;
+
+const CHECKS: &[(&str, Check)] = &[
     ("getpgid", getpgid),
     ("pidmax", pidmax),
     ("rw_reads", rw_reads),
@@ -120,7 +130,8 @@ struct Trace {
 impl Results {
     fn load(dir: &Path, exec_offset: u64) -> Result<Self> {
         let path = dir.join("facts.env");
-        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let facts = text
             .lines()
             .filter(|line| !line.starts_with('#'))
@@ -188,15 +199,22 @@ fn parse_trace(text: &str) -> Result<Trace> {
         .lines()
         .enumerate()
         .map(|(i, line)| {
-            serde_json::from_str(line).with_context(|| format!("line {} is not JSON: {line}", i + 1))
+            serde_json::from_str(line)
+                .with_context(|| format!("line {} is not JSON: {line}", i + 1))
         })
         .collect::<Result<_>>()?;
     let kind = |value: &Value| value["type"].as_str().unwrap_or("").to_owned();
     let (Some(first), Some(last)) = (lines.first(), lines.last()) else {
         bail!("the trace is empty");
     };
-    ensure!(kind(first) == "header", "the first line is not a header: {first}");
-    ensure!(kind(last) == "summary", "the last line is not a summary (cut short?): {last}");
+    ensure!(
+        kind(first) == "header",
+        "the first line is not a header: {first}"
+    );
+    ensure!(
+        kind(last) == "summary",
+        "the last line is not a summary (cut short?): {last}"
+    );
     let hits: Vec<Value> = lines[1..lines.len() - 1].to_vec();
     if let Some(odd) = hits.iter().find(|hit| kind(hit) != "hit") {
         bail!("a line between header and summary is not a hit: {odd}");
@@ -207,7 +225,9 @@ fn parse_trace(text: &str) -> Result<Trace> {
         .ok_or_else(|| anyhow!("the summary has no targets: {summary}"))?;
     let mut per_target: BTreeMap<String, u64> = BTreeMap::new();
     for hit in &hits {
-        *per_target.entry(text_field(hit, "target")?.to_owned()).or_default() += 1;
+        *per_target
+            .entry(text_field(hit, "target")?.to_owned())
+            .or_default() += 1;
     }
     for target in targets {
         let name = text_field(target, "target")?;
@@ -217,7 +237,10 @@ fn parse_trace(text: &str) -> Result<Trace> {
             hits == lines,
             "the summary says {hits} hits for {name} but the trace has {lines} hit lines"
         );
-        ensure!(number(target, "dropped")? == 0, "hits dropped for {name}: {target}");
+        ensure!(
+            number(target, "dropped")? == 0,
+            "hits dropped for {name}: {target}"
+        );
     }
     ensure!(number(&summary, "lost")? == 0, "hits lost: {summary}");
     Ok(Trace { hits, summary })
@@ -246,7 +269,11 @@ fn printed(run: &Run, prefix: &str) -> Result<Vec<u64>> {
     run.stdout
         .lines()
         .filter_map(|line| line.strip_prefix(prefix))
-        .map(|n| n.trim().parse().with_context(|| format!("fixture printed {n:?}")))
+        .map(|n| {
+            n.trim()
+                .parse()
+                .with_context(|| format!("fixture printed {n:?}"))
+        })
         .collect()
 }
 
@@ -258,9 +285,18 @@ fn expect_hits(trace: &Trace, expected: usize, addr: u64, mode: &str) -> Result<
         trace.hits.len()
     );
     for hit in &trace.hits {
-        ensure!(hex_field(hit, "addr")? == addr, "hit at another address: {hit}");
-        ensure!(text_field(hit, "mode")? == mode, "hit with mode other than {mode}: {hit}");
-        ensure!(text_field(hit, "comm")? == "fx_kernel", "hit from another task: {hit}");
+        ensure!(
+            hex_field(hit, "addr")? == addr,
+            "hit at another address: {hit}"
+        );
+        ensure!(
+            text_field(hit, "mode")? == mode,
+            "hit with mode other than {mode}: {hit}"
+        );
+        ensure!(
+            text_field(hit, "comm")? == "fx_kernel",
+            "hit from another task: {hit}"
+        );
     }
     Ok(())
 }
@@ -278,7 +314,10 @@ fn expect_frame(trace: &Trace, function: &str) -> Result<()> {
             .as_array()
             .ok_or_else(|| anyhow!("hit without kstack: {hit}"))?;
         ensure!(
-            kstack.iter().filter_map(Value::as_str).any(|frame| frame.starts_with(&prefix)),
+            kstack
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|frame| frame.starts_with(&prefix)),
             "a kernel stack without {function}: {hit}"
         );
     }
@@ -306,10 +345,17 @@ fn getpgid(results: &Results) -> Result<()> {
 fn expect_written(results: &Results, name: &str, count: usize, mode: &str) -> Result<()> {
     let (run, trace) = results.traced(name)?;
     let written = printed(&run, "wrote ")?;
-    ensure!(written.len() == count, "the fixture reports {} writes, not {count}", written.len());
+    ensure!(
+        written.len() == count,
+        "the fixture reports {} writes, not {count}",
+        written.len()
+    );
     expect_hits(&trace, count, results.addr("pid_max_addr")?, mode)?;
     let seen = values(&trace)?;
-    ensure!(seen == written, "values seen {seen:?} differ from values written {written:?}");
+    ensure!(
+        seen == written,
+        "values seen {seen:?} differ from values written {written:?}"
+    );
     expect_frame(&trace, "proc_sys_call_handler")
 }
 
@@ -321,10 +367,17 @@ fn pidmax(results: &Results) -> Result<()> {
 fn expect_read(results: &Results, name: &str, count: usize) -> Result<()> {
     let (run, trace) = results.traced(name)?;
     let read = printed(&run, "read ")?;
-    ensure!(read.len() == count, "the fixture reports {} reads, not {count}", read.len());
+    ensure!(
+        read.len() == count,
+        "the fixture reports {} reads, not {count}",
+        read.len()
+    );
     expect_hits(&trace, count, results.addr("pid_max_addr")?, "rw")?;
     let seen = values(&trace)?;
-    ensure!(seen == read, "values seen {seen:?} differ from values read {read:?}");
+    ensure!(
+        seen == read,
+        "values seen {seen:?} differ from values read {read:?}"
+    );
     Ok(())
 }
 
@@ -336,13 +389,20 @@ fn rw_reads(results: &Results) -> Result<()> {
 fn rw_mixed(results: &Results) -> Result<()> {
     let (run, trace) = results.traced("rw_mixed")?;
     let written = printed(&run, "wrote ")?;
-    ensure!(written.len() == 10, "the fixture reports {} writes, not 10", written.len());
+    ensure!(
+        written.len() == 10,
+        "the fixture reports {} writes, not 10",
+        written.len()
+    );
     expect_hits(&trace, 11, results.addr("pid_max_addr")?, "rw")?;
     // The read sees the original, which the last write restores.
     let mut expected = vec![written[9]];
     expected.extend(&written);
     let seen = values(&trace)?;
-    ensure!(seen == expected, "values seen {seen:?}, expected the read then the writes {expected:?}");
+    ensure!(
+        seen == expected,
+        "values seen {seen:?}, expected the read then the writes {expected:?}"
+    );
     Ok(())
 }
 
@@ -366,7 +426,10 @@ fn offset(results: &Results) -> Result<()> {
     expect_hits(&trace, 30, results.addr("getpgid_addr")? + offset, "x")?;
     let expected = format!("__x64_sys_getpgid+{offset:#x}");
     for hit in &trace.hits {
-        ensure!(text_field(hit, "ip_sym")? == expected, "ip_sym is not {expected}: {hit}");
+        ensure!(
+            text_field(hit, "ip_sym")? == expected,
+            "ip_sym is not {expected}: {hit}"
+        );
     }
     expect_frame(&trace, "do_syscall_64")
 }
@@ -430,7 +493,10 @@ fn syscomm(results: &Results) -> Result<()> {
     );
     // The kernel-side filter saw fx_other's 25 calls and dropped them.
     if let Some(filtered) = trace.summary["targets"][0]["filtered"].as_u64() {
-        ensure!(filtered == 25, "the summary counts {filtered} filtered hits, expected fx_other's 25");
+        ensure!(
+            filtered == 25,
+            "the summary counts {filtered} filtered hits, expected fx_other's 25"
+        );
     }
     Ok(())
 }

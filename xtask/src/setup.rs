@@ -189,7 +189,10 @@ fn debian_packages() -> Result<()> {
         .filter(|package| !is_installed(package))
         .collect();
     if missing.is_empty() {
-        println!("setup: Debian packages: present ({})", DEBIAN_PACKAGES.join(", "));
+        println!(
+            "setup: Debian packages: present ({})",
+            DEBIAN_PACKAGES.join(", ")
+        );
         return Ok(());
     }
     if !is_root() {
@@ -202,7 +205,11 @@ fn debian_packages() -> Result<()> {
         return Ok(());
     }
     println!("setup: installing Debian packages: {}", missing.join(", "));
-    exec(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+    exec(
+        Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
     exec(
         Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])

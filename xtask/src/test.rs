@@ -1,8 +1,11 @@
 //! `cargo xtask test`: every test, in the order that fails fastest.
 //!
-//! 1. set-up; 2. release build of hwbp-trace and the fixtures; 3. unit tests
-//! (host crates); 4. root integration tests on this host (tests/tests/*.rs,
-//! one thread: they share the debug registers); 5. kernel tests in the VM.
+//! 1. set-up;
+//! 2. release build of hwbp-trace and the fixtures;
+//! 3. unit tests (host crates);
+//! 4. root integration tests on this host (tests/tests/*.rs, one thread:
+//!    they share the debug registers);
+//! 5. kernel tests in the VM.
 
 use std::time::Instant;
 
@@ -46,7 +49,14 @@ pub fn run(options: Options) -> Result<()> {
         // dependencies.
         exec(
             std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-                .args(["test", "--workspace", "--exclude", "hwbp-ebpf", "--exclude", "hwbp-tests"])
+                .args([
+                    "test",
+                    "--workspace",
+                    "--exclude",
+                    "hwbp-ebpf",
+                    "--exclude",
+                    "hwbp-tests",
+                ])
                 .current_dir(workspace_root()),
         )
         .context("test step 3/5 (unit tests) failed")?;

@@ -60,7 +60,9 @@ pub fn run(options: Options) -> Result<i32> {
     let interactive = std::io::stdin().is_terminal();
     let command = if command.is_empty() {
         if !interactive {
-            bail!("no command given and stdin is not a terminal: use `cargo xtask vm -- CMD ARGS...`");
+            bail!(
+                "no command given and stdin is not a terminal: use `cargo xtask vm -- CMD ARGS...`"
+            );
         }
         vec!["sh".to_owned()]
     } else {
@@ -138,7 +140,11 @@ fn kernel_package(requested: Option<&str>) -> Result<String> {
 
 fn apt_update() -> Result<()> {
     eprintln!("vm: running apt-get update (no package lists)");
-    exec(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))
+    exec(
+        Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 /// boot/PREFIX* in an unpacked package directory.
@@ -174,7 +180,8 @@ pub fn fetch_kernel(requested: Option<&str>) -> Result<Kernel> {
     println!("vm: downloading {package}");
     let download = kernels.join("download");
     if download.exists() {
-        fs::remove_dir_all(&download).with_context(|| format!("removing {}", download.display()))?;
+        fs::remove_dir_all(&download)
+            .with_context(|| format!("removing {}", download.display()))?;
     }
     fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
     let mut apt = Command::new("apt-get");
@@ -182,7 +189,9 @@ pub fn fetch_kernel(requested: Option<&str>) -> Result<Kernel> {
     if exec(&mut apt).is_err() {
         apt_update()?;
         exec(&mut apt).with_context(|| {
-            format!("downloading {package}: is it in apt's sources? (`apt-cache search linux-image`)")
+            format!(
+                "downloading {package}: is it in apt's sources? (`apt-cache search linux-image`)"
+            )
         })?;
     }
     let deb = fs::read_dir(&download)
@@ -221,7 +230,8 @@ pub fn fetch_kernel(requested: Option<&str>) -> Result<Kernel> {
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
-    fs::rename(&unpacked, &dir).with_context(|| format!("moving the kernel to {}", dir.display()))?;
+    fs::rename(&unpacked, &dir)
+        .with_context(|| format!("moving the kernel to {}", dir.display()))?;
     fs::remove_dir_all(&download).with_context(|| format!("removing {}", download.display()))?;
     unpacked_kernel(&package, &dir).ok_or_else(|| anyhow!("{} vanished", dir.display()))
 }
@@ -286,7 +296,11 @@ fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
         // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or
         // "/lib64/ld-linux-x86-64.so.2 (0x…)"; linux-vdso has no path.
         let path = line.split_once("=> ").map_or(line, |(_, path)| path);
-        if let Some(path) = path.split_whitespace().next().filter(|p| p.starts_with('/')) {
+        if let Some(path) = path
+            .split_whitespace()
+            .next()
+            .filter(|p| p.starts_with('/'))
+        {
             libraries.push(PathBuf::from(path));
         }
     }
@@ -302,7 +316,9 @@ fn add_host_file(archive: &mut Archive, host: &Path, guest: &str, mode: u32) -> 
 /// The guest's whole file system.
 fn build_initramfs(command: &[String], interactive: bool) -> Result<Archive> {
     let mut archive = Archive::default();
-    for dir in ["proc", "sys", "dev", "tmp", "run", "out", "root", "etc/hwbp"] {
+    for dir in [
+        "proc", "sys", "dev", "tmp", "run", "out", "root", "etc/hwbp",
+    ] {
         archive.dir(dir);
     }
     // The kernel opens /dev/console for /init before anything is mounted.
@@ -347,8 +363,12 @@ fn build_initramfs(command: &[String], interactive: bool) -> Result<Archive> {
 
     let scripts = workspace_root().join("tests/vm");
     if scripts.is_dir() {
-        for entry in fs::read_dir(&scripts).with_context(|| format!("reading {}", scripts.display()))? {
-            let path = entry.with_context(|| format!("reading {}", scripts.display()))?.path();
+        for entry in
+            fs::read_dir(&scripts).with_context(|| format!("reading {}", scripts.display()))?
+        {
+            let path = entry
+                .with_context(|| format!("reading {}", scripts.display()))?
+                .path();
             if let Some(name) = path.file_name().filter(|_| path.is_file()) {
                 let guest = format!("vm/{}", name.to_string_lossy());
                 add_host_file(&mut archive, &path, &guest, 0o755)?;
@@ -457,21 +477,34 @@ pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
     } else {
         qemu.args(["-accel", "tcg", "-cpu", "max"]);
     }
-    qemu.args(["-smp", "2", "-m", "1024", "-nodefaults", "-nographic", "-no-reboot"])
-        .arg("-kernel")
-        .arg(&kernel.vmlinuz)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", "console=ttyS0 quiet panic=-1 oops=panic"])
-        // The console: serial 0 on stdio, muxed with the monitor (Ctrl-A x
-        // quits); signal=off passes Ctrl-C to the guest.
-        .args(["-chardev", "stdio,id=console,mux=on,signal=off"])
-        .args(["-serial", "chardev:console", "-mon", "chardev=console,mode=readline"])
-        // Serial 1 carries /out back (see init.sh).
-        .arg("-serial")
-        .arg(format!("file:{}", transfer.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    qemu.args([
+        "-smp",
+        "2",
+        "-m",
+        "1024",
+        "-nodefaults",
+        "-nographic",
+        "-no-reboot",
+    ])
+    .arg("-kernel")
+    .arg(&kernel.vmlinuz)
+    .arg("-initrd")
+    .arg(&initrd)
+    .args(["-append", "console=ttyS0 quiet panic=-1 oops=panic"])
+    // The console: serial 0 on stdio, muxed with the monitor (Ctrl-A x
+    // quits); signal=off passes Ctrl-C to the guest.
+    .args(["-chardev", "stdio,id=console,mux=on,signal=off"])
+    .args([
+        "-serial",
+        "chardev:console",
+        "-mon",
+        "chardev=console,mode=readline",
+    ])
+    // Serial 1 carries /out back (see init.sh).
+    .arg("-serial")
+    .arg(format!("file:{}", transfer.display()))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     if !*interactive {
         qemu.stdin(Stdio::null());
     }
@@ -497,7 +530,9 @@ pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
                     let _ = host.flush();
                     for &byte in &buffer[..n] {
                         if byte == b'\n' {
-                            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_owned();
+                            let text = String::from_utf8_lossy(&line)
+                                .trim_end_matches('\r')
+                                .to_owned();
                             line.clear();
                             if sender.send(Console::Line(text)).is_err() {
                                 return;
@@ -545,10 +580,8 @@ pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
                     // A little longer, for the backtrace.
                     fatal_deadline = Some(Instant::now() + Duration::from_secs(3));
                 }
-                if exit.is_none() {
-                    if let Some(code) = line.strip_prefix("init: exit=") {
-                        exit = code.trim().parse::<i32>().ok();
-                    }
+                if let (None, Some(code)) = (exit, line.strip_prefix("init: exit=")) {
+                    exit = code.trim().parse::<i32>().ok();
                 }
                 recent.push_back(line);
                 if recent.len() > 40 {
@@ -595,7 +628,10 @@ fn receive_files(transfer: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
     }
     fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let text = fs::read_to_string(transfer).with_context(|| {
-        format!("reading {} (the guest's second serial port)", transfer.display())
+        format!(
+            "reading {} (the guest's second serial port)",
+            transfer.display()
+        )
     })?;
     let mut files = Vec::new();
     let mut current: Option<(String, String)> = None;
@@ -646,15 +682,19 @@ fn base64_decode(text: &str) -> Result<Vec<u8>> {
         }))
     }
     let bytes: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if bytes.len() % 4 != 0 {
-        bail!("base64 text of length {} is not a multiple of 4", bytes.len());
+    if !bytes.len().is_multiple_of(4) {
+        bail!(
+            "base64 text of length {} is not a multiple of 4",
+            bytes.len()
+        );
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
     for chunk in bytes.chunks(4) {
         let padding = chunk.iter().rev().take_while(|&&b| b == b'=').count();
         let mut group = 0u32;
         for &byte in &chunk[..4 - padding] {
-            group = (group << 6) | value(byte).ok_or_else(|| anyhow!("bad base64 byte {byte:#x}"))?;
+            group =
+                (group << 6) | value(byte).ok_or_else(|| anyhow!("bad base64 byte {byte:#x}"))?;
         }
         group <<= 6 * padding as u32;
         let decoded = [(group >> 16) as u8, (group >> 8) as u8, group as u8];
@@ -684,9 +724,15 @@ mod tests {
 
     #[test]
     fn fatal_lines() {
-        assert!(is_fatal("[    3.1] Kernel panic - not syncing: Attempted to kill init!"));
-        assert!(is_fatal("[   22.0] watchdog: BUG: soft lockup - CPU#0 stuck for 22s!"));
-        assert!(is_fatal("[    1.0] BUG: kernel NULL pointer dereference, address: 0"));
+        assert!(is_fatal(
+            "[    3.1] Kernel panic - not syncing: Attempted to kill init!"
+        ));
+        assert!(is_fatal(
+            "[   22.0] watchdog: BUG: soft lockup - CPU#0 stuck for 22s!"
+        ));
+        assert!(is_fatal(
+            "[    1.0] BUG: kernel NULL pointer dereference, address: 0"
+        ));
         assert!(!is_fatal("init: exit=0"));
     }
 }
