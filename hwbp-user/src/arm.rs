@@ -242,6 +242,12 @@ fn attr(bp: &Breakpoint, place: Place) -> perf_event_attr {
     if let Place::Thread(_) = place {
         // Threads and children created later get the breakpoint too.
         attr.set_inherit(1);
+        if bp.space == Space::User {
+            // A user address means nothing in the image a later exec loads:
+            // the kernel drops the event at exec (Linux 5.13), so no stray
+            // hits land on whatever code or data the new program has there.
+            attr.set_remove_on_exec(1);
+        }
     }
     if bp.space == Space::User && bp.mode == Mode::Execute {
         // User code never runs in kernel mode.

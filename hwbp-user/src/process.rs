@@ -253,6 +253,28 @@ impl ExitWatch {
     }
 }
 
+/// What a process is running: the executable's inode and where its first
+/// mapping starts. An exec changes it (a new image, and a new ASLR base
+/// even when the same file is executed again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Image {
+    inode: u64,
+    base: u64,
+}
+
+impl Image {
+    pub fn of(pid: i32) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let inode = fs::metadata(format!("/proc/{pid}/exe")).ok()?.ino();
+        let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+        let base = maps.lines().next()?.split('-').next()?;
+        Some(Self {
+            inode,
+            base: u64::from_str_radix(base, 16).ok()?,
+        })
+    }
+}
+
 /// Whether a process exists.
 pub fn exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()

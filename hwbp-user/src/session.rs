@@ -284,6 +284,8 @@ async fn arm_and_trace(
     let deadline = sleep(duration.unwrap_or(Duration::MAX.saturating_sub(Duration::from_secs(1 << 40))));
     tokio::pin!(deadline);
     let mut counters_tick = tokio::time::interval(Duration::from_millis(250));
+    let watch_exec = breakpoints.iter().any(|bp| bp.space == Space::User);
+    let image_at_start = traced_pid.and_then(crate::process::Image::of);
 
     let mut batch: Vec<Hit> = Vec::with_capacity(1024);
     let end_reason = loop {
@@ -305,6 +307,11 @@ async fn arm_and_trace(
             }
             () = async { if let Some(w) = exit_watch { w.exited().await } }, if exit_watch.is_some() => break "process-exit",
             _ = counters_tick.tick() => {
+                // An exec replaces the image user targets point into: the
+                // kernel dropped those breakpoints (remove_on_exec); end.
+                if watch_exec && traced_pid.and_then(crate::process::Image::of).is_some_and(|now| Some(now) != image_at_start) {
+                    break "process-exec";
+                }
                 let counters = probe.counters();
                 if let Ok(mut s) = stats.lock() {
                     s.counters = counters;

@@ -422,3 +422,23 @@ fn sigkill_leaves_nothing_armed() {
     // 10 calls of hwbp_fx_target, 1 of hwbp_fx_caller.
     assert!(stderr(&out).contains("Tracing 4 targets") && stderr(&out).contains("11 hits"), "{}", stderr(&out));
 }
+
+/// An exec replaces the image a user target points into: the kernel drops
+/// the breakpoints (remove_on_exec) and tracing ends cleanly with a summary.
+#[test]
+fn exec_mid_trace_ends_cleanly() {
+    if !root_or_skip("exec_mid_trace_ends_cleanly") {
+        return;
+    }
+    let dir = TempDir::new("exec-mid");
+    let out_file = dir.path("t.jsonl");
+    let fx = fx();
+    let out = run(&[
+        "--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx, "exec", "40", &fx, "--delay-ms", "1500", "calls", "30",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, hits, summary) = read_trace(&out_file);
+    assert_eq!(hits.len(), 40, "only the calls before exec");
+    assert_eq!(summary["end_reason"], "process-exec");
+    assert_eq!(summary["targets"][0]["kernel_count"], 40, "nothing fired after exec");
+}

@@ -10,6 +10,7 @@
 //!                                 file $HWBP_FX_GO, then AFTER more threads;
 //!                                 every thread calls hwbp_fx_target N times
 //! fx_user spin SECONDS            call hwbp_fx_target in a loop, then report
+//! fx_user exec N CMD ARGS...      call hwbp_fx_target N times, then exec CMD
 //! ```
 //! Options before the command: `--wait PATH` waits until PATH exists before
 //! doing anything (so that -p can attach first); `--delay-ms MS` sleeps first.
@@ -139,6 +140,14 @@ fn run(args: &[String]) -> Result<u64, String> {
                 calls += 100;
             }
             Ok(calls)
+        }
+        "exec" => {
+            let n = num(rest.first())?;
+            hwbp_fx_caller(n);
+            let (cmd, args) = rest[1..].split_first().ok_or("exec needs a command")?;
+            use std::os::unix::process::CommandExt as _;
+            let err = std::process::Command::new(cmd).args(args).exec();
+            Err(format!("exec {cmd}: {err}"))
         }
         other => Err(format!("unknown command `{other}`")),
     }
