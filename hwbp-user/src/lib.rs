@@ -23,4 +23,5 @@ pub mod stats;
 pub mod symbolize;
 pub mod target;
 pub mod trace;
+pub mod tui;
 pub mod values;

@@ -33,7 +33,10 @@ const NS_PER_S: u64 = 1_000_000_000;
 /// CLOCK_MONOTONIC now, in the clock of [`HitRecord::ts_ns`]
 /// (`bpf_ktime_get_ns`).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime only writes into the local timespec, which
     // outlives the call; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
@@ -129,7 +132,6 @@ impl<K: Eq + Hash> Tally<K> {
 }
 
 impl<K: Eq + Hash + Clone> Tally<K> {
-
     pub fn add(&mut self, key: &K) {
         if let Some(n) = self.counts.get_mut(key) {
             *n += 1;
@@ -194,8 +196,11 @@ impl ValueChange {
         let value = hit.value?;
         Some(Self {
             ts_ns: hit.ts_ns,
-            old: None,
-            new: value.to_string(),
+            old: hit
+                .old_value_text
+                .clone()
+                .or_else(|| hit.old_value.map(|v| v.to_string())),
+            new: hit.value_text.clone().unwrap_or_else(|| value.to_string()),
             by: hit.ip_sym.clone(),
         })
     }
@@ -248,7 +253,13 @@ impl TargetStats {
         self.by_cpu.add(&hit.cpu);
         self.by_caller.add(&hit.ip_sym);
         if !hit.kstack.is_empty() || !hit.ustack.is_empty() {
-            let key: StackKey = hit.kstack.iter().chain(&hit.ustack).take(STACK_DEPTH).cloned().collect();
+            let key: StackKey = hit
+                .kstack
+                .iter()
+                .chain(&hit.ustack)
+                .take(STACK_DEPTH)
+                .cloned()
+                .collect();
             self.stacks.add(&key);
         }
         if let Some(change) = ValueChange::of(hit) {
@@ -457,8 +468,15 @@ mod tests {
         assert_eq!(t.by_comm.get(&"a".to_owned()), 1);
         assert_eq!(t.by_cpu.get(&1), 1);
         assert_eq!(t.by_caller.get(&"bump+0x1f".to_owned()), 2);
-        assert_eq!(t.stacks.sorted(), vec![(&vec!["bump+0x1f".to_owned(), "main+0x10".to_owned()], 2)]);
+        assert_eq!(
+            t.stacks.sorted(),
+            vec![(&vec!["bump+0x1f".to_owned(), "main+0x10".to_owned()], 2)]
+        );
         assert_eq!(t.values.len(), 2);
+        assert_eq!(
+            (t.values[0].old.as_deref(), t.values[0].new.as_str()),
+            (Some("6"), "7")
+        );
         assert_eq!(t.history.at(1), 2);
         assert_eq!(s.recent.len(), 4);
     }

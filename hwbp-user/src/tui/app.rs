@@ -1,0 +1,887 @@
+//! The dashboard's state: what is shown and how the keys change it. Pure:
+//! no terminal, no clock, no I/O; the event loop feeds it copies of the
+//! session's [`Stats`] and the time, so tests drive it directly.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::{
+    arm::Scope,
+    resolve::{Breakpoint, Space},
+    session::Armament,
+    stats::{Stats, TargetStats},
+    trace::{HitRecord, Summary},
+};
+
+const NS_PER_S: u64 = 1_000_000_000;
+
+/// Debug address registers per CPU (x86-64: DR0-DR3): the most breakpoints
+/// a CPU or thread can hold at once.
+pub const DEBUG_REGISTERS: usize = 4;
+
+/// Seconds of rate history in the chart.
+pub const CHART_SECONDS: usize = 300;
+
+/// One armed target, as the dashboard names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetView {
+    /// As the user wrote it.
+    pub target: String,
+    pub symbol: String,
+    pub addr: u64,
+    /// `x`, `w`, `rw`, `r`.
+    pub mode: &'static str,
+    pub data: bool,
+    pub len: u8,
+    pub kernel: bool,
+}
+
+impl From<&Breakpoint> for TargetView {
+    fn from(bp: &Breakpoint) -> Self {
+        Self {
+            target: bp.spec.text.clone(),
+            symbol: bp.symbol.clone(),
+            addr: bp.addr,
+            mode: bp.mode.as_str(),
+            data: bp.mode.is_data(),
+            len: bp.len,
+            kernel: bp.space == Space::Kernel,
+        }
+    }
+}
+
+/// What is traced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Traced {
+    /// Every task on these CPUs.
+    SystemWide { cpus: usize },
+    /// One process (`-p`, or `-- CMD` when `launched`).
+    Process {
+        pid: i32,
+        name: String,
+        threads: usize,
+        launched: bool,
+    },
+}
+
+/// How the run ended, from its [`Summary`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ended {
+    pub reason: String,
+    pub duration_s: f64,
+    pub exit_status: Option<i32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Focus {
+    Targets,
+    Details,
+    Log,
+}
+
+impl Focus {
+    fn next(self) -> Self {
+        match self {
+            Self::Targets => Self::Details,
+            Self::Details => Self::Log,
+            Self::Log => Self::Targets,
+        }
+    }
+
+    fn prev(self) -> Self {
+        self.next().next()
+    }
+}
+
+/// Order of the targets table (`s` cycles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortBy {
+    /// As given on the command line.
+    Given,
+    Hits,
+    Rate,
+    Name,
+}
+
+impl SortBy {
+    fn next(self) -> Self {
+        match self {
+            Self::Given => Self::Hits,
+            Self::Hits => Self::Rate,
+            Self::Rate => Self::Name,
+            Self::Name => Self::Given,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Given => "given",
+            Self::Hits => "hits",
+            Self::Rate => "rate",
+            Self::Name => "name",
+        }
+    }
+}
+
+/// The breakdowns of the selected target (left/right cycles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Breakdown {
+    Callers,
+    Comms,
+    Pids,
+    Cpus,
+    Stacks,
+    Values,
+}
+
+impl Breakdown {
+    pub const ALL: [Self; 6] = [
+        Self::Callers,
+        Self::Comms,
+        Self::Pids,
+        Self::Cpus,
+        Self::Stacks,
+        Self::Values,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Callers => "caller",
+            Self::Comms => "comm",
+            Self::Pids => "pid",
+            Self::Cpus => "cpu",
+            Self::Stacks => "stacks",
+            Self::Values => "values",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|b| *b == self).unwrap_or(0)
+    }
+
+    fn step(self, forward: bool) -> Self {
+        let n = Self::ALL.len();
+        let i = if forward {
+            self.index() + 1
+        } else {
+            self.index() + n - 1
+        };
+        Self::ALL[i % n]
+    }
+}
+
+/// What the event loop must do after a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    None,
+    /// End the session and leave.
+    Quit,
+    /// Write the current view to a file.
+    Snapshot,
+    /// Repaint the whole screen (Ctrl-L: something else wrote on it).
+    Redraw,
+}
+
+/// A row of the targets table, in display order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetRow<'a> {
+    pub slot: usize,
+    pub view: &'a TargetView,
+    /// Hits since the baseline, from matching comms when filtered.
+    pub hits: u64,
+    /// Hits in the last complete second.
+    pub rate: u64,
+    pub dropped: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct App {
+    pub targets: Vec<TargetView>,
+    pub traced: Traced,
+    /// perf events armed (targets × CPUs or threads).
+    pub events: usize,
+    /// `-o` files being written.
+    pub outputs: Vec<String>,
+    /// What is shown: the latest copy (less the baseline), frozen while
+    /// paused.
+    pub view: Stats,
+    /// The latest copy, paused or not.
+    latest: Stats,
+    baseline: Option<Stats>,
+    /// Monotonic time of `view`.
+    pub now_ns: u64,
+    pub paused: bool,
+    pub sort: SortBy,
+    /// Slot of the selected target.
+    pub selected: usize,
+    pub focus: Focus,
+    pub breakdown: Breakdown,
+    /// Lines scrolled in the details panel.
+    pub details_scroll: usize,
+    /// Hits scrolled back from the newest in the log.
+    pub log_scroll: usize,
+    /// Comm filter, applied to counts, breakdowns and the log.
+    pub filter: Option<String>,
+    /// The filter being typed after `/`.
+    pub input: Option<String>,
+    pub help: bool,
+    pub ended: Option<Ended>,
+    /// A one-line notice (snapshot written, ...).
+    pub message: Option<String>,
+}
+
+impl App {
+    pub fn new(
+        targets: Vec<TargetView>,
+        traced: Traced,
+        events: usize,
+        outputs: Vec<String>,
+    ) -> Self {
+        let stats = Stats {
+            targets: vec![TargetStats::default(); targets.len()],
+            counters: vec![Default::default(); targets.len()],
+            ..Default::default()
+        };
+        Self {
+            targets,
+            traced,
+            events,
+            outputs,
+            view: stats.clone(),
+            latest: stats,
+            baseline: None,
+            now_ns: 0,
+            paused: false,
+            sort: SortBy::Given,
+            selected: 0,
+            focus: Focus::Targets,
+            breakdown: Breakdown::Callers,
+            details_scroll: 0,
+            log_scroll: 0,
+            filter: None,
+            input: None,
+            help: false,
+            ended: None,
+            message: None,
+        }
+    }
+
+    /// The dashboard of a run that has just been armed.
+    pub fn armed(
+        armament: &Armament,
+        process_name: String,
+        launched: bool,
+        outputs: Vec<String>,
+    ) -> Self {
+        let traced = match &armament.scope {
+            Scope::SystemWide { cpus } => Traced::SystemWide { cpus: cpus.len() },
+            Scope::Process { pid, tids } => Traced::Process {
+                pid: *pid,
+                name: process_name,
+                threads: tids.len(),
+                launched,
+            },
+        };
+        Self::new(
+            armament.breakpoints.iter().map(TargetView::from).collect(),
+            traced,
+            armament.events,
+            outputs,
+        )
+    }
+
+    /// Takes a fresh copy of the session's stats, read at `now_ns`.
+    pub fn refresh(&mut self, stats: Stats, now_ns: u64) {
+        self.latest = stats;
+        if self.paused {
+            return;
+        }
+        // After the end the clock stops with the run: rates and history show
+        // its last seconds.
+        if self.ended.is_none() {
+            self.now_ns = now_ns;
+        }
+        self.view = match &self.baseline {
+            Some(base) => self.latest.since(base),
+            None => self.latest.clone(),
+        };
+    }
+
+    /// The run is over; the dashboard keeps the final state until `q`.
+    pub fn finish(&mut self, summary: &Summary) {
+        self.ended = Some(Ended {
+            reason: summary.end_reason.clone(),
+            duration_s: summary.duration_s,
+            exit_status: summary.exit_status,
+        });
+        self.paused = false;
+        // The final counts, and the clock at the run's end.
+        self.view = match &self.baseline {
+            Some(base) => self.latest.since(base),
+            None => self.latest.clone(),
+        };
+        if self.view.started_ns > 0 {
+            self.now_ns = self.view.started_ns + (summary.duration_s * NS_PER_S as f64) as u64;
+        }
+    }
+
+    /// Whether the traced process is gone.
+    pub fn process_exited(&self) -> bool {
+        matches!(self.traced, Traced::Process { .. })
+            && self
+                .ended
+                .as_ref()
+                .is_some_and(|e| e.reason == "process-exit")
+    }
+
+    pub fn elapsed_s(&self) -> f64 {
+        match &self.ended {
+            Some(e) => e.duration_s,
+            None if self.view.started_ns > 0 => {
+                self.now_ns.saturating_sub(self.view.started_ns) as f64 / 1e9
+            }
+            None => 0.0,
+        }
+    }
+
+    pub fn now_s(&self) -> u64 {
+        self.now_ns / NS_PER_S
+    }
+
+    fn comm_matches(&self, comm: &str) -> bool {
+        match &self.filter {
+            Some(f) => comm.to_lowercase().contains(&f.to_lowercase()),
+            None => true,
+        }
+    }
+
+    /// Hits of a target, from matching comms when filtered.
+    pub fn hits(&self, slot: usize) -> u64 {
+        let Some(t) = self.view.targets.get(slot) else {
+            return 0;
+        };
+        match &self.filter {
+            None => t.hits,
+            Some(_) => t
+                .by_comm
+                .counts
+                .iter()
+                .filter(|(c, _)| self.comm_matches(c))
+                .map(|(_, n)| n)
+                .sum(),
+        }
+    }
+
+    /// Hits in the last complete second.
+    pub fn rate(&self, slot: usize) -> u64 {
+        self.view
+            .targets
+            .get(slot)
+            .map_or(0, |t| t.history.at(self.now_s().saturating_sub(1)))
+    }
+
+    /// Hits per second over the last `n` complete seconds, oldest first.
+    pub fn history(&self, slot: usize, n: usize) -> Vec<u64> {
+        self.view.targets.get(slot).map_or_else(
+            || vec![0; n],
+            |t| t.history.last(self.now_s().saturating_sub(1), n),
+        )
+    }
+
+    pub fn total_hits(&self) -> u64 {
+        match &self.filter {
+            None => self.view.total,
+            Some(_) => (0..self.targets.len()).map(|s| self.hits(s)).sum(),
+        }
+    }
+
+    /// The targets table, sorted.
+    pub fn rows(&self) -> Vec<TargetRow<'_>> {
+        let mut rows: Vec<TargetRow<'_>> = self
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(slot, view)| TargetRow {
+                slot,
+                view,
+                hits: self.hits(slot),
+                rate: self.rate(slot),
+                dropped: self.view.counters.get(slot).map_or(0, |c| c.dropped),
+            })
+            .collect();
+        match self.sort {
+            SortBy::Given => {}
+            SortBy::Hits => rows.sort_by(|a, b| b.hits.cmp(&a.hits).then(a.slot.cmp(&b.slot))),
+            SortBy::Rate => rows.sort_by(|a, b| b.rate.cmp(&a.rate).then(a.slot.cmp(&b.slot))),
+            SortBy::Name => {
+                rows.sort_by(|a, b| a.view.target.cmp(&b.view.target).then(a.slot.cmp(&b.slot)))
+            }
+        }
+        rows
+    }
+
+    pub fn selected_target(&self) -> Option<(&TargetView, &TargetStats)> {
+        Some((
+            self.targets.get(self.selected)?,
+            self.view.targets.get(self.selected)?,
+        ))
+    }
+
+    /// Lines of a breakdown of the selected target: (count, label), highest
+    /// first.
+    pub fn breakdown_rows(&self) -> Vec<(u64, String)> {
+        let Some((_, t)) = self.selected_target() else {
+            return Vec::new();
+        };
+        match self.breakdown {
+            Breakdown::Callers => t
+                .by_caller
+                .sorted()
+                .into_iter()
+                .map(|(k, n)| (n, k.clone()))
+                .collect(),
+            Breakdown::Comms => t
+                .by_comm
+                .sorted()
+                .into_iter()
+                .filter(|(k, _)| self.comm_matches(k))
+                .map(|(k, n)| (n, k.clone()))
+                .collect(),
+            Breakdown::Pids => t
+                .by_pid
+                .sorted()
+                .into_iter()
+                .map(|(k, n)| (n, k.to_string()))
+                .collect(),
+            Breakdown::Cpus => t
+                .by_cpu
+                .sorted()
+                .into_iter()
+                .map(|(k, n)| (n, format!("CPU {k}")))
+                .collect(),
+            Breakdown::Stacks => t
+                .stacks
+                .sorted()
+                .into_iter()
+                .map(|(k, n)| (n, k.join(" ← ")))
+                .collect(),
+            Breakdown::Values => t
+                .values
+                .iter()
+                .rev()
+                .map(|v| {
+                    let change = match &v.old {
+                        Some(old) => format!("{old} → {}", v.new),
+                        None => v.new.clone(),
+                    };
+                    (0, format!("{change}  by {}", v.by))
+                })
+                .collect(),
+        }
+    }
+
+    /// The log, oldest first: hits of matching comms.
+    pub fn log(&self) -> Vec<&HitRecord> {
+        self.view
+            .recent
+            .iter()
+            .filter(|h| self.comm_matches(&h.comm))
+            .collect()
+    }
+
+    fn move_selection(&mut self, down: bool) {
+        let order: Vec<usize> = self.rows().iter().map(|r| r.slot).collect();
+        let Some(i) = order.iter().position(|s| *s == self.selected) else {
+            self.selected = order.first().copied().unwrap_or(0);
+            return;
+        };
+        let j = if down {
+            (i + 1).min(order.len() - 1)
+        } else {
+            i.saturating_sub(1)
+        };
+        if order[j] != self.selected {
+            self.selected = order[j];
+            self.details_scroll = 0;
+        }
+    }
+
+    fn scroll(&mut self, down: bool) {
+        match self.focus {
+            Focus::Targets => self.move_selection(down),
+            Focus::Details => {
+                self.details_scroll = if down {
+                    (self.details_scroll + 1).min(self.breakdown_rows().len().saturating_sub(1))
+                } else {
+                    self.details_scroll.saturating_sub(1)
+                }
+            }
+            // Down goes towards the newest hit.
+            Focus::Log => {
+                self.log_scroll = if down {
+                    self.log_scroll.saturating_sub(1)
+                } else {
+                    (self.log_scroll + 1).min(self.log().len().saturating_sub(1))
+                }
+            }
+        }
+    }
+
+    /// Sets counters back to zero: the display's baseline becomes the
+    /// latest copy (collection and exports are untouched).
+    pub fn clear(&mut self) {
+        self.baseline = Some(self.latest.clone());
+        self.view = self.latest.since(&self.latest);
+        self.details_scroll = 0;
+        self.log_scroll = 0;
+        self.message = Some("counters cleared".into());
+    }
+
+    pub fn handle_key(&mut self, key: KeyEvent) -> Action {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && matches!(key.code, KeyCode::Char('c')) {
+            return Action::Quit;
+        }
+        if ctrl && matches!(key.code, KeyCode::Char('l')) {
+            return Action::Redraw;
+        }
+        if let Some(input) = &mut self.input {
+            match key.code {
+                KeyCode::Enter => {
+                    let text = input.trim().to_owned();
+                    self.filter = (!text.is_empty()).then_some(text);
+                    self.input = None;
+                    self.details_scroll = 0;
+                    self.log_scroll = 0;
+                }
+                KeyCode::Esc => self.input = None,
+                KeyCode::Backspace => {
+                    input.pop();
+                }
+                KeyCode::Char(c) if !ctrl && input.len() < 64 => input.push(c),
+                _ => {}
+            }
+            return Action::None;
+        }
+        self.message = None;
+        if self.help {
+            match key.code {
+                KeyCode::Char('q') => return Action::Quit,
+                KeyCode::Char('?') | KeyCode::Esc | KeyCode::Enter => self.help = false,
+                _ => {}
+            }
+            return Action::None;
+        }
+        match key.code {
+            KeyCode::Char('q') => return Action::Quit,
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char('p') => {
+                self.paused = !self.paused && self.ended.is_none();
+                if !self.paused {
+                    // Catch up at once with what was collected meanwhile.
+                    let latest = self.latest.clone();
+                    let now = self.now_ns;
+                    self.refresh(latest, now);
+                }
+            }
+            KeyCode::Char('c') => self.clear(),
+            KeyCode::Char('s') => self.sort = self.sort.next(),
+            KeyCode::Char('/') => self.input = Some(self.filter.clone().unwrap_or_default()),
+            KeyCode::Char('e') => return Action::Snapshot,
+            KeyCode::Esc => self.filter = None,
+            KeyCode::Tab => self.focus = self.focus.next(),
+            KeyCode::BackTab => self.focus = self.focus.prev(),
+            KeyCode::Down | KeyCode::Char('j') => self.scroll(true),
+            KeyCode::Up | KeyCode::Char('k') => self.scroll(false),
+            KeyCode::Right | KeyCode::Char('l') => {
+                self.breakdown = self.breakdown.step(true);
+                self.details_scroll = 0;
+            }
+            KeyCode::Left | KeyCode::Char('h') => {
+                self.breakdown = self.breakdown.step(false);
+                self.details_scroll = 0;
+            }
+            KeyCode::Home | KeyCode::Char('g') => match self.focus {
+                Focus::Targets => self.selected = self.rows().first().map_or(0, |r| r.slot),
+                Focus::Details => self.details_scroll = 0,
+                Focus::Log => self.log_scroll = self.log().len().saturating_sub(1),
+            },
+            KeyCode::End | KeyCode::Char('G') => match self.focus {
+                Focus::Targets => self.selected = self.rows().last().map_or(0, |r| r.slot),
+                Focus::Details => {
+                    self.details_scroll = self.breakdown_rows().len().saturating_sub(1)
+                }
+                Focus::Log => self.log_scroll = 0,
+            },
+            _ => {}
+        }
+        Action::None
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const T0: u64 = 1_000 * NS_PER_S;
+
+    pub(crate) fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    pub(crate) fn hit(
+        slot_target: &str,
+        ts_ns: u64,
+        comm: &str,
+        pid: u32,
+        cpu: u32,
+        ip_sym: &str,
+    ) -> HitRecord {
+        serde_json::from_value(serde_json::json!({
+            "ts_ns": ts_ns,
+            "cpu": cpu,
+            "pid": pid,
+            "tid": pid,
+            "comm": comm,
+            "target": slot_target,
+            "symbol": slot_target,
+            "addr": "0xffffffff81234560",
+            "mode": "x",
+            "ip": "0xffffffff81234560",
+            "ip_sym": ip_sym,
+            "kstack": [format!("{slot_target}+0x0"), "ksys_read+0x6b", "do_syscall_64+0x82"],
+        }))
+        .expect("a valid hit")
+    }
+
+    pub(crate) fn targets() -> Vec<TargetView> {
+        vec![
+            TargetView {
+                target: "vfs_read".into(),
+                symbol: "vfs_read".into(),
+                addr: 0xffff_ffff_8123_4560,
+                mode: "x",
+                data: false,
+                len: 8,
+                kernel: true,
+            },
+            TargetView {
+                target: "vfs_write".into(),
+                symbol: "vfs_write".into(),
+                addr: 0xffff_ffff_8123_7890,
+                mode: "x",
+                data: false,
+                len: 8,
+                kernel: true,
+            },
+            TargetView {
+                target: "pid_max:w".into(),
+                symbol: "pid_max".into(),
+                addr: 0xffff_ffff_8300_1000,
+                mode: "w",
+                data: true,
+                len: 4,
+                kernel: true,
+            },
+        ]
+    }
+
+    /// A run armed at T0 on 4 CPUs, with `hits` of (slot, second, comm).
+    pub(crate) fn busy(hits: &[(usize, u64, &str)]) -> (App, Stats) {
+        let app = App::new(targets(), Traced::SystemWide { cpus: 4 }, 12, vec![]);
+        let mut stats = Stats::new(3);
+        stats.started_ns = T0;
+        for (i, (slot, s, comm)) in hits.iter().enumerate() {
+            let target = app.targets[*slot].target.clone();
+            let h = hit(
+                &target,
+                T0 + s * NS_PER_S + i as u64,
+                comm,
+                100 + i as u32 % 3,
+                i as u32 % 4,
+                "ksys_read+0x6b",
+            );
+            stats.record(*slot, &h);
+        }
+        (app, stats)
+    }
+
+    #[test]
+    fn refresh_shows_counts_and_rates() {
+        let (mut app, stats) = busy(&[(0, 1, "cat"), (0, 1, "cat"), (1, 1, "sh"), (0, 2, "cat")]);
+        app.refresh(stats, T0 + 2 * NS_PER_S + 500_000_000);
+        assert_eq!(app.hits(0), 3);
+        assert_eq!(app.hits(1), 1);
+        assert_eq!(app.total_hits(), 4);
+        // The last complete second is second 1 of the run.
+        assert_eq!(app.rate(0), 2);
+        assert_eq!(app.history(0, 3), vec![0, 0, 2]);
+        assert_eq!(app.elapsed_s(), 2.5);
+    }
+
+    #[test]
+    fn pause_freezes_the_view_and_catches_up() {
+        let (mut app, stats) = busy(&[(0, 1, "cat")]);
+        app.refresh(stats.clone(), T0 + 2 * NS_PER_S);
+        assert_eq!(app.handle_key(key(KeyCode::Char('p'))), Action::None);
+        assert!(app.paused);
+        let mut more = stats;
+        more.record(0, &hit("vfs_read", T0 + 3 * NS_PER_S, "cat", 1, 0, "x"));
+        app.refresh(more, T0 + 4 * NS_PER_S);
+        assert_eq!(app.hits(0), 1);
+        app.handle_key(key(KeyCode::Char('p')));
+        assert_eq!(app.hits(0), 2);
+    }
+
+    #[test]
+    fn clear_sets_a_baseline() {
+        let (mut app, mut stats) = busy(&[(0, 1, "cat"), (1, 1, "sh")]);
+        app.refresh(stats.clone(), T0 + 2 * NS_PER_S);
+        app.handle_key(key(KeyCode::Char('c')));
+        assert_eq!(app.total_hits(), 0);
+        assert!(app.log().is_empty());
+        stats.record(0, &hit("vfs_read", T0 + 3 * NS_PER_S, "cat", 1, 0, "x"));
+        app.refresh(stats, T0 + 4 * NS_PER_S);
+        assert_eq!(app.hits(0), 1);
+        assert_eq!(app.hits(1), 0);
+        assert_eq!(app.log().len(), 1);
+    }
+
+    #[test]
+    fn sort_cycles_and_selection_follows_the_order() {
+        let (mut app, stats) = busy(&[
+            (0, 1, "a"),
+            (1, 1, "a"),
+            (1, 1, "a"),
+            (2, 1, "a"),
+            (2, 1, "a"),
+            (2, 1, "a"),
+        ]);
+        app.refresh(stats, T0 + 2 * NS_PER_S);
+        assert_eq!(
+            app.rows().iter().map(|r| r.slot).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        app.handle_key(key(KeyCode::Char('s')));
+        assert_eq!(app.sort, SortBy::Hits);
+        assert_eq!(
+            app.rows().iter().map(|r| r.slot).collect::<Vec<_>>(),
+            vec![2, 1, 0]
+        );
+        // Selection moves in display order: from slot 0 (last row) up.
+        app.handle_key(key(KeyCode::Char('k')));
+        assert_eq!(app.selected, 1);
+        app.handle_key(key(KeyCode::Up));
+        app.handle_key(key(KeyCode::Up));
+        assert_eq!(app.selected, 2);
+        for expected in [SortBy::Rate, SortBy::Name, SortBy::Given] {
+            app.handle_key(key(KeyCode::Char('s')));
+            assert_eq!(app.sort, expected);
+        }
+    }
+
+    #[test]
+    fn filter_by_comm() {
+        let (mut app, stats) = busy(&[(0, 1, "cat"), (0, 1, "bash"), (0, 1, "Cat2")]);
+        app.refresh(stats, T0 + 2 * NS_PER_S);
+        app.handle_key(key(KeyCode::Char('/')));
+        for c in "cat".chars() {
+            app.handle_key(key(KeyCode::Char(c)));
+        }
+        // Keys go to the input line, not to the commands.
+        assert!(!app.help);
+        assert_eq!(app.filter, None);
+        app.handle_key(key(KeyCode::Enter));
+        assert_eq!(app.filter.as_deref(), Some("cat"));
+        assert_eq!(app.hits(0), 2);
+        assert_eq!(app.log().len(), 2);
+        app.breakdown = Breakdown::Comms;
+        assert_eq!(
+            app.breakdown_rows(),
+            vec![(1, "Cat2".to_owned()), (1, "cat".to_owned())]
+        );
+        app.handle_key(key(KeyCode::Esc));
+        assert_eq!(app.filter, None);
+        assert_eq!(app.hits(0), 3);
+    }
+
+    #[test]
+    fn keys_navigate_help_and_quit() {
+        let (mut app, stats) = busy(&[(0, 1, "cat")]);
+        app.refresh(stats, T0 + 2 * NS_PER_S);
+        app.handle_key(key(KeyCode::Char('?')));
+        assert!(app.help);
+        // In the help only ?, Esc, Enter and q do something.
+        app.handle_key(key(KeyCode::Char('s')));
+        assert_eq!(app.sort, SortBy::Given);
+        app.handle_key(key(KeyCode::Esc));
+        assert!(!app.help);
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.focus, Focus::Details);
+        app.handle_key(key(KeyCode::BackTab));
+        assert_eq!(app.focus, Focus::Targets);
+        app.handle_key(key(KeyCode::Right));
+        assert_eq!(app.breakdown, Breakdown::Comms);
+        app.handle_key(key(KeyCode::Left));
+        app.handle_key(key(KeyCode::Left));
+        assert_eq!(app.breakdown, Breakdown::Values);
+        assert_eq!(app.handle_key(key(KeyCode::Char('e'))), Action::Snapshot);
+        assert_eq!(app.handle_key(key(KeyCode::Char('q'))), Action::Quit);
+        assert_eq!(
+            app.handle_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Action::Quit
+        );
+    }
+
+    #[test]
+    fn finish_freezes_the_clock_and_marks_the_process() {
+        let mut app = App::new(
+            targets(),
+            Traced::Process {
+                pid: 42,
+                name: "fx_user".into(),
+                threads: 1,
+                launched: true,
+            },
+            3,
+            vec![],
+        );
+        let mut stats = Stats::new(3);
+        stats.started_ns = T0;
+        stats.record(2, &hit("pid_max:w", T0 + NS_PER_S, "fx_user", 42, 0, "x"));
+        app.refresh(stats, T0 + 2 * NS_PER_S);
+        assert!(!app.process_exited());
+        app.finish(&Summary {
+            end_reason: "process-exit".into(),
+            duration_s: 1.5,
+            exit_status: Some(0),
+            ..Default::default()
+        });
+        assert!(app.process_exited());
+        assert_eq!(app.elapsed_s(), 1.5);
+        assert_eq!(app.hits(2), 1);
+        assert_eq!(app.now_ns, T0 + 1_500_000_000);
+        // Pausing a finished run does nothing.
+        app.handle_key(key(KeyCode::Char('p')));
+        assert!(!app.paused);
+    }
+
+    #[test]
+    fn empty_data_is_fine() {
+        let mut app = App::new(vec![], Traced::SystemWide { cpus: 1 }, 0, vec![]);
+        app.refresh(Stats::default(), 0);
+        for code in [
+            KeyCode::Down,
+            KeyCode::Up,
+            KeyCode::End,
+            KeyCode::Tab,
+            KeyCode::Down,
+            KeyCode::Char('G'),
+        ] {
+            app.handle_key(key(code));
+        }
+        assert!(app.rows().is_empty());
+        assert!(app.breakdown_rows().is_empty());
+        assert_eq!(app.rate(3), 0);
+        assert_eq!(app.elapsed_s(), 0.0);
+    }
+}

@@ -1,0 +1,357 @@
+//! The live dashboard: hits per target as they happen.
+//!
+//! Split as in gitui and oryx: [`event`] (terminal input, ticks and the
+//! session's messages through one channel), [`app`] (pure state and the key
+//! handler), [`ui`] (render functions of `&App`), and here the loop that
+//! ties them, generic over the ratatui [`Backend`] so that tests drive it
+//! with a `TestBackend`.
+//!
+//! The dashboard runs on its own thread and copies the session's
+//! [`SharedStats`] five times a second; the collector never waits for it
+//! beyond that copy. It opens once the session has armed (errors before
+//! print on the normal screen) and stays up after the run ends until `q`.
+//! The terminal is restored by a Drop guard and a chained panic hook.
+
+pub mod app;
+pub mod event;
+pub mod ui;
+
+use std::{
+    fs::OpenOptions,
+    io::{self, Write as _},
+    os::unix::fs::OpenOptionsExt as _,
+    path::PathBuf,
+    sync::{
+        Arc, Once,
+        atomic::{AtomicBool, Ordering},
+        mpsc::Sender,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use crossterm::{
+    cursor, execute,
+    terminal::{self, EnterAlternateScreen, LeaveAlternateScreen},
+};
+use ratatui::{
+    Terminal,
+    backend::{Backend, CrosstermBackend, TestBackend},
+    layout::Size,
+};
+use tokio::sync::{Notify, oneshot};
+
+use crate::{
+    session::{Armament, SharedStats},
+    stats::monotonic_ns,
+    trace::Summary,
+};
+use app::{Action, App, Traced};
+use event::{Event, Events};
+
+/// 5 frames per second.
+pub const TICK: Duration = Duration::from_millis(200);
+
+/// What the dashboard shows besides the stats.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// `-o` files being written.
+    pub outputs: Vec<String>,
+    /// The traced process was started by us (`-- CMD`): quitting
+    /// interrupts it, as Ctrl-C would in the shell.
+    pub launched: bool,
+}
+
+/// The dashboard thread, seen from the session's side.
+pub struct Dashboard {
+    tx: Sender<Event>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+    /// Resolves when the dashboard thread ends.
+    closed: Option<oneshot::Receiver<()>>,
+}
+
+impl Dashboard {
+    /// Starts the dashboard thread; it waits for [`Dashboard::armed`]
+    /// before it takes the terminal. `stop` is notified when the user quits.
+    pub fn spawn(stats: SharedStats, stop: Arc<Notify>, config: Config) -> io::Result<Self> {
+        let events = Events::new(TICK);
+        let tx = events.sender();
+        let (closed_tx, closed) = oneshot::channel();
+        let thread = thread::Builder::new()
+            .name("dashboard".into())
+            .spawn(move || dashboard(events, &stats, &stop, config, closed_tx))?;
+        Ok(Self {
+            tx,
+            thread: Some(thread),
+            closed: Some(closed),
+        })
+    }
+
+    pub fn armed(&self, armament: &Armament) {
+        let _ = self.tx.send(Event::Armed(armament.clone()));
+    }
+
+    /// The session returned; the dashboard shows the final state, or
+    /// closes when the session failed or was ended by a signal.
+    pub fn finished(&self, result: Result<&Summary, String>) {
+        let _ = self.tx.send(Event::Finished(result.cloned()));
+    }
+
+    /// Waits until the user quits; SIGINT, SIGTERM and SIGHUP close the
+    /// dashboard too (the session's own handlers are gone by now).
+    pub async fn until_closed(&mut self) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Some(closed) = self.closed.take() else {
+            return;
+        };
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = closed.await;
+            return;
+        };
+        tokio::select! {
+            _ = closed => return,
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        let _ = self.tx.send(Event::Quit);
+    }
+
+    /// Waits for the dashboard thread; the terminal is restored after it.
+    pub fn join(mut self) -> anyhow::Result<()> {
+        let _ = self.tx.send(Event::Quit);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => {
+                result.map_err(|e| anyhow::anyhow!("the dashboard failed: {e}; try --no-tui"))
+            }
+            Some(Err(_)) => anyhow::bail!("the dashboard crashed (see above); try --no-tui"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Ends the session however the dashboard thread ends, panics included.
+struct StopOnDrop<'a>(&'a Notify);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+fn dashboard(
+    mut events: Events,
+    stats: &SharedStats,
+    stop: &Notify,
+    config: Config,
+    _closed: oneshot::Sender<()>,
+) -> io::Result<()> {
+    let _stop = StopOnDrop(stop);
+    let armament = loop {
+        match events.wait() {
+            Event::Armed(armament) => break armament,
+            Event::Finished(_) | Event::Quit => return Ok(()),
+            Event::Tick | Event::Key(_) | Event::Resize => {}
+        }
+    };
+    let Config { outputs, launched } = config;
+    let name = match &armament.scope {
+        crate::arm::Scope::Process { pid, .. } => {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim().to_owned())
+                .unwrap_or_default()
+        }
+        crate::arm::Scope::SystemWide { .. } => String::new(),
+    };
+    let mut app = App::armed(&armament, name, launched, outputs);
+    let mut guard = TerminalGuard::enter()?;
+    events.start_input();
+    let exit = run(&mut guard.terminal, &mut app, &mut events, stats)?;
+    drop(guard);
+    if exit == Exit::Quit {
+        stop.notify_one();
+        interrupt_launched(&app);
+    }
+    Ok(())
+}
+
+/// Why the loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The user quit.
+    Quit,
+    /// The session failed, or a signal ended it.
+    Closed,
+}
+
+/// The dashboard loop: draws on every tick and key until the user quits or
+/// the session goes away.
+pub fn run<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    events: &mut Events,
+    stats: &SharedStats,
+) -> io::Result<Exit> {
+    refresh(app, stats);
+    terminal.draw(|f| ui::render(f, app))?;
+    loop {
+        match events.wait() {
+            Event::Tick => refresh(app, stats),
+            Event::Key(key) => match app.handle_key(key) {
+                Action::None => {}
+                Action::Quit => return Ok(Exit::Quit),
+                Action::Redraw => terminal.clear()?,
+                Action::Snapshot => {
+                    app.message = Some(
+                        match terminal.size().and_then(|size| write_snapshot(app, size)) {
+                            Ok(path) => format!("view written to {}", path.display()),
+                            Err(e) => format!("could not write the view: {e}"),
+                        },
+                    );
+                }
+            },
+            // draw() resizes; the clear repaints what the terminal reflowed.
+            Event::Resize => terminal.clear()?,
+            Event::Finished(Ok(summary)) => {
+                refresh(app, stats);
+                app.finish(&summary);
+                if summary.end_reason == "signal" {
+                    return Ok(Exit::Closed);
+                }
+                // The traced command may have written on the screen.
+                terminal.clear()?;
+            }
+            Event::Finished(Err(_)) | Event::Quit => return Ok(Exit::Closed),
+            Event::Armed(_) => {}
+        }
+        terminal.draw(|f| ui::render(f, app))?;
+    }
+}
+
+fn refresh(app: &mut App, stats: &SharedStats) {
+    // The only wait the collector can see: one copy under the lock.
+    let copy = match stats.lock() {
+        Ok(s) => s.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    app.refresh(copy, monotonic_ns());
+}
+
+/// Renders the current view as text.
+pub fn view_text(app: &App, size: Size) -> io::Result<String> {
+    let mut terminal = Terminal::new(TestBackend::new(size.width, size.height))?;
+    terminal.draw(|f| ui::render(f, app))?;
+    Ok(ui::buffer_text(terminal.backend().buffer()))
+}
+
+/// `e`: the view as text in `hwbp-dashboard-SECONDS.txt` in the current
+/// directory, mode 0600, never through a symlink or over a file.
+fn write_snapshot(app: &App, size: Size) -> io::Result<PathBuf> {
+    let text = view_text(app, size)?;
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for n in 0..100 {
+        let path = PathBuf::from(match n {
+            0 => format!("hwbp-dashboard-{stamp}.txt"),
+            n => format!("hwbp-dashboard-{stamp}-{n}.txt"),
+        });
+        // create_new is O_EXCL: it fails on an existing name, symlinks
+        // included; O_NOFOLLOW says so twice.
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                file.write_all(text.as_bytes())?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "100 snapshots this second already",
+    ))
+}
+
+/// Quitting a `-- CMD` run interrupts the command, as Ctrl-C does in the
+/// shell (where the whole foreground process group gets SIGINT).
+fn interrupt_launched(app: &App) {
+    if let Traced::Process {
+        pid,
+        launched: true,
+        ..
+    } = app.traced
+        && !app.process_exited()
+        && pid > 0
+    {
+        // SAFETY: kill(2) takes no pointers. `pid` is our own child, not yet
+        // reaped (the session reaps it only when it exits), so the pid cannot
+        // have been reused by another process.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    }
+}
+
+/// Whether the terminal is in raw mode on the alternate screen (by us).
+static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Raw mode and the alternate screen, undone on drop and on panic.
+struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<io::Stdout>>,
+}
+
+impl TerminalGuard {
+    fn enter() -> io::Result<Self> {
+        install_panic_hook();
+        terminal::enable_raw_mode()?;
+        TERMINAL_TAKEN.store(true, Ordering::SeqCst);
+        let guard = execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)
+            .and_then(|()| Terminal::new(CrosstermBackend::new(io::stdout())))
+            .map(|terminal| Self { terminal });
+        if guard.is_err() {
+            restore_terminal();
+        }
+        guard
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Leaves raw mode and the alternate screen, if we entered them; safe to
+/// call from any thread, any number of times.
+pub fn restore_terminal() {
+    if TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
+        let _ = terminal::disable_raw_mode();
+        let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+    }
+}
+
+/// Restores the terminal before the previous hook prints the panic, so
+/// that the message lands on the normal screen.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            previous(info);
+        }));
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! Render tests: the dashboard drawn on a `TestBackend`, compared with the
+//! snapshots in `snapshots/` (`INSTA_UPDATE=always` rewrites them; review
+//! the diff). Addresses, times and pids are filtered out.
+
+use crossterm::event::KeyCode;
+use ratatui::layout::Size;
+
+use super::{
+    app::{
+        App, Breakdown, TargetView, Traced,
+        tests::{T0, busy, hit, key, targets},
+    },
+    view_text,
+};
+use crate::{stats::Stats, trace::Summary};
+
+const S: u64 = 1_000_000_000;
+
+fn screen(app: &App, width: u16, height: u16) -> String {
+    view_text(app, Size::new(width, height)).expect("rendering on a TestBackend")
+}
+
+fn check(name: &str, text: &str) {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    settings.add_filter(r"0x[0-9a-f]{6,}", "[ADDR]");
+    settings.add_filter(r"\b\d+\.\d{6}:", "[TIME]:");
+    settings.add_filter(r"pid \d+", "pid [PID]");
+    settings.add_filter(r"\b\d+:\d\d\b", "[ELAPSED]");
+    settings.bind(|| insta::assert_snapshot!(name, text));
+}
+
+fn process(launched: bool) -> Traced {
+    Traced::Process {
+        pid: 4242,
+        name: "fx_user".into(),
+        threads: 1,
+        launched,
+    }
+}
+
+#[test]
+fn armed_no_hits_yet() {
+    let mut app = App::new(targets(), Traced::SystemWide { cpus: 4 }, 12, vec![]);
+    let mut stats = Stats::new(3);
+    stats.started_ns = T0;
+    app.refresh(stats, T0 + 3 * S);
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("waiting for hits"), "{text}");
+    assert!(text.contains("no hits yet"), "{text}");
+    check("armed_no_hits_yet", &text);
+}
+
+/// Three targets, two minutes of traffic, values on the data target.
+fn busy_app() -> App {
+    let mut hits = Vec::new();
+    for s in 0..120u64 {
+        for _ in 0..(s % 7 + 1) {
+            hits.push((0, s, "cat"));
+        }
+        if s % 3 == 0 {
+            hits.push((1, s, "bash"));
+        }
+    }
+    let (mut app, mut stats) = busy(&hits);
+    for (i, comm) in ["systemd", "kworker/0:1"].iter().enumerate() {
+        let mut h = hit(
+            "pid_max:w",
+            T0 + (100 + i as u64) * S,
+            comm,
+            1 + i as u32,
+            2,
+            "proc_dointvec_minmax+0x5d",
+        );
+        h.mode = "w".into();
+        h.value = Some(32768 + i as u64);
+        h.old_value = Some(4194304 + i as u64);
+        stats.record(2, &h);
+    }
+    stats.counters[0].dropped = 3;
+    app.outputs = vec!["trace.jsonl".into()];
+    app.refresh(stats, T0 + 120 * S + S / 2);
+    app
+}
+
+#[test]
+fn busy_with_several_targets() {
+    let mut app = busy_app();
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("vfs_read"), "{text}");
+    assert!(text.contains("lost 3"), "{text}");
+    check("busy_with_several_targets", &text);
+
+    // Sorted by hits, the comm breakdown of the selected target.
+    app.handle_key(key(KeyCode::Char('s')));
+    app.handle_key(key(KeyCode::Right));
+    check(
+        "busy_sorted_by_hits_comm_breakdown_120x32",
+        &screen(&app, 120, 32),
+    );
+}
+
+#[test]
+fn busy_stacks_and_values() {
+    let mut app = busy_app();
+    app.breakdown = Breakdown::Stacks;
+    check("busy_stacks", &screen(&app, 100, 30));
+    app.selected = 2;
+    app.breakdown = Breakdown::Values;
+    let text = screen(&app, 100, 30);
+    assert!(text.contains("4194305 → 32769"), "{text}");
+    check("busy_values", &text);
+}
+
+#[test]
+fn traced_process_exited() {
+    let counter = TargetView {
+        target: "HWBP_FX_COUNTER:w".into(),
+        symbol: "HWBP_FX_COUNTER".into(),
+        addr: 0x5555_5555_a008,
+        mode: "w",
+        data: true,
+        len: 8,
+        kernel: false,
+    };
+    let mut app = App::new(vec![counter], process(true), 1, vec![]);
+    let mut stats = Stats::new(1);
+    stats.started_ns = T0;
+    for i in 1..=50u64 {
+        let mut h = hit(
+            "HWBP_FX_COUNTER:w",
+            T0 + S / 2 + i * 1000,
+            "fx_user",
+            4242,
+            1,
+            "hwbp_fx_writer+0x2a",
+        );
+        h.mode = "w".into();
+        h.value = Some(i);
+        h.old_value = Some(i - 1);
+        stats.record(0, &h);
+    }
+    app.refresh(stats, T0 + S);
+    app.finish(&Summary {
+        end_reason: "process-exit".into(),
+        duration_s: 1.2,
+        exit_status: Some(0),
+        ..Default::default()
+    });
+    let text = screen(&app, 100, 30);
+    assert!(text.contains("exited, status 0"), "{text}");
+    assert!(text.contains("ended: process exited"), "{text}");
+    check("traced_process_exited", &text);
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = busy_app();
+    app.handle_key(key(KeyCode::Char('?')));
+    let text = screen(&app, 80, 24);
+    for (k, _) in super::ui::KEYS {
+        assert!(text.contains(k), "{k} missing from the help:\n{text}");
+    }
+    check("help_overlay", &text);
+}
+
+#[test]
+fn tiny_terminal() {
+    let app = busy_app();
+    let text = screen(&app, 40, 10);
+    assert!(text.contains("too small"), "{text}");
+    check("tiny_terminal", &text);
+    // Degenerate sizes draw without panicking.
+    for (w, h) in [(1, 1), (0, 0), (59, 30), (200, 15), (60, 16)] {
+        screen(&app, w, h);
+    }
+}
+
+#[test]
+fn filter_and_input_line() {
+    let mut app = busy_app();
+    app.handle_key(key(KeyCode::Char('/')));
+    for c in "bas".chars() {
+        app.handle_key(key(KeyCode::Char(c)));
+    }
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("filter comm: bas"), "{text}");
+    app.handle_key(key(KeyCode::Enter));
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("comm ~ bas"), "{text}");
+    // Only bash's hits: one every third second of 120.
+    assert!(text.contains("40 hits"), "{text}");
+}
+
+#[test]
+fn sparkline_scales_to_the_max() {
+    assert_eq!(super::ui::sparkline(&[0, 1, 4, 8]), " ▁▄█");
+    assert_eq!(super::ui::sparkline(&[0, 0]), "  ");
+    assert_eq!(super::ui::elapsed(3725.0), "1:02:05");
+    assert_eq!(super::ui::elapsed(65.9), "01:05");
+}

@@ -1,0 +1,543 @@
+//! Rendering: functions of `&App` onto a frame. No I/O, no clock, no locks:
+//! everything they show is in the [`App`].
+
+use ratatui::{
+    Frame,
+    buffer::Buffer,
+    layout::{Alignment, Constraint, Layout, Rect},
+    style::{Color, Modifier, Style, Stylize as _},
+    symbols::Marker,
+    text::{Line, Span},
+    widgets::{
+        Axis, Block, BorderType, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Table,
+        TableState, Tabs, Wrap,
+    },
+};
+
+use super::app::{App, Breakdown, CHART_SECONDS, DEBUG_REGISTERS, Focus, Traced};
+
+/// Below this the dashboard shows a message instead.
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 16;
+
+/// Targets shown without scrolling.
+const TABLE_ROWS: usize = 8;
+/// Frames shown per stack in the details.
+const STACK_FRAMES: usize = 4;
+
+const ACCENT: Color = Color::Cyan;
+const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+pub fn render(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        render_too_small(frame, area);
+        return;
+    }
+    let table_height = app.targets.len().clamp(1, TABLE_ROWS) as u16 + 3;
+    let rest = area.height.saturating_sub(2 + table_height);
+    let middle_height = (rest * 3 / 5).max(7).min(rest);
+    let [status, table, middle, log, keys] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(table_height),
+        Constraint::Length(middle_height),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    render_status(frame, status, app);
+    render_targets(frame, table, app);
+    let [details, chart] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(middle);
+    render_details(frame, details, app);
+    render_chart(frame, chart, app);
+    render_log(frame, log, app);
+    render_keys(frame, keys, app);
+    if app.help {
+        render_help(frame, area);
+    }
+}
+
+fn render_too_small(frame: &mut Frame, area: Rect) {
+    let text = vec![
+        Line::from("terminal too small".bold()),
+        Line::from(format!(
+            "{}×{}: hwbp-trace needs {MIN_WIDTH}×{MIN_HEIGHT}",
+            area.width, area.height
+        )),
+        Line::from("enlarge it, or q to quit"),
+    ];
+    let top = area.height.saturating_sub(3) / 2;
+    let [_, middle] = Layout::vertical([Constraint::Length(top), Constraint::Fill(1)]).areas(area);
+    frame.render_widget(
+        Paragraph::new(text)
+            .alignment(Alignment::Center)
+            .wrap(Wrap { trim: true }),
+        middle,
+    );
+}
+
+/// `MM:SS`, or `H:MM:SS` from an hour on.
+pub fn elapsed(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s / 3600 {
+        0 => format!("{:02}:{:02}", s / 60, s % 60),
+        h => format!("{h}:{:02}:{:02}", (s / 60) % 60, s % 60),
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn run_state(app: &App) -> Span<'static> {
+    match &app.ended {
+        Some(e) => match e.reason.as_str() {
+            "process-exit" => " ■ ended: process exited ".fg(Color::Yellow).bold(),
+            reason => format!(" ■ ended: {reason} ").fg(Color::Yellow).bold(),
+        },
+        None if app.paused => " ‖ paused ".fg(Color::Magenta).bold(),
+        None => " ● tracing ".fg(Color::Green).bold(),
+    }
+}
+
+fn process_state(app: &App) -> String {
+    match &app.traced {
+        Traced::SystemWide { cpus } => {
+            format!("system-wide, {}", plural(*cpus as u64, "CPU", "CPUs"))
+        }
+        Traced::Process { pid, name, .. } => {
+            let state = match &app.ended {
+                _ if app.process_exited() => match app.ended.as_ref().and_then(|e| e.exit_status) {
+                    Some(status) => format!("exited, status {status}"),
+                    None => "exited".to_owned(),
+                },
+                Some(_) => "no longer traced".to_owned(),
+                None => "running".to_owned(),
+            };
+            format!("pid {pid} {name} {state}")
+        }
+    }
+}
+
+fn render_status(frame: &mut Frame, area: Rect, app: &App) {
+    let dim = Style::new().fg(Color::DarkGray);
+    let sep = || Span::styled(" │ ", dim);
+    let mut spans = Vec::new();
+    // The name only where it does not push the facts off the line.
+    if area.width >= 100 {
+        spans.push(" hwbp-trace ".bold().reversed());
+    }
+    spans.extend([run_state(app), Span::raw(elapsed(app.elapsed_s())), sep()]);
+    spans.push(Span::raw(plural(app.total_hits(), "hit", "hits")));
+    spans.push(sep());
+    let lost = app.view.dropped();
+    spans.push(if lost > 0 {
+        format!("lost {lost}").fg(Color::Red).bold()
+    } else {
+        Span::raw("lost 0")
+    });
+    spans.push(sep());
+    spans.push(Span::raw(process_state(app)));
+    spans.push(sep());
+    // Debug registers taken on each CPU (or thread) of those it has.
+    spans.push(Span::raw(format!(
+        "DR {}/{DEBUG_REGISTERS}",
+        app.targets.len()
+    )));
+    if !app.outputs.is_empty() {
+        spans.push(sep());
+        spans.push(Span::raw(format!("→ {}", app.outputs.join(", "))));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn panel(title: String, focused: bool) -> Block<'static> {
+    let block = Block::bordered()
+        .border_type(BorderType::Rounded)
+        .title(title);
+    if focused {
+        block
+            .border_style(Style::new().fg(ACCENT))
+            .title_style(Style::new().fg(ACCENT).bold())
+    } else {
+        block.border_style(Style::new().fg(Color::DarkGray))
+    }
+}
+
+/// A text sparkline of `values`, one character each, scaled to their max.
+pub fn sparkline(values: &[u64]) -> String {
+    let max = values.iter().copied().max().unwrap_or(0);
+    values
+        .iter()
+        .map(|&v| match v {
+            0 => ' ',
+            v => SPARK[((v.saturating_mul(8)).div_ceil(max.max(1)) as usize).clamp(1, 8) - 1],
+        })
+        .collect()
+}
+
+fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
+    let rows = app.rows();
+    let width_of = |f: &dyn Fn(&super::app::TargetView) -> usize, header: usize| {
+        rows.iter()
+            .map(|r| f(r.view))
+            .max()
+            .unwrap_or(0)
+            .max(header)
+            .min(24) as u16
+    };
+    let target_w = width_of(&|v| v.target.chars().count(), 6);
+    let symbol_w = width_of(&|v| v.symbol.chars().count(), 6);
+    let fixed = target_w + symbol_w + 4 + 9 + 7 + 6 + 8 + 2;
+    let show_addr = area.width.saturating_sub(fixed + 19) >= 20;
+    let history_w = area
+        .width
+        .saturating_sub(fixed + if show_addr { 19 } else { 0 })
+        .max(4);
+
+    let mut header = vec!["TARGET", "SYMBOL"];
+    let mut widths = vec![Constraint::Length(target_w), Constraint::Length(symbol_w)];
+    if show_addr {
+        header.push("ADDRESS");
+        widths.push(Constraint::Length(18));
+    }
+    header.extend(["MODE", "HITS", "HITS/S", "HISTORY", "LOST"]);
+    widths.extend([
+        Constraint::Length(4),
+        Constraint::Length(9),
+        Constraint::Length(7),
+        Constraint::Fill(1),
+        Constraint::Length(6),
+    ]);
+    let header = Row::new(header.into_iter().map(|h| Cell::from(h.bold())));
+
+    let table_rows: Vec<Row> = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![
+                Cell::from(r.view.target.clone()),
+                Cell::from(r.view.symbol.clone()),
+            ];
+            if show_addr {
+                cells.push(Cell::from(format!("{:#018x}", r.view.addr)));
+            }
+            cells.extend([
+                Cell::from(r.view.mode),
+                Cell::from(Line::from(r.hits.to_string()).alignment(Alignment::Right)),
+                Cell::from(Line::from(r.rate.to_string()).alignment(Alignment::Right)),
+                Cell::from(Span::styled(
+                    sparkline(&app.history(r.slot, history_w as usize)),
+                    Style::new().fg(ACCENT),
+                )),
+                Cell::from(
+                    Line::from(r.dropped.to_string())
+                        .alignment(Alignment::Right)
+                        .style(if r.dropped > 0 {
+                            Style::new().fg(Color::Red)
+                        } else {
+                            Style::new()
+                        }),
+                ),
+            ]);
+            Row::new(cells)
+        })
+        .collect();
+    let focused = app.focus == Focus::Targets;
+    let filter = app
+        .filter
+        .as_ref()
+        .map(|f| format!(" · comm ~ {f}"))
+        .unwrap_or_default();
+    let table = Table::new(table_rows, widths)
+        .header(header)
+        .block(panel(
+            format!(" targets · sort: {}{filter} ", app.sort.label()),
+            focused,
+        ))
+        .row_highlight_style(if focused {
+            Style::new()
+                .bg(Color::DarkGray)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().add_modifier(Modifier::BOLD)
+        })
+        .highlight_symbol("›")
+        .highlight_spacing(ratatui::widgets::HighlightSpacing::Always);
+    let mut state =
+        TableState::default().with_selected(rows.iter().position(|r| r.slot == app.selected));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+fn render_details(frame: &mut Frame, area: Rect, app: &App) {
+    let title = match app.selected_target() {
+        Some((v, _)) => format!(
+            " {} · {} {} · {:#x}/{} ",
+            v.target,
+            if v.kernel { "kernel" } else { "user" },
+            v.mode,
+            v.addr,
+            v.len
+        ),
+        None => " details ".to_owned(),
+    };
+    let block = panel(title, app.focus == Focus::Details);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [tabs_area, body] =
+        Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
+    let tabs = Tabs::new(Breakdown::ALL.iter().map(|b| b.label()))
+        .select(app.breakdown.index())
+        .highlight_style(Style::new().fg(ACCENT).bold().reversed())
+        .divider("│")
+        .padding("", "");
+    frame.render_widget(tabs, tabs_area);
+
+    let Some((view, stats)) = app.selected_target() else {
+        frame.render_widget(Paragraph::new("no targets").dark_gray(), body);
+        return;
+    };
+    let rows = app.breakdown_rows();
+    let total: u64 = rows.iter().map(|(n, _)| n).sum::<u64>().max(1);
+    let lines: Vec<Line> = if rows.is_empty() {
+        let why = match app.breakdown {
+            Breakdown::Values if !view.data => {
+                "execute target: no values (arguments are in the log)"
+            }
+            Breakdown::Stacks if stats.hits > 0 => "no stacks captured (--stack)",
+            _ if stats.hits > 0 => "no hits from matching comms",
+            _ => "no hits yet",
+        };
+        vec![Line::from(why).dark_gray()]
+    } else {
+        match app.breakdown {
+            Breakdown::Values => rows
+                .iter()
+                .map(|(_, text)| Line::from(text.clone()))
+                .collect(),
+            Breakdown::Stacks => rows
+                .iter()
+                .flat_map(|(n, stack)| {
+                    let frames: Vec<&str> = stack.split(" ← ").collect();
+                    let shown = frames.len().min(STACK_FRAMES);
+                    let mut lines = vec![Line::from(vec![
+                        Span::styled(format!("{n:>7} "), Style::new().fg(ACCENT)),
+                        Span::raw(frames.first().copied().unwrap_or("?").to_owned()),
+                    ])];
+                    lines.extend(
+                        frames[1..shown]
+                            .iter()
+                            .map(|f| Line::from(format!("        ← {f}"))),
+                    );
+                    if frames.len() > shown {
+                        lines.push(
+                            Line::from(format!("        ← … {} more", frames.len() - shown))
+                                .dark_gray(),
+                        );
+                    }
+                    lines
+                })
+                .collect(),
+            _ => rows
+                .iter()
+                .map(|(n, label)| {
+                    Line::from(vec![
+                        Span::styled(format!("{n:>7} "), Style::new().fg(ACCENT)),
+                        Span::styled(
+                            format!("{:>5.1}% ", *n as f64 * 100.0 / total as f64),
+                            Style::new().dark_gray(),
+                        ),
+                        Span::raw(label.clone()),
+                    ])
+                })
+                .collect(),
+        }
+    };
+    let skip = match app.breakdown {
+        // Scroll by stack, not by line.
+        Breakdown::Stacks => lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                !l.spans
+                    .first()
+                    .is_some_and(|s| s.content.starts_with("        "))
+            })
+            .nth(app.details_scroll)
+            .map_or(0, |(i, _)| i),
+        _ => app.details_scroll,
+    };
+    frame.render_widget(
+        Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>()),
+        body,
+    );
+}
+
+fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
+    let slot = app.selected;
+    let history = app.history(slot, CHART_SECONDS);
+    let max = history.iter().copied().max().unwrap_or(0);
+    let points: Vec<(f64, f64)> = history
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (i as f64 - (CHART_SECONDS - 1) as f64, v as f64))
+        .collect();
+    let name = app.targets.get(slot).map_or("", |t| t.target.as_str());
+    let title = format!(" {name} · {}/s now · max {max}/s ", app.rate(slot));
+    let top = max.max(1) as f64 * 1.1;
+    let chart = Chart::new(vec![
+        Dataset::default()
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::new().fg(ACCENT))
+            .data(&points),
+    ])
+    .block(panel(title, false))
+    .x_axis(
+        Axis::default()
+            .bounds([-((CHART_SECONDS - 1) as f64), 0.0])
+            .labels(["-5m", "-2.5m", "now"])
+            .style(Style::new().dark_gray()),
+    )
+    .y_axis(
+        Axis::default()
+            .bounds([0.0, top])
+            .labels(["0".to_owned(), max.to_string()])
+            .style(Style::new().dark_gray()),
+    );
+    frame.render_widget(chart, area);
+}
+
+fn render_log(frame: &mut Frame, area: Rect, app: &App) {
+    let log = app.log();
+    let height = area.height.saturating_sub(2) as usize;
+    let end = log.len().saturating_sub(app.log_scroll);
+    let start = end.saturating_sub(height);
+    let scrolled = match app.log_scroll {
+        0 => String::new(),
+        n => format!(" · {n} back"),
+    };
+    let title = format!(" latest hits{scrolled} ");
+    let lines: Vec<Line> = if log.is_empty() {
+        let why = if app.view.recent.is_empty() {
+            "waiting for hits…"
+        } else {
+            "no hits from matching comms"
+        };
+        vec![Line::from(why).dark_gray()]
+    } else {
+        log[start..end]
+            .iter()
+            .map(|h| Line::from(h.line()))
+            .collect()
+    };
+    frame.render_widget(
+        Paragraph::new(lines).block(panel(title, app.focus == Focus::Log)),
+        area,
+    );
+}
+
+fn render_keys(frame: &mut Frame, area: Rect, app: &App) {
+    let key = |k: &str| Span::styled(format!(" {k} "), Style::new().fg(Color::Black).bg(ACCENT));
+    let line = if let Some(input) = &app.input {
+        Line::from(vec![
+            key("/"),
+            Span::raw(format!(" filter comm: {input}▏ ")),
+            Span::raw("Enter apply · Esc cancel").dark_gray(),
+        ])
+    } else {
+        let mut spans = Vec::new();
+        if let Some(message) = &app.message {
+            spans.push(Span::styled(
+                format!(" {message} "),
+                Style::new().fg(Color::Yellow).bold(),
+            ));
+        }
+        let pause = if app.paused { "resume" } else { "pause" };
+        for (k, what) in [
+            ("?", "help".to_owned()),
+            ("q", "quit".to_owned()),
+            ("p", pause.to_owned()),
+            ("c", "clear".to_owned()),
+            ("s", format!("sort:{}", app.sort.label())),
+            ("/", "filter".to_owned()),
+            ("Tab", "focus".to_owned()),
+            ("e", "snapshot".to_owned()),
+        ] {
+            spans.push(key(k));
+            spans.push(Span::raw(format!("{what} ")));
+        }
+        Line::from(spans)
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+/// Every key, for the help overlay.
+pub const KEYS: [(&str, &str); 12] = [
+    ("?", "this help (? or Esc closes it)"),
+    ("q  Ctrl-C", "quit: end the trace, print the summary"),
+    ("p", "pause the display; collection goes on"),
+    ("c", "clear counters (the display's baseline)"),
+    ("s", "sort targets: given, hits, rate, name"),
+    ("/  Esc", "filter by comm (counts, breakdowns, log) / clear"),
+    ("Tab S-Tab", "focus: targets, details, log"),
+    ("↑ ↓  j k", "select a target / scroll the focused panel"),
+    ("← →  h l", "breakdown: caller comm pid cpu stacks values"),
+    ("g G", "first / last"),
+    ("e", "write this view to hwbp-dashboard-*.txt"),
+    ("Ctrl-L", "repaint the screen"),
+];
+
+fn render_help(frame: &mut Frame, area: Rect) {
+    let width = 64.min(area.width);
+    let height = (KEYS.len() as u16 + 6).min(area.height);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let mut lines: Vec<Line> = KEYS
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {k:<11}"), Style::new().fg(ACCENT).bold()),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::from(" HITS/S: the last complete second; HISTORY: 1 cell = 1 s").dark_gray());
+    lines.push(Line::from(" chart: the selected target over 5 minutes").dark_gray());
+    lines.push(Line::from(" DR n/4: debug registers taken per CPU (or thread)").dark_gray());
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .border_type(BorderType::Double)
+                .border_style(Style::new().fg(ACCENT))
+                .title(" hwbp-trace keys ".bold()),
+        ),
+        popup,
+    );
+}
+
+/// The text of a rendered buffer, one line per row, trailing blanks cut:
+/// what `e` writes and what the snapshot tests compare.
+pub fn buffer_text(buffer: &Buffer) -> String {
+    let area = buffer.area;
+    let mut out = String::new();
+    for y in area.top()..area.bottom() {
+        let mut line = String::new();
+        for x in area.left()..area.right() {
+            if let Some(cell) = buffer.cell((x, y))
+                && !cell.skip
+            {
+                line.push_str(cell.symbol());
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
