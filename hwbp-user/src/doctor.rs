@@ -44,7 +44,12 @@ const CAP_BPF: u32 = 39;
 
 /// Kernel functions tried for the execute-breakpoint probe: harmless system
 /// call entries that kprobes can normally probe.
-const KERNEL_FUNCTIONS: &[&str] = &["__x64_sys_getpgid", "__arm64_sys_getpgid", "__se_sys_getpgid", "vfs_read"];
+const KERNEL_FUNCTIONS: &[&str] = &[
+    "__x64_sys_getpgid",
+    "__arm64_sys_getpgid",
+    "__se_sys_getpgid",
+    "vfs_read",
+];
 
 /// Well-known kernel variables: listed in /proc/kallsyms only with
 /// CONFIG_KALLSYMS_ALL.
@@ -64,7 +69,8 @@ pub static HWBP_DOCTOR_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Addresses for counting free debug registers: one watchpoint each, never
 /// written while watched.
-static REGISTER_PROBES: [AtomicU64; X86_DEBUG_REGISTERS] = [const { AtomicU64::new(0) }; X86_DEBUG_REGISTERS];
+static REGISTER_PROBES: [AtomicU64; X86_DEBUG_REGISTERS] =
+    [const { AtomicU64::new(0) }; X86_DEBUG_REGISTERS];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -170,22 +176,42 @@ impl fmt::Display for Verdict {
         };
         sort("user-space targets (x, w, rw)".into(), Some(*user_targets));
         match kernel_functions {
-            Some(false) => sort(format!("kernel functions ({kernel_functions_why})"), Some(false)),
+            Some(false) => sort(
+                format!("kernel functions ({kernel_functions_why})"),
+                Some(false),
+            ),
             state => sort("kernel functions (x)".into(), *state),
         }
         match (kernel_variables_by_name, kernel_data_watchpoints) {
             (Some(true), Some(true)) => sort("kernel variables by name (w, rw)".into(), Some(true)),
             (by_name, Some(true)) => {
-                sort("kernel variables by address (0xADDRESS:w, :rw)".into(), Some(true));
+                sort(
+                    "kernel variables by address (0xADDRESS:w, :rw)".into(),
+                    Some(true),
+                );
                 match by_name {
-                    Some(false) => sort(format!("kernel variables by name ({kernel_variables_why})"), Some(false)),
+                    Some(false) => sort(
+                        format!("kernel variables by name ({kernel_variables_why})"),
+                        Some(false),
+                    ),
                     _ => sort("kernel variables by name".into(), None),
                 }
             }
             (_, state) => sort("kernel variables (w, rw)".into(), *state),
         }
-        let list = |v: &[String]| if v.is_empty() { "nothing".to_owned() } else { v.join(", ") };
-        write!(f, "verdict: works here: {}; does not work: {}", list(&works), list(&fails))?;
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "nothing".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        write!(
+            f,
+            "verdict: works here: {}; does not work: {}",
+            list(&works),
+            list(&fails)
+        )?;
         if !unknown.is_empty() {
             write!(f, "; not known: {}", unknown.join(", "))?;
         }
@@ -203,7 +229,11 @@ pub struct Report {
 impl Report {
     /// Checks that failed; any of them means hwbp cannot do its main job.
     pub fn failed(&self) -> Vec<&'static str> {
-        self.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.name).collect()
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .map(|c| c.name)
+            .collect()
     }
 }
 
@@ -219,7 +249,11 @@ pub fn run() -> Result<(), DoctorError> {
     let report = examine(|check| println!("{check}"));
     println!("{}", report.verdict);
     let failed = report.failed();
-    if failed.is_empty() { Ok(()) } else { Err(DoctorError::Failed(failed)) }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(DoctorError::Failed(failed))
+    }
 }
 
 /// Runs every check, handing each to `progress` as soon as it is known.
@@ -240,8 +274,13 @@ pub fn examine(mut progress: impl FnMut(&Check)) -> Report {
     push(ring);
     push(btf());
     let config = KernelConfig::read();
-    let kallsyms = Kallsyms::load().ok().filter(|k| !k.is_empty() && !k.is_restricted());
-    let cpu = arm::online_cpus().ok().and_then(|cpus| cpus.first().copied()).unwrap_or(0);
+    let kallsyms = Kallsyms::load()
+        .ok()
+        .filter(|k| !k.is_empty() && !k.is_restricted());
+    let cpu = arm::online_cpus()
+        .ok()
+        .and_then(|cpus| cpus.first().copied())
+        .unwrap_or(0);
 
     let (check, functions) = kernel_functions(&config, kallsyms.as_ref(), cpu);
     verdict.kernel_functions = functions;
@@ -299,13 +338,26 @@ fn privileges() -> Check {
     const NAME: &str = "privileges";
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
-    let who = if euid == 0 { "root (euid 0)".to_owned() } else { format!("euid {euid}") };
-    let caps = fs::read_to_string("/proc/self/status").ok().and_then(|s| parse_cap_eff(&s));
+    let who = if euid == 0 {
+        "root (euid 0)".to_owned()
+    } else {
+        format!("euid {euid}")
+    };
+    let caps = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| parse_cap_eff(&s));
     let Some(caps) = caps else {
         return if euid == 0 {
-            Check::ok(NAME, format!("{who}; /proc/self/status shows no capabilities, assuming full root"))
+            Check::ok(
+                NAME,
+                format!("{who}; /proc/self/status shows no capabilities, assuming full root"),
+            )
         } else {
-            Check::fail(NAME, format!("{who} and capabilities unknown"), "run as root (sudo hwbp-trace ...)")
+            Check::fail(
+                NAME,
+                format!("{who} and capabilities unknown"),
+                "run as root (sudo hwbp-trace ...)",
+            )
         };
     };
     let bpf = has_cap(caps, CAP_BPF);
@@ -315,7 +367,9 @@ fn privileges() -> Check {
         (true, _) => Check::ok(NAME, format!("{who}; CAP_BPF and CAP_PERFMON effective")),
         (false, true) => Check::ok(
             NAME,
-            format!("{who}; CAP_SYS_ADMIN effective (covers CAP_BPF and CAP_PERFMON on older kernels)"),
+            format!(
+                "{who}; CAP_SYS_ADMIN effective (covers CAP_BPF and CAP_PERFMON on older kernels)"
+            ),
         ),
         (false, false) => {
             let missing: Vec<&str> = [(bpf, "CAP_BPF"), (perfmon, "CAP_PERFMON")]
@@ -359,11 +413,17 @@ fn kernel_version() -> Check {
     match parse_release(&release) {
         Some(version) if version >= RINGBUF_VERSION => Check::ok(
             NAME,
-            format!("Linux {release} ({}.{} or later has BPF ring buffers)", RINGBUF_VERSION.0, RINGBUF_VERSION.1),
+            format!(
+                "Linux {release} ({}.{} or later has BPF ring buffers)",
+                RINGBUF_VERSION.0, RINGBUF_VERSION.1
+            ),
         ),
         Some(_) => Check::fail(
             NAME,
-            format!("Linux {release} is older than {}.{}, which brought BPF ring buffers", RINGBUF_VERSION.0, RINGBUF_VERSION.1),
+            format!(
+                "Linux {release} is older than {}.{}, which brought BPF ring buffers",
+                RINGBUF_VERSION.0, RINGBUF_VERSION.1
+            ),
             "upgrade the kernel to 5.8 or later",
         ),
         None => Check::warn(
@@ -378,10 +438,18 @@ fn kernel_version() -> Check {
 
 fn ring_buffer() -> Check {
     const NAME: &str = "BPF ring buffer";
-    match Probe::load(&[], &[], &Filters::default(), u64::from(DEFAULT_BUFFER_SIZE)) {
+    match Probe::load(
+        &[],
+        &[],
+        &Filters::default(),
+        u64::from(DEFAULT_BUFFER_SIZE),
+    ) {
         Ok(_) => Check::ok(
             NAME,
-            format!("the hwbp BPF program loaded, with a ring buffer of {} MiB", DEFAULT_BUFFER_SIZE >> 20),
+            format!(
+                "the hwbp BPF program loaded, with a ring buffer of {} MiB",
+                DEFAULT_BUFFER_SIZE >> 20
+            ),
         ),
         Err(e) => Check::fail(
             NAME,
@@ -396,12 +464,18 @@ fn btf() -> Check {
     if fs::metadata(crate::btf::VMLINUX).is_ok() {
         Check::ok(
             NAME,
-            format!("{}: kernel function arguments get names and types, watched values their C type", crate::btf::VMLINUX),
+            format!(
+                "{}: kernel function arguments get names and types, watched values their C type",
+                crate::btf::VMLINUX
+            ),
         )
     } else {
         Check::warn(
             NAME,
-            format!("no {}: kernel arguments show as raw registers, values as numbers", crate::btf::VMLINUX),
+            format!(
+                "no {}: kernel arguments show as raw registers, values as numbers",
+                crate::btf::VMLINUX
+            ),
             "optional; a kernel built with CONFIG_DEBUG_INFO_BTF=y names them",
         )
     }
@@ -424,10 +498,17 @@ pub enum ConfigOption<'a> {
 pub fn config_option<'a>(config: &'a str, name: &str) -> ConfigOption<'a> {
     for line in config.lines() {
         let line = line.trim();
-        if let Some(value) = line.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')) {
+        if let Some(value) = line
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
+        {
             return ConfigOption::Set(value);
         }
-        if line.strip_prefix("# ").and_then(|rest| rest.strip_prefix(name)) == Some(" is not set") {
+        if line
+            .strip_prefix("# ")
+            .and_then(|rest| rest.strip_prefix(name))
+            == Some(" is not set")
+        {
             return ConfigOption::NotSet;
         }
     }
@@ -452,7 +533,9 @@ impl KernelConfig {
         // CONFIG_IKCONFIG_PROC: the config built into the kernel, gzipped.
         let mut text = String::new();
         if let Ok(file) = fs::File::open("/proc/config.gz")
-            && flate2::read::GzDecoder::new(file).read_to_string(&mut text).is_ok()
+            && flate2::read::GzDecoder::new(file)
+                .read_to_string(&mut text)
+                .is_ok()
         {
             return Self {
                 source: Some("/proc/config.gz".into()),
@@ -496,9 +579,19 @@ fn open_breakpoint(addr: u64, bp_type: u32, len: u64, pid: i32, cpu: i32) -> Res
     attr.set_disabled(1);
     // SAFETY: `attr` is a valid, initialised perf_event_attr whose size field
     // matches the struct; the kernel only reads it (and may write back `size`).
-    let fd = unsafe { sys::perf_event_open(&mut attr, pid, cpu, -1, sys::bindings::PERF_FLAG_FD_CLOEXEC as u64) };
+    let fd = unsafe {
+        sys::perf_event_open(
+            &mut attr,
+            pid,
+            cpu,
+            -1,
+            sys::bindings::PERF_FLAG_FD_CLOEXEC as u64,
+        )
+    };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
     }
     // SAFETY: perf_event_open returned a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -520,7 +613,11 @@ fn errno_name(errno: i32) -> String {
 
 // ---------------------------------------------------------- kernel functions
 
-fn kernel_functions(config: &KernelConfig, kallsyms: Option<&Kallsyms>, cpu: u32) -> (Check, Option<bool>) {
+fn kernel_functions(
+    config: &KernelConfig,
+    kallsyms: Option<&Kallsyms>,
+    cpu: u32,
+) -> (Check, Option<bool>) {
     const NAME: &str = "kernel functions";
     let described = config.describe("CONFIG_KPROBES");
     let target = kallsyms.and_then(|k| {
@@ -547,19 +644,28 @@ fn kernel_functions(config: &KernelConfig, kallsyms: Option<&Kallsyms>, cpu: u32
         Ok(fd) => {
             drop(fd);
             (
-                Check::ok(NAME, format!("{described}; a test execute breakpoint on {name} was accepted")),
+                Check::ok(
+                    NAME,
+                    format!("{described}; a test execute breakpoint on {name} was accepted"),
+                ),
                 Some(true),
             )
         }
         Err(libc::EINVAL) => {
             let cause = match config.option("CONFIG_KPROBES") {
-                ConfigOption::NotSet => "without kprobes x86 refuses execute breakpoints on all kernel text",
-                _ => "x86 refuses execute breakpoints on code kprobes may not probe (the kprobe blacklist)",
+                ConfigOption::NotSet => {
+                    "without kprobes x86 refuses execute breakpoints on all kernel text"
+                }
+                _ => {
+                    "x86 refuses execute breakpoints on code kprobes may not probe (the kprobe blacklist)"
+                }
             };
             (
                 Check::warn(
                     NAME,
-                    format!("{described}; the kernel refused a test execute breakpoint on {name} (EINVAL): {cause}"),
+                    format!(
+                        "{described}; the kernel refused a test execute breakpoint on {name} (EINVAL): {cause}"
+                    ),
                     vm,
                 ),
                 Some(false),
@@ -568,7 +674,10 @@ fn kernel_functions(config: &KernelConfig, kallsyms: Option<&Kallsyms>, cpu: u32
         Err(errno) => (
             Check::warn(
                 NAME,
-                format!("{described}; a test execute breakpoint on {name} failed ({})", errno_name(errno)),
+                format!(
+                    "{described}; a test execute breakpoint on {name} failed ({})",
+                    errno_name(errno)
+                ),
                 "see the privileges and debug registers checks",
             ),
             None,
@@ -583,7 +692,11 @@ fn kernel_variables(config: &KernelConfig, kallsyms: Option<&Kallsyms>) -> (Chec
     let described = config.describe("CONFIG_KALLSYMS_ALL");
     let Some(kallsyms) = kallsyms else {
         return (
-            Check::warn(NAME, format!("{described}; /proc/kallsyms unreadable or restricted"), "run as root"),
+            Check::warn(
+                NAME,
+                format!("{described}; /proc/kallsyms unreadable or restricted"),
+                "run as root",
+            ),
             None,
         );
     };
@@ -601,7 +714,12 @@ fn kernel_variables(config: &KernelConfig, kallsyms: Option<&Kallsyms>) -> (Chec
         .count();
     match found {
         Some((name, addr)) => (
-            Check::ok(NAME, format!("{described}; /proc/kallsyms lists {name} at {addr:#x} ({objects} data symbols)")),
+            Check::ok(
+                NAME,
+                format!(
+                    "{described}; /proc/kallsyms lists {name} at {addr:#x} ({objects} data symbols)"
+                ),
+            ),
             Some(true),
         ),
         None => (
@@ -625,7 +743,11 @@ fn kernel_data_watchpoints(kallsyms: Option<&Kallsyms>, cpu: u32) -> (Check, Opt
     // A data symbol if kallsyms has one (a section marker will do: the
     // watchpoint is opened disabled and never fires), else any kernel symbol.
     let symbol = kallsyms.and_then(|k| {
-        let kernel = || k.symbols().iter().filter(|s| s.module.is_none() && s.addr != 0);
+        let kernel = || {
+            k.symbols()
+                .iter()
+                .filter(|s| s.module.is_none() && s.addr != 0)
+        };
         kernel()
             .find(|s| KERNEL_VARIABLES.contains(&s.name.as_str()))
             .or_else(|| kernel().find(|s| s.kind == SymbolKind::Object))
@@ -634,7 +756,11 @@ fn kernel_data_watchpoints(kallsyms: Option<&Kallsyms>, cpu: u32) -> (Check, Opt
     });
     let Some((name, addr)) = symbol else {
         return (
-            Check::warn(NAME, "not tried: /proc/kallsyms gives no kernel address", "run as root"),
+            Check::warn(
+                NAME,
+                "not tried: /proc/kallsyms gives no kernel address",
+                "run as root",
+            ),
             None,
         );
     };
@@ -642,14 +768,20 @@ fn kernel_data_watchpoints(kallsyms: Option<&Kallsyms>, cpu: u32) -> (Check, Opt
         Ok(fd) => {
             drop(fd);
             (
-                Check::ok(NAME, format!("a test write watchpoint at {addr:#x} ({name}) was accepted")),
+                Check::ok(
+                    NAME,
+                    format!("a test write watchpoint at {addr:#x} ({name}) was accepted"),
+                ),
                 Some(true),
             )
         }
         Err(errno) => (
             Check::warn(
                 NAME,
-                format!("a test write watchpoint at {addr:#x} ({name}) was refused ({})", errno_name(errno)),
+                format!(
+                    "a test write watchpoint at {addr:#x} ({name}) was refused ({})",
+                    errno_name(errno)
+                ),
                 "kernel variables cannot be watched on this host; user-space targets may still work",
             ),
             Some(false),
@@ -660,13 +792,21 @@ fn kernel_data_watchpoints(kallsyms: Option<&Kallsyms>, cpu: u32) -> (Check, Opt
 // ------------------------------------------------------------------- sysctls
 
 fn read_sysctl(name: &str) -> Option<i64> {
-    fs::read_to_string(format!("/proc/sys/kernel/{name}")).ok()?.trim().parse().ok()
+    fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn paranoid(privileged: bool) -> Check {
     const NAME: &str = "perf_event_paranoid";
     let Some(level) = read_sysctl("perf_event_paranoid") else {
-        return Check::warn(NAME, "unreadable (/proc/sys/kernel/perf_event_paranoid)", "run as root");
+        return Check::warn(
+            NAME,
+            "unreadable (/proc/sys/kernel/perf_event_paranoid)",
+            "run as root",
+        );
     };
     let meaning = match level {
         i64::MIN..=-1 => "no restrictions for anyone",
@@ -676,7 +816,10 @@ fn paranoid(privileged: bool) -> Check {
         _ => "unprivileged users may not open perf events at all",
     };
     if privileged {
-        Check::ok(NAME, format!("{level}: {meaning}; root and CAP_PERFMON are not limited by it"))
+        Check::ok(
+            NAME,
+            format!("{level}: {meaning}; root and CAP_PERFMON are not limited by it"),
+        )
     } else {
         Check::warn(
             NAME,
@@ -689,7 +832,11 @@ fn paranoid(privileged: bool) -> Check {
 fn sample_rate(config: &KernelConfig) -> Check {
     const NAME: &str = "perf_event_max_sample_rate";
     let Some(rate) = read_sysctl("perf_event_max_sample_rate") else {
-        return Check::warn(NAME, "unreadable (/proc/sys/kernel/perf_event_max_sample_rate)", "run as root");
+        return Check::warn(
+            NAME,
+            "unreadable (/proc/sys/kernel/perf_event_max_sample_rate)",
+            "run as root",
+        );
     };
     let hz = match config.option("CONFIG_HZ") {
         ConfigOption::Set(value) => value.parse::<i64>().ok(),
@@ -722,7 +869,13 @@ fn sample_rate(config: &KernelConfig) -> Check {
 fn free_registers_on(cpu: u32) -> Result<usize, i32> {
     let mut held = Vec::with_capacity(X86_DEBUG_REGISTERS);
     for slot in &REGISTER_PROBES {
-        match open_breakpoint(slot.as_ptr() as u64, sys::bindings::HW_BREAKPOINT_W, 8, -1, cpu as i32) {
+        match open_breakpoint(
+            slot.as_ptr() as u64,
+            sys::bindings::HW_BREAKPOINT_W,
+            8,
+            -1,
+            cpu as i32,
+        ) {
             Ok(fd) => held.push(fd),
             Err(libc::ENOSPC) => break,
             Err(errno) => return Err(errno),
@@ -757,7 +910,10 @@ fn debug_registers() -> Check {
                 };
                 return Check::fail(
                     NAME,
-                    format!("cannot open a test watchpoint on CPU {cpu} ({})", errno_name(errno)),
+                    format!(
+                        "cannot open a test watchpoint on CPU {cpu} ({})",
+                        errno_name(errno)
+                    ),
                     hint,
                 );
             }
@@ -765,16 +921,27 @@ fn debug_registers() -> Check {
     }
     let min = free.iter().map(|&(_, n)| n).min().unwrap_or(0);
     let summary = if free.iter().all(|&(_, n)| n == min) {
-        format!("{min} of {X86_DEBUG_REGISTERS} free on each of {} CPUs", cpus.len())
+        format!(
+            "{min} of {X86_DEBUG_REGISTERS} free on each of {} CPUs",
+            cpus.len()
+        )
     } else {
-        let per_cpu: Vec<String> = free.iter().map(|(cpu, n)| format!("CPU {cpu}: {n}")).collect();
-        format!("free of {X86_DEBUG_REGISTERS} per CPU: {}", per_cpu.join(", "))
+        let per_cpu: Vec<String> = free
+            .iter()
+            .map(|(cpu, n)| format!("CPU {cpu}: {n}"))
+            .collect();
+        format!(
+            "free of {X86_DEBUG_REGISTERS} per CPU: {}",
+            per_cpu.join(", ")
+        )
     };
     let held = "debuggers (gdb watch/hbreak), perf or another tracer hold the others: stop them to trace more \
                 targets at once";
     match min {
         0 => Check::fail(NAME, format!("{summary}; none free"), held),
-        n if n < X86_DEBUG_REGISTERS => Check::warn(NAME, format!("{summary}; up to {n} targets at once"), held),
+        n if n < X86_DEBUG_REGISTERS => {
+            Check::warn(NAME, format!("{summary}; up to {n} targets at once"), held)
+        }
         n => Check::ok(NAME, format!("{summary}: up to {n} targets at once")),
     }
 }
@@ -802,13 +969,24 @@ pub enum Resolution {
 /// library as any user target is, but always armed at the address the
 /// compiler knows: the self-test checks the host, the resolution is
 /// reported on its own line.
-fn resolve_self(resolver: &mut Resolver, name: &str, addr: u64, mode: Mode) -> Result<(Breakpoint, Resolution), String> {
-    let spec: TargetSpec = format!("{name}:{mode}").parse().map_err(|e| format!("{e}"))?;
+fn resolve_self(
+    resolver: &mut Resolver,
+    name: &str,
+    addr: u64,
+    mode: Mode,
+) -> Result<(Breakpoint, Resolution), String> {
+    let spec: TargetSpec = format!("{name}:{mode}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
     let fallback = |spec: TargetSpec| Breakpoint {
         spec,
         symbol: name.to_owned(),
         object: None,
-        kind: if mode == Mode::Execute { SymbolKind::Function } else { SymbolKind::Object },
+        kind: if mode == Mode::Execute {
+            SymbolKind::Function
+        } else {
+            SymbolKind::Object
+        },
         addr,
         mode,
         len: 8,
@@ -817,7 +995,10 @@ fn resolve_self(resolver: &mut Resolver, name: &str, addr: u64, mode: Mode) -> R
     };
     Ok(match resolver.resolve(&spec) {
         Ok(bp) if bp.addr == addr => (bp, Resolution::Exact),
-        Ok(bp) => (Breakpoint { addr, ..bp }, Resolution::Wrong { resolved: bp.addr }),
+        Ok(bp) => (
+            Breakpoint { addr, ..bp },
+            Resolution::Wrong { resolved: bp.addr },
+        ),
         Err(e) => (fallback(spec), Resolution::NotFound(e.to_string())),
     })
 }
@@ -853,15 +1034,22 @@ pub fn run_self_test(calls: u64) -> Result<SelfTest, String> {
     let mut resolver = Resolver::new(Some(image));
     let function = hwbp_doctor_target as extern "C" fn(u64) -> u64 as usize as u64;
     let counter = HWBP_DOCTOR_COUNTER.as_ptr() as u64;
-    let (execute, execute_found) = resolve_self(&mut resolver, "hwbp_doctor_target", function, Mode::Execute)?;
-    let (write, write_found) = resolve_self(&mut resolver, "HWBP_DOCTOR_COUNTER", counter, Mode::Write)?;
+    let (execute, execute_found) =
+        resolve_self(&mut resolver, "hwbp_doctor_target", function, Mode::Execute)?;
+    let (write, write_found) =
+        resolve_self(&mut resolver, "HWBP_DOCTOR_COUNTER", counter, Mode::Write)?;
     let breakpoints = [execute, write];
     let no_stacks = StackChoice {
         kernel: false,
         user: false,
     };
-    let mut probe = Probe::load(&breakpoints, &[no_stacks; 2], &Filters::default(), u64::from(DEFAULT_BUFFER_SIZE))
-        .map_err(|e| format!("{e}"))?;
+    let mut probe = Probe::load(
+        &breakpoints,
+        &[no_stacks; 2],
+        &Filters::default(),
+        u64::from(DEFAULT_BUFFER_SIZE),
+    )
+    .map_err(|e| format!("{e}"))?;
     // The ring buffer is registered with tokio; nothing here awaits, the
     // reactor only has to exist.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -870,7 +1058,10 @@ pub fn run_self_test(calls: u64) -> Result<SelfTest, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let _enter = runtime.enter();
     let mut events = probe.events().map_err(|e| format!("{e}"))?;
-    let scope = Scope::Process { pid, tids: vec![tid] };
+    let scope = Scope::Process {
+        pid,
+        tids: vec![tid],
+    };
     let program = probe.program_fd().map_err(|e| format!("{e}"))?;
     let mut armed = Armed::arm(&breakpoints, &scope, program).map_err(|e| format!("{e}"))?;
     let start = Instant::now();
@@ -884,8 +1075,12 @@ pub fn run_self_test(calls: u64) -> Result<SelfTest, String> {
     let mut hits: Vec<Hit> = Vec::with_capacity(2 * calls as usize);
     events.drain(&mut hits);
     let counters = probe.counters();
-    let ours = |slot: u32| hits.iter().filter(move |h| h.slot == slot && h.tid as i32 == tid);
-    let execute_in_order = ours(0).map(|h| h.args[0]).eq(0..calls) && ours(0).all(|h| h.ip == function);
+    let ours = |slot: u32| {
+        hits.iter()
+            .filter(move |h| h.slot == slot && h.tid as i32 == tid)
+    };
+    let execute_in_order =
+        ours(0).map(|h| h.args[0]).eq(0..calls) && ours(0).all(|h| h.ip == function);
     let write_in_order = ours(1).map(|h| h.value).eq(1..=calls);
     Ok(SelfTest {
         calls,
@@ -934,9 +1129,15 @@ fn self_test() -> Vec<Check> {
         "execute: {execute_records} of {calls} hits recorded ({execute_counted} counted), write: {write_records} \
          of {calls} ({write_counted} counted), {dropped} dropped, {per_hit:.0} µs per hit"
     );
-    let exact = execute_records == calls && execute_counted == calls && write_records == calls && write_counted == calls;
+    let exact = execute_records == calls
+        && execute_counted == calls
+        && write_records == calls
+        && write_counted == calls;
     let test = if exact && execute_in_order && write_in_order {
-        Check::ok(NAME, format!("{found}; in order, with arguments and values"))
+        Check::ok(
+            NAME,
+            format!("{found}; in order, with arguments and values"),
+        )
     } else if exact {
         Check::fail(
             NAME,
@@ -962,7 +1163,9 @@ fn resolution_check(resolution: &[(&'static str, u64, Resolution)]) -> Check {
     for (name, addr, found) in resolution {
         match found {
             Resolution::Exact => {}
-            Resolution::Wrong { resolved } => wrong.push(format!("{name} resolved to {resolved:#x}, is at {addr:#x}")),
+            Resolution::Wrong { resolved } => {
+                wrong.push(format!("{name} resolved to {resolved:#x}, is at {addr:#x}"))
+            }
             Resolution::NotFound(e) => missing.push(format!("{name}: {e}")),
         }
     }
@@ -970,18 +1173,30 @@ fn resolution_check(resolution: &[(&'static str, u64, Resolution)]) -> Check {
     if !wrong.is_empty() {
         Check::warn(
             NAME,
-            format!("wrong addresses by name in hwbp-trace itself: {}", wrong.join("; ")),
+            format!(
+                "wrong addresses by name in hwbp-trace itself: {}",
+                wrong.join("; ")
+            ),
             "a bug of hwbp's ELF resolution (the self-test above was armed at the true addresses): \
              name such targets by address (0xADDRESS:w) until it is fixed",
         )
     } else if !missing.is_empty() {
         Check::warn(
             NAME,
-            format!("not found by name in hwbp-trace itself (stripped?): {}", missing.join("; ")),
+            format!(
+                "not found by name in hwbp-trace itself (stripped?): {}",
+                missing.join("; ")
+            ),
             "nothing to do for tracing other programs; the self-test above was armed by address",
         )
     } else {
-        Check::ok(NAME, format!("{} found by name in hwbp-trace itself at their addresses", names.join(" and ")))
+        Check::ok(
+            NAME,
+            format!(
+                "{} found by name in hwbp-trace itself at their addresses",
+                names.join(" and ")
+            ),
+        )
     }
 }
 
@@ -998,7 +1213,10 @@ mod tests {
         assert!(has_cap(caps, CAP_BPF));
         assert!(has_cap(caps, CAP_PERFMON));
         assert!(has_cap(caps, CAP_SYS_ADMIN));
-        assert!(!has_cap(caps, 24), "CAP_SYS_RESOURCE is the one bit cleared");
+        assert!(
+            !has_cap(caps, 24),
+            "CAP_SYS_RESOURCE is the one bit cleared"
+        );
         let user = parse_cap_eff("CapEff:\t0000000000000000\n").expect("CapEff");
         assert!(!has_cap(user, CAP_BPF) && !has_cap(user, CAP_PERFMON));
         assert_eq!(parse_cap_eff("Name:\tx\n"), None);
@@ -1009,13 +1227,33 @@ mod tests {
     fn config_lines() {
         let config = "#\n# Automatically generated file\nCONFIG_KALLSYMS=y\n# CONFIG_KALLSYMS_ALL is not set\n\
                       CONFIG_HZ=250\n# CONFIG_KPROBES is not set\nCONFIG_KPROBES_ON_FTRACE=y\nCONFIG_BTRFS_FS=m\n";
-        assert_eq!(config_option(config, "CONFIG_KALLSYMS"), ConfigOption::Set("y"));
-        assert_eq!(config_option(config, "CONFIG_KALLSYMS_ALL"), ConfigOption::NotSet);
-        assert_eq!(config_option(config, "CONFIG_KPROBES"), ConfigOption::NotSet, "not fooled by a longer name");
-        assert_eq!(config_option(config, "CONFIG_KPROBES_ON_FTRACE"), ConfigOption::Set("y"));
+        assert_eq!(
+            config_option(config, "CONFIG_KALLSYMS"),
+            ConfigOption::Set("y")
+        );
+        assert_eq!(
+            config_option(config, "CONFIG_KALLSYMS_ALL"),
+            ConfigOption::NotSet
+        );
+        assert_eq!(
+            config_option(config, "CONFIG_KPROBES"),
+            ConfigOption::NotSet,
+            "not fooled by a longer name"
+        );
+        assert_eq!(
+            config_option(config, "CONFIG_KPROBES_ON_FTRACE"),
+            ConfigOption::Set("y")
+        );
         assert_eq!(config_option(config, "CONFIG_HZ"), ConfigOption::Set("250"));
-        assert_eq!(config_option(config, "CONFIG_BTRFS_FS"), ConfigOption::Set("m"));
-        assert_eq!(config_option(config, "CONFIG_KALL"), ConfigOption::Unknown, "prefixes are not options");
+        assert_eq!(
+            config_option(config, "CONFIG_BTRFS_FS"),
+            ConfigOption::Set("m")
+        );
+        assert_eq!(
+            config_option(config, "CONFIG_KALL"),
+            ConfigOption::Unknown,
+            "prefixes are not options"
+        );
         assert_eq!(config_option("", "CONFIG_KPROBES"), ConfigOption::Unknown);
     }
 
@@ -1031,15 +1269,28 @@ mod tests {
         assert!(parse_release("5.8.0").is_some_and(|v| v >= RINGBUF_VERSION));
         assert!(parse_release("5.7.19").is_some_and(|v| v < RINGBUF_VERSION));
         assert!(parse_release("6.0").is_some_and(|v| v >= RINGBUF_VERSION));
-        assert!(parse_release("5.10.0").is_some_and(|v| v >= RINGBUF_VERSION), "10 > 8 numerically");
+        assert!(
+            parse_release("5.10.0").is_some_and(|v| v >= RINGBUF_VERSION),
+            "10 > 8 numerically"
+        );
     }
 
     #[test]
     fn check_lines() {
-        let check = Check::warn("kernel functions", "CONFIG_KPROBES is not set", "use the VM");
-        assert_eq!(check.to_string(), "warn  kernel functions           CONFIG_KPROBES is not set → use the VM");
+        let check = Check::warn(
+            "kernel functions",
+            "CONFIG_KPROBES is not set",
+            "use the VM",
+        );
+        assert_eq!(
+            check.to_string(),
+            "warn  kernel functions           CONFIG_KPROBES is not set → use the VM"
+        );
         let check = Check::ok("BTF", "present");
-        assert_eq!(check.to_string(), "ok    BTF                        present");
+        assert_eq!(
+            check.to_string(),
+            "ok    BTF                        present"
+        );
     }
 
     #[test]
@@ -1080,7 +1331,11 @@ mod tests {
     #[test]
     fn failed_checks_are_listed() {
         let report = Report {
-            checks: vec![Check::ok("a", "fine"), Check::fail("b", "broken", "fix"), Check::warn("c", "meh", "hm")],
+            checks: vec![
+                Check::ok("a", "fine"),
+                Check::fail("b", "broken", "fix"),
+                Check::warn("c", "meh", "hm"),
+            ],
             verdict: Verdict::default(),
         };
         assert_eq!(report.failed(), vec!["b"]);

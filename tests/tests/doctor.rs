@@ -8,7 +8,13 @@ use hwbp_tests::{root_or_skip, run, stderr, stdout};
 /// The line of one check, e.g. `ok    self-test  …`.
 fn line<'a>(out: &'a str, check: &str) -> &'a str {
     out.lines()
-        .find(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ").starts_with(check))
+        .find(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ")
+                .starts_with(check)
+        })
         .unwrap_or_else(|| panic!("no `{check}` line in:\n{out}"))
 }
 
@@ -25,11 +31,24 @@ fn doctor_reports_this_host() {
     let out = run(&["doctor"]);
     let elapsed = start.elapsed();
     let text = stdout(&out);
-    assert!(out.status.success(), "doctor exits 0 here:\n{text}\n{}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "doctor exits 0 here:\n{text}\n{}",
+        stderr(&out)
+    );
     // kallsyms read twice, the BPF object loaded twice, 2000 hits at ~20 µs.
-    assert!(elapsed < std::time::Duration::from_secs(10), "doctor took {elapsed:?}");
+    assert!(
+        elapsed < std::time::Duration::from_secs(10),
+        "doctor took {elapsed:?}"
+    );
 
-    for check in ["privileges", "kernel version", "BPF ring buffer", "BTF", "perf_event_paranoid"] {
+    for check in [
+        "privileges",
+        "kernel version",
+        "BPF ring buffer",
+        "BTF",
+        "perf_event_paranoid",
+    ] {
         assert_eq!(status(&text, check), "ok", "{}", line(&text, check));
     }
 
@@ -42,7 +61,10 @@ fn doctor_reports_this_host() {
         ),
         "{self_test}"
     );
-    assert!(self_test.contains("in order, with arguments and values"), "{self_test}");
+    assert!(
+        self_test.contains("in order, with arguments and values"),
+        "{self_test}"
+    );
 
     // All four debug registers are free on every CPU (nothing else traces here).
     let registers = line(&text, "debug registers");
@@ -54,10 +76,15 @@ fn doctor_reports_this_host() {
     let kprobe_pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
     let functions = line(&text, "kernel functions");
     if kprobe_pmu {
-        eprintln!("this kernel has kprobes: not the host of shared/PLATFORM.md; kernel-function facts not checked");
+        eprintln!(
+            "this kernel has kprobes: not the host of shared/PLATFORM.md; kernel-function facts not checked"
+        );
     } else {
         assert_eq!(status(&text, "kernel functions"), "warn", "{functions}");
-        assert!(functions.contains("CONFIG_KPROBES is not set"), "{functions}");
+        assert!(
+            functions.contains("CONFIG_KPROBES is not set"),
+            "{functions}"
+        );
         assert!(
             functions.contains("refused a test execute breakpoint on __x64_sys_getpgid (EINVAL)"),
             "{functions}"
@@ -66,24 +93,44 @@ fn doctor_reports_this_host() {
 
     // No CONFIG_KALLSYMS_ALL: /proc/kallsyms has no pid_max.
     let kallsyms = std::fs::read_to_string("/proc/kallsyms").expect("reading /proc/kallsyms");
-    let has_pid_max = kallsyms.lines().any(|l| l.split_whitespace().nth(2) == Some("pid_max"));
+    let has_pid_max = kallsyms
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("pid_max"));
     let variables = line(&text, "kernel variables by name");
-    assert!(!has_pid_max, "this host's kallsyms lists pid_max: not the host of shared/PLATFORM.md");
-    assert_eq!(status(&text, "kernel variables by name"), "warn", "{variables}");
-    assert!(variables.contains("CONFIG_KALLSYMS_ALL is not set"), "{variables}");
-    assert!(variables.contains("/proc/kallsyms lists no variables"), "{variables}");
+    assert!(
+        !has_pid_max,
+        "this host's kallsyms lists pid_max: not the host of shared/PLATFORM.md"
+    );
+    assert_eq!(
+        status(&text, "kernel variables by name"),
+        "warn",
+        "{variables}"
+    );
+    assert!(
+        variables.contains("CONFIG_KALLSYMS_ALL is not set"),
+        "{variables}"
+    );
+    assert!(
+        variables.contains("/proc/kallsyms lists no variables"),
+        "{variables}"
+    );
 
     // Kernel data watchpoints are accepted by address.
-    assert_eq!(status(&text, "kernel data watchpoints"), "ok", "{}", line(&text, "kernel data watchpoints"));
+    assert_eq!(
+        status(&text, "kernel data watchpoints"),
+        "ok",
+        "{}",
+        line(&text, "kernel data watchpoints")
+    );
 
     let verdict = text.lines().last().unwrap_or("");
-    let mut expected = "verdict: works here: user-space targets (x, w, rw), kernel variables by address \
+    let mut expected =
+        "verdict: works here: user-space targets (x, w, rw), kernel variables by address \
                         (0xADDRESS:w, :rw); does not work: "
-        .to_owned();
+            .to_owned();
     if !kprobe_pmu {
         expected.push_str("kernel functions (no CONFIG_KPROBES), ");
     }
     expected.push_str("kernel variables by name (no CONFIG_KALLSYMS_ALL)");
     assert_eq!(verdict, expected);
 }
-
