@@ -3,6 +3,7 @@
 //! One module per command; each command first runs `setup` so that a fresh
 //! machine needs nothing but `cargo xtask test` (which is what CI runs).
 
+mod bench;
 mod build;
 mod cpio;
 mod demo;
@@ -42,6 +43,9 @@ enum Command {
     Test(test::Options),
     /// The main job, shown: trace a kernel function and a kernel variable in the VM.
     Demo(demo::Options),
+    /// Measure per-hit cost, start-up, sustained rate and memory, side by
+    /// side with perf; rewrites BENCHMARKS.md. Reports, never gates.
+    Bench(bench::Options),
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Vm(options) => vm::run(options),
         Command::Test(options) => test::run(options).map(|()| 0),
         Command::Demo(options) => demo::run(options).map(|()| 0),
+        Command::Bench(options) => bench::run(options).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -1,0 +1,1224 @@
+//! `cargo xtask bench`: what tracing costs on this machine, side by side with
+//! perf, written to BENCHMARKS.md at the workspace root.
+//!
+//! Four measurements (issue 7):
+//! 1. per-hit cost, for an execute and a write target of the fx_user fixture:
+//!    the workload alone, `perf stat -e mem:ADDR` (the floor: the debug
+//!    exception itself), hwbp-trace with kernel and user stacks and a JSONL
+//!    file, and `perf record -e mem:ADDR -c 1 -g`. Two run sizes, alternating
+//!    runs, medians; the slope between the sizes is the per-hit cost, so that
+//!    start-up (perf's included) cancels.
+//! 2. start-up, from exec to the `Tracing` line, for a kernel and a user
+//!    target, and where the time goes (one run under strace, split at the
+//!    first kallsyms/ELF, BTF, bpf() and perf_event_open calls).
+//! 3. sustained rate: one fixture thread per CPU calling the target, traced
+//!    with -p and a JSONL file: hits lost at the default ring-buffer size,
+//!    hwbp-trace's own CPU time per 100k hits, its peak RSS.
+//! 4. growth: hwbp-trace's peak RSS for longer and longer traces (streaming
+//!    exports must keep it flat).
+//!
+//! It reports; it never gates. This is a shared 2-vCPU VM where every
+//! breakpoint hit is a VM exit, so single timings are noisy: medians of
+//! alternating runs and slopes are what the report shows. No test asserts a
+//! timing.
+//!
+//! perf takes raw addresses only and fx_user is a PIE, so every run here
+//! (the workload alone and hwbp-trace too, for fairness) goes through
+//! `setarch -R`: without address-space randomisation the fixture loads at
+//! the same base every time, and the run-time address is computed once.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use clap::Args;
+
+use crate::{build, exec::display, setup, workspace_root};
+
+#[derive(Args)]
+pub struct Options {
+    /// Runs per measurement; the report shows medians.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+    /// Hits in the small run of the per-hit measurement.
+    #[arg(long, default_value_t = 20_000)]
+    small: u64,
+    /// Hits in the large run of the per-hit measurement.
+    #[arg(long, default_value_t = 100_000)]
+    large: u64,
+    /// Calls per fixture thread (one thread per CPU) for the sustained rate.
+    #[arg(long, default_value_t = 100_000)]
+    sustained: u64,
+    /// Trace lengths (hits) for the memory-growth measurement.
+    #[arg(long, value_delimiter = ',', default_values_t = [20_000u64, 200_000, 1_000_000])]
+    lengths: Vec<u64>,
+    /// Measure the binaries already in target/release instead of building.
+    #[arg(long)]
+    no_build: bool,
+    /// Where to write the report [default: BENCHMARKS.md in the workspace root].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(options: Options) -> Result<()> {
+    let Options {
+        runs,
+        small,
+        large,
+        sustained,
+        lengths,
+        no_build,
+        out,
+    } = options;
+    ensure!(
+        small < large,
+        "--small ({small}) must be less than --large ({large})"
+    );
+    if !no_build {
+        setup::run()?;
+        build::run()?;
+    }
+    let started = Instant::now();
+    let bench = Bench::new()?;
+    let machine = Machine::probe();
+    println!("bench: {}", machine.one_line());
+
+    let mut report = String::new();
+    let per_hit = bench.per_hit(runs, small, large)?;
+    let startup = bench.startup(runs)?;
+    let sustained = bench.sustained(sustained)?;
+    let growth = bench.growth(&lengths)?;
+    let elapsed = started.elapsed();
+
+    write_report(
+        &mut report,
+        &machine,
+        &bench,
+        &Results {
+            runs,
+            small,
+            large,
+            per_hit,
+            startup,
+            sustained,
+            growth,
+            elapsed,
+        },
+    );
+    let out = out.unwrap_or_else(|| workspace_root().join("BENCHMARKS.md"));
+    fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "bench: wrote {} ({:.0} s of measuring)",
+        out.display(),
+        elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The things measured.
+
+/// A fixture mode that hits one target, and how each tool names that target.
+struct Workload {
+    name: &'static str,
+    /// fx_user's command: `calls` or `writes`.
+    mode: &'static str,
+    /// hwbp-trace's TARGET.
+    target: &'static str,
+    /// perf's event, with the run-time address.
+    perf_event: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Alone,
+    PerfStat,
+    HwbpTrace,
+    PerfRecord,
+}
+
+impl Variant {
+    const ALL: [Variant; 4] = [
+        Variant::Alone,
+        Variant::PerfStat,
+        Variant::HwbpTrace,
+        Variant::PerfRecord,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Alone => "workload alone",
+            Variant::PerfStat => "perf stat (floor)",
+            Variant::HwbpTrace => "hwbp-trace, k+u stacks, JSONL",
+            Variant::PerfRecord => "perf record -c 1 -g",
+        }
+    }
+}
+
+struct Bench {
+    hwbp_trace: PathBuf,
+    fx_user: PathBuf,
+    scratch: PathBuf,
+    execute: Workload,
+    write: Workload,
+    strace: bool,
+    bpftrace: bool,
+}
+
+impl Bench {
+    fn new() -> Result<Self> {
+        let hwbp_trace = build::hwbp_trace();
+        let fx_user = build::release_dir().join("fx_user");
+        for path in [&hwbp_trace, &fx_user] {
+            ensure!(
+                path.is_file(),
+                "{} is missing: run `cargo xtask build` (or drop --no-build)",
+                path.display()
+            );
+        }
+        ensure!(
+            on_path("perf"),
+            "perf is missing: `apt-get install linux-perf` (Debian) gives the peer this compares with"
+        );
+        ensure!(
+            on_path("setarch"),
+            "setarch is missing: it comes with util-linux"
+        );
+        let scratch = build::release_dir().join("bench");
+        fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+        let mut bench = Bench {
+            hwbp_trace,
+            fx_user,
+            scratch,
+            execute: Workload {
+                name: "execute: hwbp_fx_target",
+                mode: "calls",
+                target: "hwbp_fx_target:x",
+                perf_event: String::new(),
+            },
+            write: Workload {
+                name: "write: HWBP_FX_COUNTER",
+                mode: "writes",
+                target: "HWBP_FX_COUNTER:w",
+                perf_event: String::new(),
+            },
+            strace: on_path("strace"),
+            bpftrace: on_path("bpftrace"),
+        };
+        let base = bench.load_base()?;
+        let function = bench.link_address("hwbp_fx_target")?;
+        let variable = bench.link_address("HWBP_FX_COUNTER")?;
+        // perf 6.1 reads `mem:ADDR/8:w` as rw (the event loses its `:w`):
+        // the default length (4 on x86) catches every 8-byte store anyway.
+        bench.execute.perf_event = format!("mem:{:#x}:x", base + function);
+        bench.write.perf_event = format!("mem:{:#x}:w", base + variable);
+        Ok(bench)
+    }
+
+    /// The fixture's load address without ASLR: started under setarch -R,
+    /// held by --wait, its first mapping read from /proc/PID/maps.
+    fn load_base(&self) -> Result<u64> {
+        let go = self.scratch.join("go-base");
+        remove(&go);
+        let mut child = no_aslr(&self.fx_user)
+            .arg("--wait")
+            .arg(&go)
+            .args(["calls", "0"])
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", self.fx_user.display()))?;
+        let maps_path = format!("/proc/{}/maps", child.id());
+        let exe = fs::canonicalize(&self.fx_user)
+            .with_context(|| format!("resolving {}", self.fx_user.display()))?;
+        let exe = exe.to_string_lossy().into_owned();
+        // setarch execs the fixture: wait until the mapping is there.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let base = loop {
+            let maps = fs::read_to_string(&maps_path).unwrap_or_default();
+            let first = maps.lines().find(|line| line.ends_with(exe.as_str()));
+            if let Some(line) = first {
+                let start = line.split('-').next().unwrap_or_default();
+                break u64::from_str_radix(start, 16)
+                    .with_context(|| format!("parsing `{line}` of {maps_path}"))?;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("{exe} did not appear in {maps_path} within 5 s");
+            }
+            thread::sleep(Duration::from_millis(2));
+        };
+        touch(&go)?;
+        child.wait().context("waiting for the fixture")?;
+        remove(&go);
+        Ok(base)
+    }
+
+    /// A symbol's link-time address in fx_user, from `hwbp-trace list`.
+    fn link_address(&self, symbol: &str) -> Result<u64> {
+        let mut cmd = Command::new(&self.hwbp_trace);
+        cmd.args(["list", "--binary"])
+            .arg(&self.fx_user)
+            .arg(symbol);
+        let listing = crate::exec::output(&mut cmd)?;
+        let line = listing
+            .lines()
+            .find(|line| line.split_whitespace().nth(3) == Some(symbol))
+            .ok_or_else(|| anyhow!("`{}` did not list {symbol}:\n{listing}", display(&cmd)))?;
+        let addr = line.split_whitespace().next().unwrap_or_default();
+        u64::from_str_radix(addr.trim_start_matches("0x"), 16)
+            .with_context(|| format!("parsing the address in `{line}`"))
+    }
+
+    fn jsonl(&self) -> PathBuf {
+        self.scratch.join("trace.jsonl")
+    }
+
+    fn perf_data(&self) -> PathBuf {
+        self.scratch.join("perf.data")
+    }
+
+    fn per_hit_command(&self, variant: Variant, workload: &Workload, n: u64) -> Command {
+        let n = n.to_string();
+        let mut cmd = match variant {
+            Variant::Alone => no_aslr(&self.fx_user),
+            Variant::PerfStat => {
+                let mut cmd = no_aslr("perf");
+                cmd.args(["stat", "-x,", "-e", &workload.perf_event, "--"])
+                    .arg(&self.fx_user);
+                cmd
+            }
+            Variant::HwbpTrace => {
+                let mut cmd = no_aslr(&self.hwbp_trace);
+                cmd.args(["--no-tui", "-q", "--stack", "both", "-o"])
+                    .arg(self.jsonl())
+                    .args([workload.target, "--"])
+                    .arg(&self.fx_user);
+                cmd
+            }
+            Variant::PerfRecord => {
+                let mut cmd = no_aslr("perf");
+                cmd.args(["record", "-o"])
+                    .arg(self.perf_data())
+                    .args(["-e", &workload.perf_event, "-c", "1", "-g", "--"])
+                    .arg(&self.fx_user);
+                cmd
+            }
+        };
+        cmd.args([workload.mode, &n]);
+        cmd
+    }
+
+    /// What the tool counted, where it says: perf stat's CSV line, perf
+    /// record's "(N samples)", hwbp-trace's JSONL summary.
+    fn counted(&self, variant: Variant, run: &Finished) -> Result<Option<u64>> {
+        Ok(match variant {
+            Variant::Alone => None,
+            Variant::PerfStat => run
+                .stderr
+                .lines()
+                .find(|line| line.contains(",mem:"))
+                .and_then(|line| line.split(',').next())
+                .and_then(|count| count.parse().ok()),
+            Variant::PerfRecord => run.stderr.split('(').find_map(|part| {
+                part.split_once(" samples)")
+                    .and_then(|(count, _)| count.trim().parse().ok())
+            }),
+            Variant::HwbpTrace => Some(jsonl_summary(&self.jsonl())?.hits),
+        })
+    }
+
+    fn per_hit(&self, runs: u64, small: u64, large: u64) -> Result<Vec<PerHit>> {
+        let mut results = Vec::new();
+        for workload in [&self.execute, &self.write] {
+            println!("bench: per-hit cost, {}", workload.name);
+            let mut rows: Vec<PerHit> = Variant::ALL
+                .iter()
+                .map(|&variant| PerHit {
+                    workload: workload.name,
+                    variant,
+                    small: Vec::new(),
+                    large: Vec::new(),
+                    counted_large: Vec::new(),
+                    command: display(&self.per_hit_command(variant, workload, large)),
+                })
+                .collect();
+            for round in 0..runs {
+                for (size_index, n) in [small, large].into_iter().enumerate() {
+                    // Rotate the order every round: no variant always runs
+                    // right after the same other one.
+                    let count = rows.len();
+                    for i in 0..count {
+                        let row = &mut rows[(i + round as usize) % count];
+                        let mut cmd = self.per_hit_command(row.variant, workload, n);
+                        let run = finish(&mut cmd, None)?;
+                        run.check(&cmd)?;
+                        let counted = self.counted(row.variant, &run)?;
+                        remove(&self.jsonl());
+                        remove(&self.perf_data());
+                        let secs = run.wall.as_secs_f64();
+                        if size_index == 0 {
+                            row.small.push(secs);
+                        } else {
+                            row.large.push(secs);
+                            row.counted_large.push(counted);
+                        }
+                    }
+                }
+                println!("bench:   round {}/{runs} done", round + 1);
+            }
+            results.extend(rows);
+        }
+        Ok(results)
+    }
+
+    fn startup(&self, runs: u64) -> Result<Vec<Startup>> {
+        println!("bench: start-up");
+        let kernel = {
+            let mut cmd = Command::new(&self.hwbp_trace);
+            cmd.args(["--no-tui", "-q", "-d", "0.05", "vfs_read:w"]);
+            cmd
+        };
+        let user = {
+            let mut cmd = Command::new(&self.hwbp_trace);
+            cmd.args(["--no-tui", "-q", "hwbp_fx_target", "--"])
+                .arg(&self.fx_user)
+                .args(["calls", "1"]);
+            cmd
+        };
+        let mut results = vec![
+            Startup {
+                name: "kernel target (vfs_read:w, kallsyms, 2 CPUs)",
+                command: display(&kernel),
+                times: Vec::new(),
+                phases: None,
+            },
+            Startup {
+                name: "user target (hwbp_fx_target -- fx_user)",
+                command: display(&user),
+                times: Vec::new(),
+                phases: None,
+            },
+        ];
+        for _ in 0..runs {
+            for (i, cmd) in [&kernel, &user].into_iter().enumerate() {
+                let mut cmd = clone_command(cmd);
+                let run = finish(&mut cmd, None)?;
+                run.check(&cmd)?;
+                let to_tracing = run
+                    .tracing_after
+                    .ok_or_else(|| anyhow!("`{}` never printed its Tracing line", display(&cmd)))?;
+                results[i].times.push(to_tracing.as_secs_f64());
+            }
+        }
+        if self.strace {
+            results[0].phases = Some(
+                self.phases_kernel()
+                    .context("start-up phases, kernel target")?,
+            );
+            results[1].phases = Some(self.phases_user().context("start-up phases, user target")?);
+        }
+        Ok(results)
+    }
+
+    fn strace(&self, log: &Path) -> Command {
+        let mut cmd = Command::new("strace");
+        cmd.args([
+            "-f",
+            "-ttt",
+            "--seccomp-bpf",
+            "-e",
+            "trace=execve,openat,bpf,perf_event_open,write",
+            "-o",
+        ])
+        .arg(log)
+        .arg(&self.hwbp_trace);
+        cmd
+    }
+
+    fn phases_kernel(&self) -> Result<Phases> {
+        let log = self.scratch.join("strace-kernel.txt");
+        let mut cmd = self.strace(&log);
+        cmd.args(["--no-tui", "-q", "-d", "0.05", "vfs_read:w"]);
+        finish(&mut cmd, None)?.check(&cmd)?;
+        let phases = Phases::parse(&log, display(&cmd))?;
+        remove(&log);
+        Ok(phases)
+    }
+
+    /// hwbp-trace starts its command under ptrace, which strace holds:
+    /// here the fixture waits and hwbp-trace attaches with -p.
+    fn phases_user(&self) -> Result<Phases> {
+        let log = self.scratch.join("strace-user.txt");
+        let go = self.scratch.join("go-phases");
+        remove(&go);
+        let fixture = self.fixture_waiting(&go, &["calls", "1"])?;
+        let mut cmd = self.strace(&log);
+        cmd.args([
+            "--no-tui",
+            "-q",
+            "-p",
+            &fixture.id().to_string(),
+            "hwbp_fx_target",
+        ]);
+        let run = finish_with_fixture(&mut cmd, &go, fixture)?;
+        run.check(&cmd)?;
+        let phases = Phases::parse(&log, display(&cmd))?;
+        remove(&log);
+        remove(&go);
+        Ok(phases)
+    }
+
+    /// fx_user under setarch -R, waiting for `go`; returned once setarch
+    /// has exec'd it (before that, -p would find setarch's symbols).
+    fn fixture_waiting(&self, go: &Path, args: &[&str]) -> Result<Child> {
+        let mut child = no_aslr(&self.fx_user)
+            .arg("--wait")
+            .arg(go)
+            .args(args)
+            .env("HWBP_FX_GO", go)
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", self.fx_user.display()))?;
+        let exe = fs::canonicalize(&self.fx_user)
+            .with_context(|| format!("resolving {}", self.fx_user.display()))?;
+        let link = format!("/proc/{}/exe", child.id());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::read_link(&link).ok().as_deref() != Some(exe.as_path()) {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("setarch did not start {} within 5 s", exe.display());
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        Ok(child)
+    }
+
+    /// hwbp-trace -p on a fixture that starts once the Tracing line is out:
+    /// hwbp-trace has no child then, so wait4's rusage is its own.
+    fn traced_by_pid(&self, name: &str, args: &[&str], expected: u64) -> Result<Measured> {
+        let go = self.scratch.join(format!("go-{name}"));
+        remove(&go);
+        let fixture = self.fixture_waiting(&go, args)?;
+        let mut cmd = Command::new(&self.hwbp_trace);
+        cmd.args(["--no-tui", "-q", "--stack", "both", "-o"])
+            .arg(self.jsonl())
+            .args(["-p", &fixture.id().to_string(), "hwbp_fx_target"]);
+        let command = display(&cmd);
+        let run = finish_with_fixture(&mut cmd, &go, fixture)?;
+        run.check(&cmd)?;
+        let jsonl_bytes = fs::metadata(self.jsonl()).map(|m| m.len()).unwrap_or(0);
+        let summary = jsonl_summary(&self.jsonl())?;
+        remove(&self.jsonl());
+        remove(&go);
+        Ok(Measured {
+            command: command.replace(&format!("-p {}", run.pid), "-p PID"),
+            expected,
+            summary,
+            wall: run.wall,
+            cpu: run.cpu,
+            max_rss_kib: run.max_rss_kib,
+            jsonl_bytes,
+        })
+    }
+
+    fn sustained(&self, calls: u64) -> Result<Vec<Measured>> {
+        let cpus = thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as u64;
+        println!("bench: sustained rate, {cpus} threads x {calls} calls");
+        let (before, after, n) = (cpus.to_string(), "0".to_owned(), calls.to_string());
+        let mut results = Vec::new();
+        for _ in 0..3 {
+            results.push(self.traced_by_pid(
+                "sustained",
+                &["threads", &before, &after, &n],
+                cpus * calls,
+            )?);
+        }
+        Ok(results)
+    }
+
+    fn growth(&self, lengths: &[u64]) -> Result<Vec<Measured>> {
+        let mut results = Vec::new();
+        for &n in lengths {
+            println!("bench: growth, {n} hits");
+            results.push(self.traced_by_pid("growth", &["calls", &n.to_string()], n)?);
+        }
+        Ok(results)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running programs.
+
+/// `setarch -R PROGRAM`: the program (and what it starts) without ASLR.
+fn no_aslr(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("setarch");
+    cmd.arg("-R").arg(program);
+    cmd
+}
+
+fn clone_command(cmd: &Command) -> Command {
+    let mut copy = Command::new(cmd.get_program());
+    copy.args(cmd.get_args());
+    copy
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+fn touch(path: &Path) -> Result<()> {
+    fs::write(path, b"").with_context(|| format!("creating {}", path.display()))
+}
+
+fn remove(path: &Path) {
+    let _ = fs::remove_file(path);
+}
+
+/// A finished run: wall time, stderr, and its rusage from wait4.
+struct Finished {
+    pid: u32,
+    wall: Duration,
+    /// From spawn to the `Tracing` line on stderr, if one came.
+    tracing_after: Option<Duration>,
+    exit_code: Option<i32>,
+    stderr: String,
+    /// User + system CPU time of the process itself (and of children it
+    /// reaped, none for hwbp-trace -p).
+    cpu: Duration,
+    max_rss_kib: u64,
+}
+
+impl Finished {
+    fn check(&self, cmd: &Command) -> Result<()> {
+        if self.exit_code != Some(0) {
+            bail!(
+                "`{}` failed (exit {:?}):\n{}",
+                display(cmd),
+                self.exit_code,
+                self.stderr.trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Runs `cmd` to its end, stdout discarded, stderr kept; when the Tracing
+/// line appears, creates `go` (so that a waiting fixture starts).
+fn finish(cmd: &mut Command, go: Option<&Path>) -> Result<Finished> {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{}` (is it installed?)", display(cmd)))?;
+    let pid = child.id();
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow!("no stderr pipe"))?;
+    let go = go.map(Path::to_path_buf);
+    let (seen_tx, seen_rx) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut reader = BufReader::new(stderr);
+        let mut all = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if line.starts_with("Tracing") {
+                let _ = seen_tx.send(start.elapsed());
+                if let Some(go) = &go {
+                    let _ = fs::write(go, b"");
+                }
+            }
+            all.push_str(&line);
+        }
+        all
+    });
+    let (status, usage) = wait4(pid)?;
+    let wall = start.elapsed();
+    drop(child);
+    let stderr = reader
+        .join()
+        .map_err(|_| anyhow!("the stderr reader panicked"))?;
+    Ok(Finished {
+        pid,
+        wall,
+        tracing_after: seen_rx.try_recv().ok(),
+        exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        stderr,
+        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
+        max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+    })
+}
+
+/// [`finish`] for a tracer of a waiting fixture; the fixture is ended
+/// whatever happens to the tracer.
+fn finish_with_fixture(cmd: &mut Command, go: &Path, mut fixture: Child) -> Result<Finished> {
+    let run = finish(cmd, Some(go));
+    if run.is_err() || !go.exists() {
+        let _ = fixture.kill();
+    }
+    let status = fixture.wait().context("waiting for the fixture")?;
+    let run = run?;
+    if run.exit_code == Some(0) && !status.success() {
+        bail!("the fixture failed ({status}) under `{}`", display(cmd));
+    }
+    Ok(run)
+}
+
+fn timeval(tv: libc::timeval) -> Duration {
+    Duration::from_secs(u64::try_from(tv.tv_sec).unwrap_or(0))
+        + Duration::from_micros(u64::try_from(tv.tv_usec).unwrap_or(0))
+}
+
+/// waitpid with the child's resource usage (its CPU time and peak RSS).
+fn wait4(pid: u32) -> Result<(i32, libc::rusage)> {
+    let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
+    let mut status = 0;
+    // SAFETY: rusage is plain old data, for which all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: wait4 writes only into the two locals it is given; `pid`
+        // is our own child, which nothing else waits for (its std::process::Child
+        // is dropped without wait()).
+        let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if got == pid {
+            return Ok((status, usage));
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error).with_context(|| format!("waiting for process {pid}"));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What the tools wrote.
+
+struct JsonlSummary {
+    hits: u64,
+    lost: u64,
+    kernel_count: u64,
+    stack_errors: u64,
+}
+
+/// The `summary` record, the last line of hwbp-trace's JSONL file.
+fn jsonl_summary(path: &Path) -> Result<JsonlSummary> {
+    let mut file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    file.seek(SeekFrom::Start(len.saturating_sub(1 << 20)))
+        .with_context(|| format!("seeking in {}", path.display()))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let tail = String::from_utf8_lossy(&tail);
+    let last = tail
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .ok_or_else(|| anyhow!("{} is empty", path.display()))?;
+    let summary: serde_json::Value = serde_json::from_str(last)
+        .with_context(|| format!("parsing the last line of {}", path.display()))?;
+    ensure!(
+        summary["type"] == "summary",
+        "the last line of {} is not the summary record: {last:.200}",
+        path.display()
+    );
+    let targets = summary["targets"].as_array().cloned().unwrap_or_default();
+    let sum = |field: &str| {
+        targets
+            .iter()
+            .map(|t| t[field].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    Ok(JsonlSummary {
+        hits: sum("hits"),
+        lost: summary["lost"].as_u64().unwrap_or(0),
+        kernel_count: sum("kernel_count"),
+        stack_errors: sum("kstack_errors") + sum("ustack_errors"),
+    })
+}
+
+/// Start-up split at the first system call of each phase (one run under
+/// strace, which slows system calls: shares, not absolute times).
+struct Phases {
+    command: String,
+    /// (what, seconds), in order; they add up to `total`.
+    segments: Vec<(&'static str, f64)>,
+    total: f64,
+}
+
+impl Phases {
+    fn parse(log: &Path, command: String) -> Result<Self> {
+        let text = fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+        let mut marks: Vec<(&'static str, f64)> = Vec::new();
+        let mut end = None;
+        for line in text.lines() {
+            let mut words = line.splitn(3, ' ');
+            let (Some(_pid), Some(ts), Some(call)) = (words.next(), words.next(), words.next())
+            else {
+                continue;
+            };
+            let Ok(ts) = ts.parse::<f64>() else { continue };
+            let call = call.trim_start();
+            let mark = if call.starts_with("execve(") {
+                Some("process start: exec, loader, arguments, runtime")
+            } else if call.starts_with("openat(") && call.contains("\"/proc/kallsyms\"") {
+                Some("kallsyms: read and index /proc/kallsyms")
+            } else if call.starts_with("openat(") && is_proc_maps(call) {
+                Some("user symbols: /proc/PID/maps and the ELF symbol table")
+            } else if call.starts_with("openat(") && call.contains("\"/sys/kernel/btf/vmlinux\"") {
+                Some("vmlinux BTF: read and parse /sys/kernel/btf/vmlinux")
+            } else if call.starts_with("bpf(") {
+                Some("BPF: feature probes, maps, program load and verification")
+            } else if call.starts_with("perf_event_open(") {
+                Some("arming: perf_event_open, SET_BPF, ENABLE")
+            } else {
+                None
+            };
+            if call.starts_with("write(2, \"Tracing") {
+                end = Some(ts);
+                break;
+            }
+            if let Some(mark) = mark
+                && !marks.iter().any(|(m, _)| *m == mark)
+            {
+                marks.push((mark, ts));
+            }
+        }
+        let end = end.ok_or_else(|| anyhow!("no Tracing line in {}", log.display()))?;
+        let first = marks
+            .first()
+            .map(|(_, t)| *t)
+            .ok_or_else(|| anyhow!("no execve in {}", log.display()))?;
+        let mut segments = Vec::new();
+        for (i, (mark, start)) in marks.iter().enumerate() {
+            let stop = marks.get(i + 1).map_or(end, |(_, t)| *t);
+            segments.push((*mark, stop - start));
+        }
+        Ok(Phases {
+            command,
+            segments,
+            total: end - first,
+        })
+    }
+}
+
+/// `openat(..., "/proc/1234/maps", ...)` (not /proc/self/maps, which the
+/// Rust runtime reads for its stack guard).
+fn is_proc_maps(call: &str) -> bool {
+    call.split('"').nth(1).is_some_and(|path| {
+        path.strip_prefix("/proc/")
+            .and_then(|rest| rest.strip_suffix("/maps"))
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Results and the report.
+
+struct PerHit {
+    workload: &'static str,
+    variant: Variant,
+    small: Vec<f64>,
+    large: Vec<f64>,
+    counted_large: Vec<Option<u64>>,
+    command: String,
+}
+
+struct Startup {
+    name: &'static str,
+    command: String,
+    times: Vec<f64>,
+    phases: Option<Phases>,
+}
+
+struct Measured {
+    command: String,
+    expected: u64,
+    summary: JsonlSummary,
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kib: u64,
+    jsonl_bytes: u64,
+}
+
+struct Results {
+    runs: u64,
+    small: u64,
+    large: u64,
+    per_hit: Vec<PerHit>,
+    startup: Vec<Startup>,
+    sustained: Vec<Measured>,
+    growth: Vec<Measured>,
+    elapsed: Duration,
+}
+
+struct Machine {
+    cpus: usize,
+    kernel: String,
+    cpu_model: String,
+    memory: String,
+    load: String,
+    commit: String,
+    date: String,
+}
+
+impl Machine {
+    fn probe() -> Self {
+        let read = |path: &str| fs::read_to_string(path).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let field = |text: &str, key: &str| {
+            text.lines()
+                .find(|line| line.starts_with(key))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, value)| value.trim().to_owned())
+                .unwrap_or_else(|| "unknown".to_owned())
+        };
+        let commit = Command::new("git")
+            .args(["describe", "--always", "--dirty"])
+            .current_dir(workspace_root())
+            .output()
+            .ok()
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Machine {
+            cpus: thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            cpu_model: field(&cpuinfo, "model name"),
+            memory: field(&read("/proc/meminfo"), "MemTotal"),
+            load: read("/proc/loadavg")
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+            commit,
+            date: utc_date(now),
+        }
+    }
+
+    fn one_line(&self) -> String {
+        format!(
+            "{} CPUs ({}), kernel {}, {} RAM, load {}",
+            self.cpus, self.cpu_model, self.kernel, self.memory, self.load
+        )
+    }
+}
+
+/// YYYY-MM-DD HH:MM UTC from Unix seconds (civil-from-days, H. Hinnant).
+fn utc_date(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Results) {
+    let Results {
+        runs,
+        small,
+        large,
+        per_hit,
+        startup,
+        sustained,
+        growth,
+        elapsed,
+    } = results;
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Written by `cargo xtask bench` (xtask/src/bench.rs) on {}, commit {}; {:.0} s of measuring. \
+         It reports and never gates: rerun it to refresh this file.\n",
+        machine.date,
+        machine.commit,
+        elapsed.as_secs_f64()
+    );
+    let _ = writeln!(out, "## Machine\n");
+    let _ = writeln!(out, "- {} vCPUs, {}", machine.cpus, machine.cpu_model);
+    let _ = writeln!(out, "- kernel {}, {} RAM", machine.kernel, machine.memory);
+    let _ = writeln!(out, "- load average when the run started: {}", machine.load);
+    let _ = writeln!(
+        out,
+        "- A shared KVM guest: every breakpoint hit is a VM exit, and other work (builds, tests) \
+         runs on the same 2 vCPUs. Single timings are noisy; the tables show medians of {runs} \
+         alternating runs, and per-hit costs are slopes between two run sizes, so that start-up \
+         (perf's too) cancels.\n"
+    );
+
+    // 1. Per hit.
+    let _ = writeln!(out, "## 1. Per-hit cost\n");
+    let _ = writeln!(
+        out,
+        "fx_user (frame pointers) calls `hwbp_fx_target` or writes `HWBP_FX_COUNTER` N times, \
+         N = {small} and {large}. Per hit = (median time at {large} - median at {small}) / {}. \
+         \"Over the floor\" compares the per-hit cost beyond the workload's own with perf stat's.\n",
+        large - small
+    );
+    for workload in [&bench.execute, &bench.write] {
+        let rows: Vec<&PerHit> = per_hit
+            .iter()
+            .filter(|r| r.workload == workload.name)
+            .collect();
+        let slope =
+            |row: &PerHit| (median(&row.large) - median(&row.small)) / (large - small) as f64;
+        let alone = rows
+            .iter()
+            .find(|r| r.variant == Variant::Alone)
+            .map_or(0.0, |r| slope(r));
+        let floor = rows
+            .iter()
+            .find(|r| r.variant == Variant::PerfStat)
+            .map_or(f64::NAN, |r| slope(r) - alone);
+        let _ = writeln!(out, "### {} (`{}`)\n", workload.name, workload.perf_event);
+        let _ = writeln!(
+            out,
+            "| tool | median, {small} | median, {large} | per hit | beyond the workload | vs the floor | counted ({large}) |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|");
+        for row in &rows {
+            let per_hit = slope(row);
+            let beyond = per_hit - alone;
+            let ratio = if row.variant == Variant::Alone {
+                "-".to_owned()
+            } else {
+                format!("{:.2}x", beyond / floor)
+            };
+            let counted: Vec<String> = row
+                .counted_large
+                .iter()
+                .map(|c| c.map_or_else(|| "-".to_owned(), |c| c.to_string()))
+                .collect();
+            let counted = if counted.iter().all(|c| c == "-") {
+                "-".to_owned()
+            } else if counted.iter().all(|c| *c == counted[0]) {
+                counted[0].clone()
+            } else {
+                counted.join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {:.3} s | {:.3} s | {:.2} us | {:.2} us | {ratio} | {counted} |",
+                row.variant.name(),
+                median(&row.small),
+                median(&row.large),
+                per_hit * 1e6,
+                beyond * 1e6,
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(
+        out,
+        "perf stat's count includes a few accesses the program makes before `main` (the runtime), \
+         hence e.g. 100004 for 100000 writes; the slope is unaffected.\n"
+    );
+    if bench.bpftrace {
+        let _ = writeln!(
+            out,
+            "bpftrace is installed but not measured: bpftrace 0.17's `watchpoint:ADDR:8:x` counted \
+             0 of 20,000 calls on this kernel (shared/PLATFORM.md).\n"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "bpftrace is not installed here, so it is not in the table (Debian's 0.17 is available; \
+             on this kernel its watchpoints counted 0 of 20,000 calls and 1 of 20,000 writes, \
+             shared/PLATFORM.md).\n"
+        );
+    }
+
+    // 2. Start-up.
+    let _ = writeln!(out, "## 2. Start-up: exec to the `Tracing` line\n");
+    let _ = writeln!(out, "| target | median | min | max |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    for s in startup {
+        let min = s.times.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = s.times.iter().copied().fold(0.0, f64::max);
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} ms | {:.0} ms | {:.0} ms |",
+            s.name,
+            median(&s.times) * 1e3,
+            min * 1e3,
+            max * 1e3
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Where the time goes: one run under `strace -f -ttt --seccomp-bpf`, cut at the first system \
+         call of each phase (each phase runs until the next one starts, so the CPU work between \
+         the calls counts for the phase before). strace slows system calls: read the shares.\n"
+    );
+    for s in startup {
+        let Some(phases) = &s.phases else {
+            let _ = writeln!(out, "{}: strace is not installed, no breakdown.\n", s.name);
+            continue;
+        };
+        let _ = writeln!(out, "{} (`{}`):\n", s.name, phases.command);
+        let _ = writeln!(out, "| phase | time | share |");
+        let _ = writeln!(out, "|---|---:|---:|");
+        for (what, secs) in &phases.segments {
+            let _ = writeln!(
+                out,
+                "| {what} | {:.1} ms | {:.0}% |",
+                secs * 1e3,
+                secs / phases.total * 100.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| total under strace | {:.1} ms | |\n",
+            phases.total * 1e3
+        );
+    }
+
+    // 3. Sustained.
+    let _ = writeln!(out, "## 3. Sustained rate: every CPU hitting the target\n");
+    let _ = writeln!(
+        out,
+        "One fixture thread per CPU calls `hwbp_fx_target` as fast as it can; hwbp-trace attaches \
+         with -p (so that wait4's rusage is its own: CPU time and peak RSS), kernel and user stacks, \
+         JSONL file, default ring buffer. The dashboard is not measured: it has its own issue and \
+         is not there yet.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| run | hits recorded / made | seen by the BPF program | lost (ring buffer full) | stack errors | wall | hit rate | hwbp-trace CPU per 100k hits | peak RSS |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, m) in sustained.iter().enumerate() {
+        let secs = m.wall.as_secs_f64();
+        let _ = writeln!(
+            out,
+            "| {} | {} / {} | {} | {} | {} | {:.2} s | {:.0}/s | {:.2} s | {} |",
+            i + 1,
+            m.summary.hits,
+            m.expected,
+            m.summary.kernel_count,
+            m.summary.lost,
+            m.summary.stack_errors,
+            secs,
+            m.summary.hits as f64 / secs,
+            m.cpu.as_secs_f64() / (m.summary.hits.max(1) as f64) * 100_000.0,
+            mib(m.max_rss_kib),
+        );
+    }
+    let _ = writeln!(out);
+
+    // 4. Growth.
+    let _ = writeln!(out, "## 4. Growth: memory against trace length\n");
+    let _ = writeln!(
+        out,
+        "One thread, one stack, JSONL export; peak RSS of hwbp-trace (wait4's ru_maxrss). \
+         A streaming export keeps it flat.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| hits made | recorded | lost | JSONL size | hwbp-trace CPU | peak RSS |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
+    for m in growth {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} MiB | {:.2} s | {} |",
+            m.expected,
+            m.summary.hits,
+            m.summary.lost,
+            m.jsonl_bytes as f64 / (1 << 20) as f64,
+            m.cpu.as_secs_f64(),
+            mib(m.max_rss_kib)
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Not measured yet: growth with the number of distinct stacks (1 to 100k) needs a fixture \
+         that makes them.\n"
+    );
+
+    // Commands.
+    let _ = writeln!(out, "## Commands\n");
+    let _ = writeln!(
+        out,
+        "Paths as on this machine; N = {small} and {large}; ADDR is the run-time address under \
+         `setarch -R` (no ASLR; fx_user is a PIE), computed from `hwbp-trace list --binary` and \
+         /proc/PID/maps.\n"
+    );
+    let _ = writeln!(out, "```sh");
+    for row in per_hit.iter() {
+        let _ = writeln!(out, "{}", row.command);
+    }
+    for s in startup {
+        let _ = writeln!(out, "{}", s.command);
+        if let Some(phases) = &s.phases {
+            let _ = writeln!(
+                out,
+                "{}",
+                phases
+                    .command
+                    .replace(&format!("{}", bench.scratch.display()), "DIR")
+            );
+        }
+    }
+    if let Some(m) = sustained.first() {
+        let _ = writeln!(
+            out,
+            "{}   # PID: fx_user --wait GO threads CPUS 0 N",
+            m.command
+        );
+    }
+    if let Some(m) = growth.first() {
+        let _ = writeln!(out, "{}   # PID: fx_user --wait GO calls N", m.command);
+    }
+    let _ = writeln!(out, "```");
+}
