@@ -341,6 +341,22 @@ proptest! {
         let text = serde_json::to_string(&line).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let _ = serde_json::from_str::<TraceLine>(&mutate(&text, &mutations));
     }
+}
+
+/// A whole file costs some forty lines' worth: the normal suite's cases,
+/// but a tenth of a long run's (`cargo xtask fuzz`), at least 256.
+fn file_config() -> ProptestConfig {
+    let default = ProptestConfig::default();
+    let cases = if default.cases <= 256 {
+        default.cases
+    } else {
+        (default.cases / 10).max(256)
+    };
+    ProptestConfig { cases, ..default }
+}
+
+proptest! {
+    #![proptest_config(file_config())]
 
     /// A whole trace with one mutated line: `report` either reads it, or
     /// names exactly that line as corrupt; a cut last line is a warning.

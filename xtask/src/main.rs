@@ -8,6 +8,7 @@ mod build;
 mod cpio;
 mod demo;
 mod exec;
+mod fuzz;
 mod install;
 mod kernel_tests;
 mod setup;
@@ -43,6 +44,8 @@ enum Command {
     Test(test::Options),
     /// The main job, shown: trace a kernel function and a kernel variable in the VM.
     Demo(demo::Options),
+    /// Property tests of the target grammar and the JSONL reader, with many cases.
+    Fuzz(fuzz::Options),
     /// Measure per-hit cost, start-up, sustained rate and memory, side by
     /// side with perf; rewrites BENCHMARKS.md. Reports, never gates.
     Bench(bench::Options),
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Vm(options) => vm::run(options),
         Command::Test(options) => test::run(options).map(|()| 0),
         Command::Demo(options) => demo::run(options).map(|()| 0),
+        Command::Fuzz(options) => fuzz::run(options).map(|()| 0),
         Command::Bench(options) => bench::run(options).map(|()| 0),
     };
     match result {
