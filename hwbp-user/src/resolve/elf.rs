@@ -18,6 +18,8 @@ pub struct ElfSymbol {
     pub kind: SymbolKind,
 }
 
+const PAGE: u64 = 4096;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Segment {
     vaddr: u64,
@@ -116,6 +118,35 @@ impl ElfImage {
                     .find(|s| vaddr < s.addr + s.size.max(1))
             })
             .map(|s| (s, vaddr - s.addr))
+    }
+
+    /// Runtime address of `vaddr` given where the process mapped this file.
+    ///
+    /// A file page can be mapped twice (the tail of the RELRO segment and the
+    /// head of the next RW segment share a page), so a file offset alone is
+    /// ambiguous: find the segment holding `vaddr`, then the mapping that
+    /// starts at that segment's page-aligned file offset.
+    pub fn runtime_address(&self, maps: &[&super::Mapping], vaddr: u64) -> Option<u64> {
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| vaddr >= s.vaddr && vaddr < s.vaddr + s.memsz.max(s.filesz))?;
+        let page_offset = seg.offset & !(PAGE - 1);
+        let page_vaddr = seg.vaddr & !(PAGE - 1);
+        let map = maps.iter().find(|m| m.offset == page_offset)?;
+        let runtime = map.start + (vaddr - page_vaddr);
+        // The address may lie past this mapping (.bss in anonymous memory
+        // right after it): still inside the process's image.
+        Some(runtime)
+    }
+
+    /// Link-time address of a runtime address inside mapping `map` of this file.
+    pub fn link_address(&self, map: &super::Mapping, addr: u64) -> Option<u64> {
+        let seg = self.segments.iter().find(|s| s.filesz > 0 && s.offset & !(PAGE - 1) == map.offset);
+        match seg {
+            Some(seg) => Some(addr - map.start + (seg.vaddr & !(PAGE - 1))),
+            None => self.file_offset_to_vaddr(addr - map.start + map.offset),
+        }
     }
 
     pub fn vaddr_to_file_offset(&self, vaddr: u64) -> Option<u64> {

@@ -198,12 +198,8 @@ impl ProcessImage {
 
     /// Runtime address of a link-time address of `path` in this process.
     pub fn runtime_address(&self, path: &Path, image: &ElfImage, vaddr: u64) -> Option<u64> {
-        let offset = image.vaddr_to_file_offset(vaddr)?;
-        self.maps
-            .iter()
-            .filter(|m| m.path.as_deref() == Some(path))
-            .find(|m| offset >= m.offset && offset < m.offset + (m.end - m.start))
-            .map(|m| m.start + (offset - m.offset))
+        let maps: Vec<&Mapping> = self.maps.iter().filter(|m| m.path.as_deref() == Some(path)).collect();
+        image.runtime_address(&maps, vaddr)
     }
 
     /// The mapping holding a runtime address.
@@ -452,9 +448,7 @@ impl Resolver {
         let Ok(image) = process.image(&path) else {
             return Ok(Found::raw(addr, Space::User));
         };
-        let vaddr = process
-            .mapping(addr)
-            .and_then(|m| image.file_offset_to_vaddr(addr - m.start + m.offset));
+        let vaddr = process.mapping(addr).and_then(|m| image.link_address(m, addr));
         Ok(match vaddr.and_then(|v| image.symbolize(v)) {
             Some((sym, off)) => Found {
                 name: sym.display.clone(),
