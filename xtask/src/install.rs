@@ -34,5 +34,6 @@ pub fn run(options: Options) -> Result<()> {
     fs::rename(&partial, &dest)
         .with_context(|| format!("renaming {} to {}", partial.display(), dest.display()))?;
     println!("install: {}", dest.display());
+    crate::man::install(&prefix)?;
     Ok(())
 }

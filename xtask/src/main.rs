@@ -11,6 +11,7 @@ mod exec;
 mod fuzz;
 mod install;
 mod kernel_tests;
+mod man;
 mod setup;
 mod test;
 mod vm;
@@ -44,6 +45,10 @@ enum Command {
     Test(test::Options),
     /// The main job, shown: trace a kernel function and a kernel variable in the VM.
     Demo(demo::Options),
+    /// Man pages of hwbp-trace from its clap definitions (target/docs/man).
+    Man(man::Options),
+    /// Shell completions of hwbp-trace: bash, zsh, fish, elvish, PowerShell.
+    Completions(man::Options),
     /// Property tests of the target grammar and the JSONL reader, with many cases.
     Fuzz(fuzz::Options),
     /// Measure per-hit cost, start-up, sustained rate and memory, side by
@@ -66,6 +71,8 @@ fn main() -> ExitCode {
         Command::Vm(options) => vm::run(options),
         Command::Test(options) => test::run(options).map(|()| 0),
         Command::Demo(options) => demo::run(options).map(|()| 0),
+        Command::Man(options) => man::run(man::Kind::Man, options).map(|()| 0),
+        Command::Completions(options) => man::run(man::Kind::Completions, options).map(|()| 0),
         Command::Fuzz(options) => fuzz::run(options).map(|()| 0),
         Command::Bench(options) => bench::run(options).map(|()| 0),
     };
