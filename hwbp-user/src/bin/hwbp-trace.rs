@@ -15,6 +15,7 @@ use hwbp::{
     session::{self, Armament, Options},
     stats::Stats,
     trace::Summary,
+    tui,
 };
 
 fn main() -> ExitCode {
@@ -70,15 +71,18 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
             "name at least one TARGET, e.g. `hwbp-trace vfs_read` or `hwbp-trace counter -- ./app`; see --help".into()
         ));
     }
-    // The dashboard comes with its own issue; until then a terminal gets the
-    // headless lines too.
-    let _ = no_tui || !std::io::stdout().is_terminal();
+    // A terminal gets the dashboard; a pipe or --no-tui the headless lines.
+    let dashboard = (!no_tui && std::io::stdout().is_terminal()).then(|| tui::Config {
+        outputs: outputs.iter().map(|p| p.display().to_string()).collect(),
+        launched: !command.is_empty(),
+    });
+    let stop = Arc::new(tokio::sync::Notify::new());
     let options = Options {
         targets,
         pid,
         command,
         outputs: outputs.into_iter().map(|p| (p, format)).collect(),
-        print_hits: !quiet,
+        print_hits: !quiet && dashboard.is_none(),
         duration,
         max_hits,
         stack,
@@ -88,7 +92,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         },
         buffer_size,
         command_line: std::env::args().collect(),
-        stop: None,
+        stop: dashboard.is_some().then(|| stop.clone()),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -97,14 +101,35 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
     let stats = Arc::new(Mutex::new(Stats::default()));
     // Bound before arming: a busy port fails the run before it starts.
     let metrics = metrics_addr.as_deref().map(|addr| hwbp::metrics::MetricsServer::start(addr, stats.clone())).transpose()?;
-    let summary = runtime.block_on(session::run(options, stats.clone(), |armed| {
-        eprintln!("{}", tracing_line(armed));
+    let on_armed = |armed: &Armament| {
         if let Some(metrics) = &metrics {
             metrics.armed(armed);
         }
-    }))?;
-    eprint!("{}", summary_table(&summary));
-    Ok(())
+    };
+    let Some(config) = dashboard else {
+        let summary = runtime.block_on(session::run(options, stats.clone(), |armed| {
+            eprintln!("{}", tracing_line(armed));
+            on_armed(armed);
+        }))?;
+        eprint!("{}", summary_table(&summary));
+        return Ok(());
+    };
+    // The dashboard takes the terminal once armed and keeps it, showing the
+    // final state, until the user quits; the summary then prints on the
+    // normal screen.
+    let mut dashboard = tui::Dashboard::spawn(stats.clone(), stop, config)
+        .map_err(|e| anyhow::anyhow!("cannot start the dashboard: {e}; try --no-tui"))?;
+    let result = runtime.block_on(session::run(options, stats.clone(), |armed| {
+        on_armed(armed);
+        dashboard.armed(armed);
+    }));
+    dashboard.finished(result.as_ref().map_err(|e| format!("{e:#}")));
+    if result.is_ok() {
+        runtime.block_on(dashboard.until_closed());
+    }
+    let closed = dashboard.join();
+    eprint!("{}", summary_table(&result?));
+    closed
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {

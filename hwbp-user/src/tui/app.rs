@@ -319,8 +319,11 @@ impl App {
             Some(base) => self.latest.since(base),
             None => self.latest.clone(),
         };
+        // The clock stops a second after the run's end, so that its last
+        // (partial) second counts as complete in rates and history.
         if self.view.started_ns > 0 {
-            self.now_ns = self.view.started_ns + (summary.duration_s * NS_PER_S as f64) as u64;
+            self.now_ns =
+                self.view.started_ns + (summary.duration_s * NS_PER_S as f64) as u64 + NS_PER_S;
         }
     }
 
@@ -859,7 +862,8 @@ pub(crate) mod tests {
         assert!(app.process_exited());
         assert_eq!(app.elapsed_s(), 1.5);
         assert_eq!(app.hits(2), 1);
-        assert_eq!(app.now_ns, T0 + 1_500_000_000);
+        assert_eq!(app.now_ns, T0 + 2_500_000_000);
+        assert_eq!(app.rate(2), 1);
         // Pausing a finished run does nothing.
         app.handle_key(key(KeyCode::Char('p')));
         assert!(!app.paused);
