@@ -440,7 +440,7 @@ impl App {
                 .by_caller
                 .sorted()
                 .into_iter()
-                .map(|(k, n)| (n, k.clone()))
+                .map(|(k, n)| (n, short_frame(k)))
                 .collect(),
             Breakdown::Comms => t
                 .by_comm
@@ -465,7 +465,15 @@ impl App {
                 .stacks
                 .sorted()
                 .into_iter()
-                .map(|(k, n)| (n, k.join(" ← ")))
+                .map(|(k, n)| {
+                    (
+                        n,
+                        k.iter()
+                            .map(|f| short_frame(f))
+                            .collect::<Vec<_>>()
+                            .join(" ← "),
+                    )
+                })
                 .collect(),
             Breakdown::Values => t
                 .values
@@ -476,7 +484,7 @@ impl App {
                         Some(old) => format!("{old} → {}", v.new),
                         None => v.new.clone(),
                     };
-                    (0, format!("{change}  by {}", v.by))
+                    (0, format!("{change}  by {}", short_frame(&v.by)))
                 })
                 .collect(),
         }
@@ -619,6 +627,23 @@ impl App {
         }
         Action::None
     }
+}
+
+/// A symbolized frame with file names for paths, for narrow panels:
+/// `f+0x30 (/src/app/main.rs:49)` → `f+0x30 (main.rs:49)`.
+pub fn short_frame(frame: &str) -> String {
+    let mut out = String::with_capacity(frame.len());
+    let mut rest = frame;
+    while let Some(open) = rest.find("(/") {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let end = rest.find(')').unwrap_or(rest.len());
+        let path = &rest[..end];
+        out.push_str(path.rsplit('/').next().unwrap_or(path));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -867,6 +892,20 @@ pub(crate) mod tests {
         // Pausing a finished run does nothing.
         app.handle_key(key(KeyCode::Char('p')));
         assert!(!app.paused);
+    }
+
+    #[test]
+    fn frames_are_shortened_to_file_names() {
+        assert_eq!(
+            short_frame("f+0x30 (/a/b/main.rs:49)"),
+            "f+0x30 (main.rs:49)"
+        );
+        assert_eq!(
+            short_frame("f+0x3 (/a/x.rs:1) inlined g (/b/y.rs:2)"),
+            "f+0x3 (x.rs:1) inlined g (y.rs:2)"
+        );
+        assert_eq!(short_frame("vfs_read+0x0"), "vfs_read+0x0");
+        assert_eq!(short_frame("odd (/unclosed"), "odd (unclosed");
     }
 
     #[test]

@@ -147,7 +147,13 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     )));
     if !app.outputs.is_empty() {
         spans.push(sep());
-        spans.push(Span::raw(format!("→ {}", app.outputs.join(", "))));
+        // File names: the status bar is short, the paths were typed.
+        let names: Vec<&str> = app
+            .outputs
+            .iter()
+            .map(|o| o.rsplit('/').next().unwrap_or(o))
+            .collect();
+        spans.push(Span::raw(format!("writing {}", names.join(", "))));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -479,7 +485,7 @@ pub const KEYS: [(&str, &str); 12] = [
     ("p", "pause the display; collection goes on"),
     ("c", "clear counters (the display's baseline)"),
     ("s", "sort targets: given, hits, rate, name"),
-    ("/  Esc", "filter by comm (counts, breakdowns, log) / clear"),
+    ("/  Esc", "filter by comm (counts, comm list, log) / clear"),
     ("Tab S-Tab", "focus: targets, details, log"),
     ("↑ ↓  j k", "select a target / scroll the focused panel"),
     ("← →  h l", "breakdown: caller comm pid cpu stacks values"),
