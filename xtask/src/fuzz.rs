@@ -47,7 +47,8 @@ pub fn run(options: Options) -> Result<()> {
     // so that both share one debug build.
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root())
-        .args(["test", "-p", "hwbp-user"])
+        // Every target runs even when one fails: one report of all findings.
+        .args(["test", "--no-fail-fast", "-p", "hwbp-user"])
         .env("PROPTEST_CASES", cases.to_string());
     for target in TARGETS {
         cmd.args(["--test", target]);
