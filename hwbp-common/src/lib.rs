@@ -23,6 +23,7 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_SLOTS: &str = "SLOTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_FILTER: &str = "FILTER";
+pub const MAP_SCRATCH: &str = "SCRATCH";
 pub const PROGRAM: &str = "hwbp";
 
 /// [`SlotConfig::flags`]: the target address is in the kernel (read its value
@@ -94,7 +95,11 @@ pub const HIT_NO_VALUE: u32 = 1 << 0;
 /// [`Hit::flags`]: the breakpoint fired in user mode (`ip` is a user address).
 pub const HIT_USER_MODE: u32 = 1 << 1;
 
-/// One breakpoint hit, as written to the `EVENTS` ring buffer.
+/// One breakpoint hit. The program builds it in a per-CPU scratch map and
+/// writes to the `EVENTS` ring buffer only the header and the frames
+/// captured: [`HIT_HEADER_SIZE`] bytes, then `kstack_len` kernel frames,
+/// then `ustack_len` user frames. A typical hit takes a few hundred bytes of
+/// the ring buffer instead of the 2 KiB two full stacks would.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Hit {
@@ -122,18 +127,35 @@ pub struct Hit {
     pub slot: u32,
     /// `HIT_*` flags.
     pub flags: u32,
-    /// Frames in `kstack` (0 when not captured).
+    /// Kernel frames at the start of `frames` (0 when not captured).
     pub kstack_len: u32,
-    /// Frames in `ustack` (0 when not captured).
+    /// User frames right after the kernel ones (0 when not captured).
     pub ustack_len: u32,
     pub _pad: u32,
     pub comm: [u8; COMM_LEN],
-    /// Kernel stack, innermost frame first.
-    pub kstack: [u64; MAX_STACK_DEPTH],
-    /// User stack, innermost frame first.
-    pub ustack: [u64; MAX_STACK_DEPTH],
+    /// Kernel frames then user frames, innermost first in each.
+    pub frames: [u64; 2 * MAX_STACK_DEPTH],
 }
-const _: () = assert!(size_of::<Hit>() == 136 + 2 * 8 * MAX_STACK_DEPTH);
+
+/// Bytes of [`Hit`] before `frames`: every record has at least these.
+pub const HIT_HEADER_SIZE: usize = 136;
+const _: () = assert!(size_of::<Hit>() == HIT_HEADER_SIZE + 2 * 8 * MAX_STACK_DEPTH);
+const _: () = assert!(core::mem::offset_of!(Hit, frames) == HIT_HEADER_SIZE);
+
+impl Hit {
+    /// The kernel stack, innermost first.
+    pub fn kstack(&self) -> &[u64] {
+        let k = (self.kstack_len as usize).min(MAX_STACK_DEPTH);
+        &self.frames[..k]
+    }
+
+    /// The user stack, innermost first.
+    pub fn ustack(&self) -> &[u64] {
+        let k = (self.kstack_len as usize).min(MAX_STACK_DEPTH);
+        let u = (self.ustack_len as usize).min(MAX_STACK_DEPTH);
+        &self.frames[k..k + u]
+    }
+}
 
 #[cfg(feature = "user")]
 mod pod {

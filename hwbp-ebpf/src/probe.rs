@@ -12,7 +12,7 @@ use aya_ebpf::{
     EbpfContext as _,
 };
 use hwbp_common::{
-    Counters, Filter, Hit, FILTER_COMM, FILTER_TID, HIT_NO_VALUE, HIT_USER_MODE, MAX_SLOTS,
+    Counters, Filter, Hit, HIT_HEADER_SIZE, FILTER_COMM, FILTER_TID, HIT_NO_VALUE, HIT_USER_MODE, MAX_SLOTS,
     MAX_STACK_DEPTH, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_USTACK, SlotConfig,
 };
 
@@ -27,6 +27,11 @@ static SLOTS: HashMap<u64, SlotConfig> = HashMap::with_max_entries(MAX_SLOTS as 
 /// Per-target, per-CPU counters: nothing is lost without being counted.
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_SLOTS as u32, 0);
+
+/// Where a hit is assembled before its used part goes to `EVENTS` (a
+/// [`Hit`] does not fit on the 512-byte BPF stack).
+#[map(name = "SCRATCH")]
+static SCRATCH: PerCpuArray<Hit> = PerCpuArray::with_max_entries(1, 0);
 
 /// comm/tid filters, index 0.
 #[map(name = "FILTER")]
@@ -75,21 +80,18 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     // SAFETY: as above.
     unsafe { (*counters).hits += 1 };
 
-    let Some(mut entry) = EVENTS.reserve::<Hit>(0) else {
-        // SAFETY: as above.
-        unsafe { (*counters).dropped += 1 };
+    let Some(hit) = SCRATCH.get_ptr_mut(0) else {
         return Ok(0);
     };
-    let hit = entry.as_mut_ptr();
     let mut flags = 0u32;
     // The user-mode bit of the code segment selector (CPL 3).
     if regs.cs & 3 == 3 {
         flags |= HIT_USER_MODE;
     }
 
-    // SAFETY: `hit` points into a ring-buffer reservation of size_of::<Hit>()
-    // bytes that this program owns until submit/discard; every field is
-    // written before submit.
+    // SAFETY: `hit` points to this CPU's scratch Hit, which no other program
+    // uses while this one runs (perf_event programs do not nest on a CPU);
+    // every header field is written before the record is copied out.
     unsafe {
         (*hit).ts_ns = bpf_ktime_get_ns();
         (*hit).ip = regs.rip;
@@ -137,36 +139,47 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
             flags |= HIT_NO_VALUE;
         }
 
-        (*hit).kstack_len = 0;
+        let frames = (*hit).frames.as_mut_ptr();
+        let mut klen = 0u32;
         if config.flags & SLOT_KSTACK != 0 {
-            let n = bpf_get_stack(
-                ctx.as_ptr(),
-                (*hit).kstack.as_mut_ptr().cast(),
-                STACK_BYTES,
-                0,
-            );
+            let n = bpf_get_stack(ctx.as_ptr(), frames.cast(), STACK_BYTES, 0);
             if n >= 0 {
-                (*hit).kstack_len = (n as u32) / 8;
+                klen = (n as u32) / 8;
             } else {
                 (*counters).kstack_errors += 1;
             }
         }
-        (*hit).ustack_len = 0;
+        // Bounds the verifier can follow: at most MAX_STACK_DEPTH frames.
+        if klen > MAX_STACK_DEPTH as u32 {
+            klen = MAX_STACK_DEPTH as u32;
+        }
+        let mut ulen = 0u32;
         if config.flags & SLOT_USTACK != 0 {
+            // User frames go right after the kernel ones.
             let n = bpf_get_stack(
                 ctx.as_ptr(),
-                (*hit).ustack.as_mut_ptr().cast(),
+                frames.add(klen as usize).cast(),
                 STACK_BYTES,
                 BPF_F_USER_STACK as u64,
             );
             if n >= 0 {
-                (*hit).ustack_len = (n as u32) / 8;
+                ulen = (n as u32) / 8;
             } else {
                 (*counters).ustack_errors += 1;
             }
         }
+        if ulen > MAX_STACK_DEPTH as u32 {
+            ulen = MAX_STACK_DEPTH as u32;
+        }
+        (*hit).kstack_len = klen;
+        (*hit).ustack_len = ulen;
         (*hit).flags = flags;
+
+        let size = HIT_HEADER_SIZE + (klen as usize + ulen as usize) * 8;
+        let record = core::slice::from_raw_parts(hit as *const u8, size);
+        if EVENTS.output::<[u8]>(record, 0).is_err() {
+            (*counters).dropped += 1;
+        }
     }
-    entry.submit(0);
     Ok(0)
 }

@@ -13,7 +13,7 @@ use aya::{
     programs::PerfEvent,
 };
 use hwbp_common::{
-    COMM_LEN, Counters, FILTER_COMM, FILTER_TID, Filter, Hit, MAP_COUNTERS, MAP_EVENTS, MAP_FILTER, MAP_SLOTS,
+    COMM_LEN, Counters, FILTER_COMM, HIT_HEADER_SIZE, MAX_STACK_DEPTH, FILTER_TID, Filter, Hit, MAP_COUNTERS, MAP_EVENTS, MAP_FILTER, MAP_SLOTS,
     MAX_SLOTS, PROGRAM, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_USTACK, SlotConfig,
 };
 use thiserror::Error;
@@ -27,8 +27,9 @@ use crate::{
 /// The BPF object built by hwbp-user/build.rs from hwbp-ebpf.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hwbp"));
 
-/// Default ring buffer: 8 MiB holds ~3,800 hits with both stacks.
-pub const DEFAULT_BUFFER_SIZE: u32 = 8 << 20;
+/// Default ring buffer: 16 MiB, about 50,000 hits with 10-frame stacks
+/// (each record is 136 bytes plus 8 per frame, plus an 8-byte header).
+pub const DEFAULT_BUFFER_SIZE: u32 = 16 << 20;
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -248,12 +249,49 @@ fn drain_into(ring: &mut RingBuf<MapData>, out: &mut Vec<Hit>) {
     }
 }
 
-/// Decodes one ring-buffer record; None if it is too short to be a [`Hit`].
+/// Decodes one ring-buffer record (header, then the captured frames); None
+/// if it is shorter than its header says.
 pub fn decode(bytes: &[u8]) -> Option<Hit> {
-    if bytes.len() < size_of::<Hit>() {
+    if bytes.len() < HIT_HEADER_SIZE {
         return None;
     }
-    // SAFETY: the length was checked; Hit is repr(C) plain-old-data for which
-    // every bit pattern is valid; read_unaligned copes with any alignment.
-    Some(unsafe { bytes.as_ptr().cast::<Hit>().read_unaligned() })
+    // SAFETY: Hit is repr(C) plain-old-data (integers and integer arrays):
+    // all zeroes is a valid value.
+    let mut hit: Hit = unsafe { std::mem::zeroed() };
+    let n = bytes.len().min(size_of::<Hit>());
+    // SAFETY: copies n <= size_of::<Hit>() bytes into the local Hit; every
+    // bit pattern is a valid Hit.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut hit).cast::<u8>(), n) };
+    let frames = hit.kstack_len as usize + hit.ustack_len as usize;
+    if hit.kstack_len as usize > MAX_STACK_DEPTH
+        || hit.ustack_len as usize > MAX_STACK_DEPTH
+        || HIT_HEADER_SIZE + frames * 8 > n
+    {
+        return None;
+    }
+    Some(hit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_variable_length_records() {
+        let mut bytes = vec![0u8; HIT_HEADER_SIZE];
+        // kstack_len = 2, ustack_len = 1 (offsets from the repr(C) layout).
+        let kstack_len = std::mem::offset_of!(Hit, kstack_len);
+        let ustack_len = std::mem::offset_of!(Hit, ustack_len);
+        bytes[kstack_len..kstack_len + 4].copy_from_slice(&2u32.to_ne_bytes());
+        bytes[ustack_len..ustack_len + 4].copy_from_slice(&1u32.to_ne_bytes());
+        for frame in [0xffff_ffff_8100_0010u64, 0xffff_ffff_8100_0020, 0x5555_0000_1000] {
+            bytes.extend_from_slice(&frame.to_ne_bytes());
+        }
+        let hit = decode(&bytes).expect("decodes");
+        assert_eq!(hit.kstack(), &[0xffff_ffff_8100_0010, 0xffff_ffff_8100_0020]);
+        assert_eq!(hit.ustack(), &[0x5555_0000_1000]);
+        // A record shorter than its frame counts is refused.
+        assert!(decode(&bytes[..bytes.len() - 8]).is_none());
+        assert!(decode(&bytes[..HIT_HEADER_SIZE - 1]).is_none());
+    }
 }

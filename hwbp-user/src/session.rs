@@ -475,12 +475,14 @@ impl Collector<'_> {
 
     fn record(&mut self, bp: &Breakpoint, hit: &Hit) -> HitRecord {
         let comm_len = hit.comm.iter().position(|&b| b == 0).unwrap_or(hit.comm.len());
-        let kstack = hit.kstack[..(hit.kstack_len as usize).min(hit.kstack.len())]
+        let kstack = hit
+            .kstack()
             .iter()
             .enumerate()
             .map(|(i, &a)| self.symbolizer.kernel_frame(a, i > 0 || bp.mode.is_data()).to_string())
             .collect();
-        let mut ustack: Vec<String> = hit.ustack[..(hit.ustack_len as usize).min(hit.ustack.len())]
+        let mut ustack: Vec<String> = hit
+            .ustack()
             .iter()
             .enumerate()
             .map(|(i, &a)| self.symbolizer.user_frame(hit.pid, a, i > 0 || bp.mode.is_data()).to_string())
