@@ -843,7 +843,11 @@ fn sample_rate(config: &KernelConfig) -> Check {
         _ => None,
     };
     let per_tick = match hz {
-        Some(hz) if hz > 0 => format!(" ({} per tick at HZ={hz})", rate / hz),
+        // max_samples_per_tick = DIV_ROUND_UP(rate, HZ) (kernel/events/core.c).
+        Some(hz) if hz > 0 => format!(
+            " ({} per tick at HZ={hz})",
+            (rate.max(0) as u64).div_ceil(hz as u64)
+        ),
         _ => String::new(),
     };
     let found = format!(
@@ -853,7 +857,8 @@ fn sample_rate(config: &KernelConfig) -> Check {
     let raise = format!(
         "raise it for very hot targets: sudo sysctl kernel.perf_event_max_sample_rate={}; the kernel also lowers \
          it by itself when handlers run long (kernel.perf_cpu_time_max_percent)",
-        (rate.max(1000) * 2).min(1_000_000)
+        // The kernel's default, or double a limit already above it.
+        rate.saturating_mul(2).clamp(100_000, 1_000_000)
     );
     if rate < 10_000 {
         Check::warn(NAME, format!("{found}; this limit is low"), raise)
