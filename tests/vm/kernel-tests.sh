@@ -92,12 +92,14 @@ run addr_x -q --no-tui -o addr_x.jsonl "0x$(addr_of __x64_sys_getpgid):x" -- fx_
 
 # System-wide (no -p, no --): one breakpoint per CPU. The fixture runs
 # pinned to each vCPU (60 calls on CPU 0, 40 on CPU 1), and as fx_other (25
-# calls), which the --comm run must leave out.
+# calls), which the --comm run must leave out. Once they are done, SIGTERM
+# ends the trace (everything recorded must still be in the file); -d is
+# only a safety net.
 for scope in syswide syscomm; do
     if [ "$scope" = syscomm ]; then
-        start "$scope" -q --no-tui -d 4 --comm fx_kernel -o "$scope.jsonl" __x64_sys_getpgid
+        start "$scope" -q --no-tui -d 60 --comm fx_kernel -o "$scope.jsonl" __x64_sys_getpgid
     else
-        start "$scope" -q --no-tui -d 4 -o "$scope.jsonl" __x64_sys_getpgid
+        start "$scope" -q --no-tui -d 60 -o "$scope.jsonl" __x64_sys_getpgid
     fi
     taskset -c 0 fx_kernel getpgid 60 > "$scope.fx0" &
     fx0=$!
@@ -106,6 +108,7 @@ for scope in syswide syscomm; do
     /tmp/fx_other getpgid 25 > "$scope.other" &
     fx2=$!
     wait $fx0 $fx1 $fx2
+    kill -TERM "$bg_pid"
     finish
 done
 

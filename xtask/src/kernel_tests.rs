@@ -472,8 +472,19 @@ fn expect_both_cpus(counts: &BTreeMap<(String, u64), usize>) -> Result<()> {
     Ok(())
 }
 
+/// The script ends system-wide runs with SIGTERM once the fixtures are done.
+fn expect_signal_end(trace: &Trace) -> Result<()> {
+    let reason = trace.summary["end_reason"].as_str().unwrap_or("");
+    ensure!(
+        reason == "signal",
+        "the run ended by {reason:?}, not by the script's SIGTERM (did -d run out first?)"
+    );
+    Ok(())
+}
+
 fn syswide(results: &Results) -> Result<()> {
     let (_, trace) = results.traced("syswide")?;
+    expect_signal_end(&trace)?;
     let counts = by_comm_and_cpu(&trace)?;
     expect_both_cpus(&counts)?;
     ensure!(
@@ -485,6 +496,7 @@ fn syswide(results: &Results) -> Result<()> {
 
 fn syscomm(results: &Results) -> Result<()> {
     let (_, trace) = results.traced("syscomm")?;
+    expect_signal_end(&trace)?;
     let counts = by_comm_and_cpu(&trace)?;
     expect_both_cpus(&counts)?;
     ensure!(
