@@ -13,48 +13,58 @@ use std::{
 
 use hwbp_tests::{TempDir, fixture, hwbp_trace, root_or_skip};
 
-/// A detached tmux session, killed on drop.
+/// A detached tmux session on a server of its own (so that no other tmux
+/// user can disturb it, nor it them), killed on drop.
 struct Tmux {
+    socket: String,
     name: String,
-}
-
-fn tmux(args: &[&str]) -> Output {
-    Command::new("tmux")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running tmux {args:?}: {e}"))
 }
 
 impl Tmux {
     fn start(name: &str, width: u16, height: u16, command: &str) -> Self {
-        let out = tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            name,
-            "-x",
-            &width.to_string(),
-            "-y",
-            &height.to_string(),
-            command,
-        ]);
-        assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
-        Self { name: name.to_owned() }
+        let socket = format!("{name}-socket");
+        let out = tmux(
+            &socket,
+            &[
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+                command,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            socket,
+            name: name.to_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        tmux(&self.socket, args)
     }
 
     fn screen(&self) -> String {
-        let out = tmux(&["capture-pane", "-p", "-t", &self.name]);
+        let out = self.run(&["capture-pane", "-p", "-t", &self.name]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn keys(&self, keys: &str) {
-        let out = tmux(&["send-keys", "-t", &self.name, keys]);
+        let out = self.run(&["send-keys", "-t", &self.name, keys]);
         assert!(out.status.success(), "tmux send-keys {keys}");
     }
 
     /// Whether the pane is on the alternate screen.
     fn alternate_on(&self) -> bool {
-        let out = tmux(&["display-message", "-p", "-t", &self.name, "#{alternate_on}"]);
+        let out = self.run(&["display-message", "-p", "-t", &self.name, "#{alternate_on}"]);
         String::from_utf8_lossy(&out.stdout).trim() == "1"
     }
 
@@ -77,14 +87,28 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = tmux(&["kill-session", "-t", &self.name]);
+        let _ = self.run(&["kill-server"]);
     }
+}
+
+fn tmux(socket: &str, args: &[&str]) -> Output {
+    Command::new("tmux")
+        .arg("-L")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running tmux {args:?}: {e}"))
 }
 
 /// The HITS cell of a target's row in the targets table.
 fn hits_cell(screen: &str, target: &str) -> Option<String> {
-    let row = screen.lines().find(|l| l.contains(&format!("›{target} ")) || l.contains(&format!("│ {target} ")))?;
-    let cells: Vec<&str> = row.trim_matches(|c| c == '│' || c == ' ').split_whitespace().collect();
+    let row = screen
+        .lines()
+        .find(|l| l.contains(&format!("›{target} ")) || l.contains(&format!("│ {target} ")))?;
+    let cells: Vec<&str> = row
+        .trim_matches(|c| c == '│' || c == ' ')
+        .split_whitespace()
+        .collect();
     // TARGET SYMBOL [ADDRESS] MODE HITS ...: HITS follows the mode.
     let mode = cells.iter().position(|c| *c == "w")?;
     cells.get(mode + 1).map(|s| (*s).to_owned())
@@ -96,7 +120,9 @@ fn dashboard_shows_exact_hits_help_and_quits_cleanly() {
         return;
     }
     if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED dashboard_shows_exact_hits_help_and_quits_cleanly: tmux is not installed (apt-get install tmux)");
+        eprintln!(
+            "SKIPPED dashboard_shows_exact_hits_help_and_quits_cleanly: tmux is not installed (apt-get install tmux)"
+        );
         return;
     }
     let dir = TempDir::new("tui");
@@ -108,41 +134,85 @@ fn dashboard_shows_exact_hits_help_and_quits_cleanly() {
         "cd '{}' && '{trace}' HWBP_FX_COUNTER:w -- '{fx}' writes 50; echo EXIT=$?; stty -a; sleep 600",
         dir.0.display()
     );
-    let pane = Tmux::start(&format!("hwbp-tui-{}", std::process::id()), 100, 30, &command);
+    let pane = Tmux::start(
+        &format!("hwbp-tui-{}", std::process::id()),
+        100,
+        30,
+        &command,
+    );
 
     // The fixture finishes at once; the dashboard stays up with the final state.
-    let screen = pane.wait_for("50 hits and the process exited", Duration::from_secs(30), |s| {
-        hits_cell(s, "HWBP_FX_COUNTER:w").as_deref() == Some("50") && s.contains("exited, status 0")
-    });
-    assert!(screen.contains("50 hits │"), "the status bar counts 50 hits:\n{screen}");
+    let screen = pane.wait_for(
+        "50 hits and the process exited",
+        Duration::from_secs(30),
+        |s| {
+            hits_cell(s, "HWBP_FX_COUNTER:w").as_deref() == Some("50")
+                && s.contains("exited, status 0")
+        },
+    );
+    assert!(
+        screen.contains("50 hits │"),
+        "the status bar counts 50 hits:\n{screen}"
+    );
     assert!(screen.contains("ended: process exited"), "{screen}");
-    assert!(screen.contains("hwbp_fx_writer"), "the caller is named:\n{screen}");
-    assert!(pane.alternate_on(), "the dashboard is on the alternate screen");
+    assert!(
+        screen.contains("hwbp_fx_writer"),
+        "the caller is named:\n{screen}"
+    );
+    assert!(
+        pane.alternate_on(),
+        "the dashboard is on the alternate screen"
+    );
 
     pane.keys("?");
-    let help = pane.wait_for("the help overlay", Duration::from_secs(5), |s| s.contains("hwbp-trace keys"));
-    for line in ["quit: end the trace", "pause the display", "clear counters", "filter by comm"] {
+    let help = pane.wait_for("the help overlay", Duration::from_secs(5), |s| {
+        s.contains("hwbp-trace keys")
+    });
+    for line in [
+        "quit: end the trace",
+        "pause the display",
+        "clear counters",
+        "filter by comm",
+    ] {
         assert!(help.contains(line), "the help lists `{line}`:\n{help}");
     }
     pane.keys("Escape");
-    pane.wait_for("the help closed", Duration::from_secs(5), |s| !s.contains("hwbp-trace keys"));
+    pane.wait_for("the help closed", Duration::from_secs(5), |s| {
+        !s.contains("hwbp-trace keys")
+    });
 
     // e writes the view to a file of the current directory, mode 0600.
     pane.keys("e");
-    pane.wait_for("the snapshot notice", Duration::from_secs(5), |s| s.contains("view written to"));
+    pane.wait_for("the snapshot notice", Duration::from_secs(5), |s| {
+        s.contains("view written to")
+    });
     let snapshots: Vec<_> = fs::read_dir(&dir.0)
         .expect("reading the test directory")
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("hwbp-dashboard-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("hwbp-dashboard-")
+        })
         .collect();
     assert_eq!(snapshots.len(), 1, "one snapshot file");
     let snapshot = fs::read_to_string(snapshots[0].path()).expect("reading the snapshot");
-    assert_eq!(hits_cell(&snapshot, "HWBP_FX_COUNTER:w").as_deref(), Some("50"), "{snapshot}");
-    let mode = snapshots[0].metadata().expect("snapshot metadata").permissions().mode();
+    assert_eq!(
+        hits_cell(&snapshot, "HWBP_FX_COUNTER:w").as_deref(),
+        Some("50"),
+        "{snapshot}"
+    );
+    let mode = snapshots[0]
+        .metadata()
+        .expect("snapshot metadata")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "the snapshot is private");
 
     pane.keys("q");
-    let end = pane.wait_for("hwbp-trace to exit", Duration::from_secs(10), |s| s.contains("EXIT="));
+    let end = pane.wait_for("hwbp-trace to exit", Duration::from_secs(10), |s| {
+        s.contains("EXIT=")
+    });
     assert!(end.contains("EXIT=0"), "exit status 0:\n{end}");
     assert!(!pane.alternate_on(), "back on the normal screen");
     // The summary table printed on the normal screen.
@@ -151,6 +221,9 @@ fn dashboard_shows_exact_hits_help_and_quits_cleanly() {
     // Cooked mode again: raw mode would show -icanon and -echo.
     let modes: Vec<&str> = end.split_whitespace().collect();
     for mode in ["icanon", "echo", "isig"] {
-        assert!(modes.contains(&mode), "terminal mode {mode} restored:\n{end}");
+        assert!(
+            modes.contains(&mode),
+            "terminal mode {mode} restored:\n{end}"
+        );
     }
 }

@@ -125,7 +125,7 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     let sep = || Span::styled(" │ ", dim);
     let mut spans = Vec::new();
     // The name only where it does not push the facts off the line.
-    if area.width >= 100 {
+    if area.width >= 110 {
         spans.push(" hwbp-trace ".bold().reversed());
     }
     spans.extend([run_state(app), Span::raw(elapsed(app.elapsed_s())), sep()]);
@@ -381,12 +381,19 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
 
 fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
     let slot = app.selected;
-    let history = app.history(slot, CHART_SECONDS);
+    // The window grows with the run, up to CHART_SECONDS, so that a young
+    // run is not a spike at the right edge.
+    let (seconds, labels) = match app.elapsed_s() {
+        e if e < 60.0 => (60, ["-60s", "-30s", "now"]),
+        e if e < 120.0 => (120, ["-2m", "-1m", "now"]),
+        _ => (CHART_SECONDS, ["-5m", "-2.5m", "now"]),
+    };
+    let history = app.history(slot, seconds);
     let max = history.iter().copied().max().unwrap_or(0);
     let points: Vec<(f64, f64)> = history
         .iter()
         .enumerate()
-        .map(|(i, &v)| (i as f64 - (CHART_SECONDS - 1) as f64, v as f64))
+        .map(|(i, &v)| (i as f64 - (seconds - 1) as f64, v as f64))
         .collect();
     let name = app.targets.get(slot).map_or("", |t| t.target.as_str());
     let title = format!(" {name} · {}/s now · max {max}/s ", app.rate(slot));
@@ -401,8 +408,8 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
     .block(panel(title, false))
     .x_axis(
         Axis::default()
-            .bounds([-((CHART_SECONDS - 1) as f64), 0.0])
-            .labels(["-5m", "-2.5m", "now"])
+            .bounds([-((seconds - 1) as f64), 0.0])
+            .labels(labels)
             .style(Style::new().dark_gray()),
     )
     .y_axis(
@@ -514,7 +521,7 @@ fn render_help(frame: &mut Frame, area: Rect) {
         .collect();
     lines.push(Line::raw(""));
     lines.push(Line::from(" HITS/S: the last complete second; HISTORY: 1 cell = 1 s").dark_gray());
-    lines.push(Line::from(" chart: the selected target over 5 minutes").dark_gray());
+    lines.push(Line::from(" chart: the selected target, up to 5 minutes").dark_gray());
     lines.push(Line::from(" DR n/4: debug registers taken per CPU (or thread)").dark_gray());
     frame.render_widget(Clear, popup);
     frame.render_widget(
