@@ -269,7 +269,7 @@ pub fn examine(mut progress: impl FnMut(&Check)) -> Report {
     let privileges_ok = privileged.status == Status::Ok;
     push(privileged);
     push(kernel_version());
-    let ring = ring_buffer();
+    let ring = ring_buffer(privileges_ok);
     let ring_ok = ring.status == Status::Ok;
     push(ring);
     push(btf());
@@ -436,7 +436,7 @@ fn kernel_version() -> Check {
 
 // ---------------------------------------------------------------- BPF, BTF
 
-fn ring_buffer() -> Check {
+fn ring_buffer(privileged: bool) -> Check {
     const NAME: &str = "BPF ring buffer";
     match Probe::load(
         &[],
@@ -451,6 +451,7 @@ fn ring_buffer() -> Check {
                 DEFAULT_BUFFER_SIZE >> 20
             ),
         ),
+        Err(e) if !privileged => Check::fail(NAME, format!("{e}"), "see privileges above"),
         Err(e) => Check::fail(
             NAME,
             format!("{e}"),
