@@ -10,7 +10,7 @@ use ratatui::{
     text::{Line, Span},
     widgets::{
         Axis, Block, BorderType, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Table,
-        TableState, Tabs, Wrap,
+        TableState, Wrap,
     },
 };
 
@@ -292,11 +292,19 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(block, area);
     let [tabs_area, body] =
         Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
-    let tabs = Tabs::new(Breakdown::ALL.iter().map(|b| b.label()))
-        .select(app.breakdown.index())
-        .highlight_style(Style::new().fg(ACCENT).bold().reversed())
-        .divider("│")
-        .padding("", "");
+    // The selected breakdown in brackets, so that it shows in text
+    // captures (`e`) too, not only in colour.
+    let mut tabs: Vec<Span> = Vec::new();
+    for b in Breakdown::ALL {
+        if !tabs.is_empty() {
+            tabs.push(Span::raw(" "));
+        }
+        tabs.push(match b == app.breakdown {
+            true => Span::styled(format!("[{}]", b.label()), Style::new().fg(ACCENT).bold()),
+            false => Span::styled(b.label(), Style::new().dark_gray()),
+        });
+    }
+    let tabs = Paragraph::new(Line::from(tabs));
     frame.render_widget(tabs, tabs_area);
 
     let Some((view, stats)) = app.selected_target() else {
