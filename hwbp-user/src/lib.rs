@@ -12,6 +12,7 @@ pub mod btf;
 pub mod cli;
 pub mod collect;
 pub mod doctor;
+pub mod dwarf;
 pub mod export;
 pub mod list;
 pub mod metrics;

@@ -1,6 +1,6 @@
 //! What a hit's numbers mean: function arguments named and typed (kernel
-//! functions from BTF), and data values decoded by type, with the previous
-//! value of the target (old → new).
+//! functions from BTF, user functions from DWARF), and data values decoded
+//! by type, with the previous value of the target (old → new).
 //!
 //! The previous value is tracked here, in hit order, per target; the value
 //! before the first hit is read when the target is armed: from
@@ -66,7 +66,13 @@ impl Values {
         } else {
             None
         };
-        let types = breakpoints.iter().map(|bp| slot_type(btf.as_ref(), bp)).collect();
+        let types = breakpoints
+            .iter()
+            .map(|bp| match bp.space {
+                Space::Kernel => slot_type(btf.as_ref(), bp),
+                Space::User => pid.map_or(SlotType::Unknown, |pid| user_slot_type(pid, bp)),
+            })
+            .collect();
         let last = breakpoints
             .iter()
             .map(|bp| {
@@ -161,6 +167,35 @@ fn slot_type(btf: Option<&Btf>, bp: &Breakpoint) -> SlotType {
         btf.function_params(name).map_or(SlotType::Unknown, SlotType::Function)
     } else {
         SlotType::Unknown
+    }
+}
+
+/// A user function's parameters from the DWARF of the file it is in.
+fn user_slot_type(pid: i32, bp: &Breakpoint) -> SlotType {
+    if bp.mode.is_data() || !bp.at_entry {
+        return SlotType::Unknown;
+    }
+    let Ok(maps) = crate::resolve::maps::read_maps(pid) else {
+        return SlotType::Unknown;
+    };
+    let Some((mapping, path)) = maps
+        .iter()
+        .find(|m| bp.addr >= m.start && bp.addr < m.end)
+        .and_then(|m| Some((m, m.path.clone()?)))
+    else {
+        return SlotType::Unknown;
+    };
+    let in_root = std::path::PathBuf::from(format!("/proc/{pid}/root{}", path.display()));
+    let file = if in_root.is_file() { in_root } else { path };
+    let params = crate::resolve::ElfImage::load(&file)
+        .ok()
+        .and_then(|image| image.file_offset_to_vaddr(bp.addr - mapping.start + mapping.offset))
+        .and_then(|vaddr| crate::dwarf::function_params(&file, vaddr));
+    match params {
+        // Line tables alone (debug = 1) list functions without their
+        // parameters: that says nothing, keep the registers.
+        Some(params) if !params.is_empty() => SlotType::Function(params),
+        _ => SlotType::Unknown,
     }
 }
 
