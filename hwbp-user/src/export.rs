@@ -141,7 +141,9 @@ pub fn folded_stack(hit: &HitRecord) -> String {
     frames.join(";")
 }
 
-/// Chrome trace-event JSON, written as hits come.
+/// Chrome trace-event JSON, written as hits come: an instant event per hit
+/// on its thread's track, a hit counter per target and, for data targets,
+/// the value as a counter track (the variable plotted over time).
 #[derive(Debug, Default)]
 struct Perfetto {
     start_ns: u64,
@@ -196,6 +198,15 @@ impl Perfetto {
         *n += 1;
         out.push(json!({"name": format!("hits {}", hit.target), "ph": "C", "ts": ts,
             "pid": PERFETTO_COUNTER_PID, "args": {"hits": *n}}));
+        // A data target's value over time, as decoded (`-1` plots below 0).
+        if let Some(v) = hit.value {
+            let plotted = match hit.value_text.as_deref().map(str::parse::<i64>) {
+                Some(Ok(signed)) => json!(signed),
+                _ => json!(v),
+            };
+            out.push(json!({"name": format!("value {}", hit.target), "ph": "C", "ts": ts,
+                "pid": PERFETTO_COUNTER_PID, "args": {"value": plotted}}));
+        }
         out
     }
 }

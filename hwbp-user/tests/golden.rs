@@ -166,6 +166,13 @@ fn perfetto_is_chrome_trace_events() {
             .collect();
         assert_eq!(counts, (0..=total).collect::<Vec<u64>>(), "{target}");
     }
+    // The written values of the data target, plotted.
+    let values: Vec<u64> = events
+        .iter()
+        .filter(|e| e["ph"] == "C" && e["name"] == "value counter:w")
+        .map(|e| e["args"]["value"].as_u64().expect("value"))
+        .collect();
+    assert_eq!(values, [1, 2, 4_294_967_295]);
     // Every event has the fields the Chrome format requires.
     for e in events {
         assert!(e["ph"].is_string() && e["name"].is_string() && e["pid"].is_u64(), "{e}");
