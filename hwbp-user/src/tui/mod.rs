@@ -17,10 +17,10 @@ pub mod event;
 pub mod ui;
 
 use std::{
-    fs::OpenOptions,
+    fs::{File, OpenOptions},
     io::{self, Write as _},
     os::unix::fs::OpenOptionsExt as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         Arc, Once,
         atomic::{AtomicBool, Ordering},
@@ -170,8 +170,11 @@ fn dashboard(
     let mut app = App::armed(&armament, name, launched, outputs);
     let mut guard = TerminalGuard::enter()?;
     events.start_input();
-    let exit = run(&mut guard.terminal, &mut app, &mut events, stats)?;
+    let exit = run(&mut guard.terminal, &mut app, &mut events, stats);
+    // Stop reading keys before the terminal goes back to the shell.
+    drop(events);
     drop(guard);
+    let exit = exit?;
     if exit == Exit::Quit {
         stop.notify_one();
         interrupt_launched(&app);
@@ -249,7 +252,7 @@ pub fn view_text(app: &App, size: Size) -> io::Result<String> {
 }
 
 /// `e`: the view as text in `hwbp-dashboard-SECONDS.txt` in the current
-/// directory, mode 0600, never through a symlink or over a file.
+/// directory.
 fn write_snapshot(app: &App, size: Size) -> io::Result<PathBuf> {
     let text = view_text(app, size)?;
     let stamp = SystemTime::now()
@@ -261,15 +264,7 @@ fn write_snapshot(app: &App, size: Size) -> io::Result<PathBuf> {
             0 => format!("hwbp-dashboard-{stamp}.txt"),
             n => format!("hwbp-dashboard-{stamp}-{n}.txt"),
         });
-        // create_new is O_EXCL: it fails on an existing name, symlinks
-        // included; O_NOFOLLOW says so twice.
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-        {
+        match create_private(&path) {
             Ok(mut file) => {
                 file.write_all(text.as_bytes())?;
                 return Ok(path);
@@ -282,6 +277,18 @@ fn write_snapshot(app: &App, size: Size) -> io::Result<PathBuf> {
         io::ErrorKind::AlreadyExists,
         "100 snapshots this second already",
     ))
+}
+
+/// A new file of mode 0600: never over an existing file, never through a
+/// symlink (create_new is O_EXCL, which fails on a symlink, dangling or
+/// not; O_NOFOLLOW says so twice).
+fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// Quitting a `-- CMD` run interrupts the command, as Ctrl-C does in the

@@ -199,3 +199,110 @@ fn sparkline_scales_to_the_max() {
     assert_eq!(super::ui::elapsed(3725.0), "1:02:05");
     assert_eq!(super::ui::elapsed(65.9), "01:05");
 }
+
+/// The loop itself, on a TestBackend: messages and keys through the
+/// channel, as the session and the input thread send them.
+mod event_loop {
+    use std::{
+        os::unix::fs::PermissionsExt as _,
+        sync::{Arc, Mutex},
+        time::Duration,
+    };
+
+    use ratatui::{Terminal, backend::TestBackend};
+
+    use super::*;
+    use crate::tui::{
+        Exit, create_private,
+        event::{Event, Events},
+        run,
+        ui::buffer_text,
+    };
+
+    fn exited_run() -> (App, Arc<Mutex<Stats>>) {
+        let app = App::new(targets(), process(true), 3, vec![]);
+        let mut stats = Stats::new(3);
+        for i in 0..7 {
+            stats.record(0, &hit("vfs_read", T0 + i, "fx_user", 4242, 0, "x"));
+        }
+        (app, Arc::new(Mutex::new(stats)))
+    }
+
+    fn summary(reason: &str) -> Summary {
+        Summary {
+            end_reason: reason.into(),
+            duration_s: 0.5,
+            exit_status: Some(3),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn draws_the_end_then_help_then_quits() {
+        let (mut app, stats) = exited_run();
+        let mut events = Events::new(Duration::from_millis(5));
+        let tx = events.sender();
+        for event in [
+            Event::Finished(Ok(summary("process-exit"))),
+            Event::Key(key(KeyCode::Char('?'))),
+        ] {
+            tx.send(event).expect("the channel is open");
+        }
+        // Keys after the help are handled after a few ticks.
+        let mut terminal = Terminal::new(TestBackend::new(100, 30)).expect("a test terminal");
+        let quit = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            tx.send(Event::Key(key(KeyCode::Char('q'))))
+        });
+        let exit = run(&mut terminal, &mut app, &mut events, &stats).expect("the loop runs");
+        quit.join().expect("the sender thread").expect("sent");
+        assert_eq!(exit, Exit::Quit);
+        assert!(app.process_exited());
+        assert_eq!(app.hits(0), 7);
+        let text = buffer_text(terminal.backend().buffer());
+        assert!(text.contains("hwbp-trace keys"), "{text}");
+        assert!(text.contains("exited, status 3"), "{text}");
+    }
+
+    #[test]
+    fn a_signal_or_an_error_closes_it() {
+        for event in [
+            Event::Finished(Ok(summary("signal"))),
+            Event::Finished(Err("ring buffer gone".into())),
+            Event::Quit,
+        ] {
+            let (mut app, stats) = exited_run();
+            let mut events = Events::new(Duration::from_millis(5));
+            events.sender().send(event).expect("the channel is open");
+            let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("a test terminal");
+            let exit = run(&mut terminal, &mut app, &mut events, &stats).expect("the loop runs");
+            assert_eq!(exit, Exit::Closed);
+        }
+    }
+
+    #[test]
+    fn snapshot_files_are_private_and_never_follow_symlinks() {
+        let dir = std::env::temp_dir().join(format!("hwbp-tui-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let fresh = dir.join("fresh.txt");
+        create_private(&fresh).expect("a new file");
+        let mode = std::fs::metadata(&fresh)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Not over an existing file.
+        assert_eq!(
+            create_private(&fresh).map(|_| ()).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::AlreadyExists)
+        );
+        // Not through a symlink, even a dangling one.
+        let victim = dir.join("victim");
+        let link = dir.join("link.txt");
+        std::os::unix::fs::symlink(&victim, &link).expect("a symlink");
+        assert!(create_private(&link).is_err());
+        assert!(!victim.exists(), "the symlink was not followed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
