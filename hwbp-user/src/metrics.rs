@@ -11,7 +11,8 @@
 //!   (label values are unbounded: a cap keeps Prometheus healthy).
 //! - `hwbp_dropped_total`: hits lost because the ring buffer was full.
 //! - `hwbp_armed_breakpoints`: perf events armed (targets × CPUs or threads).
-//! - `hwbp_ringbuf_fill_ratio`: how full the BPF ring buffer is, 0 to 1.
+//! - `hwbp_ringbuf_fill_ratio`: how full the BPF ring buffer is, 0 to 1
+//!   (once armed: the ring buffer is found among the process's descriptors).
 
 use std::{
     fs,
@@ -204,9 +205,13 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
     let armed_gauge = Gauge::<i64>::default();
     armed_gauge.set(i64::try_from(armed.breakpoints.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
     registry.register("hwbp_armed_breakpoints", "Perf events armed (targets times CPUs or threads)", armed_gauge);
-    let fill = Gauge::<f64, AtomicU64>::default();
-    fill.set(armed.ring.lock().ok().and_then(|r| r.as_ref().map(RingFill::ratio)).unwrap_or(0.0));
-    registry.register("hwbp_ringbuf_fill_ratio", "How full the BPF ring buffer is (0 to 1)", fill);
+    // Absent until the ring buffer is found (before arming, or if it is not):
+    // no series is better than a made-up 0.
+    if let Some(ratio) = armed.ring.lock().ok().and_then(|r| r.as_ref().map(RingFill::ratio)) {
+        let fill = Gauge::<f64, AtomicU64>::default();
+        fill.set(ratio);
+        registry.register("hwbp_ringbuf_fill_ratio", "How full the BPF ring buffer is (0 to 1)", fill);
+    }
 
     let mut text = String::new();
     prometheus_text::encode(&mut text, &registry)?;
@@ -331,6 +336,7 @@ mod tests {
         }
         armed.breakpoints.store(2, Ordering::Relaxed);
         let text = render(&stats, &armed).expect("render");
+        assert!(!text.contains("hwbp_ringbuf_fill_ratio"), "no ring buffer known yet: {text}");
         for line in [
             "# TYPE hwbp_hits_total counter",
             "hwbp_hits_total{target=\"t\",symbol=\"sym\",mode=\"w\"} 3",
@@ -338,7 +344,6 @@ mod tests {
             "hwbp_hits_by_comm_total{target=\"t\",comm=\"b\"} 1",
             "hwbp_dropped_total 0",
             "hwbp_armed_breakpoints 2",
-            "hwbp_ringbuf_fill_ratio 0.0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }
