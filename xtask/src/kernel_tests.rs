@@ -53,7 +53,10 @@ pub fn run(kernel: &Kernel, kvm: bool) -> Result<()> {
             }
         }
     }
-    println!("kernel-tests: the guest's files are in {}", out_dir.display());
+    println!(
+        "kernel-tests: the guest's files are in {}",
+        out_dir.display()
+    );
     // Alone on its line: CI reads it as the test count.
     println!(
         "kernel-tests: {} passed, {} failed",

@@ -549,47 +549,44 @@ pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
 
     let mut recent: VecDeque<String> = VecDeque::new();
     let mut exit = None;
-    let mut fatal: Option<String> = None;
-    let mut fatal_deadline = None;
+    // The first line that showed the guest kernel in trouble, and when to
+    // stop reading after it (a few seconds more, for the backtrace).
+    let mut fatal: Option<(String, Instant)> = None;
+    let time_limit = timeout.map(|timeout| start + timeout);
     loop {
-        let wait = match (fatal_deadline, timeout) {
-            (Some(deadline), _) => deadline,
-            (None, Some(timeout)) => start + *timeout,
-            (None, None) => Instant::now() + Duration::from_secs(3600),
+        let deadline = fatal.as_ref().map(|(_, until)| *until).or(time_limit);
+        let message = match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    stop(&mut child);
+                    let reason = match &fatal {
+                        Some((line, _)) => format!("the guest kernel failed ({line})"),
+                        None => format!(
+                            "the guest did not finish within {} s",
+                            timeout.unwrap_or_default().as_secs()
+                        ),
+                    };
+                    bail!("{reason}; its last lines:\n{}", last_lines(&recent));
+                }
+                match receiver.recv_timeout(left) {
+                    Ok(message) => message,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Console::Closed,
+                }
+            }
+            None => receiver.recv().unwrap_or(Console::Closed),
         };
-        let now = Instant::now();
-        if now >= wait {
-            stop(&mut child);
-            match fatal {
-                Some(line) => bail!(
-                    "the guest kernel failed ({line}); its last lines:\n{}",
-                    last_lines(&recent)
-                ),
-                None if timeout.is_some_and(|t| start + t <= now) => bail!(
-                    "the guest did not finish within {} s; its last lines:\n{}",
-                    timeout.unwrap_or_default().as_secs(),
-                    last_lines(&recent)
-                ),
-                None => continue,
-            }
+        let Console::Line(line) = message else { break };
+        if fatal.is_none() && is_fatal(&line) {
+            fatal = Some((line.clone(), Instant::now() + Duration::from_secs(3)));
         }
-        match receiver.recv_timeout(wait - now) {
-            Ok(Console::Line(line)) => {
-                if fatal.is_none() && is_fatal(&line) {
-                    fatal = Some(line.clone());
-                    // A little longer, for the backtrace.
-                    fatal_deadline = Some(Instant::now() + Duration::from_secs(3));
-                }
-                if let (None, Some(code)) = (exit, line.strip_prefix("init: exit=")) {
-                    exit = code.trim().parse::<i32>().ok();
-                }
-                recent.push_back(line);
-                if recent.len() > 40 {
-                    recent.pop_front();
-                }
-            }
-            Ok(Console::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        if let (None, Some(code)) = (exit, line.strip_prefix("init: exit=")) {
+            exit = code.trim().parse::<i32>().ok();
+        }
+        recent.push_back(line);
+        if recent.len() > 40 {
+            recent.pop_front();
         }
     }
     // QEMU closed its stdout: it is exiting (poweroff -f, or -no-reboot after
@@ -601,7 +598,7 @@ pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
     if child.try_wait().ok().flatten().is_none() {
         stop(&mut child);
     }
-    if let Some(line) = fatal {
+    if let Some((line, _)) = fatal {
         bail!(
             "the guest kernel failed ({line}); its last lines:\n{}",
             last_lines(&recent)
@@ -609,7 +606,8 @@ pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
     }
     let exit = exit.ok_or_else(|| {
         anyhow!(
-            "QEMU stopped before the guest reported an exit status; its last lines:\n{}",
+            "QEMU stopped before the guest reported an exit status (quit with Ctrl-A x?); \
+             its last lines:\n{}",
             last_lines(&recent)
         )
     })?;
