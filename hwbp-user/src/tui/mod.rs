@@ -301,12 +301,21 @@ fn interrupt_launched(app: &App) {
     } = app.traced
         && !app.process_exited()
         && pid > 0
+        && parent_of(pid) == Some(std::process::id())
     {
-        // SAFETY: kill(2) takes no pointers. `pid` is our own child, not yet
-        // reaped (the session reaps it only when it exits), so the pid cannot
-        // have been reused by another process.
+        // SAFETY: kill(2) takes no pointers. `pid` was just seen as our own
+        // child, and a child's pid is not reused before we reap it.
         unsafe { libc::kill(pid, libc::SIGINT) };
     }
+}
+
+/// The parent pid of a process, from /proc/PID/stat (`pid (comm) state
+/// ppid ...`; the comm may hold spaces and parentheses, so read after the
+/// last `)`).
+fn parent_of(pid: i32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Whether the terminal is in raw mode on the alternate screen (by us).

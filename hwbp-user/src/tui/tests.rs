@@ -281,6 +281,21 @@ mod event_loop {
     }
 
     #[test]
+    fn parent_pids_come_from_proc() {
+        let me = std::process::id();
+        let child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep starts");
+        assert_eq!(crate::tui::parent_of(child.id() as i32), Some(me));
+        assert_ne!(crate::tui::parent_of(me as i32), Some(me));
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(crate::tui::parent_of(child.id() as i32), None);
+    }
+
+    #[test]
     fn snapshot_files_are_private_and_never_follow_symlinks() {
         let dir = std::env::temp_dir().join(format!("hwbp-tui-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
