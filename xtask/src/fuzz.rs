@@ -1,6 +1,6 @@
 //! `cargo xtask fuzz`: the property tests of hwbp-user/tests/fuzz_*.rs (the
-//! target grammar, the JSONL reader and `report`) with many more cases than
-//! the test suite's 256.
+//! target grammar, the JSONL reader and `report`, the ELF, kallsyms and maps
+//! readers) with many more cases than the test suite's 256.
 //!
 //! proptest rather than cargo-fuzz: it runs on stable, shrinks a failure to
 //! a small input, and the same properties run in every `cargo test`. A debug
@@ -16,7 +16,7 @@ use clap::Args;
 use crate::{exec::exec, setup, workspace_root};
 
 /// The test targets holding the properties.
-const TARGETS: &[&str] = &["fuzz_target", "fuzz_trace"];
+const TARGETS: &[&str] = &["fuzz_target", "fuzz_trace", "fuzz_readers"];
 
 #[derive(Args)]
 pub struct Options {
