@@ -5,9 +5,13 @@
 //! 1. per-hit cost, for an execute and a write target of the fx_user fixture:
 //!    the workload alone, `perf stat -e mem:ADDR` (the floor: the debug
 //!    exception itself), hwbp-trace with kernel and user stacks and a JSONL
-//!    file, and `perf record -e mem:ADDR -c 1 -g`. Two run sizes, alternating
-//!    runs, medians; the slope between the sizes is the per-hit cost, so that
-//!    start-up (perf's included) cancels.
+//!    file, and `perf record -e mem:ADDR -c 1 -g`. The fixture waits for a
+//!    file, the tool attaches with -p, and the file appears once the tool is
+//!    armed (hwbp-trace: its Tracing line; perf: started with events
+//!    disabled, enabled through its control FIFO, which it acknowledges).
+//!    Timed from then to the fixture's exit (what the traced program pays)
+//!    and to the tool's exit. Two run sizes, alternating runs, medians; the
+//!    slope between the sizes is the per-hit cost.
 //! 2. start-up, from exec to the `Tracing` line, for a kernel and a user
 //!    target, and where the time goes (one run under strace, split at the
 //!    first kallsyms/ELF, BTF, bpf() and perf_event_open calls).
@@ -96,6 +100,7 @@ pub fn run(options: Options) -> Result<()> {
     let startup = bench.startup(runs)?;
     let sustained = bench.sustained(sustained)?;
     let growth = bench.growth(&lengths)?;
+    let idle = bench.idle_memory()?;
     let elapsed = started.elapsed();
 
     write_report(
@@ -110,6 +115,7 @@ pub fn run(options: Options) -> Result<()> {
             startup,
             sustained,
             growth,
+            idle,
             elapsed,
         },
     );
@@ -285,53 +291,185 @@ impl Bench {
         self.scratch.join("perf.data")
     }
 
-    fn per_hit_command(&self, variant: Variant, workload: &Workload, n: u64) -> Command {
-        let n = n.to_string();
+    /// FIFOs through which perf (started with -D -1, events disabled) is
+    /// told to enable its events and acknowledges: the only way to know
+    /// that perf record -p is armed (it says nothing, and fails if its
+    /// process exits during its set-up).
+    fn perf_fifos(&self) -> (PathBuf, PathBuf) {
+        (
+            self.scratch.join("perf-ctl.fifo"),
+            self.scratch.join("perf-ack.fifo"),
+        )
+    }
+
+    fn perf_control(&self) -> String {
+        let (ctl, ack) = self.perf_fifos();
+        format!("fifo:{},{}", ctl.display(), ack.display())
+    }
+
+    /// The tool attached to a waiting fixture (`-p PID`); None for the
+    /// workload alone.
+    fn attach_command(&self, variant: Variant, workload: &Workload, pid: &str) -> Option<Command> {
         let mut cmd = match variant {
-            Variant::Alone => no_aslr(&self.fx_user),
+            Variant::Alone => return None,
             Variant::PerfStat => {
-                let mut cmd = no_aslr("perf");
-                cmd.args(["stat", "-x,", "-e", &workload.perf_event, "--"])
-                    .arg(&self.fx_user);
+                let mut cmd = Command::new("perf");
+                cmd.args(["stat", "-x,", "-D", "-1", "--control", &self.perf_control()])
+                    .args(["-e", &workload.perf_event, "-p", pid]);
                 cmd
             }
             Variant::HwbpTrace => {
-                let mut cmd = no_aslr(&self.hwbp_trace);
+                let mut cmd = Command::new(&self.hwbp_trace);
                 cmd.args(["--no-tui", "-q", "--stack", "both", "-o"])
                     .arg(self.jsonl())
-                    .args([workload.target, "--"])
-                    .arg(&self.fx_user);
+                    .args(["-p", pid, workload.target]);
                 cmd
             }
             Variant::PerfRecord => {
-                let mut cmd = no_aslr("perf");
-                cmd.args(["record", "-o"])
-                    .arg(self.perf_data())
-                    .args(["-e", &workload.perf_event, "-c", "1", "-g", "--"])
-                    .arg(&self.fx_user);
+                let mut cmd = Command::new("perf");
+                cmd.args([
+                    "record",
+                    "-D",
+                    "-1",
+                    "--control",
+                    &self.perf_control(),
+                    "-o",
+                ])
+                .arg(self.perf_data())
+                .args(["-e", &workload.perf_event, "-c", "1", "-g", "-p", pid]);
                 cmd
             }
         };
-        cmd.args([workload.mode, &n]);
-        cmd
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Some(cmd)
+    }
+
+    /// The command lines of one per-hit measurement, for the report.
+    fn attach_display(&self, variant: Variant, workload: &Workload, n: u64) -> String {
+        let fixture = format!(
+            "setarch -R {} --wait GO {} {n}",
+            self.fx_user.display(),
+            workload.mode
+        );
+        match self.attach_command(variant, workload, "PID") {
+            None => fixture,
+            Some(cmd) => format!("{fixture} &  {}", display(&cmd)),
+        }
     }
 
     /// What the tool counted, where it says: perf stat's CSV line, perf
     /// record's "(N samples)", hwbp-trace's JSONL summary.
-    fn counted(&self, variant: Variant, run: &Finished) -> Result<Option<u64>> {
+    fn counted(&self, variant: Variant, stderr: &str) -> Result<Option<u64>> {
         Ok(match variant {
             Variant::Alone => None,
-            Variant::PerfStat => run
-                .stderr
+            Variant::PerfStat => stderr
                 .lines()
                 .find(|line| line.contains(",mem:"))
                 .and_then(|line| line.split(',').next())
                 .and_then(|count| count.parse().ok()),
-            Variant::PerfRecord => run.stderr.split('(').find_map(|part| {
+            Variant::PerfRecord => stderr.split('(').find_map(|part| {
                 part.split_once(" samples)")
                     .and_then(|(count, _)| count.trim().parse().ok())
             }),
             Variant::HwbpTrace => Some(jsonl_summary(&self.jsonl())?.hits),
+        })
+    }
+
+    /// One per-hit run: fx_user waits for a file; the tool attaches with
+    /// -p; once it is armed the file appears. Timed from then to the
+    /// fixture's exit (what the traced program pays) and to the tool's
+    /// exit (until the trace is complete). Start-up is outside both.
+    fn attached_run(&self, variant: Variant, workload: &Workload, n: u64) -> Result<AttachedRun> {
+        let go = self.scratch.join("go-hit");
+        remove(&go);
+        if matches!(variant, Variant::PerfStat | Variant::PerfRecord) {
+            let (ctl, ack) = self.perf_fifos();
+            for fifo in [&ctl, &ack] {
+                remove(fifo);
+                crate::exec::exec(Command::new("mkfifo").arg(fifo))?;
+            }
+        }
+        let mut fixture = self.fixture_waiting(&go, &[workload.mode, &n.to_string()])?;
+        let pid = fixture.id().to_string();
+        let mut tool = match self.attach_command(variant, workload, &pid) {
+            None => None,
+            Some(mut cmd) => match cmd.spawn() {
+                Ok(child) => Some((cmd, child)),
+                Err(e) => {
+                    let _ = fixture.kill();
+                    let _ = fixture.wait();
+                    return Err(e).with_context(|| format!("starting `{}`", display(&cmd)));
+                }
+            },
+        };
+        let mut reader = None;
+        if let Some((cmd, child)) = tool.as_mut() {
+            let (stderr, armed) = match read_stderr(child) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    let _ = fixture.kill();
+                    let _ = fixture.wait();
+                    return Err(e);
+                }
+            };
+            reader = Some(stderr);
+            let ready = match variant {
+                Variant::HwbpTrace => armed.recv_timeout(Duration::from_secs(30)).is_ok(),
+                _ => {
+                    let (ctl, ack) = self.perf_fifos();
+                    perf_enable(&ctl, &ack, Duration::from_secs(30)).is_ok()
+                }
+            };
+            if !ready {
+                let _ = fixture.kill();
+                let _ = fixture.wait();
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("`{}` did not attach within the time limit", display(cmd));
+            }
+        }
+        let start = Instant::now();
+        touch(&go)?;
+        let status = fixture.wait().context("waiting for the fixture")?;
+        let program = start.elapsed().as_secs_f64();
+        ensure!(status.success(), "the fixture failed ({status})");
+        let mut done = program;
+        let mut stderr = String::new();
+        if let Some((cmd, mut child)) = tool {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let exit = loop {
+                if let Some(exit) = child.try_wait().context("waiting for the tool")? {
+                    break exit;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    bail!("`{}` did not end within 60 s of its process", display(&cmd));
+                }
+                thread::sleep(Duration::from_millis(1));
+            };
+            done = start.elapsed().as_secs_f64();
+            if let Some(reader) = reader {
+                stderr = reader
+                    .join()
+                    .map_err(|_| anyhow!("the stderr reader panicked"))?;
+            }
+            ensure!(
+                exit.success(),
+                "`{}` failed ({exit}):\n{}",
+                display(&cmd),
+                stderr.trim()
+            );
+        }
+        let counted = self.counted(variant, &stderr)?;
+        remove(&self.jsonl());
+        remove(&self.perf_data());
+        remove(&go);
+        Ok(AttachedRun {
+            program,
+            done,
+            counted,
         })
     }
 
@@ -344,10 +482,10 @@ impl Bench {
                 .map(|&variant| PerHit {
                     workload: workload.name,
                     variant,
-                    small: Vec::new(),
-                    large: Vec::new(),
+                    program: [Vec::new(), Vec::new()],
+                    done: [Vec::new(), Vec::new()],
                     counted_large: Vec::new(),
-                    command: display(&self.per_hit_command(variant, workload, large)),
+                    command: self.attach_display(variant, workload, large),
                 })
                 .collect();
             for round in 0..runs {
@@ -357,18 +495,11 @@ impl Bench {
                     let count = rows.len();
                     for i in 0..count {
                         let row = &mut rows[(i + round as usize) % count];
-                        let mut cmd = self.per_hit_command(row.variant, workload, n);
-                        let run = finish(&mut cmd, None)?;
-                        run.check(&cmd)?;
-                        let counted = self.counted(row.variant, &run)?;
-                        remove(&self.jsonl());
-                        remove(&self.perf_data());
-                        let secs = run.wall.as_secs_f64();
-                        if size_index == 0 {
-                            row.small.push(secs);
-                        } else {
-                            row.large.push(secs);
-                            row.counted_large.push(counted);
+                        let run = self.attached_run(row.variant, workload, n)?;
+                        row.program[size_index].push(run.program);
+                        row.done[size_index].push(run.done);
+                        if size_index == 1 {
+                            row.counted_large.push(run.counted);
                         }
                     }
                 }
@@ -461,16 +592,12 @@ impl Bench {
         remove(&go);
         let fixture = self.fixture_waiting(&go, &["calls", "1"])?;
         let mut cmd = self.strace(&log);
-        cmd.args([
-            "--no-tui",
-            "-q",
-            "-p",
-            &fixture.id().to_string(),
-            "hwbp_fx_target",
-        ]);
-        let run = finish_with_fixture(&mut cmd, &go, fixture)?;
+        let pid = fixture.id().to_string();
+        cmd.args(["--no-tui", "-q", "-p", &pid, "hwbp_fx_target"]);
+        let run = finish_with_fixture(&mut cmd, &go, fixture, false)?;
         run.check(&cmd)?;
-        let phases = Phases::parse(&log, display(&cmd))?;
+        let command = display(&cmd).replace(&format!("-p {pid}"), "-p PID");
+        let phases = Phases::parse(&log, command)?;
         remove(&log);
         remove(&go);
         Ok(phases)
@@ -513,7 +640,7 @@ impl Bench {
             .arg(self.jsonl())
             .args(["-p", &fixture.id().to_string(), "hwbp_fx_target"]);
         let command = display(&cmd);
-        let run = finish_with_fixture(&mut cmd, &go, fixture)?;
+        let run = finish_with_fixture(&mut cmd, &go, fixture, false)?;
         run.check(&cmd)?;
         let jsonl_bytes = fs::metadata(self.jsonl()).map(|m| m.len()).unwrap_or(0);
         let summary = jsonl_summary(&self.jsonl())?;
@@ -528,6 +655,50 @@ impl Bench {
             max_rss_kib: run.max_rss_kib,
             jsonl_bytes,
         })
+    }
+
+    /// VmRSS of hwbp-trace once armed, before any hit: what start-up
+    /// costs in memory, by what it loads.
+    fn idle_memory(&self) -> Result<Vec<Idle>> {
+        println!("bench: memory once armed");
+        let mut results = Vec::new();
+        for (name, stack) in [
+            ("user target, user stacks (no kallsyms)", "user"),
+            ("user target, kernel + user stacks (kallsyms)", "both"),
+        ] {
+            let go = self.scratch.join("go-idle");
+            remove(&go);
+            let fixture = self.fixture_waiting(&go, &["calls", "1"])?;
+            let mut cmd = Command::new(&self.hwbp_trace);
+            cmd.args([
+                "--no-tui",
+                "-q",
+                "--stack",
+                stack,
+                "-p",
+                &fixture.id().to_string(),
+                "hwbp_fx_target",
+            ]);
+            let command = display(&cmd);
+            let run = finish_with_fixture(&mut cmd, &go, fixture, true)?;
+            run.check(&cmd)?;
+            remove(&go);
+            results.push(Idle {
+                name,
+                command: command.replace(&format!("-p {}", run.pid), "-p PID"),
+                rss_kib: run.idle_rss_kib,
+            });
+        }
+        let mut cmd = Command::new(&self.hwbp_trace);
+        cmd.args(["--no-tui", "-q", "-d", "1", "vfs_read:w"]);
+        let run = finish_sampling(&mut cmd, None, true)?;
+        run.check(&cmd)?;
+        results.push(Idle {
+            name: "kernel target, kernel stacks (kallsyms, BTF for values)",
+            command: display(&cmd),
+            rss_kib: run.idle_rss_kib,
+        });
+        Ok(results)
     }
 
     fn sustained(&self, calls: u64) -> Result<Vec<Measured>> {
@@ -559,6 +730,82 @@ impl Bench {
 
 // ---------------------------------------------------------------------------
 // Running programs.
+
+/// Reads a child's stderr on a thread: all of it at the end, and a signal
+/// when the `Tracing` line comes.
+fn read_stderr(child: &mut Child) -> Result<(thread::JoinHandle<String>, mpsc::Receiver<()>)> {
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow!("no stderr pipe"))?;
+    let (tx, rx) = mpsc::channel();
+    let handle = thread::spawn(move || {
+        let mut reader = BufReader::new(stderr);
+        let mut all = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if line.starts_with("Tracing") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+        }
+        all
+    });
+    Ok((handle, rx))
+}
+
+/// Tells perf (-D -1 --control fifo:CTL,ACK) to enable its events and
+/// waits for its `ack`. Non-blocking opens: a perf that died before opening
+/// the FIFOs must not hang the benchmark.
+fn perf_enable(ctl: &Path, ack: &Path, limit: Duration) -> Result<()> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    let deadline = Instant::now() + limit;
+    let mut ack_file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(ack)
+        .with_context(|| format!("opening {}", ack.display()))?;
+    // Opening a FIFO for writing without blocking fails (ENXIO) until the
+    // reader, perf, has opened it.
+    let mut ctl_file = loop {
+        match fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(ctl)
+        {
+            Ok(file) => break file,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(2)),
+            Err(e) => {
+                return Err(e).with_context(|| format!("perf never opened {}", ctl.display()));
+            }
+        }
+    };
+    ctl_file
+        .write_all(b"enable\n")
+        .with_context(|| format!("writing to {}", ctl.display()))?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while Instant::now() < deadline {
+        match ack_file.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                got.extend_from_slice(&buf[..n]);
+                if got.windows(3).any(|w| w == b"ack") {
+                    return Ok(());
+                }
+            }
+            _ => thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    bail!(
+        "perf did not acknowledge `enable` within {} s",
+        limit.as_secs()
+    )
+}
 
 /// `setarch -R PROGRAM`: the program (and what it starts) without ASLR.
 fn no_aslr(program: impl AsRef<std::ffi::OsStr>) -> Command {
@@ -592,6 +839,8 @@ struct Finished {
     wall: Duration,
     /// From spawn to the `Tracing` line on stderr, if one came.
     tracing_after: Option<Duration>,
+    /// VmRSS once armed, before any hit (when asked for).
+    idle_rss_kib: Option<u64>,
     exit_code: Option<i32>,
     stderr: String,
     /// User + system CPU time of the process itself (and of children it
@@ -617,6 +866,12 @@ impl Finished {
 /// Runs `cmd` to its end, stdout discarded, stderr kept; when the Tracing
 /// line appears, creates `go` (so that a waiting fixture starts).
 fn finish(cmd: &mut Command, go: Option<&Path>) -> Result<Finished> {
+    finish_sampling(cmd, go, false)
+}
+
+/// [`finish`]; with `sample_idle`, VmRSS is read 300 ms after the Tracing
+/// line, before `go` is created (armed, nothing hit yet).
+fn finish_sampling(cmd: &mut Command, go: Option<&Path>, sample_idle: bool) -> Result<Finished> {
     let start = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -631,6 +886,7 @@ fn finish(cmd: &mut Command, go: Option<&Path>) -> Result<Finished> {
         .ok_or_else(|| anyhow!("no stderr pipe"))?;
     let go = go.map(Path::to_path_buf);
     let (seen_tx, seen_rx) = mpsc::channel();
+    let (idle_tx, idle_rx) = mpsc::channel();
     let reader = thread::spawn(move || {
         let mut reader = BufReader::new(stderr);
         let mut all = String::new();
@@ -643,6 +899,10 @@ fn finish(cmd: &mut Command, go: Option<&Path>) -> Result<Finished> {
             }
             if line.starts_with("Tracing") {
                 let _ = seen_tx.send(start.elapsed());
+                if sample_idle {
+                    thread::sleep(Duration::from_millis(300));
+                    let _ = idle_tx.send(vm_rss_kib(pid));
+                }
                 if let Some(go) = &go {
                     let _ = fs::write(go, b"");
                 }
@@ -661,6 +921,7 @@ fn finish(cmd: &mut Command, go: Option<&Path>) -> Result<Finished> {
         pid,
         wall,
         tracing_after: seen_rx.try_recv().ok(),
+        idle_rss_kib: idle_rx.try_recv().ok().flatten(),
         exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
         stderr,
         cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
@@ -670,8 +931,13 @@ fn finish(cmd: &mut Command, go: Option<&Path>) -> Result<Finished> {
 
 /// [`finish`] for a tracer of a waiting fixture; the fixture is ended
 /// whatever happens to the tracer.
-fn finish_with_fixture(cmd: &mut Command, go: &Path, mut fixture: Child) -> Result<Finished> {
-    let run = finish(cmd, Some(go));
+fn finish_with_fixture(
+    cmd: &mut Command,
+    go: &Path,
+    mut fixture: Child,
+    sample_idle: bool,
+) -> Result<Finished> {
+    let run = finish_sampling(cmd, Some(go), sample_idle);
     if run.is_err() || !go.exists() {
         let _ = fixture.kill();
     }
@@ -681,6 +947,12 @@ fn finish_with_fixture(cmd: &mut Command, go: &Path, mut fixture: Child) -> Resu
         bail!("the fixture failed ({status}) under `{}`", display(cmd));
     }
     Ok(run)
+}
+
+fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn timeval(tv: libc::timeval) -> Duration {
@@ -785,7 +1057,13 @@ impl Phases {
             } else if call.starts_with("openat(") && is_proc_maps(call) {
                 Some("user symbols: /proc/PID/maps and the ELF symbol table")
             } else if call.starts_with("openat(") && call.contains("\"/sys/kernel/btf/vmlinux\"") {
-                Some("vmlinux BTF: read and parse /sys/kernel/btf/vmlinux")
+                // aya's loader parses it for CO-RE relocations; hwbp's own
+                // BTF reader (types of values, kernel targets) again.
+                if marks.iter().any(|(m, _)| m.starts_with("vmlinux BTF")) {
+                    Some("vmlinux BTF again: hwbp's types for values (kernel targets)")
+                } else {
+                    Some("vmlinux BTF: aya's loader reads and parses it (CO-RE)")
+                }
             } else if call.starts_with("bpf(") {
                 Some("BPF: feature probes, maps, program load and verification")
             } else if call.starts_with("perf_event_open(") {
@@ -837,10 +1115,18 @@ fn is_proc_maps(call: &str) -> bool {
 struct PerHit {
     workload: &'static str,
     variant: Variant,
-    small: Vec<f64>,
-    large: Vec<f64>,
+    /// Seconds from go to the fixture's exit, at the small and large size.
+    program: [Vec<f64>; 2],
+    /// Seconds from go to the tool's exit (the fixture's for the workload alone).
+    done: [Vec<f64>; 2],
     counted_large: Vec<Option<u64>>,
     command: String,
+}
+
+struct AttachedRun {
+    program: f64,
+    done: f64,
+    counted: Option<u64>,
 }
 
 struct Startup {
@@ -848,6 +1134,12 @@ struct Startup {
     command: String,
     times: Vec<f64>,
     phases: Option<Phases>,
+}
+
+struct Idle {
+    name: &'static str,
+    command: String,
+    rss_kib: Option<u64>,
 }
 
 struct Measured {
@@ -868,6 +1160,7 @@ struct Results {
     startup: Vec<Startup>,
     sustained: Vec<Measured>,
     growth: Vec<Measured>,
+    idle: Vec<Idle>,
     elapsed: Duration,
 }
 
@@ -962,6 +1255,105 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
+/// Seconds per hit: the slope between the medians at the two sizes.
+fn slope(times: &[Vec<f64>; 2], span: u64) -> f64 {
+    (median(&times[1]) - median(&times[0])) / span as f64
+}
+
+/// What one hit costs the traced program beyond the workload's own work,
+/// in seconds, under one tool.
+fn beyond_workload(results: &Results, workload: &str, variant: Variant) -> f64 {
+    let span = results.large - results.small;
+    let program = |v: Variant| {
+        results
+            .per_hit
+            .iter()
+            .find(|r| r.workload == workload && r.variant == v)
+            .map_or(f64::NAN, |r| slope(&r.program, span))
+    };
+    program(variant) - program(Variant::Alone)
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**not met**" }
+}
+
+/// The goals of issue 7 against this run's numbers.
+fn write_goals(out: &mut String, bench: &Bench, results: &Results) {
+    let _ = writeln!(out, "## Against the goals (issue 7)\n");
+    let _ = writeln!(out, "| goal | this run | |");
+    let _ = writeln!(out, "|---|---|---|");
+    for workload in [&bench.execute, &bench.write] {
+        let hwbp = beyond_workload(results, workload.name, Variant::HwbpTrace);
+        let floor = beyond_workload(results, workload.name, Variant::PerfStat);
+        let record = beyond_workload(results, workload.name, Variant::PerfRecord);
+        let _ = writeln!(
+            out,
+            "| per hit within 10% of perf stat, {} | {:.1} us vs {:.1} us ({:.2}x) | {} |",
+            workload.name,
+            hwbp * 1e6,
+            floor * 1e6,
+            hwbp / floor,
+            verdict(hwbp <= floor * 1.1)
+        );
+        let _ = writeln!(
+            out,
+            "| clearly cheaper than perf record -g, {} | {:.1} us vs {:.1} us | {} |",
+            workload.name,
+            hwbp * 1e6,
+            record * 1e6,
+            verdict(hwbp < record * 0.9)
+        );
+    }
+    for s in &results.startup {
+        let t = median(&s.times);
+        let _ = writeln!(
+            out,
+            "| start-up 100 ms or less, {} | {:.0} ms | {} |",
+            s.name,
+            t * 1e3,
+            verdict(t <= 0.1)
+        );
+    }
+    let lost = results
+        .sustained
+        .iter()
+        .map(|m| m.summary.lost)
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "| no hits lost at the default ring buffer, every CPU hitting | at most {lost} lost per run | {} |",
+        verdict(lost == 0)
+    );
+    let rss = results
+        .sustained
+        .iter()
+        .map(|m| m.max_rss_kib)
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "| peak RSS 64 MiB or less, sustained | {} | {} |",
+        mib(rss),
+        verdict(rss <= 64 * 1024)
+    );
+    if let (Some(first), Some(last)) = (results.growth.first(), results.growth.last()) {
+        // Flat: within 10% (and 4 MiB) of the shortest trace's peak.
+        let flat = last.max_rss_kib as f64 <= first.max_rss_kib as f64 * 1.1 + 4096.0;
+        let _ = writeln!(
+            out,
+            "| memory flat with trace length (JSONL) | {} at {} hits, {} at {} | {} |",
+            mib(first.max_rss_kib),
+            first.expected,
+            mib(last.max_rss_kib),
+            last.expected,
+            verdict(flat)
+        );
+    }
+    let _ = writeln!(out);
+}
+
 fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Results) {
     let Results {
         runs,
@@ -971,6 +1363,7 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
         startup,
         sustained,
         growth,
+        idle,
         elapsed,
     } = results;
     let _ = writeln!(out, "# Benchmarks\n");
@@ -994,43 +1387,50 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
          (perf's too) cancels.\n"
     );
 
+    write_goals(out, bench, results);
+
     // 1. Per hit.
+    let span = large - small;
     let _ = writeln!(out, "## 1. Per-hit cost\n");
     let _ = writeln!(
         out,
-        "fx_user (frame pointers) calls `hwbp_fx_target` or writes `HWBP_FX_COUNTER` N times, \
-         N = {small} and {large}. Per hit = (median time at {large} - median at {small}) / {}. \
-         \"Over the floor\" compares the per-hit cost beyond the workload's own with perf stat's.\n",
-        large - small
+        "fx_user (frame pointers, under `setarch -R`) waits; the tool attaches with `-p` and, once \
+         it is armed, fx_user calls `hwbp_fx_target` or writes `HWBP_FX_COUNTER` N times, \
+         N = {small} and {large}. *Program* is the time from then to fx_user's exit: what the \
+         traced program pays. *Done* runs to the tool's exit: until the trace is complete (perf \
+         stat -p notices the exit on a 1 s poll, so its done time is not meaningful). Per hit = \
+         (median at {large} - median at {small}) / {span}; start-up is outside both. \
+         \"vs the floor\" divides the program's per-hit cost beyond the workload's own by perf \
+         stat's.\n"
     );
     for workload in [&bench.execute, &bench.write] {
         let rows: Vec<&PerHit> = per_hit
             .iter()
             .filter(|r| r.workload == workload.name)
             .collect();
-        let slope =
-            |row: &PerHit| (median(&row.large) - median(&row.small)) / (large - small) as f64;
         let alone = rows
             .iter()
             .find(|r| r.variant == Variant::Alone)
-            .map_or(0.0, |r| slope(r));
-        let floor = rows
-            .iter()
-            .find(|r| r.variant == Variant::PerfStat)
-            .map_or(f64::NAN, |r| slope(r) - alone);
+            .map_or(0.0, |r| slope(&r.program, span));
+        let floor = beyond_workload(results, workload.name, Variant::PerfStat);
         let _ = writeln!(out, "### {} (`{}`)\n", workload.name, workload.perf_event);
         let _ = writeln!(
             out,
-            "| tool | median, {small} | median, {large} | per hit | beyond the workload | vs the floor | counted ({large}) |"
+            "| tool | program, {small} | program, {large} | program per hit | beyond the workload | vs the floor | done per hit | counted ({large}) |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
         for row in &rows {
-            let per_hit = slope(row);
+            let per_hit = slope(&row.program, span);
             let beyond = per_hit - alone;
             let ratio = if row.variant == Variant::Alone {
                 "-".to_owned()
             } else {
                 format!("{:.2}x", beyond / floor)
+            };
+            let done = if row.variant == Variant::PerfStat {
+                "-".to_owned()
+            } else {
+                format!("{:.2} us", slope(&row.done, span) * 1e6)
             };
             let counted: Vec<String> = row
                 .counted_large
@@ -1046,21 +1446,16 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
             };
             let _ = writeln!(
                 out,
-                "| {} | {:.3} s | {:.3} s | {:.2} us | {:.2} us | {ratio} | {counted} |",
+                "| {} | {:.3} s | {:.3} s | {:.2} us | {:.2} us | {ratio} | {done} | {counted} |",
                 row.variant.name(),
-                median(&row.small),
-                median(&row.large),
+                median(&row.program[0]),
+                median(&row.program[1]),
                 per_hit * 1e6,
                 beyond * 1e6,
             );
         }
         let _ = writeln!(out);
     }
-    let _ = writeln!(
-        out,
-        "perf stat's count includes a few accesses the program makes before `main` (the runtime), \
-         hence e.g. 100004 for 100000 writes; the slope is unaffected.\n"
-    );
     if bench.bpftrace {
         let _ = writeln!(
             out,
@@ -1182,6 +1577,17 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
     let _ = writeln!(out);
     let _ = writeln!(
         out,
+        "Memory once armed, before any hit (VmRSS 300 ms after the Tracing line):\n"
+    );
+    let _ = writeln!(out, "| what is loaded | VmRSS |");
+    let _ = writeln!(out, "|---|---:|");
+    for i in idle {
+        let rss = i.rss_kib.map_or_else(|| "-".to_owned(), mib);
+        let _ = writeln!(out, "| {} | {rss} |", i.name);
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
         "Not measured yet: growth with the number of distinct stacks (1 to 100k) needs a fixture \
          that makes them.\n"
     );
@@ -1219,6 +1625,9 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
     }
     if let Some(m) = growth.first() {
         let _ = writeln!(out, "{}   # PID: fx_user --wait GO calls N", m.command);
+    }
+    for i in idle {
+        let _ = writeln!(out, "{}", i.command);
     }
     let _ = writeln!(out, "```");
 }
