@@ -18,10 +18,18 @@ ip link set lo up 2>/dev/null
 hostname hwbp-vm
 echo "init: $(uname -r) up, running the command"
 
-# cttyhack gives the command the serial console as its controlling terminal,
-# so that Ctrl-C reaches it when the host terminal is passed through.
-setsid cttyhack sh /etc/hwbp/command
-status=$?
+if [ -e /etc/hwbp/interactive ]; then
+    # The host terminal is passed through: cttyhack makes the serial console
+    # the command's controlling terminal, so that Ctrl-C reaches it.
+    setsid cttyhack sh /etc/hwbp/command
+    status=$?
+else
+    # The host reads the console from a pipe or a file: the command must not
+    # see a terminal either (no dashboard drawn into a log), so its output
+    # goes through a pipe, and its stdin is empty.
+    { sh /etc/hwbp/command < /dev/null 2>&1; echo $? > /tmp/hwbp-status; } | cat
+    status=$(cat /tmp/hwbp-status)
+fi
 
 # Each file under /out as base64 between marker lines. Closing the tty waits
 # until its output has been sent (closing_wait), so everything is on the host
