@@ -16,7 +16,7 @@ tries=0
 # the wait itself adds no vfs_read calls.
 until [ -s /out/hwbp-trace.stderr ] && grep -q '^Tracing' /out/hwbp-trace.stderr; do
     tries=$((tries + 1))
-    if [ "$tries" -gt 600 ] || ! kill -0 "$tracer" 2> /dev/null; then
+    if [ "$tries" -gt 1200 ] || ! kill -0 "$tracer" 2> /dev/null; then
         echo "demo: hwbp-trace did not start"
         wait "$tracer"
         exit 1

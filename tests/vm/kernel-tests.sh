@@ -37,7 +37,7 @@ start() {
     tries=0
     until grep -q '^Tracing' "$bg_name.stderr"; do
         tries=$((tries + 1))
-        if [ "$tries" -gt 600 ] || ! kill -0 "$bg_pid" 2> /dev/null; then
+        if [ "$tries" -gt 1200 ] || ! kill -0 "$bg_pid" 2> /dev/null; then
             echo "kernel-tests: $bg_name: hwbp-trace never armed"
             break
         fi
