@@ -73,7 +73,11 @@ fn doctor_reports_this_host() {
 
     // All four debug registers are free on every CPU (nothing else traces here).
     let registers = line(&text, "debug registers");
-    assert_eq!(status(&text, "debug registers"), "ok", "{registers}");
+    assert_eq!(
+        status(&text, "debug registers"),
+        "ok",
+        "{registers}\n(another tracer, debugger or test running at the same time holds some: run this test alone)"
+    );
     assert!(registers.contains("4 of 4 free on each of"), "{registers}");
 
     // No CONFIG_KPROBES: the kprobe PMU is absent and the kernel refuses
