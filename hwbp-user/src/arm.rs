@@ -124,13 +124,14 @@ impl Armed {
         };
         let mut opened: Vec<(Event, &Breakpoint, Place)> = Vec::with_capacity(breakpoints.len() * places.len());
         // Open and attach everything disabled; any error drops (closes) all.
-        for bp in breakpoints {
+        for (index, bp) in breakpoints.iter().enumerate() {
             for &place in &places {
+                // Targets before this one are armed on every place already.
                 let fd = open(bp, place).map_err(|errno| ArmError::Open {
                     target: bp.spec.text.clone(),
                     place,
                     errno,
-                    reason: explain(bp, errno, breakpoints.len()),
+                    reason: explain(bp, errno, breakpoints.len(), index),
                 })?;
                 // SAFETY: both descriptors are open and owned for the duration
                 // of the call; SET_BPF only takes a reference on the program.
@@ -276,18 +277,14 @@ fn open(bp: &Breakpoint, place: Place) -> Result<OwnedFd, i32> {
 }
 
 /// Turns the kernel's errno into what happened and what to do.
-fn explain(bp: &Breakpoint, errno: i32, requested: usize) -> String {
+fn explain(bp: &Breakpoint, errno: i32, requested: usize, armed_here: usize) -> String {
     let err = io::Error::from_raw_os_error(errno);
     match errno {
         libc::ENOSPC => format!(
-            "no free debug register ({err}). x86 CPUs have {X86_DEBUG_REGISTERS} debug registers for breakpoints \
-             and this run asked for {requested}; {} Debuggers (gdb watch/hbreak), perf or other tracers may hold some: \
-             stop them or trace fewer targets at once",
-            if requested > X86_DEBUG_REGISTERS {
-                format!("at most {X86_DEBUG_REGISTERS} can be armed at once.")
-            } else {
-                "the others are in use.".to_owned()
-            }
+            "no free debug register ({err}). x86 CPUs have {X86_DEBUG_REGISTERS} debug registers for breakpoints; \
+             this run asked for {requested} and {armed_here} of them fit, so {armed_here} {} free. Debuggers \
+             (gdb watch/hbreak), perf or other tracers may hold the others: stop them or trace fewer targets at once",
+            if armed_here == 1 { "was" } else { "were" }
         ),
         libc::EINVAL if bp.space == Space::Kernel && bp.mode == Mode::Execute => {
             let cause = match kernel_option("CONFIG_KPROBES") {

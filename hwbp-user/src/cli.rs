@@ -86,11 +86,11 @@ pub struct TraceArgs {
     pub no_tui: bool,
 
     /// Stop after SECONDS (fractions allowed).
-    #[arg(short, long, value_name = "SECONDS", value_parser = parse_duration)]
+    #[arg(short, long, value_name = "SECONDS", value_parser = parse_duration, allow_negative_numbers = true)]
     pub duration: Option<std::time::Duration>,
 
     /// Stop after N hits.
-    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(short = 'n', long, value_name = "N", value_parser = parse_max_hits, allow_negative_numbers = true)]
     pub max_hits: Option<u64>,
 
     /// Stacks to record [default: kernel for kernel targets, user for user targets].
@@ -113,6 +113,12 @@ pub struct TraceArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
 
+    /// Replace addresses in the output (ip, addr, raw frames, pointer
+    /// arguments) with `0x…`: kernel addresses defeat KASLR; use this for
+    /// traces meant to be shared. Symbols with offsets stay.
+    #[arg(long)]
+    pub redact_addresses: bool,
+
     /// More diagnostics on stderr.
     #[arg(short, long)]
     pub verbose: bool,
@@ -124,6 +130,15 @@ pub struct TraceArgs {
 
 fn parse_target(s: &str) -> Result<TargetSpec, String> {
     s.parse::<TargetSpec>().map_err(|e| e.to_string())
+}
+
+fn parse_max_hits(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("-n 0 would record nothing: give a positive number of hits".into()),
+        Ok(n) => Ok(n),
+        Err(_) if s.starts_with('-') => Err(format!("-n {s}: give a positive number of hits")),
+        Err(_) => Err(format!("-n {s}: not a number of hits below 2^64 (e.g. -n 100)")),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -17,6 +17,7 @@ pub mod export;
 pub mod list;
 pub mod metrics;
 pub mod process;
+pub mod redact;
 pub mod report;
 pub mod resolve;
 pub mod session;

@@ -32,8 +32,9 @@ pub enum ProcessError {
     Watch { pid: i32, source: io::Error },
 }
 
-/// Finds `cmd` the way execvp would.
-pub fn find_command(cmd: &str) -> Result<PathBuf, ProcessError> {
+/// Finds `cmd` the way execvp would (any bytes: a path need not be UTF-8).
+pub fn find_command(cmd: &std::ffi::OsStr) -> Result<PathBuf, ProcessError> {
+    use std::os::unix::ffi::OsStrExt as _;
     let check = |path: &Path| -> Option<Result<PathBuf, ProcessError>> {
         let meta = fs::metadata(path).ok()?;
         if !meta.is_file() {
@@ -44,13 +45,14 @@ pub fn find_command(cmd: &str) -> Result<PathBuf, ProcessError> {
         }
         Some(Ok(path.to_owned()))
     };
-    if cmd.contains('/') {
-        return check(Path::new(cmd)).unwrap_or_else(|| Err(ProcessError::NotFound(cmd.to_owned())));
+    let not_found = || ProcessError::NotFound(cmd.to_string_lossy().into_owned());
+    if cmd.as_bytes().contains(&b'/') {
+        return check(Path::new(cmd)).unwrap_or_else(|| Err(not_found()));
     }
     let path = env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
     env::split_paths(&path)
         .find_map(|dir| check(&dir.join(cmd)))
-        .unwrap_or_else(|| Err(ProcessError::NotFound(cmd.to_owned())))
+        .unwrap_or_else(|| Err(not_found()))
 }
 
 /// A child started by hwbp, stopped (ptrace) at the first instruction of
@@ -68,7 +70,7 @@ impl Launched {
             return Err(ProcessError::NotFound(String::new()));
         };
         let cmd = program.to_string_lossy().into_owned();
-        let path = find_command(&cmd)?;
+        let path = find_command(program)?;
         let mut command = Command::new(&path);
         command.arg0(program).args(args);
         // SAFETY: the closure runs in the child between fork and exec and

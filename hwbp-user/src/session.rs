@@ -58,6 +58,8 @@ pub struct Options {
     /// Ends the run when notified, like SIGINT: the dashboard's `q` (in raw
     /// mode Ctrl-C is a key, not a signal).
     pub stop: Option<Arc<tokio::sync::Notify>>,
+    /// `--redact-addresses`.
+    pub redact_addresses: bool,
 }
 
 /// Shared with a frontend (the dashboard) that reads it on its own clock.
@@ -102,6 +104,7 @@ pub async fn run(
         buffer_size,
         command_line,
         stop,
+        redact_addresses,
     } = options;
     if targets.is_empty() {
         bail!(crate::target::TargetError::Empty);
@@ -112,6 +115,8 @@ pub async fn run(
     if let Some(0) = max_hits {
         bail!(UsageError("-n 0 would record nothing: give a positive number of hits".into()));
     }
+
+    missing_privileges()?;
 
     // Outputs first: a bad path fails before anything is armed.
     let mut exports = outputs
@@ -145,6 +150,7 @@ pub async fn run(
             buffer_size,
             command_line,
             stop,
+            redact_addresses,
         },
         stats,
         on_armed,
@@ -167,6 +173,41 @@ struct TraceSettings {
     buffer_size: u64,
     command_line: Vec<String>,
     stop: Option<Arc<tokio::sync::Notify>>,
+    redact_addresses: bool,
+}
+
+/// hwbp-trace needs to load BPF, open breakpoint perf events and read
+/// kernel addresses: refuse clearly, naming what is missing, rather than
+/// half-work.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "hwbp-trace needs root, or the capabilities {}: {} missing; run it with sudo",
+    "CAP_BPF, CAP_PERFMON and CAP_SYSLOG",
+    .missing.join(", ")
+)]
+pub struct PrivilegeError {
+    pub missing: Vec<&'static str>,
+}
+
+fn missing_privileges() -> Result<(), PrivilegeError> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_SYSLOG: u32 = 34;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let Some(caps) = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| crate::doctor::parse_cap_eff(&s))
+    else {
+        return Ok(());
+    };
+    let has = |cap: u32| caps & (1u64 << cap) != 0;
+    let admin = has(CAP_SYS_ADMIN);
+    let missing: Vec<&'static str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"), (CAP_SYSLOG, "CAP_SYSLOG")]
+        .into_iter()
+        .filter(|&(cap, _)| !has(cap) && !(admin && cap != CAP_SYSLOG))
+        .map(|(_, name)| name)
+        .collect();
+    if missing.is_empty() { Ok(()) } else { Err(PrivilegeError { missing }) }
 }
 
 /// A usage error (exit status 2) that is not a typed parse error.
@@ -194,6 +235,7 @@ async fn arm_and_trace(
         buffer_size,
         command_line,
         stop,
+        redact_addresses,
     } = settings;
 
     let process = match traced_pid {
@@ -241,6 +283,7 @@ async fn arm_and_trace(
         command_line,
         targets: breakpoints.iter().map(target_info).collect(),
     };
+    let header = if redact_addresses { crate::redact::header(header) } else { header };
     for export in exports.iter_mut() {
         export.header(&header);
     }
@@ -275,6 +318,7 @@ async fn arm_and_trace(
         per_slot: vec![0; breakpoints.len()],
         after_limit: vec![0; breakpoints.len()],
         write_errors_reported: false,
+        redact_addresses,
         values,
     };
 
@@ -359,6 +403,10 @@ async fn arm_and_trace(
         end_reason: end_reason.to_owned(),
         exit_status,
     };
+    let mut summary = summary;
+    if redact_addresses {
+        crate::redact::summary(&mut summary);
+    }
     if let Ok(mut s) = stats.lock() {
         s.counters = counters;
     }
@@ -422,6 +470,7 @@ struct Collector<'a> {
     per_slot: Vec<u64>,
     after_limit: Vec<u64>,
     write_errors_reported: bool,
+    redact_addresses: bool,
     /// Argument names and types, decoded values, old values.
     values: crate::values::Values,
 }
@@ -446,7 +495,10 @@ impl Collector<'_> {
                 self.after_limit[slot] += 1;
                 continue;
             }
-            let record = self.record(bp, &hit);
+            let mut record = self.record(bp, &hit);
+            if self.redact_addresses {
+                crate::redact::hit(&mut record);
+            }
             self.recorded += 1;
             self.per_slot[slot] += 1;
             if self.print_hits {

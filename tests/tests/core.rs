@@ -252,6 +252,7 @@ fn fifth_breakpoint_fails_cleanly_and_leaves_nothing_armed() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("4 debug registers"), "{err}");
+    assert!(err.contains("4 of them fit, so 4 were free"), "{err}");
     assert!(err.contains("hwbp_fx_reader"), "names the target that failed: {err}");
     assert!(!err.contains("Tracing"), "nothing was armed: {err}");
     // Nothing stayed armed: four fit right after.
@@ -284,6 +285,15 @@ fn bad_input_gets_one_clear_message() {
         (vec!["-p", "999999999", "hwbp_fx_target"], 2, "no process 999999999"),
         (vec!["--buffer-size", "1000", "hwbp_fx_target", "--", &fx, "calls", "1"], 2, "power of two"),
         (vec!["fx_user:hwbp_fx_target"], 2, "add -p PID or -- CMD"),
+        (vec!["-d", "0", "hwbp_fx_target"], 2, "positive number of seconds"),
+        (vec!["-d", "-1", "hwbp_fx_target"], 2, "positive number of seconds"),
+        (vec!["-d", "1e12", "hwbp_fx_target"], 2, "at most one year"),
+        (vec!["-d", "soon", "hwbp_fx_target"], 2, "not a number of seconds"),
+        (vec!["-n", "0", "hwbp_fx_target"], 2, "-n"),
+        (vec!["-n", "-5", "hwbp_fx_target"], 2, "-n"),
+        (vec!["-n", "99999999999999999999999", "hwbp_fx_target"], 2, "-n"),
+        (vec![""], 2, "empty target"),
+        (vec![], 2, "name at least one TARGET"),
     ];
     for (args, code, needle) in cases {
         let mut full = vec!["--no-tui"];
@@ -441,4 +451,98 @@ fn exec_mid_trace_ends_cleanly() {
     assert_eq!(hits.len(), 40, "only the calls before exec");
     assert_eq!(summary["end_reason"], "process-exec");
     assert_eq!(summary["targets"][0]["kernel_count"], 40, "nothing fired after exec");
+}
+
+/// SIGTERM, SIGHUP and -d end tracing like SIGINT: disarm, drain, summary.
+#[test]
+fn every_stop_writes_the_summary() {
+    if !root_or_skip("every_stop_writes_the_summary") {
+        return;
+    }
+    let dir = TempDir::new("stops");
+    for (how, reason) in [("SIGTERM", "signal"), ("SIGHUP", "signal"), ("-d", "duration")] {
+        let out_file = dir.path(&format!("{how}.jsonl"));
+        let mut args = vec!["--no-tui", "-q", "-o", &out_file];
+        if how == "-d" {
+            args.extend(["-d", "0.6"]);
+        }
+        let fx = fx();
+        args.extend(["hwbp_fx_target", "--", &fx, "spin", "20"]);
+        let mut tracer = Command::new(hwbp_trace())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hwbp-trace");
+        if how != "-d" {
+            thread::sleep(Duration::from_millis(600));
+            let sig = if how == "SIGTERM" { libc::SIGTERM } else { libc::SIGHUP };
+            // SAFETY: kill with our child's pid and a valid signal.
+            assert_eq!(unsafe { libc::kill(tracer.id() as i32, sig) }, 0);
+        }
+        let status = tracer.wait().expect("tracer");
+        let _ = Command::new("pkill").args(["-f", "fx_user spin 20"]).status();
+        assert!(status.success(), "{how}: {status}");
+        let (_, hits, summary) = read_trace(&out_file);
+        assert_eq!(summary["end_reason"], reason, "{how}");
+        assert!(!hits.is_empty(), "{how}: the fixture ran for 0.6 s");
+        assert_eq!(summary_hits(&summary, 0), hits.len() as u64, "{how}");
+        let target = &summary["targets"][0];
+        assert_eq!(
+            target["kernel_count"].as_u64(),
+            Some(hits.len() as u64 + target["dropped"].as_u64().expect("dropped")),
+            "{how}: every hit the kernel counted is recorded or counted as dropped"
+        );
+    }
+}
+
+#[test]
+fn redacted_traces_keep_symbols_but_no_addresses() {
+    if !root_or_skip("redacted_traces_keep_symbols_but_no_addresses") {
+        return;
+    }
+    let dir = TempDir::new("redact");
+    let out_file = dir.path("t.jsonl");
+    let out = run(&["--no-tui", "-q", "--redact-addresses", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "20"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = fs::read_to_string(&out_file).expect("trace");
+    let (header, hits, summary) = read_trace(&out_file);
+    assert_eq!(hits.len(), 20);
+    assert_eq!(header["targets"][0]["addr"], "0x…");
+    assert_eq!(summary["targets"][0]["addr"], "0x…");
+    for hit in &hits {
+        assert_eq!(hit["addr"], "0x…");
+        assert_eq!(hit["ip"], "0x…");
+        assert!(hit["ustack"][1].as_str().is_some_and(|f| f.starts_with("hwbp_fx_caller+")), "{hit}");
+    }
+    // No 0x number of 9 or more digits anywhere.
+    let long_hex = text.split("0x").skip(1).any(|rest| rest.chars().take_while(char::is_ascii_hexdigit).count() >= 9);
+    assert!(!long_hex, "an address survived redaction");
+}
+
+/// A comm that is not UTF-8 (the kernel takes any bytes) is matched by
+/// --comm as bytes and shown with replacement characters.
+#[test]
+fn non_utf8_comm() {
+    if !root_or_skip("non_utf8_comm") {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = TempDir::new("comm8");
+    let name = std::ffi::OsStr::from_bytes(b"fx\xff\xfeuser");
+    let link = dir.0.join(name);
+    std::os::unix::fs::symlink(fixture("fx_user"), &link).expect("symlink");
+    let out_file = dir.path("t.jsonl");
+    let out = Command::new(hwbp_trace())
+        .args(["--no-tui", "-q", "-o", &out_file, "--comm"])
+        .arg(name)
+        .args(["hwbp_fx_target", "--"])
+        .arg(&link)
+        .args(["calls", "7"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, hits, _) = read_trace(&out_file);
+    assert_eq!(hits.len(), 7, "--comm matched the raw bytes");
+    assert_eq!(hits[0]["comm"], "fx\u{fffd}\u{fffd}user");
 }

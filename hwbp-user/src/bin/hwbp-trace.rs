@@ -63,6 +63,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         tid,
         buffer_size,
         metrics_addr,
+        redact_addresses,
         verbose: _,
         command,
     } = args;
@@ -91,8 +92,10 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
             tid,
         },
         buffer_size,
-        command_line: std::env::args().collect(),
+        // args_os: an argument need not be UTF-8 (std::env::args panics then).
+        command_line: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
         stop: dashboard.is_some().then(|| stop.clone()),
+        redact_addresses,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -128,7 +131,9 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         runtime.block_on(dashboard.until_closed());
     }
     let closed = dashboard.join();
-    eprint!("{}", summary_table(&result?));
+    // Not eprint!: after a hang-up stderr fails, and eprint! would panic.
+    use std::io::Write as _;
+    let _ = write!(std::io::stderr(), "{}", summary_table(&result?));
     closed
 }
 
