@@ -243,7 +243,12 @@ async fn arm_and_trace(
         None => None,
     };
     let mut resolver = Resolver::new(process);
+    let phase = Instant::now();
     let breakpoints = resolver.resolve_all(targets)?;
+    log::debug!("resolved {} targets in {:?}", breakpoints.len(), phase.elapsed());
+    for bp in &breakpoints {
+        log::debug!("  {} → {bp}", bp.spec.text);
+    }
 
     let stacks: Vec<StackChoice> = breakpoints
         .iter()
@@ -261,15 +266,21 @@ async fn arm_and_trace(
     // Kernel names are needed for kernel targets and kernel stacks only.
     let needs_kernel_names = breakpoints.iter().any(|bp| bp.space == Space::Kernel)
         || stacks.iter().any(|s| s.kernel);
+    let phase = Instant::now();
     let kallsyms = if needs_kernel_names { Some(resolver.kallsyms()?) } else { None };
+    log::debug!("kernel symbols ready in {:?}", phase.elapsed());
 
+    let phase = Instant::now();
     let mut probe = Probe::load(&breakpoints, &stacks, &filters, buffer_size)?;
+    log::debug!("BPF program loaded and verified in {:?}", phase.elapsed());
     let mut events = probe.events()?;
     let scope = match traced_pid {
         Some(pid) => Scope::process(pid).with_context(|| format!("listing the threads of process {pid}"))?,
         None => Scope::system_wide().context("listing online CPUs")?,
     };
+    let phase = Instant::now();
     let mut armed = Armed::arm(&breakpoints, &scope, probe.program_fd()?)?;
+    log::debug!("armed {} perf events in {:?}", armed.len(), phase.elapsed());
 
     let start_monotonic_ns = monotonic_ns();
     let started = Instant::now();
