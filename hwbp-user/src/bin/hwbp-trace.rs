@@ -21,7 +21,7 @@ use hwbp::{
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = cli.trace.verbose;
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if verbose { "debug" } else { "warn" }))
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if verbose { "warn,hwbp=debug" } else { "warn" }))
         .format_timestamp(None)
         .init();
     let result = match cli.command {
