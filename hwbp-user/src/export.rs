@@ -58,8 +58,10 @@ pub enum ExportError {
     UnknownFormat(PathBuf),
     #[error("`{}` is a symbolic link: hwbp runs as root and does not write through links; give the real path", .0.display())]
     Symlink(PathBuf),
-    #[error("cannot create `{}`: {source}{hint}", .path.display(), hint = create_hint(.source))]
-    Create { path: PathBuf, source: io::Error },
+    // `error`, not `source`: the cause is in the message, not repeated by
+    // anyhow's chain.
+    #[error("cannot create `{}`: {error}{hint}", .path.display(), hint = create_hint(.error))]
+    Create { path: PathBuf, error: io::Error },
 }
 
 fn create_hint(e: &io::Error) -> &'static str {
@@ -82,11 +84,11 @@ pub fn create_file(path: &Path) -> Result<File, ExportError> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .map_err(|source| match source.raw_os_error() {
+        .map_err(|error| match error.raw_os_error() {
             Some(libc::ELOOP) => ExportError::Symlink(path.to_owned()),
             _ => ExportError::Create {
                 path: path.to_owned(),
-                source,
+                error,
             },
         })
 }

@@ -108,8 +108,10 @@ pub struct ReportArgs {
 
 #[derive(Debug, Error)]
 pub enum ReportError {
-    #[error("cannot read {}: {source}", .path.display())]
-    Read { path: PathBuf, source: io::Error },
+    // `error`, not `source`: the cause is in the message, not repeated by
+    // anyhow's chain.
+    #[error("cannot read {}: {error}", .path.display())]
+    Read { path: PathBuf, error: io::Error },
     #[error(
         "{}:{line}: not a trace line ({reason}); is this a file written with `-o FILE.jsonl`?",
         .path.display()
@@ -117,8 +119,8 @@ pub enum ReportError {
     Corrupt { path: PathBuf, line: u64, reason: String },
     #[error(transparent)]
     Export(#[from] ExportError),
-    #[error("writing {}: {source}", .path.display())]
-    Write { path: PathBuf, source: io::Error },
+    #[error("writing {}: {error}", .path.display())]
+    Write { path: PathBuf, error: io::Error },
 }
 
 /// Per-target totals and breakdowns, filled as the trace streams by.
@@ -150,9 +152,9 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
         flamegraph,
     } = args;
     let by: Vec<By> = if by.is_empty() { vec![By::Comm, By::Caller] } else { by.clone() };
-    let file = File::open(input).map_err(|source| ReportError::Read {
+    let file = File::open(input).map_err(|error| ReportError::Read {
         path: input.clone(),
-        source,
+        error,
     })?;
     let mut exports = Vec::new();
     if let Some(path) = folded {
@@ -177,9 +179,9 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
     let mut line_no = 0u64;
     loop {
         buf.clear();
-        let n = reader.read_line(&mut buf).map_err(|source| ReportError::Read {
+        let n = reader.read_line(&mut buf).map_err(|error| ReportError::Read {
             path: input.clone(),
-            source,
+            error,
         })?;
         if n == 0 {
             break;
@@ -248,15 +250,15 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
 
     let finished = summary.clone().unwrap_or_default();
     for export in exports.iter_mut() {
-        export.finish(&finished).map_err(|source| ReportError::Write {
+        export.finish(&finished).map_err(|error| ReportError::Write {
             path: export.path.clone(),
-            source,
+            error,
         })?;
     }
     if let (Some((path, folded)), Some(file)) = (flame.take(), flame_file) {
-        write_flamegraph(&folded, header.as_ref(), file).map_err(|source| ReportError::Write {
+        write_flamegraph(&folded, header.as_ref(), file).map_err(|error| ReportError::Write {
             path: path.clone(),
-            source,
+            error,
         })?;
     }
     if summary.is_none() && outcome.warnings.is_empty() {
@@ -265,9 +267,9 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
             .push(format!("{}: no summary line: the trace may be incomplete", input.display()));
     }
     let text = render(header.as_ref(), summary.as_ref(), &targets, &by, *top);
-    out.write_all(text.as_bytes()).map_err(|source| ReportError::Write {
+    out.write_all(text.as_bytes()).map_err(|error| ReportError::Write {
         path: PathBuf::from("<stdout>"),
-        source,
+        error,
     })?;
     Ok(outcome)
 }
