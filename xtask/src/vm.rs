@@ -413,6 +413,7 @@ enum Console {
 /// Lines that mean the guest kernel is in trouble: stop at once.
 fn is_fatal(line: &str) -> bool {
     line.contains("Kernel panic")
+        || line.contains("Initramfs unpacking failed")
         || line.contains("soft lockup")
         || line.contains("hard LOCKUP")
         || line.starts_with("BUG: ")
@@ -445,6 +446,25 @@ fn last_lines(lines: &VecDeque<String>) -> String {
         .join("\n")
 }
 
+/// A run's scratch directory, removed when the run ends, however it ends.
+struct RunDir(PathBuf);
+
+impl RunDir {
+    fn create(path: PathBuf) -> Result<Self> {
+        if path.exists() {
+            fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Builds the initramfs, boots, streams the console, collects /out.
 pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
     let Boot {
@@ -455,8 +475,9 @@ pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
         interactive,
         out_dir,
     } = boot;
-    let run_dir = vm_dir().join("run");
-    fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    // One directory per run: several VMs may boot at once from one work tree.
+    let run_dir = RunDir::create(vm_dir().join(format!("run-{}", std::process::id())))?;
+    let run_dir = &run_dir.0;
     let initrd = run_dir.join("initramfs.cpio.gz");
     let start = Instant::now();
     let archive = build_initramfs(command, *interactive)?;
@@ -732,6 +753,7 @@ mod tests {
         assert!(is_fatal(
             "[    1.0] BUG: kernel NULL pointer dereference, address: 0"
         ));
+        assert!(is_fatal("[    4.6] Initramfs unpacking failed: uncompression error"));
         assert!(!is_fatal("init: exit=0"));
     }
 }
