@@ -56,7 +56,10 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     };
     // SAFETY: a read-only lookup of a plain-old-data value.
     let Some(config) = (unsafe { SLOTS.get(&addr) }) else {
-        // Not ours (the map is filled before any event is enabled).
+        // Never expected: SLOTS is filled before any event is enabled and
+        // every event is armed at an address in it. A rare diagnostic, so
+        // aya-log rather than a counter nobody reads.
+        aya_log_ebpf::warn!(ctx, "hit at {:x}, which no target armed", addr);
         return Ok(0);
     };
     let config = *config;
@@ -81,6 +84,10 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     unsafe { (*counters).hits += 1 };
 
     let Some(hit) = SCRATCH.get_ptr_mut(0) else {
+        // A per-CPU array of one entry always has index 0: never expected.
+        aya_log_ebpf::error!(ctx, "no scratch entry on this CPU; hit dropped");
+        // SAFETY: per-CPU slot of this CPU, see below.
+        unsafe { (*counters).dropped += 1 };
         return Ok(0);
     };
     let mut flags = 0u32;

@@ -75,6 +75,8 @@ pub struct Filters {
 /// The loaded BPF program and its maps.
 pub struct Probe {
     ebpf: Ebpf,
+    /// Rare diagnostics from the program (aya-log), flushed by [`Probe::counters`].
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     counters: PerCpuArray<MapData, Counters>,
     slots: usize,
 }
@@ -147,10 +149,18 @@ impl Probe {
             }
             array.set(0, filter, 0).map_err(|e| map_err(MAP_FILTER, e))?;
         }
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(logger),
+            Err(e) => {
+                log::debug!("no aya-log diagnostics from the BPF program: {e}");
+                None
+            }
+        };
         let counters = ebpf.take_map(MAP_COUNTERS).ok_or(LoadError::MissingMap(MAP_COUNTERS))?;
         let counters = PerCpuArray::try_from(counters).map_err(|e| map_err(MAP_COUNTERS, e))?;
         Ok(Self {
             ebpf,
+            logger,
             counters,
             slots: breakpoints.len(),
         })
@@ -180,8 +190,12 @@ impl Probe {
         Ok(Events { ring })
     }
 
-    /// Counters per slot, summed over CPUs.
-    pub fn counters(&self) -> Vec<Counters> {
+    /// Counters per slot, summed over CPUs. Also passes on whatever the
+    /// program logged since the last call.
+    pub fn counters(&mut self) -> Vec<Counters> {
+        if let Some(logger) = self.logger.as_mut() {
+            logger.flush();
+        }
         (0..self.slots as u32)
             .map(|slot| {
                 self.counters
