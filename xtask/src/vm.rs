@@ -753,7 +753,9 @@ mod tests {
         assert!(is_fatal(
             "[    1.0] BUG: kernel NULL pointer dereference, address: 0"
         ));
-        assert!(is_fatal("[    4.6] Initramfs unpacking failed: uncompression error"));
+        assert!(is_fatal(
+            "[    4.6] Initramfs unpacking failed: uncompression error"
+        ));
         assert!(!is_fatal("init: exit=0"));
     }
 }
