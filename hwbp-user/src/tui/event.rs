@@ -39,6 +39,8 @@ pub struct Events {
     next_tick: Instant,
     stop_input: Arc<AtomicBool>,
     input: Option<JoinHandle<()>>,
+    /// Disconnects when the input thread ends.
+    input_done: Option<Receiver<()>>,
 }
 
 impl Events {
@@ -51,6 +53,7 @@ impl Events {
             next_tick: Instant::now() + tick,
             stop_input: Arc::new(AtomicBool::new(false)),
             input: None,
+            input_done: None,
         }
     }
 
@@ -66,7 +69,12 @@ impl Events {
         }
         let tx = self.tx.clone();
         let stop = self.stop_input.clone();
-        self.input = Some(thread::spawn(move || read_input(&tx, &stop)));
+        let (done_tx, done) = mpsc::channel::<()>();
+        self.input = Some(thread::spawn(move || {
+            let _done = done_tx;
+            read_input(&tx, &stop);
+        }));
+        self.input_done = Some(done);
     }
 
     /// The next event; a tick when nothing else came in time.
@@ -89,16 +97,59 @@ impl Events {
 }
 
 impl Drop for Events {
+    /// Stops the input thread and waits a little for it, so that it does not
+    /// eat a key meant for the shell; but never for long: on a hung-up
+    /// terminal crossterm's poll can spin without returning.
     fn drop(&mut self) {
         self.stop_input.store(true, Ordering::Relaxed);
-        if let Some(input) = self.input.take() {
+        let Some(input) = self.input.take() else {
+            return;
+        };
+        let finished = match self.input_done.take() {
+            Some(done) => matches!(
+                done.recv_timeout(INPUT_POLL * 4),
+                Err(RecvTimeoutError::Disconnected)
+            ),
+            None => false,
+        };
+        if finished {
             let _ = input.join();
         }
     }
 }
 
+/// The terminal, opened for polling on its own: a hang-up (the terminal
+/// window closed, ssh gone, `tmux kill-server`) shows as POLLHUP there,
+/// while crossterm's reader would spin on the end of file.
+fn open_tty() -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/tty")
+        .ok()
+}
+
+fn hung_up(tty: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd as _;
+    let mut fds = libc::pollfd {
+        fd: tty.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, owned by this frame, for the duration of
+    // the call; the fd stays open as `tty` is borrowed.
+    let n = unsafe { libc::poll(&mut fds, 1, 0) };
+    n > 0 && fds.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
 fn read_input(tx: &Sender<Event>, stop: &AtomicBool) {
+    let tty = open_tty();
     while !stop.load(Ordering::Relaxed) {
+        if tty.as_ref().is_some_and(hung_up) {
+            let _ = tx.send(Event::Quit);
+            return;
+        }
         // Poll with a timeout, so that a stop is seen without a key press.
         match term::poll(INPUT_POLL) {
             Ok(false) => continue,
