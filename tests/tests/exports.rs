@@ -220,3 +220,30 @@ fn metrics_while_tracing() {
     assert!(err.contains(&format!("{CALLS} hits")), "{err}");
     assert!(String::from_utf8_lossy(&rest).ends_with(&format!("done {CALLS}\n")));
 }
+
+/// The report subcommand on damaged traces, through the binary (no root
+/// needed): a cut last line is a warning and exit 0, a corrupt line an
+/// error naming its line and exit 1.
+#[test]
+fn report_of_damaged_traces() {
+    let dir = TempDir::new("damaged");
+    let golden = workspace().join("hwbp-user/tests/data/trace.jsonl");
+    let full = fs::read_to_string(&golden).unwrap_or_else(|e| panic!("reading {}: {e}", golden.display()));
+    let lines: Vec<&str> = full.lines().collect();
+
+    let cut = dir.path("cut.jsonl");
+    let last = lines[lines.len() - 2];
+    fs::write(&cut, format!("{}\n{}", lines[..lines.len() - 2].join("\n"), &last[..last.len() / 2])).expect("write");
+    let out = run(&["report", &cut]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning: ") && stderr(&out).contains("cut.jsonl:8: the last line is cut short"), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("vfs_read by comm (2 distinct):"));
+
+    let bad = dir.path("bad.jsonl");
+    let mut broken = lines.clone();
+    broken[3] = "not json";
+    fs::write(&bad, broken.join("\n") + "\n").expect("write");
+    let out = run(&["report", &bad]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bad.jsonl:4: not a trace line"), "{}", stderr(&out));
+}
