@@ -110,7 +110,7 @@ fn hits_cell(screen: &str, target: &str) -> Option<String> {
         .split_whitespace()
         .collect();
     // TARGET SYMBOL [ADDRESS] MODE HITS ...: HITS follows the mode.
-    let mode = cells.iter().position(|c| *c == "w")?;
+    let mode = cells.iter().position(|c| ["x", "w", "rw"].contains(c))?;
     cells.get(mode + 1).map(|s| (*s).to_owned())
 }
 
@@ -225,5 +225,66 @@ fn dashboard_shows_exact_hits_help_and_quits_cleanly() {
             modes.contains(&mode),
             "terminal mode {mode} restored:\n{end}"
         );
+    }
+}
+
+/// Whether a process has ended (gone, or a zombie).
+fn ended(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_terminal_hang_up_ends_the_dashboard() {
+    if !root_or_skip("a_terminal_hang_up_ends_the_dashboard") {
+        return;
+    }
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!(
+            "SKIPPED a_terminal_hang_up_ends_the_dashboard: tmux is not installed (apt-get install tmux)"
+        );
+        return;
+    }
+    let trace = hwbp_trace().display().to_string();
+    let fx = fixture("fx_user").display().to_string();
+    let name = format!("hwbp-tui-hup-{}", std::process::id());
+    let pane = Tmux::start(
+        &name,
+        100,
+        30,
+        &format!("'{trace}' hwbp_fx_target -- '{fx}' spin 30; sleep 600"),
+    );
+    pane.wait_for("tracing with hits", Duration::from_secs(30), |s| {
+        s.contains("● tracing") && hits_cell(s, "hwbp_fx_target").is_some_and(|h| h != "0")
+    });
+    let out = pane.run(&["display-message", "-p", "-t", &name, "#{pane_pid}"]);
+    let shell: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("the pane's pid");
+    let tracer = *children(shell)
+        .first()
+        .expect("hwbp-trace runs in the pane");
+    // The terminal goes away under the dashboard (a closed window, a lost ssh).
+    drop(pane);
+    let start = Instant::now();
+    while !ended(tracer) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "hwbp-trace {tracer} still runs 10 s after its terminal hung up"
+        );
+        thread::sleep(Duration::from_millis(100));
     }
 }
