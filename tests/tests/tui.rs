@@ -88,6 +88,11 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        // tmux may leave its socket file behind.
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let dir = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
+        let _ = fs::remove_file(format!("{dir}/tmux-{uid}/{}", self.socket));
     }
 }
 
