@@ -281,6 +281,20 @@ mod event_loop {
     }
 
     #[test]
+    fn a_panic_restores_the_terminal_first() {
+        use std::sync::atomic::Ordering;
+
+        use crate::tui::{TERMINAL_TAKEN, install_panic_hook};
+        install_panic_hook();
+        // As if the dashboard had the terminal (restoring a terminal that
+        // is not one fails quietly).
+        TERMINAL_TAKEN.store(true, Ordering::SeqCst);
+        let panicked = std::thread::spawn(|| panic!("a render bug")).join();
+        assert!(panicked.is_err());
+        assert!(!TERMINAL_TAKEN.load(Ordering::SeqCst), "the hook restored the terminal");
+    }
+
+    #[test]
     fn parent_pids_come_from_proc() {
         let me = std::process::id();
         let child = std::process::Command::new("sleep")
