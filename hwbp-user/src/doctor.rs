@@ -39,6 +39,7 @@ const RINGBUF_VERSION: (u32, u32, u32) = (5, 8, 0);
 
 /// Capability bits (include/uapi/linux/capability.h).
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_SYSLOG: u32 = 34;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
@@ -360,31 +361,38 @@ fn privileges() -> Check {
             )
         };
     };
-    let bpf = has_cap(caps, CAP_BPF);
-    let perfmon = has_cap(caps, CAP_PERFMON);
-    let admin = has_cap(caps, CAP_SYS_ADMIN);
-    match (bpf && perfmon, admin) {
-        (true, _) => Check::ok(NAME, format!("{who}; CAP_BPF and CAP_PERFMON effective")),
-        (false, true) => Check::ok(
+    let missing = missing_capabilities(caps);
+    if missing.is_empty() {
+        let how = if has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON) {
+            "CAP_BPF, CAP_PERFMON and CAP_SYSLOG effective"
+        } else {
+            "CAP_SYS_ADMIN (covering CAP_BPF and CAP_PERFMON) and CAP_SYSLOG effective"
+        };
+        Check::ok(NAME, format!("{who}; {how}"))
+    } else {
+        Check::fail(
             NAME,
-            format!(
-                "{who}; CAP_SYS_ADMIN effective (covers CAP_BPF and CAP_PERFMON on older kernels)"
-            ),
-        ),
-        (false, false) => {
-            let missing: Vec<&str> = [(bpf, "CAP_BPF"), (perfmon, "CAP_PERFMON")]
-                .into_iter()
-                .filter(|(has, _)| !has)
-                .map(|(_, name)| name)
-                .collect();
-            Check::fail(
-                NAME,
-                format!("{who}; missing {}", missing.join(" and ")),
-                "run as root (sudo hwbp-trace ...), or grant them: \
-                 sudo setcap cap_bpf,cap_perfmon+ep $(command -v hwbp-trace)",
-            )
-        }
+            format!("{who}; missing {}", missing.join(", ")),
+            "run as root (sudo hwbp-trace ...), or grant them: \
+             sudo setcap cap_bpf,cap_perfmon,cap_syslog+ep $(command -v hwbp-trace)",
+        )
     }
+}
+
+/// What hwbp-trace needs and `caps` lacks: CAP_BPF (load the program),
+/// CAP_PERFMON (breakpoint events, system-wide), both covered by
+/// CAP_SYS_ADMIN, and CAP_SYSLOG (kernel addresses in /proc/kallsyms).
+pub fn missing_capabilities(caps: u64) -> Vec<&'static str> {
+    let admin = has_cap(caps, CAP_SYS_ADMIN);
+    [
+        (CAP_BPF, "CAP_BPF", admin),
+        (CAP_PERFMON, "CAP_PERFMON", admin),
+        (CAP_SYSLOG, "CAP_SYSLOG", false),
+    ]
+    .into_iter()
+    .filter(|&(cap, _, covered)| !has_cap(caps, cap) && !covered)
+    .map(|(_, name, _)| name)
+    .collect()
 }
 
 // ------------------------------------------------------------ kernel version
@@ -1225,6 +1233,28 @@ mod tests {
         );
         let user = parse_cap_eff("CapEff:\t0000000000000000\n").expect("CapEff");
         assert!(!has_cap(user, CAP_BPF) && !has_cap(user, CAP_PERFMON));
+        assert_eq!(missing_capabilities(caps), Vec::<&str>::new());
+        assert_eq!(
+            missing_capabilities(user),
+            ["CAP_BPF", "CAP_PERFMON", "CAP_SYSLOG"]
+        );
+        let bpf_perfmon = (1 << CAP_BPF) | (1 << CAP_PERFMON);
+        assert_eq!(missing_capabilities(bpf_perfmon), ["CAP_SYSLOG"]);
+        assert_eq!(
+            missing_capabilities(bpf_perfmon | 1 << CAP_SYSLOG),
+            Vec::<&str>::new()
+        );
+        let admin = (1 << CAP_SYS_ADMIN) | (1 << CAP_SYSLOG);
+        assert_eq!(
+            missing_capabilities(admin),
+            Vec::<&str>::new(),
+            "CAP_SYS_ADMIN covers BPF and PERFMON"
+        );
+        assert_eq!(
+            missing_capabilities(1 << CAP_SYS_ADMIN),
+            ["CAP_SYSLOG"],
+            "but not SYSLOG"
+        );
         assert_eq!(parse_cap_eff("Name:\tx\n"), None);
         assert_eq!(parse_cap_eff("CapEff:\tzz\n"), None);
     }
