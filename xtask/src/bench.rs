@@ -181,15 +181,25 @@ struct Bench {
 
 impl Bench {
     fn new() -> Result<Self> {
-        let hwbp_trace = build::hwbp_trace();
-        let fx_user = build::release_dir().join("fx_user");
-        for path in [&hwbp_trace, &fx_user] {
+        let scratch = build::release_dir().join("bench");
+        // Measure copies: other builds may replace target/release/* while
+        // this runs, and perf's raw addresses must stay right.
+        let bin = scratch.join("bin");
+        fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+        let mut copies = Vec::new();
+        for built in [build::hwbp_trace(), build::release_dir().join("fx_user")] {
             ensure!(
-                path.is_file(),
+                built.is_file(),
                 "{} is missing: run `cargo xtask build` (or drop --no-build)",
-                path.display()
+                built.display()
             );
+            let copy = bin.join(built.file_name().unwrap_or_default());
+            remove(&copy);
+            fs::copy(&built, &copy)
+                .with_context(|| format!("copying {} to {}", built.display(), copy.display()))?;
+            copies.push(copy);
         }
+        let (hwbp_trace, fx_user) = (copies[0].clone(), copies[1].clone());
         ensure!(
             on_path("perf"),
             "perf is missing: `apt-get install linux-perf` (Debian) gives the peer this compares with"
@@ -198,8 +208,6 @@ impl Bench {
             on_path("setarch"),
             "setarch is missing: it comes with util-linux"
         );
-        let scratch = build::release_dir().join("bench");
-        fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
         let mut bench = Bench {
             hwbp_trace,
             fx_user,
@@ -635,11 +643,12 @@ impl Bench {
         let go = self.scratch.join(format!("go-{name}"));
         remove(&go);
         let fixture = self.fixture_waiting(&go, args)?;
+        let pid = fixture.id().to_string();
         let mut cmd = Command::new(&self.hwbp_trace);
         cmd.args(["--no-tui", "-q", "--stack", "both", "-o"])
             .arg(self.jsonl())
-            .args(["-p", &fixture.id().to_string(), "hwbp_fx_target"]);
-        let command = display(&cmd);
+            .args(["-p", &pid, "hwbp_fx_target"]);
+        let command = display(&cmd).replace(&format!("-p {pid}"), "-p PID");
         let run = finish_with_fixture(&mut cmd, &go, fixture, false)?;
         run.check(&cmd)?;
         let jsonl_bytes = fs::metadata(self.jsonl()).map(|m| m.len()).unwrap_or(0);
@@ -647,7 +656,7 @@ impl Bench {
         remove(&self.jsonl());
         remove(&go);
         Ok(Measured {
-            command: command.replace(&format!("-p {}", run.pid), "-p PID"),
+            command,
             expected,
             summary,
             wall: run.wall,
@@ -669,6 +678,7 @@ impl Bench {
             let go = self.scratch.join("go-idle");
             remove(&go);
             let fixture = self.fixture_waiting(&go, &["calls", "1"])?;
+            let pid = fixture.id().to_string();
             let mut cmd = Command::new(&self.hwbp_trace);
             cmd.args([
                 "--no-tui",
@@ -676,16 +686,16 @@ impl Bench {
                 "--stack",
                 stack,
                 "-p",
-                &fixture.id().to_string(),
+                &pid,
                 "hwbp_fx_target",
             ]);
-            let command = display(&cmd);
+            let command = display(&cmd).replace(&format!("-p {pid}"), "-p PID");
             let run = finish_with_fixture(&mut cmd, &go, fixture, true)?;
             run.check(&cmd)?;
             remove(&go);
             results.push(Idle {
                 name,
-                command: command.replace(&format!("-p {}", run.pid), "-p PID"),
+                command,
                 rss_kib: run.idle_rss_kib,
             });
         }
@@ -835,7 +845,6 @@ fn remove(path: &Path) {
 
 /// A finished run: wall time, stderr, and its rusage from wait4.
 struct Finished {
-    pid: u32,
     wall: Duration,
     /// From spawn to the `Tracing` line on stderr, if one came.
     tracing_after: Option<Duration>,
@@ -918,7 +927,6 @@ fn finish_sampling(cmd: &mut Command, go: Option<&Path>, sample_idle: bool) -> R
         .join()
         .map_err(|_| anyhow!("the stderr reader panicked"))?;
     Ok(Finished {
-        pid,
         wall,
         tracing_after: seen_rx.try_recv().ok(),
         idle_rss_kib: idle_rx.try_recv().ok().flatten(),
