@@ -76,6 +76,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
     let dashboard = (!no_tui && std::io::stdout().is_terminal()).then(|| tui::Config {
         outputs: outputs.iter().map(|p| p.display().to_string()).collect(),
         launched: !command.is_empty(),
+        redact_addresses,
     });
     let stop = Arc::new(tokio::sync::Notify::new());
     let options = Options {

@@ -201,6 +201,8 @@ pub struct App {
     pub events: usize,
     /// `-o` files being written.
     pub outputs: Vec<String>,
+    /// `--redact-addresses`: no addresses on screen (nor in `e` files).
+    pub redact: bool,
     /// What is shown: the latest copy (less the baseline), frozen while
     /// paused.
     pub view: Stats,
@@ -246,6 +248,7 @@ impl App {
             traced,
             events,
             outputs,
+            redact: false,
             view: stats.clone(),
             latest: stats,
             baseline: None,

@@ -60,6 +60,8 @@ pub struct Config {
     /// The traced process was started by us (`-- CMD`): quitting
     /// interrupts it, as Ctrl-C would in the shell.
     pub launched: bool,
+    /// `--redact-addresses`.
+    pub redact_addresses: bool,
 }
 
 /// The dashboard thread, seen from the session's side.
@@ -158,7 +160,11 @@ fn dashboard(
             Event::Tick | Event::Key(_) | Event::Resize => {}
         }
     };
-    let Config { outputs, launched } = config;
+    let Config {
+        outputs,
+        launched,
+        redact_addresses,
+    } = config;
     let name = match &armament.scope {
         crate::arm::Scope::Process { pid, .. } => {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -168,6 +174,7 @@ fn dashboard(
         crate::arm::Scope::SystemWide { .. } => String::new(),
     };
     let mut app = App::armed(&armament, name, launched, outputs);
+    app.redact = redact_addresses;
     let mut guard = TerminalGuard::enter()?;
     events.start_input();
     let exit = run(&mut guard.terminal, &mut app, &mut events, stats);

@@ -113,6 +113,15 @@ fn busy_stacks_and_values() {
 }
 
 #[test]
+fn redacted_addresses() {
+    let mut app = busy_app();
+    app.redact = true;
+    let text = screen(&app, 120, 32);
+    assert!(!text.contains("0xffff"), "{text}");
+    assert!(text.contains("0x…"), "{text}");
+}
+
+#[test]
 fn traced_process_exited() {
     let counter = TargetView {
         target: "HWBP_FX_COUNTER:w".into(),
@@ -291,7 +300,10 @@ mod event_loop {
         TERMINAL_TAKEN.store(true, Ordering::SeqCst);
         let panicked = std::thread::spawn(|| panic!("a render bug")).join();
         assert!(panicked.is_err());
-        assert!(!TERMINAL_TAKEN.load(Ordering::SeqCst), "the hook restored the terminal");
+        assert!(
+            !TERMINAL_TAKEN.load(Ordering::SeqCst),
+            "the hook restored the terminal"
+        );
     }
 
     #[test]

@@ -171,6 +171,15 @@ fn panel(title: String, focused: bool) -> Block<'static> {
     }
 }
 
+/// An address as shown: `0x…` under `--redact-addresses`, so that `e`
+/// snapshots can be shared like the trace files.
+fn address(app: &App, addr: u64) -> String {
+    match app.redact {
+        true => crate::redact::REDACTED.to_owned(),
+        false => format!("{addr:#x}"),
+    }
+}
+
 /// A text sparkline of `values`, one character each, scaled to their max.
 pub fn sparkline(values: &[u64]) -> String {
     let max = values.iter().copied().max().unwrap_or(0);
@@ -226,7 +235,7 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
                 Cell::from(r.view.symbol.clone()),
             ];
             if show_addr {
-                cells.push(Cell::from(format!("{:#018x}", r.view.addr)));
+                cells.push(Cell::from(address(app, r.view.addr)));
             }
             cells.extend([
                 Cell::from(r.view.mode),
@@ -278,11 +287,11 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
 fn render_details(frame: &mut Frame, area: Rect, app: &App) {
     let title = match app.selected_target() {
         Some((v, _)) => format!(
-            " {} · {} {} · {:#x}/{} ",
+            " {} · {} {} · {}/{} ",
             v.target,
             if v.kernel { "kernel" } else { "user" },
             v.mode,
-            v.addr,
+            address(app, v.addr),
             v.len
         ),
         None => " details ".to_owned(),
