@@ -6,19 +6,15 @@ use anyhow::{Context as _, Result};
 
 use crate::{exec::exec, workspace_root};
 
-/// Frame pointers everywhere, so that user stacks of the fixtures (and of
-/// hwbp-trace itself) unwind. One value for every cargo call xtask makes:
-/// different RUSTFLAGS between calls would rebuild everything each time.
-/// The eBPF build is not affected: aya-build sets CARGO_ENCODED_RUSTFLAGS,
-/// which takes precedence.
-pub const RUSTFLAGS: &str = "-C force-frame-pointers=yes";
-
-/// `cargo ARGS` in the workspace root with xtask's RUSTFLAGS.
+/// `cargo ARGS` in the workspace root.
+///
+/// Frame pointers (so that user stacks of the fixtures unwind) come from
+/// .cargo/config.toml, for every build of the workspace alike: flags set
+/// here instead would differ from a plain `cargo build` and make each
+/// rebuild the other's dependencies.
 pub fn cargo(args: &[&str]) -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.args(args)
-        .current_dir(workspace_root())
-        .env("RUSTFLAGS", RUSTFLAGS);
+    cmd.args(args).current_dir(workspace_root());
     cmd
 }
 

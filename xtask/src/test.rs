@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 
-use crate::{build, exec::exec, kernel_tests, setup, vm, workspace_root};
+use crate::{build, exec::exec, kernel_tests, setup, vm};
 
 #[derive(Args)]
 pub struct Options {
@@ -44,21 +44,14 @@ pub fn run(options: Options) -> Result<()> {
     build::run().context("test step 2/5 (release build of hwbp-trace and the fixtures) failed")?;
     if wanted(Step::Unit) {
         banner("3/5 unit tests");
-        // Without xtask's RUSTFLAGS on purpose: a debug build with the same
-        // flags as `cargo xtask` itself, so neither rebuilds the other's
-        // dependencies.
-        exec(
-            std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-                .args([
-                    "test",
-                    "--workspace",
-                    "--exclude",
-                    "hwbp-ebpf",
-                    "--exclude",
-                    "hwbp-tests",
-                ])
-                .current_dir(workspace_root()),
-        )
+        exec(&mut build::cargo(&[
+            "test",
+            "--workspace",
+            "--exclude",
+            "hwbp-ebpf",
+            "--exclude",
+            "hwbp-tests",
+        ]))
         .context("test step 3/5 (unit tests) failed")?;
     }
     if wanted(Step::Integration) {
