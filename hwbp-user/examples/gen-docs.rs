@@ -21,7 +21,9 @@ fn man(out: &Path) -> Result<Vec<String>> {
     let mut written = Vec::new();
     let mut page = |cmd: clap::Command, file: String| -> Result<()> {
         let mut buf = Vec::new();
-        clap_mangen::Man::new(cmd).render(&mut buf).context("rendering a man page")?;
+        clap_mangen::Man::new(cmd)
+            .render(&mut buf)
+            .context("rendering a man page")?;
         let path = out.join(&file);
         fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))?;
         written.push(file);
@@ -33,7 +35,8 @@ fn man(out: &Path) -> Result<Vec<String>> {
         let file = format!("{name}.1");
         // clap names are &'static str (without its `string` feature); this
         // program runs once, so leaking two short strings per page is fine.
-        let bin_name: &'static str = Box::leak(format!("{NAME} {}", sub.get_name()).into_boxed_str());
+        let bin_name: &'static str =
+            Box::leak(format!("{NAME} {}", sub.get_name()).into_boxed_str());
         let name: &'static str = Box::leak(name.into_boxed_str());
         page(sub.clone().name(name).bin_name(bin_name), file)?;
     }
@@ -44,10 +47,20 @@ fn man(out: &Path) -> Result<Vec<String>> {
 fn completions(out: &Path) -> Result<Vec<String>> {
     let mut cmd = Cli::command();
     let mut written = Vec::new();
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::Elvish, Shell::PowerShell] {
+    for shell in [
+        Shell::Bash,
+        Shell::Zsh,
+        Shell::Fish,
+        Shell::Elvish,
+        Shell::PowerShell,
+    ] {
         let path = clap_complete::generate_to(shell, &mut cmd, NAME, out)
             .with_context(|| format!("writing {shell} completions into {}", out.display()))?;
-        written.push(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        written.push(
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
     }
     Ok(written)
 }

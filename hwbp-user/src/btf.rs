@@ -60,7 +60,11 @@ impl Decode {
     /// `value` as `size` bytes of this kind: `-1`, `42`, `true`, `0xffff…`.
     pub fn format(self, value: u64, size: u8) -> String {
         let bits = u32::from(size.clamp(1, 8)) * 8;
-        let masked = if bits == 64 { value } else { value & ((1u64 << bits) - 1) };
+        let masked = if bits == 64 {
+            value
+        } else {
+            value & ((1u64 << bits) - 1)
+        };
         match self {
             Self::Signed => {
                 let shift = 64 - bits;
@@ -137,7 +141,8 @@ impl Btf {
         }
         let field = |off| u32_at(data, off).ok_or_else(|| "truncated header".to_owned());
         let hdr_len = field(4)? as usize;
-        let (type_off, type_len, str_off, str_len) = (field(8)?, field(12)?, field(16)?, field(20)?);
+        let (type_off, type_len, str_off, str_len) =
+            (field(8)?, field(12)?, field(16)?, field(20)?);
         let section = |off: u32, len: u32| {
             let start = hdr_len + off as usize;
             data.get(start..start + len as usize)
@@ -150,9 +155,11 @@ impl Btf {
         let mut types = Vec::new();
         let mut pos = 0;
         while pos < type_section.len() {
-            let (Some(name_off), Some(info), Some(size_type)) =
-                (u32_at(&type_section, pos), u32_at(&type_section, pos + 4), u32_at(&type_section, pos + 8))
-            else {
+            let (Some(name_off), Some(info), Some(size_type)) = (
+                u32_at(&type_section, pos),
+                u32_at(&type_section, pos + 4),
+                u32_at(&type_section, pos + 8),
+            ) else {
                 return Err(format!("truncated type record at offset {pos}"));
             };
             let vlen = info & 0xffff;
@@ -163,8 +170,8 @@ impl Btf {
                 KIND_ARRAY => 12,
                 KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen as usize,
                 KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen as usize,
-                KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC
-                | KIND_FLOAT | KIND_TYPE_TAG => 0,
+                KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
+                | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => 0,
                 other => return Err(format!("unknown kind {other} at offset {pos}")),
             };
             types.push(RawType {
@@ -186,7 +193,10 @@ impl Btf {
         let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
         for (i, t) in btf.types.iter().enumerate() {
             if matches!(t.kind, KIND_FUNC | KIND_VAR) {
-                by_name.entry(btf.str_at(t.name_off).to_owned()).or_default().push(i as u32 + 1);
+                by_name
+                    .entry(btf.str_at(t.name_off).to_owned())
+                    .or_default()
+                    .push(i as u32 + 1);
             }
         }
         btf.by_name = by_name;
@@ -210,8 +220,15 @@ impl Btf {
     /// The parameters of kernel function `name`, or None when BTF has no
     /// such function.
     pub fn function_params(&self, name: &str) -> Option<Vec<Param>> {
-        let func = self.by_name.get(name)?.iter().filter_map(|&id| self.ty(id)).find(|t| t.kind == KIND_FUNC)?;
-        let proto = self.ty(func.size_type).filter(|t| t.kind == KIND_FUNC_PROTO)?;
+        let func = self
+            .by_name
+            .get(name)?
+            .iter()
+            .filter_map(|&id| self.ty(id))
+            .find(|t| t.kind == KIND_FUNC)?;
+        let proto = self
+            .ty(func.size_type)
+            .filter(|t| t.kind == KIND_FUNC_PROTO)?;
         let params = (0..proto.vlen as usize)
             .map(|i| {
                 let name_off = self.data_u32(proto, 2 * i);
@@ -229,7 +246,12 @@ impl Btf {
 
     /// The type of kernel variable `name`, when BTF describes it.
     pub fn variable_type(&self, name: &str) -> Option<TypeInfo> {
-        let var = self.by_name.get(name)?.iter().filter_map(|&id| self.ty(id)).find(|t| t.kind == KIND_VAR)?;
+        let var = self
+            .by_name
+            .get(name)?
+            .iter()
+            .filter_map(|&id| self.ty(id))
+            .find(|t| t.kind == KIND_VAR)?;
         Some(self.type_info(var.size_type))
     }
 
@@ -249,7 +271,13 @@ impl Btf {
             return ("…".into(), Decode::Hex, 0);
         }
         let name = self.str_at(t.name_off).to_owned();
-        let anon = |what: &str| if name.is_empty() { format!("{what} (anon)") } else { format!("{what} {name}") };
+        let anon = |what: &str| {
+            if name.is_empty() {
+                format!("{what} (anon)")
+            } else {
+                format!("{what} {name}")
+            }
+        };
         match t.kind {
             KIND_INT => {
                 let bits = self.data_u32(&t, 0);
@@ -283,16 +311,32 @@ impl Btf {
             }
             KIND_STRUCT => (anon("struct"), Decode::Hex, t.size_type),
             KIND_UNION => (anon("union"), Decode::Hex, t.size_type),
-            KIND_FWD => (if t.kind_flag { anon("union") } else { anon("struct") }, Decode::Hex, 0),
+            KIND_FWD => (
+                if t.kind_flag {
+                    anon("union")
+                } else {
+                    anon("struct")
+                },
+                Decode::Hex,
+                0,
+            ),
             KIND_ENUM | KIND_ENUM64 => {
-                let decode = if t.kind_flag { Decode::Signed } else { Decode::Unsigned };
+                let decode = if t.kind_flag {
+                    Decode::Signed
+                } else {
+                    Decode::Unsigned
+                };
                 (anon("enum"), decode, t.size_type)
             }
             KIND_ARRAY => {
                 let elem = self.data_u32(&t, 0);
                 let count = self.data_u32(&t, 2);
                 let (inner, _, size) = self.describe(elem, depth + 1);
-                (format!("{inner}[{count}]"), Decode::Hex, size.saturating_mul(count))
+                (
+                    format!("{inner}[{count}]"),
+                    Decode::Hex,
+                    size.saturating_mul(count),
+                )
             }
             KIND_FUNC_PROTO => ("function".into(), Decode::Hex, 0),
             KIND_FLOAT => (name, Decode::Hex, t.size_type),
@@ -312,7 +356,11 @@ mod tests {
         let strings = b"\0int\0unsigned long\0size_t\0file\0f\0n\0s\0vfs_x\0_Bool\0flag\0";
         let off = |s: &str| {
             let needle = format!("\0{s}\0");
-            strings.windows(needle.len()).position(|w| w == needle.as_bytes()).map(|p| p as u32 + 1).unwrap_or(0)
+            strings
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .map(|p| p as u32 + 1)
+                .unwrap_or(0)
         };
         let mut t: Vec<u32> = Vec::new();
         let info = |kind: u32, vlen: u32| (kind << 24) | vlen;
@@ -327,7 +375,17 @@ mod tests {
         // 5: ptr -> 4
         t.extend([0, info(KIND_PTR, 0), 4]);
         // 6: proto
-        t.extend([0, info(KIND_FUNC_PROTO, 3), 1, off("f"), 5, off("n"), 3, off("s"), 1]);
+        t.extend([
+            0,
+            info(KIND_FUNC_PROTO, 3),
+            1,
+            off("f"),
+            5,
+            off("n"),
+            3,
+            off("s"),
+            1,
+        ]);
         // 7: func vfs_x -> 6
         t.extend([off("vfs_x"), info(KIND_FUNC, 0), 6]);
         // 8: _Bool
@@ -338,7 +396,13 @@ mod tests {
         let mut out = Vec::new();
         out.extend(MAGIC.to_le_bytes());
         out.extend([1u8, 0]);
-        for v in [24u32, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
+        for v in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
             out.extend(v.to_le_bytes());
         }
         out.extend(types);
@@ -350,8 +414,10 @@ mod tests {
     fn params_and_types() {
         let btf = Btf::parse(&blob()).expect("parse");
         let params = btf.function_params("vfs_x").expect("vfs_x");
-        let shown: Vec<(String, String, Decode)> =
-            params.into_iter().map(|p| (p.name, p.ty.name, p.ty.decode)).collect();
+        let shown: Vec<(String, String, Decode)> = params
+            .into_iter()
+            .map(|p| (p.name, p.ty.name, p.ty.decode))
+            .collect();
         assert_eq!(
             shown,
             [
@@ -361,7 +427,10 @@ mod tests {
             ]
         );
         let flag = btf.variable_type("flag").expect("flag");
-        assert_eq!((flag.name.as_str(), flag.decode, flag.size), ("_Bool", Decode::Bool, 1));
+        assert_eq!(
+            (flag.name.as_str(), flag.decode, flag.size),
+            ("_Bool", Decode::Bool, 1)
+        );
         assert!(btf.function_params("nope").is_none());
     }
 
@@ -383,7 +452,9 @@ mod tests {
                 return;
             }
         };
-        let params = btf.function_params("vfs_read").expect("vfs_read is in vmlinux BTF");
+        let params = btf
+            .function_params("vfs_read")
+            .expect("vfs_read is in vmlinux BTF");
         let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["file", "buf", "count", "pos"]);
         let types: Vec<&str> = params.iter().map(|p| p.ty.name.as_str()).collect();

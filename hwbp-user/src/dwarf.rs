@@ -31,11 +31,14 @@ pub fn function_params(path: &Path, vaddr: u64) -> Option<Vec<Param>> {
     let dwarf = sections.borrow(|section| EndianSlice::new(section, LittleEndian));
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
-        let Ok(unit) = dwarf.unit(header) else { continue };
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
         // Reading a unit's entries is the expensive part: only the unit
         // whose address ranges hold the function.
         let covers = dwarf.unit_ranges(&unit).is_ok_and(|mut ranges| {
-            std::iter::from_fn(|| ranges.next().ok().flatten()).any(|r| r.begin <= vaddr && vaddr < r.end)
+            std::iter::from_fn(|| ranges.next().ok().flatten())
+                .any(|r| r.begin <= vaddr && vaddr < r.end)
         });
         if !covers {
             continue;
@@ -47,7 +50,11 @@ pub fn function_params(path: &Path, vaddr: u64) -> Option<Vec<Param>> {
     None
 }
 
-fn params_in_unit(dwarf: &gimli::Dwarf<Reader<'_>>, unit: &Unit<Reader<'_>>, vaddr: u64) -> Option<Vec<Param>> {
+fn params_in_unit(
+    dwarf: &gimli::Dwarf<Reader<'_>>,
+    unit: &Unit<Reader<'_>>,
+    vaddr: u64,
+) -> Option<Vec<Param>> {
     let mut cursor = unit.entries();
     let mut inside: Option<isize> = None;
     let mut params = Vec::new();
@@ -87,7 +94,10 @@ fn param(dwarf: &gimli::Dwarf<Reader<'_>>, unit: &Unit<Reader<'_>>, offset: Unit
         if name.is_none()
             && let Some(v) = entry.attr_value(dw::DW_AT_name)
         {
-            name = dwarf.attr_string(unit, v).ok().map(|s| s.to_string_lossy().into_owned());
+            name = dwarf
+                .attr_string(unit, v)
+                .ok()
+                .map(|s| s.to_string_lossy().into_owned());
         }
         if ty.is_none()
             && let Some(AttributeValue::UnitRef(t)) = entry.attr_value(dw::DW_AT_type)
@@ -111,7 +121,12 @@ fn param(dwarf: &gimli::Dwarf<Reader<'_>>, unit: &Unit<Reader<'_>>, offset: Unit
     }
 }
 
-fn type_info(dwarf: &gimli::Dwarf<Reader<'_>>, unit: &Unit<Reader<'_>>, offset: UnitOffset, depth: u32) -> TypeInfo {
+fn type_info(
+    dwarf: &gimli::Dwarf<Reader<'_>>,
+    unit: &Unit<Reader<'_>>,
+    offset: UnitOffset,
+    depth: u32,
+) -> TypeInfo {
     let unknown = TypeInfo {
         name: "?".into(),
         decode: Decode::Hex,
@@ -120,12 +135,17 @@ fn type_info(dwarf: &gimli::Dwarf<Reader<'_>>, unit: &Unit<Reader<'_>>, offset: 
     if depth > 16 {
         return unknown;
     }
-    let Ok(entry) = unit.entry(offset) else { return unknown };
+    let Ok(entry) = unit.entry(offset) else {
+        return unknown;
+    };
     let name = entry
         .attr_value(dw::DW_AT_name)
         .and_then(|v| dwarf.attr_string(unit, v).ok())
         .map(|s| s.to_string_lossy().into_owned());
-    let size = entry.attr_value(dw::DW_AT_byte_size).and_then(|v| v.udata_value()).unwrap_or(0) as u32;
+    let size = entry
+        .attr_value(dw::DW_AT_byte_size)
+        .and_then(|v| v.udata_value())
+        .unwrap_or(0) as u32;
     let inner = || match entry.attr_value(dw::DW_AT_type) {
         Some(AttributeValue::UnitRef(t)) => Some(type_info(dwarf, unit, t, depth + 1)),
         _ => None,
@@ -134,8 +154,12 @@ fn type_info(dwarf: &gimli::Dwarf<Reader<'_>>, unit: &Unit<Reader<'_>>, offset: 
         dw::DW_TAG_base_type => {
             let decode = match entry.attr_value(dw::DW_AT_encoding) {
                 Some(AttributeValue::Encoding(dw::DW_ATE_boolean)) => Decode::Bool,
-                Some(AttributeValue::Encoding(dw::DW_ATE_signed | dw::DW_ATE_signed_char)) => Decode::Signed,
-                Some(AttributeValue::Encoding(dw::DW_ATE_unsigned | dw::DW_ATE_unsigned_char)) => Decode::Unsigned,
+                Some(AttributeValue::Encoding(dw::DW_ATE_signed | dw::DW_ATE_signed_char)) => {
+                    Decode::Signed
+                }
+                Some(AttributeValue::Encoding(dw::DW_ATE_unsigned | dw::DW_ATE_unsigned_char)) => {
+                    Decode::Unsigned
+                }
                 _ => Decode::Hex,
             };
             TypeInfo {
@@ -144,16 +168,18 @@ fn type_info(dwarf: &gimli::Dwarf<Reader<'_>>, unit: &Unit<Reader<'_>>, offset: 
                 size,
             }
         }
-        dw::DW_TAG_pointer_type | dw::DW_TAG_reference_type | dw::DW_TAG_rvalue_reference_type => TypeInfo {
-            // Rust names its pointer types (`&str`, `*const u8`); C does not.
-            name: name.unwrap_or_else(|| match inner() {
-                Some(t) if t.name.ends_with('*') => format!("{}*", t.name),
-                Some(t) => format!("{} *", t.name),
-                None => "void *".into(),
-            }),
-            decode: Decode::Hex,
-            size: 8,
-        },
+        dw::DW_TAG_pointer_type | dw::DW_TAG_reference_type | dw::DW_TAG_rvalue_reference_type => {
+            TypeInfo {
+                // Rust names its pointer types (`&str`, `*const u8`); C does not.
+                name: name.unwrap_or_else(|| match inner() {
+                    Some(t) if t.name.ends_with('*') => format!("{}*", t.name),
+                    Some(t) => format!("{} *", t.name),
+                    None => "void *".into(),
+                }),
+                decode: Decode::Hex,
+                size: 8,
+            }
+        }
         dw::DW_TAG_typedef => {
             let target = inner().unwrap_or(unknown);
             TypeInfo {
@@ -168,7 +194,11 @@ fn type_info(dwarf: &gimli::Dwarf<Reader<'_>>, unit: &Unit<Reader<'_>>, offset: 
                 decode: Decode::Hex,
                 size: 0,
             });
-            let qualifier = if entry.tag() == dw::DW_TAG_const_type { "const" } else { "volatile" };
+            let qualifier = if entry.tag() == dw::DW_TAG_const_type {
+                "const"
+            } else {
+                "volatile"
+            };
             TypeInfo {
                 name: format!("{qualifier} {}", target.name),
                 ..target
@@ -206,15 +236,23 @@ mod tests {
     #[test]
     fn own_function_parameters() {
         // Test binaries are built with full debug info (the dev profile).
-        let addr = hwbp_dwarf_probe as extern "C" fn(u64, i32, bool, *const u8) -> u64 as usize as u64;
+        let addr =
+            hwbp_dwarf_probe as extern "C" fn(u64, i32, bool, *const u8) -> u64 as usize as u64;
         let maps = maps::read_maps(std::process::id() as i32).expect("maps");
-        let m = maps.iter().find(|m| addr >= m.start && addr < m.end).expect("mapped");
+        let m = maps
+            .iter()
+            .find(|m| addr >= m.start && addr < m.end)
+            .expect("mapped");
         let path = m.path.clone().expect("a file");
         let image = ElfImage::load(&path).expect("elf");
-        let vaddr = image.file_offset_to_vaddr(addr - m.start + m.offset).expect("vaddr");
+        let vaddr = image
+            .file_offset_to_vaddr(addr - m.start + m.offset)
+            .expect("vaddr");
         let params = function_params(&path, vaddr).expect("DWARF describes the function");
-        let shown: Vec<(&str, &str, Decode)> =
-            params.iter().map(|p| (p.name.as_str(), p.ty.name.as_str(), p.ty.decode)).collect();
+        let shown: Vec<(&str, &str, Decode)> = params
+            .iter()
+            .map(|p| (p.name.as_str(), p.ty.name.as_str(), p.ty.decode))
+            .collect();
         assert_eq!(
             shown,
             [

@@ -9,7 +9,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fs::{File, OpenOptions},
-    io::{self, BufWriter, Write as _},
+    io::{self, Write as _},
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
 };
@@ -74,7 +74,10 @@ fn create_hint(e: &io::Error) -> &'static str {
 
 /// Creates `path` for writing: mode 0600, truncated, never through a link.
 pub fn create_file(path: &Path) -> Result<File, ExportError> {
-    if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+    if path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
         return Err(ExportError::Symlink(path.to_owned()));
     }
     OpenOptions::new()
@@ -107,7 +110,10 @@ impl Folded {
     /// `stack count` lines, sorted by stack (stable output).
     pub fn lines(&self) -> Vec<String> {
         let sorted: BTreeMap<&String, &u64> = self.counts.iter().collect();
-        sorted.into_iter().map(|(stack, n)| format!("{stack} {n}")).collect()
+        sorted
+            .into_iter()
+            .map(|(stack, n)| format!("{stack} {n}"))
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -172,12 +178,16 @@ impl Perfetto {
     fn events(&mut self, hit: &HitRecord) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         if self.named_pids.len() < PERFETTO_NAMES_LIMIT && self.named_pids.insert(hit.pid) {
-            out.push(json!({"name": "process_name", "ph": "M", "pid": hit.pid, "tid": hit.pid,
-                "args": {"name": format!("{} ({})", hit.comm, hit.pid)}}));
+            out.push(
+                json!({"name": "process_name", "ph": "M", "pid": hit.pid, "tid": hit.pid,
+                "args": {"name": format!("{} ({})", hit.comm, hit.pid)}}),
+            );
         }
         if self.named_tids.len() < PERFETTO_NAMES_LIMIT && self.named_tids.insert(hit.tid) {
-            out.push(json!({"name": "thread_name", "ph": "M", "pid": hit.pid, "tid": hit.tid,
-                "args": {"name": format!("{}-{}", hit.comm, hit.tid)}}));
+            out.push(
+                json!({"name": "thread_name", "ph": "M", "pid": hit.pid, "tid": hit.tid,
+                "args": {"name": format!("{}-{}", hit.comm, hit.tid)}}),
+            );
         }
         let ts = self.micros(hit.ts_ns);
         let mut args = serde_json::Map::new();
@@ -185,29 +195,48 @@ impl Perfetto {
         args.insert("ip_sym".into(), json!(hit.ip_sym));
         args.insert("cpu".into(), json!(hit.cpu));
         if let Some(v) = hit.value {
-            args.insert("value".into(), json!(hit.value_text.clone().unwrap_or_else(|| format!("{v:#x}"))));
+            args.insert(
+                "value".into(),
+                json!(hit.value_text.clone().unwrap_or_else(|| format!("{v:#x}"))),
+            );
         }
         if let Some(old) = hit.old_value {
-            args.insert("old_value".into(), json!(hit.old_value_text.clone().unwrap_or_else(|| format!("{old:#x}"))));
+            args.insert(
+                "old_value".into(),
+                json!(
+                    hit.old_value_text
+                        .clone()
+                        .unwrap_or_else(|| format!("{old:#x}"))
+                ),
+            );
         }
         if let Some(call_args) = &hit.args {
-            let text: Vec<String> = call_args.iter().map(|a| format!("{}={}", a.name, a.value)).collect();
+            let text: Vec<String> = call_args
+                .iter()
+                .map(|a| format!("{}={}", a.name, a.value))
+                .collect();
             args.insert("args".into(), json!(text.join(", ")));
         }
-        out.push(json!({"name": hit.target, "cat": "hwbp", "ph": "i", "s": "t", "ts": ts,
-            "pid": hit.pid, "tid": hit.tid, "args": args}));
+        out.push(
+            json!({"name": hit.target, "cat": "hwbp", "ph": "i", "s": "t", "ts": ts,
+            "pid": hit.pid, "tid": hit.tid, "args": args}),
+        );
         let n = self.hits.entry(hit.target.clone()).or_default();
         *n += 1;
-        out.push(json!({"name": format!("hits {}", hit.target), "ph": "C", "ts": ts,
-            "pid": PERFETTO_COUNTER_PID, "args": {"hits": *n}}));
+        out.push(
+            json!({"name": format!("hits {}", hit.target), "ph": "C", "ts": ts,
+            "pid": PERFETTO_COUNTER_PID, "args": {"hits": *n}}),
+        );
         // A data target's value over time, as decoded (`-1` plots below 0).
         if let Some(v) = hit.value {
             let plotted = match hit.value_text.as_deref().map(str::parse::<i64>) {
                 Some(Ok(signed)) => json!(signed),
                 _ => json!(v),
             };
-            out.push(json!({"name": format!("value {}", hit.target), "ph": "C", "ts": ts,
-                "pid": PERFETTO_COUNTER_PID, "args": {"value": plotted}}));
+            out.push(
+                json!({"name": format!("value {}", hit.target), "ph": "C", "ts": ts,
+                "pid": PERFETTO_COUNTER_PID, "args": {"value": plotted}}),
+            );
         }
         out
     }
@@ -224,10 +253,19 @@ pub struct Export {
     pub path: PathBuf,
     format: Format,
     writer: Writer,
-    out: BufWriter<File>,
-    /// First write error; after it the file is left alone.
+    file: File,
+    /// Whole records not yet written: the file only ever receives complete
+    /// lines (or Perfetto events), so it can be cut back to a valid prefix.
+    buf: Vec<u8>,
+    /// Bytes in the file, all of them complete records.
+    committed: u64,
+    /// First write error (a full disk); after it nothing more is written
+    /// but the closing record (summary), if the disk takes it.
     failed: Option<io::Error>,
 }
+
+/// Records are gathered up to this many bytes before a write.
+const WRITE_CHUNK: usize = 1 << 14;
 
 impl Export {
     pub fn create(path: &Path, format: Option<Format>) -> Result<Self, ExportError> {
@@ -247,7 +285,9 @@ impl Export {
             path: path.to_owned(),
             format,
             writer,
-            out: BufWriter::with_capacity(1 << 16, file),
+            file,
+            buf: Vec::with_capacity(WRITE_CHUNK + 4096),
+            committed: 0,
             failed: None,
         };
         if format == Format::Perfetto {
@@ -261,17 +301,39 @@ impl Export {
     }
 
     fn write_raw(&mut self, text: &str) {
-        if self.failed.is_some() {
+        if self.failed.is_none() {
+            self.buf.extend_from_slice(text.as_bytes());
+        }
+    }
+
+    /// Called at record boundaries only.
+    fn end_record(&mut self) {
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush_buf();
+        }
+    }
+
+    fn flush_buf(&mut self) {
+        if self.failed.is_some() || self.buf.is_empty() {
             return;
         }
-        if let Err(e) = self.out.write_all(text.as_bytes()) {
-            self.failed = Some(e);
+        match self.file.write_all(&self.buf) {
+            Ok(()) => self.committed += self.buf.len() as u64,
+            Err(e) => {
+                // Cut a partly written chunk back to the last whole record.
+                let _ = self.file.set_len(self.committed);
+                use std::io::Seek as _;
+                let _ = self.file.seek(io::SeekFrom::Start(self.committed));
+                self.failed = Some(e);
+            }
         }
+        self.buf.clear();
     }
 
     fn write_line(&mut self, line: &str) {
         self.write_raw(line);
         self.write_raw("\n");
+        self.end_record();
     }
 
     fn write_json(&mut self, line: &TraceLine) {
@@ -292,16 +354,28 @@ impl Export {
                 Ok(text) => self.write_raw(&text),
                 Err(e) => self.failed = Some(io::Error::other(e)),
             }
+            self.end_record();
         }
     }
 
     pub fn header(&mut self, header: &Header) {
+        self.header_records(header);
+        // The header goes to disk at once: a file cut short by a full disk
+        // still says what it is.
+        self.flush_buf();
+    }
+
+    fn header_records(&mut self, header: &Header) {
         match &mut self.writer {
-            Writer::Stream if self.format == Format::Jsonl => self.write_json(&TraceLine::Header(header.clone())),
+            Writer::Stream if self.format == Format::Jsonl => {
+                self.write_json(&TraceLine::Header(header.clone()))
+            }
             Writer::Perfetto(p) => {
                 p.start_ns = header.start_monotonic_ns;
-                let mut events = vec![json!({"name": "process_name", "ph": "M", "pid": PERFETTO_COUNTER_PID,
-                    "tid": PERFETTO_COUNTER_PID, "args": {"name": "hwbp targets"}})];
+                let mut events = vec![
+                    json!({"name": "process_name", "ph": "M", "pid": PERFETTO_COUNTER_PID,
+                    "tid": PERFETTO_COUNTER_PID, "args": {"name": "hwbp targets"}}),
+                ];
                 events.extend(header.targets.iter().map(|t| {
                     json!({"name": "hits ".to_owned() + &t.target, "ph": "C", "ts": 0.0,
                         "pid": PERFETTO_COUNTER_PID, "args": {"hits": 0}})
@@ -342,28 +416,39 @@ impl Export {
         }
     }
 
-    /// Writes the summary and flushes; returns the first error the file had.
+    /// Writes the closing records (summary, folded lines, the end of the
+    /// Perfetto array) and flushes; returns the first error the file had.
+    /// After a write error (disk full) the file holds only whole records and
+    /// the closing record is still attempted, marked `trace_truncated`, so
+    /// that a reader gets a valid file that says it is incomplete.
     pub fn finish(&mut self, summary: &Summary) -> Result<(), io::Error> {
+        let failed = self.failed.take();
+        let truncated = failed.is_some();
+        if truncated {
+            // Hits gathered after the failure are not written.
+            self.buf.clear();
+        }
         match &self.writer {
-            Writer::Stream if self.format == Format::Jsonl => self.write_json(&TraceLine::Summary(summary.clone())),
+            Writer::Stream if self.format == Format::Jsonl => {
+                let mut summary = summary.clone();
+                summary.trace_truncated = truncated;
+                self.write_json(&TraceLine::Summary(summary));
+            }
             Writer::Stream => {}
             Writer::Folded(folded) => {
                 let lines = folded.lines();
                 for line in lines {
-                    self.write_line(&line);
+                    self.write_raw(&line);
+                    self.write_raw("\n");
                 }
             }
             Writer::Perfetto(_) => self.write_raw("\n]}\n"),
         }
-        if self.failed.is_none()
-            && let Err(e) = self.out.flush()
-        {
-            self.failed = Some(e);
+        self.flush_buf();
+        if let Some(e) = self.failed.take().or(failed) {
+            return Err(e);
         }
-        match self.failed.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.file.flush()
     }
 
     /// The error that stopped writing, if any (checked while tracing).
@@ -391,7 +476,11 @@ mod tests {
         let hit = HitRecord {
             target: "vfs_read".into(),
             ip_sym: "vfs_read+0x0".into(),
-            kstack: vec!["vfs_read+0x0".into(), "ksys_read+0x6e".into(), "do_syscall_64+0x5d".into()],
+            kstack: vec![
+                "vfs_read+0x0".into(),
+                "ksys_read+0x6e".into(),
+                "do_syscall_64+0x5d".into(),
+            ],
             ustack: vec![
                 "read+0x12 (read.c:26)".into(),
                 "main+0x40 (src/main.rs:7) inlined a;b (src/lib.rs:3)".into(),

@@ -39,7 +39,9 @@ pub const COMM_LABELS_LIMIT: usize = 20;
 
 #[derive(Debug, Error)]
 pub enum MetricsError {
-    #[error("--metrics-addr {addr}: {reason}; give a free HOST:PORT such as 127.0.0.1:9464 or 0.0.0.0:9464")]
+    #[error(
+        "--metrics-addr {addr}: {reason}; give a free HOST:PORT such as 127.0.0.1:9464 or 0.0.0.0:9464"
+    )]
     Bind { addr: String, reason: String },
 }
 
@@ -75,10 +77,13 @@ impl MetricsServer {
             addr: addr.to_owned(),
             reason: e.to_string(),
         })?;
-        let local = server.server_addr().to_ip().ok_or_else(|| MetricsError::Bind {
-            addr: addr.to_owned(),
-            reason: "not an IP address".into(),
-        })?;
+        let local = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| MetricsError::Bind {
+                addr: addr.to_owned(),
+                reason: "not an IP address".into(),
+            })?;
         let server = Arc::new(server);
         let armed = Arc::new(Armed::default());
         let thread = {
@@ -114,7 +119,9 @@ impl MetricsServer {
                 })
                 .collect();
         }
-        self.armed.breakpoints.store(armament.events, Ordering::Relaxed);
+        self.armed
+            .breakpoints
+            .store(armament.events, Ordering::Relaxed);
         if let Ok(mut ring) = self.armed.ring.lock() {
             *ring = RingFill::find();
         }
@@ -137,15 +144,23 @@ fn serve(server: &tiny_http::Server, stats: &SharedStats, armed: &Armed) {
             (tiny_http::Method::Get, "/metrics") => match render(stats, armed) {
                 Ok(text) => {
                     let mut response = tiny_http::Response::from_string(text);
-                    if let Ok(header) = tiny_http::Header::from_bytes(&b"Content-Type"[..], prometheus_text::CONTENT_TYPE.as_bytes()) {
+                    if let Ok(header) = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        prometheus_text::CONTENT_TYPE.as_bytes(),
+                    ) {
                         response.add_header(header);
                     }
                     response
                 }
-                Err(e) => tiny_http::Response::from_string(format!("encoding failed: {e}\n")).with_status_code(500),
+                Err(e) => tiny_http::Response::from_string(format!("encoding failed: {e}\n"))
+                    .with_status_code(500),
             },
-            (tiny_http::Method::Get, "/") => tiny_http::Response::from_string("hwbp-trace: metrics at /metrics\n"),
-            _ => tiny_http::Response::from_string("not found: try /metrics\n").with_status_code(404),
+            (tiny_http::Method::Get, "/") => {
+                tiny_http::Response::from_string("hwbp-trace: metrics at /metrics\n")
+            }
+            _ => {
+                tiny_http::Response::from_string("not found: try /metrics\n").with_status_code(404)
+            }
         };
         // A scraper that hung up is its own problem.
         let _ = request.respond(response);
@@ -163,9 +178,19 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
                 .targets
                 .iter()
                 .map(|t| {
-                    let mut c: Vec<(String, u64)> = t.by_comm.counts.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                    let mut c: Vec<(String, u64)> = t
+                        .by_comm
+                        .counts
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect();
                     c.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                    let other: u64 = c.iter().skip(COMM_LABELS_LIMIT).map(|(_, n)| n).sum::<u64>() + t.by_comm.overflow;
+                    let other: u64 = c
+                        .iter()
+                        .skip(COMM_LABELS_LIMIT)
+                        .map(|(_, n)| n)
+                        .sum::<u64>()
+                        + t.by_comm.overflow;
                     c.truncate(COMM_LABELS_LIMIT);
                     if other > 0 {
                         c.push(("[other]".to_owned(), other));
@@ -187,9 +212,14 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
             ("symbol".to_owned(), t.symbol.clone()),
             ("mode".to_owned(), t.mode.clone()),
         ];
-        hits_family.get_or_create(&labels).inc_by(hits.get(i).copied().unwrap_or(0));
+        hits_family
+            .get_or_create(&labels)
+            .inc_by(hits.get(i).copied().unwrap_or(0));
         for (comm, n) in comms.get(i).map(Vec::as_slice).unwrap_or_default() {
-            let labels = vec![("target".to_owned(), t.target.clone()), ("comm".to_owned(), comm.clone())];
+            let labels = vec![
+                ("target".to_owned(), t.target.clone()),
+                ("comm".to_owned(), comm.clone()),
+            ];
             comm_family.get_or_create(&labels).inc_by(*n);
         }
     }
@@ -201,16 +231,33 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
     );
     let dropped_counter = Counter::<u64>::default();
     dropped_counter.inc_by(dropped);
-    registry.register("hwbp_dropped", "Hits lost because the ring buffer was full", dropped_counter);
+    registry.register(
+        "hwbp_dropped",
+        "Hits lost because the ring buffer was full",
+        dropped_counter,
+    );
     let armed_gauge = Gauge::<i64>::default();
     armed_gauge.set(i64::try_from(armed.breakpoints.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
-    registry.register("hwbp_armed_breakpoints", "Perf events armed (targets times CPUs or threads)", armed_gauge);
+    registry.register(
+        "hwbp_armed_breakpoints",
+        "Perf events armed (targets times CPUs or threads)",
+        armed_gauge,
+    );
     // Absent until the ring buffer is found (before arming, or if it is not):
     // no series is better than a made-up 0.
-    if let Some(ratio) = armed.ring.lock().ok().and_then(|r| r.as_ref().map(RingFill::ratio)) {
+    if let Some(ratio) = armed
+        .ring
+        .lock()
+        .ok()
+        .and_then(|r| r.as_ref().map(RingFill::ratio))
+    {
         let fill = Gauge::<f64, AtomicU64>::default();
         fill.set(ratio);
-        registry.register("hwbp_ringbuf_fill_ratio", "How full the BPF ring buffer is (0 to 1)", fill);
+        registry.register(
+            "hwbp_ringbuf_fill_ratio",
+            "How full the BPF ring buffer is (0 to 1)",
+            fill,
+        );
     }
 
     let mut text = String::new();
@@ -244,14 +291,22 @@ impl RingFill {
     pub fn find() -> Option<Self> {
         let mut found: Option<(i32, u64)> = None;
         for entry in fs::read_dir("/proc/self/fdinfo").ok()?.flatten() {
-            let Ok(info) = fs::read_to_string(entry.path()) else { continue };
+            let Ok(info) = fs::read_to_string(entry.path()) else {
+                continue;
+            };
             let field = |name: &str| {
                 info.lines()
                     .find_map(|l| l.strip_prefix(name))
                     .and_then(|v| v.trim().parse::<u64>().ok())
             };
             if field("map_type:") == Some(u64::from(BPF_MAP_TYPE_RINGBUF)) {
-                let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+                let Some(fd) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<i32>().ok())
+                else {
+                    continue;
+                };
                 let size = field("max_entries:").unwrap_or(0);
                 if found.is_none_or(|(_, biggest)| size > biggest) {
                     found = Some((fd, size));
@@ -273,7 +328,14 @@ impl RingFill {
         // (consumer page, producer page); the kernel allows PROT_READ for
         // both. Checked against MAP_FAILED below.
         let base = unsafe {
-            libc::mmap(std::ptr::null_mut(), 2 * page, libc::PROT_READ, libc::MAP_SHARED, fd.as_raw_fd(), 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                2 * page,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
         };
         if base == libc::MAP_FAILED {
             return None;
@@ -293,7 +355,8 @@ impl RingFill {
         // SAFETY: both pointers are page-aligned addresses inside the live
         // read-only mapping; the kernel updates them concurrently, hence
         // volatile loads.
-        let (consumer, producer) = unsafe { (self.consumer.read_volatile(), self.producer.read_volatile()) };
+        let (consumer, producer) =
+            unsafe { (self.consumer.read_volatile(), self.producer.read_volatile()) };
         if self.size == 0 {
             return 0.0;
         }
@@ -336,7 +399,10 @@ mod tests {
         }
         armed.breakpoints.store(2, Ordering::Relaxed);
         let text = render(&stats, &armed).expect("render");
-        assert!(!text.contains("hwbp_ringbuf_fill_ratio"), "no ring buffer known yet: {text}");
+        assert!(
+            !text.contains("hwbp_ringbuf_fill_ratio"),
+            "no ring buffer known yet: {text}"
+        );
         for line in [
             "# TYPE hwbp_hits_total counter",
             "hwbp_hits_total{target=\"t\",symbol=\"sym\",mode=\"w\"} 3",
@@ -345,7 +411,10 @@ mod tests {
             "hwbp_dropped_total 0",
             "hwbp_armed_breakpoints 2",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in:\n{text}"
+            );
         }
     }
 
@@ -355,11 +424,18 @@ mod tests {
         let stats: SharedStats = Arc::new(Mutex::new(Stats::new(0)));
         let server = MetricsServer::start("127.0.0.1:0", stats).expect("bind");
         let mut conn = std::net::TcpStream::connect(server.addr).expect("connect");
-        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").expect("send");
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .expect("send");
         let mut response = String::new();
         conn.read_to_string(&mut response).expect("read");
-        assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
-        assert!(response.contains("hwbp_armed_breakpoints 0\n"), "{response}");
+        assert!(
+            response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+            "{response}"
+        );
+        assert!(
+            response.contains("hwbp_armed_breakpoints 0\n"),
+            "{response}"
+        );
         drop(server);
     }
 }

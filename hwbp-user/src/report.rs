@@ -64,7 +64,9 @@ impl By {
             Self::Cpu => Some(hit.cpu.to_string()),
             Self::Caller => Some(caller(hit)),
             Self::Stack => Some(export::folded_stack(hit)),
-            Self::Value => hit.value.map(|v| hit.value_text.clone().unwrap_or_else(|| format!("{v:#x}"))),
+            Self::Value => hit
+                .value
+                .map(|v| hit.value_text.clone().unwrap_or_else(|| format!("{v:#x}"))),
         }
     }
 }
@@ -73,13 +75,21 @@ impl By {
 /// the stack it was recorded with), the accessing one of a data hit.
 fn caller(hit: &HitRecord) -> String {
     let frame = if hit.mode == "x" {
-        let stack = if hit.kstack.is_empty() { &hit.ustack } else { &hit.kstack };
+        let stack = if hit.kstack.is_empty() {
+            &hit.ustack
+        } else {
+            &hit.kstack
+        };
         stack.get(1).map(String::as_str)
     } else {
         Some(hit.ip_sym.as_str())
     };
     match frame {
-        Some(frame) => frame_functions(frame).last().copied().unwrap_or(frame).to_owned(),
+        Some(frame) => frame_functions(frame)
+            .last()
+            .copied()
+            .unwrap_or(frame)
+            .to_owned(),
         None => "[unknown]".to_owned(),
     }
 }
@@ -116,7 +126,11 @@ pub enum ReportError {
         "{}:{line}: not a trace line ({reason}); is this a file written with `-o FILE.jsonl`?",
         .path.display()
     )]
-    Corrupt { path: PathBuf, line: u64, reason: String },
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
     #[error(transparent)]
     Export(#[from] ExportError),
     #[error("writing {}: {error}", .path.display())]
@@ -151,7 +165,11 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
         perfetto,
         flamegraph,
     } = args;
-    let by: Vec<By> = if by.is_empty() { vec![By::Comm, By::Caller] } else { by.clone() };
+    let by: Vec<By> = if by.is_empty() {
+        vec![By::Comm, By::Caller]
+    } else {
+        by.clone()
+    };
     let file = File::open(input).map_err(|error| ReportError::Read {
         path: input.clone(),
         error,
@@ -179,10 +197,12 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
     let mut line_no = 0u64;
     loop {
         buf.clear();
-        let n = reader.read_line(&mut buf).map_err(|error| ReportError::Read {
-            path: input.clone(),
-            error,
-        })?;
+        let n = reader
+            .read_line(&mut buf)
+            .map_err(|error| ReportError::Read {
+                path: input.clone(),
+                error,
+            })?;
         if n == 0 {
             break;
         }
@@ -250,10 +270,12 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
 
     let finished = summary.clone().unwrap_or_default();
     for export in exports.iter_mut() {
-        export.finish(&finished).map_err(|error| ReportError::Write {
-            path: export.path.clone(),
-            error,
-        })?;
+        export
+            .finish(&finished)
+            .map_err(|error| ReportError::Write {
+                path: export.path.clone(),
+                error,
+            })?;
     }
     if let (Some((path, folded)), Some(file)) = (flame.take(), flame_file) {
         write_flamegraph(&folded, header.as_ref(), file).map_err(|error| ReportError::Write {
@@ -262,19 +284,25 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
         })?;
     }
     if summary.is_none() && outcome.warnings.is_empty() {
-        outcome
-            .warnings
-            .push(format!("{}: no summary line: the trace may be incomplete", input.display()));
+        outcome.warnings.push(format!(
+            "{}: no summary line: the trace may be incomplete",
+            input.display()
+        ));
     }
     let text = render(header.as_ref(), summary.as_ref(), &targets, &by, *top);
-    out.write_all(text.as_bytes()).map_err(|error| ReportError::Write {
-        path: PathBuf::from("<stdout>"),
-        error,
-    })?;
+    out.write_all(text.as_bytes())
+        .map_err(|error| ReportError::Write {
+            path: PathBuf::from("<stdout>"),
+            error,
+        })?;
     Ok(outcome)
 }
 
-fn target_entry<'a>(targets: &'a mut Vec<(String, TargetReport)>, name: &str, keys: usize) -> &'a mut TargetReport {
+fn target_entry<'a>(
+    targets: &'a mut Vec<(String, TargetReport)>,
+    name: &str,
+    keys: usize,
+) -> &'a mut TargetReport {
     let index = match targets.iter().position(|(t, _)| t == name) {
         Some(i) => i,
         None => {
@@ -294,12 +322,21 @@ fn target_entry<'a>(targets: &'a mut Vec<(String, TargetReport)>, name: &str, ke
 
 /// The flame graph of `folded` as SVG, with stable colours (by name) so the
 /// same trace always gives the same picture.
-pub fn write_flamegraph(folded: &Folded, header: Option<&Header>, out: impl Write) -> io::Result<()> {
+pub fn write_flamegraph(
+    folded: &Folded,
+    header: Option<&Header>,
+    out: impl Write,
+) -> io::Result<()> {
     let mut options = inferno::flamegraph::Options::default();
     options.title = "hwbp-trace".to_owned();
     if let Some(h) = header {
         let targets: Vec<&str> = h.targets.iter().map(|t| t.target.as_str()).collect();
-        options.subtitle = Some(format!("{} on {} ({})", targets.join(", "), h.hostname, h.kernel_release));
+        options.subtitle = Some(format!(
+            "{} on {} ({})",
+            targets.join(", "),
+            h.hostname,
+            h.kernel_release
+        ));
     }
     options.count_name = "hits".to_owned();
     options.hash = true;
@@ -324,29 +361,60 @@ fn render(
 ) -> String {
     let mut out = String::new();
     if let Some(h) = header {
-        let _ = writeln!(out, "trace of {} on {} ({}): {}", h.tool, h.hostname, h.kernel_release, h.command_line.join(" "));
+        let _ = writeln!(
+            out,
+            "trace of {} on {} ({}): {}",
+            h.tool,
+            h.hostname,
+            h.kernel_release,
+            h.command_line.join(" ")
+        );
     }
     if let Some(s) = summary {
         let hits: u64 = s.targets.iter().map(|t| t.hits).sum();
-        let _ = writeln!(out, "{hits} hits in {:.1} s ({}); lost: {}", s.duration_s, s.end_reason, s.lost);
+        let _ = writeln!(
+            out,
+            "{hits} hits in {:.1} s ({}); lost: {}",
+            s.duration_s, s.end_reason, s.lost
+        );
     }
-    let summaries: HashMap<&str, &crate::trace::TargetSummary> =
-        summary.map(|s| s.targets.iter().map(|t| (t.target.as_str(), t)).collect()).unwrap_or_default();
+    let summaries: HashMap<&str, &crate::trace::TargetSummary> = summary
+        .map(|s| s.targets.iter().map(|t| (t.target.as_str(), t)).collect())
+        .unwrap_or_default();
     let symbols: HashMap<&str, (&str, &str)> = header
-        .map(|h| h.targets.iter().map(|t| (t.target.as_str(), (t.symbol.as_str(), t.mode.as_str()))).collect())
+        .map(|h| {
+            h.targets
+                .iter()
+                .map(|t| (t.target.as_str(), (t.symbol.as_str(), t.mode.as_str())))
+                .collect()
+        })
         .unwrap_or_default();
 
-    let mut rows = vec![["TARGET", "SYMBOL", "MODE", "HITS", "DROPPED", "RATE/s"].map(str::to_owned)];
+    let mut rows =
+        vec![["TARGET", "SYMBOL", "MODE", "HITS", "DROPPED", "RATE/s"].map(str::to_owned)];
     for (name, t) in targets {
         let (symbol, mode) = symbols.get(name.as_str()).copied().unwrap_or(("", ""));
-        let dropped = summaries.get(name.as_str()).map(|s| s.dropped.to_string()).unwrap_or_else(|| "-".into());
-        let span_s = t.first_ns.map(|f| t.last_ns.saturating_sub(f) as f64 / 1e9).unwrap_or(0.0);
+        let dropped = summaries
+            .get(name.as_str())
+            .map(|s| s.dropped.to_string())
+            .unwrap_or_else(|| "-".into());
+        let span_s = t
+            .first_ns
+            .map(|f| t.last_ns.saturating_sub(f) as f64 / 1e9)
+            .unwrap_or(0.0);
         let rate = match summary.map(|s| s.duration_s).filter(|d| *d > 0.0) {
             Some(d) => format!("{:.1}", t.hits as f64 / d),
             None if span_s > 0.0 => format!("{:.1}", t.hits as f64 / span_s),
             None => "-".into(),
         };
-        rows.push([name.clone(), symbol.to_owned(), mode.to_owned(), t.hits.to_string(), dropped, rate]);
+        rows.push([
+            name.clone(),
+            symbol.to_owned(),
+            mode.to_owned(),
+            t.hits.to_string(),
+            dropped,
+            rate,
+        ]);
     }
     out.push('\n');
     out.push_str(&table(&rows, |i| i >= 3));
@@ -363,11 +431,19 @@ fn render(
             let mut rows = vec![["HITS", "SHARE", b.title()].map(str::to_owned)];
             let total = t.hits.max(1) as f64;
             for (key, n) in entries.iter().take(top) {
-                rows.push([n.to_string(), format!("{:.1}%", **n as f64 * 100.0 / total), (*key).clone()]);
+                rows.push([
+                    n.to_string(),
+                    format!("{:.1}%", **n as f64 * 100.0 / total),
+                    (*key).clone(),
+                ]);
             }
             let rest: u64 = entries.iter().skip(top).map(|(_, n)| **n).sum::<u64>() + t.other[i];
             if rest > 0 {
-                rows.push([rest.to_string(), format!("{:.1}%", rest as f64 * 100.0 / total), "[others]".to_owned()]);
+                rows.push([
+                    rest.to_string(),
+                    format!("{:.1}%", rest as f64 * 100.0 / total),
+                    "[others]".to_owned(),
+                ]);
             }
             out.push_str(&table(&rows, |i| i < 2));
         }
@@ -377,14 +453,22 @@ fn render(
 
 /// Columns padded to their widest cell; `numeric` ones aligned right.
 fn table<const N: usize>(rows: &[[String; N]], numeric: fn(usize) -> bool) -> String {
-    let widths: Vec<usize> = (0..N).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in rows {
         let cells: Vec<String> = row
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(i, (cell, w))| if numeric(i) { format!("{cell:>w$}") } else { format!("{cell:<w$}") })
+            .map(|(i, (cell, w))| {
+                if numeric(i) {
+                    format!("{cell:>w$}")
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');

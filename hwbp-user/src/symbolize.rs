@@ -83,7 +83,8 @@ impl Symbolizer {
     /// its addresses can be named even after it exits.
     pub fn snapshot(&mut self, pid: u32) {
         if let Ok(maps) = maps::read_maps(pid as i32) {
-            self.processes.insert(pid, ProcessMaps { maps, gone: false });
+            self.processes
+                .insert(pid, ProcessMaps { maps, gone: false });
         }
     }
 
@@ -154,12 +155,18 @@ impl Symbolizer {
         };
         let file_offset = addr - mapping.start + mapping.offset;
         let lookup = file_offset.saturating_sub(u64::from(after));
-        let short = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let short = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let Some(file) = self.file(pid, &path) else {
             return format!("[{short}+{file_offset:#x}]");
         };
         let source = Source::Elf(Elf::new(file.clone()));
-        if let Ok(bz::Symbolized::Sym(sym)) = self.blaze.symbolize_single(&source, bz::Input::FileOffset(lookup)) {
+        if let Ok(bz::Symbolized::Sym(sym)) = self
+            .blaze
+            .symbolize_single(&source, bz::Input::FileOffset(lookup))
+        {
             return format_sym(&sym, u64::from(after));
         }
         // blazesym found nothing (or could not parse the file): the plain
@@ -167,7 +174,9 @@ impl Symbolizer {
         let image = self.image(&file);
         let named = image.and_then(|image| {
             let vaddr = image.file_offset_to_vaddr(lookup)?;
-            image.symbolize(vaddr).map(|(s, o)| format!("{}+{:#x}", s.display, o + u64::from(after)))
+            image
+                .symbolize(vaddr)
+                .map(|(s, o)| format!("{}+{:#x}", s.display, o + u64::from(after)))
         });
         match named {
             Some(name) => name,
@@ -180,7 +189,11 @@ impl Symbolizer {
             self.processes.clear();
         }
         let entry = self.processes.entry(pid).or_default();
-        let find = |maps: &[Mapping]| maps.iter().find(|m| addr >= m.start && addr < m.end).cloned();
+        let find = |maps: &[Mapping]| {
+            maps.iter()
+                .find(|m| addr >= m.start && addr < m.end)
+                .cloned()
+        };
         if let Some(m) = find(&entry.maps) {
             return Some(m);
         }
@@ -295,8 +308,14 @@ mod tests {
         let mut s = Symbolizer::new(None);
         let addr = marker as fn() -> u64 as usize as u64;
         let name = s.user(std::process::id(), addr);
-        assert!(name.starts_with("hwbp::symbolize::tests::marker+0x0 ("), "{name}");
-        assert!(name.contains("src/symbolize.rs:"), "test binaries have line tables: {name}");
+        assert!(
+            name.starts_with("hwbp::symbolize::tests::marker+0x0 ("),
+            "{name}"
+        );
+        assert!(
+            name.contains("src/symbolize.rs:"),
+            "test binaries have line tables: {name}"
+        );
         // Cached: the same Arc comes back.
         assert!(Arc::ptr_eq(&name, &s.user(std::process::id(), addr)));
     }
@@ -312,7 +331,10 @@ mod tests {
 
     #[test]
     fn short_frames() {
-        assert_eq!(short_frame("f+0x1f (/work/src/main.rs:42) inlined g (/x/y.rs:1)"), "f+0x1f (main.rs:42)");
+        assert_eq!(
+            short_frame("f+0x1f (/work/src/main.rs:42) inlined g (/x/y.rs:1)"),
+            "f+0x1f (main.rs:42)"
+        );
         assert_eq!(short_frame("vfs_read+0x0"), "vfs_read+0x0");
         assert_eq!(short_frame("xfs_read+0x10 [xfs]"), "xfs_read+0x10 [xfs]");
     }
@@ -322,7 +344,10 @@ mod tests {
         assert_eq!(frame_functions("vfs_read+0x10"), ["vfs_read"]);
         assert_eq!(frame_functions("xfs_read+0x10 [xfs]"), ["xfs_read"]);
         assert_eq!(frame_functions("0xffff8000"), ["0xffff8000"]);
-        assert_eq!(frame_functions("[libc.so.6+0x1234]"), ["[libc.so.6+0x1234]"]);
+        assert_eq!(
+            frame_functions("[libc.so.6+0x1234]"),
+            ["[libc.so.6+0x1234]"]
+        );
         assert_eq!(
             frame_functions("main+0x4 (src/main.rs:3) inlined a::<b>::c (src/lib.rs:9) inlined d"),
             ["main", "a::<b>::c", "d"]

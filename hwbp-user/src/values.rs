@@ -7,11 +7,7 @@
 //! /proc/PID/mem for user targets and from /proc/kcore for kernel ones
 //! (where the kernel has it; otherwise the first hit has no old value).
 
-use std::{
-    fs::File,
-    io::Read as _,
-    os::unix::fs::FileExt as _,
-};
+use std::{fs::File, io::Read as _, os::unix::fs::FileExt as _};
 
 use crate::{
     btf::{Btf, Param, TypeInfo},
@@ -100,7 +96,11 @@ impl Values {
                 .iter()
                 .zip(regs)
                 .map(|(p, &v)| Arg {
-                    name: if p.name.is_empty() { "?".into() } else { p.name.clone() },
+                    name: if p.name.is_empty() {
+                        "?".into()
+                    } else {
+                        p.name.clone()
+                    },
                     value: p.ty.decode.format(v, size_of_arg(&p.ty)),
                     ty: Some(p.ty.name.clone()),
                 })
@@ -160,11 +160,14 @@ fn slot_type(btf: Option<&Btf>, bp: &Breakpoint) -> SlotType {
     if bp.mode.is_data() {
         // Only when the watched bytes are the whole variable, from its start.
         match btf.variable_type(name) {
-            Some(ty) if !bp.symbol.contains('+') && ty.size == u32::from(bp.len) => SlotType::Variable(ty),
+            Some(ty) if !bp.symbol.contains('+') && ty.size == u32::from(bp.len) => {
+                SlotType::Variable(ty)
+            }
             _ => SlotType::Unknown,
         }
     } else if bp.at_entry {
-        btf.function_params(name).map_or(SlotType::Unknown, SlotType::Function)
+        btf.function_params(name)
+            .map_or(SlotType::Unknown, SlotType::Function)
     } else {
         SlotType::Unknown
     }
@@ -239,8 +242,16 @@ fn read_kernel(addr: u64, len: u8) -> Option<u64> {
 fn kcore_offset(head: &[u8], addr: u64, len: u64) -> Option<u64> {
     const PT_LOAD: u32 = 1;
     let u16_at = |o: usize| head.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| head.get(o..o + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
-    let u64_at = |o: usize| head.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    let u32_at = |o: usize| {
+        head.get(o..o + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    let u64_at = |o: usize| {
+        head.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
     // ELFCLASS64, little-endian.
     if head.get(0..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
         return None;
@@ -254,7 +265,8 @@ fn kcore_offset(head: &[u8], addr: u64, len: u64) -> Option<u64> {
             return None;
         }
         let (offset, vaddr, filesz) = (u64_at(ph + 8)?, u64_at(ph + 16)?, u64_at(ph + 32)?);
-        (addr >= vaddr && addr.checked_add(len)? <= vaddr.checked_add(filesz)?).then(|| offset + (addr - vaddr))
+        (addr >= vaddr && addr.checked_add(len)? <= vaddr.checked_add(filesz)?)
+            .then(|| offset + (addr - vaddr))
     })
 }
 
@@ -270,7 +282,11 @@ mod tests {
             decode: Decode::Signed,
             size: 4,
         };
-        let mut v = Values::with_types(vec![SlotType::Variable(int), SlotType::Unknown], vec![4, 8], vec![Some(7), None]);
+        let mut v = Values::with_types(
+            vec![SlotType::Variable(int), SlotType::Unknown],
+            vec![4, 8],
+            vec![Some(7), None],
+        );
         assert_eq!(
             v.value(0, Some(0xffff_ffff)),
             ValueFields {
@@ -291,8 +307,16 @@ mod tests {
     fn untyped_args_are_registers() {
         let v = Values::with_types(vec![SlotType::Unknown], vec![8], vec![None]);
         let args = v.args(0, &[1, 2, 3, 4, 5, 0x10]);
-        let shown: Vec<String> = args.iter().map(|a| format!("{}={}", a.name, a.value)).collect();
-        assert_eq!(shown, ["rdi=0x1", "rsi=0x2", "rdx=0x3", "rcx=0x4", "r8=0x5", "r9=0x10"]);
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| format!("{}={}", a.name, a.value))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "rdi=0x1", "rsi=0x2", "rdx=0x3", "rcx=0x4", "r8=0x5", "r9=0x10"
+            ]
+        );
     }
 
     #[test]

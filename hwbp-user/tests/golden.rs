@@ -19,7 +19,9 @@ use hwbp::{
 use serde_json::Value;
 
 fn data(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(file)
 }
 
 /// A directory of its own per test, removed at the end.
@@ -61,7 +63,10 @@ fn assert_golden(golden: &str, actual: &str) {
             .lines()
             .zip(actual.lines())
             .position(|(e, a)| e != a)
-            .map_or_else(|| "(lengths differ)".to_owned(), |i| format!("line {}", i + 1));
+            .map_or_else(
+                || "(lengths differ)".to_owned(),
+                |i| format!("line {}", i + 1),
+            );
         panic!(
             "{golden} differs at {first}; rerun with UPDATE_GOLDEN=1 to accept.\n--- expected\n{expected}\n--- actual\n{actual}"
         );
@@ -73,7 +78,9 @@ fn parse_trace() -> (Header, Vec<HitRecord>, Summary) {
     let (mut header, mut hits, mut summary) = (None, Vec::new(), None);
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.expect("read");
-        match serde_json::from_str::<TraceLine>(&line).unwrap_or_else(|e| panic!("trace.jsonl:{}: {e}", i + 1)) {
+        match serde_json::from_str::<TraceLine>(&line)
+            .unwrap_or_else(|e| panic!("trace.jsonl:{}: {e}", i + 1))
+        {
             TraceLine::Header(h) => header = Some(h),
             TraceLine::Hit(h) => hits.push(h),
             TraceLine::Summary(s) => summary = Some(s),
@@ -113,7 +120,10 @@ fn folded_golden() {
 
 #[test]
 fn perfetto_golden() {
-    assert_golden("trace.perfetto.json", &export(Format::Perfetto, "t.perfetto.json"));
+    assert_golden(
+        "trace.perfetto.json",
+        &export(Format::Perfetto, "t.perfetto.json"),
+    );
 }
 
 #[test]
@@ -143,16 +153,28 @@ fn perfetto_is_chrome_trace_events() {
         assert_eq!(event["args"]["target"], hit.target.as_str());
         assert_eq!(event["args"]["ip_sym"], hit.ip_sym.as_str());
         let ts = event["ts"].as_f64().expect("ts in microseconds");
-        assert_eq!(ts, (hit.ts_ns - 1_000_000_000) as f64 / 1000.0, "relative to the trace's start");
+        assert_eq!(
+            ts,
+            (hit.ts_ns - 1_000_000_000) as f64 / 1000.0,
+            "relative to the trace's start"
+        );
         match hit.value {
             Some(v) => assert_eq!(event["args"]["value"], format!("{v:#x}")),
-            None => assert!(event["args"]["args"].as_str().is_some_and(|a| a.starts_with("file=0x")), "{event}"),
+            None => assert!(
+                event["args"]["args"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("file=0x")),
+                "{event}"
+            ),
         }
     }
     // Every thread that has events is named.
     for hit in &hits {
         assert!(
-            events.iter().any(|e| e["ph"] == "M" && e["name"] == "thread_name" && e["tid"] == hit.tid && e["pid"] == hit.pid),
+            events.iter().any(|e| e["ph"] == "M"
+                && e["name"] == "thread_name"
+                && e["tid"] == hit.tid
+                && e["pid"] == hit.pid),
             "thread {} named",
             hit.tid
         );
@@ -175,7 +197,10 @@ fn perfetto_is_chrome_trace_events() {
     assert_eq!(values, [1, 2, 4_294_967_295]);
     // Every event has the fields the Chrome format requires.
     for e in events {
-        assert!(e["ph"].is_string() && e["name"].is_string() && e["pid"].is_u64(), "{e}");
+        assert!(
+            e["ph"].is_string() && e["name"].is_string() && e["pid"].is_u64(),
+            "{e}"
+        );
     }
 }
 
@@ -193,11 +218,20 @@ fn folded_feeds_inferno() {
     assert!(svg.contains("<svg"), "an SVG document");
     assert!(svg.trim_end().ends_with("</svg>"));
     // Each target is a root frame, with its hits.
-    assert!(svg.contains("<title>vfs_read (4 hits, 57.14%)</title>"), "{svg}");
-    assert!(svg.contains("<title>counter:w (3 hits, 42.86%)</title>"), "{svg}");
+    assert!(
+        svg.contains("<title>vfs_read (4 hits, 57.14%)</title>"),
+        "{svg}"
+    );
+    assert!(
+        svg.contains("<title>counter:w (3 hits, 42.86%)</title>"),
+        "{svg}"
+    );
     // Kernel and user frames in one stack, inlined calls as frames.
     for frame in ["ksys_read", "app::fill", "app::load", "app::bump", "read"] {
-        assert!(svg.contains(&format!("<title>{frame} (")), "frame {frame} in the flame graph");
+        assert!(
+            svg.contains(&format!("<title>{frame} (")),
+            "frame {frame} in the flame graph"
+        );
     }
     // Same input, same picture.
     let mut again = Vec::new();
@@ -219,7 +253,10 @@ fn report_writes_every_format() {
     let mut out = Vec::new();
     report::run(&args, &mut out).expect("report");
     assert_eq!(read(&scratch.path("r.folded")), read(&data("trace.folded")));
-    assert_eq!(read(&scratch.path("r.perfetto.json")), read(&data("trace.perfetto.json")));
+    assert_eq!(
+        read(&scratch.path("r.perfetto.json")),
+        read(&data("trace.perfetto.json"))
+    );
     assert!(read(&scratch.path("r.svg")).contains("<title>vfs_read (4 hits"));
     let text = String::from_utf8(out).expect("utf-8");
     assert!(text.contains("vfs_read by comm (2 distinct):"), "{text}");
@@ -233,13 +270,22 @@ fn truncated_last_line_is_a_warning() {
     // Everything but the summary, and half of the last hit, no newline.
     let lines: Vec<&str> = full.lines().collect();
     let last_hit = lines[lines.len() - 2];
-    let cut = format!("{}\n{}", lines[..lines.len() - 2].join("\n"), &last_hit[..last_hit.len() / 2]);
+    let cut = format!(
+        "{}\n{}",
+        lines[..lines.len() - 2].join("\n"),
+        &last_hit[..last_hit.len() / 2]
+    );
     let path = scratch.path("cut.jsonl");
     fs::write(&path, cut).expect("write");
-    let (text, outcome) = report::report_string(&path, &[By::Comm]).expect("a cut last line is not an error");
+    let (text, outcome) =
+        report::report_string(&path, &[By::Comm]).expect("a cut last line is not an error");
     assert_eq!(outcome.hits, 6, "the hits before the cut line");
     assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
-    assert!(outcome.warnings[0].contains("cut.jsonl:8: the last line is cut short"), "{:?}", outcome.warnings);
+    assert!(
+        outcome.warnings[0].contains("cut.jsonl:8: the last line is cut short"),
+        "{:?}",
+        outcome.warnings
+    );
     // Without a summary, drops are unknown.
     let row: Vec<&str> = text
         .lines()
@@ -261,6 +307,12 @@ fn corrupt_line_is_an_error_with_its_number() {
         Err(ReportError::Corrupt { line, .. }) => assert_eq!(line, 4),
         other => panic!("expected a corrupt-line error, got {other:?}"),
     }
-    let message = report::report_string(&path, &[]).map(|_| ()).expect_err("corrupt").to_string();
-    assert!(message.contains("bad.jsonl:4: not a trace line"), "{message}");
+    let message = report::report_string(&path, &[])
+        .map(|_| ())
+        .expect_err("corrupt")
+        .to_string();
+    assert!(
+        message.contains("bad.jsonl:4: not a trace line"),
+        "{message}"
+    );
 }

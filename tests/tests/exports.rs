@@ -23,8 +23,14 @@ fn fx() -> String {
 /// The 1-based line of fx_user.rs that contains `needle` (once).
 fn fx_line(needle: &str) -> usize {
     let path = workspace().join("tests/src/bin/fx_user.rs");
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let found: Vec<usize> = text.lines().enumerate().filter(|(_, l)| l.contains(needle)).map(|(i, _)| i + 1).collect();
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let found: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
+        .collect();
     assert_eq!(found.len(), 1, "`{needle}` once in fx_user.rs: {found:?}");
     found[0]
 }
@@ -38,7 +44,9 @@ fn hits_of(path: &str) -> Vec<Value> {
 }
 
 fn strs(v: &Value) -> Vec<&str> {
-    v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -47,11 +55,28 @@ fn live_trace_in_every_format() {
         return;
     }
     let dir = TempDir::new("exports");
-    let (jsonl, txt, folded, perfetto) =
-        (dir.path("t.jsonl"), dir.path("t.txt"), dir.path("t.folded"), dir.path("t.perfetto.json"));
+    let (jsonl, txt, folded, perfetto) = (
+        dir.path("t.jsonl"),
+        dir.path("t.txt"),
+        dir.path("t.folded"),
+        dir.path("t.perfetto.json"),
+    );
     let out = run(&[
-        "--no-tui", "-q", "-o", &jsonl, "-o", &txt, "-o", &folded, "-o", &perfetto, "hwbp_fx_target", "--", &fx(),
-        "calls", "5",
+        "--no-tui",
+        "-q",
+        "-o",
+        &jsonl,
+        "-o",
+        &txt,
+        "-o",
+        &folded,
+        "-o",
+        &perfetto,
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "calls",
+        "5",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
 
@@ -63,12 +88,14 @@ fn live_trace_in_every_format() {
     for hit in &hits {
         let ustack = strs(&hit["ustack"]);
         assert!(
-            ustack[0].starts_with("hwbp_fx_target+0x0 (") && ustack[0].ends_with(&format!("fx_user.rs:{target_line})")),
+            ustack[0].starts_with("hwbp_fx_target+0x0 (")
+                && ustack[0].ends_with(&format!("fx_user.rs:{target_line})")),
             "{ustack:?}"
         );
         // The caller's return address names the line of the call.
         assert!(
-            ustack[1].starts_with("hwbp_fx_caller+") && ustack[1].contains(&format!("fx_user.rs:{call_line})")),
+            ustack[1].starts_with("hwbp_fx_caller+")
+                && ustack[1].contains(&format!("fx_user.rs:{call_line})")),
             "{ustack:?}"
         );
     }
@@ -78,7 +105,12 @@ fn live_trace_in_every_format() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "{text}");
     for (i, line) in lines.iter().enumerate() {
-        assert!(line.contains(&format!(": hwbp_fx_target x hwbp_fx_target(rdi={i:#x}, rsi=")), "{line}");
+        assert!(
+            line.contains(&format!(
+                ": hwbp_fx_target x hwbp_fx_target(rdi={i:#x}, rsi="
+            )),
+            "{line}"
+        );
     }
 
     // Folded: one stack, root first, the target as the first frame.
@@ -86,15 +118,28 @@ fn live_trace_in_every_format() {
     let stacks: Vec<&str> = folded_text.lines().collect();
     assert_eq!(stacks.len(), 1, "{folded_text}");
     assert!(stacks[0].starts_with("hwbp_fx_target;"), "{}", stacks[0]);
-    assert!(stacks[0].ends_with(";fx_user::main;fx_user::run;hwbp_fx_caller;hwbp_fx_target 5"), "{}", stacks[0]);
+    assert!(
+        stacks[0].ends_with(";fx_user::main;fx_user::run;hwbp_fx_caller;hwbp_fx_target 5"),
+        "{}",
+        stacks[0]
+    );
 
     // Perfetto: an instant per hit on the fixture's thread, counting to 5.
-    let json: Value = serde_json::from_str(&fs::read_to_string(&perfetto).expect("perfetto")).expect("valid JSON");
+    let json: Value = serde_json::from_str(&fs::read_to_string(&perfetto).expect("perfetto"))
+        .expect("valid JSON");
     let events = json["traceEvents"].as_array().expect("traceEvents");
     let instants: Vec<&Value> = events.iter().filter(|e| e["ph"] == "i").collect();
     assert_eq!(instants.len(), 5);
-    assert!(instants.iter().all(|e| e["tid"] == hits[0]["tid"] && e["name"] == "hwbp_fx_target"));
-    let last_count = events.iter().rev().find(|e| e["ph"] == "C").map(|e| e["args"]["hits"].clone());
+    assert!(
+        instants
+            .iter()
+            .all(|e| e["tid"] == hits[0]["tid"] && e["name"] == "hwbp_fx_target")
+    );
+    let last_count = events
+        .iter()
+        .rev()
+        .find(|e| e["ph"] == "C")
+        .map(|e| e["args"]["hits"].clone());
     assert_eq!(last_count, Some(Value::from(5)));
 
     // report: the caller, and a flame graph.
@@ -102,10 +147,21 @@ fn live_trace_in_every_format() {
     let out = run(&["report", &jsonl, "--by", "caller", "--flamegraph", &svg]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(report.contains("hwbp_fx_target by caller (1 distinct):"), "{report}");
-    assert!(report.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["5", "100.0%", "hwbp_fx_caller"]), "{report}");
+    assert!(
+        report.contains("hwbp_fx_target by caller (1 distinct):"),
+        "{report}"
+    );
+    assert!(
+        report
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["5", "100.0%", "hwbp_fx_caller"]),
+        "{report}"
+    );
     let svg = fs::read_to_string(&svg).expect("svg");
-    assert!(svg.contains("<title>hwbp_fx_target (5 hits, 100.00%)</title>"), "{svg}");
+    assert!(
+        svg.contains("<title>hwbp_fx_target (5 hits, 100.00%)</title>"),
+        "{svg}"
+    );
 }
 
 #[test]
@@ -115,7 +171,16 @@ fn write_target_old_to_new() {
     }
     let dir = TempDir::new("values");
     let jsonl = dir.path("w.jsonl");
-    let out = run(&["--no-tui", "-o", &jsonl, "HWBP_FX_COUNTER:w", "--", &fx(), "writes", "7"]);
+    let out = run(&[
+        "--no-tui",
+        "-o",
+        &jsonl,
+        "HWBP_FX_COUNTER:w",
+        "--",
+        &fx(),
+        "writes",
+        "7",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let store_line = fx_line("HWBP_FX_COUNTER.store(i");
     let hits = hits_of(&jsonl);
@@ -125,12 +190,23 @@ fn write_target_old_to_new() {
         assert_eq!(hit["old_value"], i as u64, "{hit}");
         assert_eq!(hit["value"], i as u64 + 1, "{hit}");
         let ip_sym = hit["ip_sym"].as_str().expect("ip_sym");
-        assert!(ip_sym.starts_with("hwbp_fx_writer+") && ip_sym.contains(&format!("fx_user.rs:{store_line})")), "{ip_sym}");
+        assert!(
+            ip_sym.starts_with("hwbp_fx_writer+")
+                && ip_sym.contains(&format!("fx_user.rs:{store_line})")),
+            "{ip_sym}"
+        );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("HWBP_FX_COUNTER:w w")).collect();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("HWBP_FX_COUNTER:w w"))
+        .collect();
     assert_eq!(lines.len(), 7, "{stdout}");
-    assert!(lines[6].ends_with(&format!(" (fx_user.rs:{store_line}) value=6→7 (0x6→0x7)")), "{}", lines[6]);
+    assert!(
+        lines[6].ends_with(&format!(" (fx_user.rs:{store_line}) value=6→7 (0x6→0x7)")),
+        "{}",
+        lines[6]
+    );
 }
 
 /// A pipe whose buffer is already full: a process writing to it blocks
@@ -138,7 +214,11 @@ fn write_target_old_to_new() {
 fn full_pipe() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
+        0,
+        "pipe2"
+    );
     // SAFETY: both descriptors are fresh and owned by nothing else.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: fcntl on a descriptor we own; no memory involved.
@@ -157,17 +237,23 @@ fn full_pipe() -> (OwnedFd, OwnedFd) {
 fn scrape(port: u16) -> Option<String> {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
     let mut response = String::new();
     conn.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
     Some(body.to_owned())
 }
 
 fn metric(body: &str, series: &str) -> Option<u64> {
-    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[test]
@@ -176,22 +262,38 @@ fn metrics_while_tracing() {
         return;
     }
     const CALLS: u64 = 40;
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
     // The fixture prints `done N` after its calls: on a full pipe it blocks
     // there, with every hit made and the tracer still running.
     let (pipe_read, pipe_write) = full_pipe();
     let tracer = Command::new(hwbp_trace())
-        .args(["--no-tui", "-q", "--metrics-addr", &format!("127.0.0.1:{port}"), "hwbp_fx_target", "--", &fx(), "calls"])
+        .args([
+            "--no-tui",
+            "-q",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "hwbp_fx_target",
+            "--",
+            &fx(),
+            "calls",
+        ])
         .arg(CALLS.to_string())
         .stdout(Stdio::from(pipe_write))
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting hwbp-trace");
 
-    let hits_series = "hwbp_hits_total{target=\"hwbp_fx_target\",symbol=\"hwbp_fx_target\",mode=\"x\"}";
+    let hits_series =
+        "hwbp_hits_total{target=\"hwbp_fx_target\",symbol=\"hwbp_fx_target\",mode=\"x\"}";
     let deadline = Instant::now() + Duration::from_secs(20);
     let body = loop {
-        assert!(Instant::now() < deadline, "no scrape showed {CALLS} hits in 20 s");
+        assert!(
+            Instant::now() < deadline,
+            "no scrape showed {CALLS} hits in 20 s"
+        );
         if let Some(body) = scrape(port) {
             match metric(&body, hits_series) {
                 Some(n) if n == CALLS => break body,
@@ -201,12 +303,22 @@ fn metrics_while_tracing() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(metric(&body, "hwbp_hits_by_comm_total{target=\"hwbp_fx_target\",comm=\"fx_user\"}"), Some(CALLS), "{body}");
+    assert_eq!(
+        metric(
+            &body,
+            "hwbp_hits_by_comm_total{target=\"hwbp_fx_target\",comm=\"fx_user\"}"
+        ),
+        Some(CALLS),
+        "{body}"
+    );
     assert_eq!(metric(&body, "hwbp_dropped_total"), Some(0), "{body}");
     assert_eq!(metric(&body, "hwbp_armed_breakpoints"), Some(1), "{body}");
     // The ring buffer was found and is read: the fixture is blocked and the
     // collector has taken every hit, so it is empty.
-    let fill = body.lines().find_map(|l| l.strip_prefix("hwbp_ringbuf_fill_ratio ")).map(str::to_owned);
+    let fill = body
+        .lines()
+        .find_map(|l| l.strip_prefix("hwbp_ringbuf_fill_ratio "))
+        .map(str::to_owned);
     assert_eq!(fill.as_deref(), Some("0.0"), "{body}");
     assert!(body.contains("# TYPE hwbp_hits_total counter"), "{body}");
 
@@ -228,15 +340,29 @@ fn metrics_while_tracing() {
 fn report_of_damaged_traces() {
     let dir = TempDir::new("damaged");
     let golden = workspace().join("hwbp-user/tests/data/trace.jsonl");
-    let full = fs::read_to_string(&golden).unwrap_or_else(|e| panic!("reading {}: {e}", golden.display()));
+    let full =
+        fs::read_to_string(&golden).unwrap_or_else(|e| panic!("reading {}: {e}", golden.display()));
     let lines: Vec<&str> = full.lines().collect();
 
     let cut = dir.path("cut.jsonl");
     let last = lines[lines.len() - 2];
-    fs::write(&cut, format!("{}\n{}", lines[..lines.len() - 2].join("\n"), &last[..last.len() / 2])).expect("write");
+    fs::write(
+        &cut,
+        format!(
+            "{}\n{}",
+            lines[..lines.len() - 2].join("\n"),
+            &last[..last.len() / 2]
+        ),
+    )
+    .expect("write");
     let out = run(&["report", &cut]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("warning: ") && stderr(&out).contains("cut.jsonl:8: the last line is cut short"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: ")
+            && stderr(&out).contains("cut.jsonl:8: the last line is cut short"),
+        "{}",
+        stderr(&out)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("vfs_read by comm (2 distinct):"));
 
     let bad = dir.path("bad.jsonl");
@@ -245,5 +371,9 @@ fn report_of_damaged_traces() {
     fs::write(&bad, broken.join("\n") + "\n").expect("write");
     let out = run(&["report", &bad]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("bad.jsonl:4: not a trace line"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("bad.jsonl:4: not a trace line"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -78,10 +78,18 @@ pub fn install(bin_dir: &Path) -> Result<()> {
         let dir = prefix.join(dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         // bash-completion finds a command's completions by its bare name.
-        let name = if file.ends_with(".bash") { "hwbp-trace" } else { file };
+        let name = if file.ends_with(".bash") {
+            "hwbp-trace"
+        } else {
+            file
+        };
         std::fs::copy(staging.join(file), dir.join(name))
             .with_context(|| format!("copying {file} to {}", dir.display()))?;
     }
-    println!("install: man pages in {}, completions for bash, zsh and fish under {}", man_dir.display(), prefix.display());
+    println!(
+        "install: man pages in {}, completions for bash, zsh and fish under {}",
+        man_dir.display(),
+        prefix.display()
+    );
     Ok(())
 }
