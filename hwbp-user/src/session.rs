@@ -413,6 +413,8 @@ async fn arm_and_trace(
         duration_s: started.elapsed().as_secs_f64(),
         end_reason: end_reason.to_owned(),
         exit_status,
+        trace_truncated: false,
+        output_errors: Vec::new(),
     };
     let mut summary = summary;
     if redact_addresses {
@@ -433,9 +435,7 @@ async fn arm_and_trace(
         // The traced command outlives the trace, as with perf.
         let _ = child.try_wait();
     }
-    if !failures.is_empty() {
-        eprintln!("hwbp-trace: writing trace files failed: {}", failures.join("; "));
-    }
+    summary.output_errors = failures;
     Ok(summary)
 }
 

@@ -134,6 +134,13 @@ pub struct Summary {
     pub duration_s: f64,
     /// Why tracing ended: `signal`, `duration`, `max-hits`, `process-exit`, `error`.
     pub end_reason: String,
+    /// This file stopped receiving hits (a write failed, e.g. disk full):
+    /// it holds fewer hit lines than `hits`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trace_truncated: bool,
+    /// Trace files that could not be written completely (not in the file).
+    #[serde(skip)]
+    pub output_errors: Vec<String>,
     /// Exit status of the traced command, when it exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,

@@ -207,6 +207,7 @@ fn summary(count: fn() -> BoxedStrategy<u64>) -> impl Strategy<Value = Summary> 
                 duration_s,
                 end_reason,
                 exit_status,
+                ..Default::default()
             },
         )
 }

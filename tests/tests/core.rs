@@ -546,3 +546,44 @@ fn non_utf8_comm() {
     assert_eq!(hits.len(), 7, "--comm matched the raw bytes");
     assert_eq!(hits[0]["comm"], "fx\u{fffd}\u{fffd}user");
 }
+
+/// A full disk: writing stops, the file keeps whole records (header first)
+/// and ends with a summary marked `trace_truncated`, the summary is still
+/// printed, and the run fails (exit 1) so that scripts notice.
+#[test]
+fn disk_full_leaves_a_valid_file() {
+    if !root_or_skip("disk_full_leaves_a_valid_file") {
+        return;
+    }
+    let dir = TempDir::new("diskfull");
+    let mnt = dir.0.join("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("mount");
+    assert!(status.success(), "mounting a 64 KiB tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let out_file = mnt.join("t.jsonl").display().to_string();
+    let out = run(&["--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "3000"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("3000 hits"), "the summary is still printed: {err}");
+    let (header, hits, summary) = read_trace(&out_file);
+    assert_eq!(header["type"], "header");
+    assert_eq!(summary["trace_truncated"], true);
+    assert_eq!(summary_hits(&summary, 0), 3000, "the summary counts every hit");
+    assert!(hits.len() < 3000, "the file holds fewer: {}", hits.len());
+    // The lines that are there are the first ones, in order.
+    for (i, hit) in hits.iter().enumerate() {
+        assert_eq!(hit["args"][0]["value"], format!("{i:#x}"));
+    }
+}

@@ -115,8 +115,9 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
             eprintln!("{}", tracing_line(armed));
             on_armed(armed);
         }))?;
-        eprint!("{}", summary_table(&summary));
-        return Ok(());
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), "{}", summary_table(&summary));
+        return outputs_complete(&summary);
     };
     // The dashboard takes the terminal once armed and keeps it, showing the
     // final state, until the user quits; the summary then prints on the
@@ -134,8 +135,23 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
     let closed = dashboard.join();
     // Not eprint!: after a hang-up stderr fails, and eprint! would panic.
     use std::io::Write as _;
-    let _ = write!(std::io::stderr(), "{}", summary_table(&result?));
-    closed
+    let summary = result?;
+    let _ = write!(std::io::stderr(), "{}", summary_table(&summary));
+    closed?;
+    outputs_complete(&summary)
+}
+
+/// A trace file that could not be written completely (disk full) fails the
+/// run, after the summary: the file is valid but short, and scripts must see it.
+fn outputs_complete(summary: &Summary) -> anyhow::Result<()> {
+    if summary.output_errors.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "writing trace files failed: {}. Each file holds whole records up to the failure and ends with a \
+         summary marked \"trace_truncated\" where the disk took it; free space and trace again",
+        summary.output_errors.join("; ")
+    )
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
