@@ -377,3 +377,81 @@ fn report_of_damaged_traces() {
         stderr(&out)
     );
 }
+
+/// A C program built with `-g`: its function's parameters named and typed
+/// from DWARF, in the headless line and in JSONL.
+#[test]
+fn user_arguments_from_dwarf() {
+    if !root_or_skip("user_arguments_from_dwarf") {
+        return;
+    }
+    let dir = TempDir::new("dwarf-args");
+    let source = dir.path("args.c");
+    fs::write(
+        &source,
+        "#include <stdio.h>\n\
+         __attribute__((noinline)) long hwbp_c_target(int delta, unsigned long count, const char *name)\n\
+         { return delta + (long)count + name[0]; }\n\
+         int main(void) { long acc = 0;\n\
+           for (int i = 0; i < 3; i++) acc += hwbp_c_target(-i, 10 + i, \"x\");\n\
+           printf(\"%ld\\n\", acc); return 0; }\n",
+    )
+    .expect("write args.c");
+    let program = dir.path("args");
+    match Command::new("cc")
+        .args([
+            "-g",
+            "-O1",
+            "-fno-omit-frame-pointer",
+            "-o",
+            &program,
+            &source,
+        ])
+        .status()
+    {
+        Ok(status) if status.success() => {}
+        other => {
+            eprintln!("SKIPPED user_arguments_from_dwarf: no working C compiler (`cc`): {other:?}");
+            return;
+        }
+    }
+    let jsonl = dir.path("a.jsonl");
+    let out = run(&["--no-tui", "-o", &jsonl, "hwbp_c_target", "--", &program]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let calls: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_once(": hwbp_c_target x ").map(|(_, call)| call))
+        .collect();
+    assert_eq!(calls.len(), 3, "{stdout}");
+    for (i, call) in calls.iter().enumerate() {
+        let prefix = format!("hwbp_c_target(delta=-{i}, count={}, name=0x", 10 + i)
+            .replace("delta=-0", "delta=0");
+        assert!(call.starts_with(&prefix), "{call}");
+    }
+    let hits = hits_of(&jsonl);
+    let args: Vec<(&str, &str)> = hits[0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap_or(""),
+                a["type"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        args,
+        [
+            ("delta", "int"),
+            ("count", "long unsigned int"),
+            ("name", "const char *")
+        ]
+    );
+    // And file:line of the C source.
+    assert_eq!(
+        strs(&hits[0]["ustack"])[0],
+        format!("hwbp_c_target+0x0 ({source}:3)")
+    );
+}
