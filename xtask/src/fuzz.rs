@@ -21,7 +21,7 @@ const TARGETS: &[&str] = &["fuzz_target", "fuzz_trace", "fuzz_readers"];
 #[derive(Args)]
 pub struct Options {
     /// Cases per property (whole-file `report` properties run a tenth).
-    /// 20000 take about 5 minutes on 2 cores; 100000 about 25.
+    /// 20000 take 5 to 15 minutes on 2 cores, depending on load.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     cases: u32,
     /// Only properties whose name contains this (e.g. `round_trip`).
