@@ -55,7 +55,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         ((*data).addr, (*data).regs)
     };
     // SAFETY: a read-only lookup of a plain-old-data value.
-    let Some(config) = (unsafe { SLOTS.get(&addr) }) else {
+    let Some(config) = (unsafe { SLOTS.get(addr) }) else {
         // Never expected: SLOTS is filled before any event is enabled and
         // every event is armed at an address in it. A rare diagnostic, so
         // aya-log rather than a counter nobody reads.

@@ -204,7 +204,9 @@ fn missing_privileges() -> Result<(), PrivilegeError> {
     let admin = has(CAP_SYS_ADMIN);
     let missing: Vec<&'static str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"), (CAP_SYSLOG, "CAP_SYSLOG")]
         .into_iter()
-        .filter(|&(cap, _)| !has(cap) && !(admin && cap != CAP_SYSLOG))
+        // CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON (kernels
+        // before 5.8 have neither), not for CAP_SYSLOG.
+        .filter(|&(cap, _)| !(has(cap) || admin && cap != CAP_SYSLOG))
         .map(|(_, name)| name)
         .collect();
     if missing.is_empty() { Ok(()) } else { Err(PrivilegeError { missing }) }

@@ -141,7 +141,7 @@ impl FromStr for TargetSpec {
             }
         }
         let (binary, location) = match rest.rsplit_once(':') {
-            Some((binary, _)) if binary.is_empty() => return Err(TargetError::Binary(text.into())),
+            Some(("", _)) => return Err(TargetError::Binary(text.into())),
             Some((binary, location)) => (Some(PathBuf::from(binary)), location),
             None => (None, rest),
         };
