@@ -143,9 +143,6 @@ proptest! {
     /// A damaged ELF file is refused or read; either way nothing panics,
     /// and every question about the result gets an answer.
     #[test]
-    #[ignore = "resolve/elf.rs adds segment and symbol bounds with `+`: a crafted ELF (an address or size near \
-                u64::MAX) overflows (a panic in debug builds, wrong answers in release); run it with \
-                `cargo xtask fuzz --include-ignored`"]
     fn damaged_elf_never_panics(
         edits in prop::collection::vec(edit(), 1..6),
         maps in prop::collection::vec(maps_line(), 0..6),

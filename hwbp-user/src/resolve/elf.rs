@@ -109,13 +109,13 @@ impl ElfImage {
             .iter()
             .rev()
             .take(64)
-            .find(|s| s.kind == SymbolKind::Function && vaddr < s.addr + s.size.max(1))
+            .find(|s| s.kind == SymbolKind::Function && vaddr < s.addr.saturating_add(s.size.max(1)))
             .or_else(|| {
                 self.symbols[..end]
                     .iter()
                     .rev()
                     .take(64)
-                    .find(|s| vaddr < s.addr + s.size.max(1))
+                    .find(|s| vaddr < s.addr.saturating_add(s.size.max(1)))
             })
             .map(|s| (s, vaddr - s.addr))
     }
@@ -130,11 +130,11 @@ impl ElfImage {
         let seg = self
             .segments
             .iter()
-            .find(|s| vaddr >= s.vaddr && vaddr < s.vaddr + s.memsz.max(s.filesz))?;
+            .find(|s| vaddr >= s.vaddr && vaddr < s.vaddr.saturating_add(s.memsz.max(s.filesz)))?;
         let page_offset = seg.offset & !(PAGE - 1);
         let page_vaddr = seg.vaddr & !(PAGE - 1);
         let map = maps.iter().find(|m| m.offset == page_offset)?;
-        let runtime = map.start + (vaddr - page_vaddr);
+        let runtime = map.start.checked_add(vaddr - page_vaddr)?;
         // The address may lie past this mapping (.bss in anonymous memory
         // right after it): still inside the process's image.
         Some(runtime)
@@ -144,23 +144,23 @@ impl ElfImage {
     pub fn link_address(&self, map: &super::Mapping, addr: u64) -> Option<u64> {
         let seg = self.segments.iter().find(|s| s.filesz > 0 && s.offset & !(PAGE - 1) == map.offset);
         match seg {
-            Some(seg) => Some(addr - map.start + (seg.vaddr & !(PAGE - 1))),
-            None => self.file_offset_to_vaddr(addr - map.start + map.offset),
+            Some(seg) => addr.checked_sub(map.start)?.checked_add(seg.vaddr & !(PAGE - 1)),
+            None => self.file_offset_to_vaddr(addr.checked_sub(map.start)?.checked_add(map.offset)?),
         }
     }
 
     pub fn vaddr_to_file_offset(&self, vaddr: u64) -> Option<u64> {
         self.segments
             .iter()
-            .find(|s| vaddr >= s.vaddr && vaddr < s.vaddr + s.memsz.max(s.filesz))
-            .map(|s| vaddr - s.vaddr + s.offset)
+            .find(|s| vaddr >= s.vaddr && vaddr < s.vaddr.saturating_add(s.memsz.max(s.filesz)))
+            .and_then(|s| (vaddr - s.vaddr).checked_add(s.offset))
     }
 
     pub fn file_offset_to_vaddr(&self, offset: u64) -> Option<u64> {
         self.segments
             .iter()
-            .find(|s| s.filesz > 0 && offset >= s.offset && offset < s.offset + s.filesz)
-            .map(|s| offset - s.offset + s.vaddr)
+            .find(|s| s.filesz > 0 && offset >= s.offset && offset < s.offset.saturating_add(s.filesz))
+            .and_then(|s| (offset - s.offset).checked_add(s.vaddr))
     }
 
     pub fn symbols(&self) -> &[ElfSymbol] {
