@@ -371,7 +371,8 @@ fn render(
         );
     }
     if let Some(s) = summary {
-        let hits: u64 = s.targets.iter().map(|t| t.hits).sum();
+        // A file's numbers are input: saturate rather than overflow.
+        let hits = s.targets.iter().fold(0u64, |acc, t| acc.saturating_add(t.hits));
         let _ = writeln!(
             out,
             "{hits} hits in {:.1} s ({}); lost: {}",
@@ -437,7 +438,11 @@ fn render(
                     (*key).clone(),
                 ]);
             }
-            let rest: u64 = entries.iter().skip(top).map(|(_, n)| **n).sum::<u64>() + t.other[i];
+            let rest = entries
+                .iter()
+                .skip(top)
+                .fold(0u64, |acc, (_, n)| acc.saturating_add(**n))
+                .saturating_add(t.other[i]);
             if rest > 0 {
                 rows.push([
                     rest.to_string(),

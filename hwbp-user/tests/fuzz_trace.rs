@@ -375,8 +375,6 @@ proptest! {
 
     /// The same with counts anywhere in u64, as a crafted file may hold.
     #[test]
-    #[ignore = "report::render sums the summary's hits with `+`: u64::MAX-sized counts overflow \
-                (a panic in debug builds, a wrong total in release); run it with `cargo xtask fuzz --include-ignored`"]
     fn report_survives_hostile_counts(
         lines in prop::collection::vec(trace_line_with(hostile), 1..12),
         victim in any::<prop::sample::Index>(),
