@@ -9,7 +9,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fs::{File, OpenOptions},
-    io::{self, BufWriter, Write as _},
+    io::{self, Write as _},
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
 };
@@ -253,10 +253,19 @@ pub struct Export {
     pub path: PathBuf,
     format: Format,
     writer: Writer,
-    out: BufWriter<File>,
-    /// First write error; after it the file is left alone.
+    file: File,
+    /// Whole records not yet written: the file only ever receives complete
+    /// lines (or Perfetto events), so it can be cut back to a valid prefix.
+    buf: Vec<u8>,
+    /// Bytes in the file, all of them complete records.
+    committed: u64,
+    /// First write error (a full disk); after it nothing more is written
+    /// but the closing record (summary), if the disk takes it.
     failed: Option<io::Error>,
 }
+
+/// Records are gathered up to this many bytes before a write.
+const WRITE_CHUNK: usize = 1 << 14;
 
 impl Export {
     pub fn create(path: &Path, format: Option<Format>) -> Result<Self, ExportError> {
@@ -276,7 +285,9 @@ impl Export {
             path: path.to_owned(),
             format,
             writer,
-            out: BufWriter::with_capacity(1 << 16, file),
+            file,
+            buf: Vec::with_capacity(WRITE_CHUNK + 4096),
+            committed: 0,
             failed: None,
         };
         if format == Format::Perfetto {
@@ -290,17 +301,39 @@ impl Export {
     }
 
     fn write_raw(&mut self, text: &str) {
-        if self.failed.is_some() {
+        if self.failed.is_none() {
+            self.buf.extend_from_slice(text.as_bytes());
+        }
+    }
+
+    /// Called at record boundaries only.
+    fn end_record(&mut self) {
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush_buf();
+        }
+    }
+
+    fn flush_buf(&mut self) {
+        if self.failed.is_some() || self.buf.is_empty() {
             return;
         }
-        if let Err(e) = self.out.write_all(text.as_bytes()) {
-            self.failed = Some(e);
+        match self.file.write_all(&self.buf) {
+            Ok(()) => self.committed += self.buf.len() as u64,
+            Err(e) => {
+                // Cut a partly written chunk back to the last whole record.
+                let _ = self.file.set_len(self.committed);
+                use std::io::Seek as _;
+                let _ = self.file.seek(io::SeekFrom::Start(self.committed));
+                self.failed = Some(e);
+            }
         }
+        self.buf.clear();
     }
 
     fn write_line(&mut self, line: &str) {
         self.write_raw(line);
         self.write_raw("\n");
+        self.end_record();
     }
 
     fn write_json(&mut self, line: &TraceLine) {
@@ -321,10 +354,18 @@ impl Export {
                 Ok(text) => self.write_raw(&text),
                 Err(e) => self.failed = Some(io::Error::other(e)),
             }
+            self.end_record();
         }
     }
 
     pub fn header(&mut self, header: &Header) {
+        self.header_records(header);
+        // The header goes to disk at once: a file cut short by a full disk
+        // still says what it is.
+        self.flush_buf();
+    }
+
+    fn header_records(&mut self, header: &Header) {
         match &mut self.writer {
             Writer::Stream if self.format == Format::Jsonl => {
                 self.write_json(&TraceLine::Header(header.clone()))
@@ -375,30 +416,39 @@ impl Export {
         }
     }
 
-    /// Writes the summary and flushes; returns the first error the file had.
+    /// Writes the closing records (summary, folded lines, the end of the
+    /// Perfetto array) and flushes; returns the first error the file had.
+    /// After a write error (disk full) the file holds only whole records and
+    /// the closing record is still attempted, marked `trace_truncated`, so
+    /// that a reader gets a valid file that says it is incomplete.
     pub fn finish(&mut self, summary: &Summary) -> Result<(), io::Error> {
+        let failed = self.failed.take();
+        let truncated = failed.is_some();
+        if truncated {
+            // Hits gathered after the failure are not written.
+            self.buf.clear();
+        }
         match &self.writer {
             Writer::Stream if self.format == Format::Jsonl => {
-                self.write_json(&TraceLine::Summary(summary.clone()))
+                let mut summary = summary.clone();
+                summary.trace_truncated = truncated;
+                self.write_json(&TraceLine::Summary(summary));
             }
             Writer::Stream => {}
             Writer::Folded(folded) => {
                 let lines = folded.lines();
                 for line in lines {
-                    self.write_line(&line);
+                    self.write_raw(&line);
+                    self.write_raw("\n");
                 }
             }
             Writer::Perfetto(_) => self.write_raw("\n]}\n"),
         }
-        if self.failed.is_none()
-            && let Err(e) = self.out.flush()
-        {
-            self.failed = Some(e);
+        self.flush_buf();
+        if let Some(e) = self.failed.take().or(failed) {
+            return Err(e);
         }
-        match self.failed.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.file.flush()
     }
 
     /// The error that stopped writing, if any (checked while tracing).
