@@ -483,9 +483,6 @@ pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
     let archive = build_initramfs(command, *interactive)?;
     write_initramfs(&archive, &initrd)?;
     let transfer = run_dir.join("out.b64");
-    if transfer.exists() {
-        fs::remove_file(&transfer).with_context(|| format!("removing {}", transfer.display()))?;
-    }
     println!(
         "vm: booting {} ({}) with `{}`",
         kernel.package,
