@@ -322,22 +322,15 @@ fn explain(bp: &Breakpoint, errno: i32, requested: usize, armed_here: usize) -> 
     }
 }
 
-/// Reads an option from the running kernel's config, when a config file is
-/// installed (/boot/config-RELEASE).
+/// Whether the running kernel has a config option (`=y` or `=m`), from
+/// /boot/config-RELEASE or /proc/config.gz; None when neither says.
 pub fn kernel_option(name: &str) -> Option<bool> {
-    let release = fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
-    let config = fs::read_to_string(format!("/boot/config-{}", release.trim())).ok()?;
-    let set = format!("{name}=y");
-    let unset = format!("# {name} is not set");
-    config.lines().find_map(|line| {
-        if line == set {
-            Some(true)
-        } else if line == unset {
-            Some(false)
-        } else {
-            None
-        }
-    })
+    use crate::doctor::{ConfigOption, KernelConfig};
+    match KernelConfig::read().option(name) {
+        ConfigOption::Set(value) => Some(value == "y" || value == "m"),
+        ConfigOption::NotSet => Some(false),
+        ConfigOption::Unknown => None,
+    }
 }
 
 fn kprobe_blacklisted(addr: u64) -> bool {

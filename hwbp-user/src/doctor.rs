@@ -525,13 +525,13 @@ pub fn config_option<'a>(config: &'a str, name: &str) -> ConfigOption<'a> {
 }
 
 /// The running kernel's config, from /boot/config-RELEASE or /proc/config.gz.
-struct KernelConfig {
+pub(crate) struct KernelConfig {
     source: Option<String>,
     text: String,
 }
 
 impl KernelConfig {
-    fn read() -> Self {
+    pub(crate) fn read() -> Self {
         let boot = format!("/boot/config-{}", release());
         if let Ok(text) = fs::read_to_string(&boot) {
             return Self {
@@ -557,7 +557,7 @@ impl KernelConfig {
         }
     }
 
-    fn option(&self, name: &str) -> ConfigOption<'_> {
+    pub(crate) fn option(&self, name: &str) -> ConfigOption<'_> {
         config_option(&self.text, name)
     }
 
