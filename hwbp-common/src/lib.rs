@@ -66,8 +66,13 @@ pub struct Filter {
     pub flags: u32,
     pub tid: u32,
     pub comm: [u8; COMM_LEN],
+    /// hwbp-trace's own process (tgid): its hits are never recorded, or a
+    /// system-wide `vfs_read` would trace the tracer reading its own files
+    /// and a `vfs_write` would feed on its own output. Counted as filtered.
+    pub own_pid: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Filter>() == 24);
+const _: () = assert!(size_of::<Filter>() == 32);
 
 /// Per-target, per-CPU counters (the `COUNTERS` per-CPU array, indexed by
 /// slot). `hits` counts every hit that passed the filters, so
@@ -83,7 +88,7 @@ pub struct Counters {
     pub kstack_errors: u64,
     /// User stacks that could not be captured (the hit is still recorded).
     pub ustack_errors: u64,
-    /// Hits rejected by the comm/tid filters.
+    /// Hits rejected by the comm/tid filters, and hits of hwbp-trace itself.
     pub filtered: u64,
     /// Value reads that failed (the hit is recorded with `HIT_NO_VALUE`).
     pub value_errors: u64,

@@ -71,7 +71,8 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
 
     if let Some(filter) = FILTER.get(0) {
-        let rejected = (filter.flags & FILTER_TID != 0 && filter.tid != tid)
+        let rejected = (pid_tgid >> 32) as u32 == filter.own_pid
+            || (filter.flags & FILTER_TID != 0 && filter.tid != tid)
             || (filter.flags & FILTER_COMM != 0 && filter.comm != comm);
         if rejected {
             // SAFETY: per-CPU slot of this CPU; programs on one CPU do not nest

@@ -136,7 +136,10 @@ impl Probe {
         {
             let map = ebpf.map_mut(MAP_FILTER).ok_or(LoadError::MissingMap(MAP_FILTER))?;
             let mut array: Array<_, Filter> = Array::try_from(map).map_err(|e| map_err(MAP_FILTER, e))?;
-            let mut filter = Filter::default();
+            let mut filter = Filter {
+                own_pid: std::process::id(),
+                ..Filter::default()
+            };
             if let Some(comm) = &filters.comm {
                 filter.flags |= FILTER_COMM;
                 // The kernel's comm is at most 15 bytes and NUL-padded.

@@ -106,7 +106,8 @@ pub struct TargetSummary {
     pub hits: u64,
     /// Hits lost because the ring buffer was full.
     pub dropped: u64,
-    /// Hits rejected by --comm/--tid (in the kernel).
+    /// Hits rejected in the kernel: by --comm/--tid, and hwbp-trace's own
+    /// (a tracer never records itself).
     #[serde(default)]
     pub filtered: u64,
     #[serde(default)]

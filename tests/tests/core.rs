@@ -446,7 +446,7 @@ fn exec_mid_trace_ends_cleanly() {
     let out_file = dir.path("t.jsonl");
     let fx = fx();
     let out = run(&[
-        "--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx, "exec", "40", &fx, "--delay-ms", "1500", "calls", "30",
+        "--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx, "exec", "40", &fx, "--delay-ms", "4000", "calls", "30",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (_, hits, summary) = read_trace(&out_file);
