@@ -2,7 +2,7 @@
 //! are, running hwbp-trace, reading JSONL traces.
 //!
 //! The binaries are built by `cargo xtask build` (and `cargo xtask test`),
-//! all in target/release with frame pointers (RUSTFLAGS in xtask/src/build.rs).
+//! all in target/release with frame pointers (.cargo/config.toml).
 
 use std::{
     path::PathBuf,
