@@ -44,8 +44,8 @@ pub fn run(options: Options) -> Result<()> {
     // hwbp-user's build script builds the BPF object: it needs the
     // toolchain pieces that set-up installs.
     setup::run().context("fuzz: set-up failed")?;
-    // Without xtask's RUSTFLAGS, like the unit tests of `cargo xtask test`,
-    // so that both share one debug build.
+    // The same debug build as the unit tests of `cargo xtask test` (frame
+    // pointers come from .cargo/config.toml for every build).
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root())
         // Every target runs even when one fails: one report of all findings.
