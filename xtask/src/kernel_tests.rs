@@ -337,10 +337,15 @@ fn getpgid(results: &Results) -> Result<()> {
             text_field(hit, "ip_sym")? == "__x64_sys_getpgid+0x0",
             "ip_sym is not the function's first byte: {hit}"
         );
-        // One per parameter with BTF (`regs` for a syscall wrapper), the six
-        // argument registers without: never none.
-        let args = hit["args"].as_array().map_or(0, Vec::len);
-        ensure!(args > 0, "an execute hit without its arguments: {hit}");
+        // Named and typed from the guest kernel's BTF: the syscall wrapper
+        // takes one parameter, `const struct pt_regs *regs`.
+        let args = hit["args"].as_array().map(Vec::as_slice).unwrap_or_default();
+        ensure!(
+            args.len() == 1
+                && args[0]["name"] == "regs"
+                && args[0]["type"].as_str().is_some_and(|t| t.contains("struct pt_regs")),
+            "expected the BTF argument `regs` (struct pt_regs *): {hit}"
+        );
     }
     Ok(())
 }
