@@ -589,3 +589,66 @@ fn disk_full_leaves_a_valid_file() {
         assert_eq!(hit["args"][0]["value"], format!("{i:#x}"));
     }
 }
+
+/// The grammar's other forms on a user program: BINARY:SYMBOL, SYMBOL+OFFSET
+/// and 0xADDRESS all arm the right instruction, with exact counts.
+#[test]
+fn binary_offset_and_address_forms() {
+    if !root_or_skip("binary_offset_and_address_forms") {
+        return;
+    }
+    let dir = TempDir::new("forms");
+    let fx = fx();
+    // BINARY:SYMBOL, the binary named by its file name.
+    let out_file = dir.path("binary.jsonl");
+    let out = run(&["--no-tui", "-q", "-o", &out_file, "fx_user:hwbp_fx_target:x", "--", &fx, "calls", "12"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (header, hits, _) = read_trace(&out_file);
+    assert_eq!(hits.len(), 12);
+    assert!(header["targets"][0]["space"] == "user", "{header}");
+    // SYMBOL+OFFSET: hwbp_fx_caller's second instruction (frame pointers:
+    // `push %rbp` is one byte) runs once per run.
+    let out_file = dir.path("offset.jsonl");
+    let out = run(&["--no-tui", "-q", "-o", &out_file, "hwbp_fx_caller+1", "--", &fx, "calls", "12"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (header, hits, _) = read_trace(&out_file);
+    assert_eq!(header["targets"][0]["symbol"], "hwbp_fx_caller+0x1");
+    assert_eq!(header["targets"][0]["mode"], "x", "an offset into a function executes");
+    assert_eq!(hits.len(), 1, "the caller runs once");
+    // 0xADDRESS in a traced process: the fixture is a PIE, so take the
+    // runtime address from `list -p` against a waiting fixture.
+    let go = dir.path("go");
+    let mut child = Command::new(fixture("fx_user"))
+        .args(["--wait", &go, "calls", "9"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start fx_user");
+    let pid = child.id().to_string();
+    let list = run(&["list", "-p", &pid, "hwbp_fx_target"]);
+    let text = stdout(&list);
+    let addr = text
+        .lines()
+        .find(|l| l.contains(" hwbp_fx_target "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("list -p: {text}{}", stderr(&list)))
+        .to_owned();
+    let out_file = dir.path("address.jsonl");
+    let mut tracer = Command::new(hwbp_trace())
+        .args(["--no-tui", "-q", "-o", &out_file, "-p", &pid, &format!("{addr}:x")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hwbp-trace");
+    let mut line = String::new();
+    {
+        use std::io::BufRead as _;
+        let stderr = tracer.stderr.as_mut().expect("stderr");
+        std::io::BufReader::new(stderr).read_line(&mut line).expect("read Tracing line");
+    }
+    assert!(line.starts_with("Tracing 1 target"), "{line}");
+    fs::write(&go, "").expect("touch go");
+    assert!(child.wait().expect("fixture").success());
+    assert!(tracer.wait().expect("tracer").success());
+    let (header, hits, _) = read_trace(&out_file);
+    assert_eq!(header["targets"][0]["symbol"], "hwbp_fx_target", "the address is named");
+    assert_eq!(hits.len(), 9);
+}
