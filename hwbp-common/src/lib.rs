@@ -57,6 +57,8 @@ const _: () = assert!(size_of::<SlotConfig>() == 16);
 pub const FILTER_COMM: u32 = 1 << 0;
 /// [`Filter::flags`]: keep only hits from thread [`Filter::tid`].
 pub const FILTER_TID: u32 = 1 << 1;
+/// [`Filter::flags`]: drop hits of process [`Filter::own_pid`] (the tracer).
+pub const FILTER_OWN: u32 = 1 << 2;
 
 /// In-kernel filters, applied before anything is recorded (index 0 of the
 /// `FILTER` array).
@@ -66,7 +68,8 @@ pub struct Filter {
     pub flags: u32,
     pub tid: u32,
     pub comm: [u8; COMM_LEN],
-    /// hwbp-trace's own process (tgid): its hits are never recorded, or a
+    /// With [`FILTER_OWN`], hwbp-trace's own process (tgid): its hits are
+    /// not recorded, or a
     /// system-wide `vfs_read` would trace the tracer reading its own files
     /// and a `vfs_write` would feed on its own output. Counted as filtered.
     pub own_pid: u32,

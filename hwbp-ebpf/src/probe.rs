@@ -12,7 +12,7 @@ use aya_ebpf::{
     EbpfContext as _,
 };
 use hwbp_common::{
-    Counters, Filter, Hit, HIT_HEADER_SIZE, FILTER_COMM, FILTER_TID, HIT_NO_VALUE, HIT_USER_MODE, MAX_SLOTS,
+    Counters, Filter, Hit, HIT_HEADER_SIZE, FILTER_COMM, FILTER_OWN, FILTER_TID, HIT_NO_VALUE, HIT_USER_MODE, MAX_SLOTS,
     MAX_STACK_DEPTH, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_USTACK, SlotConfig,
 };
 
@@ -71,7 +71,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
 
     if let Some(filter) = FILTER.get(0) {
-        let rejected = (pid_tgid >> 32) as u32 == filter.own_pid
+        let rejected = (filter.flags & FILTER_OWN != 0 && (pid_tgid >> 32) as u32 == filter.own_pid)
             || (filter.flags & FILTER_TID != 0 && filter.tid != tid)
             || (filter.flags & FILTER_COMM != 0 && filter.comm != comm);
         if rejected {

@@ -13,7 +13,7 @@ use aya::{
     programs::PerfEvent,
 };
 use hwbp_common::{
-    COMM_LEN, Counters, FILTER_COMM, HIT_HEADER_SIZE, MAX_STACK_DEPTH, FILTER_TID, Filter, Hit, MAP_COUNTERS, MAP_EVENTS, MAP_FILTER, MAP_SLOTS,
+    COMM_LEN, Counters, FILTER_COMM, FILTER_OWN, HIT_HEADER_SIZE, MAX_STACK_DEPTH, FILTER_TID, Filter, Hit, MAP_COUNTERS, MAP_EVENTS, MAP_FILTER, MAP_SLOTS,
     MAX_SLOTS, PROGRAM, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_USTACK, SlotConfig,
 };
 use thiserror::Error;
@@ -70,6 +70,10 @@ pub struct StackChoice {
 pub struct Filters {
     pub comm: Option<Vec<u8>>,
     pub tid: Option<u32>,
+    /// Drop this process's hits: the tracer's own (a system-wide `vfs_read`
+    /// would otherwise trace hwbp-trace reading its own files). None for the
+    /// doctor's self-test, which traces itself on purpose.
+    pub exclude_pid: Option<u32>,
 }
 
 /// The loaded BPF program and its maps.
@@ -136,10 +140,11 @@ impl Probe {
         {
             let map = ebpf.map_mut(MAP_FILTER).ok_or(LoadError::MissingMap(MAP_FILTER))?;
             let mut array: Array<_, Filter> = Array::try_from(map).map_err(|e| map_err(MAP_FILTER, e))?;
-            let mut filter = Filter {
-                own_pid: std::process::id(),
-                ..Filter::default()
-            };
+            let mut filter = Filter::default();
+            if let Some(pid) = filters.exclude_pid {
+                filter.flags |= FILTER_OWN;
+                filter.own_pid = pid;
+            }
             if let Some(comm) = &filters.comm {
                 filter.flags |= FILTER_COMM;
                 // The kernel's comm is at most 15 bytes and NUL-padded.

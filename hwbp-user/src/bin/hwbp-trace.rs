@@ -91,6 +91,8 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         filters: Filters {
             comm: comm.map(|c| c.as_bytes().to_vec()),
             tid,
+            // A tracer never records itself.
+            exclude_pid: Some(std::process::id()),
         },
         buffer_size,
         // args_os: an argument need not be UTF-8 (std::env::args panics then).
