@@ -73,7 +73,10 @@ pub struct Filter {
     /// system-wide `vfs_read` would trace the tracer reading its own files
     /// and a `vfs_write` would feed on its own output. Counted as filtered.
     pub own_pid: u32,
-    pub _pad: u32,
+    /// Wake the reader when this many bytes are waiting (it also polls):
+    /// one wakeup per hit costs an interrupt per hit (an irq_work, a VM
+    /// exit in a guest). 0 wakes it for every record.
+    pub wakeup_bytes: u32,
 }
 const _: () = assert!(size_of::<Filter>() == 32);
 

@@ -1,7 +1,7 @@
 //! The breakpoint handler.
 
 use aya_ebpf::{
-    bindings::{BPF_F_USER_STACK, bpf_perf_event_data},
+    bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_perf_event_data},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel_buf, bpf_probe_read_user_buf, generated::bpf_get_stack,
@@ -185,7 +185,17 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
 
         let size = HIT_HEADER_SIZE + (klen as usize + ulen as usize) * 8;
         let record = core::slice::from_raw_parts(hit as *const u8, size);
-        if EVENTS.output::<[u8]>(record, 0).is_err() {
+        // Wake the reader only when this record makes the waiting data cross
+        // the threshold (not on every record past it: a reader that fell
+        // behind would then get an interrupt per record again).
+        let threshold = FILTER.get(0).map_or(0, |f| u64::from(f.wakeup_bytes));
+        let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+        let wakeup = if threshold == 0 || (waiting < threshold && waiting + size as u64 >= threshold) {
+            BPF_RB_FORCE_WAKEUP
+        } else {
+            BPF_RB_NO_WAKEUP
+        };
+        if EVENTS.output::<[u8]>(record, wakeup as u64).is_err() {
             (*counters).dropped += 1;
         }
     }

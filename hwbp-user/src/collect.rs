@@ -140,7 +140,12 @@ impl Probe {
         {
             let map = ebpf.map_mut(MAP_FILTER).ok_or(LoadError::MissingMap(MAP_FILTER))?;
             let mut array: Array<_, Filter> = Array::try_from(map).map_err(|e| map_err(MAP_FILTER, e))?;
-            let mut filter = Filter::default();
+            let mut filter = Filter {
+                // A quarter of the buffer, at most 256 KiB: few wakeups, and
+                // the reader, which also polls every 20 ms, never far behind.
+                wakeup_bytes: (buffer_size / 4).min(256 << 10) as u32,
+                ..Filter::default()
+            };
             if let Some(pid) = filters.exclude_pid {
                 filter.flags |= FILTER_OWN;
                 filter.own_pid = pid;
@@ -248,27 +253,39 @@ pub struct Events {
 }
 
 impl Events {
-    /// Waits until hits are available, then moves all of them into `out`.
-    pub async fn next_batch(&mut self, out: &mut Vec<Hit>) -> io::Result<()> {
+    /// Waits until hits are available, then moves up to `max` of them into
+    /// `out` (bounded: a backlog is taken in pieces, not all into memory).
+    pub async fn next_batch(&mut self, out: &mut Vec<Hit>, max: usize) -> io::Result<()> {
         let mut guard = self.ring.readable_mut().await?;
         let ring = guard.get_inner_mut();
-        drain_into(ring, out);
-        guard.clear_ready();
+        if drain_into(ring, out, max) {
+            guard.clear_ready();
+        } else {
+            // More is waiting: stay ready, the next call takes it.
+            guard.retain_ready();
+        }
         Ok(())
     }
 
-    /// Takes whatever is in the buffer now, without waiting.
-    pub fn drain(&mut self, out: &mut Vec<Hit>) {
-        drain_into(self.ring.get_mut(), out);
+    /// Takes up to `max` hits without waiting; true when the buffer is empty.
+    /// The program wakes the reader only every so many bytes, so this is
+    /// also called on a timer.
+    pub fn drain(&mut self, out: &mut Vec<Hit>, max: usize) -> bool {
+        drain_into(self.ring.get_mut(), out, max)
     }
 }
 
-fn drain_into(ring: &mut RingBuf<MapData>, out: &mut Vec<Hit>) {
-    while let Some(item) = ring.next() {
+/// Moves up to `max` records into `out`; true when none is left.
+fn drain_into(ring: &mut RingBuf<MapData>, out: &mut Vec<Hit>, max: usize) -> bool {
+    for _ in 0..max {
+        let Some(item) = ring.next() else {
+            return true;
+        };
         if let Some(hit) = decode(&item) {
             out.push(hit);
         }
     }
+    false
 }
 
 /// Decodes one ring-buffer record (header, then the captured frames); None

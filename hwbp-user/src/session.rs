@@ -30,6 +30,10 @@ use crate::{
     trace::{Header, HitRecord, Summary, TargetInfo, TargetSummary, FORMAT_VERSION},
 };
 
+/// Hits taken from the ring buffer at a time: memory stays bounded however
+/// large the backlog.
+const BATCH: usize = 1024;
+
 /// Which stacks to capture (`--stack`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum StackMode {
@@ -341,6 +345,8 @@ async fn arm_and_trace(
     let deadline = sleep(duration.unwrap_or(Duration::MAX.saturating_sub(Duration::from_secs(1 << 40))));
     tokio::pin!(deadline);
     let mut counters_tick = tokio::time::interval(Duration::from_millis(250));
+    let mut drain_tick = tokio::time::interval(Duration::from_millis(20));
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let watch_exec = breakpoints.iter().any(|bp| bp.space == Space::User);
     let image_at_start = traced_pid.and_then(crate::process::Image::of);
 
@@ -355,8 +361,17 @@ async fn arm_and_trace(
             _ = sighup.recv() => break "signal",
             () = async { if let Some(stop) = &stop { stop.notified().await } }, if stop.is_some() => break "signal",
             () = &mut deadline, if duration.is_some() => break "duration",
-            r = events.next_batch(&mut batch) => {
+            r = events.next_batch(&mut batch, BATCH) => {
                 r.context("reading the ring buffer")?;
+                collector.process(&mut batch);
+                if collector.limit_reached() {
+                    break "max-hits";
+                }
+            }
+            // The program wakes us only every so many bytes (fewer
+            // interrupts per hit): take whatever is waiting regularly too.
+            _ = drain_tick.tick() => {
+                events.drain(&mut batch, BATCH);
                 collector.process(&mut batch);
                 if collector.limit_reached() {
                     break "max-hits";
@@ -379,8 +394,13 @@ async fn arm_and_trace(
 
     // Stop: disarm first, then take what is left; nothing recorded is lost.
     armed.disarm();
-    events.drain(&mut batch);
-    collector.process(&mut batch);
+    loop {
+        let empty = events.drain(&mut batch, BATCH);
+        collector.process(&mut batch);
+        if empty {
+            break;
+        }
+    }
     let counters = probe.counters();
     let kernel_counts = armed.kernel_counts(breakpoints.len());
     drop(armed);
