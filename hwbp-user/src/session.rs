@@ -336,6 +336,8 @@ async fn arm_and_trace(
         after_limit: vec![0; breakpoints.len()],
         write_errors_reported: false,
         redact_addresses,
+        failure: None,
+        fault_after: std::env::var("HWBP_FAULT_PANIC_AFTER").ok().and_then(|n| n.parse().ok()),
         values,
     };
 
@@ -362,8 +364,14 @@ async fn arm_and_trace(
             () = async { if let Some(stop) = &stop { stop.notified().await } }, if stop.is_some() => break "signal",
             () = &mut deadline, if duration.is_some() => break "duration",
             r = events.next_batch(&mut batch, BATCH) => {
-                r.context("reading the ring buffer")?;
+                if let Err(e) = r {
+                    collector.failure = Some(format!("reading the ring buffer: {e}"));
+                    break "error";
+                }
                 collector.process(&mut batch);
+                if collector.failure.is_some() {
+                    break "error";
+                }
                 if collector.limit_reached() {
                     break "max-hits";
                 }
@@ -373,6 +381,9 @@ async fn arm_and_trace(
             _ = drain_tick.tick() => {
                 events.drain(&mut batch, BATCH);
                 collector.process(&mut batch);
+                if collector.failure.is_some() {
+                    break "error";
+                }
                 if collector.limit_reached() {
                     break "max-hits";
                 }
@@ -397,7 +408,7 @@ async fn arm_and_trace(
     loop {
         let empty = events.drain(&mut batch, BATCH);
         collector.process(&mut batch);
-        if empty {
+        if empty || collector.failure.is_some() {
             break;
         }
     }
@@ -437,6 +448,7 @@ async fn arm_and_trace(
         exit_status,
         trace_truncated: false,
         output_errors: Vec::new(),
+        error: collector.failure.clone(),
     };
     let mut summary = summary;
     if redact_addresses {
@@ -504,6 +516,11 @@ struct Collector<'a> {
     after_limit: Vec<u64>,
     write_errors_reported: bool,
     redact_addresses: bool,
+    /// Why recording stopped early (a caught panic, a ring buffer error).
+    failure: Option<String>,
+    /// Test hook: panic before recording hit N (HWBP_FAULT_PANIC_AFTER), so
+    /// that the tests can prove a bug does not lose the trace's summary.
+    fault_after: Option<u64>,
     /// Argument names and types, decoded values, old values.
     values: crate::values::Values,
 }
@@ -517,7 +534,27 @@ impl Collector<'_> {
         self.per_slot.get(slot).copied().unwrap_or(0)
     }
 
+    /// Records a batch. A panic while doing so (a bug) does not lose the
+    /// run: it is caught, tracing ends with `end_reason: "error"`, and the
+    /// usual teardown still disarms, flushes and writes every summary.
     fn process(&mut self, batch: &mut Vec<Hit>) {
+        if self.failure.is_some() {
+            batch.clear();
+            return;
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process_batch(batch)));
+        if let Err(panic) = result {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            self.failure = Some(format!("internal error while recording hits: {message}"));
+            batch.clear();
+        }
+    }
+
+    fn process_batch(&mut self, batch: &mut Vec<Hit>) {
         let mut stdout = std::io::stdout().lock();
         for hit in batch.drain(..) {
             let slot = hit.slot as usize;
@@ -527,6 +564,9 @@ impl Collector<'_> {
             if self.limit_reached() {
                 self.after_limit[slot] += 1;
                 continue;
+            }
+            if self.fault_after == Some(self.recorded) {
+                panic!("fault injection (HWBP_FAULT_PANIC_AFTER={})", self.recorded);
             }
             let mut record = self.record(bp, &hit);
             if self.redact_addresses {

@@ -142,6 +142,9 @@ pub struct Summary {
     /// Trace files that could not be written completely (not in the file).
     #[serde(skip)]
     pub output_errors: Vec<String>,
+    /// Why tracing ended early when `end_reason` is `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Exit status of the traced command, when it exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,

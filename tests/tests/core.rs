@@ -652,3 +652,30 @@ fn binary_offset_and_address_forms() {
     assert_eq!(header["targets"][0]["symbol"], "hwbp_fx_target", "the address is named");
     assert_eq!(hits.len(), 9);
 }
+
+/// A bug that panics while recording (injected here with
+/// HWBP_FAULT_PANIC_AFTER) does not lose the run: tracing ends, everything
+/// recorded until then is in the file, which ends with its summary, and the
+/// run fails with exit 1 after printing the summary.
+#[test]
+fn a_panic_while_recording_still_ends_with_a_summary() {
+    if !root_or_skip("a_panic_while_recording_still_ends_with_a_summary") {
+        return;
+    }
+    let dir = TempDir::new("panic");
+    let out_file = dir.path("t.jsonl");
+    let out = Command::new(hwbp_trace())
+        .args(["--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "20"])
+        .env("HWBP_FAULT_PANIC_AFTER", "5")
+        .output()
+        .expect("run hwbp-trace");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("tracing ended early: internal error while recording hits"), "{err}");
+    assert!(err.contains("TARGET"), "the summary table is printed: {err}");
+    let (_, hits, summary) = read_trace(&out_file);
+    assert_eq!(hits.len(), 5, "the hits before the fault");
+    assert_eq!(summary["end_reason"], "error");
+    assert_eq!(summary_hits(&summary, 0), 5);
+    assert!(summary["error"].as_str().is_some_and(|e| e.contains("fault injection")), "{summary}");
+}

@@ -146,6 +146,12 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
 /// A trace file that could not be written completely (disk full) fails the
 /// run, after the summary: the file is valid but short, and scripts must see it.
 fn outputs_complete(summary: &Summary) -> anyhow::Result<()> {
+    if let Some(error) = &summary.error {
+        anyhow::bail!(
+            "tracing ended early: {error}. Everything recorded until then is in the trace files, \
+             which end with their summary; please report this"
+        );
+    }
     if summary.output_errors.is_empty() {
         return Ok(());
     }
