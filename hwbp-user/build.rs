@@ -8,7 +8,9 @@ use aya_build::Toolchain;
 fn main() -> anyhow::Result<()> {
     // With AYA_BUILD_SKIP, leave an empty object so that the crate still
     // type-checks; loading it fails at run time with a clear error.
-    if std::env::var_os("AYA_BUILD_SKIP").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+    if std::env::var_os("AYA_BUILD_SKIP")
+        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+    {
         let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").context("OUT_DIR not set")?);
         std::fs::write(out.join("hwbp"), []).context("writing the placeholder BPF object")?;
     }

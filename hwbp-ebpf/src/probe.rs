@@ -1,7 +1,11 @@
 //! The breakpoint handler.
 
 use aya_ebpf::{
-    bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_perf_event_data},
+    EbpfContext as _,
+    bindings::{
+        BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        bpf_perf_event_data,
+    },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel_buf, bpf_probe_read_user_buf, generated::bpf_get_stack,
@@ -9,11 +13,11 @@ use aya_ebpf::{
     macros::{map, perf_event},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::PerfEventContext,
-    EbpfContext as _,
 };
 use hwbp_common::{
-    Counters, Filter, Hit, HIT_HEADER_SIZE, FILTER_COMM, FILTER_OWN, FILTER_TID, HIT_NO_VALUE, HIT_USER_MODE, MAX_SLOTS,
-    MAX_STACK_DEPTH, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_USTACK, SlotConfig,
+    Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, Filter, HIT_HEADER_SIZE, HIT_NO_VALUE,
+    HIT_USER_MODE, Hit, MAX_SLOTS, MAX_STACK_DEPTH, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK,
+    SLOT_USTACK, SlotConfig,
 };
 
 /// Hits, in order per CPU. Sized by userspace (`--buffer-size`) at load time.
@@ -71,7 +75,8 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
 
     if let Some(filter) = FILTER.get(0) {
-        let rejected = (filter.flags & FILTER_OWN != 0 && (pid_tgid >> 32) as u32 == filter.own_pid)
+        let rejected = (filter.flags & FILTER_OWN != 0
+            && (pid_tgid >> 32) as u32 == filter.own_pid)
             || (filter.flags & FILTER_TID != 0 && filter.tid != tid)
             || (filter.flags & FILTER_COMM != 0 && filter.comm != comm);
         if rejected {
@@ -190,11 +195,12 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         // behind would then get an interrupt per record again).
         let threshold = FILTER.get(0).map_or(0, |f| u64::from(f.wakeup_bytes));
         let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-        let wakeup = if threshold == 0 || (waiting < threshold && waiting + size as u64 >= threshold) {
-            BPF_RB_FORCE_WAKEUP
-        } else {
-            BPF_RB_NO_WAKEUP
-        };
+        let wakeup =
+            if threshold == 0 || (waiting < threshold && waiting + size as u64 >= threshold) {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            };
         if EVENTS.output::<[u8]>(record, wakeup as u64).is_err() {
             (*counters).dropped += 1;
         }

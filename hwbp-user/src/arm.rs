@@ -117,12 +117,17 @@ pub struct Armed {
 
 impl Armed {
     /// Opens, attaches and enables every breakpoint at every place, or none.
-    pub fn arm(breakpoints: &[Breakpoint], scope: &Scope, program: BorrowedFd<'_>) -> Result<Self, ArmError> {
+    pub fn arm(
+        breakpoints: &[Breakpoint],
+        scope: &Scope,
+        program: BorrowedFd<'_>,
+    ) -> Result<Self, ArmError> {
         let places: Vec<Place> = match scope {
             Scope::SystemWide { cpus } => cpus.iter().copied().map(Place::Cpu).collect(),
             Scope::Process { tids, .. } => tids.iter().copied().map(Place::Thread).collect(),
         };
-        let mut opened: Vec<(Event, &Breakpoint, Place)> = Vec::with_capacity(breakpoints.len() * places.len());
+        let mut opened: Vec<(Event, &Breakpoint, Place)> =
+            Vec::with_capacity(breakpoints.len() * places.len());
         // Open and attach everything disabled; any error drops (closes) all.
         for (index, bp) in breakpoints.iter().enumerate() {
             for &place in &places {
@@ -135,7 +140,8 @@ impl Armed {
                 })?;
                 // SAFETY: both descriptors are open and owned for the duration
                 // of the call; SET_BPF only takes a reference on the program.
-                let rc = unsafe { sys::ioctls::SET_BPF(fd.as_raw_fd(), program.as_raw_fd() as u32) };
+                let rc =
+                    unsafe { sys::ioctls::SET_BPF(fd.as_raw_fd(), program.as_raw_fd() as u32) };
                 if rc < 0 {
                     return Err(ArmError::Attach {
                         target: bp.spec.text.clone(),
@@ -143,7 +149,10 @@ impl Armed {
                         source: io::Error::last_os_error(),
                     });
                 }
-                let slot = breakpoints.iter().position(|b| std::ptr::eq(b, bp)).unwrap_or(0);
+                let slot = breakpoints
+                    .iter()
+                    .position(|b| std::ptr::eq(b, bp))
+                    .unwrap_or(0);
                 opened.push((Event { fd, slot }, bp, place));
             }
         }
@@ -194,7 +203,13 @@ impl Armed {
             let mut value = 0u64;
             // SAFETY: reads 8 bytes into a local u64 from an open perf event
             // descriptor whose read_format is 0 (a single u64 count).
-            let n = unsafe { libc::read(event.fd.as_raw_fd(), (&raw mut value).cast(), size_of::<u64>()) };
+            let n = unsafe {
+                libc::read(
+                    event.fd.as_raw_fd(),
+                    (&raw mut value).cast(),
+                    size_of::<u64>(),
+                )
+            };
             if n == size_of::<u64>() as isize
                 && let Some(c) = counts.get_mut(event.slot)
             {
@@ -267,10 +282,18 @@ fn open(bp: &Breakpoint, place: Place) -> Result<OwnedFd, i32> {
     // SAFETY: `attr` is a valid, initialised perf_event_attr whose size field
     // matches the struct; the kernel only reads it (and may write back `size`).
     let fd = unsafe {
-        sys::perf_event_open(&mut attr, pid, cpu, -1, sys::bindings::PERF_FLAG_FD_CLOEXEC as u64)
+        sys::perf_event_open(
+            &mut attr,
+            pid,
+            cpu,
+            -1,
+            sys::bindings::PERF_FLAG_FD_CLOEXEC as u64,
+        )
     };
     if fd < 0 {
-        return Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+        return Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
     }
     // SAFETY: perf_event_open returned a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -316,7 +339,9 @@ fn explain(bp: &Breakpoint, errno: i32, requested: usize, armed_here: usize) -> 
         ),
         libc::ESRCH => format!("the process or thread is gone ({err})"),
         libc::ENOENT | libc::ENODEV | libc::EOPNOTSUPP => {
-            format!("this CPU or kernel has no hardware breakpoints ({err}; CONFIG_HAVE_HW_BREAKPOINT)")
+            format!(
+                "this CPU or kernel has no hardware breakpoints ({err}; CONFIG_HAVE_HW_BREAKPOINT)"
+            )
         }
         _ => err.to_string(),
     }
@@ -347,7 +372,8 @@ fn kprobe_blacklisted(addr: u64) -> bool {
 /// Online CPUs from /sys/devices/system/cpu/online ("0-3,5").
 pub fn online_cpus() -> io::Result<Vec<u32>> {
     let text = fs::read_to_string("/sys/devices/system/cpu/online")?;
-    parse_cpu_list(text.trim()).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad CPU list `{text}`")))
+    parse_cpu_list(text.trim())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad CPU list `{text}`")))
 }
 
 fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {

@@ -137,7 +137,9 @@ fn parse_max_hits(s: &str) -> Result<u64, String> {
         Ok(0) => Err("-n 0 would record nothing: give a positive number of hits".into()),
         Ok(n) => Ok(n),
         Err(_) if s.starts_with('-') => Err(format!("-n {s}: give a positive number of hits")),
-        Err(_) => Err(format!("-n {s}: not a number of hits below 2^64 (e.g. -n 100)")),
+        Err(_) => Err(format!(
+            "-n {s}: not a number of hits below 2^64 (e.g. -n 100)"
+        )),
     }
 }
 
@@ -146,10 +148,14 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .parse()
         .map_err(|_| format!("`{s}` is not a number of seconds (e.g. 10 or 0.5)"))?;
     if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("`{s}`: the duration must be a positive number of seconds"));
+        return Err(format!(
+            "`{s}`: the duration must be a positive number of seconds"
+        ));
     }
     if secs > 365.0 * 86400.0 {
-        return Err(format!("`{s}`: at most one year (31536000 s); leave -d out to trace until Ctrl-C"));
+        return Err(format!(
+            "`{s}`: at most one year (31536000 s); leave -d out to trace until Ctrl-C"
+        ));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }

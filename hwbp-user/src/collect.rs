@@ -13,8 +13,9 @@ use aya::{
     programs::PerfEvent,
 };
 use hwbp_common::{
-    COMM_LEN, Counters, FILTER_COMM, FILTER_OWN, HIT_HEADER_SIZE, MAX_STACK_DEPTH, FILTER_TID, Filter, Hit, MAP_COUNTERS, MAP_EVENTS, MAP_FILTER, MAP_SLOTS,
-    MAX_SLOTS, PROGRAM, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_USTACK, SlotConfig,
+    COMM_LEN, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, Filter, HIT_HEADER_SIZE, Hit,
+    MAP_COUNTERS, MAP_EVENTS, MAP_FILTER, MAP_SLOTS, MAX_SLOTS, MAX_STACK_DEPTH, PROGRAM,
+    SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_USTACK, SlotConfig,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -51,7 +52,10 @@ pub enum LoadError {
 fn load_hint(reason: &str) -> &'static str {
     if reason.contains("Operation not permitted") || reason.contains("EPERM") {
         "Run as root, or grant CAP_BPF and CAP_PERFMON"
-    } else if reason.contains("RINGBUF") || reason.contains("ringbuf") || reason.contains("Invalid argument") {
+    } else if reason.contains("RINGBUF")
+        || reason.contains("ringbuf")
+        || reason.contains("Invalid argument")
+    {
         "hwbp needs BPF ring buffers (Linux 5.8 or later); `hwbp-trace doctor` checks this host"
     } else {
         "`hwbp-trace doctor` checks this host"
@@ -106,14 +110,21 @@ impl Probe {
         {
             let program: &mut PerfEvent = ebpf
                 .program_mut(PROGRAM)
-                .ok_or_else(|| LoadError::Load(format!("program `{PROGRAM}` missing from the object")))?
+                .ok_or_else(|| {
+                    LoadError::Load(format!("program `{PROGRAM}` missing from the object"))
+                })?
                 .try_into()
                 .map_err(|e| LoadError::Load(error_chain(&e)))?;
-            program.load().map_err(|e| LoadError::Load(error_chain(&e)))?;
+            program
+                .load()
+                .map_err(|e| LoadError::Load(error_chain(&e)))?;
         }
         {
-            let map = ebpf.map_mut(MAP_SLOTS).ok_or(LoadError::MissingMap(MAP_SLOTS))?;
-            let mut slots: HashMap<_, u64, SlotConfig> = HashMap::try_from(map).map_err(|e| map_err(MAP_SLOTS, e))?;
+            let map = ebpf
+                .map_mut(MAP_SLOTS)
+                .ok_or(LoadError::MissingMap(MAP_SLOTS))?;
+            let mut slots: HashMap<_, u64, SlotConfig> =
+                HashMap::try_from(map).map_err(|e| map_err(MAP_SLOTS, e))?;
             for (i, (bp, stack)) in breakpoints.iter().zip(stacks).enumerate() {
                 let mut flags = 0;
                 if bp.space == Space::Kernel {
@@ -134,12 +145,17 @@ impl Probe {
                     len: u32::from(bp.len),
                     _pad: 0,
                 };
-                slots.insert(bp.addr, config, 0).map_err(|e| map_err(MAP_SLOTS, e))?;
+                slots
+                    .insert(bp.addr, config, 0)
+                    .map_err(|e| map_err(MAP_SLOTS, e))?;
             }
         }
         {
-            let map = ebpf.map_mut(MAP_FILTER).ok_or(LoadError::MissingMap(MAP_FILTER))?;
-            let mut array: Array<_, Filter> = Array::try_from(map).map_err(|e| map_err(MAP_FILTER, e))?;
+            let map = ebpf
+                .map_mut(MAP_FILTER)
+                .ok_or(LoadError::MissingMap(MAP_FILTER))?;
+            let mut array: Array<_, Filter> =
+                Array::try_from(map).map_err(|e| map_err(MAP_FILTER, e))?;
             let mut filter = Filter {
                 // A quarter of the buffer, at most 256 KiB: few wakeups, and
                 // the reader, which also polls every 20 ms, never far behind.
@@ -160,7 +176,9 @@ impl Probe {
                 filter.flags |= FILTER_TID;
                 filter.tid = tid;
             }
-            array.set(0, filter, 0).map_err(|e| map_err(MAP_FILTER, e))?;
+            array
+                .set(0, filter, 0)
+                .map_err(|e| map_err(MAP_FILTER, e))?;
         }
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
@@ -169,7 +187,9 @@ impl Probe {
                 None
             }
         };
-        let counters = ebpf.take_map(MAP_COUNTERS).ok_or(LoadError::MissingMap(MAP_COUNTERS))?;
+        let counters = ebpf
+            .take_map(MAP_COUNTERS)
+            .ok_or(LoadError::MissingMap(MAP_COUNTERS))?;
         let counters = PerCpuArray::try_from(counters).map_err(|e| map_err(MAP_COUNTERS, e))?;
         Ok(Self {
             ebpf,
@@ -192,7 +212,10 @@ impl Probe {
 
     /// The ring buffer, registered with tokio. Call once.
     pub fn events(&mut self) -> Result<Events, LoadError> {
-        let map = self.ebpf.take_map(MAP_EVENTS).ok_or(LoadError::MissingMap(MAP_EVENTS))?;
+        let map = self
+            .ebpf
+            .take_map(MAP_EVENTS)
+            .ok_or(LoadError::MissingMap(MAP_EVENTS))?;
         let ring = RingBuf::try_from(map).map_err(|e| map_err(MAP_EVENTS, e))?;
         // SAFETY: the RingBuf owns its map descriptor and always returns the
         // same one from as_raw_fd; the AsyncFd owns the RingBuf.
@@ -323,11 +346,18 @@ mod tests {
         let ustack_len = std::mem::offset_of!(Hit, ustack_len);
         bytes[kstack_len..kstack_len + 4].copy_from_slice(&2u32.to_ne_bytes());
         bytes[ustack_len..ustack_len + 4].copy_from_slice(&1u32.to_ne_bytes());
-        for frame in [0xffff_ffff_8100_0010u64, 0xffff_ffff_8100_0020, 0x5555_0000_1000] {
+        for frame in [
+            0xffff_ffff_8100_0010u64,
+            0xffff_ffff_8100_0020,
+            0x5555_0000_1000,
+        ] {
             bytes.extend_from_slice(&frame.to_ne_bytes());
         }
         let hit = decode(&bytes).expect("decodes");
-        assert_eq!(hit.kstack(), &[0xffff_ffff_8100_0010, 0xffff_ffff_8100_0020]);
+        assert_eq!(
+            hit.kstack(),
+            &[0xffff_ffff_8100_0010, 0xffff_ffff_8100_0020]
+        );
         assert_eq!(hit.ustack(), &[0x5555_0000_1000]);
         // A record shorter than its frame counts is refused.
         assert!(decode(&bytes[..bytes.len() - 8]).is_none());

@@ -36,25 +36,63 @@ pub fn run(pattern: &str, pid: Option<i32>, binary: Option<&std::path::Path>) ->
     let mut count = 0;
     if let Some(path) = binary {
         let image = ElfImage::load(path)?;
-        for s in image.symbols().iter().filter(|s| matches(pattern, &s.display)) {
-            writeln!(out, "{:#018x} {:<8} {:>8} {} [{}]", s.addr, kind(s.kind), s.size, s.display, path.display())?;
+        for s in image
+            .symbols()
+            .iter()
+            .filter(|s| matches(pattern, &s.display))
+        {
+            writeln!(
+                out,
+                "{:#018x} {:<8} {:>8} {} [{}]",
+                s.addr,
+                kind(s.kind),
+                s.size,
+                s.display,
+                path.display()
+            )?;
             count += 1;
         }
     } else if let Some(pid) = pid {
         let mut process = ProcessImage::open(pid)?;
         for path in process.files() {
-            let Ok(image) = process.image(&path) else { continue };
-            for s in image.symbols().iter().filter(|s| matches(pattern, &s.display)) {
-                let addr = process.runtime_address(&path, &image, s.addr).unwrap_or(s.addr);
-                writeln!(out, "{addr:#018x} {:<8} {:>8} {} [{}]", kind(s.kind), s.size, s.display, path.display())?;
+            let Ok(image) = process.image(&path) else {
+                continue;
+            };
+            for s in image
+                .symbols()
+                .iter()
+                .filter(|s| matches(pattern, &s.display))
+            {
+                let addr = process
+                    .runtime_address(&path, &image, s.addr)
+                    .unwrap_or(s.addr);
+                writeln!(
+                    out,
+                    "{addr:#018x} {:<8} {:>8} {} [{}]",
+                    kind(s.kind),
+                    s.size,
+                    s.display,
+                    path.display()
+                )?;
                 count += 1;
             }
         }
     } else {
         let kallsyms = Kallsyms::load().context("reading /proc/kallsyms")?;
-        for s in kallsyms.symbols().iter().filter(|s| matches(pattern, &s.name)) {
+        for s in kallsyms
+            .symbols()
+            .iter()
+            .filter(|s| matches(pattern, &s.name))
+        {
             let module = s.module.as_deref().unwrap_or("kernel");
-            writeln!(out, "{:#018x} {:<8} {:>8} {} [{module}]", s.addr, kind(s.kind), s.size, s.name)?;
+            writeln!(
+                out,
+                "{:#018x} {:<8} {:>8} {} [{module}]",
+                s.addr,
+                kind(s.kind),
+                s.size,
+                s.name
+            )?;
             count += 1;
         }
     }

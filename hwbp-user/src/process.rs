@@ -49,7 +49,8 @@ pub fn find_command(cmd: &std::ffi::OsStr) -> Result<PathBuf, ProcessError> {
     if cmd.as_bytes().contains(&b'/') {
         return check(Path::new(cmd)).unwrap_or_else(|| Err(not_found()));
     }
-    let path = env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let path =
+        env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
     env::split_paths(&path)
         .find_map(|dir| check(&dir.join(cmd)))
         .unwrap_or_else(|| Err(not_found()))
@@ -124,7 +125,15 @@ impl Launched {
         }
         let patched = (original & !0xff) | 0xcc;
         // SAFETY: as above; POKETEXT writes one word of the tracee's text.
-        if unsafe { libc::ptrace(libc::PTRACE_POKETEXT, pid, entry as *mut libc::c_void, patched as *mut libc::c_void) } < 0 {
+        if unsafe {
+            libc::ptrace(
+                libc::PTRACE_POKETEXT,
+                pid,
+                entry as *mut libc::c_void,
+                patched as *mut libc::c_void,
+            )
+        } < 0
+        {
             return Err(format!("PTRACE_POKETEXT: {}", io::Error::last_os_error()));
         }
         // SAFETY: resume the stopped tracee without a signal.
@@ -133,20 +142,44 @@ impl Launched {
         }
         wait_stop(pid, libc::SIGTRAP)?;
         // SAFETY: restore the original word at the entry point.
-        if unsafe { libc::ptrace(libc::PTRACE_POKETEXT, pid, entry as *mut libc::c_void, original as *mut libc::c_void) } < 0 {
+        if unsafe {
+            libc::ptrace(
+                libc::PTRACE_POKETEXT,
+                pid,
+                entry as *mut libc::c_void,
+                original as *mut libc::c_void,
+            )
+        } < 0
+        {
             return Err(format!("PTRACE_POKETEXT: {}", io::Error::last_os_error()));
         }
         // SAFETY: user_regs_struct is plain data; GETREGS/SETREGS fill/read it.
         unsafe {
             let mut regs: libc::user_regs_struct = std::mem::zeroed();
-            if libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut regs as *mut _ as *mut libc::c_void) < 0 {
+            if libc::ptrace(
+                libc::PTRACE_GETREGS,
+                pid,
+                0,
+                &mut regs as *mut _ as *mut libc::c_void,
+            ) < 0
+            {
                 return Err(format!("PTRACE_GETREGS: {}", io::Error::last_os_error()));
             }
             if regs.rip != entry + 1 {
-                return Err(format!("stopped at {:#x}, expected the entry point {:#x}", regs.rip, entry + 1));
+                return Err(format!(
+                    "stopped at {:#x}, expected the entry point {:#x}",
+                    regs.rip,
+                    entry + 1
+                ));
             }
             regs.rip = entry;
-            if libc::ptrace(libc::PTRACE_SETREGS, pid, 0, &regs as *const _ as *mut libc::c_void) < 0 {
+            if libc::ptrace(
+                libc::PTRACE_SETREGS,
+                pid,
+                0,
+                &regs as *const _ as *mut libc::c_void,
+            ) < 0
+            {
                 return Err(format!("PTRACE_SETREGS: {}", io::Error::last_os_error()));
             }
         }
@@ -190,10 +223,16 @@ fn wait_stop(pid: i32, want: i32) -> Result<(), String> {
             return Err(format!("waitpid: {}", io::Error::last_os_error()));
         }
         if libc::WIFEXITED(status) {
-            return Err(format!("exited with status {} before its entry point", libc::WEXITSTATUS(status)));
+            return Err(format!(
+                "exited with status {} before its entry point",
+                libc::WEXITSTATUS(status)
+            ));
         }
         if libc::WIFSIGNALED(status) {
-            return Err(format!("killed by signal {} before its entry point", libc::WTERMSIG(status)));
+            return Err(format!(
+                "killed by signal {} before its entry point",
+                libc::WTERMSIG(status)
+            ));
         }
         if libc::WIFSTOPPED(status) {
             let sig = libc::WSTOPSIG(status);

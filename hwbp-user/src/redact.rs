@@ -15,7 +15,10 @@ pub fn text(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'0' && bytes.get(i + 1).is_some_and(|&b| b == b'x' || b == b'X') {
-            let digits = bytes[i + 2..].iter().take_while(|b| b.is_ascii_hexdigit()).count();
+            let digits = bytes[i + 2..]
+                .iter()
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
             if digits >= 9 {
                 out.push_str(REDACTED);
                 i += 2 + digits;
@@ -101,7 +104,10 @@ mod tests {
     fn addresses_go_offsets_stay() {
         assert_eq!(text("vfs_read+0x1f"), "vfs_read+0x1f");
         assert_eq!(text("0xffffffff81234560"), "0x…");
-        assert_eq!(text("file=0xffff888003a1b200, count=0x20000"), "file=0x…, count=0x20000");
+        assert_eq!(
+            text("file=0xffff888003a1b200, count=0x20000"),
+            "file=0x…, count=0x20000"
+        );
         assert_eq!(text("[libc.so.6+0x2724a]"), "[libc.so.6+0x2724a]");
         assert_eq!(text("0x55f6746d15d0 → é"), "0x… → é");
         assert_eq!(text("0x"), "0x");

@@ -372,7 +372,10 @@ fn render(
     }
     if let Some(s) = summary {
         // A file's numbers are input: saturate rather than overflow.
-        let hits = s.targets.iter().fold(0u64, |acc, t| acc.saturating_add(t.hits));
+        let hits = s
+            .targets
+            .iter()
+            .fold(0u64, |acc, t| acc.saturating_add(t.hits));
         let _ = writeln!(
             out,
             "{hits} hits in {:.1} s ({}); lost: {}",

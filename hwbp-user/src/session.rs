@@ -27,7 +27,7 @@ use crate::{
     stats::Stats,
     symbolize::Symbolizer,
     target::{Mode, TargetSpec},
-    trace::{Header, HitRecord, Summary, TargetInfo, TargetSummary, FORMAT_VERSION},
+    trace::{FORMAT_VERSION, Header, HitRecord, Summary, TargetInfo, TargetSummary},
 };
 
 /// Hits taken from the ring buffer at a time: memory stays bounded however
@@ -82,7 +82,10 @@ const SYSCTL_RELEASE: &str = "/proc/sys/kernel/osrelease";
 const SYSCTL_HOSTNAME: &str = "/proc/sys/kernel/hostname";
 
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the local timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -114,10 +117,14 @@ pub async fn run(
         bail!(crate::target::TargetError::Empty);
     }
     if pid.is_some() && !command.is_empty() {
-        bail!(UsageError("-p and -- CMD exclude each other: trace a running process or start one".into()));
+        bail!(UsageError(
+            "-p and -- CMD exclude each other: trace a running process or start one".into()
+        ));
     }
     if let Some(0) = max_hits {
-        bail!(UsageError("-n 0 would record nothing: give a positive number of hits".into()));
+        bail!(UsageError(
+            "-n 0 would record nothing: give a positive number of hits".into()
+        ));
     }
 
     missing_privileges()?;
@@ -206,14 +213,22 @@ fn missing_privileges() -> Result<(), PrivilegeError> {
     };
     let has = |cap: u32| caps & (1u64 << cap) != 0;
     let admin = has(CAP_SYS_ADMIN);
-    let missing: Vec<&'static str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"), (CAP_SYSLOG, "CAP_SYSLOG")]
-        .into_iter()
-        // CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON (kernels
-        // before 5.8 have neither), not for CAP_SYSLOG.
-        .filter(|&(cap, _)| !(has(cap) || admin && cap != CAP_SYSLOG))
-        .map(|(_, name)| name)
-        .collect();
-    if missing.is_empty() { Ok(()) } else { Err(PrivilegeError { missing }) }
+    let missing: Vec<&'static str> = [
+        (CAP_BPF, "CAP_BPF"),
+        (CAP_PERFMON, "CAP_PERFMON"),
+        (CAP_SYSLOG, "CAP_SYSLOG"),
+    ]
+    .into_iter()
+    // CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON (kernels
+    // before 5.8 have neither), not for CAP_SYSLOG.
+    .filter(|&(cap, _)| !(has(cap) || admin && cap != CAP_SYSLOG))
+    .map(|(_, name)| name)
+    .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(PrivilegeError { missing })
+    }
 }
 
 /// A usage error (exit status 2) that is not a typed parse error.
@@ -221,7 +236,10 @@ fn missing_privileges() -> Result<(), PrivilegeError> {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-#[expect(clippy::too_many_arguments, reason = "one call site; the pieces have different lifetimes")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the pieces have different lifetimes"
+)]
 async fn arm_and_trace(
     targets: &[TargetSpec],
     traced_pid: Option<i32>,
@@ -251,7 +269,11 @@ async fn arm_and_trace(
     let mut resolver = Resolver::new(process);
     let phase = Instant::now();
     let breakpoints = resolver.resolve_all(targets)?;
-    log::debug!("resolved {} targets in {:?}", breakpoints.len(), phase.elapsed());
+    log::debug!(
+        "resolved {} targets in {:?}",
+        breakpoints.len(),
+        phase.elapsed()
+    );
     for bp in &breakpoints {
         log::debug!("  {} → {bp}", bp.spec.text);
     }
@@ -259,10 +281,22 @@ async fn arm_and_trace(
     let stacks: Vec<StackChoice> = breakpoints
         .iter()
         .map(|bp| match stack {
-            Some(StackMode::None) => StackChoice { kernel: false, user: false },
-            Some(StackMode::Kernel) => StackChoice { kernel: true, user: false },
-            Some(StackMode::User) => StackChoice { kernel: false, user: true },
-            Some(StackMode::Both) => StackChoice { kernel: true, user: true },
+            Some(StackMode::None) => StackChoice {
+                kernel: false,
+                user: false,
+            },
+            Some(StackMode::Kernel) => StackChoice {
+                kernel: true,
+                user: false,
+            },
+            Some(StackMode::User) => StackChoice {
+                kernel: false,
+                user: true,
+            },
+            Some(StackMode::Both) => StackChoice {
+                kernel: true,
+                user: true,
+            },
             None => StackChoice {
                 kernel: bp.space == Space::Kernel,
                 user: bp.space == Space::User,
@@ -270,10 +304,14 @@ async fn arm_and_trace(
         })
         .collect();
     // Kernel names are needed for kernel targets and kernel stacks only.
-    let needs_kernel_names = breakpoints.iter().any(|bp| bp.space == Space::Kernel)
-        || stacks.iter().any(|s| s.kernel);
+    let needs_kernel_names =
+        breakpoints.iter().any(|bp| bp.space == Space::Kernel) || stacks.iter().any(|s| s.kernel);
     let phase = Instant::now();
-    let kallsyms = if needs_kernel_names { Some(resolver.kallsyms()?) } else { None };
+    let kallsyms = if needs_kernel_names {
+        Some(resolver.kallsyms()?)
+    } else {
+        None
+    };
     log::debug!("kernel symbols ready in {:?}", phase.elapsed());
 
     let phase = Instant::now();
@@ -281,7 +319,9 @@ async fn arm_and_trace(
     log::debug!("BPF program loaded and verified in {:?}", phase.elapsed());
     let mut events = probe.events()?;
     let scope = match traced_pid {
-        Some(pid) => Scope::process(pid).with_context(|| format!("listing the threads of process {pid}"))?,
+        Some(pid) => {
+            Scope::process(pid).with_context(|| format!("listing the threads of process {pid}"))?
+        }
         None => Scope::system_wide().context("listing online CPUs")?,
     };
     let phase = Instant::now();
@@ -293,14 +333,27 @@ async fn arm_and_trace(
     let header = Header {
         format_version: FORMAT_VERSION,
         tool: format!("hwbp-trace {}", env!("CARGO_PKG_VERSION")),
-        kernel_release: fs::read_to_string(SYSCTL_RELEASE).unwrap_or_default().trim().to_owned(),
-        hostname: fs::read_to_string(SYSCTL_HOSTNAME).unwrap_or_default().trim().to_owned(),
-        start_unix_s: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        kernel_release: fs::read_to_string(SYSCTL_RELEASE)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        hostname: fs::read_to_string(SYSCTL_HOSTNAME)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        start_unix_s: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
         start_monotonic_ns,
         command_line,
         targets: breakpoints.iter().map(target_info).collect(),
     };
-    let header = if redact_addresses { crate::redact::header(header) } else { header };
+    let header = if redact_addresses {
+        crate::redact::header(header)
+    } else {
+        header
+    };
     for export in exports.iter_mut() {
         export.header(&header);
     }
@@ -337,14 +390,17 @@ async fn arm_and_trace(
         write_errors_reported: false,
         redact_addresses,
         failure: None,
-        fault_after: std::env::var("HWBP_FAULT_PANIC_AFTER").ok().and_then(|n| n.parse().ok()),
+        fault_after: std::env::var("HWBP_FAULT_PANIC_AFTER")
+            .ok()
+            .and_then(|n| n.parse().ok()),
         values,
     };
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let deadline = sleep(duration.unwrap_or(Duration::MAX.saturating_sub(Duration::from_secs(1 << 40))));
+    let deadline =
+        sleep(duration.unwrap_or(Duration::MAX.saturating_sub(Duration::from_secs(1 << 40))));
     tokio::pin!(deadline);
     let mut counters_tick = tokio::time::interval(Duration::from_millis(250));
     let mut drain_tick = tokio::time::interval(Duration::from_millis(20));
@@ -429,7 +485,12 @@ async fn arm_and_trace(
             .zip(&counters)
             .enumerate()
             .map(|(slot, (bp, c))| {
-                let mut t = target_summary(bp, c, collector.recorded_for(slot), collector.after_limit[slot]);
+                let mut t = target_summary(
+                    bp,
+                    c,
+                    collector.recorded_for(slot),
+                    collector.after_limit[slot],
+                );
                 t.kernel_count = kernel_counts.get(slot).copied().unwrap_or(0);
                 t.missed = t.kernel_count.saturating_sub(c.hits + c.filtered);
                 t
@@ -542,7 +603,8 @@ impl Collector<'_> {
             batch.clear();
             return;
         }
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process_batch(batch)));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process_batch(batch)));
         if let Err(panic) = result {
             let message = panic
                 .downcast_ref::<&str>()
@@ -599,23 +661,40 @@ impl Collector<'_> {
     }
 
     fn record(&mut self, bp: &Breakpoint, hit: &Hit) -> HitRecord {
-        let comm_len = hit.comm.iter().position(|&b| b == 0).unwrap_or(hit.comm.len());
+        let comm_len = hit
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(hit.comm.len());
         let kstack = hit
             .kstack()
             .iter()
             .enumerate()
-            .map(|(i, &a)| self.symbolizer.kernel_frame(a, i > 0 || bp.mode.is_data()).to_string())
+            .map(|(i, &a)| {
+                self.symbolizer
+                    .kernel_frame(a, i > 0 || bp.mode.is_data())
+                    .to_string()
+            })
             .collect();
         let mut ustack: Vec<String> = hit
             .ustack()
             .iter()
             .enumerate()
-            .map(|(i, &a)| self.symbolizer.user_frame(hit.pid, a, i > 0 || bp.mode.is_data()).to_string())
+            .map(|(i, &a)| {
+                self.symbolizer
+                    .user_frame(hit.pid, a, i > 0 || bp.mode.is_data())
+                    .to_string()
+            })
             .collect();
         // At a user function's entry the frame-pointer walk skips the
         // immediate caller: its return address is still at the stack pointer.
         if bp.at_entry && bp.space == Space::User && hit.ret != 0 && !ustack.is_empty() {
-            ustack.insert(1, self.symbolizer.user_frame(hit.pid, hit.ret, true).to_string());
+            ustack.insert(
+                1,
+                self.symbolizer
+                    .user_frame(hit.pid, hit.ret, true)
+                    .to_string(),
+            );
         }
         let crate::values::ValueFields {
             value,
@@ -639,13 +718,17 @@ impl Collector<'_> {
             mode: bp.mode.as_str().to_owned(),
             ip: format!("{:#x}", hit.ip),
             // A watchpoint traps after the access: name the accessing instruction.
-            ip_sym: self.symbolizer.frame(hit.pid, hit.ip, bp.mode.is_data()).to_string(),
+            ip_sym: self
+                .symbolizer
+                .frame(hit.pid, hit.ip, bp.mode.is_data())
+                .to_string(),
             value,
             old_value,
             value_type,
             value_text,
             old_value_text,
-            args: (bp.mode == Mode::Execute).then(|| self.values.args(hit.slot as usize, &hit.args)),
+            args: (bp.mode == Mode::Execute)
+                .then(|| self.values.args(hit.slot as usize, &hit.args)),
             kstack,
             ustack,
         }
@@ -662,16 +745,26 @@ pub fn is_usage_error(err: &anyhow::Error) -> bool {
             || e.downcast_ref::<ResolveError>().is_some_and(|r| {
                 !matches!(
                     r,
-                    ResolveError::Kallsyms(_) | ResolveError::KallsymsRestricted | ResolveError::Elf { .. }
+                    ResolveError::Kallsyms(_)
+                        | ResolveError::KallsymsRestricted
+                        | ResolveError::Elf { .. }
                 )
             })
             || e.downcast_ref::<ProcessError>().is_some_and(|p| {
                 matches!(
                     p,
-                    ProcessError::NotFound(_) | ProcessError::NotExecutable(_) | ProcessError::NoSuchProcess(_)
+                    ProcessError::NotFound(_)
+                        | ProcessError::NotExecutable(_)
+                        | ProcessError::NoSuchProcess(_)
                 )
             })
             || e.downcast_ref::<crate::collect::LoadError>()
-                .is_some_and(|l| matches!(l, crate::collect::LoadError::BufferSize(_) | crate::collect::LoadError::TooManyTargets(_)))
+                .is_some_and(|l| {
+                    matches!(
+                        l,
+                        crate::collect::LoadError::BufferSize(_)
+                            | crate::collect::LoadError::TooManyTargets(_)
+                    )
+                })
     })
 }

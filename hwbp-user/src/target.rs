@@ -90,7 +90,9 @@ pub struct TargetSpec {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TargetError {
-    #[error("empty target: name a symbol (e.g. `vfs_read`, `pid_max:w`) or an address (`0xffffffff81234560`)")]
+    #[error(
+        "empty target: name a symbol (e.g. `vfs_read`, `pid_max:w`) or an address (`0xffffffff81234560`)"
+    )]
     Empty,
     #[error(
         "unknown mode `{0}`: use x (execute), w (write), rw (read or write) or r (read, where the CPU has it); \
@@ -264,7 +266,10 @@ mod tests {
     #[test]
     fn binary_prefix() {
         let t = spec("/usr/bin/app:counter:w/4");
-        assert_eq!(t.binary.as_deref(), Some(std::path::Path::new("/usr/bin/app")));
+        assert_eq!(
+            t.binary.as_deref(),
+            Some(std::path::Path::new("/usr/bin/app"))
+        );
         assert_eq!(t.location, sym("counter", 0));
         assert_eq!((t.mode, t.len), (Some(Mode::Write), Some(4)));
         let t = spec("libc.so.6:malloc");
@@ -273,20 +278,44 @@ mod tests {
         assert_eq!(t.mode, None);
         // A directory with digits is not a length.
         let t = spec("./build/1/app:main");
-        assert_eq!(t.binary.as_deref(), Some(std::path::Path::new("./build/1/app")));
+        assert_eq!(
+            t.binary.as_deref(),
+            Some(std::path::Path::new("./build/1/app"))
+        );
     }
 
     #[test]
     fn errors() {
         assert_eq!("".parse::<TargetSpec>(), Err(TargetError::Empty));
         assert_eq!("   ".parse::<TargetSpec>(), Err(TargetError::Empty));
-        assert_eq!("pid_max:q".parse::<TargetSpec>(), Err(TargetError::Mode("q".into())));
-        assert_eq!("pid_max:wx".parse::<TargetSpec>(), Err(TargetError::Mode("wx".into())));
-        assert_eq!("pid_max/3".parse::<TargetSpec>(), Err(TargetError::Len("3".into())));
-        assert_eq!("pid_max/16".parse::<TargetSpec>(), Err(TargetError::Len("16".into())));
-        assert_eq!("f+zz".parse::<TargetSpec>(), Err(TargetError::Offset("zz".into())));
-        assert_eq!("0xzz".parse::<TargetSpec>(), Err(TargetError::Address("0xzz".into())));
+        assert_eq!(
+            "pid_max:q".parse::<TargetSpec>(),
+            Err(TargetError::Mode("q".into()))
+        );
+        assert_eq!(
+            "pid_max:wx".parse::<TargetSpec>(),
+            Err(TargetError::Mode("wx".into()))
+        );
+        assert_eq!(
+            "pid_max/3".parse::<TargetSpec>(),
+            Err(TargetError::Len("3".into()))
+        );
+        assert_eq!(
+            "pid_max/16".parse::<TargetSpec>(),
+            Err(TargetError::Len("16".into()))
+        );
+        assert_eq!(
+            "f+zz".parse::<TargetSpec>(),
+            Err(TargetError::Offset("zz".into()))
+        );
+        assert_eq!(
+            "0xzz".parse::<TargetSpec>(),
+            Err(TargetError::Address("0xzz".into()))
+        );
         assert_eq!(":w".parse::<TargetSpec>(), Err(TargetError::Empty));
-        assert!(matches!(":main".parse::<TargetSpec>(), Err(TargetError::Binary(_))));
+        assert!(matches!(
+            ":main".parse::<TargetSpec>(),
+            Err(TargetError::Binary(_))
+        ));
     }
 }

@@ -163,7 +163,9 @@ impl HitRecord {
         // At a function's entry the ip names the function itself: the call
         // `vfs_read(file=…, …)` says it all.
         let entry = format!("{}+0x0", self.symbol);
-        if self.args.is_none() || !(self.ip_sym == entry || self.ip_sym.starts_with(&format!("{entry} "))) {
+        if self.args.is_none()
+            || !(self.ip_sym == entry || self.ip_sym.starts_with(&format!("{entry} ")))
+        {
             line.push(' ');
             // The full frame (inlined calls, paths) is in the JSONL.
             line.push_str(&crate::symbolize::short_frame(&self.ip_sym));
@@ -172,12 +174,17 @@ impl HitRecord {
             match (&self.value_text, &self.old_value_text, self.old_value) {
                 (Some(text), Some(old), _) => line.push_str(&format!(" value={old}→{text}")),
                 (Some(text), None, _) => line.push_str(&format!(" value={text}")),
-                (None, _, Some(old)) => line.push_str(&format!(" value={old}→{value} ({old:#x}→{value:#x})")),
+                (None, _, Some(old)) => {
+                    line.push_str(&format!(" value={old}→{value} ({old:#x}→{value:#x})"))
+                }
                 (None, _, None) => line.push_str(&format!(" value={value} ({value:#x})")),
             }
         }
         if let Some(args) = &self.args {
-            let args: Vec<String> = args.iter().map(|a| format!("{}={}", a.name, a.value)).collect();
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| format!("{}={}", a.name, a.value))
+                .collect();
             let func = self.symbol.split('+').next().unwrap_or(&self.symbol);
             line.push_str(&format!(" {func}({})", args.join(", ")));
         }
@@ -214,8 +221,14 @@ mod tests {
     fn jsonl_round_trip() {
         let line = TraceLine::Hit(hit());
         let text = serde_json::to_string(&line).expect("serialize");
-        assert!(text.starts_with(r#"{"type":"hit","ts_ns":12345678901234,"#), "{text}");
-        assert!(!text.contains("\"args\""), "absent args are omitted: {text}");
+        assert!(
+            text.starts_with(r#"{"type":"hit","ts_ns":12345678901234,"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("\"args\""),
+            "absent args are omitted: {text}"
+        );
         let back: TraceLine = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, line);
     }
@@ -232,11 +245,20 @@ mod tests {
     fn headless_line_old_new_and_args() {
         let mut h = hit();
         h.old_value = Some(41);
-        assert!(h.line().ends_with("counter w bump+0x1f value=41→42 (0x29→0x2a)"), "{}", h.line());
+        assert!(
+            h.line()
+                .ends_with("counter w bump+0x1f value=41→42 (0x29→0x2a)"),
+            "{}",
+            h.line()
+        );
         h.value_type = Some("int".into());
         h.value_text = Some("42".into());
         h.old_value_text = Some("-1".into());
-        assert!(h.line().ends_with("counter w bump+0x1f value=-1→42"), "{}", h.line());
+        assert!(
+            h.line().ends_with("counter w bump+0x1f value=-1→42"),
+            "{}",
+            h.line()
+        );
 
         let mut h = hit();
         h.target = "vfs_read".into();
@@ -245,12 +267,28 @@ mod tests {
         h.ip_sym = "vfs_read+0x0".into();
         h.value = None;
         h.args = Some(vec![
-            Arg { name: "file".into(), value: "0xffff1".into(), ty: Some("struct file *".into()) },
-            Arg { name: "count".into(), value: "131072".into(), ty: Some("size_t".into()) },
+            Arg {
+                name: "file".into(),
+                value: "0xffff1".into(),
+                ty: Some("struct file *".into()),
+            },
+            Arg {
+                name: "count".into(),
+                value: "131072".into(),
+                ty: Some("size_t".into()),
+            },
         ]);
-        assert!(h.line().ends_with(": vfs_read x vfs_read(file=0xffff1, count=131072)"), "{}", h.line());
+        assert!(
+            h.line()
+                .ends_with(": vfs_read x vfs_read(file=0xffff1, count=131072)"),
+            "{}",
+            h.line()
+        );
         let text = serde_json::to_string(&TraceLine::Hit(h.clone())).expect("serialize");
-        assert!(text.contains(r#"{"name":"file","value":"0xffff1","type":"struct file *"}"#), "{text}");
+        assert!(
+            text.contains(r#"{"name":"file","value":"0xffff1","type":"struct file *"}"#),
+            "{text}"
+        );
         let back: TraceLine = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, TraceLine::Hit(h));
     }

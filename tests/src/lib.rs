@@ -35,7 +35,9 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn root_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED {test}: needs root (hardware breakpoints and BPF); run `sudo cargo xtask test`");
+        eprintln!(
+            "SKIPPED {test}: needs root (hardware breakpoints and BPF); run `sudo cargo xtask test`"
+        );
         return false;
     }
     true

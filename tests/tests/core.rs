@@ -18,20 +18,31 @@ fn read_trace(path: &str) -> (Value, Vec<Value>, Value) {
     let lines: Vec<Value> = text
         .lines()
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}:{}: {e}: {l}", i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}:{}: {e}: {l}", i + 1))
+        })
         .collect();
-    assert!(lines.len() >= 2, "{path}: header and summary at least, got {} lines", lines.len());
+    assert!(
+        lines.len() >= 2,
+        "{path}: header and summary at least, got {} lines",
+        lines.len()
+    );
     let header = lines[0].clone();
     let summary = lines[lines.len() - 1].clone();
     assert_eq!(header["type"], "header", "first line is the header");
     assert_eq!(summary["type"], "summary", "last line is the summary");
     let hits: Vec<Value> = lines[1..lines.len() - 1].to_vec();
-    assert!(hits.iter().all(|h| h["type"] == "hit"), "only hits between header and summary");
+    assert!(
+        hits.iter().all(|h| h["type"] == "hit"),
+        "only hits between header and summary"
+    );
     (header, hits, summary)
 }
 
 fn summary_hits(summary: &Value, target: usize) -> u64 {
-    summary["targets"][target]["hits"].as_u64().expect("hits is a number")
+    summary["targets"][target]["hits"]
+        .as_u64()
+        .expect("hits is a number")
 }
 
 fn fx() -> String {
@@ -45,7 +56,17 @@ fn execute_target_counts_every_call() {
     }
     let dir = TempDir::new("exec");
     let out_file = dir.path("t.jsonl");
-    let out = run(&["--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "300"]);
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "-o",
+        &out_file,
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "calls",
+        "300",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (header, hits, summary) = read_trace(&out_file);
     assert_eq!(hits.len(), 300, "one hit per call");
@@ -56,19 +77,49 @@ fn execute_target_counts_every_call() {
     assert_eq!(header["targets"][0]["mode"], "x");
     for (i, hit) in hits.iter().enumerate() {
         assert_eq!(hit["comm"], "fx_user");
-        assert!(hit["ip_sym"].as_str().is_some_and(|s| s.starts_with("hwbp_fx_target+0x0")), "{}", hit["ip_sym"]);
-        assert_eq!(hit["ip"], hit["addr"], "an execute breakpoint traps at its own address");
+        assert!(
+            hit["ip_sym"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("hwbp_fx_target+0x0")),
+            "{}",
+            hit["ip_sym"]
+        );
+        assert_eq!(
+            hit["ip"], hit["addr"],
+            "an execute breakpoint traps at its own address"
+        );
         // The argument is the loop index: hits arrive in call order.
         assert_eq!(hit["args"][0]["name"], "rdi");
         assert_eq!(hit["args"][0]["value"], format!("{i:#x}"));
-        let ustack: Vec<&str> = hit["ustack"].as_array().expect("ustack").iter().filter_map(Value::as_str).collect();
-        assert!(ustack.first().is_some_and(|f| f.starts_with("hwbp_fx_target+0x0")), "{ustack:?}");
-        assert!(ustack.get(1).is_some_and(|f| f.starts_with("hwbp_fx_caller+")), "caller named: {ustack:?}");
-        assert!(ustack.iter().any(|f| f.starts_with("fx_user::main")), "main in the stack: {ustack:?}");
+        let ustack: Vec<&str> = hit["ustack"]
+            .as_array()
+            .expect("ustack")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            ustack
+                .first()
+                .is_some_and(|f| f.starts_with("hwbp_fx_target+0x0")),
+            "{ustack:?}"
+        );
+        assert!(
+            ustack
+                .get(1)
+                .is_some_and(|f| f.starts_with("hwbp_fx_caller+")),
+            "caller named: {ustack:?}"
+        );
+        assert!(
+            ustack.iter().any(|f| f.starts_with("fx_user::main")),
+            "main in the stack: {ustack:?}"
+        );
     }
     // The summary table on stderr agrees.
     let err = stderr(&out);
-    assert!(err.contains("Tracing 1 target (1 breakpoint on 1 thread of process"), "{err}");
+    assert!(
+        err.contains("Tracing 1 target (1 breakpoint on 1 thread of process"),
+        "{err}"
+    );
     assert!(err.contains("300 hits"), "{err}");
 }
 
@@ -79,16 +130,40 @@ fn write_target_counts_every_write_with_values() {
     }
     let dir = TempDir::new("write");
     let out_file = dir.path("t.jsonl");
-    let out = run(&["--no-tui", "-q", "-o", &out_file, "HWBP_FX_COUNTER", "--", &fx(), "writes", "250"]);
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "-o",
+        &out_file,
+        "HWBP_FX_COUNTER",
+        "--",
+        &fx(),
+        "writes",
+        "250",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (header, hits, summary) = read_trace(&out_file);
-    assert_eq!(header["targets"][0]["mode"], "w", "objects default to write");
+    assert_eq!(
+        header["targets"][0]["mode"], "w",
+        "objects default to write"
+    );
     assert_eq!(header["targets"][0]["len"], 8, "an 8-byte AtomicU64");
     assert_eq!(hits.len(), 250);
     assert_eq!(summary_hits(&summary, 0), 250);
-    let values: Vec<u64> = hits.iter().map(|h| h["value"].as_u64().expect("value")).collect();
-    assert_eq!(values, (1..=250).collect::<Vec<u64>>(), "each hit carries the value written");
-    assert!(hits.iter().all(|h| h["ip_sym"].as_str().is_some_and(|s| s.starts_with("hwbp_fx_writer+"))));
+    let values: Vec<u64> = hits
+        .iter()
+        .map(|h| h["value"].as_u64().expect("value"))
+        .collect();
+    assert_eq!(
+        values,
+        (1..=250).collect::<Vec<u64>>(),
+        "each hit carries the value written"
+    );
+    assert!(hits.iter().all(|h| {
+        h["ip_sym"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("hwbp_fx_writer+"))
+    }));
 }
 
 #[test]
@@ -98,7 +173,17 @@ fn read_write_mode_counts_reads() {
     }
     let dir = TempDir::new("rw");
     let out_file = dir.path("t.jsonl");
-    let out = run(&["--no-tui", "-q", "-o", &out_file, "HWBP_FX_COUNTER:rw-", "--", &fx(), "reads", "120"]);
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "-o",
+        &out_file,
+        "HWBP_FX_COUNTER:rw-",
+        "--",
+        &fx(),
+        "reads",
+        "120",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (_, hits, summary) = read_trace(&out_file);
     assert_eq!(hits.len(), 120);
@@ -125,12 +210,22 @@ fn pid_covers_threads_started_before_and_after_attaching() {
     {
         use std::io::BufRead as _;
         let stdout = child.stdout.as_mut().expect("stdout");
-        std::io::BufReader::new(stdout).read_line(&mut ready).expect("read ready");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut ready)
+            .expect("read ready");
     }
     assert_eq!(ready.trim(), "ready");
     let pid = child.id().to_string();
     let mut tracer = Command::new(hwbp_trace())
-        .args(["--no-tui", "-q", "-o", &out_file, "-p", &pid, "hwbp_fx_target"])
+        .args([
+            "--no-tui",
+            "-q",
+            "-o",
+            &out_file,
+            "-p",
+            &pid,
+            "hwbp_fx_target",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .expect("start hwbp-trace");
@@ -139,23 +234,39 @@ fn pid_covers_threads_started_before_and_after_attaching() {
     {
         use std::io::BufRead as _;
         let stderr = tracer.stderr.as_mut().expect("stderr");
-        std::io::BufReader::new(stderr).read_line(&mut line).expect("read Tracing line");
+        std::io::BufReader::new(stderr)
+            .read_line(&mut line)
+            .expect("read Tracing line");
     }
-    assert!(line.starts_with("Tracing 1 target (3 breakpoints on 3 threads"), "{line}");
+    assert!(
+        line.starts_with("Tracing 1 target (3 breakpoints on 3 threads"),
+        "{line}"
+    );
     fs::write(&go, "").expect("touch go");
     assert!(child.wait().expect("fixture").success());
     let status = tracer.wait().expect("tracer");
-    assert!(status.success(), "tracing ends with exit 0 when the process exits");
+    assert!(
+        status.success(),
+        "tracing ends with exit 0 when the process exits"
+    );
     let (_, hits, summary) = read_trace(&out_file);
     assert_eq!(hits.len(), 160, "4 threads x 40 calls");
     assert_eq!(summary_hits(&summary, 0), 160);
     assert_eq!(summary["end_reason"], "process-exit");
-    let mut tids: Vec<u64> = hits.iter().map(|h| h["tid"].as_u64().expect("tid")).collect();
+    let mut tids: Vec<u64> = hits
+        .iter()
+        .map(|h| h["tid"].as_u64().expect("tid"))
+        .collect();
     tids.sort_unstable();
     tids.dedup();
     assert_eq!(tids.len(), 4, "hits from all 4 worker threads");
     for tid in &tids {
-        assert_eq!(hits.iter().filter(|h| h["tid"].as_u64() == Some(*tid)).count(), 40);
+        assert_eq!(
+            hits.iter()
+                .filter(|h| h["tid"].as_u64() == Some(*tid))
+                .count(),
+            40
+        );
     }
 }
 
@@ -167,7 +278,17 @@ fn sigint_ends_with_a_complete_file() {
     let dir = TempDir::new("sigint");
     let out_file = dir.path("t.jsonl");
     let mut tracer = Command::new(hwbp_trace())
-        .args(["--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "spin", "20"])
+        .args([
+            "--no-tui",
+            "-q",
+            "-o",
+            &out_file,
+            "hwbp_fx_target",
+            "--",
+            &fx(),
+            "spin",
+            "20",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -179,14 +300,23 @@ fn sigint_ends_with_a_complete_file() {
     // Wait for the tracer itself: the fixture, which goes on running, holds
     // the other end of the stderr pipe.
     let status = tracer.wait().expect("tracer");
-    assert!(start.elapsed() < Duration::from_secs(10), "SIGINT ends tracing promptly");
-    let _ = Command::new("pkill").args(["-f", "fx_user spin 20"]).status();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "SIGINT ends tracing promptly"
+    );
+    let _ = Command::new("pkill")
+        .args(["-f", "fx_user spin 20"])
+        .status();
     let out = tracer.wait_with_output().expect("tracer output");
     assert!(status.success(), "{}", stderr(&out));
     let (_, hits, summary) = read_trace(&out_file);
     assert_eq!(summary["end_reason"], "signal");
     assert!(!hits.is_empty(), "the fixture ran for 0.7 s before SIGINT");
-    assert_eq!(summary_hits(&summary, 0), hits.len() as u64, "summary counts exactly the lines written");
+    assert_eq!(
+        summary_hits(&summary, 0),
+        hits.len() as u64,
+        "summary counts exactly the lines written"
+    );
     assert_eq!(summary["lost"], 0);
 }
 
@@ -197,7 +327,19 @@ fn max_hits_records_exactly_n() {
     }
     let dir = TempDir::new("maxhits");
     let out_file = dir.path("t.jsonl");
-    let out = run(&["--no-tui", "-q", "-n", "25", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "100"]);
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "-n",
+        "25",
+        "-o",
+        &out_file,
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "calls",
+        "100",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (_, hits, summary) = read_trace(&out_file);
     assert_eq!(hits.len(), 25);
@@ -212,13 +354,38 @@ fn comm_filter_is_applied_in_the_kernel() {
     let dir = TempDir::new("comm");
     let out_file = dir.path("t.jsonl");
     let out = run(&[
-        "--no-tui", "-q", "--comm", "someone_else", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "60",
+        "--no-tui",
+        "-q",
+        "--comm",
+        "someone_else",
+        "-o",
+        &out_file,
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "calls",
+        "60",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (_, hits, summary) = read_trace(&out_file);
     assert_eq!(hits.len(), 0);
-    assert_eq!(summary["targets"][0]["filtered"], 60, "every call counted as filtered");
-    let out = run(&["--no-tui", "-q", "--comm", "fx_user", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "60"]);
+    assert_eq!(
+        summary["targets"][0]["filtered"], 60,
+        "every call counted as filtered"
+    );
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "--comm",
+        "fx_user",
+        "-o",
+        &out_file,
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "calls",
+        "60",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (_, hits, _) = read_trace(&out_file);
     assert_eq!(hits.len(), 60);
@@ -232,10 +399,21 @@ fn headless_lines_on_stdout() {
     let out = run(&["--no-tui", "HWBP_FX_COUNTER:w", "--", &fx(), "writes", "3"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains("HWBP_FX_COUNTER:w w hwbp_fx_writer+")).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("HWBP_FX_COUNTER:w w hwbp_fx_writer+"))
+        .collect();
     assert_eq!(lines.len(), 3, "{text}");
-    assert!(lines[2].trim_start().starts_with("fx_user-"), "{}", lines[2]);
-    assert!(lines[2].contains(" value=") && lines[2].ends_with("0x3)"), "{}", lines[2]);
+    assert!(
+        lines[2].trim_start().starts_with("fx_user-"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[2].contains(" value=") && lines[2].ends_with("0x3)"),
+        "{}",
+        lines[2]
+    );
 }
 
 #[test]
@@ -243,7 +421,13 @@ fn fifth_breakpoint_fails_cleanly_and_leaves_nothing_armed() {
     if !root_or_skip("fifth_breakpoint_fails_cleanly_and_leaves_nothing_armed") {
         return;
     }
-    let five = ["HWBP_FX_COUNTER", "hwbp_fx_target", "hwbp_fx_caller", "hwbp_fx_writer", "hwbp_fx_reader"];
+    let five = [
+        "HWBP_FX_COUNTER",
+        "hwbp_fx_target",
+        "hwbp_fx_caller",
+        "hwbp_fx_writer",
+        "hwbp_fx_reader",
+    ];
     let mut args = vec!["--no-tui", "-q"];
     args.extend(five);
     let fx = fx();
@@ -253,7 +437,10 @@ fn fifth_breakpoint_fails_cleanly_and_leaves_nothing_armed() {
     let err = stderr(&out);
     assert!(err.contains("4 debug registers"), "{err}");
     assert!(err.contains("4 of them fit, so 4 were free"), "{err}");
-    assert!(err.contains("hwbp_fx_reader"), "names the target that failed: {err}");
+    assert!(
+        err.contains("hwbp_fx_reader"),
+        "names the target that failed: {err}"
+    );
     assert!(!err.contains("Tracing"), "nothing was armed: {err}");
     // Nothing stayed armed: four fit right after.
     let mut args = vec!["--no-tui", "-q"];
@@ -261,7 +448,11 @@ fn fifth_breakpoint_fails_cleanly_and_leaves_nothing_armed() {
     args.extend(["--", &fx, "calls", "10"]);
     let out = run(&args);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("Tracing 4 targets"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Tracing 4 targets"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -274,24 +465,88 @@ fn bad_input_gets_one_clear_message() {
     let link = dir.path("link.jsonl");
     std::os::unix::fs::symlink("/tmp/elsewhere.jsonl", &link).expect("symlink");
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
-        (vec!["hwbp_fx_targt", "--", &fx, "calls", "1"], 2, "did you mean: hwbp_fx_target"),
+        (
+            vec!["hwbp_fx_targt", "--", &fx, "calls", "1"],
+            2,
+            "did you mean: hwbp_fx_target",
+        ),
         (vec!["pid_max:q"], 2, "unknown mode `q`"),
         (vec!["pid_max/3"], 2, "1, 2, 4 or 8 bytes"),
-        (vec!["HWBP_FX_COUNTER:r", "--", &fx, "reads", "1"], 2, "use `:rw`"),
-        (vec!["HWBP_FX_COUNTER+1/4", "--", &fx, "reads", "1"], 2, "not aligned to 4 bytes"),
-        (vec!["hwbp_fx_target", "--", "/nonexistent/cmd"], 2, "command not found"),
-        (vec!["-o", "/nonexistent/dir/t.jsonl", "hwbp_fx_target", "--", &fx, "calls", "1"], 2, "does its directory exist"),
-        (vec!["-o", &link, "hwbp_fx_target", "--", &fx, "calls", "1"], 2, "symbolic link"),
-        (vec!["-p", "999999999", "hwbp_fx_target"], 2, "no process 999999999"),
-        (vec!["--buffer-size", "1000", "hwbp_fx_target", "--", &fx, "calls", "1"], 2, "power of two"),
+        (
+            vec!["HWBP_FX_COUNTER:r", "--", &fx, "reads", "1"],
+            2,
+            "use `:rw`",
+        ),
+        (
+            vec!["HWBP_FX_COUNTER+1/4", "--", &fx, "reads", "1"],
+            2,
+            "not aligned to 4 bytes",
+        ),
+        (
+            vec!["hwbp_fx_target", "--", "/nonexistent/cmd"],
+            2,
+            "command not found",
+        ),
+        (
+            vec![
+                "-o",
+                "/nonexistent/dir/t.jsonl",
+                "hwbp_fx_target",
+                "--",
+                &fx,
+                "calls",
+                "1",
+            ],
+            2,
+            "does its directory exist",
+        ),
+        (
+            vec!["-o", &link, "hwbp_fx_target", "--", &fx, "calls", "1"],
+            2,
+            "symbolic link",
+        ),
+        (
+            vec!["-p", "999999999", "hwbp_fx_target"],
+            2,
+            "no process 999999999",
+        ),
+        (
+            vec![
+                "--buffer-size",
+                "1000",
+                "hwbp_fx_target",
+                "--",
+                &fx,
+                "calls",
+                "1",
+            ],
+            2,
+            "power of two",
+        ),
         (vec!["fx_user:hwbp_fx_target"], 2, "add -p PID or -- CMD"),
-        (vec!["-d", "0", "hwbp_fx_target"], 2, "positive number of seconds"),
-        (vec!["-d", "-1", "hwbp_fx_target"], 2, "positive number of seconds"),
+        (
+            vec!["-d", "0", "hwbp_fx_target"],
+            2,
+            "positive number of seconds",
+        ),
+        (
+            vec!["-d", "-1", "hwbp_fx_target"],
+            2,
+            "positive number of seconds",
+        ),
         (vec!["-d", "1e12", "hwbp_fx_target"], 2, "at most one year"),
-        (vec!["-d", "soon", "hwbp_fx_target"], 2, "not a number of seconds"),
+        (
+            vec!["-d", "soon", "hwbp_fx_target"],
+            2,
+            "not a number of seconds",
+        ),
         (vec!["-n", "0", "hwbp_fx_target"], 2, "-n"),
         (vec!["-n", "-5", "hwbp_fx_target"], 2, "-n"),
-        (vec!["-n", "99999999999999999999999", "hwbp_fx_target"], 2, "-n"),
+        (
+            vec!["-n", "99999999999999999999999", "hwbp_fx_target"],
+            2,
+            "-n",
+        ),
         (vec![""], 2, "empty target"),
         // This host's kernel has no CONFIG_KPROBES (shared/PLATFORM.md).
         (vec!["vfs_read"], 1, "built without CONFIG_KPROBES"),
@@ -303,7 +558,10 @@ fn bad_input_gets_one_clear_message() {
         let out = run(&full);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: expected `{needle}` in: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected `{needle}` in: {err}"
+        );
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(!err.contains("Tracing"), "{args:?}: nothing armed: {err}");
     }
@@ -318,11 +576,26 @@ fn list_names_fixture_symbols() {
     let out = run(&["list", "--binary", &fx, "hwbp_fx_*"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    let mut names: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().nth(3)).collect();
+    let mut names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
     names.sort_unstable();
     // The pattern is case-sensitive: HWBP_FX_COUNTER does not match.
-    assert_eq!(names, ["hwbp_fx_caller", "hwbp_fx_reader", "hwbp_fx_target", "hwbp_fx_writer"], "{text}");
-    let kinds: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(
+        names,
+        [
+            "hwbp_fx_caller",
+            "hwbp_fx_reader",
+            "hwbp_fx_target",
+            "hwbp_fx_writer"
+        ],
+        "{text}"
+    );
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
     assert!(kinds.iter().all(|k| *k == "function"), "{text}");
 }
 
@@ -359,7 +632,17 @@ fn low_max_sample_rate_does_not_throttle_breakpoints() {
     let dir = TempDir::new("throttle");
     let out_file = dir.path("t.jsonl");
     let _rate = Sysctl::set("/proc/sys/kernel/perf_event_max_sample_rate", "100");
-    let out = run(&["--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "20000"]);
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "-o",
+        &out_file,
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "calls",
+        "20000",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (_, hits, summary) = read_trace(&out_file);
     assert_eq!(hits.len(), 20000);
@@ -381,7 +664,18 @@ fn tiny_ring_buffer_counts_every_drop() {
     let go = dir.path("go");
     fs::write(&go, "").expect("touch go");
     let out = Command::new(hwbp_trace())
-        .args(["--no-tui", "-q", "--buffer-size", "4096", "--stack", "both", "-o", &out_file, "hwbp_fx_target", "--"])
+        .args([
+            "--no-tui",
+            "-q",
+            "--buffer-size",
+            "4096",
+            "--stack",
+            "both",
+            "-o",
+            &out_file,
+            "hwbp_fx_target",
+            "--",
+        ])
         .arg(fixture("fx_user"))
         .args(["threads", "0", "2", "5000"])
         .env("HWBP_FX_GO", &go)
@@ -392,12 +686,20 @@ fn tiny_ring_buffer_counts_every_drop() {
     let target = &summary["targets"][0];
     let dropped = target["dropped"].as_u64().expect("dropped");
     eprintln!("recorded {} dropped {dropped}", hits.len());
-    assert_eq!(hits.len() as u64 + dropped, 10000, "recorded + dropped = calls");
+    assert_eq!(
+        hits.len() as u64 + dropped,
+        10000,
+        "recorded + dropped = calls"
+    );
     assert_eq!(target["hits"].as_u64(), Some(hits.len() as u64));
     assert_eq!(target["kernel_count"], 10000);
     assert_eq!(summary["lost"].as_u64(), Some(dropped));
     if dropped > 0 {
-        assert!(stderr(&out).contains("ring buffer was full"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("ring buffer was full"),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 
@@ -409,7 +711,15 @@ fn sigkill_leaves_nothing_armed() {
         return;
     }
     let mut tracer = Command::new(hwbp_trace())
-        .args(["--no-tui", "-q", "hwbp_fx_target", "HWBP_FX_COUNTER", "hwbp_fx_caller", "hwbp_fx_writer", "--"])
+        .args([
+            "--no-tui",
+            "-q",
+            "hwbp_fx_target",
+            "HWBP_FX_COUNTER",
+            "hwbp_fx_caller",
+            "hwbp_fx_writer",
+            "--",
+        ])
         .arg(fixture("fx_user"))
         .args(["spin", "30"])
         .stdout(Stdio::null())
@@ -420,19 +730,36 @@ fn sigkill_leaves_nothing_armed() {
     {
         use std::io::BufRead as _;
         let stderr = tracer.stderr.as_mut().expect("stderr");
-        std::io::BufReader::new(stderr).read_line(&mut line).expect("read Tracing line");
+        std::io::BufReader::new(stderr)
+            .read_line(&mut line)
+            .expect("read Tracing line");
     }
     assert!(line.starts_with("Tracing 4 targets"), "{line}");
     tracer.kill().expect("SIGKILL");
     let _ = tracer.wait();
-    let _ = Command::new("pkill").args(["-f", "fx_user spin 30"]).status();
+    let _ = Command::new("pkill")
+        .args(["-f", "fx_user spin 30"])
+        .status();
     // A new process, four breakpoints: all registers must be free.
     let out = run(&[
-        "--no-tui", "-q", "hwbp_fx_target", "HWBP_FX_COUNTER", "hwbp_fx_caller", "hwbp_fx_writer", "--", &fx(), "calls", "10",
+        "--no-tui",
+        "-q",
+        "hwbp_fx_target",
+        "HWBP_FX_COUNTER",
+        "hwbp_fx_caller",
+        "hwbp_fx_writer",
+        "--",
+        &fx(),
+        "calls",
+        "10",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     // 10 calls of hwbp_fx_target, 1 of hwbp_fx_caller.
-    assert!(stderr(&out).contains("Tracing 4 targets") && stderr(&out).contains("11 hits"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Tracing 4 targets") && stderr(&out).contains("11 hits"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// An exec replaces the image a user target points into: the kernel drops
@@ -446,13 +773,29 @@ fn exec_mid_trace_ends_cleanly() {
     let out_file = dir.path("t.jsonl");
     let fx = fx();
     let out = run(&[
-        "--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx, "exec", "40", &fx, "--delay-ms", "4000", "calls", "30",
+        "--no-tui",
+        "-q",
+        "-o",
+        &out_file,
+        "hwbp_fx_target",
+        "--",
+        &fx,
+        "exec",
+        "40",
+        &fx,
+        "--delay-ms",
+        "4000",
+        "calls",
+        "30",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (_, hits, summary) = read_trace(&out_file);
     assert_eq!(hits.len(), 40, "only the calls before exec");
     assert_eq!(summary["end_reason"], "process-exec");
-    assert_eq!(summary["targets"][0]["kernel_count"], 40, "nothing fired after exec");
+    assert_eq!(
+        summary["targets"][0]["kernel_count"], 40,
+        "nothing fired after exec"
+    );
 }
 
 /// SIGTERM, SIGHUP and -d end tracing like SIGINT: disarm, drain, summary.
@@ -462,7 +805,11 @@ fn every_stop_writes_the_summary() {
         return;
     }
     let dir = TempDir::new("stops");
-    for (how, reason) in [("SIGTERM", "signal"), ("SIGHUP", "signal"), ("-d", "duration")] {
+    for (how, reason) in [
+        ("SIGTERM", "signal"),
+        ("SIGHUP", "signal"),
+        ("-d", "duration"),
+    ] {
         let out_file = dir.path(&format!("{how}.jsonl"));
         let mut args = vec!["--no-tui", "-q", "-o", &out_file];
         if how == "-d" {
@@ -478,12 +825,18 @@ fn every_stop_writes_the_summary() {
             .expect("start hwbp-trace");
         if how != "-d" {
             thread::sleep(Duration::from_millis(600));
-            let sig = if how == "SIGTERM" { libc::SIGTERM } else { libc::SIGHUP };
+            let sig = if how == "SIGTERM" {
+                libc::SIGTERM
+            } else {
+                libc::SIGHUP
+            };
             // SAFETY: kill with our child's pid and a valid signal.
             assert_eq!(unsafe { libc::kill(tracer.id() as i32, sig) }, 0);
         }
         let status = tracer.wait().expect("tracer");
-        let _ = Command::new("pkill").args(["-f", "fx_user spin 20"]).status();
+        let _ = Command::new("pkill")
+            .args(["-f", "fx_user spin 20"])
+            .status();
         assert!(status.success(), "{how}: {status}");
         let (_, hits, summary) = read_trace(&out_file);
         assert_eq!(summary["end_reason"], reason, "{how}");
@@ -505,7 +858,18 @@ fn redacted_traces_keep_symbols_but_no_addresses() {
     }
     let dir = TempDir::new("redact");
     let out_file = dir.path("t.jsonl");
-    let out = run(&["--no-tui", "-q", "--redact-addresses", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "20"]);
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "--redact-addresses",
+        "-o",
+        &out_file,
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "calls",
+        "20",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = fs::read_to_string(&out_file).expect("trace");
     let (header, hits, summary) = read_trace(&out_file);
@@ -515,10 +879,18 @@ fn redacted_traces_keep_symbols_but_no_addresses() {
     for hit in &hits {
         assert_eq!(hit["addr"], "0x…");
         assert_eq!(hit["ip"], "0x…");
-        assert!(hit["ustack"][1].as_str().is_some_and(|f| f.starts_with("hwbp_fx_caller+")), "{hit}");
+        assert!(
+            hit["ustack"][1]
+                .as_str()
+                .is_some_and(|f| f.starts_with("hwbp_fx_caller+")),
+            "{hit}"
+        );
     }
     // No 0x number of 9 or more digits anywhere.
-    let long_hex = text.split("0x").skip(1).any(|rest| rest.chars().take_while(char::is_ascii_hexdigit).count() >= 9);
+    let long_hex = text
+        .split("0x")
+        .skip(1)
+        .any(|rest| rest.chars().take_while(char::is_ascii_hexdigit).count() >= 9);
     assert!(!long_hex, "an address survived redaction");
 }
 
@@ -574,15 +946,32 @@ fn disk_full_leaves_a_valid_file() {
     }
     let _unmount = Unmount(mnt.clone());
     let out_file = mnt.join("t.jsonl").display().to_string();
-    let out = run(&["--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "3000"]);
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "-o",
+        &out_file,
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "calls",
+        "3000",
+    ]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("No space left on device"), "{err}");
-    assert!(err.contains("3000 hits"), "the summary is still printed: {err}");
+    assert!(
+        err.contains("3000 hits"),
+        "the summary is still printed: {err}"
+    );
     let (header, hits, summary) = read_trace(&out_file);
     assert_eq!(header["type"], "header");
     assert_eq!(summary["trace_truncated"], true);
-    assert_eq!(summary_hits(&summary, 0), 3000, "the summary counts every hit");
+    assert_eq!(
+        summary_hits(&summary, 0),
+        3000,
+        "the summary counts every hit"
+    );
     assert!(hits.len() < 3000, "the file holds fewer: {}", hits.len());
     // The lines that are there are the first ones, in order.
     for (i, hit) in hits.iter().enumerate() {
@@ -601,7 +990,17 @@ fn binary_offset_and_address_forms() {
     let fx = fx();
     // BINARY:SYMBOL, the binary named by its file name.
     let out_file = dir.path("binary.jsonl");
-    let out = run(&["--no-tui", "-q", "-o", &out_file, "fx_user:hwbp_fx_target:x", "--", &fx, "calls", "12"]);
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "-o",
+        &out_file,
+        "fx_user:hwbp_fx_target:x",
+        "--",
+        &fx,
+        "calls",
+        "12",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (header, hits, _) = read_trace(&out_file);
     assert_eq!(hits.len(), 12);
@@ -609,11 +1008,24 @@ fn binary_offset_and_address_forms() {
     // SYMBOL+OFFSET: hwbp_fx_caller's second instruction (frame pointers:
     // `push %rbp` is one byte) runs once per run.
     let out_file = dir.path("offset.jsonl");
-    let out = run(&["--no-tui", "-q", "-o", &out_file, "hwbp_fx_caller+1", "--", &fx, "calls", "12"]);
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "-o",
+        &out_file,
+        "hwbp_fx_caller+1",
+        "--",
+        &fx,
+        "calls",
+        "12",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (header, hits, _) = read_trace(&out_file);
     assert_eq!(header["targets"][0]["symbol"], "hwbp_fx_caller+0x1");
-    assert_eq!(header["targets"][0]["mode"], "x", "an offset into a function executes");
+    assert_eq!(
+        header["targets"][0]["mode"], "x",
+        "an offset into a function executes"
+    );
     assert_eq!(hits.len(), 1, "the caller runs once");
     // 0xADDRESS in a traced process: the fixture is a PIE, so take the
     // runtime address from `list -p` against a waiting fixture.
@@ -634,7 +1046,15 @@ fn binary_offset_and_address_forms() {
         .to_owned();
     let out_file = dir.path("address.jsonl");
     let mut tracer = Command::new(hwbp_trace())
-        .args(["--no-tui", "-q", "-o", &out_file, "-p", &pid, &format!("{addr}:x")])
+        .args([
+            "--no-tui",
+            "-q",
+            "-o",
+            &out_file,
+            "-p",
+            &pid,
+            &format!("{addr}:x"),
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .expect("start hwbp-trace");
@@ -642,14 +1062,19 @@ fn binary_offset_and_address_forms() {
     {
         use std::io::BufRead as _;
         let stderr = tracer.stderr.as_mut().expect("stderr");
-        std::io::BufReader::new(stderr).read_line(&mut line).expect("read Tracing line");
+        std::io::BufReader::new(stderr)
+            .read_line(&mut line)
+            .expect("read Tracing line");
     }
     assert!(line.starts_with("Tracing 1 target"), "{line}");
     fs::write(&go, "").expect("touch go");
     assert!(child.wait().expect("fixture").success());
     assert!(tracer.wait().expect("tracer").success());
     let (header, hits, _) = read_trace(&out_file);
-    assert_eq!(header["targets"][0]["symbol"], "hwbp_fx_target", "the address is named");
+    assert_eq!(
+        header["targets"][0]["symbol"], "hwbp_fx_target",
+        "the address is named"
+    );
     assert_eq!(hits.len(), 9);
 }
 
@@ -665,17 +1090,38 @@ fn a_panic_while_recording_still_ends_with_a_summary() {
     let dir = TempDir::new("panic");
     let out_file = dir.path("t.jsonl");
     let out = Command::new(hwbp_trace())
-        .args(["--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--", &fx(), "calls", "20"])
+        .args([
+            "--no-tui",
+            "-q",
+            "-o",
+            &out_file,
+            "hwbp_fx_target",
+            "--",
+            &fx(),
+            "calls",
+            "20",
+        ])
         .env("HWBP_FAULT_PANIC_AFTER", "5")
         .output()
         .expect("run hwbp-trace");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("tracing ended early: internal error while recording hits"), "{err}");
-    assert!(err.contains("TARGET"), "the summary table is printed: {err}");
+    assert!(
+        err.contains("tracing ended early: internal error while recording hits"),
+        "{err}"
+    );
+    assert!(
+        err.contains("TARGET"),
+        "the summary table is printed: {err}"
+    );
     let (_, hits, summary) = read_trace(&out_file);
     assert_eq!(hits.len(), 5, "the hits before the fault");
     assert_eq!(summary["end_reason"], "error");
     assert_eq!(summary_hits(&summary, 0), 5);
-    assert!(summary["error"].as_str().is_some_and(|e| e.contains("fault injection")), "{summary}");
+    assert!(
+        summary["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("fault injection")),
+        "{summary}"
+    );
 }

@@ -339,11 +339,16 @@ fn getpgid(results: &Results) -> Result<()> {
         );
         // Named and typed from the guest kernel's BTF: the syscall wrapper
         // takes one parameter, `const struct pt_regs *regs`.
-        let args = hit["args"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let args = hit["args"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         ensure!(
             args.len() == 1
                 && args[0]["name"] == "regs"
-                && args[0]["type"].as_str().is_some_and(|t| t.contains("struct pt_regs")),
+                && args[0]["type"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("struct pt_regs")),
             "expected the BTF argument `regs` (struct pt_regs *): {hit}"
         );
     }

@@ -21,16 +21,25 @@ use hwbp::{
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = cli.trace.verbose;
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if verbose { "warn,hwbp=debug" } else { "warn" }))
-        .format_timestamp(None)
-        .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if verbose {
+        "warn,hwbp=debug"
+    } else {
+        "warn"
+    }))
+    .format_timestamp(None)
+    .init();
     let result = match cli.command {
-        Some(Command::List(args)) => hwbp::list::run(&args.pattern, args.pid, args.binary.as_deref()).and_then(|n| {
-            if n == 0 {
-                anyhow::bail!(session::UsageError(format!("no symbol matches `{}`", args.pattern)));
-            }
-            Ok(())
-        }),
+        Some(Command::List(args)) => {
+            hwbp::list::run(&args.pattern, args.pid, args.binary.as_deref()).and_then(|n| {
+                if n == 0 {
+                    anyhow::bail!(session::UsageError(format!(
+                        "no symbol matches `{}`",
+                        args.pattern
+                    )));
+                }
+                Ok(())
+            })
+        }
         Some(Command::Report(args)) => hwbp::report::main(&args),
         Some(Command::Doctor) => hwbp::doctor::run().map_err(anyhow::Error::from),
         None => trace(cli.trace),
@@ -96,7 +105,9 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         },
         buffer_size,
         // args_os: an argument need not be UTF-8 (std::env::args panics then).
-        command_line: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
+        command_line: std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
         stop: dashboard.is_some().then(|| stop.clone()),
         redact_addresses,
     };
@@ -106,7 +117,10 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     let stats = Arc::new(Mutex::new(Stats::default()));
     // Bound before arming: a busy port fails the run before it starts.
-    let metrics = metrics_addr.as_deref().map(|addr| hwbp::metrics::MetricsServer::start(addr, stats.clone())).transpose()?;
+    let metrics = metrics_addr
+        .as_deref()
+        .map(|addr| hwbp::metrics::MetricsServer::start(addr, stats.clone()))
+        .transpose()?;
     let on_armed = |armed: &Armament| {
         if let Some(metrics) = &metrics {
             metrics.armed(armed);
@@ -171,7 +185,10 @@ fn tracing_line(armed: &Armament) -> String {
     let events = plural(armed.events, "breakpoint", "breakpoints");
     let place = match &armed.scope {
         Scope::SystemWide { cpus } => plural(cpus.len(), "CPU", "CPUs"),
-        Scope::Process { pid, tids } => format!("{} of process {pid}", plural(tids.len(), "thread", "threads")),
+        Scope::Process { pid, tids } => format!(
+            "{} of process {pid}",
+            plural(tids.len(), "thread", "threads")
+        ),
     };
     format!("Tracing {targets} ({events} on {place})... Hit Ctrl-C to end.")
 }
@@ -195,27 +212,43 @@ fn summary_table(summary: &Summary) -> String {
             t.dropped.to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
     let mut out = String::from("\n");
     for row in &rows {
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(i, (cell, w))| if i >= 4 { format!("{cell:>w$}") } else { format!("{cell:<w$}") })
+            .map(|(i, (cell, w))| {
+                if i >= 4 {
+                    format!("{cell:>w$}")
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
     out.push_str(&format!(
         "{} in {:.1} s ({}); lost: {}",
-        plural(summary.targets.iter().map(|t| t.hits as usize).sum(), "hit", "hits"),
+        plural(
+            summary.targets.iter().map(|t| t.hits as usize).sum(),
+            "hit",
+            "hits"
+        ),
         summary.duration_s,
         summary.end_reason,
         summary.lost
     ));
     let filtered: u64 = summary.targets.iter().map(|t| t.filtered).sum();
-    let stack_errors: u64 = summary.targets.iter().map(|t| t.kstack_errors + t.ustack_errors).sum();
+    let stack_errors: u64 = summary
+        .targets
+        .iter()
+        .map(|t| t.kstack_errors + t.ustack_errors)
+        .sum();
     let after: u64 = summary.targets.iter().map(|t| t.after_limit).sum();
     if filtered > 0 {
         out.push_str(&format!("; filtered out: {filtered}"));

@@ -73,7 +73,12 @@ impl ElfImage {
                 })
             })
             .collect();
-        symbols.sort_by(|a, b| a.addr.cmp(&b.addr).then(b.size.cmp(&a.size)).then(a.name.cmp(&b.name)));
+        symbols.sort_by(|a, b| {
+            a.addr
+                .cmp(&b.addr)
+                .then(b.size.cmp(&a.size))
+                .then(a.name.cmp(&b.name))
+        });
         symbols.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
         let segments = file
             .segments()
@@ -109,7 +114,9 @@ impl ElfImage {
             .iter()
             .rev()
             .take(64)
-            .find(|s| s.kind == SymbolKind::Function && vaddr < s.addr.saturating_add(s.size.max(1)))
+            .find(|s| {
+                s.kind == SymbolKind::Function && vaddr < s.addr.saturating_add(s.size.max(1))
+            })
             .or_else(|| {
                 self.symbols[..end]
                     .iter()
@@ -142,10 +149,17 @@ impl ElfImage {
 
     /// Link-time address of a runtime address inside mapping `map` of this file.
     pub fn link_address(&self, map: &super::Mapping, addr: u64) -> Option<u64> {
-        let seg = self.segments.iter().find(|s| s.filesz > 0 && s.offset & !(PAGE - 1) == map.offset);
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| s.filesz > 0 && s.offset & !(PAGE - 1) == map.offset);
         match seg {
-            Some(seg) => addr.checked_sub(map.start)?.checked_add(seg.vaddr & !(PAGE - 1)),
-            None => self.file_offset_to_vaddr(addr.checked_sub(map.start)?.checked_add(map.offset)?),
+            Some(seg) => addr
+                .checked_sub(map.start)?
+                .checked_add(seg.vaddr & !(PAGE - 1)),
+            None => {
+                self.file_offset_to_vaddr(addr.checked_sub(map.start)?.checked_add(map.offset)?)
+            }
         }
     }
 
@@ -159,7 +173,9 @@ impl ElfImage {
     pub fn file_offset_to_vaddr(&self, offset: u64) -> Option<u64> {
         self.segments
             .iter()
-            .find(|s| s.filesz > 0 && offset >= s.offset && offset < s.offset.saturating_add(s.filesz))
+            .find(|s| {
+                s.filesz > 0 && offset >= s.offset && offset < s.offset.saturating_add(s.filesz)
+            })
             .and_then(|s| (offset - s.offset).checked_add(s.vaddr))
     }
 
@@ -186,7 +202,9 @@ mod tests {
         assert_eq!(main[0].kind, SymbolKind::Function);
         let (sym, off) = image.symbolize(main[0].addr + 1).expect("symbolize");
         assert_eq!((sym.name.as_str(), off), ("main", 1));
-        let file_off = image.vaddr_to_file_offset(main[0].addr).expect("in a segment");
+        let file_off = image
+            .vaddr_to_file_offset(main[0].addr)
+            .expect("in a segment");
         assert_eq!(image.file_offset_to_vaddr(file_off), Some(main[0].addr));
     }
 

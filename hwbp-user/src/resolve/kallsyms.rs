@@ -101,7 +101,10 @@ impl Kallsyms {
 
     /// The symbol containing `addr`, and the offset into it.
     pub fn symbolize(&self, addr: u64) -> Option<(&KernelSymbol, u64)> {
-        let i = self.symbols.partition_point(|s| s.addr <= addr).checked_sub(1)?;
+        let i = self
+            .symbols
+            .partition_point(|s| s.addr <= addr)
+            .checked_sub(1)?;
         // Prefer a function among symbols sharing the address.
         let start = self.symbols[i].addr;
         let sym = self.symbols[..=i]
@@ -111,7 +114,11 @@ impl Kallsyms {
             .find(|s| s.kind == SymbolKind::Function)
             .unwrap_or(&self.symbols[i]);
         let offset = addr - sym.addr;
-        let span = if sym.size == 0 { MAX_SYMBOL_SPAN } else { sym.size };
+        let span = if sym.size == 0 {
+            MAX_SYMBOL_SPAN
+        } else {
+            sym.size
+        };
         (offset < span.min(MAX_SYMBOL_SPAN)).then_some((sym, offset))
     }
 
@@ -179,7 +186,10 @@ ffffffffc0001040 T mod_fn\t[mymod]
         let (s, off) = k.symbolize(0xffffffff81234570).expect("symbol");
         assert_eq!((s.name.as_str(), off), ("vfs_read", 0x10));
         let (s, off) = k.symbolize(0xffffffffc0001044).expect("symbol");
-        assert_eq!((s.name.as_str(), off, s.module.as_deref()), ("mod_fn", 4, Some("mymod")));
+        assert_eq!(
+            (s.name.as_str(), off, s.module.as_deref()),
+            ("mod_fn", 4, Some("mymod"))
+        );
         assert!(k.symbolize(0x1000).is_none());
     }
 

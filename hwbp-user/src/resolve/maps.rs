@@ -71,11 +71,17 @@ mod tests {
         assert_eq!(maps[1].offset, 0x1000);
         assert!(maps[1].executable && !maps[0].executable);
         assert_eq!(maps[2].path, None);
-        assert_eq!(maps[3].path.as_deref(), Some(std::path::Path::new("/usr/lib/libc.so.6")));
+        assert_eq!(
+            maps[3].path.as_deref(),
+            Some(std::path::Path::new("/usr/lib/libc.so.6"))
+        );
         assert_eq!(maps[4].path, None);
         assert_eq!(
             mapped_files(&maps),
-            vec![PathBuf::from("/usr/bin/app"), PathBuf::from("/usr/lib/libc.so.6")]
+            vec![
+                PathBuf::from("/usr/bin/app"),
+                PathBuf::from("/usr/lib/libc.so.6")
+            ]
         );
     }
 }

@@ -83,17 +83,23 @@ pub enum ResolveError {
     },
     #[error("cannot read ELF file {}: {reason}", .path.display())]
     Elf { path: PathBuf, reason: String },
-    #[error("cannot read /proc/kallsyms: {0}; run as root (hwbp needs CAP_SYSLOG to see kernel addresses)")]
+    #[error(
+        "cannot read /proc/kallsyms: {0}; run as root (hwbp needs CAP_SYSLOG to see kernel addresses)"
+    )]
     Kallsyms(String),
     #[error("/proc/kallsyms shows every address as 0: run as root, or lower kernel.kptr_restrict")]
     KallsymsRestricted,
-    #[error("cannot read the memory map of process {pid}: {reason}; does it exist and are you root?")]
+    #[error(
+        "cannot read the memory map of process {pid}: {reason}; does it exist and are you root?"
+    )]
     Process { pid: i32, reason: String },
     #[error(
         "`{0}`: x86 debug registers have no read-only watchpoints; use `:rw` (read or write) instead"
     )]
     ReadOnly(String),
-    #[error("`{target}`: a length is for data watchpoints only; execute breakpoints cover one instruction")]
+    #[error(
+        "`{target}`: a length is for data watchpoints only; execute breakpoints cover one instruction"
+    )]
     LenForExecute { target: String },
     #[error(
         "`{target}`: address {addr:#x} is not aligned to {len} bytes, which x86 debug registers require; \
@@ -113,7 +119,9 @@ pub enum ResolveError {
         other: String,
         addr: u64,
     },
-    #[error("`{target}` is a kernel address: user-space addresses are below 0x800000000000; with neither -p nor --, only kernel targets can be armed")]
+    #[error(
+        "`{target}` is a kernel address: user-space addresses are below 0x800000000000; with neither -p nor --, only kernel targets can be armed"
+    )]
     UserAddressWithoutProcess { target: String },
 }
 
@@ -126,7 +134,11 @@ fn did_you_mean(suggestions: &[String]) -> String {
 }
 
 /// Up to `max` names close to `name` (Jaro-Winkler, then edit distance).
-pub(crate) fn suggest<'a>(names: impl Iterator<Item = &'a str>, name: &str, max: usize) -> Vec<String> {
+pub(crate) fn suggest<'a>(
+    names: impl Iterator<Item = &'a str>,
+    name: &str,
+    max: usize,
+) -> Vec<String> {
     let mut scored: Vec<(f64, &str)> = names
         .filter(|n| n.len().abs_diff(name.len()) <= 4)
         .map(|n| (strsim::jaro_winkler(n, name), n))
@@ -198,7 +210,11 @@ impl ProcessImage {
 
     /// Runtime address of a link-time address of `path` in this process.
     pub fn runtime_address(&self, path: &Path, image: &ElfImage, vaddr: u64) -> Option<u64> {
-        let maps: Vec<&Mapping> = self.maps.iter().filter(|m| m.path.as_deref() == Some(path)).collect();
+        let maps: Vec<&Mapping> = self
+            .maps
+            .iter()
+            .filter(|m| m.path.as_deref() == Some(path))
+            .collect();
         image.runtime_address(&maps, vaddr)
     }
 
@@ -223,9 +239,9 @@ impl ProcessImage {
             .find(|f| f.file_name().and_then(|n| n.to_str()) == Some(want))
             .or_else(|| {
                 files.iter().find(|f| {
-                    f.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with(&format!("{want}.so")) || n.starts_with(&format!("{want}-")))
+                    f.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n.starts_with(&format!("{want}.so")) || n.starts_with(&format!("{want}-"))
+                    })
                 })
             })
             .cloned()
@@ -278,7 +294,10 @@ impl Resolver {
         let mut out: Vec<Breakpoint> = Vec::with_capacity(specs.len());
         for spec in specs {
             let bp = self.resolve(spec)?;
-            if let Some(other) = out.iter().find(|o| o.addr == bp.addr && o.space == bp.space) {
+            if let Some(other) = out
+                .iter()
+                .find(|o| o.addr == bp.addr && o.space == bp.space)
+            {
                 return Err(ResolveError::Duplicate {
                     target: bp.spec.text,
                     other: other.spec.text.clone(),
@@ -302,11 +321,17 @@ impl Resolver {
                 let Some(process) = self.process.as_mut() else {
                     return Err(ResolveError::NeedsProcess(spec.text.clone()));
                 };
-                let path = process.match_binary(binary).ok_or_else(|| ResolveError::NotMapped {
-                    binary: binary.display().to_string(),
-                    pid: process.pid,
-                    mapped: process.files().iter().map(|f| format!("  {}", f.display())).collect(),
-                })?;
+                let path = process
+                    .match_binary(binary)
+                    .ok_or_else(|| ResolveError::NotMapped {
+                        binary: binary.display().to_string(),
+                        pid: process.pid,
+                        mapped: process
+                            .files()
+                            .iter()
+                            .map(|f| format!("  {}", f.display()))
+                            .collect(),
+                    })?;
                 self.locate_in_file(&path, name, *offset)?.ok_or_else(|| {
                     let suggestions = self
                         .process
@@ -334,7 +359,12 @@ impl Resolver {
         }
     }
 
-    fn locate_in_file(&mut self, path: &Path, name: &str, offset: u64) -> Result<Option<Found>, ResolveError> {
+    fn locate_in_file(
+        &mut self,
+        path: &Path,
+        name: &str,
+        offset: u64,
+    ) -> Result<Option<Found>, ResolveError> {
         let Some(process) = self.process.as_mut() else {
             return Ok(None);
         };
@@ -352,7 +382,9 @@ impl Resolver {
                     candidates: many
                         .iter()
                         .map(|s| {
-                            let addr = process.runtime_address(path, &image, s.addr).unwrap_or(s.addr);
+                            let addr = process
+                                .runtime_address(path, &image, s.addr)
+                                .unwrap_or(s.addr);
                             (addr, path.display().to_string())
                         })
                         .collect(),
@@ -373,7 +405,12 @@ impl Resolver {
         }))
     }
 
-    fn locate_kernel(&mut self, spec: &TargetSpec, name: &str, offset: u64) -> Result<Found, ResolveError> {
+    fn locate_kernel(
+        &mut self,
+        spec: &TargetSpec,
+        name: &str,
+        offset: u64,
+    ) -> Result<Found, ResolveError> {
         let kallsyms = self.kallsyms()?;
         let candidates = kallsyms.lookup(name);
         let sym = match candidates.as_slice() {
@@ -405,7 +442,15 @@ impl Resolver {
                     name: name.to_owned(),
                     candidates: many
                         .iter()
-                        .map(|s| (s.addr, s.module.clone().map(|m| format!("[{m}]")).unwrap_or_else(|| "[kernel]".into())))
+                        .map(|s| {
+                            (
+                                s.addr,
+                                s.module
+                                    .clone()
+                                    .map(|m| format!("[{m}]"))
+                                    .unwrap_or_else(|| "[kernel]".into()),
+                            )
+                        })
                         .collect(),
                 });
             }
@@ -448,7 +493,9 @@ impl Resolver {
         let Ok(image) = process.image(&path) else {
             return Ok(Found::raw(addr, Space::User));
         };
-        let vaddr = process.mapping(addr).and_then(|m| image.link_address(m, addr));
+        let vaddr = process
+            .mapping(addr)
+            .and_then(|m| image.link_address(m, addr));
         Ok(match vaddr.and_then(|v| image.symbolize(v)) {
             Some((sym, off)) => Found {
                 name: sym.display.clone(),
@@ -599,7 +646,10 @@ ffffffff82a00109 b flag2
     #[test]
     fn defaults_by_kind() {
         let bp = resolve("vfs_read").expect("vfs_read");
-        assert_eq!((bp.addr, bp.mode, bp.len, bp.space), (0xffffffff81234560, Mode::Execute, 8, Space::Kernel));
+        assert_eq!(
+            (bp.addr, bp.mode, bp.len, bp.space),
+            (0xffffffff81234560, Mode::Execute, 8, Space::Kernel)
+        );
         let bp = resolve("pid_max").expect("pid_max");
         assert_eq!((bp.mode, bp.len), (Mode::Write, 4));
         let bp = resolve("flag").expect("flag");
@@ -614,9 +664,15 @@ ffffffff82a00109 b flag2
     #[test]
     fn offsets_and_addresses() {
         let bp = resolve("vfs_read+0x10").expect("offset");
-        assert_eq!((bp.addr, bp.symbol.as_str()), (0xffffffff81234570, "vfs_read+0x10"));
+        assert_eq!(
+            (bp.addr, bp.symbol.as_str()),
+            (0xffffffff81234570, "vfs_read+0x10")
+        );
         let bp = resolve("0xffffffff82a00000").expect("address");
-        assert_eq!((bp.symbol.as_str(), bp.mode, bp.len), ("pid_max", Mode::Write, 8));
+        assert_eq!(
+            (bp.symbol.as_str(), bp.mode, bp.len),
+            ("pid_max", Mode::Write, 8)
+        );
         let bp = resolve("0xffffffff81234561:x").expect("address in function");
         assert_eq!(bp.symbol, "vfs_read+0x1");
     }
@@ -627,15 +683,41 @@ ffffffff82a00109 b flag2
             resolve("vfs_raed"),
             Err(ResolveError::UnknownSymbol { suggestions, .. }) if suggestions.first().map(String::as_str) == Some("vfs_read")
         ));
-        assert!(matches!(resolve("dup_fn"), Err(ResolveError::Ambiguous { candidates, .. }) if candidates.len() == 2));
-        assert!(matches!(resolve("pid_max:r"), Err(ResolveError::ReadOnly(_))));
-        assert!(matches!(resolve("pid_max+1/4"), Err(ResolveError::Misaligned { .. })));
-        assert!(matches!(resolve("pid_max+4"), Err(ResolveError::OffsetBeyond { .. })));
-        assert!(matches!(resolve("vfs_read/4"), Err(ResolveError::LenForExecute { .. })));
-        assert!(matches!(resolve("app:main"), Err(ResolveError::NeedsProcess(_))));
-        assert!(matches!(resolve("0x401000"), Err(ResolveError::UserAddressWithoutProcess { .. })));
-        let specs: Vec<TargetSpec> = ["pid_max", "0xffffffff82a00000"].iter().map(|s| s.parse().expect("parse")).collect();
-        assert!(matches!(resolver().resolve_all(&specs), Err(ResolveError::Duplicate { .. })));
+        assert!(
+            matches!(resolve("dup_fn"), Err(ResolveError::Ambiguous { candidates, .. }) if candidates.len() == 2)
+        );
+        assert!(matches!(
+            resolve("pid_max:r"),
+            Err(ResolveError::ReadOnly(_))
+        ));
+        assert!(matches!(
+            resolve("pid_max+1/4"),
+            Err(ResolveError::Misaligned { .. })
+        ));
+        assert!(matches!(
+            resolve("pid_max+4"),
+            Err(ResolveError::OffsetBeyond { .. })
+        ));
+        assert!(matches!(
+            resolve("vfs_read/4"),
+            Err(ResolveError::LenForExecute { .. })
+        ));
+        assert!(matches!(
+            resolve("app:main"),
+            Err(ResolveError::NeedsProcess(_))
+        ));
+        assert!(matches!(
+            resolve("0x401000"),
+            Err(ResolveError::UserAddressWithoutProcess { .. })
+        ));
+        let specs: Vec<TargetSpec> = ["pid_max", "0xffffffff82a00000"]
+            .iter()
+            .map(|s| s.parse().expect("parse"))
+            .collect();
+        assert!(matches!(
+            resolver().resolve_all(&specs),
+            Err(ResolveError::Duplicate { .. })
+        ));
     }
 
     #[test]
@@ -643,6 +725,9 @@ ffffffff82a00109 b flag2
         let msg = resolve("pid_max:r").expect_err("read-only").to_string();
         assert!(msg.contains(":rw"), "{msg}");
         let msg = resolve("dup_fn").expect_err("ambiguous").to_string();
-        assert!(msg.contains("0xffffffff81234900") && msg.contains("0xffffffff81234a00"), "{msg}");
+        assert!(
+            msg.contains("0xffffffff81234900") && msg.contains("0xffffffff81234a00"),
+            "{msg}"
+        );
     }
 }

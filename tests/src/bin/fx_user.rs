@@ -17,7 +17,12 @@
 //! On stdout it prints `done CALLS` with the count it did.
 
 use std::{
-    env, hint, path::Path, process::ExitCode, sync::atomic::{AtomicU64, Ordering}, thread, time::{Duration, Instant},
+    env, hint,
+    path::Path,
+    process::ExitCode,
+    sync::atomic::{AtomicU64, Ordering},
+    thread,
+    time::{Duration, Instant},
 };
 
 /// The watched variable. `no_mangle` keeps a stable symbol name.
@@ -67,7 +72,9 @@ fn wait_for(path: &str) {
 }
 
 fn num(arg: Option<&String>) -> Result<u64, String> {
-    arg.ok_or("missing number")?.parse().map_err(|e| format!("bad number: {e}"))
+    arg.ok_or("missing number")?
+        .parse()
+        .map_err(|e| format!("bad number: {e}"))
 }
 
 fn run(args: &[String]) -> Result<u64, String> {
@@ -79,13 +86,17 @@ fn run(args: &[String]) -> Result<u64, String> {
                 args = rest;
             }
             [flag, ms, rest @ ..] if flag == "--delay-ms" => {
-                thread::sleep(Duration::from_millis(ms.parse().map_err(|e| format!("bad delay: {e}"))?));
+                thread::sleep(Duration::from_millis(
+                    ms.parse().map_err(|e| format!("bad delay: {e}"))?,
+                ));
                 args = rest;
             }
             _ => break,
         }
     }
-    let (cmd, rest) = args.split_first().ok_or("usage: fx_user calls|writes|reads|threads|spin ...")?;
+    let (cmd, rest) = args
+        .split_first()
+        .ok_or("usage: fx_user calls|writes|reads|threads|spin ...")?;
     match cmd.as_str() {
         "calls" => {
             let n = num(rest.first())?;
@@ -132,7 +143,11 @@ fn run(args: &[String]) -> Result<u64, String> {
             Ok((before + after) * n)
         }
         "spin" => {
-            let secs: f64 = rest.first().ok_or("missing seconds")?.parse().map_err(|e| format!("bad seconds: {e}"))?;
+            let secs: f64 = rest
+                .first()
+                .ok_or("missing seconds")?
+                .parse()
+                .map_err(|e| format!("bad seconds: {e}"))?;
             let end = Instant::now() + Duration::from_secs_f64(secs);
             let mut calls = 0;
             while Instant::now() < end {
@@ -155,7 +170,10 @@ fn run(args: &[String]) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     // argv[0] may not be UTF-8 (tests run the fixture through such a link).
-    let args: Vec<String> = env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     match run(&args) {
         Ok(n) => {
             println!("done {n}");
