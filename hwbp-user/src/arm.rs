@@ -279,11 +279,21 @@ fn open(bp: &Breakpoint, place: Place) -> Result<OwnedFd, i32> {
         Place::Cpu(cpu) => (-1, cpu as i32),
         Place::Thread(tid) => (tid, -1),
     };
+    perf_event_open(&mut attr, pid, cpu)
+}
+
+/// perf_event_open(2) with close-on-exec; Err(errno). Shared with the
+/// doctor's probes.
+pub(crate) fn perf_event_open(
+    attr: &mut perf_event_attr,
+    pid: i32,
+    cpu: i32,
+) -> Result<OwnedFd, i32> {
     // SAFETY: `attr` is a valid, initialised perf_event_attr whose size field
     // matches the struct; the kernel only reads it (and may write back `size`).
     let fd = unsafe {
         sys::perf_event_open(
-            &mut attr,
+            attr,
             pid,
             cpu,
             -1,

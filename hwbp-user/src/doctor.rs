@@ -15,7 +15,7 @@ use std::{
     fmt, fs,
     hint::black_box,
     io::Read as _,
-    os::fd::{FromRawFd as _, OwnedFd},
+    os::fd::OwnedFd,
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
@@ -586,24 +586,7 @@ fn open_breakpoint(addr: u64, bp_type: u32, len: u64, pid: i32, cpu: i32) -> Res
     attr.__bindgen_anon_4.bp_len = len;
     attr.__bindgen_anon_1.sample_period = 1;
     attr.set_disabled(1);
-    // SAFETY: `attr` is a valid, initialised perf_event_attr whose size field
-    // matches the struct; the kernel only reads it (and may write back `size`).
-    let fd = unsafe {
-        sys::perf_event_open(
-            &mut attr,
-            pid,
-            cpu,
-            -1,
-            sys::bindings::PERF_FLAG_FD_CLOEXEC as u64,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO));
-    }
-    // SAFETY: perf_event_open returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    arm::perf_event_open(&mut attr, pid, cpu)
 }
 
 fn errno_name(errno: i32) -> String {

@@ -51,6 +51,21 @@ pub fn run(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("running hwbp-trace {args:?}: {e}"))
 }
 
+/// The first line a running hwbp-trace writes to stderr (the `Tracing`
+/// line, once everything is armed); its stderr must be piped.
+pub fn first_stderr_line(tracer: &mut std::process::Child) -> String {
+    use std::io::BufRead as _;
+    let stderr = tracer
+        .stderr
+        .as_mut()
+        .expect("hwbp-trace's stderr is piped");
+    let mut line = String::new();
+    std::io::BufReader::new(stderr)
+        .read_line(&mut line)
+        .expect("reading the Tracing line");
+    line
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

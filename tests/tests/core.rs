@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hwbp_tests::{TempDir, fixture, hwbp_trace, root_or_skip, run, stderr, stdout};
+use hwbp_tests::{
+    TempDir, first_stderr_line, fixture, hwbp_trace, root_or_skip, run, stderr, stdout,
+};
 use serde_json::Value;
 
 /// Parses a JSONL trace into (header, hits, summary), checking its shape.
@@ -230,14 +232,7 @@ fn pid_covers_threads_started_before_and_after_attaching() {
         .spawn()
         .expect("start hwbp-trace");
     // Wait until armed (the `Tracing` line), then let the fixture go.
-    let mut line = String::new();
-    {
-        use std::io::BufRead as _;
-        let stderr = tracer.stderr.as_mut().expect("stderr");
-        std::io::BufReader::new(stderr)
-            .read_line(&mut line)
-            .expect("read Tracing line");
-    }
+    let line = first_stderr_line(&mut tracer);
     assert!(
         line.starts_with("Tracing 1 target (3 breakpoints on 3 threads"),
         "{line}"
@@ -726,14 +721,7 @@ fn sigkill_leaves_nothing_armed() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start hwbp-trace");
-    let mut line = String::new();
-    {
-        use std::io::BufRead as _;
-        let stderr = tracer.stderr.as_mut().expect("stderr");
-        std::io::BufReader::new(stderr)
-            .read_line(&mut line)
-            .expect("read Tracing line");
-    }
+    let line = first_stderr_line(&mut tracer);
     assert!(line.starts_with("Tracing 4 targets"), "{line}");
     tracer.kill().expect("SIGKILL");
     let _ = tracer.wait();
@@ -1058,14 +1046,7 @@ fn binary_offset_and_address_forms() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start hwbp-trace");
-    let mut line = String::new();
-    {
-        use std::io::BufRead as _;
-        let stderr = tracer.stderr.as_mut().expect("stderr");
-        std::io::BufReader::new(stderr)
-            .read_line(&mut line)
-            .expect("read Tracing line");
-    }
+    let line = first_stderr_line(&mut tracer);
     assert!(line.starts_with("Tracing 1 target"), "{line}");
     fs::write(&go, "").expect("touch go");
     assert!(child.wait().expect("fixture").success());
