@@ -354,7 +354,7 @@ impl Resolver {
                         }
                     }
                 }
-                self.locate_kernel(spec, name, *offset)
+                self.locate_kernel(name, *offset)
             }
         }
     }
@@ -405,12 +405,7 @@ impl Resolver {
         }))
     }
 
-    fn locate_kernel(
-        &mut self,
-        spec: &TargetSpec,
-        name: &str,
-        offset: u64,
-    ) -> Result<Found, ResolveError> {
+    fn locate_kernel(&mut self, name: &str, offset: u64) -> Result<Found, ResolveError> {
         let kallsyms = self.kallsyms()?;
         let candidates = kallsyms.lookup(name);
         let sym = match candidates.as_slice() {
@@ -429,7 +424,6 @@ impl Resolver {
                     user.truncate(5);
                     suggestions = user;
                 }
-                let _ = spec;
                 return Err(ResolveError::UnknownSymbol {
                     name: name.to_owned(),
                     place,
