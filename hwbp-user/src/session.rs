@@ -468,6 +468,8 @@ async fn arm_and_trace(
             break;
         }
     }
+    // A failure while draining the rest ends the run as an error too.
+    let end_reason = if collector.failure.is_some() { "error" } else { end_reason };
     let counters = probe.counters();
     let kernel_counts = armed.kernel_counts(breakpoints.len());
     drop(armed);
