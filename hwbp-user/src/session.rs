@@ -469,7 +469,11 @@ async fn arm_and_trace(
         }
     }
     // A failure while draining the rest ends the run as an error too.
-    let end_reason = if collector.failure.is_some() { "error" } else { end_reason };
+    let end_reason = if collector.failure.is_some() {
+        "error"
+    } else {
+        end_reason
+    };
     let counters = probe.counters();
     let kernel_counts = armed.kernel_counts(breakpoints.len());
     drop(armed);
