@@ -1,6 +1,6 @@
 //! `hwbp-trace list PATTERN`: symbols a target can name.
 
-use std::io::{self, Write as _};
+use std::io::{self, Write};
 
 use anyhow::{Context as _, Result};
 
@@ -23,12 +23,21 @@ fn matches(pattern: &str, name: &str) -> bool {
     rec(pattern.as_bytes(), name.as_bytes())
 }
 
-fn kind(k: SymbolKind) -> &'static str {
-    match k {
+/// One line: address, kind, size, name and where the symbol lives.
+fn row(
+    out: &mut impl Write,
+    addr: u64,
+    kind: SymbolKind,
+    size: u64,
+    name: &str,
+    object: impl std::fmt::Display,
+) -> io::Result<()> {
+    let kind = match kind {
         SymbolKind::Function => "function",
         SymbolKind::Object => "object",
         SymbolKind::Unknown => "other",
-    }
+    };
+    writeln!(out, "{addr:#018x} {kind:<8} {size:>8} {name} [{object}]")
 }
 
 pub fn run(pattern: &str, pid: Option<i32>, binary: Option<&std::path::Path>) -> Result<usize> {
@@ -41,15 +50,7 @@ pub fn run(pattern: &str, pid: Option<i32>, binary: Option<&std::path::Path>) ->
             .iter()
             .filter(|s| matches(pattern, &s.display))
         {
-            writeln!(
-                out,
-                "{:#018x} {:<8} {:>8} {} [{}]",
-                s.addr,
-                kind(s.kind),
-                s.size,
-                s.display,
-                path.display()
-            )?;
+            row(&mut out, s.addr, s.kind, s.size, &s.display, path.display())?;
             count += 1;
         }
     } else if let Some(pid) = pid {
@@ -66,14 +67,7 @@ pub fn run(pattern: &str, pid: Option<i32>, binary: Option<&std::path::Path>) ->
                 let addr = process
                     .runtime_address(&path, &image, s.addr)
                     .unwrap_or(s.addr);
-                writeln!(
-                    out,
-                    "{addr:#018x} {:<8} {:>8} {} [{}]",
-                    kind(s.kind),
-                    s.size,
-                    s.display,
-                    path.display()
-                )?;
+                row(&mut out, addr, s.kind, s.size, &s.display, path.display())?;
                 count += 1;
             }
         }
@@ -85,20 +79,12 @@ pub fn run(pattern: &str, pid: Option<i32>, binary: Option<&std::path::Path>) ->
             .filter(|s| matches(pattern, &s.name))
         {
             let module = s.module.as_deref().unwrap_or("kernel");
-            writeln!(
-                out,
-                "{:#018x} {:<8} {:>8} {} [{module}]",
-                s.addr,
-                kind(s.kind),
-                s.size,
-                s.name
-            )?;
+            row(&mut out, s.addr, s.kind, s.size, &s.name, module)?;
             count += 1;
         }
     }
     Ok(count)
 }
-
 #[cfg(test)]
 mod tests {
     #[test]
