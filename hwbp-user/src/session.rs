@@ -431,6 +431,12 @@ async fn arm_and_trace(
                 if collector.limit_reached() {
                     break "max-hits";
                 }
+                // AsyncFd readiness takes no cooperative budget: while hits
+                // keep coming this branch is always ready, and without a
+                // yield the runtime would never poll its driver, so signals,
+                // the deadline and the exit watch would go unseen until the
+                // hits stop. yield_now defers us until after a driver poll.
+                tokio::task::yield_now().await;
             }
             // The program wakes us only every so many bytes (fewer
             // interrupts per hit): take whatever is waiting regularly too.

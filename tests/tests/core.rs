@@ -6,7 +6,7 @@ use std::{
     fs,
     process::{Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use hwbp_tests::{
@@ -265,54 +265,171 @@ fn pid_covers_threads_started_before_and_after_attaching() {
     }
 }
 
-#[test]
-fn sigint_ends_with_a_complete_file() {
-    if !root_or_skip("sigint_ends_with_a_complete_file") {
-        return;
+/// The pid of the process `-- CMD` started, from the Tracing line
+/// ("... of process PID)...").
+fn traced_pid(tracing_line: &str) -> i32 {
+    tracing_line
+        .split("of process ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no traced pid in {tracing_line:?}"))
+}
+
+/// Whether `pid` is still running (a zombie or a reaped process is not).
+fn still_running(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
+fn kill(pid: i32, signal: i32) {
+    // SAFETY: kill(2) takes plain integers.
+    unsafe { libc::kill(pid, signal) };
+}
+
+/// How a stop test ends the run: a signal, or `-d`.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Signal(i32),
+    Duration(&'static str),
+}
+
+/// Traces the spin fixture (`fixture_args`) with `extra` options until
+/// `stop`, with hit lines (when not -q) going to a reader that takes
+/// `read_pause` between 16 KiB reads. Returns the tracer's exit status and
+/// whether the fixture was still running when the tracer had exited (the
+/// fixture is killed afterwards).
+fn trace_until(
+    stop: Stop,
+    extra: &[&str],
+    fixture_args: &[&str],
+    read_pause: Duration,
+) -> (std::process::ExitStatus, bool) {
+    use std::io::Read as _;
+    let mut args: Vec<&str> = vec!["--no-tui"];
+    args.extend(extra);
+    if let Stop::Duration(d) = stop {
+        args.extend(["-d", d]);
     }
-    let dir = TempDir::new("sigint");
-    let out_file = dir.path("t.jsonl");
+    let fx = fx();
+    args.extend(["hwbp_fx_target", "--", &fx]);
+    args.extend(fixture_args);
     let mut tracer = Command::new(hwbp_trace())
-        .args([
-            "--no-tui",
-            "-q",
-            "-o",
-            &out_file,
-            "hwbp_fx_target",
-            "--",
-            &fx(),
-            "spin",
-            "20",
-        ])
-        .stdout(Stdio::null())
+        .args(&args)
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start hwbp-trace");
-    thread::sleep(Duration::from_millis(700));
-    // SAFETY: kill with a valid pid of our child and a valid signal.
-    assert_eq!(unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) }, 0);
-    let start = Instant::now();
-    // Wait for the tracer itself: the fixture, which goes on running, holds
-    // the other end of the stderr pipe.
+    let mut out = tracer.stdout.take().expect("piped stdout");
+    let reader = thread::spawn(move || {
+        let mut buf = vec![0; 16 << 10];
+        while matches!(out.read(&mut buf), Ok(n) if n > 0) {
+            thread::sleep(read_pause);
+        }
+    });
+    let line = first_stderr_line(&mut tracer);
+    let pid = traced_pid(&line);
+    if let Stop::Signal(sig) = stop {
+        thread::sleep(Duration::from_millis(300));
+        kill(tracer.id() as i32, sig);
+    }
     let status = tracer.wait().expect("tracer");
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "SIGINT ends tracing promptly"
-    );
-    let _ = Command::new("pkill")
-        .args(["-f", "fx_user spin 20"])
-        .status();
-    let out = tracer.wait_with_output().expect("tracer output");
-    assert!(status.success(), "{}", stderr(&out));
-    let (_, hits, summary) = read_trace(&out_file);
-    assert_eq!(summary["end_reason"], "signal");
-    assert!(!hits.is_empty(), "the fixture ran for 0.7 s before SIGINT");
-    assert_eq!(
-        summary_hits(&summary, 0),
-        hits.len() as u64,
-        "summary counts exactly the lines written"
-    );
-    assert_eq!(summary["lost"], 0);
+    let running = still_running(pid);
+    // The fixture holds the other end of the pipes: end it, then the reader.
+    kill(pid, libc::SIGKILL);
+    reader.join().expect("stdout reader");
+    (status, running)
+}
+
+/// SIGINT, SIGTERM, SIGHUP and -d each end tracing the same way: disarm,
+/// drain, a complete file whose summary counts exactly its lines. The
+/// fixture sleeps 200 us between calls: a few thousand small hits, no drops.
+#[test]
+fn every_stop_writes_the_summary() {
+    if !root_or_skip("every_stop_writes_the_summary") {
+        return;
+    }
+    let dir = TempDir::new("stops");
+    for (stop, reason) in [
+        (Stop::Signal(libc::SIGINT), "signal"),
+        (Stop::Signal(libc::SIGTERM), "signal"),
+        (Stop::Signal(libc::SIGHUP), "signal"),
+        (Stop::Duration("0.5"), "duration"),
+    ] {
+        let out_file = dir.path(&format!("{stop:?}.jsonl"));
+        let (status, running) = trace_until(
+            stop,
+            &["-q", "-o", &out_file],
+            &["spin", "20", "200"],
+            Duration::ZERO,
+        );
+        assert!(status.success(), "{stop:?}: {status}");
+        assert!(running, "{stop:?} ended the run, not the fixture's exit");
+        let (_, hits, summary) = read_trace(&out_file);
+        assert_eq!(summary["end_reason"], reason, "{stop:?}");
+        assert!(!hits.is_empty(), "{stop:?}: the fixture was calling");
+        assert_eq!(summary_hits(&summary, 0), hits.len() as u64, "{stop:?}");
+        assert_eq!(summary["lost"], 0, "{stop:?}");
+        assert_eq!(
+            summary["targets"][0]["kernel_count"].as_u64(),
+            Some(hits.len() as u64),
+            "{stop:?}: every hit the kernel counted is recorded"
+        );
+    }
+}
+
+/// A reader that cannot keep up (hit lines piped into a slow consumer, an
+/// unpaced fixture) must still stop at once on a signal or at the -d
+/// deadline, not when the hits stop: the 1 MiB ring buffer then always holds
+/// more than one batch, so it is always readable, and the loop must still
+/// let signals and timers in. Every hit
+/// the kernel counted is recorded or counted as dropped.
+#[test]
+fn a_saturated_reader_still_stops_when_asked() {
+    if !root_or_skip("a_saturated_reader_still_stops_when_asked") {
+        return;
+    }
+    let dir = TempDir::new("saturated");
+    for (stop, reason) in [
+        (Stop::Signal(libc::SIGINT), "signal"),
+        (Stop::Duration("0.5"), "duration"),
+    ] {
+        let out_file = dir.path(&format!("{stop:?}.jsonl"));
+        let (status, running) = trace_until(
+            stop,
+            &[
+                "--buffer-size",
+                "1048576",
+                "--stack",
+                "none",
+                "-o",
+                &out_file,
+            ],
+            &["spin", "20"],
+            Duration::from_millis(2),
+        );
+        assert!(status.success(), "{stop:?}: {status}");
+        assert!(
+            running,
+            "{stop:?} must end the run while the fixture still calls"
+        );
+        let (_, hits, summary) = read_trace(&out_file);
+        assert_eq!(summary["end_reason"], reason, "{stop:?}");
+        let target = &summary["targets"][0];
+        let dropped = target["dropped"].as_u64().expect("dropped");
+        assert_eq!(summary_hits(&summary, 0), hits.len() as u64, "{stop:?}");
+        assert_eq!(
+            target["kernel_count"].as_u64(),
+            Some(hits.len() as u64 + dropped),
+            "{stop:?}: recorded + dropped = what the kernel counted"
+        );
+        assert_eq!(summary["lost"].as_u64(), Some(dropped), "{stop:?}");
+    }
 }
 
 #[test]
@@ -784,59 +901,6 @@ fn exec_mid_trace_ends_cleanly() {
         summary["targets"][0]["kernel_count"], 40,
         "nothing fired after exec"
     );
-}
-
-/// SIGTERM, SIGHUP and -d end tracing like SIGINT: disarm, drain, summary.
-#[test]
-fn every_stop_writes_the_summary() {
-    if !root_or_skip("every_stop_writes_the_summary") {
-        return;
-    }
-    let dir = TempDir::new("stops");
-    for (how, reason) in [
-        ("SIGTERM", "signal"),
-        ("SIGHUP", "signal"),
-        ("-d", "duration"),
-    ] {
-        let out_file = dir.path(&format!("{how}.jsonl"));
-        let mut args = vec!["--no-tui", "-q", "-o", &out_file];
-        if how == "-d" {
-            args.extend(["-d", "0.6"]);
-        }
-        let fx = fx();
-        args.extend(["hwbp_fx_target", "--", &fx, "spin", "20"]);
-        let mut tracer = Command::new(hwbp_trace())
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start hwbp-trace");
-        if how != "-d" {
-            thread::sleep(Duration::from_millis(600));
-            let sig = if how == "SIGTERM" {
-                libc::SIGTERM
-            } else {
-                libc::SIGHUP
-            };
-            // SAFETY: kill with our child's pid and a valid signal.
-            assert_eq!(unsafe { libc::kill(tracer.id() as i32, sig) }, 0);
-        }
-        let status = tracer.wait().expect("tracer");
-        let _ = Command::new("pkill")
-            .args(["-f", "fx_user spin 20"])
-            .status();
-        assert!(status.success(), "{how}: {status}");
-        let (_, hits, summary) = read_trace(&out_file);
-        assert_eq!(summary["end_reason"], reason, "{how}");
-        assert!(!hits.is_empty(), "{how}: the fixture ran for 0.6 s");
-        assert_eq!(summary_hits(&summary, 0), hits.len() as u64, "{how}");
-        let target = &summary["targets"][0];
-        assert_eq!(
-            target["kernel_count"].as_u64(),
-            Some(hits.len() as u64 + target["dropped"].as_u64().expect("dropped")),
-            "{how}: every hit the kernel counted is recorded or counted as dropped"
-        );
-    }
 }
 
 #[test]

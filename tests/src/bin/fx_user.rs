@@ -9,7 +9,8 @@
 //! fx_user threads BEFORE AFTER N  BEFORE threads start, then wait for the
 //!                                 file $HWBP_FX_GO, then AFTER more threads;
 //!                                 every thread calls hwbp_fx_target N times
-//! fx_user spin SECONDS            call hwbp_fx_target in a loop, then report
+//! fx_user spin SECONDS [PAUSE_US] call hwbp_fx_target in a loop, then report;
+//!                                 with PAUSE_US, sleep that long between calls
 //! fx_user exec N CMD ARGS...      call hwbp_fx_target N times, then exec CMD
 //! ```
 //! Options before the command: `--wait PATH` waits until PATH exists before
@@ -148,11 +149,26 @@ fn run(args: &[String]) -> Result<u64, String> {
                 .ok_or("missing seconds")?
                 .parse()
                 .map_err(|e| format!("bad seconds: {e}"))?;
+            let pause = match rest.get(1) {
+                Some(us) => Some(Duration::from_micros(
+                    us.parse().map_err(|e| format!("bad pause: {e}"))?,
+                )),
+                None => None,
+            };
             let end = Instant::now() + Duration::from_secs_f64(secs);
             let mut calls = 0;
             while Instant::now() < end {
-                hwbp_fx_caller(100);
-                calls += 100;
+                match pause {
+                    Some(pause) => {
+                        hwbp_fx_caller(1);
+                        calls += 1;
+                        thread::sleep(pause);
+                    }
+                    None => {
+                        hwbp_fx_caller(100);
+                        calls += 100;
+                    }
+                }
             }
             Ok(calls)
         }
