@@ -89,6 +89,13 @@ pub struct Probe {
     slots: usize,
 }
 
+/// The program, loaded and verified but not yet told its targets: loading
+/// needs no target, so it can run while the targets are being resolved.
+pub struct Loaded {
+    ebpf: Ebpf,
+    buffer_size: u64,
+}
+
 impl Probe {
     /// Loads the program, with one slot per breakpoint.
     pub fn load(
@@ -97,11 +104,13 @@ impl Probe {
         filters: &Filters,
         buffer_size: u64,
     ) -> Result<Self, LoadError> {
+        Self::load_program(buffer_size)?.configure(breakpoints, stacks, filters)
+    }
+
+    /// Loads and verifies the program with a ring buffer of `buffer_size`.
+    pub fn load_program(buffer_size: u64) -> Result<Loaded, LoadError> {
         if !buffer_size.is_power_of_two() || !(4096..=1 << 30).contains(&buffer_size) {
             return Err(LoadError::BufferSize(buffer_size));
-        }
-        if breakpoints.len() > MAX_SLOTS {
-            return Err(LoadError::TooManyTargets(breakpoints.len()));
         }
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_EVENTS, buffer_size as u32)
@@ -118,6 +127,26 @@ impl Probe {
             program
                 .load()
                 .map_err(|e| LoadError::Load(error_chain(&e)))?;
+        }
+        Ok(Loaded { ebpf, buffer_size })
+    }
+}
+
+impl Loaded {
+    /// Gives the loaded program its targets (one slot per breakpoint) and
+    /// filters.
+    pub fn configure(
+        self,
+        breakpoints: &[Breakpoint],
+        stacks: &[StackChoice],
+        filters: &Filters,
+    ) -> Result<Probe, LoadError> {
+        let Self {
+            mut ebpf,
+            buffer_size,
+        } = self;
+        if breakpoints.len() > MAX_SLOTS {
+            return Err(LoadError::TooManyTargets(breakpoints.len()));
         }
         {
             let map = ebpf
@@ -191,14 +220,16 @@ impl Probe {
             .take_map(MAP_COUNTERS)
             .ok_or(LoadError::MissingMap(MAP_COUNTERS))?;
         let counters = PerCpuArray::try_from(counters).map_err(|e| map_err(MAP_COUNTERS, e))?;
-        Ok(Self {
+        Ok(Probe {
             ebpf,
             logger,
             counters,
             slots: breakpoints.len(),
         })
     }
+}
 
+impl Probe {
     pub fn program_fd(&self) -> Result<BorrowedFd<'_>, LoadError> {
         let program: &PerfEvent = self
             .ebpf

@@ -701,7 +701,6 @@ fn kernel_variables(config: &KernelConfig, kallsyms: Option<&Kallsyms>) -> (Chec
     });
     let objects = kallsyms
         .symbols()
-        .iter()
         .filter(|s| s.kind == SymbolKind::Object && s.module.is_none())
         .count();
     match found {
@@ -735,16 +734,12 @@ fn kernel_data_watchpoints(kallsyms: Option<&Kallsyms>, cpu: u32) -> (Check, Opt
     // A data symbol if kallsyms has one (a section marker will do: the
     // watchpoint is opened disabled and never fires), else any kernel symbol.
     let symbol = kallsyms.and_then(|k| {
-        let kernel = || {
-            k.symbols()
-                .iter()
-                .filter(|s| s.module.is_none() && s.addr != 0)
-        };
+        let kernel = || k.symbols().filter(|s| s.module.is_none() && s.addr != 0);
         kernel()
-            .find(|s| KERNEL_VARIABLES.contains(&s.name.as_str()))
+            .find(|s| KERNEL_VARIABLES.contains(&s.name))
             .or_else(|| kernel().find(|s| s.kind == SymbolKind::Object))
             .or_else(|| kernel().next())
-            .map(|s| (s.name.clone(), s.addr & !7))
+            .map(|s| (s.name.to_owned(), s.addr & !7))
     });
     let Some((name, addr)) = symbol else {
         return (

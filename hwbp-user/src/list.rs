@@ -73,13 +73,9 @@ pub fn run(pattern: &str, pid: Option<i32>, binary: Option<&std::path::Path>) ->
         }
     } else {
         let kallsyms = Kallsyms::load().context("reading /proc/kallsyms")?;
-        for s in kallsyms
-            .symbols()
-            .iter()
-            .filter(|s| matches(pattern, &s.name))
-        {
-            let module = s.module.as_deref().unwrap_or("kernel");
-            row(&mut out, s.addr, s.kind, s.size, &s.name, module)?;
+        for s in kallsyms.symbols().filter(|s| matches(pattern, s.name)) {
+            let module = s.module.unwrap_or("kernel");
+            row(&mut out, s.addr, s.kind, s.size, s.name, module)?;
             count += 1;
         }
     }

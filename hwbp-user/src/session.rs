@@ -5,9 +5,10 @@
 
 use std::{
     ffi::OsString,
-    fs,
+    fs, panic,
     path::PathBuf,
     sync::{Arc, Mutex},
+    thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -262,6 +263,14 @@ async fn arm_and_trace(
         redact_addresses,
     } = settings;
 
+    // Loading the program and parsing the kernel's BTF need no target: they
+    // run beside the resolution of the targets (kallsyms is the slow part).
+    let loading = thread::spawn(move || Probe::load_program(buffer_size));
+    // System-wide every target is a kernel target, whose values want BTF.
+    let vmlinux_btf = traced_pid
+        .is_none()
+        .then(|| thread::spawn(crate::btf::Btf::vmlinux));
+
     let process = match traced_pid {
         Some(pid) => Some(ProcessImage::open(pid)?),
         None => None,
@@ -315,8 +324,14 @@ async fn arm_and_trace(
     log::debug!("kernel symbols ready in {:?}", phase.elapsed());
 
     let phase = Instant::now();
-    let mut probe = Probe::load(&breakpoints, &stacks, &filters, buffer_size)?;
-    log::debug!("BPF program loaded and verified in {:?}", phase.elapsed());
+    let loaded = loading
+        .join()
+        .unwrap_or_else(|panic| panic::resume_unwind(panic))?;
+    let mut probe = loaded.configure(&breakpoints, &stacks, &filters)?;
+    log::debug!(
+        "BPF program loaded, verified and configured (waited {:?})",
+        phase.elapsed()
+    );
     let mut events = probe.events()?;
     let scope = match traced_pid {
         Some(pid) => {
@@ -362,7 +377,16 @@ async fn arm_and_trace(
         *s = Stats::new(breakpoints.len());
     }
     // Before the command runs: the initial values of data targets.
-    let values = crate::values::Values::new(&breakpoints, traced_pid);
+    let btf = breakpoints
+        .iter()
+        .any(|bp| bp.space == Space::Kernel)
+        .then(|| match vmlinux_btf {
+            Some(parsing) => parsing
+                .join()
+                .unwrap_or_else(|panic| panic::resume_unwind(panic)),
+            None => crate::btf::Btf::vmlinux(),
+        });
+    let values = crate::values::Values::new(&breakpoints, traced_pid, btf);
     let mut symbolizer = Symbolizer::new(kallsyms);
     if let Some(pid) = traced_pid {
         symbolizer.snapshot(pid as u32);
@@ -615,8 +639,7 @@ impl Collector<'_> {
             batch.clear();
             return;
         }
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process_batch(batch)));
+        let result = panic::catch_unwind(panic::AssertUnwindSafe(|| self.process_batch(batch)));
         if let Err(panic) = result {
             let message = panic
                 .downcast_ref::<&str>()

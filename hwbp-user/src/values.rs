@@ -10,7 +10,7 @@
 use std::{fs::File, io::Read as _, os::unix::fs::FileExt as _};
 
 use crate::{
-    btf::{Btf, Param, TypeInfo},
+    btf::{Btf, BtfError, Param, TypeInfo},
     resolve::{Breakpoint, Space},
     trace::Arg,
 };
@@ -48,20 +48,17 @@ pub struct Values {
 }
 
 impl Values {
-    /// Types from BTF for kernel targets (when the kernel has it), and the
-    /// current value of every data target.
-    pub fn new(breakpoints: &[Breakpoint], pid: Option<i32>) -> Self {
-        let btf = if breakpoints.iter().any(|bp| bp.space == Space::Kernel) {
-            match Btf::vmlinux() {
-                Ok(btf) => Some(btf),
-                Err(e) => {
-                    log::info!("arguments and values stay untyped: {e}");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+    /// Types from the kernel's BTF for kernel targets (`btf`, when the
+    /// kernel has it), and the current value of every data target.
+    pub fn new(
+        breakpoints: &[Breakpoint],
+        pid: Option<i32>,
+        btf: Option<Result<Btf, BtfError>>,
+    ) -> Self {
+        let btf = btf.and_then(|btf| {
+            btf.inspect_err(|e| log::info!("arguments and values stay untyped: {e}"))
+                .ok()
+        });
         let types = breakpoints
             .iter()
             .map(|bp| match bp.space {

@@ -194,10 +194,10 @@ proptest! {
     /// address symbolizes to a symbol at that address.
     #[test]
     fn kallsyms_lines(lines in prop::collection::vec(kallsyms_line(), 1..20), addrs in prop::collection::vec(address(), 1..4)) {
-        let k = Kallsyms::parse(&lines.join("\n"));
+        let k = Kallsyms::parse(lines.join("\n"));
         prop_assert_eq!(k.len(), lines.len());
         for sym in k.symbols() {
-            prop_assert!(k.lookup(&sym.name).iter().any(|s| s.addr == sym.addr));
+            prop_assert!(k.lookup(sym.name).iter().any(|s| s.addr == sym.addr));
             if let Some((found, offset)) = k.symbolize(sym.addr) {
                 prop_assert_eq!(found.addr, sym.addr);
                 prop_assert_eq!(offset, 0);

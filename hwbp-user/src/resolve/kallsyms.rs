@@ -4,27 +4,47 @@
 //! next symbol, an upper bound that is exact for tightly packed variables
 //! and functions. CONFIG_KALLSYMS_ALL kernels also list variables.
 
-use std::{collections::HashMap, fs, io};
+use std::{fs, io};
 
 use super::SymbolKind;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KernelSymbol {
+/// One kernel symbol, borrowed from [`Kallsyms`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelSymbol<'a> {
     pub addr: u64,
-    pub name: String,
+    pub name: &'a str,
     /// The type letter from kallsyms (`T`, `t`, `D`, `b`, …).
     pub letter: char,
     pub kind: SymbolKind,
     /// Distance to the next symbol (0 for the last one).
     pub size: u64,
-    pub module: Option<String>,
+    pub module: Option<&'a str>,
+}
+
+/// One line of kallsyms, packed: the names stay in the text as read
+/// (120k symbols take about 24 bytes each beside the text, instead of
+/// several small allocations).
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    addr: u64,
+    /// Byte offset of the name in `text`.
+    name: u32,
+    name_len: u16,
+    letter: u8,
+    /// 0: the kernel itself; else an index + 1 into `modules`.
+    module: u16,
+    /// Distance to the next symbol, capped (0 for the last one).
+    size: u32,
 }
 
 /// Every kernel symbol, sorted by address, with a name index.
 #[derive(Debug, Default)]
 pub struct Kallsyms {
-    symbols: Vec<KernelSymbol>,
-    by_name: HashMap<String, Vec<usize>>,
+    text: String,
+    /// Sorted by address. There is no name index: a run looks up a few
+    /// names, and a scan is far cheaper than sorting 120k of them.
+    entries: Vec<Entry>,
+    modules: Vec<Box<str>>,
 }
 
 /// Past this distance from the nearest symbol an address is shown raw.
@@ -32,87 +52,99 @@ const MAX_SYMBOL_SPAN: u64 = 16 << 20;
 
 impl Kallsyms {
     pub fn load() -> io::Result<Self> {
-        fs::read_to_string("/proc/kallsyms").map(|text| Self::parse(&text))
+        fs::read_to_string("/proc/kallsyms").map(Self::parse)
     }
 
-    pub fn parse(text: &str) -> Self {
-        let mut symbols: Vec<KernelSymbol> = text
-            .lines()
-            .filter_map(|line| {
-                let mut fields = line.split_ascii_whitespace();
-                let addr = u64::from_str_radix(fields.next()?, 16).ok()?;
-                let letter = fields.next()?.chars().next()?;
-                let name = fields.next()?.to_owned();
-                let module = fields
-                    .next()
-                    .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_owned());
-                Some(KernelSymbol {
-                    addr,
-                    name,
-                    letter,
-                    kind: kind_of(letter),
-                    size: 0,
-                    module,
-                })
-            })
-            .collect();
-        symbols.sort_by_key(|s| s.addr);
+    pub fn parse(text: impl Into<String>) -> Self {
+        let text = text.into();
+        let mut modules: Vec<Box<str>> = Vec::new();
+        let mut entries: Vec<Entry> = Vec::with_capacity(text.len() / 40);
+        let mut offset = 0usize;
+        for line in text.split_inclusive('\n') {
+            let line_start = offset;
+            offset += line.len();
+            if let Some(entry) = parse_line(line, line_start, &mut modules) {
+                entries.push(entry);
+            }
+        }
+        // Stable: symbols sharing an address keep their kallsyms order.
+        entries.sort_by_key(|e| e.addr);
         // Size: distance to the next symbol at a higher address.
         let mut next_addr = 0u64;
-        for sym in symbols.iter_mut().rev() {
-            if next_addr > sym.addr {
-                sym.size = next_addr - sym.addr;
+        for e in entries.iter_mut().rev() {
+            if next_addr > e.addr {
+                e.size = u32::try_from(next_addr - e.addr).unwrap_or(u32::MAX);
             }
-            if next_addr == 0 || sym.addr < next_addr {
-                next_addr = sym.addr;
+            if next_addr == 0 || e.addr < next_addr {
+                next_addr = e.addr;
             }
         }
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::with_capacity(symbols.len());
-        for (i, sym) in symbols.iter().enumerate() {
-            by_name.entry(sym.name.clone()).or_default().push(i);
+        Self {
+            text,
+            entries,
+            modules,
         }
-        Self { symbols, by_name }
     }
 
     pub fn len(&self) -> usize {
-        self.symbols.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.symbols.is_empty()
+        self.entries.is_empty()
+    }
+
+    fn name(&self, e: &Entry) -> &str {
+        &self.text[e.name as usize..e.name as usize + usize::from(e.name_len)]
+    }
+
+    fn symbol(&self, e: &Entry) -> KernelSymbol<'_> {
+        KernelSymbol {
+            addr: e.addr,
+            name: self.name(e),
+            letter: char::from(e.letter),
+            kind: kind_of(char::from(e.letter)),
+            size: u64::from(e.size),
+            module: e
+                .module
+                .checked_sub(1)
+                .map(|i| &*self.modules[usize::from(i)]),
+        }
     }
 
     /// kallsyms shows every address as 0 to readers without CAP_SYSLOG
     /// (kernel.kptr_restrict).
     pub fn is_restricted(&self) -> bool {
-        !self.symbols.is_empty() && self.symbols.iter().all(|s| s.addr == 0)
+        !self.entries.is_empty() && self.entries.iter().all(|e| e.addr == 0)
     }
 
     /// Every symbol with this name, one per distinct address.
-    pub fn lookup(&self, name: &str) -> Vec<&KernelSymbol> {
-        let mut found: Vec<&KernelSymbol> = self
-            .by_name
-            .get(name)
-            .map(|idx| idx.iter().map(|&i| &self.symbols[i]).collect())
-            .unwrap_or_default();
+    pub fn lookup(&self, name: &str) -> Vec<KernelSymbol<'_>> {
+        let mut found: Vec<KernelSymbol<'_>> = self
+            .entries
+            .iter()
+            .filter(|e| usize::from(e.name_len) == name.len() && self.name(e) == name)
+            .map(|e| self.symbol(e))
+            .collect();
         found.dedup_by_key(|s| s.addr);
         found
     }
 
     /// The symbol containing `addr`, and the offset into it.
-    pub fn symbolize(&self, addr: u64) -> Option<(&KernelSymbol, u64)> {
+    pub fn symbolize(&self, addr: u64) -> Option<(KernelSymbol<'_>, u64)> {
         let i = self
-            .symbols
-            .partition_point(|s| s.addr <= addr)
+            .entries
+            .partition_point(|e| e.addr <= addr)
             .checked_sub(1)?;
         // Prefer a function among symbols sharing the address.
-        let start = self.symbols[i].addr;
-        let sym = self.symbols[..=i]
+        let start = self.entries[i].addr;
+        let entry = self.entries[..=i]
             .iter()
             .rev()
-            .take_while(|s| s.addr == start)
-            .find(|s| s.kind == SymbolKind::Function)
-            .unwrap_or(&self.symbols[i]);
+            .take_while(|e| e.addr == start)
+            .find(|e| kind_of(char::from(e.letter)) == SymbolKind::Function)
+            .unwrap_or(&self.entries[i]);
+        let sym = self.symbol(entry);
         let offset = addr - sym.addr;
         let span = if sym.size == 0 {
             MAX_SYMBOL_SPAN
@@ -124,12 +156,60 @@ impl Kallsyms {
 
     /// Names close to `name`, best first (for "did you mean").
     pub fn suggest(&self, name: &str, max: usize) -> Vec<String> {
-        super::suggest(self.by_name.keys().map(String::as_str), name, max)
+        let mut names: Vec<&str> = self.entries.iter().map(|e| self.name(e)).collect();
+        names.sort_unstable();
+        names.dedup();
+        super::suggest(names.into_iter(), name, max)
     }
 
-    pub fn symbols(&self) -> &[KernelSymbol] {
-        &self.symbols
+    /// Every symbol, by address.
+    pub fn symbols(&self) -> impl Iterator<Item = KernelSymbol<'_>> {
+        self.entries.iter().map(|e| self.symbol(e))
     }
+}
+
+/// `ADDRESS LETTER NAME[\t[MODULE]]`; None for anything else.
+fn parse_line(line: &str, line_start: usize, modules: &mut Vec<Box<str>>) -> Option<Entry> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    let (addr, rest) = line.split_once(' ')?;
+    let addr = u64::from_str_radix(addr, 16).ok()?;
+    let (letter, rest) = rest.split_once(' ')?;
+    let &[letter] = letter.as_bytes() else {
+        return None;
+    };
+    let (name, module) = match rest.split_once(|c: char| c.is_ascii_whitespace()) {
+        Some((name, module)) => (name, Some(module.trim())),
+        None => (rest, None),
+    };
+    if name.is_empty() {
+        return None;
+    }
+    let name_offset = line_start + (name.as_ptr() as usize - line.as_ptr() as usize);
+    let module = match module
+        .map(|m| m.trim_start_matches('[').trim_end_matches(']'))
+        .filter(|m| !m.is_empty())
+    {
+        None => 0,
+        Some(m) => {
+            // Module symbols come grouped: the last one is almost always it.
+            let i = match modules.iter().rposition(|known| &**known == m) {
+                Some(i) => i,
+                None => {
+                    modules.push(m.into());
+                    modules.len() - 1
+                }
+            };
+            u16::try_from(i + 1).ok()?
+        }
+    };
+    Some(Entry {
+        addr,
+        name: u32::try_from(name_offset).ok()?,
+        name_len: u16::try_from(name.len()).ok()?,
+        letter,
+        module,
+        size: 0,
+    })
 }
 
 fn kind_of(letter: char) -> SymbolKind {
@@ -176,7 +256,7 @@ ffffffffc0001040 T mod_fn\t[mymod]
         assert_eq!((pid_max.kind, pid_max.size), (SymbolKind::Object, 4));
         let dups = k.lookup("dup");
         assert_eq!(dups.len(), 3);
-        assert_eq!(dups[2].module.as_deref(), Some("mymod"));
+        assert_eq!(dups[2].module, Some("mymod"));
         assert!(k.lookup("nope").is_empty());
     }
 
@@ -184,12 +264,9 @@ ffffffffc0001040 T mod_fn\t[mymod]
     fn symbolizes_addresses() {
         let k = Kallsyms::parse(SAMPLE);
         let (s, off) = k.symbolize(0xffffffff81234570).expect("symbol");
-        assert_eq!((s.name.as_str(), off), ("vfs_read", 0x10));
+        assert_eq!((s.name, off), ("vfs_read", 0x10));
         let (s, off) = k.symbolize(0xffffffffc0001044).expect("symbol");
-        assert_eq!(
-            (s.name.as_str(), off, s.module.as_deref()),
-            ("mod_fn", 4, Some("mymod"))
-        );
+        assert_eq!((s.name, off, s.module), ("mod_fn", 4, Some("mymod")));
         assert!(k.symbolize(0x1000).is_none());
     }
 

@@ -440,7 +440,6 @@ impl Resolver {
                             (
                                 s.addr,
                                 s.module
-                                    .clone()
                                     .map(|m| format!("[{m}]"))
                                     .unwrap_or_else(|| "[kernel]".into()),
                             )
@@ -450,8 +449,8 @@ impl Resolver {
             }
         };
         Ok(Found {
-            name: sym.name.clone(),
-            object: sym.module.clone(),
+            name: sym.name.to_owned(),
+            object: sym.module.map(str::to_owned),
             kind: sym.kind,
             base: sym.addr,
             size: sym.size,
@@ -465,8 +464,8 @@ impl Resolver {
             let kallsyms = self.kallsyms()?;
             return Ok(match kallsyms.symbolize(addr) {
                 Some((sym, off)) => Found {
-                    name: sym.name.clone(),
-                    object: sym.module.clone(),
+                    name: sym.name.to_owned(),
+                    object: sym.module.map(str::to_owned),
                     kind: sym.kind,
                     base: sym.addr,
                     size: 0,
