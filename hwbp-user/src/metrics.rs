@@ -386,7 +386,7 @@ mod tests {
                     target: "t".into(),
                     ..Default::default()
                 };
-                s.record(0, &hit);
+                s.record(0, hit.into());
             }
         }
         let armed = Armed::default();

@@ -74,7 +74,7 @@ pub fn hit(record: &mut HitRecord) {
         arg.value = text(&arg.value);
     }
     for frame in kstack.iter_mut().chain(ustack.iter_mut()) {
-        *frame = text(frame);
+        *frame = text(frame).into();
     }
 }
 

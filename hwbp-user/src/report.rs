@@ -80,7 +80,7 @@ fn caller(hit: &HitRecord) -> String {
         } else {
             &hit.kstack
         };
-        stack.get(1).map(String::as_str)
+        stack.get(1).map(|frame| &**frame)
     } else {
         Some(hit.ip_sym.as_str())
     };

@@ -679,7 +679,7 @@ impl Collector<'_> {
                 export.hit(&record);
             }
             if let Ok(mut stats) = self.stats.lock() {
-                stats.record(slot, &record);
+                stats.record(slot, Arc::new(record));
             }
         }
         if !self.write_errors_reported {
@@ -705,31 +705,21 @@ impl Collector<'_> {
             .kstack()
             .iter()
             .enumerate()
-            .map(|(i, &a)| {
-                self.symbolizer
-                    .kernel_frame(a, i > 0 || bp.mode.is_data())
-                    .to_string()
-            })
+            .map(|(i, &a)| self.symbolizer.kernel_frame(a, i > 0 || bp.mode.is_data()))
             .collect();
-        let mut ustack: Vec<String> = hit
+        let mut ustack: Vec<Arc<str>> = hit
             .ustack()
             .iter()
             .enumerate()
             .map(|(i, &a)| {
                 self.symbolizer
                     .user_frame(hit.pid, a, i > 0 || bp.mode.is_data())
-                    .to_string()
             })
             .collect();
         // At a user function's entry the frame-pointer walk skips the
         // immediate caller: its return address is still at the stack pointer.
         if bp.at_entry && bp.space == Space::User && hit.ret != 0 && !ustack.is_empty() {
-            ustack.insert(
-                1,
-                self.symbolizer
-                    .user_frame(hit.pid, hit.ret, true)
-                    .to_string(),
-            );
+            ustack.insert(1, self.symbolizer.user_frame(hit.pid, hit.ret, true));
         }
         let crate::values::ValueFields {
             value,

@@ -9,6 +9,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     hash::Hash,
+    sync::Arc,
 };
 
 use hwbp_common::Counters;
@@ -109,7 +110,7 @@ impl RateHistory {
 /// Hits by key, with at most [`MAX_KEYS`] keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tally<K: Eq + Hash> {
-    pub counts: HashMap<K, u64>,
+    pub counts: HashMap<K, u64, foldhash::fast::RandomState>,
     /// Hits whose key came after the table was full.
     pub overflow: u64,
     limit: usize,
@@ -124,7 +125,7 @@ impl<K: Eq + Hash> Default for Tally<K> {
 impl<K: Eq + Hash> Tally<K> {
     pub fn with_limit(limit: usize) -> Self {
         Self {
-            counts: HashMap::new(),
+            counts: HashMap::default(),
             overflow: 0,
             limit,
         }
@@ -208,7 +209,7 @@ impl ValueChange {
 
 /// A stack as symbolized, innermost frame first: kernel frames, then user
 /// frames, at most [`STACK_DEPTH`] of them.
-pub type StackKey = Vec<String>;
+pub type StackKey = Vec<Arc<str>>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetStats {
@@ -305,7 +306,8 @@ pub struct Stats {
     pub targets: Vec<TargetStats>,
     /// Kernel-side counters as last read, per target.
     pub counters: Vec<Counters>,
-    pub recent: VecDeque<HitRecord>,
+    /// Shared with nothing else, but moved in without copying its strings.
+    pub recent: VecDeque<Arc<HitRecord>>,
     pub total: u64,
     /// Monotonic time at which the run was armed (0 before).
     pub started_ns: u64,
@@ -321,15 +323,15 @@ impl Stats {
         }
     }
 
-    pub fn record(&mut self, slot: usize, hit: &HitRecord) {
+    pub fn record(&mut self, slot: usize, hit: Arc<HitRecord>) {
         self.total += 1;
         if let Some(t) = self.targets.get_mut(slot) {
-            t.record(hit);
+            t.record(&hit);
         }
         if self.recent.len() == RECENT_HITS {
             self.recent.pop_front();
         }
-        self.recent.push_back(hit.clone());
+        self.recent.push_back(hit);
     }
 
     /// Hits lost in the kernel (ring buffer full), all targets.
@@ -458,10 +460,10 @@ mod tests {
     #[test]
     fn record_counts_every_breakdown() {
         let mut s = Stats::new(2);
-        s.record(0, &hit(1.0, "a", 0));
-        s.record(0, &hit(1.5, "b", 1));
-        s.record(1, &hit(2.0, "a", 1));
-        s.record(7, &hit(2.1, "a", 1)); // no such slot: counted in the total only
+        s.record(0, hit(1.0, "a", 0).into());
+        s.record(0, hit(1.5, "b", 1).into());
+        s.record(1, hit(2.0, "a", 1).into());
+        s.record(7, hit(2.1, "a", 1).into()); // no such slot: counted in the total only
         assert_eq!(s.total, 4);
         let t = &s.targets[0];
         assert_eq!(t.hits, 2);
@@ -470,7 +472,7 @@ mod tests {
         assert_eq!(t.by_caller.get(&"bump+0x1f".to_owned()), 2);
         assert_eq!(
             t.stacks.sorted(),
-            vec![(&vec!["bump+0x1f".to_owned(), "main+0x10".to_owned()], 2)]
+            vec![(&vec!["bump+0x1f".into(), "main+0x10".into()], 2)]
         );
         assert_eq!(t.values.len(), 2);
         assert_eq!(
@@ -484,11 +486,11 @@ mod tests {
     #[test]
     fn since_subtracts_a_baseline() {
         let mut s = Stats::new(1);
-        s.record(0, &hit(1.0, "a", 0));
-        s.record(0, &hit(1.1, "b", 0));
+        s.record(0, hit(1.0, "a", 0).into());
+        s.record(0, hit(1.1, "b", 0).into());
         s.counters[0].dropped = 3;
         let base = s.clone();
-        s.record(0, &hit(2.0, "a", 1));
+        s.record(0, hit(2.0, "a", 1).into());
         s.counters[0].dropped = 5;
         let d = s.since(&base);
         assert_eq!(d.total, 1);

@@ -2,6 +2,8 @@
 //! once symbolized. JSON Lines files are one [`TraceLine`] per line; the
 //! same types feed the headless output, the dashboard and the exports.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Bumped on incompatible changes of the JSONL layout.
@@ -90,10 +92,11 @@ pub struct HitRecord {
     /// Innermost frame first. A frame reads `func+0xOFF`, then
     /// ` (file:line)` where debug info has it, then ` inlined FUNC (file:line)`
     /// for each call inlined at that address (see [`crate::symbolize`]).
+    /// Frames are shared with the symbolizer's cache, not copied per hit.
     #[serde(default)]
-    pub kstack: Vec<String>,
+    pub kstack: Vec<Arc<str>>,
     #[serde(default)]
-    pub ustack: Vec<String>,
+    pub ustack: Vec<Arc<str>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -91,8 +91,8 @@ fn hit() -> impl Strategy<Value = HitRecord> {
             value_text,
             old_value_text,
             args,
-            kstack,
-            ustack,
+            kstack: kstack.into_iter().map(Into::into).collect(),
+            ustack: ustack.into_iter().map(Into::into).collect(),
         },
     )
 }

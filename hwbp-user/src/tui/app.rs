@@ -498,6 +498,7 @@ impl App {
         self.view
             .recent
             .iter()
+            .map(|h| &**h)
             .filter(|h| self.comm_matches(&h.comm))
             .collect()
     }
@@ -731,7 +732,7 @@ pub(crate) mod tests {
                 i as u32 % 4,
                 "ksys_read+0x6b",
             );
-            stats.record(*slot, &h);
+            stats.record(*slot, h.clone().into());
         }
         (app, stats)
     }
@@ -756,7 +757,10 @@ pub(crate) mod tests {
         assert_eq!(app.handle_key(key(KeyCode::Char('p'))), Action::None);
         assert!(app.paused);
         let mut more = stats;
-        more.record(0, &hit("vfs_read", T0 + 3 * NS_PER_S, "cat", 1, 0, "x"));
+        more.record(
+            0,
+            hit("vfs_read", T0 + 3 * NS_PER_S, "cat", 1, 0, "x").into(),
+        );
         app.refresh(more, T0 + 4 * NS_PER_S);
         assert_eq!(app.hits(0), 1);
         app.handle_key(key(KeyCode::Char('p')));
@@ -770,7 +774,10 @@ pub(crate) mod tests {
         app.handle_key(key(KeyCode::Char('c')));
         assert_eq!(app.total_hits(), 0);
         assert!(app.log().is_empty());
-        stats.record(0, &hit("vfs_read", T0 + 3 * NS_PER_S, "cat", 1, 0, "x"));
+        stats.record(
+            0,
+            hit("vfs_read", T0 + 3 * NS_PER_S, "cat", 1, 0, "x").into(),
+        );
         app.refresh(stats, T0 + 4 * NS_PER_S);
         assert_eq!(app.hits(0), 1);
         assert_eq!(app.hits(1), 0);
@@ -878,7 +885,10 @@ pub(crate) mod tests {
         );
         let mut stats = Stats::new(3);
         stats.started_ns = T0;
-        stats.record(2, &hit("pid_max:w", T0 + NS_PER_S, "fx_user", 42, 0, "x"));
+        stats.record(
+            2,
+            hit("pid_max:w", T0 + NS_PER_S, "fx_user", 42, 0, "x").into(),
+        );
         app.refresh(stats, T0 + 2 * NS_PER_S);
         assert!(!app.process_exited());
         app.finish(&Summary {

@@ -75,7 +75,7 @@ fn busy_app() -> App {
         h.mode = "w".into();
         h.value = Some(32768 + i as u64);
         h.old_value = Some(4194304 + i as u64);
-        stats.record(2, &h);
+        stats.record(2, h.into());
     }
     stats.counters[0].dropped = 3;
     app.outputs = vec!["trace.jsonl".into()];
@@ -147,7 +147,7 @@ fn traced_process_exited() {
         h.mode = "w".into();
         h.value = Some(i);
         h.old_value = Some(i - 1);
-        stats.record(0, &h);
+        stats.record(0, h.into());
     }
     app.refresh(stats, T0 + S);
     app.finish(&Summary {
@@ -232,7 +232,7 @@ mod event_loop {
         let app = App::new(targets(), process(true), 3, vec![]);
         let mut stats = Stats::new(3);
         for i in 0..7 {
-            stats.record(0, &hit("vfs_read", T0 + i, "fx_user", 4242, 0, "x"));
+            stats.record(0, hit("vfs_read", T0 + i, "fx_user", 4242, 0, "x").into());
         }
         (app, Arc::new(Mutex::new(stats)))
     }
