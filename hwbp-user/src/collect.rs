@@ -28,9 +28,12 @@ use crate::{
 /// The BPF object built by hwbp-user/build.rs from hwbp-ebpf.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hwbp"));
 
-/// Default ring buffer: 16 MiB, about 50,000 hits with 10-frame stacks
-/// (each record is 136 bytes plus 8 per frame, plus an 8-byte header).
-pub const DEFAULT_BUFFER_SIZE: u32 = 16 << 20;
+/// Default ring buffer: 8 MiB, about 27,000 hits with 20-frame stacks
+/// (each record is 136 bytes plus 8 per frame, plus an 8-byte header):
+/// over 100 ms of every CPU hitting here, while the reader takes what waits
+/// every 20 ms. It is mapped twice (records may wrap), so it counts 16 MiB
+/// towards hwbp-trace's RSS.
+pub const DEFAULT_BUFFER_SIZE: u32 = 8 << 20;
 
 #[derive(Debug, Error)]
 pub enum LoadError {
