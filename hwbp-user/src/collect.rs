@@ -9,7 +9,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, MapType, PerCpuArray, RingBuf},
     programs::PerfEvent,
 };
 use hwbp_common::{
@@ -46,6 +46,12 @@ pub enum LoadError {
     TooManyTargets(usize),
     #[error("cannot load the BPF program: {0}. {hint}", hint = load_hint(.0))]
     Load(String),
+    #[error(
+        "this kernel has no BPF ring buffers (BPF_MAP_TYPE_RINGBUF, Linux 5.8 or later, or a \
+         distribution kernel that backports it), which hwbp-trace hands its hits through: run it on \
+         a newer kernel; `hwbp-trace doctor` checks this host"
+    )]
+    NoRingBuffer,
     #[error("BPF map `{0}` is missing from the object (a build problem: rebuild hwbp-trace)")]
     MissingMap(&'static str),
     #[error("BPF map `{name}`: {reason}")]
@@ -55,13 +61,18 @@ pub enum LoadError {
 fn load_hint(reason: &str) -> &'static str {
     if reason.contains("Operation not permitted") || reason.contains("EPERM") {
         "Run as root, or grant CAP_BPF and CAP_PERFMON"
-    } else if reason.contains("RINGBUF")
-        || reason.contains("ringbuf")
-        || reason.contains("Invalid argument")
-    {
-        "hwbp needs BPF ring buffers (Linux 5.8 or later); `hwbp-trace doctor` checks this host"
     } else {
         "`hwbp-trace doctor` checks this host"
+    }
+}
+
+/// Why loading the object failed: if the kernel cannot create a ring
+/// buffer map at all (kernels before 5.8), say that, not the loader's
+/// first error.
+fn object_load_error(reason: String) -> LoadError {
+    match aya::sys::is_map_supported(MapType::RingBuf) {
+        Ok(false) => LoadError::NoRingBuffer,
+        Ok(true) | Err(_) => LoadError::Load(reason),
     }
 }
 
@@ -118,7 +129,7 @@ impl Probe {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_EVENTS, buffer_size as u32)
             .load(BPF_OBJECT)
-            .map_err(|e| LoadError::Load(error_chain(&e)))?;
+            .map_err(|e| object_load_error(error_chain(&e)))?;
         {
             let program: &mut PerfEvent = ebpf
                 .program_mut(PROGRAM)

@@ -1170,3 +1170,94 @@ fn a_panic_while_recording_still_ends_with_a_summary() {
         "{summary}"
     );
 }
+
+/// Makes every bpf(BPF_MAP_CREATE) of this process and its children fail
+/// with EINVAL, as a kernel before 5.8 answers for a ring buffer map (the
+/// map type is behind a pointer, out of a seccomp filter's reach, so every
+/// map is refused). Runs between fork and exec.
+fn refuse_bpf_map_create() -> std::io::Result<()> {
+    use libc::{
+        BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, SECCOMP_RET_ALLOW,
+        SECCOMP_RET_ERRNO, sock_filter, sock_fprog,
+    };
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const BPF_MAP_CREATE: u32 = 0;
+    let stmt = |code: u32, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| sock_filter {
+        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    // struct seccomp_data: nr at 0, arch at 4, args[0] at 16 (low half on
+    // little-endian x86-64).
+    let filter = [
+        stmt(BPF_LD | BPF_W | BPF_ABS, 4),
+        jeq(AUDIT_ARCH_X86_64, 1, 0),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        stmt(BPF_LD | BPF_W | BPF_ABS, 0),
+        jeq(libc::SYS_bpf as u32, 0, 3),
+        stmt(BPF_LD | BPF_W | BPF_ABS, 16),
+        jeq(BPF_MAP_CREATE, 0, 1),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | libc::EINVAL as u32),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    ];
+    let program = sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl with a filter program that outlives the call.
+    let rc = unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &raw const program,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// On a kernel without BPF ring buffers (before 5.8) hwbp-trace says so in
+/// one line and exits 1, before the traced command runs any of its code.
+#[test]
+fn a_kernel_without_ring_buffers_is_named() {
+    use std::os::unix::process::CommandExt as _;
+    if !root_or_skip("a_kernel_without_ring_buffers_is_named") {
+        return;
+    }
+    let mut command = Command::new(hwbp_trace());
+    command.args([
+        "--no-tui",
+        "-q",
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "calls",
+        "3",
+    ]);
+    // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
+    unsafe { command.pre_exec(refuse_bpf_map_create) };
+    let out = command.output().expect("run hwbp-trace");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "one message: {err}");
+    assert!(
+        err.contains("no BPF ring buffers") && err.contains("Linux 5.8"),
+        "{err}"
+    );
+    assert!(
+        !stdout(&out).contains("done"),
+        "the command never ran: {}",
+        stdout(&out)
+    );
+}
