@@ -100,19 +100,12 @@ pub async fn run(
     on_armed: impl FnOnce(&Armament),
 ) -> Result<Summary> {
     let Options {
-        targets,
+        ref targets,
         pid,
-        command,
-        outputs,
-        print_hits,
-        duration,
+        ref command,
+        ref outputs,
         max_hits,
-        stack,
-        filters,
-        buffer_size,
-        command_line,
-        stop,
-        redact_addresses,
+        ..
     } = options;
     if targets.is_empty() {
         bail!(crate::target::TargetError::Empty);
@@ -139,7 +132,7 @@ pub async fn run(
     // The process: started stopped at its entry point, or found.
     let mut launched = match command.is_empty() {
         true => None,
-        false => Some(Launched::start(&command)?),
+        false => Some(Launched::start(command)?),
     };
     let traced_pid = launched.as_ref().map(|l| l.pid).or(pid);
     let exit_watch = match traced_pid {
@@ -148,22 +141,11 @@ pub async fn run(
     };
 
     let result = arm_and_trace(
-        &targets,
+        &options,
         traced_pid,
         &mut launched,
         exit_watch.as_ref(),
         &mut exports,
-        TraceSettings {
-            print_hits,
-            duration,
-            max_hits,
-            stack,
-            filters,
-            buffer_size,
-            command_line,
-            stop,
-            redact_addresses,
-        },
         stats,
         on_armed,
     )
@@ -174,18 +156,6 @@ pub async fn run(
         child.kill();
     }
     result
-}
-
-struct TraceSettings {
-    print_hits: bool,
-    duration: Option<Duration>,
-    max_hits: Option<u64>,
-    stack: Option<StackMode>,
-    filters: Filters,
-    buffer_size: u64,
-    command_line: Vec<String>,
-    stop: Option<Arc<tokio::sync::Notify>>,
-    redact_addresses: bool,
 }
 
 /// hwbp-trace needs to load BPF, open breakpoint perf events and read
@@ -237,31 +207,31 @@ fn missing_privileges() -> Result<(), PrivilegeError> {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; the pieces have different lifetimes"
-)]
 async fn arm_and_trace(
-    targets: &[TargetSpec],
+    options: &Options,
     traced_pid: Option<i32>,
     launched: &mut Option<Launched>,
     exit_watch: Option<&ExitWatch>,
     exports: &mut [Export],
-    settings: TraceSettings,
     stats: SharedStats,
     on_armed: impl FnOnce(&Armament),
 ) -> Result<Summary> {
-    let TraceSettings {
+    let Options {
+        ref targets,
         print_hits,
         duration,
         max_hits,
         stack,
-        filters,
+        ref filters,
         buffer_size,
-        command_line,
-        stop,
+        ref command_line,
+        ref stop,
         redact_addresses,
-    } = settings;
+        // Used by `run`.
+        pid: _,
+        command: _,
+        outputs: _,
+    } = *options;
 
     // Loading the program and parsing the kernel's BTF need no target: they
     // run beside the resolution of the targets (kallsyms is the slow part).
@@ -327,7 +297,7 @@ async fn arm_and_trace(
     let loaded = loading
         .join()
         .unwrap_or_else(|panic| panic::resume_unwind(panic))?;
-    let mut probe = loaded.configure(&breakpoints, &stacks, &filters)?;
+    let mut probe = loaded.configure(&breakpoints, &stacks, filters)?;
     log::debug!(
         "BPF program loaded, verified and configured (waited {:?})",
         phase.elapsed()
@@ -361,7 +331,7 @@ async fn arm_and_trace(
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0),
         start_monotonic_ns,
-        command_line,
+        command_line: command_line.clone(),
         targets: breakpoints.iter().map(target_info).collect(),
     };
     let header = if redact_addresses {
@@ -441,7 +411,7 @@ async fn arm_and_trace(
             _ = sigint.recv() => break "signal",
             _ = sigterm.recv() => break "signal",
             _ = sighup.recv() => break "signal",
-            () = async { if let Some(stop) = &stop { stop.notified().await } }, if stop.is_some() => break "signal",
+            () = async { if let Some(stop) = stop { stop.notified().await } }, if stop.is_some() => break "signal",
             () = &mut deadline, if duration.is_some() => break "duration",
             r = events.next_batch(&mut batch, BATCH) => {
                 if let Err(e) = r {

@@ -41,6 +41,16 @@ fn read_trace(path: &str) -> (Value, Vec<Value>, Value) {
     (header, hits, summary)
 }
 
+/// Runs hwbp-trace headless with `-o out_file` and `args`, asserts that it
+/// succeeded, and reads the trace.
+fn trace_ok(out_file: &str, args: &[&str]) -> (Value, Vec<Value>, Value) {
+    let mut all = vec!["--no-tui", "-q", "-o", out_file];
+    all.extend(args);
+    let out = run(&all);
+    assert!(out.status.success(), "{}", stderr(&out));
+    read_trace(out_file)
+}
+
 fn summary_hits(summary: &Value, target: usize) -> u64 {
     summary["targets"][target]["hits"]
         .as_u64()
@@ -132,19 +142,10 @@ fn write_target_counts_every_write_with_values() {
     }
     let dir = TempDir::new("write");
     let out_file = dir.path("t.jsonl");
-    let out = run(&[
-        "--no-tui",
-        "-q",
-        "-o",
+    let (header, hits, summary) = trace_ok(
         &out_file,
-        "HWBP_FX_COUNTER",
-        "--",
-        &fx(),
-        "writes",
-        "250",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (header, hits, summary) = read_trace(&out_file);
+        &["HWBP_FX_COUNTER", "--", &fx(), "writes", "250"],
+    );
     assert_eq!(
         header["targets"][0]["mode"], "w",
         "objects default to write"
@@ -175,19 +176,10 @@ fn read_write_mode_counts_reads() {
     }
     let dir = TempDir::new("rw");
     let out_file = dir.path("t.jsonl");
-    let out = run(&[
-        "--no-tui",
-        "-q",
-        "-o",
+    let (_, hits, summary) = trace_ok(
         &out_file,
-        "HWBP_FX_COUNTER:rw-",
-        "--",
-        &fx(),
-        "reads",
-        "120",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (_, hits, summary) = read_trace(&out_file);
+        &["HWBP_FX_COUNTER:rw-", "--", &fx(), "reads", "120"],
+    );
     assert_eq!(hits.len(), 120);
     assert_eq!(summary_hits(&summary, 0), 120);
     assert_eq!(summary["targets"][0]["mode"], "rw");
@@ -439,21 +431,10 @@ fn max_hits_records_exactly_n() {
     }
     let dir = TempDir::new("maxhits");
     let out_file = dir.path("t.jsonl");
-    let out = run(&[
-        "--no-tui",
-        "-q",
-        "-n",
-        "25",
-        "-o",
+    let (_, hits, summary) = trace_ok(
         &out_file,
-        "hwbp_fx_target",
-        "--",
-        &fx(),
-        "calls",
-        "100",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (_, hits, summary) = read_trace(&out_file);
+        &["-n", "25", "hwbp_fx_target", "--", &fx(), "calls", "100"],
+    );
     assert_eq!(hits.len(), 25);
     assert_eq!(summary_hits(&summary, 0), 25);
 }
@@ -465,41 +446,35 @@ fn comm_filter_is_applied_in_the_kernel() {
     }
     let dir = TempDir::new("comm");
     let out_file = dir.path("t.jsonl");
-    let out = run(&[
-        "--no-tui",
-        "-q",
-        "--comm",
-        "someone_else",
-        "-o",
+    let (_, hits, summary) = trace_ok(
         &out_file,
-        "hwbp_fx_target",
-        "--",
-        &fx(),
-        "calls",
-        "60",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (_, hits, summary) = read_trace(&out_file);
+        &[
+            "--comm",
+            "someone_else",
+            "hwbp_fx_target",
+            "--",
+            &fx(),
+            "calls",
+            "60",
+        ],
+    );
     assert_eq!(hits.len(), 0);
     assert_eq!(
         summary["targets"][0]["filtered"], 60,
         "every call counted as filtered"
     );
-    let out = run(&[
-        "--no-tui",
-        "-q",
-        "--comm",
-        "fx_user",
-        "-o",
+    let (_, hits, _) = trace_ok(
         &out_file,
-        "hwbp_fx_target",
-        "--",
-        &fx(),
-        "calls",
-        "60",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (_, hits, _) = read_trace(&out_file);
+        &[
+            "--comm",
+            "fx_user",
+            "hwbp_fx_target",
+            "--",
+            &fx(),
+            "calls",
+            "60",
+        ],
+    );
     assert_eq!(hits.len(), 60);
 }
 
@@ -744,19 +719,10 @@ fn low_max_sample_rate_does_not_throttle_breakpoints() {
     let dir = TempDir::new("throttle");
     let out_file = dir.path("t.jsonl");
     let _rate = Sysctl::set("/proc/sys/kernel/perf_event_max_sample_rate", "100");
-    let out = run(&[
-        "--no-tui",
-        "-q",
-        "-o",
+    let (_, hits, summary) = trace_ok(
         &out_file,
-        "hwbp_fx_target",
-        "--",
-        &fx(),
-        "calls",
-        "20000",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (_, hits, summary) = read_trace(&out_file);
+        &["hwbp_fx_target", "--", &fx(), "calls", "20000"],
+    );
     assert_eq!(hits.len(), 20000);
     assert_eq!(summary["targets"][0]["kernel_count"], 20000);
     assert_eq!(summary["targets"][0]["missed"], 0);
@@ -877,24 +843,21 @@ fn exec_mid_trace_ends_cleanly() {
     let dir = TempDir::new("exec-mid");
     let out_file = dir.path("t.jsonl");
     let fx = fx();
-    let out = run(&[
-        "--no-tui",
-        "-q",
-        "-o",
+    let (_, hits, summary) = trace_ok(
         &out_file,
-        "hwbp_fx_target",
-        "--",
-        &fx,
-        "exec",
-        "40",
-        &fx,
-        "--delay-ms",
-        "4000",
-        "calls",
-        "30",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (_, hits, summary) = read_trace(&out_file);
+        &[
+            "hwbp_fx_target",
+            "--",
+            &fx,
+            "exec",
+            "40",
+            &fx,
+            "--delay-ms",
+            "4000",
+            "calls",
+            "30",
+        ],
+    );
     assert_eq!(hits.len(), 40, "only the calls before exec");
     assert_eq!(summary["end_reason"], "process-exec");
     assert_eq!(
@@ -1042,37 +1005,16 @@ fn binary_offset_and_address_forms() {
     let fx = fx();
     // BINARY:SYMBOL, the binary named by its file name.
     let out_file = dir.path("binary.jsonl");
-    let out = run(&[
-        "--no-tui",
-        "-q",
-        "-o",
+    let (header, hits, _) = trace_ok(
         &out_file,
-        "fx_user:hwbp_fx_target:x",
-        "--",
-        &fx,
-        "calls",
-        "12",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (header, hits, _) = read_trace(&out_file);
+        &["fx_user:hwbp_fx_target:x", "--", &fx, "calls", "12"],
+    );
     assert_eq!(hits.len(), 12);
     assert!(header["targets"][0]["space"] == "user", "{header}");
     // SYMBOL+OFFSET: hwbp_fx_caller's second instruction (frame pointers:
     // `push %rbp` is one byte) runs once per run.
     let out_file = dir.path("offset.jsonl");
-    let out = run(&[
-        "--no-tui",
-        "-q",
-        "-o",
-        &out_file,
-        "hwbp_fx_caller+1",
-        "--",
-        &fx,
-        "calls",
-        "12",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (header, hits, _) = read_trace(&out_file);
+    let (header, hits, _) = trace_ok(&out_file, &["hwbp_fx_caller+1", "--", &fx, "calls", "12"]);
     assert_eq!(header["targets"][0]["symbol"], "hwbp_fx_caller+0x1");
     assert_eq!(
         header["targets"][0]["mode"], "x",
