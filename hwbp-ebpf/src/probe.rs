@@ -153,37 +153,22 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         }
 
         let frames = (*hit).frames.as_mut_ptr();
-        let mut klen = 0u32;
-        if config.flags & SLOT_KSTACK != 0 {
-            let n = bpf_get_stack(ctx.as_ptr(), frames.cast(), STACK_BYTES, 0);
-            if n >= 0 {
-                klen = (n as u32) / 8;
-            } else {
-                (*counters).kstack_errors += 1;
-            }
-        }
-        // Bounds the verifier can follow: at most MAX_STACK_DEPTH frames.
-        if klen > MAX_STACK_DEPTH as u32 {
-            klen = MAX_STACK_DEPTH as u32;
-        }
-        let mut ulen = 0u32;
-        if config.flags & SLOT_USTACK != 0 {
+        let klen = if config.flags & SLOT_KSTACK != 0 {
+            capture_stack(ctx, frames, 0, &mut (*counters).kstack_errors)
+        } else {
+            0
+        };
+        let ulen = if config.flags & SLOT_USTACK != 0 {
             // User frames go right after the kernel ones.
-            let n = bpf_get_stack(
-                ctx.as_ptr(),
-                frames.add(klen as usize).cast(),
-                STACK_BYTES,
+            capture_stack(
+                ctx,
+                frames.add(klen as usize),
                 BPF_F_USER_STACK as u64,
-            );
-            if n >= 0 {
-                ulen = (n as u32) / 8;
-            } else {
-                (*counters).ustack_errors += 1;
-            }
-        }
-        if ulen > MAX_STACK_DEPTH as u32 {
-            ulen = MAX_STACK_DEPTH as u32;
-        }
+                &mut (*counters).ustack_errors,
+            )
+        } else {
+            0
+        };
         (*hit).kstack_len = klen;
         (*hit).ustack_len = ulen;
         (*hit).flags = flags;
@@ -206,4 +191,29 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         }
     }
     Ok(0)
+}
+
+/// Captures the kernel stack, or the user stack with `BPF_F_USER_STACK`,
+/// into `dst`: returns the number of frames, at most MAX_STACK_DEPTH (a bound
+/// the verifier can follow), and counts a failure in `errors`.
+#[inline(always)]
+unsafe fn capture_stack(
+    ctx: &PerfEventContext,
+    dst: *mut u64,
+    flags: u64,
+    errors: &mut u64,
+) -> u32 {
+    // SAFETY: `dst` has room for MAX_STACK_DEPTH frames (STACK_BYTES).
+    let n = unsafe { bpf_get_stack(ctx.as_ptr(), dst.cast(), STACK_BYTES, flags) };
+    let frames = if n >= 0 {
+        (n as u32) / 8
+    } else {
+        *errors += 1;
+        0
+    };
+    if frames > MAX_STACK_DEPTH as u32 {
+        MAX_STACK_DEPTH as u32
+    } else {
+        frames
+    }
 }
