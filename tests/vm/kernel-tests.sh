@@ -90,6 +90,17 @@ run offset -q --no-tui -o offset.jsonl "__x64_sys_getpgid+$exec_offset:x" -- fx_
 run addr_w -q --no-tui -o addr_w.jsonl "0x$(addr_of pid_max):w" -- fx_kernel pidmax 10
 run addr_x -q --no-tui -o addr_x.jsonl "0x$(addr_of __x64_sys_getpgid):x" -- fx_kernel getpgid 30
 
+# Throttling: the kernel throttles sampling events that overflow faster than
+# kernel.perf_event_max_sample_rate allows. A breakpoint (sample period 1)
+# is never throttled: at a limit of 100 per second, 2000 calls still give
+# 2000 hits, every one counted by the kernel and recorded.
+max_rate=/proc/sys/kernel/perf_event_max_sample_rate
+saved_rate=$(cat "$max_rate")
+echo 100 > "$max_rate"
+fact max_sample_rate "$(cat "$max_rate")"
+run throttle -q --no-tui -o throttle.jsonl __x64_sys_getpgid -- fx_kernel getpgid 2000
+echo "$saved_rate" > "$max_rate"
+
 # System-wide (no -p, no --): one breakpoint per CPU. The fixture runs
 # pinned to each vCPU (60 calls on CPU 0, 40 on CPU 1), and as fx_other (25
 # calls), which the --comm run must leave out. Once they are done, SIGTERM

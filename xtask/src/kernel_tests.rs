@@ -93,6 +93,7 @@ type Check = fn(&Results) -> Result<()>;
 
 const CHECKS: &[(&str, Check)] = &[
     ("getpgid", getpgid),
+    ("throttle", throttle),
     ("pidmax", pidmax),
     ("rw_reads", rw_reads),
     ("rw_mixed", rw_mixed),
@@ -352,6 +353,23 @@ fn getpgid(results: &Results) -> Result<()> {
             "expected the BTF argument `regs` (struct pt_regs *): {hit}"
         );
     }
+    Ok(())
+}
+
+/// At perf_event_max_sample_rate 100, 2000 calls still give 2000 hits: the
+/// kernel counted all of them (kernel_count) and none was missed.
+fn throttle(results: &Results) -> Result<()> {
+    ensure!(
+        results.fact("max_sample_rate")? == "100",
+        "the guest did not lower perf_event_max_sample_rate to 100"
+    );
+    let (_, trace) = results.traced("throttle")?;
+    expect_hits(&trace, 2000, results.addr("getpgid_addr")?, "x")?;
+    let target = &trace.summary["targets"][0];
+    ensure!(
+        target["kernel_count"] == 2000 && target["missed"] == 0,
+        "expected kernel_count 2000 and missed 0: {target}"
+    );
     Ok(())
 }
 
