@@ -1,16 +1,22 @@
-//! The traced process: starting `-- CMD` stopped at its entry point, and
-//! watching a process (ours or `-p`) until it exits.
+//! The traced process: starting `-- CMD` stopped at its entry point (its
+//! output captured while the dashboard has the terminal), and watching a
+//! process (ours or `-p`) until it exits.
 
 use std::{
+    collections::VecDeque,
     env,
     ffi::OsString,
-    fs, io,
+    fs,
+    io::{self, Read as _},
     os::{
         fd::{FromRawFd as _, OwnedFd},
         unix::{fs::PermissionsExt as _, process::CommandExt as _},
     },
     path::{Path, PathBuf},
-    process::{Child, Command},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    thread,
+    time::{Duration, Instant},
 };
 
 use thiserror::Error;
@@ -66,7 +72,14 @@ pub struct Launched {
 }
 
 impl Launched {
-    pub fn start(argv: &[OsString]) -> Result<Self, ProcessError> {
+    /// Starts `argv`. With `output` (the dashboard has the terminal) its
+    /// stdin is /dev/null and its stdout and stderr go into one pipe, read
+    /// into `output`; without, it shares hwbp-trace's stdin, stdout and
+    /// stderr.
+    pub fn start(
+        argv: &[OsString],
+        output: Option<&Arc<CommandOutput>>,
+    ) -> Result<Self, ProcessError> {
         let Some((program, args)) = argv.split_first() else {
             return Err(ProcessError::NotFound(String::new()));
         };
@@ -74,6 +87,24 @@ impl Launched {
         let path = find_command(program)?;
         let mut command = Command::new(&path);
         command.arg0(program).args(args);
+        if let Some(output) = output {
+            let spawn_error = |source| ProcessError::Spawn {
+                cmd: cmd.clone(),
+                source,
+            };
+            // One pipe for both: the lines keep the order they were written
+            // in. The parent's write ends live in `command` and close with
+            // it, at the end of this function, so that the reader sees the
+            // end of file once the command (and whatever inherited its
+            // output) is gone.
+            let (reader, writer) = io::pipe().map_err(spawn_error)?;
+            let for_stderr = writer.try_clone().map_err(spawn_error)?;
+            command
+                .stdin(Stdio::null())
+                .stdout(writer)
+                .stderr(for_stderr);
+            output.clone().read(reader).map_err(spawn_error)?;
+        }
         // SAFETY: the closure runs in the child between fork and exec and
         // only calls ptrace(2), which is async-signal-safe.
         unsafe {
@@ -316,7 +347,327 @@ impl Image {
     }
 }
 
+/// Lines of a command's output kept (older ones are dropped, and counted).
+pub const OUTPUT_LINES: usize = 1000;
+/// Bytes of a line kept; the rest of a longer line is cut, marked `…`.
+pub const OUTPUT_LINE_BYTES: usize = 2048;
+
+/// The end of a command's output, in lines: the last [`OUTPUT_LINES`],
+/// each of at most [`OUTPUT_LINE_BYTES`] bytes (and the `…` of a cut), with
+/// counts of everything written. Bytes as written: they need not be UTF-8.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutputTail {
+    /// Complete lines, oldest first, without their newline (nor a `\r`
+    /// before it).
+    lines: VecDeque<Arc<[u8]>>,
+    /// The line being written, no newline yet.
+    partial: Vec<u8>,
+    /// `partial` was cut: the rest of its line is skipped.
+    cut: bool,
+    /// Complete lines written, kept or not.
+    complete: u64,
+    bytes: u64,
+    /// Every writer is gone (the end of file).
+    closed: bool,
+}
+
+impl OutputTail {
+    /// Takes what the command wrote next.
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        self.bytes += bytes.len() as u64;
+        while let Some(newline) = bytes.iter().position(|&b| b == b'\n') {
+            self.extend_line(&bytes[..newline]);
+            self.end_line();
+            bytes = &bytes[newline + 1..];
+        }
+        self.extend_line(bytes);
+    }
+
+    /// The end of file: a last line without its newline is a line too.
+    pub fn close(&mut self) {
+        if !self.partial.is_empty() {
+            self.end_line();
+        }
+        self.closed = true;
+    }
+
+    fn extend_line(&mut self, bytes: &[u8]) {
+        if self.cut {
+            return;
+        }
+        let room = OUTPUT_LINE_BYTES - self.partial.len();
+        if bytes.len() <= room {
+            self.partial.extend_from_slice(bytes);
+            return;
+        }
+        self.partial.extend_from_slice(&bytes[..room]);
+        // Not inside a character, where the line is UTF-8.
+        if let Err(e) = std::str::from_utf8(&self.partial)
+            && e.error_len().is_none()
+        {
+            self.partial.truncate(e.valid_up_to());
+        }
+        self.partial.extend_from_slice("…".as_bytes());
+        self.cut = true;
+    }
+
+    fn end_line(&mut self) {
+        if !self.cut && self.partial.last() == Some(&b'\r') {
+            self.partial.pop();
+        }
+        if self.lines.len() == OUTPUT_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(Arc::from(&self.partial[..]));
+        self.partial.clear();
+        self.cut = false;
+        self.complete += 1;
+    }
+
+    /// The lines kept, oldest first; the line being written, if any, last.
+    pub fn lines(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
+        self.lines
+            .iter()
+            .map(|l| &**l)
+            .chain((!self.partial.is_empty()).then_some(&self.partial[..]))
+    }
+
+    /// How many lines [`OutputTail::lines`] gives.
+    pub fn kept(&self) -> usize {
+        self.lines.len() + usize::from(!self.partial.is_empty())
+    }
+
+    /// Lines written, the one being written included.
+    pub fn written(&self) -> u64 {
+        self.complete + u64::from(!self.partial.is_empty())
+    }
+
+    /// Bytes written.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether every writer is gone: nothing more will come.
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+}
+
+/// A `-- CMD`'s output while the dashboard has the terminal: read from a
+/// pipe on a thread of its own into an [`OutputTail`], which the dashboard
+/// copies on its clock and hwbp-trace prints after the dashboard closes.
+#[derive(Debug, Default)]
+pub struct CommandOutput {
+    /// The command's name (its file name), for titles.
+    pub name: String,
+    tail: Mutex<OutputTail>,
+    /// Notified at the end of file.
+    closed: Condvar,
+}
+
+impl CommandOutput {
+    /// For the command `argv` (`-- CMD ARGS`).
+    pub fn of(argv: &[OsString]) -> Arc<Self> {
+        let name = argv
+            .first()
+            .map(|program| {
+                let path = Path::new(program);
+                path.file_name()
+                    .unwrap_or(path.as_os_str())
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .unwrap_or_default();
+        Arc::new(Self {
+            name,
+            ..Self::default()
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, OutputTail> {
+        self.tail
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes what the command wrote next.
+    pub fn push(&self, bytes: &[u8]) {
+        self.lock().push(bytes);
+    }
+
+    /// A copy of the tail (lines are shared, not copied).
+    pub fn tail(&self) -> OutputTail {
+        self.lock().clone()
+    }
+
+    /// The tail once every writer is gone, or after `timeout` (a command
+    /// that is still running, or left a child holding the pipe).
+    pub fn wait_closed(&self, timeout: Duration) -> OutputTail {
+        let deadline = Instant::now() + timeout;
+        let mut tail = self.lock();
+        while !tail.closed() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tail = match self.closed.wait_timeout(tail, left) {
+                Ok((tail, _)) => tail,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        tail.clone()
+    }
+
+    /// Reads `pipe` until its end, on a thread that is never joined: it
+    /// keeps reading for as long as hwbp-trace runs, so that the command
+    /// never writes into a closed pipe (SIGPIPE) before hwbp-trace exits,
+    /// and it never holds up that exit.
+    fn read(self: Arc<Self>, mut pipe: io::PipeReader) -> io::Result<()> {
+        thread::Builder::new()
+            .name("cmd-output".into())
+            .spawn(move || {
+                let mut buffer = vec![0; 64 * 1024];
+                loop {
+                    match pipe.read(&mut buffer) {
+                        Ok(0) => break,
+                        Ok(n) => self.push(&buffer[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    }
+                }
+                self.lock().close();
+                self.closed.notify_all();
+            })
+            .map(drop)
+    }
+}
+
 /// Whether a process exists.
 pub fn exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail_of(chunks: &[&[u8]]) -> OutputTail {
+        let mut tail = OutputTail::default();
+        for chunk in chunks {
+            tail.push(chunk);
+        }
+        tail
+    }
+
+    fn lines(tail: &OutputTail) -> Vec<String> {
+        tail.lines()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn lines_across_reads() {
+        let tail = tail_of(&[b"one\ntw", b"o\n\nthree\r\n", b"fo"]);
+        assert_eq!(lines(&tail), ["one", "two", "", "three", "fo"]);
+        // The line being written is shown and counted, once.
+        assert_eq!(tail.written(), 5);
+        assert_eq!(tail.kept(), 5);
+        assert_eq!(tail.bytes(), 18);
+        assert!(!tail.closed());
+    }
+
+    #[test]
+    fn a_last_line_without_newline_is_a_line() {
+        let mut tail = tail_of(&[b"a\nb"]);
+        tail.push(b"c");
+        tail.close();
+        assert_eq!(lines(&tail), ["a", "bc"]);
+        assert_eq!(tail.written(), 2);
+        assert!(tail.closed());
+        // Closing after a newline adds nothing.
+        let mut tail = tail_of(&[b"a\n"]);
+        tail.close();
+        assert_eq!(lines(&tail), ["a"]);
+        assert_eq!(tail.written(), 1);
+        let mut empty = OutputTail::default();
+        empty.close();
+        assert_eq!((empty.written(), empty.kept(), empty.bytes()), (0, 0, 0));
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_the_rest_skipped() {
+        let long = vec![b'x'; OUTPUT_LINE_BYTES * 3];
+        // Written in pieces, then the next line.
+        let tail = tail_of(&[&long[..100], &long[100..], b"yyy\nnext\n"]);
+        let kept: Vec<&[u8]> = tail.lines().collect();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].len(), OUTPUT_LINE_BYTES + "…".len());
+        assert!(kept[0].ends_with("x…".as_bytes()));
+        assert_eq!(kept[1], b"next");
+        assert_eq!(tail.written(), 2);
+        assert_eq!(tail.bytes(), long.len() as u64 + 9);
+        // A line of exactly the limit is whole.
+        let exact = [vec![b'z'; OUTPUT_LINE_BYTES], b"\n".to_vec()].concat();
+        let tail = tail_of(&[&exact]);
+        assert_eq!(tail.lines().next(), Some(&exact[..OUTPUT_LINE_BYTES]));
+        // A cut never splits a character.
+        let wide = "é".repeat(OUTPUT_LINE_BYTES);
+        let tail = tail_of(&[b"a", wide.as_bytes(), b"\n"]);
+        let line = tail.lines().next().expect("one line");
+        let text = std::str::from_utf8(line).expect("still UTF-8");
+        assert!(text.starts_with("aé") && text.ends_with("é…"), "{text}");
+        assert_eq!(text.len(), OUTPUT_LINE_BYTES - 1 + "…".len());
+        // The line being written is cut the same way.
+        let tail = tail_of(&[&long]);
+        assert_eq!(tail.kept(), 1);
+        assert_eq!(tail.written(), 1);
+        assert!(
+            tail.lines()
+                .next()
+                .is_some_and(|l| l.ends_with("…".as_bytes()))
+        );
+    }
+
+    #[test]
+    fn only_the_last_lines_are_kept() {
+        let mut tail = OutputTail::default();
+        for i in 0..OUTPUT_LINES + 500 {
+            tail.push(format!("line {i}\n").as_bytes());
+        }
+        tail.push(b"partial");
+        assert_eq!(tail.written(), OUTPUT_LINES as u64 + 501);
+        // The lines kept and the one being written.
+        assert_eq!(tail.kept(), OUTPUT_LINES + 1);
+        let kept = lines(&tail);
+        assert_eq!(kept[0], "line 500");
+        assert_eq!(
+            kept[OUTPUT_LINES - 1],
+            format!("line {}", OUTPUT_LINES + 499)
+        );
+        assert_eq!(kept[OUTPUT_LINES], "partial");
+        // Bytes as written (not UTF-8 either).
+        let tail = tail_of(&[b"\xff\xfe\n"]);
+        assert_eq!(tail.lines().next(), Some(&b"\xff\xfe"[..]));
+    }
+
+    #[test]
+    fn a_launched_command_writes_into_one_pipe_in_order() {
+        let output = CommandOutput::of(&["sh".into()]);
+        assert_eq!(output.name, "sh");
+        let argv: Vec<OsString> = [
+            "/bin/sh",
+            "-c",
+            "echo one; echo two >&2; echo three; read x || echo 'stdin: end'; printf last",
+        ]
+        .map(OsString::from)
+        .into();
+        let mut child = Launched::start(&argv, Some(&output)).expect("sh starts");
+        child.resume().expect("sh runs");
+        let tail = output.wait_closed(Duration::from_secs(30));
+        child.kill();
+        assert!(tail.closed(), "the pipe ended with the command");
+        assert_eq!(lines(&tail), ["one", "two", "three", "stdin: end", "last"]);
+        assert_eq!(tail.bytes(), 29);
+        assert_eq!(CommandOutput::of(&["/usr/bin/env".into()]).name, "env");
+    }
 }

@@ -23,7 +23,7 @@ use crate::{
     arm::{Armed, Scope},
     collect::{Filters, Probe, StackChoice},
     export::{Export, Format},
-    process::{ExitWatch, Launched, ProcessError},
+    process::{CommandOutput, ExitWatch, Launched, ProcessError},
     resolve::{Breakpoint, ProcessImage, Resolver, Space},
     stats::Stats,
     symbolize::Symbolizer,
@@ -65,6 +65,10 @@ pub struct Options {
     pub stop: Option<Arc<tokio::sync::Notify>>,
     /// `--redact-addresses`.
     pub redact_addresses: bool,
+    /// Where `-- CMD`'s stdout and stderr go while the dashboard has the
+    /// terminal (its stdin is then /dev/null); `None`: hwbp-trace's own
+    /// stdin, stdout and stderr.
+    pub command_output: Option<Arc<CommandOutput>>,
 }
 
 /// Shared with a frontend (the dashboard) that reads it on its own clock.
@@ -105,6 +109,7 @@ pub async fn run(
         ref command,
         ref outputs,
         max_hits,
+        ref command_output,
         ..
     } = options;
     if targets.is_empty() {
@@ -132,7 +137,7 @@ pub async fn run(
     // The process: started stopped at its entry point, or found.
     let mut launched = match command.is_empty() {
         true => None,
-        false => Some(Launched::start(command)?),
+        false => Some(Launched::start(command, command_output.as_ref())?),
     };
     let traced_pid = launched.as_ref().map(|l| l.pid).or(pid);
     let exit_watch = match traced_pid {
@@ -231,6 +236,7 @@ async fn arm_and_trace(
         pid: _,
         command: _,
         outputs: _,
+        command_output: _,
     } = *options;
 
     // Loading the program and parsing the kernel's BTF need no target: they

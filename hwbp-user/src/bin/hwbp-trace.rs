@@ -110,6 +110,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
             .collect(),
         stop: dashboard.is_some().then(|| stop.clone()),
         redact_addresses,
+        command_output: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
