@@ -1,10 +1,11 @@
 //! `hwbp-trace`: the thin binary over the `hwbp` library.
 
 use std::{
-    io::IsTerminal as _,
+    io::{IsTerminal as _, Write as _},
     os::unix::ffi::OsStrExt as _,
     process::ExitCode,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use clap::Parser as _;
@@ -12,6 +13,7 @@ use hwbp::{
     arm::Scope,
     cli::{Cli, Command, TraceArgs},
     collect::Filters,
+    process::CommandOutput,
     session::{self, Armament, Options},
     stats::Stats,
     trace::Summary,
@@ -86,7 +88,11 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         outputs: outputs.iter().map(|p| p.display().to_string()).collect(),
         launched: !command.is_empty(),
         redact_addresses,
+        // The dashboard has the terminal: a command we start writes into
+        // a pipe instead, shown by `o` and printed after the dashboard.
+        output: (!command.is_empty()).then(|| CommandOutput::of(&command)),
     });
+    let command_output = dashboard.as_ref().and_then(|d| d.output.clone());
     let stop = Arc::new(tokio::sync::Notify::new());
     let options = Options {
         targets,
@@ -110,7 +116,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
             .collect(),
         stop: dashboard.is_some().then(|| stop.clone()),
         redact_addresses,
-        command_output: None,
+        command_output: command_output.clone(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -132,7 +138,6 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
             eprintln!("{}", tracing_line(armed));
             on_armed(armed);
         }))?;
-        use std::io::Write as _;
         let _ = write!(std::io::stderr(), "{}", summary_table(&summary));
         return outputs_complete(&summary);
     };
@@ -150,12 +155,44 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
         runtime.block_on(dashboard.until_closed());
     }
     let closed = dashboard.join();
+    if let Some(output) = &command_output {
+        print_command_output(output);
+    }
     // Not eprint!: after a hang-up stderr fails, and eprint! would panic.
-    use std::io::Write as _;
     let summary = result?;
     let _ = write!(std::io::stderr(), "{}", summary_table(&summary));
     closed?;
     outputs_complete(&summary)
+}
+
+/// What a `-- CMD` wrote while the dashboard had the terminal, on stdout
+/// once the terminal is restored, so that nothing is lost: its last lines,
+/// after a note on stderr.
+fn print_command_output(output: &CommandOutput) {
+    // The command has exited or was just interrupted: its last lines are on
+    // their way. One that ignores the interrupt, or a child of it that holds
+    // the pipe, is not waited for long (it gets EPIPE once we are gone).
+    let tail = output.wait_closed(Duration::from_millis(500));
+    if tail.written() == 0 {
+        return;
+    }
+    let name = &output.name;
+    let note = match tail.written() - tail.kept() as u64 {
+        0 => format!("hwbp-trace: output of {name}:"),
+        _ => format!(
+            "hwbp-trace: output of {name} (last {} of {} lines):",
+            tail.kept(),
+            tail.written()
+        ),
+    };
+    // Not println!: after a hang-up stdout fails, and println! would panic.
+    let _ = writeln!(std::io::stderr(), "{note}");
+    let mut stdout = std::io::stdout().lock();
+    for line in tail.lines() {
+        let _ = stdout.write_all(line);
+        let _ = stdout.write_all(b"\n");
+    }
+    let _ = stdout.flush();
 }
 
 /// A trace file that could not be written completely (disk full) fails the

@@ -6,6 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::{
     arm::Scope,
+    process::OutputTail,
     resolve::{Breakpoint, Space},
     session::Armament,
     stats::{Stats, TargetStats},
@@ -181,6 +182,28 @@ pub enum Action {
     Redraw,
 }
 
+/// The output of a `-- CMD` started under the dashboard, which reads it
+/// from a pipe instead of letting it write on the screen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommandOutputView {
+    /// The command's name.
+    pub name: String,
+    /// What is shown: the latest copy, frozen while paused.
+    pub tail: OutputTail,
+    latest: OutputTail,
+    /// Lines scrolled back from the newest.
+    pub scroll: usize,
+}
+
+impl CommandOutputView {
+    pub fn new(name: String) -> Self {
+        Self {
+            name,
+            ..Self::default()
+        }
+    }
+}
+
 /// A row of the targets table, in display order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetRow<'a> {
@@ -229,6 +252,10 @@ pub struct App {
     pub ended: Option<Ended>,
     /// A one-line notice (snapshot written, ...).
     pub message: Option<String>,
+    /// `-- CMD`'s captured output, when hwbp-trace started the command.
+    pub output: Option<CommandOutputView>,
+    /// The log panel shows the command's output instead of the hits (`o`).
+    pub show_output: bool,
 }
 
 impl App {
@@ -265,6 +292,8 @@ impl App {
             help: false,
             ended: None,
             message: None,
+            output: None,
+            show_output: false,
         }
     }
 
@@ -309,6 +338,16 @@ impl App {
         };
     }
 
+    /// Takes a fresh copy of the command's output.
+    pub fn refresh_output(&mut self, tail: OutputTail) {
+        if let Some(output) = &mut self.output {
+            output.latest = tail;
+            if !self.paused {
+                output.tail = output.latest.clone();
+            }
+        }
+    }
+
     /// The run is over; the dashboard keeps the final state until `q`.
     pub fn finish(&mut self, summary: &Summary) {
         self.ended = Some(Ended {
@@ -317,6 +356,9 @@ impl App {
             exit_status: summary.exit_status,
         });
         self.paused = false;
+        if let Some(output) = &mut self.output {
+            output.tail = output.latest.clone();
+        }
         // The final counts, and the clock at the run's end.
         self.view = match &self.baseline {
             Some(base) => self.latest.since(base),
@@ -530,14 +572,23 @@ impl App {
                     self.details_scroll.saturating_sub(1)
                 }
             }
-            // Down goes towards the newest hit.
-            Focus::Log => {
-                self.log_scroll = if down {
-                    self.log_scroll.saturating_sub(1)
-                } else {
-                    (self.log_scroll + 1).min(self.log().len().saturating_sub(1))
-                }
-            }
+            // Down goes towards the newest line.
+            Focus::Log => self.scroll_log(|back, len| match down {
+                true => back.saturating_sub(1),
+                false => (back + 1).min(len.saturating_sub(1)),
+            }),
+        }
+    }
+
+    /// Scrolls what the log panel shows, the hits or the command's output:
+    /// `to(lines back from the newest, lines)` gives the new position.
+    fn scroll_log(&mut self, to: impl FnOnce(usize, usize) -> usize) {
+        if self.show_output
+            && let Some(output) = &mut self.output
+        {
+            output.scroll = to(output.scroll, output.tail.kept());
+        } else {
+            self.log_scroll = to(self.log_scroll, self.log().len());
         }
     }
 
@@ -596,12 +647,22 @@ impl App {
                     let latest = self.latest.clone();
                     let now = self.now_ns;
                     self.refresh(latest, now);
+                    if let Some(output) = &mut self.output {
+                        output.tail = output.latest.clone();
+                    }
                 }
             }
             KeyCode::Char('c') => self.clear(),
             KeyCode::Char('s') => self.sort = self.sort.next(),
             KeyCode::Char('/') => self.input = Some(self.filter.clone().unwrap_or_default()),
             KeyCode::Char('e') => return Action::Snapshot,
+            KeyCode::Char('o') => match self.output {
+                Some(_) => self.show_output = !self.show_output,
+                None => self.message = Some(
+                    "no command output here: only a `-- CMD` started by hwbp-trace has it captured"
+                        .into(),
+                ),
+            },
             KeyCode::Esc => self.filter = None,
             KeyCode::Tab => self.focus = self.focus.next(),
             KeyCode::BackTab => self.focus = self.focus.prev(),
@@ -618,14 +679,14 @@ impl App {
             KeyCode::Home | KeyCode::Char('g') => match self.focus {
                 Focus::Targets => self.selected = self.rows().first().map_or(0, |r| r.slot),
                 Focus::Details => self.details_scroll = 0,
-                Focus::Log => self.log_scroll = self.log().len().saturating_sub(1),
+                Focus::Log => self.scroll_log(|_, len| len.saturating_sub(1)),
             },
             KeyCode::End | KeyCode::Char('G') => match self.focus {
                 Focus::Targets => self.selected = self.rows().last().map_or(0, |r| r.slot),
                 Focus::Details => {
                     self.details_scroll = self.breakdown_rows().len().saturating_sub(1)
                 }
-                Focus::Log => self.log_scroll = 0,
+                Focus::Log => self.scroll_log(|_, _| 0),
             },
             _ => {}
         }
@@ -905,6 +966,45 @@ pub(crate) mod tests {
         // Pausing a finished run does nothing.
         app.handle_key(key(KeyCode::Char('p')));
         assert!(!app.paused);
+    }
+
+    #[test]
+    fn o_shows_the_command_output_and_scrolls_it() {
+        let (mut app, stats) = busy(&[(0, 1, "cat")]);
+        app.refresh(stats, T0 + 2 * NS_PER_S);
+        // Nothing captured (system-wide): a notice instead.
+        app.handle_key(key(KeyCode::Char('o')));
+        assert!(!app.show_output);
+        assert!(app.message.as_deref().is_some_and(|m| m.contains("-- CMD")));
+
+        app.output = Some(CommandOutputView::new("fx_user".into()));
+        let mut tail = OutputTail::default();
+        tail.push(b"one\ntwo\nthree\n");
+        app.refresh_output(tail.clone());
+        app.handle_key(key(KeyCode::Char('o')));
+        assert!(app.show_output);
+        let shown = |app: &App| app.output.as_ref().map(|o| o.tail.written());
+        assert_eq!(shown(&app), Some(3));
+        // With the log focused, the keys scroll the output, not the hits.
+        app.focus = Focus::Log;
+        app.handle_key(key(KeyCode::Char('k')));
+        app.handle_key(key(KeyCode::Char('k')));
+        app.handle_key(key(KeyCode::Char('k')));
+        assert_eq!(app.output.as_ref().map(|o| o.scroll), Some(2));
+        assert_eq!(app.log_scroll, 0);
+        app.handle_key(key(KeyCode::Char('G')));
+        assert_eq!(app.output.as_ref().map(|o| o.scroll), Some(0));
+        app.handle_key(key(KeyCode::Char('g')));
+        assert_eq!(app.output.as_ref().map(|o| o.scroll), Some(2));
+        // Paused, the output is frozen too; resuming catches up.
+        app.handle_key(key(KeyCode::Char('p')));
+        tail.push(b"four\n");
+        app.refresh_output(tail);
+        assert_eq!(shown(&app), Some(3));
+        app.handle_key(key(KeyCode::Char('p')));
+        assert_eq!(shown(&app), Some(4));
+        app.handle_key(key(KeyCode::Char('o')));
+        assert!(!app.show_output);
     }
 
     #[test]

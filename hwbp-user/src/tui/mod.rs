@@ -7,8 +7,8 @@
 //! with a `TestBackend`.
 //!
 //! The dashboard runs on its own thread and copies the session's
-//! [`SharedStats`] five times a second; the collector never waits for it
-//! beyond that copy. It opens once the session has armed (errors before
+//! [`SharedStats`] (and a `-- CMD`'s captured output) five times a second;
+//! the collector never waits for it beyond that copy. It opens once the session has armed (errors before
 //! print on the normal screen) and stays up after the run ends until `q`.
 //! The terminal is restored by a Drop guard and a chained panic hook.
 
@@ -42,11 +42,12 @@ use ratatui::{
 use tokio::sync::{Notify, oneshot};
 
 use crate::{
+    process::CommandOutput,
     session::{Armament, SharedStats},
     stats::monotonic_ns,
     trace::Summary,
 };
-use app::{Action, App, Traced};
+use app::{Action, App, CommandOutputView, Traced};
 use event::{Event, Events};
 
 /// 5 frames per second.
@@ -62,6 +63,9 @@ pub struct Config {
     pub launched: bool,
     /// `--redact-addresses`.
     pub redact_addresses: bool,
+    /// The launched command's output, read from a pipe so that it does not
+    /// write on the dashboard's screen (`o` shows it).
+    pub output: Option<Arc<CommandOutput>>,
 }
 
 /// The dashboard thread, seen from the session's side.
@@ -164,6 +168,7 @@ fn dashboard(
         outputs,
         launched,
         redact_addresses,
+        output,
     } = config;
     let name = match &armament.scope {
         crate::arm::Scope::Process { pid, .. } => {
@@ -175,9 +180,18 @@ fn dashboard(
     };
     let mut app = App::armed(&armament, name, launched, outputs);
     app.redact = redact_addresses;
+    app.output = output
+        .as_ref()
+        .map(|o| CommandOutputView::new(o.name.clone()));
     let mut guard = TerminalGuard::enter()?;
     events.start_input();
-    let exit = run(&mut guard.terminal, &mut app, &mut events, stats);
+    let exit = run(
+        &mut guard.terminal,
+        &mut app,
+        &mut events,
+        stats,
+        output.as_deref(),
+    );
     // Stop reading keys before the terminal goes back to the shell.
     drop(events);
     drop(guard);
@@ -199,18 +213,19 @@ pub enum Exit {
 }
 
 /// The dashboard loop: draws on every tick and key until the user quits or
-/// the session goes away.
+/// the session goes away. `output`: the launched command's, when captured.
 pub fn run<B: Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
     events: &mut Events,
     stats: &SharedStats,
+    output: Option<&CommandOutput>,
 ) -> io::Result<Exit> {
-    refresh(app, stats);
+    refresh(app, stats, output);
     terminal.draw(|f| ui::render(f, app))?;
     loop {
         match events.wait() {
-            Event::Tick => refresh(app, stats),
+            Event::Tick => refresh(app, stats, output),
             Event::Key(key) => match app.handle_key(key) {
                 Action::None => {}
                 Action::Quit => return Ok(Exit::Quit),
@@ -227,12 +242,13 @@ pub fn run<B: Backend>(
             // draw() resizes; the clear repaints what the terminal reflowed.
             Event::Resize => terminal.clear()?,
             Event::Finished(Ok(summary)) => {
-                refresh(app, stats);
+                refresh(app, stats, output);
                 app.finish(&summary);
                 if summary.end_reason == "signal" {
                     return Ok(Exit::Closed);
                 }
-                // The traced command may have written on the screen.
+                // The traced command may have written on the screen (through
+                // /dev/tty, or all of it under -p).
                 terminal.clear()?;
             }
             Event::Finished(Err(_)) | Event::Quit => return Ok(Exit::Closed),
@@ -242,13 +258,17 @@ pub fn run<B: Backend>(
     }
 }
 
-fn refresh(app: &mut App, stats: &SharedStats) {
+fn refresh(app: &mut App, stats: &SharedStats, output: Option<&CommandOutput>) {
     // The only wait the collector can see: one copy under the lock.
     let copy = match stats.lock() {
         Ok(s) => s.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
     };
     app.refresh(copy, monotonic_ns());
+    // Lines are shared, not copied: a copy is as cheap as the stats'.
+    if let Some(output) = output {
+        app.refresh_output(output.tail());
+    }
 }
 
 /// Renders the current view as text.

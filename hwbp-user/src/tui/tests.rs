@@ -7,12 +7,12 @@ use ratatui::layout::Size;
 
 use super::{
     app::{
-        App, Breakdown, TargetView, Traced,
+        App, Breakdown, CommandOutputView, TargetView, Traced,
         tests::{T0, busy, hit, key, targets},
     },
     view_text,
 };
-use crate::{stats::Stats, trace::Summary};
+use crate::{process::OutputTail, stats::Stats, trace::Summary};
 
 const S: u64 = 1_000_000_000;
 
@@ -162,6 +162,105 @@ fn traced_process_exited() {
     check("traced_process_exited", &text);
 }
 
+/// `-- fx_user spin`: an execute target, and the command's output
+/// captured: plain lines, a tab, colours, a progress bar, a long line.
+fn launched_app(output: &[u8]) -> App {
+    let target = TargetView {
+        target: "hwbp_fx_target".into(),
+        symbol: "hwbp_fx_target".into(),
+        addr: 0x5555_5555_9580,
+        mode: "x",
+        data: false,
+        len: 8,
+        kernel: false,
+    };
+    let mut app = App::new(vec![target], process(true), 1, vec![]);
+    let mut stats = Stats::new(1);
+    stats.started_ns = T0;
+    for i in 1..=20u64 {
+        let h = hit(
+            "hwbp_fx_target",
+            T0 + S / 2 + i * 1000,
+            "fx_user",
+            4242,
+            1,
+            "hwbp_fx_target+0x0",
+        );
+        stats.record(0, h.into());
+    }
+    app.refresh(stats, T0 + 2 * S);
+    app.output = Some(CommandOutputView::new("fx_user".into()));
+    let mut tail = OutputTail::default();
+    tail.push(output);
+    app.refresh_output(tail);
+    app
+}
+
+const OUTPUT: &[u8] = b"starting\nround 1\nround 2\nround 3\nround 4\n\
+    name\tcalls\n\x1b[31mwarning:\x1b[0m slow CPU\nprogress 10%\rprogress 50%\rprogress 100%\n\
+    a very long line that goes on and on, past the right edge of the panel, and is cut there\n\
+    done 20";
+
+#[test]
+fn command_output() {
+    let mut app = launched_app(OUTPUT);
+    // The hits, and where the command's output went.
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("fx_user output: 10 lines (o)"), "{text}");
+    assert!(!text.contains("done 20"), "{text}");
+    app.handle_key(key(KeyCode::Char('o')));
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("output of fx_user · 10 lines"), "{text}");
+    // Newest at the bottom, as on a terminal.
+    let done = text.find("│done 20").expect("the last line shown");
+    let progress = text
+        .find("│progress 100%")
+        .expect("the progress bar's state");
+    assert!(progress < done, "{text}");
+    assert!(text.contains("│warning: slow CPU"), "{text}");
+    assert!(text.contains("│name    calls"), "{text}");
+    check("command_output", &text);
+
+    // Scrolled back; more lines than are kept.
+    app.focus = super::app::Focus::Log;
+    app.handle_key(key(KeyCode::Up));
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("· 1 back"), "{text}");
+    assert!(!text.contains("done 20"), "{text}");
+    let many: Vec<u8> = (0..1500)
+        .flat_map(|i| format!("line {i}\n").into_bytes())
+        .collect();
+    let mut app = launched_app(&many);
+    app.handle_key(key(KeyCode::Char('o')));
+    let text = screen(&app, 80, 24);
+    assert!(
+        text.contains("output of fx_user · 1500 lines · last 1000 kept"),
+        "{text}"
+    );
+    assert!(text.contains("│line 1499"), "{text}");
+
+    // Nothing yet.
+    let mut app = launched_app(b"");
+    app.handle_key(key(KeyCode::Char('o')));
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("fx_user has written nothing yet"), "{text}");
+}
+
+#[test]
+fn output_lines_are_plain_text() {
+    use super::ui::plain_line;
+    assert_eq!(plain_line(b"\x1b[1;31mred\x1b[0m text"), "red text");
+    assert_eq!(plain_line(b"a\tb\tc"), "a       b       c");
+    assert_eq!(plain_line(b"12345678\tx"), "12345678        x");
+    assert_eq!(plain_line(b"10%\r50%\r"), "50%");
+    assert_eq!(
+        plain_line(b"\x1b]0;title\x07x\x1b]8;;http://a\x1b\\link"),
+        "xlink"
+    );
+    assert_eq!(plain_line(b"bell\x07 \xff"), "bell \u{fffd}");
+    assert_eq!(plain_line(b"\x1b(Bplain\x1b="), "plain");
+}
+
 #[test]
 fn help_overlay() {
     let mut app = busy_app();
@@ -264,7 +363,7 @@ mod event_loop {
             // The SendError carries the (large) event back: only say whether it went.
             tx.send(Event::Key(key(KeyCode::Char('q')))).is_ok()
         });
-        let exit = run(&mut terminal, &mut app, &mut events, &stats).expect("the loop runs");
+        let exit = run(&mut terminal, &mut app, &mut events, &stats, None).expect("the loop runs");
         assert!(quit.join().expect("the sender thread"), "sent");
         assert_eq!(exit, Exit::Quit);
         assert!(app.process_exited());
@@ -272,6 +371,30 @@ mod event_loop {
         let text = buffer_text(terminal.backend().buffer());
         assert!(text.contains("hwbp-trace keys"), "{text}");
         assert!(text.contains("exited, status 3"), "{text}");
+    }
+
+    #[test]
+    fn reads_the_command_output_on_its_clock() {
+        let (mut app, stats) = exited_run();
+        app.output = Some(CommandOutputView::new("fx_user".into()));
+        let output = crate::process::CommandOutput::of(&["./fx_user".into()]);
+        output.push(b"done 7\n");
+        let mut events = Events::new(Duration::from_millis(5));
+        let tx = events.sender();
+        for event in [
+            Event::Finished(Ok(summary("process-exit"))),
+            Event::Key(key(KeyCode::Char('o'))),
+            Event::Key(key(KeyCode::Char('q'))),
+        ] {
+            tx.send(event).expect("the channel is open");
+        }
+        let mut terminal = Terminal::new(TestBackend::new(100, 30)).expect("a test terminal");
+        let exit = run(&mut terminal, &mut app, &mut events, &stats, Some(&output))
+            .expect("the loop runs");
+        assert_eq!(exit, Exit::Quit);
+        let text = buffer_text(terminal.backend().buffer());
+        assert!(text.contains("output of fx_user · 1 line"), "{text}");
+        assert!(text.contains("│done 7"), "{text}");
     }
 
     #[test]
@@ -285,7 +408,8 @@ mod event_loop {
             let mut events = Events::new(Duration::from_millis(5));
             events.sender().send(event).expect("the channel is open");
             let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("a test terminal");
-            let exit = run(&mut terminal, &mut app, &mut events, &stats).expect("the loop runs");
+            let exit =
+                run(&mut terminal, &mut app, &mut events, &stats, None).expect("the loop runs");
             assert_eq!(exit, Exit::Closed);
         }
     }

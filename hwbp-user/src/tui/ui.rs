@@ -14,7 +14,9 @@ use ratatui::{
     },
 };
 
-use super::app::{App, Breakdown, CHART_SECONDS, DEBUG_REGISTERS, Focus, Traced};
+use super::app::{
+    App, Breakdown, CHART_SECONDS, CommandOutputView, DEBUG_REGISTERS, Focus, Traced,
+};
 
 /// Below this the dashboard shows a message instead.
 pub const MIN_WIDTH: u16 = 60;
@@ -439,6 +441,12 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 fn render_log(frame: &mut Frame, area: Rect, app: &App) {
+    if app.show_output
+        && let Some(output) = &app.output
+    {
+        render_output(frame, area, app, output);
+        return;
+    }
     let log = app.log();
     let height = area.height.saturating_sub(2) as usize;
     let end = log.len().saturating_sub(app.log_scroll);
@@ -461,10 +469,114 @@ fn render_log(frame: &mut Frame, area: Rect, app: &App) {
             .map(|h| Line::from(h.line()))
             .collect()
     };
-    frame.render_widget(
-        Paragraph::new(lines).block(panel(title, app.focus == Focus::Log)),
-        area,
+    let mut block = panel(title, app.focus == Focus::Log);
+    // Where the command's output went, and the key that shows it.
+    if let Some(output) = &app.output {
+        block = block.title_top(
+            Line::from(format!(
+                " {} output: {} (o) ",
+                output.name,
+                plural(output.tail.written(), "line", "lines")
+            ))
+            .right_aligned(),
+        );
+    }
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// The log panel after `o`: the last lines of the command's output that
+/// fit, newest at the bottom.
+fn render_output(frame: &mut Frame, area: Rect, app: &App, output: &CommandOutputView) {
+    let tail = &output.tail;
+    let height = area.height.saturating_sub(2) as usize;
+    let end = tail.kept().saturating_sub(output.scroll);
+    let start = end.saturating_sub(height);
+    let mut title = format!(
+        " output of {} · {}",
+        output.name,
+        plural(tail.written(), "line", "lines")
     );
+    if tail.written() > tail.kept() as u64 {
+        title.push_str(&format!(" · last {} kept", tail.kept()));
+    }
+    if output.scroll > 0 {
+        title.push_str(&format!(" · {} back", output.scroll));
+    }
+    title.push(' ');
+    let lines: Vec<Line> = if tail.kept() == 0 {
+        let why = match tail.closed() {
+            true => format!("{} wrote nothing", output.name),
+            false => format!("{} has written nothing yet", output.name),
+        };
+        vec![Line::from(why).dark_gray()]
+    } else {
+        tail.lines()
+            .skip(start)
+            .take(end - start)
+            .map(|l| Line::from(plain_line(l)))
+            .collect()
+    };
+    let block =
+        panel(title, app.focus == Focus::Log).title_top(Line::from(" o: hits ").right_aligned());
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// A line of the command's output as plain text for a panel: what follows
+/// its last carriage return (a progress bar's latest state), without escape
+/// sequences (colours) or other control characters, tabs expanded.
+pub fn plain_line(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.split('\r').rfind(|s| !s.is_empty()).unwrap_or("");
+    let mut out = String::with_capacity(text.len());
+    let mut column = 0;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => match chars.next() {
+                // CSI: parameters up to a final byte in @..~.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC (a title, a link): up to BEL or ESC \.
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\x07' {
+                            break;
+                        }
+                        if c == '\x1b' {
+                            chars.next();
+                            break;
+                        }
+                    }
+                }
+                // nF (a character set): intermediates, then a final byte.
+                Some(' '..='/') => {
+                    for c in chars.by_ref() {
+                        if !(' '..='/').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // Two-character sequences.
+                _ => {}
+            },
+            '\t' => {
+                let to = (column / 8 + 1) * 8;
+                out.extend(std::iter::repeat_n(' ', to - column));
+                column = to;
+            }
+            c if c.is_control() => {}
+            c => {
+                out.push(c);
+                column += 1;
+            }
+        }
+    }
+    out
 }
 
 fn render_keys(frame: &mut Frame, area: Rect, app: &App) {
@@ -503,7 +615,7 @@ fn render_keys(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 /// Every key, for the help overlay.
-pub const KEYS: [(&str, &str); 12] = [
+pub const KEYS: [(&str, &str); 13] = [
     ("?", "this help (? or Esc closes it)"),
     ("q  Ctrl-C", "quit: end the trace, print the summary"),
     ("p", "pause the display; collection goes on"),
@@ -514,6 +626,7 @@ pub const KEYS: [(&str, &str); 12] = [
     ("↑ ↓  j k", "select a target / scroll the focused panel"),
     ("← →  h l", "breakdown: caller comm pid cpu stacks values"),
     ("g G", "first / last"),
+    ("o", "log panel: latest hits or the output of -- CMD"),
     ("e", "write this view to hwbp-dashboard-*.txt"),
     ("Ctrl-L", "repaint the screen"),
 ];
