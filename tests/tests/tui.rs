@@ -1,6 +1,7 @@
 //! Root end-to-end test of the dashboard: the real hwbp-trace in a tmux
 //! pane of 100×30, driven with send-keys and read with capture-pane, against
-//! the fx_user fixture's 50 writes.
+//! the fx_user fixture's 50 writes (and its `done 50` on stdout, which the
+//! dashboard captures).
 //! Run by `cargo xtask test` with --test-threads=1 (they share debug registers).
 
 use std::{
@@ -169,6 +170,31 @@ fn dashboard_shows_exact_hits_help_and_quits_cleanly() {
         "the dashboard is on the alternate screen"
     );
 
+    // The fixture's `done 50` went into a pipe, not onto the dashboard's
+    // screen; the hits panel says where it is.
+    let screen = pane.wait_for(
+        "the command's output counted",
+        Duration::from_secs(5),
+        |s| s.contains("fx_user output: 1 line (o)"),
+    );
+    assert!(
+        !screen.contains("done 50"),
+        "the command's output is not on the screen:\n{screen}"
+    );
+    pane.keys("o");
+    let output = pane.wait_for("the command's output", Duration::from_secs(5), |s| {
+        s.contains("output of fx_user · 1 line")
+    });
+    assert!(
+        output.lines().any(|l| l.starts_with("│done 50 ")),
+        "o shows the command's output:\n{output}"
+    );
+    pane.keys("o");
+    let hits = pane.wait_for("the hits again", Duration::from_secs(5), |s| {
+        s.contains("latest hits")
+    });
+    assert!(!hits.contains("done 50"), "{hits}");
+
     pane.keys("?");
     let help = pane.wait_for("the help overlay", Duration::from_secs(5), |s| {
         s.contains("hwbp-trace keys")
@@ -220,6 +246,19 @@ fn dashboard_shows_exact_hits_help_and_quits_cleanly() {
     });
     assert!(end.contains("EXIT=0"), "exit status 0:\n{end}");
     assert!(!pane.alternate_on(), "back on the normal screen");
+    // The command's output printed on the normal screen, after a note and
+    // before the summary.
+    let lines: Vec<&str> = end.lines().map(str::trim_end).collect();
+    let note = lines
+        .iter()
+        .position(|l| *l == "hwbp-trace: output of fx_user:")
+        .unwrap_or_else(|| panic!("the note before the command's output:\n{end}"));
+    assert_eq!(lines.get(note + 1), Some(&"done 50"), "{end}");
+    let summary = lines
+        .iter()
+        .position(|l| l.starts_with("50 hits in"))
+        .unwrap_or_else(|| panic!("the summary:\n{end}"));
+    assert!(note < summary, "the output before the summary:\n{end}");
     // The summary table printed on the normal screen.
     assert!(end.contains("50 hits in"), "{end}");
     assert!(end.contains("command exited with status 0"), "{end}");
