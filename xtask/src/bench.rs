@@ -16,10 +16,12 @@
 //!    target, and where the time goes (one run under strace, split at the
 //!    first kallsyms/ELF, BTF, bpf() and perf_event_open calls).
 //! 3. sustained rate: one fixture thread per CPU calling the target, traced
-//!    with -p and a JSONL file: hits lost at the default ring-buffer size,
+//!    with -p and a JSONL file, headless and with the dashboard (in a
+//!    detached tmux session): hits lost at the default ring-buffer size,
 //!    hwbp-trace's own CPU time per 100k hits, its peak RSS.
 //! 4. growth: hwbp-trace's peak RSS for longer and longer traces (streaming
-//!    exports must keep it flat).
+//!    exports must keep it flat), and for more and more distinct user
+//!    stacks (`fx_user stacks N DISTINCT`).
 //!
 //! It reports; it never gates. This is a shared 2-vCPU VM where every
 //! breakpoint hit is a VM exit, so single timings are noisy: medians of
@@ -64,6 +66,12 @@ pub struct Options {
     /// Trace lengths (hits) for the memory-growth measurement.
     #[arg(long, value_delimiter = ',', default_values_t = [20_000u64, 200_000, 1_000_000])]
     lengths: Vec<u64>,
+    /// Distinct user stacks for the stack-growth measurement (1 to 131072).
+    #[arg(long, value_delimiter = ',', default_values_t = [1u64, 100, 10_000, 100_000])]
+    stacks: Vec<u64>,
+    /// Hits per run of the stack-growth measurement.
+    #[arg(long, default_value_t = 100_000)]
+    stack_hits: u64,
     /// Measure the binaries already in target/release instead of building.
     #[arg(long)]
     no_build: bool,
@@ -79,6 +87,8 @@ pub fn run(options: Options) -> Result<()> {
         large,
         sustained,
         lengths,
+        stacks,
+        stack_hits,
         no_build,
         out,
     } = options;
@@ -86,6 +96,15 @@ pub fn run(options: Options) -> Result<()> {
         small < large,
         "--small ({small}) must be less than --large ({large})"
     );
+    if let Some(bad) = stacks
+        .iter()
+        .find(|&&d| d == 0 || d > FX_STACK_PATHS || d > stack_hits)
+    {
+        bail!(
+            "--stacks {bad}: each must be 1 to {FX_STACK_PATHS} (fx_user's call paths) and at \
+             most --stack-hits ({stack_hits})"
+        );
+    }
     if !no_build {
         setup::run()?;
         build::run()?;
@@ -98,8 +117,9 @@ pub fn run(options: Options) -> Result<()> {
     let mut report = String::new();
     let per_hit = bench.per_hit(runs, small, large)?;
     let startup = bench.startup(runs)?;
-    let sustained = bench.sustained(sustained)?;
+    let (sustained, dashboard) = bench.sustained(sustained)?;
     let growth = bench.growth(&lengths)?;
+    let stacks = bench.stacks(&stacks, stack_hits)?;
     let idle = bench.idle_memory()?;
     let elapsed = started.elapsed();
 
@@ -114,7 +134,10 @@ pub fn run(options: Options) -> Result<()> {
             per_hit,
             startup,
             sustained,
+            dashboard,
             growth,
+            stacks,
+            stack_hits,
             idle,
             elapsed,
         },
@@ -131,6 +154,10 @@ pub fn run(options: Options) -> Result<()> {
 
 // ---------------------------------------------------------------------------
 // The things measured.
+
+/// Call paths of `fx_user stacks` (17 levels of two functions): the most
+/// distinct stacks it can make.
+const FX_STACK_PATHS: u64 = 1 << 17;
 
 /// A fixture mode that hits one target, and how each tool names that target.
 struct Workload {
@@ -183,6 +210,7 @@ struct Bench {
     write: Workload,
     strace: bool,
     bpftrace: bool,
+    tmux: bool,
 }
 
 impl Bench {
@@ -232,6 +260,7 @@ impl Bench {
             },
             strace: on_path("strace"),
             bpftrace: on_path("bpftrace"),
+            tmux: on_path("tmux"),
         };
         let base = bench.load_base()?;
         let function = bench.link_address("hwbp_fx_target")?;
@@ -663,14 +692,23 @@ impl Bench {
     }
 
     /// hwbp-trace -p on a fixture that starts once the Tracing line is out:
-    /// hwbp-trace has no child then, so wait4's rusage is its own.
-    fn traced_by_pid(&self, name: &str, args: &[&str], expected: u64) -> Result<Measured> {
+    /// hwbp-trace has no child then, so wait4's rusage is its own. `stack`
+    /// is hwbp-trace's --stack; with `count_ustacks`, the different user
+    /// stacks in the JSONL file are counted.
+    fn traced_by_pid(
+        &self,
+        name: &str,
+        args: &[&str],
+        expected: u64,
+        stack: &str,
+        count_ustacks: bool,
+    ) -> Result<Measured> {
         let go = self.scratch.join(format!("go-{name}"));
         remove(&go);
         let fixture = self.fixture_waiting(&go, args)?;
         let pid = fixture.id().to_string();
         let mut cmd = Command::new(&self.hwbp_trace);
-        cmd.args(["--no-tui", "-q", "--stack", "both", "-o"])
+        cmd.args(["--no-tui", "-q", "--stack", stack, "-o"])
             .arg(self.jsonl())
             .args(["-p", &pid, "hwbp_fx_target"]);
         let command = display(&cmd).replace(&format!("-p {pid}"), "-p PID");
@@ -678,6 +716,11 @@ impl Bench {
         run.check(&cmd)?;
         let jsonl_bytes = fs::metadata(self.jsonl()).map(|m| m.len()).unwrap_or(0);
         let summary = jsonl_summary(&self.jsonl())?;
+        let ustacks = if count_ustacks {
+            Some(distinct_ustacks(&self.jsonl())?)
+        } else {
+            None
+        };
         remove(&self.jsonl());
         remove(&go);
         Ok(Measured {
@@ -688,6 +731,98 @@ impl Bench {
             cpu: run.cpu,
             max_rss_kib: run.max_rss_kib,
             jsonl_bytes,
+            ustacks,
+        })
+    }
+
+    /// The sustained-rate fixture traced by hwbp-trace with its dashboard,
+    /// which needs a terminal: hwbp-trace runs in a detached tmux session
+    /// on a private server. It is not our child, so its CPU time and peak
+    /// RSS come from /proc (utime + stime, VmHWM), read once the dashboard
+    /// says the run ended (the JSONL file is complete then) and before `q`
+    /// quits it. `wall` runs from starting tmux to that moment.
+    fn traced_with_dashboard(&self, args: &[&str], expected: u64) -> Result<Measured> {
+        let go = self.scratch.join("go-dashboard");
+        let stderr = self.scratch.join("dashboard-stderr.txt");
+        remove(&go);
+        remove(&stderr);
+        let mut fixture = self.fixture_waiting(&go, args)?;
+        let measured = self.dashboard_session(&go, &stderr, &mut fixture, expected);
+        if measured.is_err() {
+            let _ = fixture.kill();
+            let _ = fixture.wait();
+        }
+        remove(&self.jsonl());
+        remove(&go);
+        remove(&stderr);
+        measured
+    }
+
+    fn dashboard_session(
+        &self,
+        go: &Path,
+        stderr: &Path,
+        fixture: &mut Child,
+        expected: u64,
+    ) -> Result<Measured> {
+        let pid = fixture.id().to_string();
+        let mut cmd = Command::new(&self.hwbp_trace);
+        cmd.args(["--stack", "both", "-o"])
+            .arg(self.jsonl())
+            .args(["-p", &pid, "hwbp_fx_target"]);
+        let start = Instant::now();
+        let tmux = Tmux::start(&self.scratch, &cmd, stderr)?;
+        let errors = || fs::read_to_string(stderr).unwrap_or_default();
+        let hwbp_pid = tmux
+            .pid(Duration::from_secs(10))
+            .with_context(|| format!("`{}` in tmux: {}", display(&cmd), errors().trim()))?;
+        // The status bar says `● tracing` from the first frame, which is
+        // drawn once every breakpoint is armed.
+        tmux.wait_for_screen(" tracing ", Duration::from_secs(30))
+            .with_context(|| format!("`{}` in tmux: {}", display(&cmd), errors().trim()))?;
+        touch(go)?;
+        let status = fixture.wait().context("waiting for the fixture")?;
+        ensure!(status.success(), "the fixture failed ({status})");
+        // `■ ended: process exited`: the session has drained the ring
+        // buffer and closed the JSONL file.
+        tmux.wait_for_screen(" ended: ", Duration::from_secs(60))
+            .with_context(|| format!("`{}` in tmux: {}", display(&cmd), errors().trim()))?;
+        let wall = start.elapsed();
+        let exe = fs::read_link(format!("/proc/{hwbp_pid}/exe")).unwrap_or_default();
+        ensure!(
+            fs::canonicalize(&self.hwbp_trace).is_ok_and(|ours| ours == exe),
+            "process {hwbp_pid} in tmux is {}, not {}",
+            exe.display(),
+            self.hwbp_trace.display()
+        );
+        let cpu = cpu_time(hwbp_pid)?;
+        let max_rss_kib = status_kib(hwbp_pid, "VmHWM:")
+            .ok_or_else(|| anyhow!("no VmHWM in /proc/{hwbp_pid}/status"))?;
+        tmux.send_keys("q")?;
+        let exit = tmux.wait_for_exit(hwbp_pid, Duration::from_secs(30))?;
+        ensure!(
+            exit == 0,
+            "`{}` in tmux failed (exit {exit}):\n{}",
+            display(&cmd),
+            errors().trim()
+        );
+        drop(tmux);
+        let jsonl_bytes = fs::metadata(self.jsonl()).map(|m| m.len()).unwrap_or(0);
+        let summary = jsonl_summary(&self.jsonl())?;
+        Ok(Measured {
+            command: format!(
+                "tmux new-session -d -x {} -y {} '{} 2>ERR'",
+                Tmux::WIDTH,
+                Tmux::HEIGHT,
+                display(&cmd).replace(&format!("-p {pid}"), "-p PID")
+            ),
+            expected,
+            summary,
+            wall,
+            cpu,
+            max_rss_kib,
+            jsonl_bytes,
+            ustacks: None,
         })
     }
 
@@ -736,28 +871,64 @@ impl Bench {
         Ok(results)
     }
 
-    fn sustained(&self, calls: u64) -> Result<Vec<Measured>> {
+    /// Three runs headless and three with the dashboard (none without
+    /// tmux), alternating.
+    fn sustained(&self, calls: u64) -> Result<(Vec<Measured>, Vec<Measured>)> {
         let cpus = thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1) as u64;
         println!("bench: sustained rate, {cpus} threads x {calls} calls");
         let (before, after, n) = (cpus.to_string(), "0".to_owned(), calls.to_string());
-        let mut results = Vec::new();
+        let args = ["threads", &before, &after, &n];
+        let (mut headless, mut dashboard) = (Vec::new(), Vec::new());
         for _ in 0..3 {
-            results.push(self.traced_by_pid(
-                "sustained",
-                &["threads", &before, &after, &n],
-                cpus * calls,
-            )?);
+            headless.push(self.traced_by_pid("sustained", &args, cpus * calls, "both", false)?);
+            if self.tmux {
+                dashboard.push(
+                    self.traced_with_dashboard(&args, cpus * calls)
+                        .context("sustained rate with the dashboard")?,
+                );
+            }
         }
-        Ok(results)
+        Ok((headless, dashboard))
     }
 
     fn growth(&self, lengths: &[u64]) -> Result<Vec<Measured>> {
         let mut results = Vec::new();
         for &n in lengths {
             println!("bench: growth, {n} hits");
-            results.push(self.traced_by_pid("growth", &["calls", &n.to_string()], n)?);
+            results.push(self.traced_by_pid(
+                "growth",
+                &["calls", &n.to_string()],
+                n,
+                "both",
+                false,
+            )?);
+        }
+        Ok(results)
+    }
+
+    /// `hits` calls through 1, 100, ... distinct call paths, user stacks
+    /// only; first `fx_user calls` (one stack, shallower) for reference.
+    fn stacks(&self, distinct: &[u64], hits: u64) -> Result<Vec<StackRun>> {
+        let n = hits.to_string();
+        let mut runs = vec![(1, vec!["calls".to_owned(), n.clone()])];
+        runs.extend(
+            distinct
+                .iter()
+                .map(|d| (*d, vec!["stacks".to_owned(), n.clone(), d.to_string()])),
+        );
+        let mut results = Vec::new();
+        for (distinct, args) in runs {
+            let fixture = format!("fx_user {}", args.join(" "));
+            println!("bench: growth, {fixture}");
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let measured = self.traced_by_pid("stacks", &args, hits, "user", true)?;
+            results.push(StackRun {
+                fixture,
+                distinct,
+                measured,
+            });
         }
         Ok(results)
     }
@@ -995,9 +1166,277 @@ fn finish_with_fixture(
 }
 
 fn vm_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A kB field of /proc/PID/status (`VmRSS:`, `VmHWM:`).
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|line| line.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU time of a live process, all its threads, from
+/// /proc/PID/stat (`pid (comm) state ...`: utime and stime are fields 14
+/// and 15; the comm may hold spaces and parentheses, so count after the
+/// last `)`).
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let (Some(utime), Some(stime)) = (ticks(11), ticks(12)) else {
+        bail!("no utime and stime in {path}: {stat}");
+    };
+    // SAFETY: sysconf takes and returns plain integers.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second)
+        .ok()
+        .filter(|&t| t > 0)
+        .unwrap_or(100);
+    Ok(Duration::from_secs_f64(
+        (utime + stime) as f64 / per_second as f64,
+    ))
+}
+
+/// A program that needs a terminal, in a detached tmux session on a
+/// private server. The server is our child (`tmux -D`), on its own socket
+/// and without the user's configuration; dropping this kills it, and with
+/// it whatever still runs in the session, and reaps it.
+///
+/// The pane runs a shell that runs the program and writes its exit status
+/// to a file: tmux, the program's parent otherwise, has been seen here not
+/// to reap it now and then (a zombie for good, its pane dead without a
+/// status).
+struct Tmux {
+    socket: PathBuf,
+    conf: PathBuf,
+    /// The program's pid, written before it starts.
+    pid_file: PathBuf,
+    /// Its exit status, written by the shell once it has reaped it.
+    status_file: PathBuf,
+    server: Child,
+}
+
+impl Tmux {
+    const SESSION: &str = "bench";
+    const WIDTH: u16 = 120;
+    const HEIGHT: u16 = 40;
+
+    /// `program` in a new WIDTH x HEIGHT session, its stderr to `stderr`.
+    fn start(scratch: &Path, program: &Command, stderr: &Path) -> Result<Self> {
+        let socket = std::env::temp_dir().join(format!("hwbp-bench-tmux-{}", std::process::id()));
+        let conf = scratch.join("tmux.conf");
+        let pid_file = scratch.join("tmux-program.pid");
+        let status_file = scratch.join("tmux-program.status");
+        for file in [&socket, &pid_file, &status_file] {
+            remove(file);
+        }
+        // remain-on-exit: the screen stays readable for error messages; no
+        // status line: the program gets all HEIGHT rows.
+        fs::write(
+            &conf,
+            "set-option -g remain-on-exit on\n\
+             set-option -g status off\n\
+             set-option -g default-shell /bin/sh\n",
+        )
+        .with_context(|| format!("writing {}", conf.display()))?;
+        let server = Command::new("tmux")
+            .env_remove("TMUX")
+            .arg("-S")
+            .arg(&socket)
+            .arg("-f")
+            .arg(&conf)
+            .arg("-D")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting a tmux server (is tmux installed?)")?;
+        let tmux = Tmux {
+            socket,
+            conf,
+            pid_file,
+            status_file,
+            server,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !tmux.socket.exists() {
+            ensure!(
+                Instant::now() < deadline,
+                "the tmux server did not create {} within 5 s",
+                tmux.socket.display()
+            );
+            thread::sleep(Duration::from_millis(2));
+        }
+        // The inner sh writes its pid and execs the program, so the program
+        // has that pid and the outer sh, which waits for it, for parent.
+        let inner = format!(
+            "echo $$ >{}; exec {} 2>{}",
+            shell_word(&tmux.pid_file.to_string_lossy()),
+            shell_words(program),
+            shell_word(&stderr.to_string_lossy())
+        );
+        let line = format!(
+            "sh -c {}; echo $? >{}",
+            shell_word(&inner),
+            shell_word(&tmux.status_file.to_string_lossy())
+        );
+        let mut cmd = tmux.command();
+        cmd.args(["new-session", "-d", "-s", Self::SESSION])
+            .args(["-x", &Self::WIDTH.to_string()])
+            .args(["-y", &Self::HEIGHT.to_string(), &line]);
+        crate::exec::output(&mut cmd)?;
+        Ok(tmux)
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        // $TMUX (a bench run inside tmux) must not redirect the commands.
+        cmd.arg("-S").arg(&self.socket).env_remove("TMUX");
+        cmd
+    }
+
+    /// A number the shell wrote to `file` (a whole line).
+    fn read_number(file: &Path) -> Option<i64> {
+        let text = fs::read_to_string(file).ok()?;
+        text.strip_suffix('\n')?.trim().parse().ok()
+    }
+
+    /// The program's exit status, once it has exited.
+    fn exit_status(&self) -> Option<i64> {
+        Self::read_number(&self.status_file)
+    }
+
+    /// The program's pid, once the shell has written it.
+    fn pid(&self, limit: Duration) -> Result<u32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(pid) = Self::read_number(&self.pid_file) {
+                return u32::try_from(pid)
+                    .with_context(|| format!("{} holds {pid}", self.pid_file.display()));
+            }
+            if let Some(status) = self.exit_status() {
+                bail!("the shell in tmux exited ({status}) before starting the program");
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the shell in tmux did not start the program within {} s",
+                limit.as_secs()
+            );
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits until the screen shows `text`; fails if the program exits first.
+    fn wait_for_screen(&self, text: &str, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut cmd = self.command();
+            cmd.args(["capture-pane", "-p", "-t", Self::SESSION]);
+            let screen = crate::exec::output(&mut cmd)?;
+            if screen.contains(text) {
+                return Ok(());
+            }
+            if let Some(status) = self.exit_status() {
+                bail!("it exited ({status}) before its screen showed `{text}`:\n{screen}");
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "its screen did not show `{text}` within {} s:\n{screen}",
+                    limit.as_secs()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn send_keys(&self, keys: &str) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.args(["send-keys", "-t", Self::SESSION, keys]);
+        crate::exec::output(&mut cmd).map(drop)
+    }
+
+    /// Waits for the program (`pid`) to exit; its exit status.
+    fn wait_for_exit(&self, pid: u32, limit: Duration) -> Result<i64> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the program in tmux did not exit within {} s: {}",
+                    limit.as_secs(),
+                    process_state(pid)
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self
+            .command()
+            .arg("kill-server")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.server.try_wait(), Ok(None)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        for file in [&self.socket, &self.conf, &self.pid_file, &self.status_file] {
+            remove(file);
+        }
+    }
+}
+
+/// What a process is doing, thread by thread, for an error message.
+fn process_state(pid: u32) -> String {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return format!("process {pid} is gone");
+    };
+    let mut out = format!("process {pid}:");
+    for task in tasks.flatten() {
+        let path = task.path();
+        let read = |name: &str| fs::read_to_string(path.join(name)).unwrap_or_default();
+        let state = read("status")
+            .lines()
+            .find(|line| line.starts_with("State:"))
+            .unwrap_or_default()
+            .to_owned();
+        let _ = write!(
+            out,
+            "\n  thread {} ({}): {state}, in {}",
+            task.file_name().to_string_lossy(),
+            read("comm").trim(),
+            read("wchan").trim()
+        );
+    }
+    out
+}
+
+/// `word` quoted for sh.
+fn shell_word(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// A command line quoted for sh.
+fn shell_words(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|word| shell_word(&word.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn timeval(tv: libc::timeval) -> Duration {
@@ -1034,6 +1473,41 @@ struct JsonlSummary {
     lost: u64,
     kernel_count: u64,
     stack_errors: u64,
+}
+
+/// How many different `ustack` arrays the hit records of a JSONL file hold
+/// (compared as written: the same frames give the same text).
+fn distinct_ustacks(path: &Path) -> Result<u64> {
+    use std::hash::{BuildHasher as _, RandomState};
+    let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let hasher = RandomState::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader
+            .read_line(&mut line)
+            .with_context(|| format!("reading {}", path.display()))?
+            == 0
+        {
+            break;
+        }
+        let key = "\"ustack\":";
+        let Some(at) = line.find(key) else { continue };
+        let rest = &line[at + key.len()..];
+        // Parse the array alone, up to its end, to find where it ends.
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<serde_json::Value>();
+        match values.next() {
+            Some(Ok(serde_json::Value::Array(_))) => {}
+            _ => bail!(
+                "a ustack in {} is not an array: {line:.200}",
+                path.display()
+            ),
+        }
+        seen.insert(hasher.hash_one(&rest[..values.byte_offset()]));
+    }
+    Ok(seen.len() as u64)
 }
 
 /// The `summary` record, the last line of hwbp-trace's JSONL file.
@@ -1088,9 +1562,12 @@ impl Phases {
         let mut marks: Vec<(&'static str, f64)> = Vec::new();
         let mut end = None;
         for line in text.lines() {
-            let mut words = line.splitn(3, ' ');
-            let (Some(_pid), Some(ts), Some(call)) = (words.next(), words.next(), words.next())
-            else {
+            // `PID TIMESTAMP CALL`; strace pads the pid to 5 columns, so
+            // a pid below 10000 is followed by more than one space.
+            let Some((_pid, rest)) = line.trim_start().split_once(' ') else {
+                continue;
+            };
+            let Some((ts, call)) = rest.trim_start().split_once(' ') else {
                 continue;
             };
             let Ok(ts) = ts.parse::<f64>() else { continue };
@@ -1195,6 +1672,17 @@ struct Measured {
     cpu: Duration,
     max_rss_kib: u64,
     jsonl_bytes: u64,
+    /// Different user stacks in the JSONL file, when counted.
+    ustacks: Option<u64>,
+}
+
+/// One run of the stack-growth measurement.
+struct StackRun {
+    /// fx_user's arguments.
+    fixture: String,
+    /// Distinct stacks the fixture makes.
+    distinct: u64,
+    measured: Measured,
 }
 
 struct Results {
@@ -1204,7 +1692,11 @@ struct Results {
     per_hit: Vec<PerHit>,
     startup: Vec<Startup>,
     sustained: Vec<Measured>,
+    /// The sustained rate with the dashboard (empty without tmux).
+    dashboard: Vec<Measured>,
     growth: Vec<Measured>,
+    stacks: Vec<StackRun>,
+    stack_hits: u64,
     idle: Vec<Idle>,
     elapsed: Duration,
 }
@@ -1360,29 +1852,35 @@ fn write_goals(out: &mut String, bench: &Bench, results: &Results) {
             verdict(t <= 0.1)
         );
     }
-    let lost = results
-        .sustained
-        .iter()
-        .map(|m| m.summary.lost)
-        .max()
-        .unwrap_or(0);
-    let _ = writeln!(
-        out,
-        "| no hits lost at the default ring buffer, every CPU hitting | at most {lost} lost per run | {} |",
-        verdict(lost == 0)
-    );
-    let rss = results
-        .sustained
-        .iter()
-        .map(|m| m.max_rss_kib)
-        .max()
-        .unwrap_or(0);
-    let _ = writeln!(
-        out,
-        "| peak RSS 64 MiB or less, sustained | {} | {} |",
-        mib(rss),
-        verdict(rss <= 64 * 1024)
-    );
+    for (how, runs) in [
+        ("", &results.sustained),
+        (", with the dashboard", &results.dashboard),
+    ] {
+        if runs.is_empty() {
+            continue;
+        }
+        let lost = runs.iter().map(|m| m.summary.lost).max().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "| no hits lost at the default ring buffer, every CPU hitting{how} | at most {lost} lost per run | {} |",
+            verdict(lost == 0)
+        );
+    }
+    for (how, runs) in [
+        ("", &results.sustained),
+        (", with the dashboard", &results.dashboard),
+    ] {
+        if runs.is_empty() {
+            continue;
+        }
+        let rss = runs.iter().map(|m| m.max_rss_kib).max().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "| peak RSS 64 MiB or less, sustained{how} | {} | {} |",
+            mib(rss),
+            verdict(rss <= 64 * 1024)
+        );
+    }
     if let (Some(first), Some(last)) = (results.growth.first(), results.growth.last()) {
         // Flat: within 10% (and 4 MiB) of the shortest trace's peak.
         let flat = last.max_rss_kib as f64 <= first.max_rss_kib as f64 * 1.1 + 4096.0;
@@ -1407,7 +1905,10 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
         per_hit,
         startup,
         sustained,
+        dashboard,
         growth,
+        stacks,
+        stack_hits,
         idle,
         elapsed,
     } = results;
@@ -1570,20 +2071,44 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
     let _ = writeln!(
         out,
         "One fixture thread per CPU calls `hwbp_fx_target` as fast as it can; hwbp-trace attaches \
-         with -p (so that wait4's rusage is its own: CPU time and peak RSS), kernel and user stacks, \
-         JSONL file, default ring buffer. The dashboard is not measured: it has its own issue and \
-         is not there yet.\n"
+         with -p, kernel and user stacks, JSONL file, default ring buffer; runs headless and with \
+         the dashboard alternate. *Headless* (`--no-tui -q`): hwbp-trace is our child and has none \
+         of its own, so wait4's rusage is its own (CPU time and peak RSS); wall is its whole run. \
+         *Dashboard*: hwbp-trace runs in a detached {}x{} tmux session (the dashboard needs a \
+         terminal) and is not our child: its CPU time (utime + stime) and peak RSS (VmHWM) are \
+         read from /proc once the dashboard shows the run ended, just before `q` quits it; wall \
+         runs from starting tmux to then (polled every 10 ms). tmux, drawing the dashboard, runs \
+         on the same CPUs as a terminal would.\n",
+        Tmux::WIDTH,
+        Tmux::HEIGHT
     );
+    if dashboard.is_empty() {
+        let _ = writeln!(
+            out,
+            "tmux is not installed here, so the dashboard runs are missing (`cargo xtask setup` \
+             installs it).\n"
+        );
+    }
     let _ = writeln!(
         out,
         "| run | hits recorded / made | seen by the BPF program | lost (ring buffer full) | stack errors | wall | hit rate | hwbp-trace CPU per 100k hits | peak RSS |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (i, m) in sustained.iter().enumerate() {
+    let runs = (sustained
+        .iter()
+        .enumerate()
+        .map(|(i, m)| ("headless", i, m)))
+    .chain(
+        dashboard
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ("dashboard", i, m)),
+    );
+    for (how, i, m) in runs {
         let secs = m.wall.as_secs_f64();
         let _ = writeln!(
             out,
-            "| {} | {} / {} | {} | {} | {} | {:.2} s | {:.0}/s | {:.2} s | {} |",
+            "| {how} {} | {} / {} | {} | {} | {} | {:.2} s | {:.0}/s | {:.2} s | {} |",
             i + 1,
             m.summary.hits,
             m.expected,
@@ -1634,11 +2159,39 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
         let _ = writeln!(out, "| {} | {rss} |", i.name);
     }
     let _ = writeln!(out);
+    let _ = writeln!(out, "### Distinct stacks\n");
     let _ = writeln!(
         out,
-        "Not measured yet: growth with the number of distinct stacks (1 to 100k) needs a fixture \
-         that makes them.\n"
+        "`fx_user stacks {stack_hits} DISTINCT` calls `hwbp_fx_target` {stack_hits} times, call i \
+         through call path i % DISTINCT: 17 levels of `hwbp_fx_left` or `hwbp_fx_right`, picked \
+         by the bits of the path, so DISTINCT different user stacks of the same depth. The first \
+         row is `fx_user calls {stack_hits}` for reference: one stack, 17 frames shorter. \
+         hwbp-trace attaches with -p, user stacks only, JSONL file; *in the trace* counts the \
+         different `ustack` arrays in that file; CPU and peak RSS from wait4.\n"
     );
+    let _ = writeln!(
+        out,
+        "| fixture | distinct stacks | in the trace | hits recorded / made | lost | stack errors | JSONL size | hwbp-trace CPU | peak RSS |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for run in stacks {
+        let m = &run.measured;
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} / {} | {} | {} | {:.0} MiB | {:.2} s | {} |",
+            run.fixture,
+            run.distinct,
+            m.ustacks.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            m.summary.hits,
+            m.expected,
+            m.summary.lost,
+            m.summary.stack_errors,
+            m.jsonl_bytes as f64 / (1 << 20) as f64,
+            m.cpu.as_secs_f64(),
+            mib(m.max_rss_kib)
+        );
+    }
+    let _ = writeln!(out);
 
     // Commands.
     let _ = writeln!(out, "## Commands\n");
@@ -1671,11 +2224,102 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
             m.command
         );
     }
+    if let Some(m) = dashboard.first() {
+        let _ = writeln!(
+            out,
+            "{}   # PID: fx_user --wait GO threads CPUS 0 N",
+            m.command
+        );
+    }
     if let Some(m) = growth.first() {
         let _ = writeln!(out, "{}   # PID: fx_user --wait GO calls N", m.command);
+    }
+    if let Some(run) = stacks.last() {
+        let _ = writeln!(
+            out,
+            "{}   # PID: fx_user --wait GO stacks N DISTINCT",
+            run.measured.command
+        );
     }
     for i in idle {
         let _ = writeln!(out, "{}", i.command);
     }
     let _ = writeln!(out, "```");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file in the temporary directory, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, text: &str) -> Self {
+            let path =
+                std::env::temp_dir().join(format!("xtask-bench-{}-{name}", std::process::id()));
+            fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+            Self(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            remove(&self.0);
+        }
+    }
+
+    #[test]
+    fn phases_with_short_and_long_pids() {
+        // strace pads pids to 5 columns: one space after 12345, two after 9990.
+        for pid in ["9990 ", "12345"] {
+            let log = TempFile::new(
+                "strace.txt",
+                &[
+                    format!("{pid} 100.000 execve(\"hwbp-trace\", ...) = 0"),
+                    format!("{pid} 100.010 openat(AT_FDCWD, \"/proc/kallsyms\", O_RDONLY) = 3"),
+                    format!("{pid} 100.040 bpf(BPF_PROG_LOAD, ...) = 4"),
+                    format!("{pid} 100.050 write(2, \"Tracing 1 target\"..., 64) = 64"),
+                ]
+                .join("\n"),
+            );
+            let phases = Phases::parse(&log.0, String::new())
+                .unwrap_or_else(|e| panic!("pid `{pid}`: {e:#}"));
+            let names: Vec<&str> = phases.segments.iter().map(|(name, _)| *name).collect();
+            assert_eq!(names.len(), 3, "pid `{pid}`: {names:?}");
+            assert!(names[1].starts_with("kallsyms"), "{names:?}");
+            assert!((phases.total - 0.05).abs() < 1e-9, "{}", phases.total);
+        }
+    }
+
+    #[test]
+    fn distinct_ustacks_compares_whole_arrays() {
+        let jsonl = TempFile::new(
+            "trace.jsonl",
+            &[
+                r#"{"type":"header","targets":[]}"#,
+                r#"{"type":"hit","kstack":[],"ustack":["a+0x0 (x.rs:1)","<[T]>::b+0x4"]}"#,
+                r#"{"type":"hit","kstack":[],"ustack":["a+0x0 (x.rs:1)","<[T]>::b+0x4"]}"#,
+                r#"{"type":"hit","kstack":[],"ustack":["a+0x0 (x.rs:1)","<[T]>::b+0x8"],"x":1}"#,
+                r#"{"type":"summary","targets":[{"ustack_errors":0}],"lost":0}"#,
+            ]
+            .join("\n"),
+        );
+        let found = distinct_ustacks(&jsonl.0).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(found, 2);
+    }
+
+    #[test]
+    fn shell_words_survive_quotes() {
+        let mut cmd = Command::new("/bin/it's");
+        cmd.args(["a b", ""]);
+        assert_eq!(shell_words(&cmd), r"'/bin/it'\''s' 'a b' ''");
+    }
+
+    #[test]
+    fn cpu_time_of_this_process() {
+        let pid = std::process::id();
+        cpu_time(pid).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(status_kib(pid, "VmHWM:").is_some_and(|kib| kib > 0));
+    }
 }

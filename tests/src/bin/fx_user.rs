@@ -12,6 +12,10 @@
 //! fx_user spin SECONDS [PAUSE_US] call hwbp_fx_target in a loop, then report;
 //!                                 with PAUSE_US, sleep that long between calls
 //! fx_user exec N CMD ARGS...      call hwbp_fx_target N times, then exec CMD
+//! fx_user stacks N [DISTINCT]     call hwbp_fx_target N times, call i through
+//!                                 call path i % DISTINCT (default N): 17
+//!                                 levels of fx_left/fx_right, so DISTINCT
+//!                                 different user stacks (at most 2^17)
 //! ```
 //! Options before the command: `--wait PATH` waits until PATH exists before
 //! doing anything (so that -p can attach first); `--delay-ms MS` sleeps first.
@@ -66,6 +70,46 @@ pub extern "C" fn hwbp_fx_reader(n: u64) -> u64 {
     hint::black_box(acc)
 }
 
+/// Levels of the call paths of `stacks`: 2^17 = 131072 distinct stacks.
+const PATH_LEVELS: u32 = 17;
+
+/// The next level of call path `path`: bit `level - 1` picks
+/// fx_left (0) or fx_right (1); at level 0, the target.
+#[inline(always)]
+fn descend(level: u32, path: u64) -> u64 {
+    match level.checked_sub(1) {
+        None => hwbp_fx_target(path),
+        Some(next) if path >> next & 1 == 0 => fx_left(next, path),
+        Some(next) => fx_right(next, path),
+    }
+}
+
+/// One level of a call path. Its own frame and return address: never
+/// inlined, and the work after the call (different from fx_right's, so
+/// that the two are not merged into one function) rules out a tail call.
+/// Not `hwbp_fx_*` (the call paths are a benchmark's, not a test's: the
+/// tests list the `hwbp_fx_*` symbols).
+#[inline(never)]
+fn fx_left(level: u32, path: u64) -> u64 {
+    hint::black_box(descend(level, hint::black_box(path))).wrapping_add(1)
+}
+
+/// The other choice at each level; see [`fx_left`].
+#[inline(never)]
+fn fx_right(level: u32, path: u64) -> u64 {
+    hint::black_box(descend(level, hint::black_box(path))).wrapping_mul(3)
+}
+
+/// `n` calls of hwbp_fx_target, call i through call path i % `distinct`.
+#[inline(never)]
+fn fx_stacks(n: u64, distinct: u64) -> u64 {
+    let mut acc = 0u64;
+    for i in 0..n {
+        acc = acc.wrapping_add(descend(PATH_LEVELS, hint::black_box(i % distinct)));
+    }
+    hint::black_box(acc)
+}
+
 fn wait_for(path: &str) {
     while !Path::new(path).exists() {
         thread::sleep(Duration::from_millis(5));
@@ -97,7 +141,7 @@ fn run(args: &[String]) -> Result<u64, String> {
     }
     let (cmd, rest) = args
         .split_first()
-        .ok_or("usage: fx_user calls|writes|reads|threads|spin ...")?;
+        .ok_or("usage: fx_user calls|writes|reads|threads|spin|exec|stacks ...")?;
     match cmd.as_str() {
         "calls" => {
             let n = num(rest.first())?;
@@ -179,6 +223,21 @@ fn run(args: &[String]) -> Result<u64, String> {
             use std::os::unix::process::CommandExt as _;
             let err = std::process::Command::new(cmd).args(args).exec();
             Err(format!("exec {cmd}: {err}"))
+        }
+        "stacks" => {
+            let n = num(rest.first())?;
+            let distinct = match rest.get(1) {
+                Some(_) => num(rest.get(1))?,
+                None => n.max(1),
+            };
+            if !(1..=1 << PATH_LEVELS).contains(&distinct) {
+                return Err(format!(
+                    "stacks: DISTINCT must be 1 to {} (got {distinct})",
+                    1u64 << PATH_LEVELS
+                ));
+            }
+            fx_stacks(n, distinct);
+            Ok(n)
         }
         other => Err(format!("unknown command `{other}`")),
     }
