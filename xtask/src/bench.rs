@@ -75,6 +75,13 @@ pub struct Options {
     /// Measure the binaries already in target/release instead of building.
     #[arg(long)]
     no_build: bool,
+    /// Skip the kernel-target part, which boots Debian's kernel under QEMU.
+    #[arg(long)]
+    no_vm: bool,
+    /// Debian kernel for the kernel-target part (default: what
+    /// linux-image-amd64 depends on).
+    #[arg(long, value_name = "VERSION")]
+    kernel: Option<String>,
     /// Where to write the report [default: BENCHMARKS.md in the workspace root].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -90,6 +97,8 @@ pub fn run(options: Options) -> Result<()> {
         stacks,
         stack_hits,
         no_build,
+        no_vm,
+        kernel,
         out,
     } = options;
     ensure!(
@@ -121,6 +130,16 @@ pub fn run(options: Options) -> Result<()> {
     let growth = bench.growth(&lengths)?;
     let stacks = bench.stacks(&stacks, stack_hits)?;
     let idle = bench.idle_memory()?;
+    // A failure in the VM is reported in its section, not fatal: the host's
+    // numbers stand on their own.
+    let vm = (!no_vm).then(|| {
+        crate::bench_vm::run(kernel.as_deref()).unwrap_or_else(|e| {
+            (
+                format!("## 5. Kernel target in the VM\n\nNot measured: {e:#}\n\n"),
+                String::new(),
+            )
+        })
+    });
     let elapsed = started.elapsed();
 
     write_report(
@@ -139,6 +158,7 @@ pub fn run(options: Options) -> Result<()> {
             stacks,
             stack_hits,
             idle,
+            vm,
             elapsed,
         },
     );
@@ -1698,6 +1718,8 @@ struct Results {
     stacks: Vec<StackRun>,
     stack_hits: u64,
     idle: Vec<Idle>,
+    /// The kernel-target section and its command (None with --no-vm).
+    vm: Option<(String, String)>,
     elapsed: Duration,
 }
 
@@ -1910,6 +1932,7 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
         stacks,
         stack_hits,
         idle,
+        vm,
         elapsed,
     } = results;
     let _ = writeln!(out, "# Benchmarks\n");
@@ -2193,6 +2216,10 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
     }
     let _ = writeln!(out);
 
+    if let Some((section, _)) = vm {
+        out.push_str(section);
+    }
+
     // Commands.
     let _ = writeln!(out, "## Commands\n");
     let _ = writeln!(
@@ -2243,6 +2270,9 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
     }
     for i in idle {
         let _ = writeln!(out, "{}", i.command);
+    }
+    if let Some((_, command)) = vm.as_ref().filter(|(_, command)| !command.is_empty()) {
+        let _ = writeln!(out, "{command}");
     }
     let _ = writeln!(out, "```");
 }

@@ -4,6 +4,7 @@
 //! machine needs nothing but `cargo xtask test` (which is what CI runs).
 
 mod bench;
+mod bench_vm;
 mod build;
 mod cpio;
 mod demo;

@@ -2,7 +2,12 @@
 //! known number of kernel-side events, so that a trace can be checked
 //! against ground truth.
 //!
-//! - `getpgid N`: N getpgid(0) system calls (each enters __x64_sys_getpgid once).
+//! - `getpgid N`: N getpgid(0) system calls (each enters __x64_sys_getpgid
+//!   once). Prints `getpgid called N times in T ns` (the calls alone).
+//! - `count-getpgid ADDR N`: the same under a counting execute breakpoint on
+//!   the kernel address ADDR (hex) for this thread, without BPF or sampling:
+//!   what the debug exceptions alone cost (the benchmark's floor). Prints
+//!   `getpgid called N times in T ns, counted C`.
 //! - `pidmax N`: N writes to /proc/sys/kernel/pid_max, each a single store to
 //!   the kernel variable pid_max; the first N-1 write distinct new values, the
 //!   last restores the original. Prints `wrote VALUE` for each, in order.
@@ -10,18 +15,23 @@
 //!   of pid_max (one read(2) per open: the kernel does not touch the variable
 //!   for a read at a non-zero offset). Prints `read VALUE` for each.
 //!
-//! std only (plus libc for the raw system call): nothing else runs in the
-//! fixture that could touch these kernel objects.
+//! std only (plus libc for the raw system calls and perf-event-open-sys for
+//! the breakpoint's attributes): nothing else runs in the fixture that could
+//! touch these kernel objects.
 
 use std::{
     fs::{File, OpenOptions},
     io::{Read as _, Write as _},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     process::ExitCode,
+    time::{Duration, Instant},
 };
 
 const PID_MAX: &str = "/proc/sys/kernel/pid_max";
 
-fn getpgid(count: u64) -> Result<(), String> {
+/// N getpgid(0) calls; how long they took.
+fn call_getpgid(count: u64) -> Result<Duration, String> {
+    let start = Instant::now();
     for _ in 0..count {
         // SAFETY: getpgid(0) takes no pointers and only reads the caller's
         // process group; the raw syscall bypasses any libc caching.
@@ -30,7 +40,55 @@ fn getpgid(count: u64) -> Result<(), String> {
             return Err(format!("getpgid: {}", std::io::Error::last_os_error()));
         }
     }
-    println!("getpgid called {count} times");
+    Ok(start.elapsed())
+}
+
+fn getpgid(count: u64) -> Result<(), String> {
+    let took = call_getpgid(count)?;
+    println!("getpgid called {count} times in {} ns", took.as_nanos());
+    Ok(())
+}
+
+/// getpgid under a counting execute breakpoint on `addr` (this thread, any
+/// CPU): no BPF program, no samples, only the debug exceptions.
+fn count_getpgid(addr: u64, count: u64) -> Result<(), String> {
+    use perf_event_open_sys::bindings::{
+        HW_BREAKPOINT_X, PERF_TYPE_BREAKPOINT, perf_event_attr,
+    };
+    let mut attr = perf_event_attr {
+        type_: PERF_TYPE_BREAKPOINT,
+        size: size_of::<perf_event_attr>() as u32,
+        bp_type: HW_BREAKPOINT_X,
+        ..perf_event_attr::default()
+    };
+    attr.__bindgen_anon_3.bp_addr = addr;
+    attr.__bindgen_anon_4.bp_len = size_of::<libc::c_long>() as u64;
+    attr.set_disabled(1);
+    attr.set_exclude_hv(1);
+    // SAFETY: perf_event_open reads `attr`, which outlives the call.
+    let fd = unsafe { perf_event_open_sys::perf_event_open(&mut attr, 0, -1, -1, 0) };
+    if fd < 0 {
+        return Err(format!(
+            "perf_event_open (an execute breakpoint at {addr:#x}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: `fd` was just opened and is owned here alone.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ioctls on our own perf event descriptor.
+    unsafe { perf_event_open_sys::ioctls::ENABLE(fd.as_raw_fd(), 0) };
+    let took = call_getpgid(count)?;
+    // SAFETY: as above.
+    unsafe { perf_event_open_sys::ioctls::DISABLE(fd.as_raw_fd(), 0) };
+    let mut counted = [0u8; 8];
+    File::from(fd)
+        .read_exact(&mut counted)
+        .map_err(|e| format!("reading the breakpoint's count: {e}"))?;
+    println!(
+        "getpgid called {count} times in {} ns, counted {}",
+        took.as_nanos(),
+        u64::from_ne_bytes(counted)
+    );
     Ok(())
 }
 
@@ -85,7 +143,23 @@ fn read_pidmax(count: u64) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: fx_kernel getpgid N | pidmax N | read-pidmax N";
+    let usage = "usage: fx_kernel getpgid N | count-getpgid ADDR N | pidmax N | read-pidmax N";
+    if let [command, addr, count] = args.as_slice()
+        && command == "count-getpgid"
+    {
+        let addr = u64::from_str_radix(addr.trim_start_matches("0x"), 16);
+        let result = match (addr, count.parse::<u64>()) {
+            (Ok(addr), Ok(count)) => count_getpgid(addr, count),
+            _ => Err(format!("ADDR (hex) and N expected\n{usage}")),
+        };
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("fx_kernel: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (command, count) = match args.as_slice() {
         [command, count] => match count.parse::<u64>() {
             Ok(count) => (command.as_str(), count),
