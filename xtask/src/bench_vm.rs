@@ -41,11 +41,15 @@ fn parse(text: &str) -> Result<Vec<Run>> {
         .map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let [variant, calls, ns, counted] = fields[..] else {
-                return Err(anyhow!("bench.txt: not `VARIANT CALLS NS COUNTED`: {line:?}"));
+                return Err(anyhow!(
+                    "bench.txt: not `VARIANT CALLS NS COUNTED`: {line:?}"
+                ));
             };
             Ok(Run {
                 variant: variant.to_owned(),
-                calls: calls.parse().with_context(|| format!("calls in {line:?}"))?,
+                calls: calls
+                    .parse()
+                    .with_context(|| format!("calls in {line:?}"))?,
                 ns: ns
                     .parse()
                     .with_context(|| format!("no time in {line:?} (the fixture failed?)"))?,
@@ -207,6 +211,9 @@ mod tests {
         // Beyond the calls alone: floor 1.0 us, no stacks 1.1, stacks 1.5.
         assert!(section.contains("| 1.10x |"), "{section}");
         assert!(section.contains("| 1.50x | 10000 |"), "{section}");
-        assert!(parse("floor 2000 none -\n").is_err(), "a failed run is an error");
+        assert!(
+            parse("floor 2000 none -\n").is_err(),
+            "a failed run is an error"
+        );
     }
 }

@@ -52,9 +52,7 @@ fn getpgid(count: u64) -> Result<(), String> {
 /// getpgid under a counting execute breakpoint on `addr` (this thread, any
 /// CPU): no BPF program, no samples, only the debug exceptions.
 fn count_getpgid(addr: u64, count: u64) -> Result<(), String> {
-    use perf_event_open_sys::bindings::{
-        HW_BREAKPOINT_X, PERF_TYPE_BREAKPOINT, perf_event_attr,
-    };
+    use perf_event_open_sys::bindings::{HW_BREAKPOINT_X, PERF_TYPE_BREAKPOINT, perf_event_attr};
     let mut attr = perf_event_attr {
         type_: PERF_TYPE_BREAKPOINT,
         size: size_of::<perf_event_attr>() as u32,
