@@ -8,8 +8,9 @@
 //!
 //! The dashboard runs on its own thread and copies the session's
 //! [`SharedStats`] (and a `-- CMD`'s captured output) five times a second;
-//! the collector never waits for it beyond that copy. It opens once the session has armed (errors before
-//! print on the normal screen) and stays up after the run ends until `q`.
+//! the collector never waits for it beyond that copy. It opens once the
+//! session has armed (errors before print on the normal screen) and stays up
+//! after the run ends until `q`.
 //! The terminal is restored by a Drop guard and a chained panic hook.
 
 pub mod app;
