@@ -480,11 +480,13 @@ mod tests {
                 "vfs_read+0x0".into(),
                 "ksys_read+0x6e".into(),
                 "do_syscall_64+0x5d".into(),
-            ],
+            ]
+            .into(),
             ustack: vec![
                 "read+0x12 (read.c:26)".into(),
                 "main+0x40 (src/main.rs:7) inlined a;b (src/lib.rs:3)".into(),
-            ],
+            ]
+            .into(),
             ..Default::default()
         };
         assert_eq!(

@@ -73,8 +73,8 @@ pub fn hit(record: &mut HitRecord) {
     for arg in args.iter_mut().flatten() {
         arg.value = text(&arg.value);
     }
-    for frame in kstack.iter_mut().chain(ustack.iter_mut()) {
-        *frame = text(frame).into();
+    for stack in [kstack, ustack] {
+        *stack = stack.iter().map(|frame| text(frame).into()).collect();
     }
 }
 

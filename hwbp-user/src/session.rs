@@ -677,26 +677,19 @@ impl Collector<'_> {
             .iter()
             .position(|&b| b == 0)
             .unwrap_or(hit.comm.len());
-        let kstack = hit
-            .kstack()
-            .iter()
-            .enumerate()
-            .map(|(i, &a)| self.symbolizer.kernel_frame(a, i > 0 || bp.mode.is_data()))
-            .collect();
-        let mut ustack: Vec<Arc<str>> = hit
-            .ustack()
-            .iter()
-            .enumerate()
-            .map(|(i, &a)| {
-                self.symbolizer
-                    .user_frame(hit.pid, a, i > 0 || bp.mode.is_data())
-            })
-            .collect();
+        let kstack = self
+            .symbolizer
+            .kernel_stack(hit.kstack(), bp.mode.is_data());
         // At a user function's entry the frame-pointer walk skips the
         // immediate caller: its return address is still at the stack pointer.
-        if bp.at_entry && bp.space == Space::User && hit.ret != 0 && !ustack.is_empty() {
-            ustack.insert(1, self.symbolizer.user_frame(hit.pid, hit.ret, true));
-        }
+        let ret = if bp.at_entry && bp.space == Space::User {
+            hit.ret
+        } else {
+            0
+        };
+        let ustack = self
+            .symbolizer
+            .user_stack(hit.pid, hit.ustack(), bp.mode.is_data(), ret);
         let crate::values::ValueFields {
             value,
             old_value,

@@ -32,10 +32,15 @@ use blazesym::symbolize::{
     source::{Elf, Source},
 };
 
-use crate::resolve::{ElfImage, Kallsyms, Mapping, is_kernel_address, maps};
+use crate::{
+    resolve::{ElfImage, Kallsyms, Mapping, is_kernel_address, maps},
+    trace::Stack,
+};
 
 /// Entries kept per cache before it is emptied (bounds memory on long runs).
 const CACHE_LIMIT: usize = 1 << 20;
+/// Distinct stacks kept before that cache is emptied.
+const STACK_LIMIT: usize = 1 << 16;
 /// Processes whose maps are kept.
 const PROCESS_LIMIT: usize = 4096;
 /// Separates a frame's inlined calls in its string.
@@ -48,11 +53,19 @@ struct ProcessMaps {
     gone: bool,
 }
 
+/// A raw stack: (pid, 0 for kernel stacks; whether the first frame points
+/// past its instruction; the return address inserted at a function's
+/// entry, or 0; the addresses).
+type RawStack = (u32, bool, u64, Box<[u64]>);
+
 /// Caching symbolizer for one tracing session.
 pub struct Symbolizer {
     kallsyms: Option<Arc<Kallsyms>>,
     kernel_cache: HashMap<(u64, bool), Arc<str>>,
     user_cache: HashMap<(u32, u64, bool), Arc<str>>,
+    /// Symbolized stacks by their raw addresses: hits with the same stack
+    /// share one [`Stack`], and so its rendered JSON.
+    stacks: HashMap<RawStack, Stack, foldhash::fast::RandomState>,
     processes: HashMap<u32, ProcessMaps>,
     /// ELF files as found on disk (the traced process's root first).
     files: HashMap<PathBuf, Option<PathBuf>>,
@@ -68,6 +81,7 @@ impl Symbolizer {
             kallsyms,
             kernel_cache: HashMap::new(),
             user_cache: HashMap::new(),
+            stacks: HashMap::default(),
             processes: HashMap::new(),
             files: HashMap::new(),
             images: HashMap::new(),
@@ -101,6 +115,47 @@ impl Symbolizer {
         } else {
             self.user_frame(pid, addr, after)
         }
+    }
+
+    /// A kernel stack, innermost first; `after`: its first address points
+    /// past the instruction of interest (the others are return addresses).
+    pub fn kernel_stack(&mut self, addrs: &[u64], after: bool) -> Stack {
+        self.interned((0, after, 0, addrs.into()), |this| {
+            addrs
+                .iter()
+                .enumerate()
+                .map(|(i, &addr)| this.kernel_frame(addr, i > 0 || after))
+                .collect()
+        })
+    }
+
+    /// A user stack of `pid`, innermost first. `ret`, when not 0, is the
+    /// caller's return address at a function's entry, which the frame-pointer
+    /// walk misses: it goes in second place.
+    pub fn user_stack(&mut self, pid: u32, addrs: &[u64], after: bool, ret: u64) -> Stack {
+        self.interned((pid, after, ret, addrs.into()), |this| {
+            let mut frames: Vec<Arc<str>> = addrs
+                .iter()
+                .enumerate()
+                .map(|(i, &addr)| this.user_frame(pid, addr, i > 0 || after))
+                .collect();
+            if ret != 0 && !frames.is_empty() {
+                frames.insert(1, this.user_frame(pid, ret, true));
+            }
+            frames
+        })
+    }
+
+    fn interned(&mut self, key: RawStack, build: impl FnOnce(&mut Self) -> Vec<Arc<str>>) -> Stack {
+        if let Some(stack) = self.stacks.get(&key) {
+            return stack.clone();
+        }
+        let stack = Stack::new(build(self));
+        if self.stacks.len() >= STACK_LIMIT {
+            self.stacks.clear();
+        }
+        self.stacks.insert(key, stack.clone());
+        stack
     }
 
     pub fn kernel(&mut self, addr: u64) -> Arc<str> {
