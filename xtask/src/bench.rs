@@ -126,7 +126,7 @@ pub fn run(options: Options) -> Result<()> {
     let mut report = String::new();
     let per_hit = bench.per_hit(runs, small, large)?;
     let startup = bench.startup(runs)?;
-    let (sustained, dashboard) = bench.sustained(sustained)?;
+    let (sustained, dashboard, sustained_tmpfs) = bench.sustained(sustained)?;
     let growth = bench.growth(&lengths)?;
     let stacks = bench.stacks(&stacks, stack_hits)?;
     let idle = bench.idle_memory()?;
@@ -154,6 +154,7 @@ pub fn run(options: Options) -> Result<()> {
             startup,
             sustained,
             dashboard,
+            sustained_tmpfs,
             growth,
             stacks,
             stack_hits,
@@ -723,25 +724,38 @@ impl Bench {
         stack: &str,
         count_ustacks: bool,
     ) -> Result<Measured> {
+        self.traced_by_pid_into(&self.jsonl(), name, args, expected, stack, count_ustacks)
+    }
+
+    /// [`Bench::traced_by_pid`], with the JSONL file at `jsonl`.
+    fn traced_by_pid_into(
+        &self,
+        jsonl: &Path,
+        name: &str,
+        args: &[&str],
+        expected: u64,
+        stack: &str,
+        count_ustacks: bool,
+    ) -> Result<Measured> {
         let go = self.scratch.join(format!("go-{name}"));
         remove(&go);
         let fixture = self.fixture_waiting(&go, args)?;
         let pid = fixture.id().to_string();
         let mut cmd = Command::new(&self.hwbp_trace);
         cmd.args(["--no-tui", "-q", "--stack", stack, "-o"])
-            .arg(self.jsonl())
+            .arg(jsonl)
             .args(["-p", &pid, "hwbp_fx_target"]);
         let command = display(&cmd).replace(&format!("-p {pid}"), "-p PID");
         let run = finish_with_fixture(&mut cmd, &go, fixture, false)?;
         run.check(&cmd)?;
-        let jsonl_bytes = fs::metadata(self.jsonl()).map(|m| m.len()).unwrap_or(0);
-        let summary = jsonl_summary(&self.jsonl())?;
+        let jsonl_bytes = fs::metadata(jsonl).map(|m| m.len()).unwrap_or(0);
+        let summary = jsonl_summary(jsonl)?;
         let ustacks = if count_ustacks {
-            Some(distinct_ustacks(&self.jsonl())?)
+            Some(distinct_ustacks(jsonl)?)
         } else {
             None
         };
-        remove(&self.jsonl());
+        remove(jsonl);
         remove(&go);
         Ok(Measured {
             command,
@@ -893,16 +907,30 @@ impl Bench {
 
     /// Three runs headless and three with the dashboard (none without
     /// tmux), alternating.
-    fn sustained(&self, calls: u64) -> Result<(Vec<Measured>, Vec<Measured>)> {
+    fn sustained(&self, calls: u64) -> Result<(Vec<Measured>, Vec<Measured>, Vec<Measured>)> {
         let cpus = thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1) as u64;
         println!("bench: sustained rate, {cpus} threads x {calls} calls");
         let (before, after, n) = (cpus.to_string(), "0".to_owned(), calls.to_string());
         let args = ["threads", &before, &after, &n];
-        let (mut headless, mut dashboard) = (Vec::new(), Vec::new());
+        let (mut headless, mut dashboard, mut tmpfs) = (Vec::new(), Vec::new(), Vec::new());
+        // A diagnostic: the same file in memory, where writing never waits
+        // for the kernel's writeback of the disk's dirty pages.
+        let in_memory =
+            Path::new("/dev/shm").join(format!("hwbp-bench-{}.jsonl", std::process::id()));
         for _ in 0..3 {
             headless.push(self.traced_by_pid("sustained", &args, cpus * calls, "both", false)?);
+            if Path::new("/dev/shm").is_dir() {
+                tmpfs.push(self.traced_by_pid_into(
+                    &in_memory,
+                    "sustained-tmpfs",
+                    &args,
+                    cpus * calls,
+                    "both",
+                    false,
+                )?);
+            }
             if self.tmux {
                 dashboard.push(
                     self.traced_with_dashboard(&args, cpus * calls)
@@ -910,7 +938,7 @@ impl Bench {
                 );
             }
         }
-        Ok((headless, dashboard))
+        Ok((headless, dashboard, tmpfs))
     }
 
     fn growth(&self, lengths: &[u64]) -> Result<Vec<Measured>> {
@@ -1714,6 +1742,8 @@ struct Results {
     sustained: Vec<Measured>,
     /// The sustained rate with the dashboard (empty without tmux).
     dashboard: Vec<Measured>,
+    /// Headless, the JSONL file on tmpfs (/dev/shm): a diagnostic.
+    sustained_tmpfs: Vec<Measured>,
     growth: Vec<Measured>,
     stacks: Vec<StackRun>,
     stack_hits: u64,
@@ -1928,6 +1958,7 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
         startup,
         sustained,
         dashboard,
+        sustained_tmpfs,
         growth,
         stacks,
         stack_hits,
@@ -2101,7 +2132,10 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
          terminal) and is not our child: its CPU time (utime + stime) and peak RSS (VmHWM) are \
          read from /proc once the dashboard shows the run ended, just before `q` quits it; wall \
          runs from starting tmux to then (polled every 10 ms). tmux, drawing the dashboard, runs \
-         on the same CPUs as a terminal would.\n",
+         on the same CPUs as a terminal would. *Headless, JSONL on tmpfs* is a diagnostic: the same \
+         file in /dev/shm, where write(2) never waits for the kernel to write dirty pages back to \
+         disk (each run writes over 500 MiB of JSONL; on 2 vCPUs that writeback competes with the \
+         reader, and a reader stalled in write(2) is what fills the ring buffer).\n",
         Tmux::WIDTH,
         Tmux::HEIGHT
     );
@@ -2126,6 +2160,12 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
             .iter()
             .enumerate()
             .map(|(i, m)| ("dashboard", i, m)),
+    )
+    .chain(
+        sustained_tmpfs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ("headless, JSONL on tmpfs,", i, m)),
     );
     for (how, i, m) in runs {
         let secs = m.wall.as_secs_f64();
@@ -2186,7 +2226,7 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
     let _ = writeln!(
         out,
         "`fx_user stacks {stack_hits} DISTINCT` calls `hwbp_fx_target` {stack_hits} times, call i \
-         through call path i % DISTINCT: 17 levels of `hwbp_fx_left` or `hwbp_fx_right`, picked \
+         through call path i % DISTINCT: 17 levels of `fx_left` or `fx_right`, picked \
          by the bits of the path, so DISTINCT different user stacks of the same depth. The first \
          row is `fx_user calls {stack_hits}` for reference: one stack, 17 frames shorter. \
          hwbp-trace attaches with -p, user stacks only, JSONL file; *in the trace* counts the \
