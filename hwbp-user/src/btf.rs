@@ -6,7 +6,7 @@
 //! a header, then the type section (one record per type, ids from 1, each
 //! followed by kind-specific data), then the string section.
 
-use std::{collections::HashMap, fs, io, path::Path};
+use std::{fs, io, path::Path};
 
 use thiserror::Error;
 
@@ -110,8 +110,6 @@ pub struct Btf {
     types: Vec<RawType>,
     type_section: Vec<u8>,
     strings: Vec<u8>,
-    /// FUNC and VAR ids by name.
-    by_name: HashMap<String, Vec<u32>>,
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
@@ -184,23 +182,20 @@ impl Btf {
             });
             pos = data + extra;
         }
-        let mut btf = Self {
+        Ok(Self {
             types,
             type_section,
             strings,
-            by_name: HashMap::new(),
-        };
-        let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
-        for (i, t) in btf.types.iter().enumerate() {
-            if matches!(t.kind, KIND_FUNC | KIND_VAR) {
-                by_name
-                    .entry(btf.str_at(t.name_off).to_owned())
-                    .or_default()
-                    .push(i as u32 + 1);
-            }
-        }
-        btf.by_name = by_name;
-        Ok(btf)
+        })
+    }
+
+    /// The first type of `kind` named `name`. A scan, not an index: a run
+    /// looks up a few names, and indexing vmlinux's ~60,000 functions and
+    /// variables took longer than all the scans of a run.
+    fn named(&self, kind: u32, name: &str) -> Option<&RawType> {
+        self.types
+            .iter()
+            .find(|t| t.kind == kind && self.str_at(t.name_off) == name)
     }
 
     fn str_at(&self, off: u32) -> &str {
@@ -220,12 +215,7 @@ impl Btf {
     /// The parameters of kernel function `name`, or None when BTF has no
     /// such function.
     pub fn function_params(&self, name: &str) -> Option<Vec<Param>> {
-        let func = self
-            .by_name
-            .get(name)?
-            .iter()
-            .filter_map(|&id| self.ty(id))
-            .find(|t| t.kind == KIND_FUNC)?;
+        let func = self.named(KIND_FUNC, name)?;
         let proto = self
             .ty(func.size_type)
             .filter(|t| t.kind == KIND_FUNC_PROTO)?;
@@ -246,12 +236,7 @@ impl Btf {
 
     /// The type of kernel variable `name`, when BTF describes it.
     pub fn variable_type(&self, name: &str) -> Option<TypeInfo> {
-        let var = self
-            .by_name
-            .get(name)?
-            .iter()
-            .filter_map(|&id| self.ty(id))
-            .find(|t| t.kind == KIND_VAR)?;
+        let var = self.named(KIND_VAR, name)?;
         Some(self.type_info(var.size_type))
     }
 

@@ -353,16 +353,7 @@ async fn arm_and_trace(
         *s = Stats::new(breakpoints.len());
     }
     // Before the command runs: the initial values of data targets.
-    let btf = breakpoints
-        .iter()
-        .any(|bp| bp.space == Space::Kernel)
-        .then(|| match vmlinux_btf {
-            Some(parsing) => parsing
-                .join()
-                .unwrap_or_else(|panic| panic::resume_unwind(panic)),
-            None => crate::btf::Btf::vmlinux(),
-        });
-    let values = crate::values::Values::new(&breakpoints, traced_pid, btf);
+    let initial = crate::values::Values::initial(&breakpoints, traced_pid);
     let mut symbolizer = Symbolizer::new(kallsyms);
     if let Some(pid) = traced_pid {
         symbolizer.snapshot(pid as u32);
@@ -373,6 +364,18 @@ async fn arm_and_trace(
         places: armed.places(),
         scope: scope.clone(),
     });
+    // Types for arguments and values: the BTF parse may still be running
+    // (hits wait in the ring buffer meanwhile, and the command has not run).
+    let btf = breakpoints
+        .iter()
+        .any(|bp| bp.space == Space::Kernel)
+        .then(|| match vmlinux_btf {
+            Some(parsing) => parsing
+                .join()
+                .unwrap_or_else(|panic| panic::resume_unwind(panic)),
+            None => crate::btf::Btf::vmlinux(),
+        });
+    let values = crate::values::Values::new(&breakpoints, traced_pid, btf, initial);
     if let Some(child) = launched.as_mut() {
         child.resume()?;
     }

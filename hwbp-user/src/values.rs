@@ -48,12 +48,31 @@ pub struct Values {
 }
 
 impl Values {
+    /// The current value of every data target (None for the others): read
+    /// as soon as they are armed, before the command runs.
+    pub fn initial(breakpoints: &[Breakpoint], pid: Option<i32>) -> Vec<Option<u64>> {
+        breakpoints
+            .iter()
+            .map(|bp| {
+                if !bp.mode.is_data() {
+                    return None;
+                }
+                match bp.space {
+                    Space::User => pid.and_then(|pid| read_user(pid, bp.addr, bp.len)),
+                    Space::Kernel => read_kernel(bp.addr, bp.len),
+                }
+            })
+            .collect()
+    }
+
     /// Types from the kernel's BTF for kernel targets (`btf`, when the
-    /// kernel has it), and the current value of every data target.
+    /// kernel has it) and from DWARF for user targets; `initial` from
+    /// [`Values::initial`].
     pub fn new(
         breakpoints: &[Breakpoint],
         pid: Option<i32>,
         btf: Option<Result<Btf, BtfError>>,
+        initial: Vec<Option<u64>>,
     ) -> Self {
         let btf = btf.and_then(|btf| {
             btf.inspect_err(|e| log::info!("arguments and values stay untyped: {e}"))
@@ -66,19 +85,11 @@ impl Values {
                 Space::User => pid.map_or(SlotType::Unknown, |pid| user_slot_type(pid, bp)),
             })
             .collect();
-        let last = breakpoints
-            .iter()
-            .map(|bp| {
-                if !bp.mode.is_data() {
-                    return None;
-                }
-                match bp.space {
-                    Space::User => pid.and_then(|pid| read_user(pid, bp.addr, bp.len)),
-                    Space::Kernel => read_kernel(bp.addr, bp.len),
-                }
-            })
-            .collect();
-        Self::with_types(types, breakpoints.iter().map(|bp| bp.len).collect(), last)
+        Self::with_types(
+            types,
+            breakpoints.iter().map(|bp| bp.len).collect(),
+            initial,
+        )
     }
 
     fn with_types(types: Vec<SlotType>, lens: Vec<u8>, last: Vec<Option<u64>>) -> Self {
