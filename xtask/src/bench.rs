@@ -649,7 +649,7 @@ impl Bench {
             "-ttt",
             "--seccomp-bpf",
             "-e",
-            "trace=execve,openat,bpf,perf_event_open,write",
+            "trace=execve,openat,bpf,perf_event_open,write,exit",
             "-o",
         ])
         .arg(log)
@@ -1595,24 +1595,43 @@ fn jsonl_summary(path: &Path) -> Result<JsonlSummary> {
     })
 }
 
-/// Start-up split at the first system call of each phase (one run under
-/// strace, which slows system calls: shares, not absolute times).
+/// Start-up split at the first system call of each phase, per thread (one
+/// run under strace, which slows system calls: shares, not absolute
+/// times). hwbp-trace loads the BPF program and parses BTF on threads of
+/// their own while the main thread resolves the targets, so phases overlap.
 struct Phases {
     command: String,
-    /// (what, seconds), in order; they add up to `total`.
-    segments: Vec<(&'static str, f64)>,
+    /// In order of start: what, on which thread (1 = main), from and to
+    /// (seconds after execve; `to` clipped at the Tracing line).
+    segments: Vec<Segment>,
+    /// execve to the Tracing line.
     total: f64,
 }
+
+struct Segment {
+    what: &'static str,
+    thread: usize,
+    from: f64,
+    to: f64,
+    /// The thread was still at it when the Tracing line was written.
+    after_tracing: bool,
+}
+
+const AYA_BTF: &str = "vmlinux BTF: aya's loader reads and parses it (CO-RE)";
+const HWBP_BTF: &str = "vmlinux BTF: hwbp's types for arguments and values";
 
 impl Phases {
     fn parse(log: &Path, command: String) -> Result<Self> {
         let text = fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
-        let mut marks: Vec<(&'static str, f64)> = Vec::new();
+        // Per thread, in order of appearance: its id, its marks, and when it
+        // exited.
+        type Marks = Vec<(&'static str, f64)>;
+        let mut threads: Vec<(String, Marks, Option<f64>)> = Vec::new();
         let mut end = None;
         for line in text.lines() {
             // `PID TIMESTAMP CALL`; strace pads the pid to 5 columns, so
             // a pid below 10000 is followed by more than one space.
-            let Some((_pid, rest)) = line.trim_start().split_once(' ') else {
+            let Some((tid, rest)) = line.trim_start().split_once(' ') else {
                 continue;
             };
             let Some((ts, call)) = rest.trim_start().split_once(' ') else {
@@ -1620,6 +1639,21 @@ impl Phases {
             };
             let Ok(ts) = ts.parse::<f64>() else { continue };
             let call = call.trim_start();
+            let index = match threads.iter().position(|(t, ..)| t == tid) {
+                Some(i) => i,
+                None => {
+                    threads.push((tid.to_owned(), Vec::new(), None));
+                    threads.len() - 1
+                }
+            };
+            if call.starts_with("write(2, \"Tracing") {
+                end = Some(ts);
+                break;
+            }
+            if call.starts_with("exit(") || call.starts_with("+++ exited") {
+                threads[index].2 = Some(ts);
+                continue;
+            }
             let mark = if call.starts_with("execve(") {
                 Some("process start: exec, loader, arguments, runtime")
             } else if call.starts_with("openat(") && call.contains("\"/proc/kallsyms\"") {
@@ -1627,13 +1661,8 @@ impl Phases {
             } else if call.starts_with("openat(") && is_proc_maps(call) {
                 Some("user symbols: /proc/PID/maps and the ELF symbol table")
             } else if call.starts_with("openat(") && call.contains("\"/sys/kernel/btf/vmlinux\"") {
-                // aya's loader parses it for CO-RE relocations; hwbp's own
-                // BTF reader (types of values, kernel targets) again.
-                if marks.iter().any(|(m, _)| m.starts_with("vmlinux BTF")) {
-                    Some("vmlinux BTF again: hwbp's types for values (kernel targets)")
-                } else {
-                    Some("vmlinux BTF: aya's loader reads and parses it (CO-RE)")
-                }
+                // Named below, by whether the thread goes on to load BPF.
+                Some(HWBP_BTF)
             } else if call.starts_with("bpf(") {
                 Some("BPF: feature probes, maps, program load and verification")
             } else if call.starts_with("perf_event_open(") {
@@ -1641,10 +1670,7 @@ impl Phases {
             } else {
                 None
             };
-            if call.starts_with("write(2, \"Tracing") {
-                end = Some(ts);
-                break;
-            }
+            let marks = &mut threads[index].1;
             if let Some(mark) = mark
                 && !marks.iter().any(|(m, _)| *m == mark)
             {
@@ -1652,15 +1678,32 @@ impl Phases {
             }
         }
         let end = end.ok_or_else(|| anyhow!("no Tracing line in {}", log.display()))?;
-        let first = marks
+        let first = threads
             .first()
+            .and_then(|(_, marks, _)| marks.first())
             .map(|(_, t)| *t)
             .ok_or_else(|| anyhow!("no execve in {}", log.display()))?;
         let mut segments = Vec::new();
-        for (i, (mark, start)) in marks.iter().enumerate() {
-            let stop = marks.get(i + 1).map_or(end, |(_, t)| *t);
-            segments.push((*mark, stop - start));
+        for (thread, (_, marks, exited)) in threads.iter().enumerate() {
+            let loads_bpf = marks.iter().any(|(m, _)| m.starts_with("BPF"));
+            let stop = exited.unwrap_or(f64::INFINITY);
+            for (i, (mark, start)) in marks.iter().enumerate() {
+                let what = if *mark == HWBP_BTF && loads_bpf {
+                    AYA_BTF
+                } else {
+                    mark
+                };
+                let to = marks.get(i + 1).map_or(stop, |(_, t)| *t);
+                segments.push(Segment {
+                    what,
+                    thread: thread + 1,
+                    from: start - first,
+                    to: to.min(end) - first,
+                    after_tracing: to > end,
+                });
+            }
         }
+        segments.sort_by(|a, b| a.from.total_cmp(&b.from));
         Ok(Phases {
             command,
             segments,
@@ -2094,8 +2137,11 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
     let _ = writeln!(
         out,
         "Where the time goes: one run under `strace -f -ttt --seccomp-bpf`, cut at the first system \
-         call of each phase (each phase runs until the next one starts, so the CPU work between \
-         the calls counts for the phase before). strace slows system calls: read the shares.\n"
+         call of each phase, per thread (a phase runs until the thread's next phase starts or it \
+         exits, so the CPU work between the calls counts for the phase before). Thread 1 is the \
+         main thread; the BPF program is loaded, and system-wide the kernel's BTF parsed, on \
+         threads of their own while it resolves the targets, so phases overlap. Times in ms after \
+         execve; strace slows system calls: read the shape.\n"
     );
     for s in startup {
         let Some(phases) = &s.phases else {
@@ -2103,19 +2149,26 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
             continue;
         };
         let _ = writeln!(out, "{} (`{}`):\n", s.name, phases.command);
-        let _ = writeln!(out, "| phase | time | share |");
-        let _ = writeln!(out, "|---|---:|---:|");
-        for (what, secs) in &phases.segments {
+        let _ = writeln!(out, "| phase | thread | from | to | time |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+        for seg in &phases.segments {
+            let to = if seg.after_tracing {
+                "after the Tracing line".to_owned()
+            } else {
+                format!("{:.1}", seg.to * 1e3)
+            };
             let _ = writeln!(
                 out,
-                "| {what} | {:.1} ms | {:.0}% |",
-                secs * 1e3,
-                secs / phases.total * 100.0
+                "| {} | {} | {:.1} | {to} | {:.1} ms |",
+                seg.what,
+                seg.thread,
+                seg.from * 1e3,
+                (seg.to - seg.from) * 1e3,
             );
         }
         let _ = writeln!(
             out,
-            "| total under strace | {:.1} ms | |\n",
+            "| Tracing line (total under strace) | 1 | | {:.1} | |\n",
             phases.total * 1e3
         );
     }
@@ -2355,11 +2408,47 @@ mod tests {
             );
             let phases = Phases::parse(&log.0, String::new())
                 .unwrap_or_else(|e| panic!("pid `{pid}`: {e:#}"));
-            let names: Vec<&str> = phases.segments.iter().map(|(name, _)| *name).collect();
+            let names: Vec<&str> = phases.segments.iter().map(|seg| seg.what).collect();
             assert_eq!(names.len(), 3, "pid `{pid}`: {names:?}");
             assert!(names[1].starts_with("kallsyms"), "{names:?}");
             assert!((phases.total - 0.05).abs() < 1e-9, "{}", phases.total);
         }
+    }
+
+    #[test]
+    fn phases_overlap_across_threads() {
+        let log = TempFile::new(
+            "strace-threads.txt",
+            &[
+                "100 10.000 execve(\"hwbp-trace\", ...) = 0",
+                "101 10.002 openat(AT_FDCWD, \"/sys/kernel/btf/vmlinux\", O_RDONLY) = 3",
+                "102 10.003 openat(AT_FDCWD, \"/sys/kernel/btf/vmlinux\", O_RDONLY) = 4",
+                "100 10.004 openat(AT_FDCWD, \"/proc/kallsyms\", O_RDONLY) = 5",
+                "101 10.020 bpf(BPF_PROG_LOAD, ...) = 6",
+                "101 10.030 exit(0) = ?",
+                "100 10.060 perf_event_open(...) = 7",
+                "100 10.070 write(2, \"Tracing 1 target\"..., 64) = 64",
+            ]
+            .join("\n"),
+        );
+        let phases = Phases::parse(&log.0, String::new()).expect("parses");
+        let row = |what: &str| {
+            phases
+                .segments
+                .iter()
+                .find(|s| s.what.starts_with(what))
+                .unwrap_or_else(|| panic!("no {what}"))
+        };
+        let aya = row("vmlinux BTF: aya");
+        assert_eq!(aya.thread, 2);
+        assert!((aya.to - 0.020).abs() < 1e-9);
+        let bpf = row("BPF");
+        assert!((bpf.to - 0.030).abs() < 1e-9, "ends at its thread's exit");
+        let hwbp = row("vmlinux BTF: hwbp");
+        assert_eq!(hwbp.thread, 3);
+        assert!(hwbp.after_tracing, "never exited before the Tracing line");
+        assert!((row("kallsyms").to - 0.060).abs() < 1e-9);
+        assert!((phases.total - 0.070).abs() < 1e-9);
     }
 
     #[test]
