@@ -376,6 +376,10 @@ async fn arm_and_trace(
             None => crate::btf::Btf::vmlinux(),
         });
     let values = crate::values::Values::new(&breakpoints, traced_pid, btf, initial);
+    // The image the user targets point into, taken before the command runs
+    // any of its code: taken later, an early exec could already have
+    // replaced it and go unnoticed.
+    let image_at_start = traced_pid.and_then(crate::process::Image::of);
     if let Some(child) = launched.as_mut() {
         child.resume()?;
     }
@@ -409,7 +413,6 @@ async fn arm_and_trace(
     let mut drain_tick = tokio::time::interval(Duration::from_millis(20));
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let watch_exec = breakpoints.iter().any(|bp| bp.space == Space::User);
-    let image_at_start = traced_pid.and_then(crate::process::Image::of);
 
     let mut batch: Vec<Hit> = Vec::with_capacity(1024);
     let end_reason = loop {

@@ -835,35 +835,40 @@ fn sigkill_leaves_nothing_armed() {
 
 /// An exec replaces the image a user target points into: the kernel drops
 /// the breakpoints (remove_on_exec) and tracing ends cleanly with a summary.
+/// Also when the command execs at once, before any call: the image is taken
+/// before it runs, so even that exec is noticed.
 #[test]
 fn exec_mid_trace_ends_cleanly() {
     if !root_or_skip("exec_mid_trace_ends_cleanly") {
         return;
     }
     let dir = TempDir::new("exec-mid");
-    let out_file = dir.path("t.jsonl");
     let fx = fx();
-    let (_, hits, summary) = trace_ok(
-        &out_file,
-        &[
-            "hwbp_fx_target",
-            "--",
-            &fx,
-            "exec",
-            "40",
-            &fx,
-            "--delay-ms",
-            "4000",
-            "calls",
-            "30",
-        ],
-    );
-    assert_eq!(hits.len(), 40, "only the calls before exec");
-    assert_eq!(summary["end_reason"], "process-exec");
-    assert_eq!(
-        summary["targets"][0]["kernel_count"], 40,
-        "nothing fired after exec"
-    );
+    for calls_before in ["40", "0"] {
+        let out_file = dir.path(&format!("exec-{calls_before}.jsonl"));
+        let (_, hits, summary) = trace_ok(
+            &out_file,
+            &[
+                "hwbp_fx_target",
+                "--",
+                &fx,
+                "exec",
+                calls_before,
+                &fx,
+                "--delay-ms",
+                "2000",
+                "calls",
+                "30",
+            ],
+        );
+        let expected: usize = calls_before.parse().expect("a number");
+        assert_eq!(hits.len(), expected, "only the calls before exec");
+        assert_eq!(summary["end_reason"], "process-exec", "{calls_before}");
+        assert_eq!(
+            summary["targets"][0]["kernel_count"], expected,
+            "nothing fired after exec"
+        );
+    }
 }
 
 #[test]
