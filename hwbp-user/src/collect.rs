@@ -320,10 +320,54 @@ pub struct Events {
     ring: AsyncFd<RingBuf<MapData>>,
 }
 
+/// Hits taken from the ring buffer, in slots that are kept from batch to
+/// batch: a record copies only its own bytes (the header and the frames it
+/// has) into a slot, instead of a whole 2 KiB [`Hit`] being zeroed, filled
+/// and moved for every hit.
+#[derive(Default)]
+pub struct Batch {
+    slots: Vec<Hit>,
+    len: usize,
+}
+
+impl Batch {
+    pub fn hits(&self) -> &[Hit] {
+        &self.slots[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends the record `bytes`; false (and nothing appended) when it is
+    /// shorter than its header says.
+    pub fn push_record(&mut self, bytes: &[u8]) -> bool {
+        if self.len == self.slots.len() {
+            // SAFETY: Hit is repr(C) plain-old-data (integers and integer
+            // arrays): all zeroes is a valid value.
+            self.slots.push(unsafe { std::mem::zeroed() });
+        }
+        let slot = &mut self.slots[self.len];
+        if !decode_into(bytes, slot) {
+            return false;
+        }
+        self.len += 1;
+        true
+    }
+}
+
 impl Events {
     /// Waits until hits are available, then moves up to `max` of them into
     /// `out` (bounded: a backlog is taken in pieces, not all into memory).
-    pub async fn next_batch(&mut self, out: &mut Vec<Hit>, max: usize) -> io::Result<()> {
+    pub async fn next_batch(&mut self, out: &mut Batch, max: usize) -> io::Result<()> {
         let mut guard = self.ring.readable_mut().await?;
         let ring = guard.get_inner_mut();
         if drain_into(ring, out, max) {
@@ -338,20 +382,18 @@ impl Events {
     /// Takes up to `max` hits without waiting; true when the buffer is empty.
     /// The program wakes the reader only every so many bytes, so this is
     /// also called on a timer.
-    pub fn drain(&mut self, out: &mut Vec<Hit>, max: usize) -> bool {
+    pub fn drain(&mut self, out: &mut Batch, max: usize) -> bool {
         drain_into(self.ring.get_mut(), out, max)
     }
 }
 
 /// Moves up to `max` records into `out`; true when none is left.
-fn drain_into(ring: &mut RingBuf<MapData>, out: &mut Vec<Hit>, max: usize) -> bool {
+fn drain_into(ring: &mut RingBuf<MapData>, out: &mut Batch, max: usize) -> bool {
     for _ in 0..max {
         let Some(item) = ring.next() else {
             return true;
         };
-        if let Some(hit) = decode(&item) {
-            out.push(hit);
-        }
+        out.push_record(&item);
     }
     false
 }
@@ -359,24 +401,27 @@ fn drain_into(ring: &mut RingBuf<MapData>, out: &mut Vec<Hit>, max: usize) -> bo
 /// Decodes one ring-buffer record (header, then the captured frames); None
 /// if it is shorter than its header says.
 pub fn decode(bytes: &[u8]) -> Option<Hit> {
-    if bytes.len() < HIT_HEADER_SIZE {
-        return None;
-    }
     // SAFETY: Hit is repr(C) plain-old-data (integers and integer arrays):
     // all zeroes is a valid value.
     let mut hit: Hit = unsafe { std::mem::zeroed() };
-    let n = bytes.len().min(size_of::<Hit>());
-    // SAFETY: copies n <= size_of::<Hit>() bytes into the local Hit; every
-    // bit pattern is a valid Hit.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut hit).cast::<u8>(), n) };
-    let frames = hit.kstack_len as usize + hit.ustack_len as usize;
-    if hit.kstack_len as usize > MAX_STACK_DEPTH
-        || hit.ustack_len as usize > MAX_STACK_DEPTH
-        || HIT_HEADER_SIZE + frames * 8 > n
-    {
-        return None;
+    decode_into(bytes, &mut hit).then_some(hit)
+}
+
+/// Copies the record `bytes` over the start of `hit`; false if it is shorter
+/// than its header says. Frames past the record's own are left as they
+/// were: [`Hit::kstack`] and [`Hit::ustack`] never reach them.
+fn decode_into(bytes: &[u8], hit: &mut Hit) -> bool {
+    if bytes.len() < HIT_HEADER_SIZE {
+        return false;
     }
-    Some(hit)
+    let n = bytes.len().min(size_of::<Hit>());
+    // SAFETY: copies n <= size_of::<Hit>() bytes into `hit`; every bit
+    // pattern is a valid Hit.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut *hit).cast::<u8>(), n) };
+    let frames = hit.kstack_len as usize + hit.ustack_len as usize;
+    hit.kstack_len as usize <= MAX_STACK_DEPTH
+        && hit.ustack_len as usize <= MAX_STACK_DEPTH
+        && HIT_HEADER_SIZE + frames * 8 <= n
 }
 
 #[cfg(test)]
@@ -407,5 +452,40 @@ mod tests {
         // A record shorter than its frame counts is refused.
         assert!(decode(&bytes[..bytes.len() - 8]).is_none());
         assert!(decode(&bytes[..HIT_HEADER_SIZE - 1]).is_none());
+    }
+
+    /// A record with these frames (kernel, then user).
+    fn record(kernel: &[u64], user: &[u64], slot: u32) -> Vec<u8> {
+        let mut bytes = vec![0u8; HIT_HEADER_SIZE];
+        let mut set = |offset: usize, value: u32| {
+            bytes[offset..offset + 4].copy_from_slice(&value.to_ne_bytes());
+        };
+        set(std::mem::offset_of!(Hit, kstack_len), kernel.len() as u32);
+        set(std::mem::offset_of!(Hit, ustack_len), user.len() as u32);
+        set(std::mem::offset_of!(Hit, slot), slot);
+        for frame in kernel.iter().chain(user) {
+            bytes.extend_from_slice(&frame.to_ne_bytes());
+        }
+        bytes
+    }
+
+    /// Slots are reused: a short record after a long one shows only its own
+    /// frames, and a bad record takes no slot.
+    #[test]
+    fn batches_reuse_their_slots() {
+        let mut batch = Batch::default();
+        assert!(batch.push_record(&record(&[1, 2, 3], &[4, 5, 6], 0)));
+        assert!(batch.push_record(&record(&[7], &[], 1)));
+        assert_eq!(batch.len(), 2);
+        batch.clear();
+        assert!(batch.is_empty());
+        assert!(batch.push_record(&record(&[], &[9], 2)));
+        assert!(!batch.push_record(&[0; 3]), "shorter than a header");
+        let hits = batch.hits();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(
+            (hits[0].slot, hits[0].kstack(), hits[0].ustack()),
+            (2, &[][..], &[9][..])
+        );
     }
 }

@@ -20,7 +20,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hwbp_common::Hit;
 use perf_event_open_sys::{self as sys, bindings::perf_event_attr};
 use thiserror::Error;
 
@@ -1061,11 +1060,13 @@ pub fn run_self_test(calls: u64) -> Result<SelfTest, String> {
     let elapsed = start.elapsed();
     armed.disarm();
     drop(armed);
-    let mut hits: Vec<Hit> = Vec::with_capacity(2 * calls as usize);
-    while !events.drain(&mut hits, usize::MAX) {}
+    let mut batch = crate::collect::Batch::default();
+    while !events.drain(&mut batch, usize::MAX) {}
     let counters = probe.counters();
     let ours = |slot: u32| {
-        hits.iter()
+        batch
+            .hits()
+            .iter()
             .filter(move |h| h.slot == slot && h.tid as i32 == tid)
     };
     let execute_in_order =

@@ -21,7 +21,7 @@ use tokio::{
 
 use crate::{
     arm::{Armed, Scope},
-    collect::{Filters, Probe, StackChoice},
+    collect::{Batch, Filters, Probe, StackChoice},
     export::{Export, Format},
     process::{CommandOutput, ExitWatch, Launched, ProcessError},
     resolve::{Breakpoint, ProcessImage, Resolver, Space},
@@ -414,7 +414,7 @@ async fn arm_and_trace(
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let watch_exec = breakpoints.iter().any(|bp| bp.space == Space::User);
 
-    let mut batch: Vec<Hit> = Vec::with_capacity(1024);
+    let mut batch = Batch::default();
     let end_reason = loop {
         tokio::select! {
             // Ordered: a stop request wins, then hits before a process exit
@@ -616,7 +616,7 @@ impl Collector<'_> {
     /// Records a batch. A panic while doing so (a bug) does not lose the
     /// run: it is caught, tracing ends with `end_reason: "error"`, and the
     /// usual teardown still disarms, flushes and writes every summary.
-    fn process(&mut self, batch: &mut Vec<Hit>) {
+    fn process(&mut self, batch: &mut Batch) {
         if self.failure.is_some() {
             batch.clear();
             return;
@@ -633,9 +633,9 @@ impl Collector<'_> {
         }
     }
 
-    fn process_batch(&mut self, batch: &mut Vec<Hit>) {
+    fn process_batch(&mut self, batch: &mut Batch) {
         let mut stdout = std::io::stdout().lock();
-        for hit in batch.drain(..) {
+        for hit in batch.hits() {
             let slot = hit.slot as usize;
             let Some(bp) = self.breakpoints.get(slot) else {
                 continue;
@@ -647,7 +647,7 @@ impl Collector<'_> {
             if self.fault_after == Some(self.recorded) {
                 panic!("fault injection (HWBP_FAULT_PANIC_AFTER={})", self.recorded);
             }
-            let mut record = self.record(bp, &hit);
+            let mut record = self.record(bp, hit);
             if self.redact_addresses {
                 crate::redact::hit(&mut record);
             }
@@ -664,6 +664,7 @@ impl Collector<'_> {
                 stats.record(slot, Arc::new(record));
             }
         }
+        batch.clear();
         if !self.write_errors_reported {
             for export in self.exports.iter() {
                 if let Some(e) = export.error() {
