@@ -39,8 +39,11 @@ use crate::{
 
 /// Entries kept per cache before it is emptied (bounds memory on long runs).
 const CACHE_LIMIT: usize = 1 << 20;
-/// Distinct stacks kept before that cache is emptied.
-const STACK_LIMIT: usize = 1 << 16;
+/// Bytes of interned stacks (their frames' text, counted twice for the JSON
+/// rendered from it, and their addresses) kept before that cache is
+/// emptied: with many distinct stacks it would otherwise hold hundreds of
+/// MiB (100,000 distinct 20-frame stacks of a Rust program: 425 MiB).
+const STACK_CACHE_BYTES: usize = 8 << 20;
 /// Processes whose maps are kept.
 const PROCESS_LIMIT: usize = 4096;
 /// Separates a frame's inlined calls in its string.
@@ -66,6 +69,8 @@ pub struct Symbolizer {
     /// Symbolized stacks by their raw addresses: hits with the same stack
     /// share one [`Stack`], and so its rendered JSON.
     stacks: HashMap<RawStack, Stack, foldhash::fast::RandomState>,
+    /// What `stacks` holds, as [`STACK_CACHE_BYTES`] counts it.
+    stack_bytes: usize,
     processes: HashMap<u32, ProcessMaps>,
     /// ELF files as found on disk (the traced process's root first).
     files: HashMap<PathBuf, Option<PathBuf>>,
@@ -82,6 +87,7 @@ impl Symbolizer {
             kernel_cache: HashMap::new(),
             user_cache: HashMap::new(),
             stacks: HashMap::default(),
+            stack_bytes: 0,
             processes: HashMap::new(),
             files: HashMap::new(),
             images: HashMap::new(),
@@ -151,9 +157,13 @@ impl Symbolizer {
             return stack.clone();
         }
         let stack = Stack::new(build(self));
-        if self.stacks.len() >= STACK_LIMIT {
+        let bytes =
+            2 * stack.iter().map(|frame| frame.len()).sum::<usize>() + 8 * key.3.len() + 128;
+        if self.stack_bytes + bytes > STACK_CACHE_BYTES {
             self.stacks.clear();
+            self.stack_bytes = 0;
         }
+        self.stack_bytes += bytes;
         self.stacks.insert(key, stack.clone());
         stack
     }
