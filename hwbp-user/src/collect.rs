@@ -398,15 +398,6 @@ fn drain_into(ring: &mut RingBuf<MapData>, out: &mut Batch, max: usize) -> bool 
     false
 }
 
-/// Decodes one ring-buffer record (header, then the captured frames); None
-/// if it is shorter than its header says.
-pub fn decode(bytes: &[u8]) -> Option<Hit> {
-    // SAFETY: Hit is repr(C) plain-old-data (integers and integer arrays):
-    // all zeroes is a valid value.
-    let mut hit: Hit = unsafe { std::mem::zeroed() };
-    decode_into(bytes, &mut hit).then_some(hit)
-}
-
 /// Copies the record `bytes` over the start of `hit`; false if it is shorter
 /// than its header says. Frames past the record's own are left as they
 /// were: [`Hit::kstack`] and [`Hit::ustack`] never reach them.
@@ -428,32 +419,6 @@ fn decode_into(bytes: &[u8], hit: &mut Hit) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn decodes_variable_length_records() {
-        let mut bytes = vec![0u8; HIT_HEADER_SIZE];
-        // kstack_len = 2, ustack_len = 1 (offsets from the repr(C) layout).
-        let kstack_len = std::mem::offset_of!(Hit, kstack_len);
-        let ustack_len = std::mem::offset_of!(Hit, ustack_len);
-        bytes[kstack_len..kstack_len + 4].copy_from_slice(&2u32.to_ne_bytes());
-        bytes[ustack_len..ustack_len + 4].copy_from_slice(&1u32.to_ne_bytes());
-        for frame in [
-            0xffff_ffff_8100_0010u64,
-            0xffff_ffff_8100_0020,
-            0x5555_0000_1000,
-        ] {
-            bytes.extend_from_slice(&frame.to_ne_bytes());
-        }
-        let hit = decode(&bytes).expect("decodes");
-        assert_eq!(
-            hit.kstack(),
-            &[0xffff_ffff_8100_0010, 0xffff_ffff_8100_0020]
-        );
-        assert_eq!(hit.ustack(), &[0x5555_0000_1000]);
-        // A record shorter than its frame counts is refused.
-        assert!(decode(&bytes[..bytes.len() - 8]).is_none());
-        assert!(decode(&bytes[..HIT_HEADER_SIZE - 1]).is_none());
-    }
-
     /// A record with these frames (kernel, then user).
     fn record(kernel: &[u64], user: &[u64], slot: u32) -> Vec<u8> {
         let mut bytes = vec![0u8; HIT_HEADER_SIZE];
@@ -467,6 +432,27 @@ mod tests {
             bytes.extend_from_slice(&frame.to_ne_bytes());
         }
         bytes
+    }
+
+    #[test]
+    fn decodes_variable_length_records() {
+        let bytes = record(
+            &[0xffff_ffff_8100_0010, 0xffff_ffff_8100_0020],
+            &[0x5555_0000_1000],
+            0,
+        );
+        let mut batch = Batch::default();
+        assert!(batch.push_record(&bytes), "decodes");
+        let hit = &batch.hits()[0];
+        assert_eq!(
+            hit.kstack(),
+            &[0xffff_ffff_8100_0010, 0xffff_ffff_8100_0020]
+        );
+        assert_eq!(hit.ustack(), &[0x5555_0000_1000]);
+        // A record shorter than its frame counts is refused.
+        assert!(!batch.push_record(&bytes[..bytes.len() - 8]));
+        assert!(!batch.push_record(&bytes[..HIT_HEADER_SIZE - 1]));
+        assert_eq!(batch.len(), 1, "refused records take no slot");
     }
 
     /// Slots are reused: a short record after a long one shows only its own
