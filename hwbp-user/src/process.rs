@@ -154,36 +154,14 @@ impl Launched {
         if original == -1 && unsafe { *libc::__errno_location() } != 0 {
             return Err(format!("PTRACE_PEEKTEXT: {}", io::Error::last_os_error()));
         }
-        let patched = (original & !0xff) | 0xcc;
-        // SAFETY: as above; POKETEXT writes one word of the tracee's text.
-        if unsafe {
-            libc::ptrace(
-                libc::PTRACE_POKETEXT,
-                pid,
-                entry as *mut libc::c_void,
-                patched as *mut libc::c_void,
-            )
-        } < 0
-        {
-            return Err(format!("PTRACE_POKETEXT: {}", io::Error::last_os_error()));
-        }
+        poke_text(pid, entry, (original & !0xff) | 0xcc)?;
         // SAFETY: resume the stopped tracee without a signal.
         if unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, 0) } < 0 {
             return Err(format!("PTRACE_CONT: {}", io::Error::last_os_error()));
         }
         wait_stop(pid, libc::SIGTRAP)?;
-        // SAFETY: restore the original word at the entry point.
-        if unsafe {
-            libc::ptrace(
-                libc::PTRACE_POKETEXT,
-                pid,
-                entry as *mut libc::c_void,
-                original as *mut libc::c_void,
-            )
-        } < 0
-        {
-            return Err(format!("PTRACE_POKETEXT: {}", io::Error::last_os_error()));
-        }
+        // The original word back at the entry point.
+        poke_text(pid, entry, original)?;
         // SAFETY: user_regs_struct is plain data; GETREGS/SETREGS fill/read it.
         unsafe {
             let mut regs: libc::user_regs_struct = std::mem::zeroed();
@@ -243,6 +221,24 @@ impl Launched {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Writes one word of our stopped tracee's text (PTRACE_POKETEXT).
+fn poke_text(pid: i32, addr: u64, word: libc::c_long) -> Result<(), String> {
+    // SAFETY: ptrace on our own stopped tracee; POKETEXT takes the address
+    // and the word by value.
+    let rc = unsafe {
+        libc::ptrace(
+            libc::PTRACE_POKETEXT,
+            pid,
+            addr as *mut libc::c_void,
+            word as *mut libc::c_void,
+        )
+    };
+    if rc < 0 {
+        return Err(format!("PTRACE_POKETEXT: {}", io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 fn wait_stop(pid: i32, want: i32) -> Result<(), String> {
