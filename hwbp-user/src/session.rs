@@ -265,27 +265,16 @@ async fn arm_and_trace(
 
     let stacks: Vec<StackChoice> = breakpoints
         .iter()
-        .map(|bp| match stack {
-            Some(StackMode::None) => StackChoice {
-                kernel: false,
-                user: false,
-            },
-            Some(StackMode::Kernel) => StackChoice {
-                kernel: true,
-                user: false,
-            },
-            Some(StackMode::User) => StackChoice {
-                kernel: false,
-                user: true,
-            },
-            Some(StackMode::Both) => StackChoice {
-                kernel: true,
-                user: true,
-            },
-            None => StackChoice {
-                kernel: bp.space == Space::Kernel,
-                user: bp.space == Space::User,
-            },
+        .map(|bp| {
+            let (kernel, user) = match stack {
+                Some(StackMode::None) => (false, false),
+                Some(StackMode::Kernel) => (true, false),
+                Some(StackMode::User) => (false, true),
+                Some(StackMode::Both) => (true, true),
+                // The target's own side by default.
+                None => (bp.space == Space::Kernel, bp.space == Space::User),
+            };
+            StackChoice { kernel, user }
         })
         .collect();
     // Kernel names are needed for kernel targets and kernel stacks only.
