@@ -56,10 +56,11 @@ struct ProcessMaps {
     gone: bool,
 }
 
-/// A raw stack: (pid, 0 for kernel stacks; whether the first frame points
-/// past its instruction; the return address inserted at a function's
-/// entry, or 0; the addresses).
-type RawStack = (u32, bool, u64, Box<[u64]>);
+/// A raw stack as a cache key: the pid (0 for kernel stacks) with bit 32
+/// set when the first frame points past its instruction, the return
+/// address inserted at a function's entry (or 0), then the addresses. A
+/// slice, so that a lookup borrows a reused buffer instead of allocating.
+type RawStack = Box<[u64]>;
 
 /// Caching symbolizer for one tracing session.
 pub struct Symbolizer {
@@ -69,6 +70,8 @@ pub struct Symbolizer {
     /// Symbolized stacks by their raw addresses: hits with the same stack
     /// share one [`Stack`], and so its rendered JSON.
     stacks: HashMap<RawStack, Stack, foldhash::fast::RandomState>,
+    /// Where the key of a lookup is assembled.
+    raw_stack: Vec<u64>,
     /// What `stacks` holds, as [`STACK_CACHE_BYTES`] counts it.
     stack_bytes: usize,
     processes: HashMap<u32, ProcessMaps>,
@@ -88,6 +91,7 @@ impl Symbolizer {
             user_cache: HashMap::new(),
             stacks: HashMap::default(),
             stack_bytes: 0,
+            raw_stack: Vec::new(),
             processes: HashMap::new(),
             files: HashMap::new(),
             images: HashMap::new(),
@@ -126,7 +130,7 @@ impl Symbolizer {
     /// A kernel stack, innermost first; `after`: its first address points
     /// past the instruction of interest (the others are return addresses).
     pub fn kernel_stack(&mut self, addrs: &[u64], after: bool) -> Stack {
-        self.interned((0, after, 0, addrs.into()), |this| {
+        self.interned(0, after, 0, addrs, |this| {
             addrs
                 .iter()
                 .enumerate()
@@ -139,7 +143,7 @@ impl Symbolizer {
     /// caller's return address at a function's entry, which the frame-pointer
     /// walk misses: it goes in second place.
     pub fn user_stack(&mut self, pid: u32, addrs: &[u64], after: bool, ret: u64) -> Stack {
-        self.interned((pid, after, ret, addrs.into()), |this| {
+        self.interned(pid, after, ret, addrs, |this| {
             let mut frames: Vec<Arc<str>> = addrs
                 .iter()
                 .enumerate()
@@ -152,13 +156,24 @@ impl Symbolizer {
         })
     }
 
-    fn interned(&mut self, key: RawStack, build: impl FnOnce(&mut Self) -> Vec<Arc<str>>) -> Stack {
-        if let Some(stack) = self.stacks.get(&key) {
+    fn interned(
+        &mut self,
+        pid: u32,
+        after: bool,
+        ret: u64,
+        addrs: &[u64],
+        build: impl FnOnce(&mut Self) -> Vec<Arc<str>>,
+    ) -> Stack {
+        self.raw_stack.clear();
+        self.raw_stack
+            .extend([u64::from(pid) | u64::from(after) << 32, ret]);
+        self.raw_stack.extend_from_slice(addrs);
+        if let Some(stack) = self.stacks.get(self.raw_stack.as_slice()) {
             return stack.clone();
         }
+        let key: RawStack = self.raw_stack.as_slice().into();
         let stack = Stack::new(build(self));
-        let bytes =
-            2 * stack.iter().map(|frame| frame.len()).sum::<usize>() + 8 * key.3.len() + 128;
+        let bytes = 2 * stack.iter().map(|frame| frame.len()).sum::<usize>() + 8 * key.len() + 128;
         if self.stack_bytes + bytes > STACK_CACHE_BYTES {
             self.stacks.clear();
             self.stack_bytes = 0;
