@@ -153,7 +153,9 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         }
 
         let frames = (*hit).frames.as_mut_ptr();
-        let klen = if config.flags & SLOT_KSTACK != 0 {
+        // A hit in user mode has no kernel frames (the kernel's unwinder
+        // starts only from kernel-mode registers): skip the helper call.
+        let klen = if config.flags & SLOT_KSTACK != 0 && flags & HIT_USER_MODE == 0 {
             capture_stack(ctx, frames, 0, &mut (*counters).kstack_errors)
         } else {
             0
