@@ -311,6 +311,17 @@ pub struct Stats {
     pub total: u64,
     /// Monotonic time at which the run was armed (0 before).
     pub started_ns: u64,
+    /// `-o` files that stopped being written, in the order they failed: the
+    /// dashboard shows them (a message on stderr would land on its screen).
+    pub export_failures: Vec<ExportFailure>,
+}
+
+/// An `-o` file whose writing stopped (disk full, ...); tracing goes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportFailure {
+    /// As given on the command line.
+    pub path: String,
+    pub error: String,
 }
 
 impl Stats {
@@ -334,6 +345,16 @@ impl Stats {
         self.recent.push_back(hit);
     }
 
+    /// Records that writing `path` stopped, once per file.
+    pub fn export_failed(&mut self, path: &str, error: &str) {
+        if !self.export_failures.iter().any(|f| f.path == path) {
+            self.export_failures.push(ExportFailure {
+                path: path.to_owned(),
+                error: error.to_owned(),
+            });
+        }
+    }
+
     /// Hits lost in the kernel (ring buffer full), all targets.
     pub fn dropped(&self) -> u64 {
         self.counters.iter().map(|c| c.dropped).sum()
@@ -341,7 +362,8 @@ impl Stats {
 
     /// Counts since `base`, an earlier copy of the same run ("clear
     /// counters"): hits, breakdowns, stacks, lost hits and the log start
-    /// again from zero; values, history and the start time are kept.
+    /// again from zero; values, history, the start time and export failures
+    /// are kept.
     pub fn since(&self, base: &Self) -> Self {
         let Self {
             targets,
@@ -349,6 +371,7 @@ impl Stats {
             recent,
             total,
             started_ns,
+            export_failures,
         } = self;
         let empty = TargetStats::default();
         Self {
@@ -370,6 +393,7 @@ impl Stats {
             },
             total: total.saturating_sub(base.total),
             started_ns: *started_ns,
+            export_failures: export_failures.clone(),
         }
     }
 }
@@ -501,5 +525,28 @@ mod tests {
         assert_eq!(d.recent.len(), 1);
         // History is a rate: clearing keeps it.
         assert_eq!(d.targets[0].history.at(1), 2);
+    }
+
+    #[test]
+    fn export_failures_are_kept_once_per_file_and_survive_a_clear() {
+        let mut s = Stats::new(1);
+        s.export_failed("/tmp/t.jsonl", "No space left on device");
+        s.export_failed("/tmp/t.jsonl", "again");
+        s.export_failed("t.txt", "EIO");
+        let base = s.clone();
+        let d = s.since(&base);
+        assert_eq!(
+            d.export_failures,
+            vec![
+                ExportFailure {
+                    path: "/tmp/t.jsonl".into(),
+                    error: "No space left on device".into()
+                },
+                ExportFailure {
+                    path: "t.txt".into(),
+                    error: "EIO".into()
+                },
+            ]
+        );
     }
 }

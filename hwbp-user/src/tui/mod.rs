@@ -375,22 +375,69 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// Whether the dashboard has the terminal: then nothing else may write on
+/// it (a message would land on the dashboard's screen).
+pub fn terminal_taken() -> bool {
+    TERMINAL_TAKEN.load(Ordering::SeqCst)
+}
+
 /// Leaves raw mode and the alternate screen, if we entered them; safe to
-/// call from any thread, any number of times.
+/// call from any thread, any number of times. Panic reports held back while
+/// the dashboard had the terminal print after it, on the normal screen.
 pub fn restore_terminal() {
     if TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
         let _ = terminal::disable_raw_mode();
         let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
     }
+    let held = match HELD_PANICS.lock() {
+        Ok(mut held) => std::mem::take(&mut *held),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    };
+    for report in held {
+        // Not eprintln!: after a hang-up stderr fails, and eprintln! panics.
+        let _ = writeln!(io::stderr(), "{report}");
+    }
+}
+
+thread_local! {
+    /// Inside [`catch_unwind`] on this thread: a panic here is caught and
+    /// handled (the session ends with an error), so the dashboard goes on.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Reports of caught panics, held while the dashboard has the terminal.
+static HELD_PANICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// [`std::panic::catch_unwind`], told to the panic hook: a panic caught
+/// here leaves the terminal to the dashboard (which then shows the error
+/// the caller makes of it), and its report prints once the dashboard is
+/// gone. Any other panic restores the terminal first, as the process or
+/// the dashboard is about to go.
+pub fn catch_unwind<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> thread::Result<R> {
+    let outer = CATCHING.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(f);
+    CATCHING.with(|c| c.set(outer));
+    result
 }
 
 /// Restores the terminal before the previous hook prints the panic, so
-/// that the message lands on the normal screen.
+/// that the message lands on the normal screen; unless the panic is caught
+/// by [`catch_unwind`] while the dashboard runs, whose report waits for the
+/// terminal to come back.
 fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.with(|c| c.get()) && terminal_taken() {
+                let thread = thread::current();
+                let report = format!("thread '{}' {info}", thread.name().unwrap_or("<unnamed>"));
+                match HELD_PANICS.lock() {
+                    Ok(mut held) => held.push(report),
+                    Err(poisoned) => poisoned.into_inner().push(report),
+                }
+                return;
+            }
             restore_terminal();
             previous(info);
         }));

@@ -414,20 +414,43 @@ mod event_loop {
         }
     }
 
+    /// One test for both cases: they share the process's terminal state.
     #[test]
-    fn a_panic_restores_the_terminal_first() {
+    fn a_panic_restores_the_terminal_unless_it_is_caught() {
         use std::sync::atomic::Ordering;
 
-        use crate::tui::{TERMINAL_TAKEN, install_panic_hook};
+        use crate::tui::{HELD_PANICS, TERMINAL_TAKEN, catch_unwind, install_panic_hook};
         install_panic_hook();
         // As if the dashboard had the terminal (restoring a terminal that
         // is not one fails quietly).
         TERMINAL_TAKEN.store(true, Ordering::SeqCst);
-        let panicked = std::thread::spawn(|| panic!("a render bug")).join();
+        // A panic the collector catches: the dashboard keeps the terminal,
+        // the report waits.
+        let caught = std::thread::spawn(|| catch_unwind(|| panic!("a caught bug")).is_err())
+            .join()
+            .expect("the panic was caught");
+        assert!(caught);
+        assert!(
+            TERMINAL_TAKEN.load(Ordering::SeqCst),
+            "a caught panic leaves the terminal to the dashboard"
+        );
+        let held = HELD_PANICS.lock().expect("the held reports").clone();
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert!(held[0].contains("a caught bug"), "{held:?}");
+        // Outside catch_unwind (and after it, on the same thread): restored.
+        let panicked = std::thread::spawn(|| {
+            let _ = catch_unwind(|| ());
+            panic!("a render bug")
+        })
+        .join();
         assert!(panicked.is_err());
         assert!(
             !TERMINAL_TAKEN.load(Ordering::SeqCst),
             "the hook restored the terminal"
+        );
+        assert!(
+            HELD_PANICS.lock().expect("the held reports").is_empty(),
+            "held reports print once the terminal is back"
         );
     }
 
