@@ -7,6 +7,9 @@
 //! LEN      := 1 | 2 | 4 | 8             (data targets only)
 //! ```
 //!
+//! A `::` is part of a name (`fx_user::main`, as `list` prints demangled
+//! Rust and C++ names), never a separator.
+//!
 //! Parsing is purely syntactic: whether a symbol exists, what it is (function
 //! or object) and what the defaults become is decided by [`crate::resolve`].
 //! A [`TargetSpec`] is the stable, extensible interface the LKML review of
@@ -134,7 +137,7 @@ impl FromStr for TargetSpec {
                 continue;
             }
             if mode.is_none()
-                && let Some((head, tail)) = rest.rsplit_once(':')
+                && let Some((head, tail)) = split_at_last_colon(rest)
                 && looks_like_mode(tail)
             {
                 mode = Some(tail.parse()?);
@@ -142,7 +145,7 @@ impl FromStr for TargetSpec {
                 continue;
             }
         }
-        let (binary, location) = match rest.rsplit_once(':') {
+        let (binary, location) = match split_at_last_colon(rest) {
             Some(("", _)) => return Err(TargetError::Binary(text.into())),
             Some((binary, location)) => (Some(PathBuf::from(binary)), location),
             None => (None, rest),
@@ -156,6 +159,25 @@ impl FromStr for TargetSpec {
             len,
         })
     }
+}
+
+/// Splits at the last `:` that is a separator, never inside the `::` of a
+/// path such as Rust's or C++'s `fx_user::main` (what `list` prints): so
+/// `fx_user::main` is one symbol, `app:ns::f` is `ns::f` of `app`, and in
+/// `ns::f:x` only the last colon is a separator.
+fn split_at_last_colon(s: &str) -> Option<(&str, &str)> {
+    let bytes = s.as_bytes();
+    let mut end = bytes.len();
+    while let Some(i) = s[..end].rfind(':') {
+        let doubled_before = i > 0 && bytes[i - 1] == b':';
+        let doubled_after = bytes.get(i + 1) == Some(&b':');
+        if !doubled_before && !doubled_after {
+            return Some((&s[..i], &s[i + 1..]));
+        }
+        // Skip the whole run of colons.
+        end = s[..i].trim_end_matches(':').len();
+    }
+    None
 }
 
 /// A trailing `:xyz` is a mode if it is made only of mode letters; anything
@@ -281,6 +303,39 @@ mod tests {
         assert_eq!(
             t.binary.as_deref(),
             Some(std::path::Path::new("./build/1/app"))
+        );
+    }
+
+    /// `::` belongs to a name (Rust, C++): never a BINARY or MODE separator.
+    #[test]
+    fn double_colons_stay_in_the_name() {
+        let t = spec("fx_user::main");
+        assert_eq!((t.binary, t.mode), (None, None));
+        assert_eq!(t.location, sym("fx_user::main", 0));
+        let t = spec("app:ns::f");
+        assert_eq!(t.binary.as_deref(), Some(std::path::Path::new("app")));
+        assert_eq!((t.location, t.mode), (sym("ns::f", 0), None));
+        let t = spec("ns::f:x");
+        assert_eq!(t.binary, None);
+        assert_eq!((t.location, t.mode), (sym("ns::f", 0), Some(Mode::Execute)));
+        // A name ending in a mode letter is still a name.
+        let t = spec("ns::x");
+        assert_eq!((t.binary, t.mode), (None, None));
+        assert_eq!(t.location, sym("ns::x", 0));
+        let t = spec("libc.so.6:malloc:x");
+        assert_eq!(t.binary.as_deref(), Some(std::path::Path::new("libc.so.6")));
+        assert_eq!(
+            (t.location, t.mode),
+            (sym("malloc", 0), Some(Mode::Execute))
+        );
+        let t = spec("/bin/app:a::b::c+0x4:rw/2");
+        assert_eq!(t.binary.as_deref(), Some(std::path::Path::new("/bin/app")));
+        assert_eq!(t.location, sym("a::b::c", 4));
+        assert_eq!((t.mode, t.len), (Some(Mode::ReadWrite), Some(2)));
+        assert_eq!(
+            split_at_last_colon("a:::b"),
+            None,
+            "a run of colons is never a separator"
         );
     }
 
