@@ -120,7 +120,8 @@ pub enum ResolveError {
         addr: u64,
     },
     #[error(
-        "`{target}` is a kernel address: user-space addresses are below 0x800000000000; with neither -p nor --, only kernel targets can be armed"
+        "`{target}` is a user-space address (below 0x800000000000), which means nothing without a process: \
+         add -p PID or -- CMD to name the process; with neither, only kernel targets can be armed"
     )]
     UserAddressWithoutProcess { target: String },
 }
@@ -468,7 +469,7 @@ impl Resolver {
                     object: sym.module.map(str::to_owned),
                     kind: sym.kind,
                     base: sym.addr,
-                    size: 0,
+                    size: size_at_start(sym.size, off),
                     offset: off,
                     space: Space::Kernel,
                 },
@@ -495,13 +496,21 @@ impl Resolver {
                 object: Some(path.display().to_string()),
                 kind: sym.kind,
                 base: addr - off,
-                size: 0,
+                size: size_at_start(sym.size, off),
                 offset: off,
                 space: Space::User,
             },
             None => Found::raw(addr, Space::User),
         })
     }
+}
+
+/// The size to default LEN from for an address `off` bytes into a symbol of
+/// `size` bytes: the symbol's own at its start, as when it is named (so
+/// `0xADDRESS` of a 4-byte variable watches 4 bytes); inside it, none (the
+/// address then names a spot, not the variable, and LEN defaults to 8).
+fn size_at_start(size: u64, off: u64) -> u64 {
+    if off == 0 { size } else { 0 }
 }
 
 /// A located symbol before defaults and checks.
@@ -661,11 +670,20 @@ ffffffff82a00109 b flag2
             (bp.addr, bp.symbol.as_str()),
             (0xffffffff81234570, "vfs_read+0x10")
         );
+        // At a variable's start, its size gives LEN, as when it is named.
         let bp = resolve("0xffffffff82a00000").expect("address");
         assert_eq!(
             (bp.symbol.as_str(), bp.mode, bp.len),
-            ("pid_max", Mode::Write, 8)
+            ("pid_max", Mode::Write, 4)
         );
+        let bp = resolve("0xffffffff82a00108").expect("address of a byte");
+        assert_eq!((bp.symbol.as_str(), bp.len), ("flag", 1));
+        // Inside a variable the address names a spot: LEN defaults to 8.
+        let bp = resolve("0xffffffff82a00010").expect("address inside");
+        assert_eq!((bp.symbol.as_str(), bp.len), ("big_table+0x8", 8));
+        // An explicit /LEN still wins.
+        let bp = resolve("0xffffffff82a00000/2").expect("address with LEN");
+        assert_eq!(bp.len, 2);
         let bp = resolve("0xffffffff81234561:x").expect("address in function");
         assert_eq!(bp.symbol, "vfs_read+0x1");
     }
@@ -699,10 +717,17 @@ ffffffff82a00109 b flag2
             resolve("app:main"),
             Err(ResolveError::NeedsProcess(_))
         ));
-        assert!(matches!(
-            resolve("0x401000"),
-            Err(ResolveError::UserAddressWithoutProcess { .. })
-        ));
+        let err = resolve("0x401000").expect_err("user address without a process");
+        assert!(
+            matches!(err, ResolveError::UserAddressWithoutProcess { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "`0x401000` is a user-space address (below 0x800000000000), which means nothing without \
+             a process: add -p PID or -- CMD to name the process; with neither, only kernel targets \
+             can be armed"
+        );
         let specs: Vec<TargetSpec> = ["pid_max", "0xffffffff82a00000"]
             .iter()
             .map(|s| s.parse().expect("parse"))
