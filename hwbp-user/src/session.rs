@@ -610,7 +610,10 @@ impl Collector<'_> {
             batch.clear();
             return;
         }
-        let result = panic::catch_unwind(panic::AssertUnwindSafe(|| self.process_batch(batch)));
+        // tui's catch_unwind: the panic hook then leaves the terminal to a
+        // dashboard, which shows the error.
+        let result =
+            crate::tui::catch_unwind(panic::AssertUnwindSafe(|| self.process_batch(batch)));
         if let Err(panic) = result {
             let message = panic
                 .downcast_ref::<&str>()
@@ -657,10 +660,17 @@ impl Collector<'_> {
         if !self.write_errors_reported {
             for export in self.exports.iter() {
                 if let Some(e) = export.error() {
-                    eprintln!(
-                        "hwbp-trace: stopped writing {}: {e}; tracing goes on, the summary will still be printed",
-                        export.path.display()
-                    );
+                    let path = export.path.display().to_string();
+                    if let Ok(mut stats) = self.stats.lock() {
+                        stats.export_failed(&path, &e.to_string());
+                    }
+                    // Not over a dashboard: it shows the failure, and the
+                    // summary's output errors print after it.
+                    if !crate::tui::terminal_taken() {
+                        eprintln!(
+                            "hwbp-trace: stopped writing {path}: {e}; tracing goes on, the summary will still be printed"
+                        );
+                    }
                     self.write_errors_reported = true;
                 }
             }
