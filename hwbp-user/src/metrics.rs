@@ -419,23 +419,83 @@ mod tests {
     }
 
     #[test]
+    fn comm_labels_are_capped() {
+        // 25 command names, `c00` with 1 hit up to `c24` with 25: the 20
+        // busiest (c05..=c24) get series, c00..=c04 share `[other]`.
+        let stats: SharedStats = Arc::new(Mutex::new(Stats::new(1)));
+        if let Ok(mut s) = stats.lock() {
+            for i in 0..25u64 {
+                for _ in 0..=i {
+                    let hit = HitRecord {
+                        comm: format!("c{i:02}"),
+                        target: "t".into(),
+                        ..Default::default()
+                    };
+                    s.record(0, hit.into());
+                }
+            }
+        }
+        let armed = Armed::default();
+        if let Ok(mut t) = armed.targets.lock() {
+            t.push(TargetLabels {
+                target: "t".into(),
+                symbol: "sym".into(),
+                mode: "w".into(),
+            });
+        }
+        let text = render(&stats, &armed).expect("render");
+        let series: Vec<(&str, u64)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("hwbp_hits_by_comm_total{target=\"t\",comm=\""))
+            .filter_map(|l| {
+                let (comm, n) = l.split_once("\"} ")?;
+                Some((comm, n.parse().ok()?))
+            })
+            .collect();
+        let mut expected: Vec<(String, u64)> = (5..25u64)
+            .rev()
+            .map(|i| (format!("c{i:02}"), i + 1))
+            .collect();
+        expected.push(("[other]".into(), 1 + 2 + 3 + 4 + 5));
+        let by_count = |a: &(String, u64), b: &(String, u64)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+        expected.sort_by(by_count);
+        let mut got: Vec<(String, u64)> = series
+            .iter()
+            .map(|&(comm, n)| (comm.to_owned(), n))
+            .collect();
+        got.sort_by(by_count);
+        assert_eq!(got, expected, "{text}");
+        assert_eq!(series.len(), COMM_LABELS_LIMIT + 1);
+        // Every hit is in exactly one series.
+        assert_eq!(
+            series.iter().map(|(_, n)| n).sum::<u64>(),
+            (1..=25).sum::<u64>()
+        );
+    }
+
+    #[test]
     fn serves_over_http() {
-        use std::io::{Read as _, Write as _};
         let stats: SharedStats = Arc::new(Mutex::new(Stats::new(0)));
         let server = MetricsServer::start("127.0.0.1:0", stats).expect("bind");
-        let mut conn = std::net::TcpStream::connect(server.addr).expect("connect");
-        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .expect("send");
-        let mut response = String::new();
-        conn.read_to_string(&mut response).expect("read");
+        let url = format!("http://{}/metrics", server.addr);
+        let mut response = ureq::get(&url).call().expect("GET /metrics");
+        assert_eq!(response.status(), 200);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(content_type.as_deref(), Some(prometheus_text::CONTENT_TYPE));
+        let body = response.body_mut().read_to_string().expect("body");
         assert!(
-            response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-            "{response}"
+            body.lines().any(|l| l == "hwbp_armed_breakpoints 0"),
+            "{body}"
         );
-        assert!(
-            response.contains("hwbp_armed_breakpoints 0\n"),
-            "{response}"
-        );
+        // Anything else is a 404 (ureq makes that an error).
+        match ureq::get(&format!("http://{}/nothing", server.addr)).call() {
+            Err(ureq::Error::StatusCode(404)) => {}
+            other => panic!("expected a 404, got {other:?}"),
+        }
         drop(server);
     }
 }

@@ -6,8 +6,8 @@
 
 use std::{
     fs,
-    io::{Read as _, Write as _},
-    net::{TcpListener, TcpStream},
+    io::Read as _,
+    net::TcpListener,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -234,21 +234,33 @@ fn full_pipe() -> (OwnedFd, OwnedFd) {
     (read, write)
 }
 
+/// GET /metrics with a real HTTP client; None while nothing listens yet.
 fn scrape(port: u16) -> Option<String> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut response = String::new();
-    conn.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/plain; version=0.0.4"),
-        "{head}"
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut response = match agent.get(format!("http://127.0.0.1:{port}/metrics")).call() {
+        Ok(response) => response,
+        Err(ureq::Error::Io(_) | ureq::Error::ConnectionFailed) => return None,
+        Err(e) => panic!("scraping /metrics: {e}"),
+    };
+    assert_eq!(response.status(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    assert_eq!(
+        content_type.as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
     );
-    Some(body.to_owned())
+    Some(
+        response
+            .body_mut()
+            .read_to_string()
+            .expect("the /metrics body"),
+    )
 }
 
 fn metric(body: &str, series: &str) -> Option<u64> {
