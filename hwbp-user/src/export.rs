@@ -165,8 +165,11 @@ struct Perfetto {
 
 /// Processes and threads named in a Perfetto file before names are dropped.
 const PERFETTO_NAMES_LIMIT: usize = 1 << 16;
-/// The pseudo-process that holds the counter tracks.
-const PERFETTO_COUNTER_PID: u32 = 0;
+/// The pseudo-process that holds the counter tracks: a pid no task can
+/// have, as pids stay below pid_max, at most PID_MAX_LIMIT = 4194304
+/// (include/linux/threads.h). 0 would merge the counters into the track of
+/// the idle task (swapper/N), which hits kernel targets from interrupts.
+const PERFETTO_COUNTER_PID: u32 = 4_194_304 + 1;
 
 impl Perfetto {
     fn micros(&self, ts_ns: u64) -> f64 {
@@ -499,5 +502,62 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(folded_stack(&bare), "c;bump");
+    }
+
+    /// A hit of the idle task (pid 0, as in interrupts on an idle CPU)
+    /// stays apart from the counter tracks.
+    #[test]
+    fn perfetto_counters_apart_from_swapper() {
+        let dir =
+            std::env::temp_dir().join(format!("hwbp-perfetto-swapper-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("t.perfetto.json");
+        let mut export = Export::create(&path, None).expect("create");
+        export.header(&Header {
+            format_version: crate::trace::FORMAT_VERSION,
+            tool: String::new(),
+            kernel_release: String::new(),
+            hostname: String::new(),
+            start_unix_s: 0.0,
+            start_monotonic_ns: 1000,
+            command_line: Vec::new(),
+            targets: vec![crate::trace::TargetInfo {
+                target: "jiffies:w".into(),
+                symbol: "jiffies".into(),
+                addr: "0xffffffff82a05000".into(),
+                mode: "w".into(),
+                len: 8,
+                space: "kernel".into(),
+            }],
+        });
+        export.hit(&HitRecord {
+            ts_ns: 3000,
+            comm: "swapper/0".into(),
+            target: "jiffies:w".into(),
+            value: Some(7),
+            ..Default::default()
+        });
+        export.finish(&Summary::default()).expect("finish");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let _ = std::fs::remove_dir_all(&dir);
+        let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let events = json["traceEvents"].as_array().expect("traceEvents");
+        let pids_of = |ph: &str| -> Vec<u64> {
+            events
+                .iter()
+                .filter(|e| e["ph"] == ph)
+                .filter_map(|e| e["pid"].as_u64())
+                .collect()
+        };
+        let counter = u64::from(PERFETTO_COUNTER_PID);
+        // hits at 0 (header) and 1, the value 7: all on the counter process.
+        assert_eq!(pids_of("C"), [counter, counter, counter]);
+        assert_eq!(pids_of("i"), [0]);
+        let names: Vec<(u64, &str)> = events
+            .iter()
+            .filter(|e| e["name"] == "process_name")
+            .filter_map(|e| Some((e["pid"].as_u64()?, e["args"]["name"].as_str()?)))
+            .collect();
+        assert_eq!(names, [(counter, "hwbp targets"), (0, "swapper/0 (0)")]);
     }
 }
