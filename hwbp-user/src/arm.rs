@@ -108,11 +108,23 @@ struct Event {
     slot: usize,
 }
 
+/// Every breakpoint opened at every place and the program attached, none
+/// enabled yet: nothing fires. [`Opened::enable`] arms them all; dropping
+/// closes them all. Whatever can fail for a reason of the user's (a full
+/// debug register, a refused address) fails before this exists, so a caller
+/// can create its output files in between and touch none on such a failure.
+pub struct Opened {
+    events: Vec<(Event, Place)>,
+    /// The targets as written, per slot, for messages.
+    targets: Vec<String>,
+    scope: Scope,
+}
+
 /// Armed breakpoints. Dropping disarms them (the kernel frees the debug
 /// registers when the last descriptor closes, even after SIGKILL).
 pub struct Armed {
     events: Vec<Event>,
-    places: usize,
+    scope: Scope,
 }
 
 impl Armed {
@@ -122,21 +134,41 @@ impl Armed {
         scope: &Scope,
         program: BorrowedFd<'_>,
     ) -> Result<Self, ArmError> {
+        Self::open(breakpoints, scope, program)?.enable()
+    }
+
+    /// Opens every breakpoint at every place, disabled, with the program
+    /// attached; on any failure closes what was opened and says where.
+    ///
+    /// A thread of a `-p` process can exit between the listing of
+    /// /proc/PID/task and its turn here (ESRCH): while the process lives on,
+    /// that thread is skipped (it runs nothing any more), and
+    /// [`Armed::scope`] lists only the threads armed. Any other failure
+    /// still fails the whole run.
+    pub fn open(
+        breakpoints: &[Breakpoint],
+        scope: &Scope,
+        program: BorrowedFd<'_>,
+    ) -> Result<Opened, ArmError> {
         let places: Vec<Place> = match scope {
             Scope::SystemWide { cpus } => cpus.iter().copied().map(Place::Cpu).collect(),
             Scope::Process { tids, .. } => tids.iter().copied().map(Place::Thread).collect(),
         };
-        let mut opened: Vec<(Event, &Breakpoint, Place)> =
-            Vec::with_capacity(breakpoints.len() * places.len());
-        // Open and attach everything disabled; any error drops (closes) all.
-        for (index, bp) in breakpoints.iter().enumerate() {
-            for &place in &places {
-                // Targets before this one are armed on every place already.
+        let pid = match scope {
+            Scope::Process { pid, .. } => Some(*pid),
+            Scope::SystemWide { .. } => None,
+        };
+        let (events, armed) = open_places(
+            breakpoints.len(),
+            &places,
+            |slot, place| {
+                let bp = &breakpoints[slot];
+                // Targets before this one are open at this place already.
                 let fd = open(bp, place).map_err(|errno| ArmError::Open {
                     target: bp.spec.text.clone(),
                     place,
                     errno,
-                    reason: explain(bp, errno, breakpoints.len(), index),
+                    reason: explain(bp, errno, breakpoints.len(), slot),
                 })?;
                 // SAFETY: both descriptors are open and owned for the duration
                 // of the call; SET_BPF only takes a reference on the program.
@@ -149,34 +181,40 @@ impl Armed {
                         source: io::Error::last_os_error(),
                     });
                 }
-                let slot = breakpoints
-                    .iter()
-                    .position(|b| std::ptr::eq(b, bp))
-                    .unwrap_or(0);
-                opened.push((Event { fd, slot }, bp, place));
-            }
-        }
-        for (event, bp, place) in &opened {
-            // SAFETY: an open perf event descriptor; ENABLE takes no pointer.
-            let rc = unsafe { sys::ioctls::ENABLE(event.fd.as_raw_fd(), 0) };
-            if rc < 0 {
-                let source = io::Error::last_os_error();
-                for (event, ..) in &opened {
-                    disable(event);
+                Ok(Event { fd, slot })
+            },
+            |err, place| match (pid, place) {
+                (Some(pid), Place::Thread(tid)) => {
+                    err.errno() == Some(libc::ESRCH) && thread_gone_from_live_process(pid, tid)
                 }
-                return Err(ArmError::Enable {
-                    target: bp.spec.text.clone(),
-                    place: *place,
-                    source,
-                });
-            }
-        }
-        Ok(Self {
-            events: opened.into_iter().map(|(event, ..)| event).collect(),
-            places: places.len(),
+                _ => false,
+            },
+        )?;
+        let scope = match scope {
+            Scope::Process { pid, .. } => Scope::Process {
+                pid: *pid,
+                tids: armed
+                    .iter()
+                    .filter_map(|place| match place {
+                        Place::Thread(tid) => Some(*tid),
+                        Place::Cpu(_) => None,
+                    })
+                    .collect(),
+            },
+            Scope::SystemWide { .. } => scope.clone(),
+        };
+        Ok(Opened {
+            events,
+            targets: breakpoints.iter().map(|bp| bp.spec.text.clone()).collect(),
+            scope,
         })
     }
 
+    /// Where the breakpoints are armed: the scope asked for, less the
+    /// threads that exited before their turn.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
     /// Number of perf events (breakpoints × places).
     pub fn len(&self) -> usize {
         self.events.len()
@@ -188,7 +226,10 @@ impl Armed {
 
     /// CPUs or threads armed.
     pub fn places(&self) -> usize {
-        self.places
+        match &self.scope {
+            Scope::SystemWide { cpus } => cpus.len(),
+            Scope::Process { tids, .. } => tids.len(),
+        }
     }
 
     /// How many times the kernel saw each breakpoint fire, per slot: the
@@ -225,6 +266,83 @@ impl Armed {
             disable(event);
         }
     }
+}
+
+impl Opened {
+    /// Enables every breakpoint, or (on a failure) none.
+    pub fn enable(self) -> Result<Armed, ArmError> {
+        let Self {
+            events,
+            targets,
+            scope,
+        } = self;
+        for (event, place) in &events {
+            // SAFETY: an open perf event descriptor; ENABLE takes no pointer.
+            let rc = unsafe { sys::ioctls::ENABLE(event.fd.as_raw_fd(), 0) };
+            if rc < 0 {
+                let source = io::Error::last_os_error();
+                for (event, _) in &events {
+                    disable(event);
+                }
+                return Err(ArmError::Enable {
+                    target: targets.get(event.slot).cloned().unwrap_or_default(),
+                    place: *place,
+                    source,
+                });
+            }
+        }
+        Ok(Armed {
+            events: events.into_iter().map(|(event, _)| event).collect(),
+            scope,
+        })
+    }
+}
+
+/// Events with their places, and the places kept.
+type OpenedPlaces<T> = (Vec<(T, Place)>, Vec<Place>);
+
+/// Opens `targets` events at each place in turn with `open(slot, place)`.
+/// A failure that `skippable` accepts (a thread that exited) drops that
+/// place's events and goes on without it; any other fails everything, as
+/// does skipping every place. Returns the events and the places kept.
+fn open_places<T>(
+    targets: usize,
+    places: &[Place],
+    mut open: impl FnMut(usize, Place) -> Result<T, ArmError>,
+    skippable: impl Fn(&ArmError, Place) -> bool,
+) -> Result<OpenedPlaces<T>, ArmError> {
+    let mut events = Vec::with_capacity(targets * places.len());
+    let mut kept = Vec::with_capacity(places.len());
+    let mut last_skipped = None;
+    'places: for &place in places {
+        let first = events.len();
+        for slot in 0..targets {
+            match open(slot, place) {
+                Ok(event) => events.push((event, place)),
+                Err(err) if skippable(&err, place) => {
+                    log::debug!("skipping {place}: {err}");
+                    events.truncate(first);
+                    last_skipped = Some(err);
+                    continue 'places;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        kept.push(place);
+    }
+    match last_skipped {
+        Some(err) if kept.is_empty() => Err(err),
+        _ => Ok((events, kept)),
+    }
+}
+
+/// Whether thread `tid` has exited while its process `pid` runs on.
+fn thread_gone_from_live_process(pid: i32, tid: i32) -> bool {
+    let alive = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(") ")?.1.chars().next()? != 'Z'))
+        .unwrap_or(false);
+    alive && fs::metadata(format!("/proc/{pid}/task/{tid}")).is_err()
 }
 
 impl Drop for Armed {
@@ -400,6 +518,86 @@ fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open_error(place: Place, errno: i32) -> ArmError {
+        ArmError::Open {
+            target: "t".into(),
+            place,
+            errno,
+            reason: String::new(),
+        }
+    }
+
+    /// Opens with these (place, slot) failures, skipping ESRCH on threads.
+    fn open_with(
+        places: &[Place],
+        failures: &[(Place, usize, i32)],
+    ) -> Result<OpenedPlaces<usize>, i32> {
+        open_places(
+            2,
+            places,
+            |slot, place| match failures.iter().find(|f| (f.0, f.1) == (place, slot)) {
+                Some(&(_, _, errno)) => Err(open_error(place, errno)),
+                None => Ok(slot),
+            },
+            |err, place| matches!(place, Place::Thread(_)) && err.errno() == Some(libc::ESRCH),
+        )
+        .map_err(|e| e.errno().unwrap_or(0))
+    }
+
+    /// A thread that exited before its turn is skipped with the events
+    /// already opened on it; the other threads get every target.
+    #[test]
+    fn a_thread_gone_is_skipped() {
+        let threads = [Place::Thread(10), Place::Thread(11), Place::Thread(12)];
+        let (events, kept) =
+            open_with(&threads, &[(Place::Thread(11), 1, libc::ESRCH)]).expect("opens");
+        assert_eq!(kept, [Place::Thread(10), Place::Thread(12)]);
+        assert_eq!(
+            events,
+            [
+                (0, Place::Thread(10)),
+                (1, Place::Thread(10)),
+                (0, Place::Thread(12)),
+                (1, Place::Thread(12))
+            ]
+        );
+    }
+
+    /// Real failures stay all or nothing; and all threads gone is a failure.
+    #[test]
+    fn other_failures_fail_everything() {
+        let threads = [Place::Thread(10), Place::Thread(11)];
+        assert_eq!(
+            open_with(&threads, &[(Place::Thread(11), 1, libc::ENOSPC)]),
+            Err(libc::ENOSPC)
+        );
+        assert_eq!(
+            open_with(
+                &threads,
+                &[
+                    (Place::Thread(10), 0, libc::ESRCH),
+                    (Place::Thread(11), 0, libc::ESRCH)
+                ]
+            ),
+            Err(libc::ESRCH)
+        );
+        // ESRCH is not skippable for a CPU.
+        assert_eq!(
+            open_with(&[Place::Cpu(0)], &[(Place::Cpu(0), 0, libc::ESRCH)]),
+            Err(libc::ESRCH)
+        );
+    }
+
+    #[test]
+    fn thread_of_this_process() {
+        let pid = std::process::id() as i32;
+        assert!(!thread_gone_from_live_process(pid, pid), "we run");
+        assert!(
+            thread_gone_from_live_process(pid, i32::MAX),
+            "no such thread"
+        );
+    }
 
     #[test]
     fn cpu_lists() {
