@@ -5,7 +5,12 @@ use std::{ffi::OsString, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{collect::DEFAULT_BUFFER_SIZE, export::Format, session::StackMode, target::TargetSpec};
+use crate::{
+    collect::{DEFAULT_BUFFER_SIZE, check_buffer_size},
+    export::Format,
+    session::StackMode,
+    target::TargetSpec,
+};
 
 const AFTER_HELP: &str = "\
 TARGET grammar:  [BINARY:]SYMBOL[+OFFSET] | 0xADDRESS, then optional :MODE and /LEN
@@ -105,8 +110,8 @@ pub struct TraceArgs {
     #[arg(long, value_name = "TID")]
     pub tid: Option<u32>,
 
-    /// Ring buffer size in bytes: a power of two.
-    #[arg(long, value_name = "BYTES", default_value_t = u64::from(DEFAULT_BUFFER_SIZE))]
+    /// Ring buffer size in bytes: a power of two, 4096 (a page) to 1 GiB.
+    #[arg(long, value_name = "BYTES", default_value_t = u64::from(DEFAULT_BUFFER_SIZE), value_parser = parse_buffer_size)]
     pub buffer_size: u64,
 
     /// Serve Prometheus metrics at http://HOST:PORT/metrics while tracing.
@@ -130,6 +135,14 @@ pub struct TraceArgs {
 
 fn parse_target(s: &str) -> Result<TargetSpec, String> {
     s.parse::<TargetSpec>().map_err(|e| e.to_string())
+}
+
+/// Checked here, before a `-- CMD` starts or an output file is touched.
+fn parse_buffer_size(s: &str) -> Result<u64, String> {
+    let bytes = s
+        .parse::<u64>()
+        .map_err(|_| format!("`{s}` is not a number of bytes (e.g. 8388608 for 8 MiB)"))?;
+    check_buffer_size(bytes).map_err(|e| e.to_string())
 }
 
 fn parse_max_hits(s: &str) -> Result<u64, String> {
@@ -158,4 +171,36 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         ));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn buffer_size(value: &str) -> Result<u64, String> {
+        Cli::try_parse_from(["hwbp-trace", "--buffer-size", value, "vfs_read"])
+            .map(|cli| cli.trace.buffer_size)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A bad --buffer-size is a usage error at parse time, before anything runs.
+    #[test]
+    fn buffer_size_is_checked_when_parsed() {
+        assert_eq!(buffer_size("4096"), Ok(4096));
+        assert_eq!(
+            Cli::try_parse_from(["hwbp-trace", "vfs_read"])
+                .map(|cli| cli.trace.buffer_size)
+                .ok(),
+            Some(u64::from(DEFAULT_BUFFER_SIZE))
+        );
+        for bad in ["1000", "2048", "2147483648", "lots"] {
+            let err = buffer_size(bad).expect_err(bad);
+            assert!(
+                err.contains("power of two") || err.contains("not a number of bytes"),
+                "{bad}: {err}"
+            );
+        }
+    }
 }

@@ -58,6 +58,22 @@ pub enum LoadError {
     Map { name: &'static str, reason: String },
 }
 
+/// Smallest ring buffer: one page (the kernel wants a page-aligned power
+/// of two).
+pub const MIN_BUFFER_SIZE: u64 = 4096;
+/// Largest ring buffer accepted: 1 GiB.
+pub const MAX_BUFFER_SIZE: u64 = 1 << 30;
+
+/// A ring buffer size the kernel takes: a power of two, a page to 1 GiB.
+/// Checked by the command line too, before anything starts.
+pub fn check_buffer_size(bytes: u64) -> Result<u64, LoadError> {
+    if bytes.is_power_of_two() && (MIN_BUFFER_SIZE..=MAX_BUFFER_SIZE).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(LoadError::BufferSize(bytes))
+    }
+}
+
 fn load_hint(reason: &str) -> &'static str {
     if reason.contains("Operation not permitted") || reason.contains("EPERM") {
         "Run as root, or grant CAP_BPF and CAP_PERFMON"
@@ -123,9 +139,7 @@ impl Probe {
 
     /// Loads and verifies the program with a ring buffer of `buffer_size`.
     pub fn load_program(buffer_size: u64) -> Result<Loaded, LoadError> {
-        if !buffer_size.is_power_of_two() || !(4096..=1 << 30).contains(&buffer_size) {
-            return Err(LoadError::BufferSize(buffer_size));
-        }
+        check_buffer_size(buffer_size)?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_EVENTS, buffer_size as u32)
             .load(BPF_OBJECT)
@@ -328,6 +342,9 @@ pub struct Events {
 pub struct Batch {
     slots: Vec<Hit>,
     len: usize,
+    /// Records refused as malformed since the batch was made (not reset by
+    /// [`Batch::clear`]): hits that fired but cannot be shown, so lost.
+    malformed: u64,
 }
 
 impl Batch {
@@ -347,8 +364,15 @@ impl Batch {
         self.len = 0;
     }
 
-    /// Appends the record `bytes`; false (and nothing appended) when it is
-    /// shorter than its header says.
+    /// Records taken from the ring buffer but refused as malformed (shorter
+    /// than their header says), over the batch's whole life.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    /// Appends the record `bytes`; false (nothing appended, and the record
+    /// counted in [`Batch::malformed`]) when it is shorter than its header
+    /// says.
     pub fn push_record(&mut self, bytes: &[u8]) -> bool {
         if self.len == self.slots.len() {
             // SAFETY: Hit is repr(C) plain-old-data (integers and integer
@@ -357,6 +381,7 @@ impl Batch {
         }
         let slot = &mut self.slots[self.len];
         if !decode_into(bytes, slot) {
+            self.malformed += 1;
             return false;
         }
         self.len += 1;
@@ -387,7 +412,8 @@ impl Events {
     }
 }
 
-/// Moves up to `max` records into `out`; true when none is left.
+/// Moves up to `max` records into `out`; true when none is left. A
+/// malformed record is consumed and counted by [`Batch::push_record`].
 fn drain_into(ring: &mut RingBuf<MapData>, out: &mut Batch, max: usize) -> bool {
     for _ in 0..max {
         let Some(item) = ring.next() else {
@@ -453,6 +479,38 @@ mod tests {
         assert!(!batch.push_record(&bytes[..bytes.len() - 8]));
         assert!(!batch.push_record(&bytes[..HIT_HEADER_SIZE - 1]));
         assert_eq!(batch.len(), 1, "refused records take no slot");
+    }
+
+    #[test]
+    fn buffer_sizes() {
+        for ok in [4096, 8 << 20, 1 << 30] {
+            assert_eq!(check_buffer_size(ok).ok(), Some(ok));
+        }
+        for bad in [0, 1, 1000, 2048, 4097, 3 << 20, 1 << 31] {
+            assert!(
+                matches!(check_buffer_size(bad), Err(LoadError::BufferSize(b)) if b == bad),
+                "{bad}"
+            );
+        }
+    }
+
+    /// A malformed record is counted, never silently skipped: the session
+    /// reports it as lost.
+    #[test]
+    fn malformed_records_are_counted() {
+        let good = record(&[1], &[2], 0);
+        let mut batch = Batch::default();
+        assert!(batch.push_record(&good));
+        assert!(!batch.push_record(&good[..good.len() - 8]));
+        assert!(!batch.push_record(&[0; 3]));
+        assert_eq!((batch.len(), batch.malformed()), (1, 2));
+        batch.clear();
+        assert!(batch.push_record(&good));
+        assert_eq!(
+            (batch.len(), batch.malformed()),
+            (1, 2),
+            "clear keeps the count"
+        );
     }
 
     /// Slots are reused: a short record after a long one shows only its own
