@@ -1,6 +1,8 @@
-//! One tracing run, from command line to summary: open outputs, start or
-//! find the process, resolve, load, arm (all or nothing), collect until the
-//! end condition, then disarm, drain and summarize. Nothing recorded before
+//! One tracing run, from command line to summary: start or find the
+//! process, resolve, load, open the breakpoints, create the output files
+//! (only now: a run that fails earlier leaves existing files untouched), arm
+//! (all or nothing), collect until the end condition, then disarm, drain and
+//! summarize. Nothing recorded before
 //! the stop is lost.
 
 use std::{
@@ -128,11 +130,14 @@ pub async fn run(
 
     missing_privileges()?;
 
-    // Outputs first: a bad path fails before anything is armed.
-    let mut exports = outputs
-        .iter()
-        .map(|(path, format)| Export::create(path, *format))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Output formats now, before a command starts; the files themselves only
+    // once the targets are resolved and the breakpoints opened, so that a
+    // run that fails before tracing leaves an existing file as it was.
+    for (path, format) in outputs {
+        if format.or_else(|| Format::from_path(path)).is_none() {
+            bail!(crate::export::ExportError::UnknownFormat(path.clone()));
+        }
+    }
 
     // The process: started stopped at its entry point, or found.
     let mut launched = match command.is_empty() {
@@ -150,7 +155,6 @@ pub async fn run(
         traced_pid,
         &mut launched,
         exit_watch.as_ref(),
-        &mut exports,
         stats,
         on_armed,
     )
@@ -217,7 +221,6 @@ async fn arm_and_trace(
     traced_pid: Option<i32>,
     launched: &mut Option<Launched>,
     exit_watch: Option<&ExitWatch>,
-    exports: &mut [Export],
     stats: SharedStats,
     on_armed: impl FnOnce(&Armament),
 ) -> Result<Summary> {
@@ -232,10 +235,10 @@ async fn arm_and_trace(
         ref command_line,
         ref stop,
         redact_addresses,
+        ref outputs,
         // Used by `run`.
         pid: _,
         command: _,
-        outputs: _,
         command_output: _,
     } = *options;
 
@@ -305,7 +308,15 @@ async fn arm_and_trace(
         None => Scope::system_wide().context("listing online CPUs")?,
     };
     let phase = Instant::now();
-    let mut armed = Armed::arm(&breakpoints, &scope, probe.program_fd()?)?;
+    let opened = Armed::open(&breakpoints, &scope, probe.program_fd()?)?;
+    // Everything that can fail for the user's reasons has been checked: now
+    // the output files may be created (truncated).
+    let mut exports = outputs
+        .iter()
+        .map(|(path, format)| Export::create(path, *format))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut armed = opened.enable()?;
+    let scope = armed.scope().clone();
     log::debug!("armed {} perf events in {:?}", armed.len(), phase.elapsed());
 
     let start_monotonic_ns = monotonic_ns();
@@ -377,7 +388,7 @@ async fn arm_and_trace(
         breakpoints: &breakpoints,
         symbolizer,
         stats: stats.clone(),
-        exports,
+        exports: &mut exports,
         print_hits,
         max_hits,
         recorded: 0,
@@ -503,9 +514,10 @@ async fn arm_and_trace(
                 t
             })
             .collect(),
-        // Everything that fired but was not recorded: ring buffer full, or
-        // never handed to BPF by the kernel.
-        lost: counters.iter().map(|c| c.dropped).sum::<u64>()
+        // Everything that fired but was not recorded: ring buffer full,
+        // never handed to BPF by the kernel, or a malformed record.
+        lost: batch.malformed()
+            + counters.iter().map(|c| c.dropped).sum::<u64>()
             + counters
                 .iter()
                 .zip(&kernel_counts)
