@@ -40,8 +40,46 @@ fn row(
     writeln!(out, "{addr:#018x} {kind:<8} {size:>8} {name} [{object}]")
 }
 
+/// Prints the symbols matching `pattern`; returns how many matched (at
+/// least those printed). A reader that went away (`list … | head`: EPIPE)
+/// ends the listing quietly and successfully, as in ripgrep: the reader
+/// has what it wanted.
 pub fn run(pattern: &str, pid: Option<i32>, binary: Option<&std::path::Path>) -> Result<usize> {
     let mut out = io::stdout().lock();
+    match list(&mut out, pattern, pid, binary) {
+        Err(Listing::ReaderGone(count)) => Ok(count),
+        Err(Listing::Failed(e)) => Err(e),
+        Ok(count) => Ok(count),
+    }
+}
+
+/// Why a listing stopped early.
+enum Listing {
+    /// stdout's reader closed the pipe after this many lines.
+    ReaderGone(usize),
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Listing {
+    fn from(e: E) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+/// A write error: a closed pipe ends the listing after `count` lines.
+fn written(result: io::Result<()>, count: usize) -> Result<(), Listing> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Listing::ReaderGone(count)),
+        other => Ok(other?),
+    }
+}
+
+fn list(
+    out: &mut impl Write,
+    pattern: &str,
+    pid: Option<i32>,
+    binary: Option<&std::path::Path>,
+) -> Result<usize, Listing> {
     let mut count = 0;
     if let Some(path) = binary {
         let image = ElfImage::load(path)?;
@@ -50,8 +88,11 @@ pub fn run(pattern: &str, pid: Option<i32>, binary: Option<&std::path::Path>) ->
             .iter()
             .filter(|s| matches(pattern, &s.display))
         {
-            row(&mut out, s.addr, s.kind, s.size, &s.display, path.display())?;
             count += 1;
+            written(
+                row(out, s.addr, s.kind, s.size, &s.display, path.display()),
+                count,
+            )?;
         }
     } else if let Some(pid) = pid {
         let mut process = ProcessImage::open(pid)?;
@@ -67,27 +108,76 @@ pub fn run(pattern: &str, pid: Option<i32>, binary: Option<&std::path::Path>) ->
                 let addr = process
                     .runtime_address(&path, &image, s.addr)
                     .unwrap_or(s.addr);
-                row(&mut out, addr, s.kind, s.size, &s.display, path.display())?;
                 count += 1;
+                written(
+                    row(out, addr, s.kind, s.size, &s.display, path.display()),
+                    count,
+                )?;
             }
         }
     } else {
         let kallsyms = Kallsyms::load().context("reading /proc/kallsyms")?;
         for s in kallsyms.symbols().filter(|s| matches(pattern, s.name)) {
             let module = s.module.unwrap_or("kernel");
-            row(&mut out, s.addr, s.kind, s.size, s.name, module)?;
             count += 1;
+            written(row(out, s.addr, s.kind, s.size, s.name, module), count)?;
         }
     }
     Ok(count)
 }
+
 #[cfg(test)]
 mod tests {
+    use std::io;
+
     #[test]
     fn wildcard() {
         assert!(super::matches("vfs_", "vfs_read"));
         assert!(super::matches("vfs_*d", "vfs_read"));
         assert!(!super::matches("vfs_?", "vfs_read"));
         assert!(super::matches("pid_ma?", "pid_max"));
+    }
+
+    /// Accepts `lines` lines, then answers like a pipe whose reader is gone.
+    struct ClosedAfter {
+        lines: usize,
+        error: io::ErrorKind,
+    }
+
+    impl io::Write for ClosedAfter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.lines == 0 {
+                return Err(self.error.into());
+            }
+            self.lines -= buf.iter().filter(|&&b| b == b'\n').count().min(self.lines);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// EPIPE ends the listing quietly; other write errors are errors.
+    #[test]
+    fn a_closed_pipe_ends_the_listing() {
+        let exe = std::env::current_exe().expect("test binary");
+        let mut out = ClosedAfter {
+            lines: 2,
+            error: io::ErrorKind::BrokenPipe,
+        };
+        match super::list(&mut out, "", None, Some(&exe)) {
+            Err(super::Listing::ReaderGone(n)) => assert_eq!(n, 3, "2 written, the 3rd refused"),
+            Err(super::Listing::Failed(e)) => panic!("{e:#}"),
+            Ok(n) => panic!("listed all {n}"),
+        }
+        let mut out = ClosedAfter {
+            lines: 0,
+            error: io::ErrorKind::StorageFull,
+        };
+        assert!(matches!(
+            super::list(&mut out, "", None, Some(&exe)),
+            Err(super::Listing::Failed(_))
+        ));
     }
 }
