@@ -134,9 +134,16 @@ fn bpf_linker() -> Result<()> {
         .ok_or_else(|| anyhow!("{} has no file name", libllvm.display()))?;
     ensure_symlink(&libllvm, &lib.join(soname))?;
 
-    if succeeds(Command::new("bpf-linker").arg("--version")) {
-        println!("setup: bpf-linker: present");
-        return Ok(());
+    let found = output(Command::new("bpf-linker").arg("--version")).ok();
+    match found.as_deref().map(str::trim) {
+        Some(version) if is_wanted_linker(version) => {
+            println!("setup: bpf-linker: present ({version})");
+            return Ok(());
+        }
+        Some(version) => println!(
+            "setup: bpf-linker on PATH is `{version}`, not {BPF_LINKER_VERSION}: rebuilding it"
+        ),
+        None => {}
     }
     let feature = format!("llvm-{}", llvm_major(&libllvm)?);
     println!(
@@ -155,14 +162,35 @@ fn bpf_linker() -> Result<()> {
             ])
             .env("LLVM_PREFIX", &prefix),
     )?;
-    if !succeeds(Command::new("bpf-linker").arg("--version")) {
-        bail!(
+    match output(Command::new("bpf-linker").arg("--version")) {
+        Ok(version) if is_wanted_linker(version.trim()) => Ok(()),
+        Ok(version) => bail!(
+            "bpf-linker {BPF_LINKER_VERSION} was installed into ~/.cargo/bin, but the bpf-linker \
+             first on PATH is still `{}`: remove that one (`which bpf-linker`) or put ~/.cargo/bin \
+             first on PATH",
+            version.trim()
+        ),
+        Err(_) => bail!(
             "bpf-linker was installed but does not run: is ~/.cargo/bin on PATH, \
              and does {} resolve?",
             lib.join(soname).display()
-        );
+        ),
     }
-    Ok(())
+}
+
+/// Whether `bpf-linker --version` (`bpf-linker 0.13.0`) names the release
+/// series this project builds with (the same major and minor version as
+/// [`BPF_LINKER_VERSION`]): other releases want another LLVM or other flags.
+fn is_wanted_linker(version_output: &str) -> bool {
+    let series = |version: &str| {
+        let mut parts = version.split('.');
+        Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+    };
+    version_output
+        .split_whitespace()
+        .nth(1)
+        .and_then(series)
+        .is_some_and(|found| series(BPF_LINKER_VERSION) == Some(found))
 }
 
 fn is_installed(package: &str) -> bool {
@@ -216,4 +244,20 @@ fn debian_packages() -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bpf_linker_versions() {
+        assert!(is_wanted_linker("bpf-linker 0.13.0"));
+        assert!(is_wanted_linker("bpf-linker 0.13.2\n"));
+        assert!(!is_wanted_linker("bpf-linker 0.9.13"));
+        assert!(!is_wanted_linker("bpf-linker 0.14.0"));
+        assert!(!is_wanted_linker("bpf-linker 1.13.0"));
+        assert!(!is_wanted_linker("bpf-linker"));
+        assert!(!is_wanted_linker(""));
+    }
 }

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 
 use crate::{build, exec::exec, kernel_tests, setup, vm};
@@ -38,6 +38,8 @@ pub fn run(options: Options) -> Result<()> {
     let Options { only, kvm, kernel } = options;
     let start = Instant::now();
     let wanted = |step: Step| only.is_none_or(|only| only == step);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    needs_root(only, unsafe { libc::geteuid() })?;
     banner("1/5 set-up");
     setup::run().context("test step 1/5 (set-up) failed")?;
     banner("2/5 release build");
@@ -79,6 +81,36 @@ pub fn run(options: Options) -> Result<()> {
     Ok(())
 }
 
+/// The root integration tests need root (hardware breakpoints, BPF): refuse
+/// up front, in one message, rather than let them be skipped, which would
+/// pass without testing. Only `--only unit` and `--only vm` run without it.
+fn needs_root(only: Option<Step>, euid: u32) -> Result<()> {
+    let integration = only.is_none_or(|only| only == Step::Integration);
+    if integration && euid != 0 {
+        bail!(
+            "cargo xtask test must run as root: the integration tests arm hardware breakpoints \
+             and load BPF. Run `sudo -E cargo xtask test` (or `--only unit` for the unit tests alone)"
+        );
+    }
+    Ok(())
+}
+
 fn banner(step: &str) {
     println!("\n===== xtask test: {step} =====");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_required_for_the_integration_tests() {
+        for only in [None, Some(Step::Integration)] {
+            let err = needs_root(only, 1000).expect_err("not root");
+            assert!(err.to_string().contains("must run as root"), "{err}");
+            assert!(needs_root(only, 0).is_ok());
+        }
+        assert!(needs_root(Some(Step::Unit), 1000).is_ok());
+        assert!(needs_root(Some(Step::Vm), 1000).is_ok());
+    }
 }
