@@ -32,15 +32,26 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// Root tests share kernel state (debug registers) and need root. Returns
 /// false, loudly, when they cannot run here.
+///
+/// The message goes to the real stderr (`std::io::stderr()`, fd 2), not
+/// through `eprintln!`: libtest captures the print macros of a passing test
+/// and would hide the skip. `cargo xtask test` refuses to start at all when
+/// not root.
 pub fn root_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "SKIPPED {test}: needs root (hardware breakpoints and BPF); run `sudo cargo xtask test`"
-        );
-        return false;
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
     }
-    true
+    use std::io::Write as _;
+    let _ = std::io::stderr().write_all(skip_message(test).as_bytes());
+    false
+}
+
+fn skip_message(test: &str) -> String {
+    format!(
+        "\nSKIPPED {test}: needs root (hardware breakpoints and BPF); NOT tested. \
+         Run `sudo cargo xtask test`\n"
+    )
 }
 
 /// Runs hwbp-trace with arguments; never through a shell.
