@@ -19,7 +19,8 @@ const NS_PER_S: u64 = 1_000_000_000;
 /// a CPU or thread can hold at once.
 pub const DEBUG_REGISTERS: usize = 4;
 
-/// Seconds of rate history in the chart.
+/// Seconds of rate history in the chart, and in the targets table's
+/// HISTORY column (downsampled into its width).
 pub const CHART_SECONDS: usize = 300;
 
 /// One armed target, as the dashboard names it.
@@ -70,6 +71,11 @@ pub struct Ended {
     pub reason: String,
     pub duration_s: f64,
     pub exit_status: Option<i32>,
+    /// Every hit that fired but was not recorded, the summary's count: the
+    /// ring buffer's drops and the hits the kernel never handed to BPF.
+    pub lost: u64,
+    /// Why recording stopped early (a caught panic, a ring buffer error).
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -354,6 +360,8 @@ impl App {
             reason: summary.end_reason.clone(),
             duration_s: summary.duration_s,
             exit_status: summary.exit_status,
+            lost: summary.lost,
+            error: summary.error.clone(),
         });
         self.paused = false;
         if let Some(output) = &mut self.output {
@@ -379,6 +387,37 @@ impl App {
                 .ended
                 .as_ref()
                 .is_some_and(|e| e.reason == "process-exit")
+    }
+
+    /// Hits lost: the ring buffer's drops while the run goes on; at the end
+    /// the summary's count, which adds the hits the kernel never handed to
+    /// BPF (less those before a clear).
+    pub fn lost(&self) -> u64 {
+        let dropped = self.view.dropped();
+        match &self.ended {
+            Some(e) => {
+                let before_clear = self.baseline.as_ref().map_or(0, Stats::dropped);
+                dropped.max(e.lost.saturating_sub(before_clear))
+            }
+            None => dropped,
+        }
+    }
+
+    /// The `-o` files as shown: the name, and the error when writing it
+    /// stopped.
+    pub fn outputs(&self) -> Vec<(&str, Option<&str>)> {
+        self.outputs
+            .iter()
+            .map(|o| {
+                let failed = self
+                    .latest
+                    .export_failures
+                    .iter()
+                    .find(|f| f.path == *o)
+                    .map(|f| f.error.as_str());
+                (o.rsplit('/').next().unwrap_or(o), failed)
+            })
+            .collect()
     }
 
     pub fn elapsed_s(&self) -> f64 {
@@ -432,6 +471,23 @@ impl App {
         self.view.targets.get(slot).map_or_else(
             || vec![0; n],
             |t| t.history.last(self.now_s().saturating_sub(1), n),
+        )
+    }
+
+    /// The last [`CHART_SECONDS`] complete seconds (or a little more) in at
+    /// most `cells` cells, oldest first: each cell the busiest second of
+    /// the seconds it covers (hits per second, as HITS/S). Also returns the
+    /// seconds per cell.
+    pub fn history_cells(&self, slot: usize, cells: usize) -> (Vec<u64>, usize) {
+        let per_cell = CHART_SECONDS.div_ceil(cells.max(1));
+        let n = CHART_SECONDS.div_ceil(per_cell);
+        let seconds = self.history(slot, n * per_cell);
+        (
+            seconds
+                .chunks(per_cell)
+                .map(|c| c.iter().copied().max().unwrap_or(0))
+                .collect(),
+            per_cell,
         )
     }
 
@@ -609,6 +665,10 @@ impl App {
         }
         if ctrl && matches!(key.code, KeyCode::Char('l')) {
             return Action::Redraw;
+        }
+        // Other Ctrl-letters are not commands: Ctrl-S is not `s`.
+        if ctrl && matches!(key.code, KeyCode::Char(_)) {
+            return Action::None;
         }
         if let Some(input) = &mut self.input {
             match key.code {

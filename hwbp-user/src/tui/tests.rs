@@ -121,8 +121,8 @@ fn redacted_addresses() {
     assert!(text.contains("0x…"), "{text}");
 }
 
-#[test]
-fn traced_process_exited() {
+/// `-- fx_user writes 50` under `-o /tmp/t/trace.jsonl`, ended.
+fn exited_app() -> App {
     let counter = TargetView {
         target: "HWBP_FX_COUNTER:w".into(),
         symbol: "HWBP_FX_COUNTER".into(),
@@ -132,7 +132,12 @@ fn traced_process_exited() {
         len: 8,
         kernel: false,
     };
-    let mut app = App::new(vec![counter], process(true), 1, vec![]);
+    let mut app = App::new(
+        vec![counter],
+        process(true),
+        1,
+        vec!["/tmp/t/trace.jsonl".into()],
+    );
     let mut stats = Stats::new(1);
     stats.started_ns = T0;
     for i in 1..=50u64 {
@@ -156,10 +161,156 @@ fn traced_process_exited() {
         exit_status: Some(0),
         ..Default::default()
     });
+    app
+}
+
+/// Every status item, as the status bar writes it.
+const EXITED_STATUS: [&str; 7] = [
+    "ended: process exited",
+    "00:01",
+    "50 hits",
+    "lost 0",
+    "pid 4242 fx_user exited, status 0",
+    "DR 1/4",
+    "writing trace.jsonl",
+];
+
+#[test]
+fn traced_process_exited() {
+    let app = exited_app();
     let text = screen(&app, 100, 30);
-    assert!(text.contains("exited, status 0"), "{text}");
-    assert!(text.contains("ended: process exited"), "{text}");
+    for item in EXITED_STATUS {
+        assert!(text.contains(item), "{item}:\n{text}");
+    }
     check("traced_process_exited", &text);
+    let text = screen(&app, 80, 24);
+    check("traced_process_exited_80x24", &text);
+}
+
+/// No status item is cut, from the smallest width up: one line when all
+/// fit, else two.
+#[test]
+fn status_bar_keeps_every_item_at_any_width() {
+    let app = exited_app();
+    for width in 60..=140 {
+        let text = screen(&app, width, 24);
+        let lines: Vec<&str> = text.lines().collect();
+        let status = match lines.get(1).is_some_and(|l| l.starts_with('╭')) {
+            true => lines[..1].join("\n"),
+            false => lines[..2].join("\n"),
+        };
+        for item in EXITED_STATUS {
+            assert!(status.contains(item), "{item} at {width} columns:\n{text}");
+        }
+    }
+    // Wide enough, one line and the name.
+    let text = screen(&app, 140, 30);
+    assert!(text.starts_with(" hwbp-trace  ■ ended"), "{text}");
+    assert!(
+        text.lines().nth(1).is_some_and(|l| l.starts_with('╭')),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_export_failure_shows_and_writing_stops() {
+    let mut app = exited_app();
+    let mut stats = Stats::new(1);
+    stats.started_ns = T0;
+    stats.export_failed(
+        "/tmp/t/trace.jsonl",
+        "No space left on device (os error 28)",
+    );
+    app.refresh(stats, T0 + S);
+    let text = screen(&app, 100, 30);
+    assert_eq!(
+        text.matches("writing trace.jsonl").count(),
+        1,
+        "once, as stopped:\n{text}"
+    );
+    assert!(text.contains("stopped writing trace.jsonl"), "{text}");
+    assert!(
+        text.contains("trace.jsonl: No space left on device (os error 28)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_end_shows_the_summary_lost_and_error() {
+    let mut app = exited_app();
+    let mut stats = Stats::new(1);
+    stats.started_ns = T0;
+    stats.counters[0].dropped = 2;
+    app.refresh(stats, T0 + S);
+    app.ended = None;
+    assert!(screen(&app, 100, 30).contains("lost 2"));
+    app.finish(&Summary {
+        end_reason: "error".into(),
+        duration_s: 1.2,
+        // 2 dropped by the ring buffer, 3 the kernel never handed to BPF.
+        lost: 5,
+        error: Some("internal error while recording hits: a bug".into()),
+        ..Default::default()
+    });
+    let text = screen(&app, 100, 30);
+    assert!(text.contains("lost 5"), "{text}");
+    assert!(text.contains("ended: error"), "{text}");
+    assert!(
+        text.contains("error: internal error while recording hits: a bug"),
+        "{text}"
+    );
+}
+
+/// Hits 290 s ago are in the table's history, 310 s ago no longer.
+#[test]
+fn the_table_history_covers_five_minutes() {
+    let (mut app, stats) = busy(&[(0, 89, "cat"), (0, 109, "cat"), (0, 399, "cat")]);
+    app.refresh(stats, T0 + 400 * S + S / 2);
+    // 80 columns: 26 cells of 12 s: 25 of them make 300 s.
+    let (cells, per_cell) = app.history_cells(0, 26);
+    assert_eq!(per_cell, 12);
+    let mut expected = vec![0; 25];
+    expected[0] = 1;
+    expected[24] = 1;
+    assert_eq!(cells, expected);
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("HISTORY 5m, max/12s"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.contains("›vfs_read"))
+        .unwrap_or_else(|| panic!("the vfs_read row:\n{text}"));
+    assert!(row.contains(&format!("█{}█", " ".repeat(23))), "{row}");
+}
+
+/// An execute target's arguments, in the hit log.
+#[test]
+fn execute_hits_show_their_arguments() {
+    let (mut app, mut stats) = busy(&[]);
+    for i in 0..3u64 {
+        let mut h = hit("vfs_read", T0 + S + i * 1000, "cat", 300, 1, "vfs_read+0x0");
+        h.args = Some(vec![
+            crate::trace::Arg {
+                name: "file".into(),
+                value: format!("{:#x}", 0xffff_8880_03a4_c800u64 + i * 0x100),
+                ty: Some("struct file *".into()),
+            },
+            crate::trace::Arg {
+                name: "count".into(),
+                value: "131072".into(),
+                ty: Some("size_t".into()),
+            },
+        ]);
+        stats.record(0, h.into());
+    }
+    app.refresh(stats, T0 + 2 * S);
+    let text = screen(&app, 100, 30);
+    assert!(
+        text.contains("vfs_read x vfs_read(file=0xffff888003a4c900, count=131072)"),
+        "{text}"
+    );
+    check("execute_hit_arguments", &text);
+    // At 80 columns the call starts in view.
+    assert!(screen(&app, 80, 24).contains("vfs_read x vfs_read(file=0xffff8880"));
 }
 
 /// `-- fx_user spin`: an execute target, and the command's output
@@ -266,10 +417,135 @@ fn help_overlay() {
     let mut app = busy_app();
     app.handle_key(key(KeyCode::Char('?')));
     let text = screen(&app, 80, 24);
-    for (k, _) in super::ui::KEYS {
-        assert!(text.contains(k), "{k} missing from the help:\n{text}");
-    }
     check("help_overlay", &text);
+    // Every key, whole, down to the smallest terminal; the notes where
+    // they fit.
+    for (w, h) in [(80, 24), (60, 16), (61, 17), (200, 60)] {
+        let text = screen(&app, w, h);
+        for (k, what) in super::ui::KEYS {
+            let line = text
+                .lines()
+                .find(|l| l.contains(&format!(" {k} ")))
+                .unwrap_or_else(|| panic!("{k} missing from the help at {w}×{h}:\n{text}"));
+            assert!(
+                line.contains(&format!("{what} ")) || line.contains(&format!("{what}║")),
+                "{k}: `{what}` cut at {w}×{h}:\n{text}"
+            );
+        }
+    }
+    assert!(screen(&app, 80, 24).contains("DR n/4"));
+}
+
+/// Every key press that does something, in any of the dashboard's states,
+/// is in the help (KEYS); keys that do nothing are not.
+#[test]
+fn the_help_names_every_key_handled() {
+    use crossterm::event::{KeyEvent, KeyModifiers};
+
+    use super::{
+        app::{Action, Focus},
+        ui::KEYS,
+    };
+    /// A key as the help writes it.
+    fn name(key: &KeyEvent) -> Option<String> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        Some(match key.code {
+            KeyCode::Char(c) if ctrl => format!("Ctrl-{}", c.to_ascii_uppercase()),
+            KeyCode::Char(c) => c.to_string(),
+            KeyCode::Up => "↑".into(),
+            KeyCode::Down => "↓".into(),
+            KeyCode::Left => "←".into(),
+            KeyCode::Right => "→".into(),
+            KeyCode::BackTab => "S-Tab".into(),
+            KeyCode::F(n) => format!("F{n}"),
+            code => format!("{code}"),
+        })
+    }
+    let mut keys: Vec<KeyEvent> = Vec::new();
+    for c in ' '..='~' {
+        keys.push(key(KeyCode::Char(c)));
+        if c.is_ascii_lowercase() {
+            keys.push(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+        }
+    }
+    for code in [
+        KeyCode::Enter,
+        KeyCode::Esc,
+        KeyCode::Tab,
+        KeyCode::BackTab,
+        KeyCode::Backspace,
+        KeyCode::Delete,
+        KeyCode::Insert,
+        KeyCode::Up,
+        KeyCode::Down,
+        KeyCode::Left,
+        KeyCode::Right,
+        KeyCode::Home,
+        KeyCode::End,
+        KeyCode::PageUp,
+        KeyCode::PageDown,
+    ] {
+        keys.push(key(code));
+    }
+    keys.extend((1..=12).map(|n| key(KeyCode::F(n))));
+
+    // States where each key can act: every focus, scrolled to the middle,
+    // the middle target selected, a filter set; the help open.
+    let mut states = Vec::new();
+    for focus in [Focus::Targets, Focus::Details, Focus::Log] {
+        let mut app = busy_app();
+        app.selected = 1;
+        app.focus = focus;
+        app.breakdown = Breakdown::Comms;
+        app.details_scroll = 1;
+        app.log_scroll = 1;
+        app.filter = Some("a".into());
+        states.push(app);
+    }
+    let mut help = busy_app();
+    help.help = true;
+    let in_help = states.len();
+    states.push(help);
+
+    let column: Vec<&str> = KEYS
+        .iter()
+        .flat_map(|(k, _)| k.split_whitespace())
+        .collect();
+    // In the help, its own line says which keys close it.
+    let help_line: Vec<&str> = KEYS[0]
+        .0
+        .split_whitespace()
+        .chain(
+            KEYS[0]
+                .1
+                .split(|c: char| c.is_whitespace() || "()".contains(c)),
+        )
+        .collect();
+    let mut handled = Vec::new();
+    for (i, state) in states.iter().enumerate() {
+        for k in &keys {
+            let mut app = state.clone();
+            let before = format!("{app:?}");
+            let action = app.handle_key(*k);
+            if action == Action::None && format!("{app:?}") == before {
+                continue;
+            }
+            let name = name(k).unwrap_or_default();
+            let listed = match i == in_help {
+                true => help_line.contains(&name.as_str()) || column.contains(&name.as_str()),
+                false => column.contains(&name.as_str()),
+            };
+            assert!(listed, "{name} ({k:?}) acts but the help does not name it");
+            handled.push(name);
+        }
+    }
+    // And the other way: every key the help names acts somewhere.
+    for k in column {
+        assert!(
+            handled.iter().any(|h| h == k),
+            "the help names {k}, which does nothing"
+        );
+    }
 }
 
 #[test]
@@ -414,10 +690,33 @@ mod event_loop {
         }
     }
 
-    /// One test for both cases: they share the process's terminal state.
+    /// The hook is process-wide, and any other test's panic (a failed
+    /// assertion) restores the terminal too: the cases run alone, in a
+    /// child test process.
     #[test]
     fn a_panic_restores_the_terminal_unless_it_is_caught() {
+        const NAME: &str = "tui::tests::event_loop::panic_hook_cases";
+        let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", NAME, "--ignored", "--test-threads=1"])
+            .env("HWBP_PANIC_HOOK_CASES", "1")
+            .output()
+            .expect("running the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    #[ignore = "run by a_panic_restores_the_terminal_unless_it_is_caught, alone"]
+    fn panic_hook_cases() {
         use std::sync::atomic::Ordering;
+
+        if std::env::var_os("HWBP_PANIC_HOOK_CASES").is_none() {
+            return;
+        }
 
         use crate::tui::{HELD_PANICS, TERMINAL_TAKEN, catch_unwind, install_panic_hook};
         install_panic_hook();

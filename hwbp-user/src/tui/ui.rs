@@ -36,18 +36,20 @@ pub fn render(frame: &mut Frame, app: &App) {
         render_too_small(frame, area);
         return;
     }
+    let status_lines = status_lines(app, area.width);
+    let status_height = status_lines.len() as u16;
     let table_height = app.targets.len().clamp(1, TABLE_ROWS) as u16 + 3;
-    let rest = area.height.saturating_sub(2 + table_height);
+    let rest = area.height.saturating_sub(1 + status_height + table_height);
     let middle_height = (rest * 3 / 5).max(7).min(rest);
     let [status, table, middle, log, keys] = Layout::vertical([
-        Constraint::Length(1),
+        Constraint::Length(status_height),
         Constraint::Length(table_height),
         Constraint::Length(middle_height),
         Constraint::Fill(1),
         Constraint::Length(1),
     ])
     .areas(area);
-    render_status(frame, status, app);
+    frame.render_widget(Paragraph::new(status_lines), status);
     render_targets(frame, table, app);
     let [details, chart] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(middle);
@@ -122,42 +124,89 @@ fn process_state(app: &App) -> String {
     }
 }
 
-fn render_status(frame: &mut Frame, area: Rect, app: &App) {
-    let dim = Style::new().fg(Color::DarkGray);
-    let sep = || Span::styled(" │ ", dim);
-    let mut spans = Vec::new();
-    // The name only where it does not push the facts off the line.
-    if area.width >= 110 {
-        spans.push(" hwbp-trace ".bold().reversed());
-    }
-    spans.extend([run_state(app), Span::raw(elapsed(app.elapsed_s())), sep()]);
-    spans.push(Span::raw(plural(app.total_hits(), "hit", "hits")));
-    spans.push(sep());
-    let lost = app.view.dropped();
-    spans.push(if lost > 0 {
+/// The status bar's items, in order: run state and elapsed time, hits,
+/// lost, debug registers, the traced process, the `-o` files.
+fn status_items(app: &App) -> Vec<Vec<Span<'static>>> {
+    let mut items = vec![
+        vec![run_state(app), Span::raw(elapsed(app.elapsed_s()))],
+        vec![Span::raw(plural(app.total_hits(), "hit", "hits"))],
+    ];
+    let lost = app.lost();
+    items.push(vec![if lost > 0 {
         format!("lost {lost}").fg(Color::Red).bold()
     } else {
         Span::raw("lost 0")
-    });
-    spans.push(sep());
-    spans.push(Span::raw(process_state(app)));
-    spans.push(sep());
+    }]);
     // Debug registers taken on each CPU (or thread) of those it has.
-    spans.push(Span::raw(format!(
+    items.push(vec![Span::raw(format!(
         "DR {}/{DEBUG_REGISTERS}",
         app.targets.len()
-    )));
-    if !app.outputs.is_empty() {
-        spans.push(sep());
-        // File names: the status bar is short, the paths were typed.
-        let names: Vec<&str> = app
-            .outputs
-            .iter()
-            .map(|o| o.rsplit('/').next().unwrap_or(o))
-            .collect();
-        spans.push(Span::raw(format!("writing {}", names.join(", "))));
+    ))]);
+    items.push(vec![Span::raw(process_state(app))]);
+    // File names: the status bar is short, the paths were typed.
+    for (name, failed) in app.outputs() {
+        items.push(vec![match failed {
+            None => Span::raw(format!("writing {name}")),
+            Some(_) => format!("stopped writing {name}").fg(Color::Red).bold(),
+        }]);
     }
-    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+    items
+}
+
+/// The status bar: one line when every item fits, else two (at 80 columns
+/// the process and the files go to the second line), so that no item is
+/// cut.
+pub fn status_lines(app: &App, width: u16) -> Vec<Line<'static>> {
+    let dim = Style::new().fg(Color::DarkGray);
+    let mut items = status_items(app);
+    let item_width = |item: &[Span]| item.iter().map(Span::width).sum::<usize>();
+    let sep = 3;
+    let one_line = items.iter().map(|i| item_width(i)).sum::<usize>() + sep * (items.len() - 1);
+    let width = width as usize;
+    // The name only where it does not push the facts off the line.
+    let name = " hwbp-trace ".bold().reversed();
+    if one_line <= width {
+        let mut spans = Vec::new();
+        if one_line + name.width() <= width {
+            spans.push(name);
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(" │ ", dim));
+            }
+            spans.extend(item);
+        }
+        return vec![Line::from(spans)];
+    }
+    // Else the run's facts first, then the process and the files, each
+    // group on lines of its own (more lines only for long names).
+    let rest = items.split_off(4.min(items.len()));
+    let mut lines = Vec::new();
+    for group in [items, rest] {
+        let mut line: Vec<Span<'static>> = Vec::new();
+        let mut used = 0;
+        for item in group {
+            let w = item_width(&item);
+            if used > 0 && used + sep + w > width {
+                lines.push(Line::from(std::mem::take(&mut line)));
+                used = 0;
+            }
+            if used > 0 {
+                line.push(Span::styled(" │ ", dim));
+                used += sep;
+            } else if !lines.is_empty() {
+                // Under the run state's leading blank.
+                line.push(Span::raw(" "));
+                used += 1;
+            }
+            line.extend(item);
+            used += w;
+        }
+        if !line.is_empty() {
+            lines.push(Line::from(line));
+        }
+    }
+    lines
 }
 
 fn panel(title: String, focused: bool) -> Block<'static> {
@@ -213,13 +262,29 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
         .saturating_sub(fixed + if show_addr { 19 } else { 0 })
         .max(4);
 
-    let mut header = vec!["TARGET", "SYMBOL"];
+    // The last 5 minutes in the column's width: each cell the busiest
+    // second of those it covers.
+    let (_, per_cell) = app.history_cells(0, history_w as usize);
+    let history_header = [
+        format!("HISTORY 5m, max/{per_cell}s"),
+        format!("5m max/{per_cell}s"),
+        "5m".to_owned(),
+    ]
+    .into_iter()
+    .find(|h| h.chars().count() <= history_w as usize)
+    .unwrap_or_default();
+    let mut header = vec!["TARGET".to_owned(), "SYMBOL".to_owned()];
     let mut widths = vec![Constraint::Length(target_w), Constraint::Length(symbol_w)];
     if show_addr {
-        header.push("ADDRESS");
+        header.push("ADDRESS".to_owned());
         widths.push(Constraint::Length(18));
     }
-    header.extend(["MODE", "HITS", "HITS/S", "HISTORY", "LOST"]);
+    header.extend(
+        ["MODE", "HITS", "HITS/S"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([history_header, "LOST".to_owned()]),
+    );
     widths.extend([
         Constraint::Length(4),
         Constraint::Length(9),
@@ -244,7 +309,12 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
                 Cell::from(Line::from(r.hits.to_string()).alignment(Alignment::Right)),
                 Cell::from(Line::from(r.rate.to_string()).alignment(Alignment::Right)),
                 Cell::from(Span::styled(
-                    sparkline(&app.history(r.slot, history_w as usize)),
+                    // Right-aligned: the newest cell at the column's edge.
+                    format!(
+                        "{:>w$}",
+                        sparkline(&app.history_cells(r.slot, history_w as usize).0),
+                        w = history_w as usize
+                    ),
                     Style::new().fg(ACCENT),
                 )),
                 Cell::from(
@@ -464,9 +534,17 @@ fn render_log(frame: &mut Frame, area: Rect, app: &App) {
         };
         vec![Line::from(why).dark_gray()]
     } else {
-        log[start..end]
+        let texts: Vec<String> = log[start..end].iter().map(|h| h.line()).collect();
+        // The comm column is right-aligned in 16: drop the blanks every
+        // shown line starts with, so that arguments and values fit.
+        let blank = texts
             .iter()
-            .map(|h| Line::from(h.line()))
+            .map(|t| t.len() - t.trim_start_matches(' ').len())
+            .min()
+            .unwrap_or(0);
+        texts
+            .into_iter()
+            .map(|t| Line::from(t[blank..].to_owned()))
             .collect()
     };
     let mut block = panel(title, app.focus == Focus::Log);
@@ -595,6 +673,16 @@ fn render_keys(frame: &mut Frame, area: Rect, app: &App) {
                 Style::new().fg(Color::Yellow).bold(),
             ));
         }
+        // What went wrong stays in view, before the keys.
+        let error = Style::new().fg(Color::Red).bold();
+        if let Some(e) = app.ended.as_ref().and_then(|e| e.error.as_ref()) {
+            spans.push(Span::styled(format!(" error: {e} "), error));
+        }
+        for (name, failed) in app.outputs() {
+            if let Some(e) = failed {
+                spans.push(Span::styled(format!(" {name}: {e} "), error));
+            }
+        }
         let pause = if app.paused { "resume" } else { "pause" };
         for (k, what) in [
             ("?", "help".to_owned()),
@@ -614,45 +702,63 @@ fn render_keys(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
-/// Every key, for the help overlay.
+/// Every key, for the help overlay: the keys, then what they do. A test
+/// presses every key and requires each one that does something here.
 pub const KEYS: [(&str, &str); 13] = [
-    ("?", "this help (? or Esc closes it)"),
+    ("?", "this help (? Esc Enter close it)"),
     ("q  Ctrl-C", "quit: end the trace, print the summary"),
     ("p", "pause the display; collection goes on"),
     ("c", "clear counters (the display's baseline)"),
     ("s", "sort targets: given, hits, rate, name"),
-    ("/  Esc", "filter by comm (counts, comm list, log) / clear"),
-    ("Tab S-Tab", "focus: targets, details, log"),
-    ("↑ ↓  j k", "select a target / scroll the focused panel"),
-    ("← →  h l", "breakdown: caller comm pid cpu stacks values"),
-    ("g G", "first / last"),
-    ("o", "log panel: latest hits or the output of -- CMD"),
+    ("/  Esc", "filter by comm / clear the filter"),
+    ("Tab  S-Tab", "focus: targets, details, log"),
+    ("↑ ↓  j k", "select a target / scroll the panel"),
+    ("← →  h l", "details: caller comm pid cpu stacks values"),
+    ("Home End  g G", "first / last"),
+    ("o", "bottom panel: latest hits / -- CMD output"),
     ("e", "write this view to hwbp-dashboard-*.txt"),
     ("Ctrl-L", "repaint the screen"),
 ];
 
+/// Below the keys in the help, where there is room.
+const HELP_NOTES: [&str; 3] = [
+    "HITS/S: the last complete second",
+    "HISTORY: 5 min, each cell the busiest second it covers",
+    "DR n/4: debug registers taken per CPU (or thread)",
+];
+
 fn render_help(frame: &mut Frame, area: Rect) {
+    let key_w = KEYS
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut lines: Vec<Line> = KEYS
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {k:<key_w$} "), Style::new().fg(ACCENT).bold()),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    // Every key always; the notes when they fit too (at 60×16 they don't).
+    if area.height as usize >= KEYS.len() + HELP_NOTES.len() + 3 {
+        lines.push(Line::raw(""));
+        lines.extend(
+            HELP_NOTES
+                .iter()
+                .map(|n| Line::from(format!(" {n}")).dark_gray()),
+        );
+    }
     let width = 64.min(area.width);
-    let height = (KEYS.len() as u16 + 6).min(area.height);
+    let height = (lines.len() as u16 + 2).min(area.height);
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,
         width,
         height,
     };
-    let mut lines: Vec<Line> = KEYS
-        .iter()
-        .map(|(k, what)| {
-            Line::from(vec![
-                Span::styled(format!(" {k:<11}"), Style::new().fg(ACCENT).bold()),
-                Span::raw(*what),
-            ])
-        })
-        .collect();
-    lines.push(Line::raw(""));
-    lines.push(Line::from(" HITS/S: the last complete second; HISTORY: 1 cell = 1 s").dark_gray());
-    lines.push(Line::from(" chart: the selected target, up to 5 minutes").dark_gray());
-    lines.push(Line::from(" DR n/4: debug registers taken per CPU (or thread)").dark_gray());
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).block(
