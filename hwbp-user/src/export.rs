@@ -20,6 +20,7 @@ use thiserror::Error;
 use crate::{
     symbolize::frame_functions,
     trace::{Header, HitRecord, Summary, TraceLine},
+    writer::{Writer as FileWriter, Written},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -251,12 +252,22 @@ enum Writer {
     Perfetto(Box<Perfetto>),
 }
 
+/// Where an export's chunks go.
+enum Sink {
+    /// While tracing: a thread of its own writes them (crate::writer).
+    Thread(FileWriter),
+    /// The closing records, written after that thread has ended.
+    Direct(File),
+    /// After a failure to get the file back from its thread.
+    Closed,
+}
+
 /// One open trace file.
 pub struct Export {
     pub path: PathBuf,
     format: Format,
     writer: Writer,
-    file: File,
+    sink: Sink,
     /// Whole records not yet written: the file only ever receives complete
     /// lines (or Perfetto events), so it can be cut back to a valid prefix.
     buf: Vec<u8>,
@@ -268,7 +279,7 @@ pub struct Export {
 }
 
 /// Records are gathered up to this many bytes before a write.
-const WRITE_CHUNK: usize = 1 << 14;
+const WRITE_CHUNK: usize = 1 << 16;
 
 impl Export {
     pub fn create(path: &Path, format: Option<Format>) -> Result<Self, ExportError> {
@@ -276,6 +287,10 @@ impl Export {
             .or_else(|| Format::from_path(path))
             .ok_or_else(|| ExportError::UnknownFormat(path.to_owned()))?;
         let file = create_file(path)?;
+        let sink = FileWriter::new(file, "hwbp-write").map_err(|error| ExportError::Create {
+            path: path.to_owned(),
+            error,
+        })?;
         let writer = match format {
             Format::Jsonl | Format::Txt => Writer::Stream,
             Format::Folded => Writer::Folded(Folded::default()),
@@ -288,7 +303,7 @@ impl Export {
             path: path.to_owned(),
             format,
             writer,
-            file,
+            sink: Sink::Thread(sink),
             buf: Vec::with_capacity(WRITE_CHUNK + 4096),
             committed: 0,
             failed: None,
@@ -304,7 +319,7 @@ impl Export {
     }
 
     fn write_raw(&mut self, text: &str) {
-        if self.failed.is_none() {
+        if self.error().is_none() {
             self.buf.extend_from_slice(text.as_bytes());
         }
     }
@@ -317,20 +332,30 @@ impl Export {
     }
 
     fn flush_buf(&mut self) {
-        if self.failed.is_some() || self.buf.is_empty() {
+        if self.error().is_some() || self.buf.is_empty() {
+            self.buf.clear();
             return;
         }
-        match self.file.write_all(&self.buf) {
-            Ok(()) => self.committed += self.buf.len() as u64,
-            Err(e) => {
-                // Cut a partly written chunk back to the last whole record.
-                let _ = self.file.set_len(self.committed);
-                use std::io::Seek as _;
-                let _ = self.file.seek(io::SeekFrom::Start(self.committed));
-                self.failed = Some(e);
+        match &mut self.sink {
+            Sink::Thread(writer) => {
+                let chunk = std::mem::take(&mut self.buf);
+                self.buf = writer.send(chunk);
             }
+            Sink::Direct(file) => {
+                match file.write_all(&self.buf) {
+                    Ok(()) => self.committed += self.buf.len() as u64,
+                    Err(e) => {
+                        // Cut a partly written chunk back to the last whole record.
+                        let _ = file.set_len(self.committed);
+                        use std::io::Seek as _;
+                        let _ = file.seek(io::SeekFrom::Start(self.committed));
+                        self.failed = Some(e);
+                    }
+                }
+                self.buf.clear();
+            }
+            Sink::Closed => self.buf.clear(),
         }
-        self.buf.clear();
     }
 
     fn write_line(&mut self, line: &str) {
@@ -363,8 +388,8 @@ impl Export {
 
     pub fn header(&mut self, header: &Header) {
         self.header_records(header);
-        // The header goes to disk at once: a file cut short by a full disk
-        // still says what it is.
+        // The header is written at once, in a chunk of its own: a file cut
+        // short by a full disk still says what it is.
         self.flush_buf();
     }
 
@@ -390,7 +415,7 @@ impl Export {
     }
 
     pub fn hit(&mut self, hit: &HitRecord) {
-        if self.failed.is_some() {
+        if self.error().is_some() {
             return;
         }
         match &mut self.writer {
@@ -404,9 +429,17 @@ impl Export {
                         #[serde(flatten)]
                         hit: &'a HitRecord,
                     }
-                    match serde_json::to_string(&Tagged { ty: "hit", hit }) {
-                        Ok(text) => self.write_line(&text),
-                        Err(e) => self.failed = Some(io::Error::other(e)),
+                    // Straight into the chunk, without a String per hit.
+                    let start = self.buf.len();
+                    match serde_json::to_writer(&mut self.buf, &Tagged { ty: "hit", hit }) {
+                        Ok(()) => {
+                            self.buf.push(b'\n');
+                            self.end_record();
+                        }
+                        Err(e) => {
+                            self.buf.truncate(start);
+                            self.failed = Some(io::Error::other(e));
+                        }
                     }
                 }
                 _ => self.write_line(&hit.line()),
@@ -425,6 +458,21 @@ impl Export {
     /// the closing record is still attempted, marked `trace_truncated`, so
     /// that a reader gets a valid file that says it is incomplete.
     pub fn finish(&mut self, summary: &Summary) -> Result<(), io::Error> {
+        // The hits' chunks first, then the closing records here, once the
+        // thread has said whether every chunk went in.
+        self.flush_buf();
+        if let Sink::Thread(writer) = std::mem::replace(&mut self.sink, Sink::Closed) {
+            let Written {
+                file,
+                committed,
+                error,
+            } = writer.finish()?;
+            self.sink = Sink::Direct(file);
+            self.committed = committed;
+            if self.failed.is_none() {
+                self.failed = error;
+            }
+        }
         let failed = self.failed.take();
         let truncated = failed.is_some();
         if truncated {
@@ -451,12 +499,15 @@ impl Export {
         if let Some(e) = self.failed.take().or(failed) {
             return Err(e);
         }
-        self.file.flush()
+        Ok(())
     }
 
     /// The error that stopped writing, if any (checked while tracing).
     pub fn error(&self) -> Option<&io::Error> {
-        self.failed.as_ref()
+        self.failed.as_ref().or(match &self.sink {
+            Sink::Thread(writer) => writer.error(),
+            Sink::Direct(_) | Sink::Closed => None,
+        })
     }
 }
 

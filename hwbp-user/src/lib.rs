@@ -27,3 +27,4 @@ pub mod target;
 pub mod trace;
 pub mod tui;
 pub mod values;
+pub mod writer;
