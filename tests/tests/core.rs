@@ -125,6 +125,11 @@ fn execute_target_counts_every_call() {
             ustack.iter().any(|f| f.starts_with("fx_user::main")),
             "main in the stack: {ustack:?}"
         );
+        assert_eq!(
+            hit["kstack"],
+            serde_json::json!([]),
+            "a user target records no kernel stack by default"
+        );
     }
     // The summary table on stderr agrees.
     let err = stderr(&out);
@@ -524,9 +529,15 @@ fn fifth_breakpoint_fails_cleanly_and_leaves_nothing_armed() {
     let err = stderr(&out);
     assert!(err.contains("4 debug registers"), "{err}");
     assert!(err.contains("4 of them fit, so 4 were free"), "{err}");
+    // Names the target that failed and where: a thread of the command.
+    let place = err
+        .split("cannot arm `hwbp_fx_reader` on thread ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("names the target and its thread: {err}"));
     assert!(
-        err.contains("hwbp_fx_reader"),
-        "names the target that failed: {err}"
+        place.parse::<u32>().is_ok_and(|tid| tid > 0),
+        "a thread id: {place:?} in {err}"
     );
     assert!(!err.contains("Tracing"), "nothing was armed: {err}");
     // Nothing stayed armed: four fit right after.
@@ -610,6 +621,11 @@ fn bad_input_gets_one_clear_message() {
             2,
             "power of two",
         ),
+        (
+            vec!["0x401000"],
+            2,
+            "`0x401000` is a user-space address (below 0x800000000000)",
+        ),
         (vec!["fx_user:hwbp_fx_target"], 2, "add -p PID or -- CMD"),
         (
             vec!["-d", "0", "hwbp_fx_target"],
@@ -651,6 +667,64 @@ fn bad_input_gets_one_clear_message() {
         );
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(!err.contains("Tracing"), "{args:?}: nothing armed: {err}");
+        assert!(
+            !stdout(&out).contains("done"),
+            "{args:?}: the command never ran its code: {}",
+            stdout(&out)
+        );
+    }
+}
+
+/// A run that fails before tracing (an unknown symbol, a bad option)
+/// leaves an existing trace file exactly as it was.
+#[test]
+fn a_failed_run_leaves_an_existing_trace_untouched() {
+    if !root_or_skip("a_failed_run_leaves_an_existing_trace_untouched") {
+        return;
+    }
+    let dir = TempDir::new("keep");
+    let out_file = dir.path("t.jsonl");
+    let before = "{\"type\":\"header\"}\nprevious trace\n";
+    fs::write(&out_file, before).expect("write the old trace");
+    let fx = fx();
+    for args in [
+        vec!["-o", &out_file, "no_such_symbol"],
+        vec!["-o", &out_file, "no_such_symbol", "--", &fx, "calls", "1"],
+        vec![
+            "-o",
+            &out_file,
+            "--buffer-size",
+            "1000",
+            "hwbp_fx_target",
+            "--",
+            &fx,
+            "calls",
+            "1",
+        ],
+        // Five targets: the fifth has no debug register (fails at opening).
+        vec![
+            "-o",
+            &out_file,
+            "HWBP_FX_COUNTER",
+            "hwbp_fx_target",
+            "hwbp_fx_caller",
+            "hwbp_fx_writer",
+            "hwbp_fx_reader",
+            "--",
+            &fx,
+            "calls",
+            "1",
+        ],
+    ] {
+        let mut full = vec!["--no-tui", "-q"];
+        full.extend(args.iter().copied());
+        let out = run(&full);
+        assert!(!out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            fs::read_to_string(&out_file).expect("the old trace"),
+            before,
+            "{args:?}: the file is unchanged"
+        );
     }
 }
 
@@ -729,9 +803,10 @@ fn low_max_sample_rate_does_not_throttle_breakpoints() {
     assert_eq!(summary["lost"], 0);
 }
 
-/// Two threads hammer one target into a one-page ring buffer: whatever the
-/// buffer could not hold is counted, and recorded + dropped is exactly the
-/// number of calls, and equals the kernel's own count.
+/// Two threads hit one target into a one-page ring buffer while the tracer
+/// is stopped (SIGSTOP), so the buffer must overflow: whatever it could not
+/// hold is counted, recorded + dropped is exactly the number of calls, and
+/// equals the kernel's own count.
 #[test]
 fn tiny_ring_buffer_counts_every_drop() {
     if !root_or_skip("tiny_ring_buffer_counts_every_drop") {
@@ -740,8 +815,10 @@ fn tiny_ring_buffer_counts_every_drop() {
     let dir = TempDir::new("stress");
     let out_file = dir.path("t.jsonl");
     let go = dir.path("go");
-    fs::write(&go, "").expect("touch go");
-    let out = Command::new(hwbp_trace())
+    // One thread before attaching, one after, 200 calls each: 400 records
+    // of at least 136 bytes, over 50 KiB, into 4 KiB.
+    let (mut child, pid) = threads_fixture(&go, &["1", "1", "200"]);
+    let mut tracer = Command::new(hwbp_trace())
         .args([
             "--no-tui",
             "-q",
@@ -751,34 +828,205 @@ fn tiny_ring_buffer_counts_every_drop() {
             "both",
             "-o",
             &out_file,
+            "-p",
+            &pid.to_string(),
             "hwbp_fx_target",
-            "--",
         ])
-        .arg(fixture("fx_user"))
-        .args(["threads", "0", "2", "5000"])
-        .env("HWBP_FX_GO", &go)
-        .output()
-        .expect("run hwbp-trace");
-    assert!(out.status.success(), "{}", stderr(&out));
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hwbp-trace");
+    let line = first_stderr_line(&mut tracer);
+    assert!(line.starts_with("Tracing 1 target"), "{line}");
+    kill(tracer.id() as i32, libc::SIGSTOP);
+    fs::write(&go, "").expect("touch go");
+    let fixture_ok = child.wait().expect("fixture").success();
+    kill(tracer.id() as i32, libc::SIGCONT);
+    let out = tracer.wait_with_output().expect("tracer");
+    assert!(fixture_ok);
+    let err = format!("{line}{}", stderr(&out));
+    assert!(out.status.success(), "{err}");
     let (_, hits, summary) = read_trace(&out_file);
     let target = &summary["targets"][0];
     let dropped = target["dropped"].as_u64().expect("dropped");
-    eprintln!("recorded {} dropped {dropped}", hits.len());
+    assert!(
+        dropped > 0,
+        "a 4 KiB buffer cannot hold 400 hits: {summary}"
+    );
     assert_eq!(
         hits.len() as u64 + dropped,
-        10000,
+        400,
         "recorded + dropped = calls"
     );
     assert_eq!(target["hits"].as_u64(), Some(hits.len() as u64));
-    assert_eq!(target["kernel_count"], 10000);
+    assert_eq!(target["kernel_count"], 400);
     assert_eq!(summary["lost"].as_u64(), Some(dropped));
-    if dropped > 0 {
-        assert!(
-            stderr(&out).contains("ring buffer was full"),
-            "{}",
-            stderr(&out)
+    assert!(err.contains("ring buffer was full"), "{err}");
+}
+
+/// Starts `fx_user threads BEFORE AFTER N` gated on `go`, and waits until its
+/// first threads exist ("ready").
+fn threads_fixture(go: &str, args: &[&str]) -> (std::process::Child, u32) {
+    let mut child = Command::new(fixture("fx_user"))
+        .arg("threads")
+        .args(args)
+        .env("HWBP_FX_GO", go)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fx_user");
+    let mut ready = String::new();
+    {
+        use std::io::BufRead as _;
+        let stdout = child.stdout.as_mut().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut ready)
+            .expect("read ready");
+    }
+    assert_eq!(ready.trim(), "ready");
+    let pid = child.id();
+    (child, pid)
+}
+
+/// The threads of a process, from /proc.
+fn threads_of(pid: u32) -> Vec<u32> {
+    let mut tids: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc/PID/task")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    tids
+}
+
+/// `--tid` keeps one thread's hits, in the kernel: the others' are counted
+/// as filtered, and the kernel saw them all.
+#[test]
+fn tid_filter_keeps_one_thread() {
+    if !root_or_skip("tid_filter_keeps_one_thread") {
+        return;
+    }
+    let dir = TempDir::new("tid");
+    let go = dir.path("go");
+    let out_file = dir.path("t.jsonl");
+    // 2 workers before attaching, 1 after; 30 calls each.
+    let (mut child, pid) = threads_fixture(&go, &["2", "1", "30"]);
+    let workers: Vec<u32> = threads_of(pid).into_iter().filter(|&t| t != pid).collect();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let tid = workers[1].to_string();
+    let mut tracer = Command::new(hwbp_trace())
+        .args([
+            "--no-tui",
+            "-q",
+            "-o",
+            &out_file,
+            "-p",
+            &pid.to_string(),
+            "--tid",
+            &tid,
+            "hwbp_fx_target",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hwbp-trace");
+    let line = first_stderr_line(&mut tracer);
+    assert!(line.starts_with("Tracing 1 target"), "{line}");
+    fs::write(&go, "").expect("touch go");
+    assert!(child.wait().expect("fixture").success());
+    assert!(tracer.wait().expect("tracer").success());
+    let (_, hits, summary) = read_trace(&out_file);
+    assert_eq!(hits.len(), 30, "that thread's calls only");
+    assert!(
+        hits.iter().all(|h| h["tid"].as_u64() == tid.parse().ok()),
+        "all from thread {tid}"
+    );
+    let target = &summary["targets"][0];
+    assert_eq!(target["hits"], 30);
+    assert_eq!(target["filtered"], 60, "the other two threads' calls");
+    assert_eq!(target["kernel_count"], 90, "the kernel saw every call");
+    assert_eq!(summary["lost"], 0);
+}
+
+/// A demangled Rust name with `::`, as `list` prints it, is one target.
+#[test]
+fn a_rust_path_name_is_a_target() {
+    if !root_or_skip("a_rust_path_name_is_a_target") {
+        return;
+    }
+    let dir = TempDir::new("path-name");
+    let fx = fx();
+    // `stacks 10 1`: every call goes down call path 0, 17 levels of
+    // fx_left: 170 calls.
+    for target in ["fx_user::fx_left", "fx_user:fx_user::fx_left:x"] {
+        let out_file = dir.path("t.jsonl");
+        let (header, hits, summary) =
+            trace_ok(&out_file, &[target, "--", &fx, "stacks", "10", "1"]);
+        assert_eq!(
+            header["targets"][0]["symbol"], "fx_user::fx_left",
+            "{target}"
+        );
+        assert_eq!(header["targets"][0]["mode"], "x", "{target}");
+        assert_eq!(hits.len(), 170, "{target}");
+        assert_eq!(summary_hits(&summary, 0), 170, "{target}");
+        assert_eq!(summary["targets"][0]["kernel_count"], 170, "{target}");
+    }
+}
+
+/// `--stack` decides what each hit carries: by default a user target has
+/// its user stack only; `none` neither; `both` both (the kernel stack of a
+/// hit in user mode is empty: there are no kernel frames).
+#[test]
+fn stack_option_decides_the_stacks() {
+    if !root_or_skip("stack_option_decides_the_stacks") {
+        return;
+    }
+    let dir = TempDir::new("stacks");
+    let fx = fx();
+    for (stack, want_user) in [(None, true), (Some("none"), false), (Some("both"), true)] {
+        let out_file = dir.path("t.jsonl");
+        let mut args = Vec::new();
+        if let Some(stack) = stack {
+            args.extend(["--stack", stack]);
+        }
+        args.extend(["hwbp_fx_target", "--", &fx, "calls", "5"]);
+        let (_, hits, summary) = trace_ok(&out_file, &args);
+        assert_eq!(hits.len(), 5, "{stack:?}");
+        for hit in &hits {
+            assert_eq!(hit["kstack"], serde_json::json!([]), "{stack:?}: {hit}");
+            let ustack = hit["ustack"].as_array().expect("ustack");
+            if want_user {
+                assert!(
+                    ustack
+                        .get(1)
+                        .and_then(Value::as_str)
+                        .is_some_and(|f| f.starts_with("hwbp_fx_caller+")),
+                    "{stack:?}: the caller is named: {ustack:?}"
+                );
+            } else {
+                assert!(ustack.is_empty(), "{stack:?}: {ustack:?}");
+            }
+        }
+        let target = &summary["targets"][0];
+        assert_eq!(
+            (&target["kstack_errors"], &target["ustack_errors"]),
+            (&serde_json::json!(0), &serde_json::json!(0)),
+            "{stack:?}"
         );
     }
+}
+
+/// `list PATTERN | head`: the reader goes away, listing ends quietly with
+/// exit 0 (no "Broken pipe" error).
+#[test]
+fn list_into_a_closed_pipe_ends_quietly() {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    // Closed before hwbp-trace writes anything: every write gets EPIPE.
+    drop(reader);
+    let out = Command::new(hwbp_trace())
+        .args(["list", "--binary", &fx(), "*"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run hwbp-trace list");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "nothing on stderr");
 }
 
 /// After SIGKILL the kernel closes the descriptors: all 4 debug registers
