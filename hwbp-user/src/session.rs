@@ -280,16 +280,14 @@ async fn arm_and_trace(
             StackChoice { kernel, user }
         })
         .collect();
-    // Kernel names are needed for kernel targets and kernel stacks only.
-    let needs_kernel_names =
-        breakpoints.iter().any(|bp| bp.space == Space::Kernel) || stacks.iter().any(|s| s.kernel);
-    let phase = Instant::now();
-    let kallsyms = if needs_kernel_names {
+    // Kernel targets were resolved with kallsyms: its table names their
+    // frames too. Otherwise the symbolizer reads it at the first kernel
+    // frame (user targets with kernel stacks may never have one).
+    let kallsyms = if breakpoints.iter().any(|bp| bp.space == Space::Kernel) {
         Some(resolver.kallsyms()?)
     } else {
         None
     };
-    log::debug!("kernel symbols ready in {:?}", phase.elapsed());
 
     let phase = Instant::now();
     let loaded = loading

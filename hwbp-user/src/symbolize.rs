@@ -4,6 +4,14 @@
 //! (per process for user ones), so the cost does not grow with the number of
 //! hits.
 //!
+//! Kernel addresses use the project's own kallsyms table, not blazesym's
+//! kernel source: blazesym 0.2's kallsyms resolver drops the module column
+//! (every symbol comes back with `module: None`, so `xfs_read+0x10 [xfs]`
+//! would lose its `[xfs]`; its module support needs a vmlinux file and the
+//! modules' .ko files on disk). The table is the one the targets were resolved with; when no target needed
+//! it (user targets with kernel stacks), it is read at the first kernel
+//! frame, so that start-up does not pay for it.
+//!
 //! A user frame reads `func+0x1f (src/main.rs:42)`, and when the address is
 //! in code inlined into `func`, each inlined call follows, outermost first:
 //! `func+0x1f (src/main.rs:42) inlined helper (src/lib.rs:7)`. The string
@@ -62,9 +70,17 @@ struct ProcessMaps {
 /// slice, so that a lookup borrows a reused buffer instead of allocating.
 type RawStack = Box<[u64]>;
 
+/// Where kernel names come from.
+enum KernelNames {
+    /// This table (or none: kernel addresses stay raw).
+    Table(Option<Arc<Kallsyms>>),
+    /// /proc/kallsyms, read at the first kernel frame.
+    Lazy,
+}
+
 /// Caching symbolizer for one tracing session.
 pub struct Symbolizer {
-    kallsyms: Option<Arc<Kallsyms>>,
+    kernel_names: KernelNames,
     kernel_cache: HashMap<(u64, bool), Arc<str>>,
     user_cache: HashMap<(u32, u64, bool), Arc<str>>,
     /// Symbolized stacks by their raw addresses: hits with the same stack
@@ -84,9 +100,23 @@ pub struct Symbolizer {
 }
 
 impl Symbolizer {
+    /// Kernel addresses named from `kallsyms`, or, when None, from
+    /// /proc/kallsyms read at the first kernel frame.
     pub fn new(kallsyms: Option<Arc<Kallsyms>>) -> Self {
+        Self::with_kernel_names(match kallsyms {
+            Some(table) => KernelNames::Table(Some(table)),
+            None => KernelNames::Lazy,
+        })
+    }
+
+    /// Kernel addresses stay raw (tests, offline tools).
+    pub fn without_kernel_names() -> Self {
+        Self::with_kernel_names(KernelNames::Table(None))
+    }
+
+    fn with_kernel_names(kernel_names: KernelNames) -> Self {
         Self {
-            kallsyms,
+            kernel_names,
             kernel_cache: HashMap::new(),
             user_cache: HashMap::new(),
             stacks: HashMap::default(),
@@ -192,7 +222,7 @@ impl Symbolizer {
             return name.clone();
         }
         let lookup = addr.wrapping_sub(u64::from(after));
-        let name: Arc<str> = match self.kallsyms.as_ref().and_then(|k| k.symbolize(lookup)) {
+        let name: Arc<str> = match self.kallsyms().and_then(|k| k.symbolize(lookup)) {
             Some((sym, off)) => {
                 let off = off + u64::from(after);
                 match &sym.module {
@@ -208,6 +238,33 @@ impl Symbolizer {
         }
         self.kernel_cache.insert((addr, after), name.clone());
         name
+    }
+
+    /// The kernel's symbol table, read now if it is the first time.
+    fn kallsyms(&mut self) -> Option<&Kallsyms> {
+        if let KernelNames::Lazy = self.kernel_names {
+            let table = match Kallsyms::load() {
+                Ok(table) if !table.is_restricted() => Some(Arc::new(table)),
+                Ok(_) => {
+                    log::info!("/proc/kallsyms hides addresses: kernel frames stay raw");
+                    None
+                }
+                Err(e) => {
+                    log::info!("reading /proc/kallsyms: {e}; kernel frames stay raw");
+                    None
+                }
+            };
+            self.kernel_names = KernelNames::Table(table);
+        }
+        match &self.kernel_names {
+            KernelNames::Table(table) => table.as_deref(),
+            KernelNames::Lazy => None,
+        }
+    }
+
+    /// Whether the kernel's symbol table has been read (lazily or given).
+    pub fn has_kallsyms(&self) -> bool {
+        matches!(self.kernel_names, KernelNames::Table(Some(_)))
     }
 
     pub fn user(&mut self, pid: u32, addr: u64) -> Arc<str> {
@@ -385,7 +442,7 @@ mod tests {
 
     #[test]
     fn names_own_function_with_line() {
-        let mut s = Symbolizer::new(None);
+        let mut s = Symbolizer::without_kernel_names();
         let addr = marker as fn() -> u64 as usize as u64;
         let name = s.user(std::process::id(), addr);
         assert!(
@@ -402,11 +459,73 @@ mod tests {
 
     #[test]
     fn kernel_without_kallsyms_is_raw() {
-        let mut s = Symbolizer::new(None);
+        let mut s = Symbolizer::without_kernel_names();
         assert_eq!(&*s.kernel(0xffffffff81000000), "0xffffffff81000000");
         let k = Kallsyms::parse("ffffffff81000000 T start\nffffffff81000100 T next\n");
         let mut s = Symbolizer::new(Some(Arc::new(k)));
         assert_eq!(&*s.kernel(0xffffffff81000010), "start+0x10");
+    }
+
+    #[test]
+    fn kallsyms_read_at_the_first_kernel_frame() {
+        let mut s = Symbolizer::new(None);
+        assert!(!s.has_kallsyms(), "not read at start");
+        s.user(std::process::id(), marker as fn() -> u64 as usize as u64);
+        assert!(!s.has_kallsyms(), "not read for user frames");
+        let Ok(table) = Kallsyms::load() else {
+            eprintln!("SKIPPED: /proc/kallsyms unreadable");
+            return;
+        };
+        let Some(sym) = table
+            .lookup("vfs_read")
+            .first()
+            .copied()
+            .filter(|s| s.addr != 0)
+        else {
+            eprintln!("SKIPPED: /proc/kallsyms hides addresses (not root?)");
+            return;
+        };
+        assert_eq!(&*s.kernel(sym.addr + 4), "vfs_read+0x4");
+        assert!(s.has_kallsyms());
+    }
+
+    #[test]
+    fn stacks_are_interned() {
+        let k = Kallsyms::parse(
+            "ffffffff81000000 T start\nffffffff81000100 T next\nffffffff81000200 T last\n\
+             ffffffffc0279010 T xfs_read\t[xfs]\nffffffffc0279100 T xfs_write\t[xfs]\n",
+        );
+        let mut s = Symbolizer::new(Some(Arc::new(k)));
+        let raw = [0xffffffffc0279020, 0xffffffff81000110, 0xffffffff81000200];
+        let first = s.kernel_stack(&raw, false);
+        // Frames after the first are return addresses: looked up a byte
+        // back (0x…200 is still in `next`), offsets of the address itself.
+        let frames: Vec<&str> = first.iter().map(|f| &**f).collect();
+        assert_eq!(frames, ["xfs_read+0x10 [xfs]", "next+0x10", "next+0x100"]);
+        let again = s.kernel_stack(&raw, false);
+        assert!(Stack::ptr_eq(&first, &again), "the same stack is shared");
+        // Another stack, or the same addresses looked up differently, is not.
+        let other = s.kernel_stack(&raw[..2], false);
+        assert!(!Stack::ptr_eq(&first, &other));
+        assert_eq!(other.len(), 2);
+        let after = s.kernel_stack(&raw, true);
+        assert!(!Stack::ptr_eq(&first, &after));
+        assert_eq!(&*after[0], "xfs_read+0x10 [xfs]");
+        assert!(Stack::ptr_eq(&after, &s.kernel_stack(&raw, true)));
+
+        // User stacks: keyed by pid and by the inserted return address too.
+        let pid = std::process::id();
+        let addr = marker as fn() -> u64 as usize as u64;
+        let user = s.user_stack(pid, &[addr, addr + 1], false, 0);
+        assert!(Stack::ptr_eq(
+            &user,
+            &s.user_stack(pid, &[addr, addr + 1], false, 0)
+        ));
+        let with_ret = s.user_stack(pid, &[addr, addr + 1], false, addr + 2);
+        assert!(!Stack::ptr_eq(&user, &with_ret));
+        assert_eq!((user.len(), with_ret.len()), (2, 3));
+        let other_pid = s.user_stack(pid + 1, &[addr, addr + 1], false, 0);
+        assert!(!Stack::ptr_eq(&user, &other_pid));
     }
 
     #[test]

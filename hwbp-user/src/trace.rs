@@ -31,6 +31,12 @@ impl Stack {
             json: OnceLock::new(),
         }))
     }
+
+    /// The same shared stack (not merely equal frames): what interning
+    /// gives hits with the same raw stack.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
 }
 
 impl Deref for Stack {
