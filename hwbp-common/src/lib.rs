@@ -123,8 +123,9 @@ pub struct Hit {
     pub addr: u64,
     /// `len` bytes read at `addr` after the access (data targets), zero-extended.
     pub value: u64,
-    /// For execute targets, the word at the stack pointer: the return
-    /// address when the breakpoint is at a function's first instruction.
+    /// For execute targets hit in user mode with the user stack captured,
+    /// the word at the stack pointer (else 0): the return address when the
+    /// breakpoint is at a function's first instruction.
     /// A frame-pointer walk from there misses the immediate caller (the
     /// callee has not pushed its frame yet), so userspace inserts it.
     pub ret: u64,

@@ -120,13 +120,15 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         (*hit).ret = 0;
         if config.flags & SLOT_EXECUTE != 0 {
             (*hit).args = [regs.rdi, regs.rsi, regs.rdx, regs.rcx, regs.r8, regs.r9];
+        }
+        // The return address completes the user stack of a hit at a user
+        // function's first instruction (see Hit::ret); nothing else uses it,
+        // so it is read only then.
+        if config.flags & (SLOT_EXECUTE | SLOT_USTACK) == SLOT_EXECUTE | SLOT_USTACK
+            && flags & HIT_USER_MODE != 0
+        {
             let mut ret = [0u8; 8];
-            let read = if flags & HIT_USER_MODE != 0 {
-                bpf_probe_read_user_buf(regs.rsp as *const u8, &mut ret)
-            } else {
-                bpf_probe_read_kernel_buf(regs.rsp as *const u8, &mut ret)
-            };
-            if read.is_ok() {
+            if bpf_probe_read_user_buf(regs.rsp as *const u8, &mut ret).is_ok() {
                 (*hit).ret = u64::from_le_bytes(ret);
             }
         }
