@@ -332,3 +332,221 @@ fn a_terminal_hang_up_ends_the_dashboard() {
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Root and tmux, or a loud skip.
+fn root_and_tmux_or_skip(test: &str) -> bool {
+    if !root_or_skip(test) {
+        return false;
+    }
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED {test}: tmux is not installed (apt-get install tmux)");
+        return false;
+    }
+    true
+}
+
+/// After `...; echo EXIT=$?; stty -a`: hwbp-trace's exit status, and
+/// the terminal in cooked mode again (raw mode shows -icanon -echo).
+fn assert_exit_and_cooked(pane: &Tmux, status: i32) -> String {
+    let end = pane.wait_for("hwbp-trace to exit", Duration::from_secs(15), |s| {
+        s.contains("EXIT=") && s.contains("icanon")
+    });
+    assert!(
+        end.contains(&format!("EXIT={status}\n")),
+        "exit status {status}:\n{end}"
+    );
+    assert!(!pane.alternate_on(), "back on the normal screen:\n{end}");
+    let modes: Vec<&str> = end.split_whitespace().collect();
+    for mode in ["icanon", "echo", "isig"] {
+        assert!(
+            modes.contains(&mode),
+            "terminal mode {mode} restored:\n{end}"
+        );
+    }
+    end
+}
+
+fn pane_name(test: &str) -> String {
+    format!("hwbp-tui-{test}-{}", std::process::id())
+}
+
+/// `-o t.jsonl` is written while the dashboard runs: every hit and the
+/// summary.
+#[test]
+fn the_dashboard_writes_o_files() {
+    if !root_and_tmux_or_skip("the_dashboard_writes_o_files") {
+        return;
+    }
+    let dir = TempDir::new("tui-o");
+    let trace = hwbp_trace().display().to_string();
+    let fx = fixture("fx_user").display().to_string();
+    let command = format!(
+        "cd '{}' && '{trace}' HWBP_FX_COUNTER:w -o t.jsonl -- '{fx}' writes 50; echo EXIT=$?; stty -a; sleep 600",
+        dir.0.display()
+    );
+    let pane = Tmux::start(&pane_name("o"), 100, 30, &command);
+    let screen = pane.wait_for(
+        "50 hits and the process exited",
+        Duration::from_secs(30),
+        |s| {
+            hits_cell(s, "HWBP_FX_COUNTER:w").as_deref() == Some("50")
+                && s.contains("exited, status 0")
+        },
+    );
+    assert!(screen.contains("writing t.jsonl"), "{screen}");
+    pane.keys("q");
+    assert_exit_and_cooked(&pane, 0);
+    let text = fs::read_to_string(dir.path("t.jsonl")).expect("reading t.jsonl");
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("a JSON line ({e}): {l}"));
+            v["type"].as_str().unwrap_or("").to_owned()
+        })
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "hit").count(), 50, "{text}");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "summary").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(kinds.last().map(String::as_str), Some("summary"), "{text}");
+}
+
+/// `-p PID`: the dashboard shows the process exited (without a status:
+/// hwbp-trace is not its parent) and stays up until `q`.
+#[test]
+fn with_p_the_dashboard_outlives_the_process() {
+    if !root_and_tmux_or_skip("with_p_the_dashboard_outlives_the_process") {
+        return;
+    }
+    let dir = TempDir::new("tui-p");
+    let trace = hwbp_trace().display().to_string();
+    let fx = fixture("fx_user").display().to_string();
+    let go = dir.path("go");
+    // The shell starts the fixture (and reaps it); hwbp-trace attaches to it.
+    let command = format!(
+        "'{fx}' --wait '{go}' writes 50 >/dev/null & '{trace}' -p $! HWBP_FX_COUNTER:w; echo EXIT=$?; stty -a; sleep 600"
+    );
+    let pane = Tmux::start(&pane_name("p"), 100, 30, &command);
+    pane.wait_for("the dashboard, armed", Duration::from_secs(30), |s| {
+        s.contains("● tracing") && s.contains("fx_user running")
+    });
+    fs::write(&go, b"").expect("creating the go file");
+    let screen = pane.wait_for(
+        "50 hits and the process exited",
+        Duration::from_secs(30),
+        |s| {
+            hits_cell(s, "HWBP_FX_COUNTER:w").as_deref() == Some("50")
+                && s.contains("fx_user exited")
+        },
+    );
+    assert!(screen.contains("ended: process exited"), "{screen}");
+    assert!(
+        !screen.contains("exited, status"),
+        "-p cannot know the exit status:\n{screen}"
+    );
+    // Still up, on the alternate screen, until q.
+    assert!(pane.alternate_on(), "{screen}");
+    pane.keys("?");
+    pane.wait_for("the help after the exit", Duration::from_secs(5), |s| {
+        s.contains("hwbp-trace keys")
+    });
+    pane.keys("Escape");
+    pane.keys("q");
+    let end = assert_exit_and_cooked(&pane, 0);
+    assert!(end.contains("50 hits in"), "the summary:\n{end}");
+}
+
+/// SIGTERM to hwbp-trace under the dashboard: the terminal comes back and
+/// the summary prints.
+#[test]
+fn sigterm_restores_the_terminal_and_prints_the_summary() {
+    if !root_and_tmux_or_skip("sigterm_restores_the_terminal_and_prints_the_summary") {
+        return;
+    }
+    let trace = hwbp_trace().display().to_string();
+    let fx = fixture("fx_user").display().to_string();
+    let name = pane_name("term");
+    // One call per millisecond: little CPU for the other users.
+    let command = format!(
+        "'{trace}' hwbp_fx_target -- '{fx}' spin 30 1000; echo EXIT=$?; stty -a; sleep 600"
+    );
+    let pane = Tmux::start(&name, 100, 30, &command);
+    pane.wait_for("tracing with hits", Duration::from_secs(30), |s| {
+        s.contains("● tracing") && hits_cell(s, "hwbp_fx_target").is_some_and(|h| h != "0")
+    });
+    let out = pane.run(&["display-message", "-p", "-t", &name, "#{pane_pid}"]);
+    let shell: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("the pane's pid");
+    let tracer = *children(shell)
+        .first()
+        .expect("hwbp-trace runs in the pane");
+    let traced = children(tracer);
+    // SAFETY: kill(2) takes no pointers; `tracer` is the pane's child.
+    assert_eq!(unsafe { libc::kill(tracer as i32, libc::SIGTERM) }, 0);
+    let end = assert_exit_and_cooked(&pane, 0);
+    let lines: Vec<&str> = end.lines().map(str::trim_end).collect();
+    let summary = lines
+        .iter()
+        .find(|l| l.contains(" hits in "))
+        .unwrap_or_else(|| panic!("the summary:\n{end}"));
+    assert!(
+        summary.contains("signal"),
+        "ended by the signal: {summary}\n{end}"
+    );
+    // The command outlives the trace (as with perf): end it here.
+    for pid in traced {
+        // SAFETY: as above; the fixture was hwbp-trace's child.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+}
+
+/// A panic the collector catches (fault injection) leaves the dashboard
+/// up, showing the error, until `q`; then the terminal is restored, the
+/// panic's report and the summary print, and the exit status says so.
+#[test]
+fn a_caught_collector_panic_keeps_the_dashboard_until_q() {
+    if !root_and_tmux_or_skip("a_caught_collector_panic_keeps_the_dashboard_until_q") {
+        return;
+    }
+    let trace = hwbp_trace().display().to_string();
+    let fx = fixture("fx_user").display().to_string();
+    let command = format!(
+        "HWBP_FAULT_PANIC_AFTER=10 '{trace}' HWBP_FX_COUNTER:w -- '{fx}' writes 50; echo EXIT=$?; stty -a; sleep 600"
+    );
+    let pane = Tmux::start(&pane_name("panic"), 100, 30, &command);
+    let screen = pane.wait_for("the error on the dashboard", Duration::from_secs(30), |s| {
+        s.contains("ended: error")
+    });
+    assert!(
+        screen.contains("error: internal error while recording hits: fault injection"),
+        "{screen}"
+    );
+    assert_eq!(
+        hits_cell(&screen, "HWBP_FX_COUNTER:w").as_deref(),
+        Some("10"),
+        "{screen}"
+    );
+    assert!(pane.alternate_on(), "the dashboard is still up:\n{screen}");
+    assert!(
+        !screen.contains("panicked at"),
+        "nothing written over it:\n{screen}"
+    );
+    // Keys still work: the terminal is still in raw mode.
+    pane.keys("?");
+    pane.wait_for("the help", Duration::from_secs(5), |s| {
+        s.contains("hwbp-trace keys")
+    });
+    pane.keys("q");
+    let end = assert_exit_and_cooked(&pane, 1);
+    assert!(
+        end.contains("panicked at"),
+        "the panic's report, after:\n{end}"
+    );
+    assert!(end.contains("tracing ended early"), "{end}");
+    assert!(end.contains("10 hits in"), "the summary:\n{end}");
+}
