@@ -193,12 +193,14 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
     let mut summary: Option<Summary> = None;
     let mut targets: Vec<(String, TargetReport)> = Vec::new();
     let mut outcome = Outcome::default();
-    let mut buf = String::new();
+    // Bytes, not a String: a line cut inside a multi-byte character is not
+    // UTF-8, and that must be the cut-line warning, not a read error.
+    let mut buf = Vec::new();
     let mut line_no = 0u64;
     loop {
         buf.clear();
         let n = reader
-            .read_line(&mut buf)
+            .read_until(b'\n', &mut buf)
             .map_err(|error| ReportError::Read {
                 path: input.clone(),
                 error,
@@ -207,13 +209,21 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
             break;
         }
         line_no += 1;
-        let complete = buf.ends_with('\n');
-        let text = buf.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let line: TraceLine = match serde_json::from_str(text) {
-            Ok(line) => line,
+        let complete = buf.ends_with(b"\n");
+        let parsed = std::str::from_utf8(&buf)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                let text = text.trim();
+                if text.is_empty() {
+                    return Ok(None);
+                }
+                serde_json::from_str::<TraceLine>(text)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            });
+        let line = match parsed {
+            Ok(Some(line)) => line,
+            Ok(None) => continue,
             Err(e) if !complete => {
                 outcome.warnings.push(format!(
                     "{}:{line_no}: the last line is cut short ({e}); was the tracer killed? The report covers the lines before it",
@@ -221,11 +231,11 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
                 ));
                 break;
             }
-            Err(e) => {
+            Err(reason) => {
                 return Err(ReportError::Corrupt {
                     path: input.clone(),
                     line: line_no,
-                    reason: e.to_string(),
+                    reason,
                 });
             }
         };

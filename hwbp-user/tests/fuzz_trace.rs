@@ -295,6 +295,10 @@ struct TempFile(PathBuf);
 
 impl TempFile {
     fn new(contents: &str) -> Self {
+        Self::with_bytes(contents.as_bytes())
+    }
+
+    fn with_bytes(contents: &[u8]) -> Self {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         let path = std::env::temp_dir().join(format!(
@@ -383,6 +387,104 @@ proptest! {
     ) {
         check_report(lines, victim, mutations, final_newline)?;
     }
+}
+
+proptest! {
+    #![proptest_config(file_config())]
+
+    /// A trace whose last line is cut at any byte, inside a multi-byte
+    /// character too (a killed tracer stops anywhere): the lines before it
+    /// are reported, the cut line is a warning.
+    #[test]
+    fn report_survives_a_cut_at_any_byte(
+        lines in prop::collection::vec(trace_line(), 1..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut texts = Vec::with_capacity(lines.len());
+        for line in &lines {
+            texts.push(serde_json::to_string(line).map_err(|e| TestCaseError::fail(e.to_string()))?);
+        }
+        let last = texts.pop().unwrap_or_default();
+        let cut = cut.index(last.len() + 1);
+        let mut contents: Vec<u8> = texts.iter().flat_map(|t| [t.as_bytes(), b"\n"].concat()).collect();
+        contents.extend_from_slice(&last.as_bytes()[..cut]);
+        let file = TempFile::with_bytes(&contents);
+        let hits_before = lines[..lines.len() - 1].iter().filter(|l| matches!(l, TraceLine::Hit(_))).count() as u64;
+        let (_, outcome) = report::report_string(&file.0, &[])
+            .map_err(|e| TestCaseError::fail(format!("a cut last line is not an error: {e}")))?;
+        if cut == last.len() {
+            let last_is_hit = matches!(lines.last(), Some(TraceLine::Hit(_)));
+            prop_assert_eq!(outcome.hits, hits_before + u64::from(last_is_hit));
+            prop_assert!(!outcome.warnings.iter().any(|w| w.contains("cut short")), "{:?}", outcome.warnings);
+        } else if last.as_bytes()[..cut].trim_ascii().is_empty() {
+            prop_assert_eq!(outcome.hits, hits_before);
+            prop_assert!(!outcome.warnings.iter().any(|w| w.contains("cut short")), "{:?}", outcome.warnings);
+        } else {
+            prop_assert_eq!(outcome.hits, hits_before);
+            prop_assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
+            prop_assert!(outcome.warnings[0].contains(&format!(":{}: the last line is cut short", lines.len())), "{:?}", outcome.warnings);
+        }
+    }
+}
+
+/// A hit whose strings are full of multi-byte characters (2, 3 and 4 bytes
+/// in UTF-8), cut after every one of its bytes as the last line of a trace:
+/// always the hits before it plus a warning, never an error (a cut inside
+/// a character is not UTF-8, which a String reader refuses).
+#[test]
+fn report_cut_at_every_byte_of_a_multibyte_line() {
+    let hit = |comm: &str| {
+        TraceLine::Hit(HitRecord {
+            comm: comm.into(),
+            target: "cible→é".into(),
+            ip_sym: "fonction_é+0x1 (src/😀.rs:3)".into(),
+            ustack: vec!["fonction_é+0x1 (src/😀.rs:3)".into(), "main→😀+0x2".into()].into(),
+            ..Default::default()
+        })
+    };
+    let first = serde_json::to_string(&hit("é→😀")).expect("serialize");
+    let last = serde_json::to_string(&hit("😀é→")).expect("serialize");
+    assert!(
+        last.len() > last.chars().count() + 20,
+        "many multi-byte characters"
+    );
+    let mut inside_a_char = 0;
+    for cut in 1..last.len() {
+        if !last.is_char_boundary(cut) {
+            inside_a_char += 1;
+        }
+        let mut contents = format!("{first}\n").into_bytes();
+        contents.extend_from_slice(&last.as_bytes()[..cut]);
+        let file = TempFile::with_bytes(&contents);
+        let (_, outcome) = report::report_string(&file.0, &[])
+            .unwrap_or_else(|e| panic!("cut after byte {cut}: {e}"));
+        assert_eq!(outcome.hits, 1, "cut after byte {cut}");
+        assert_eq!(
+            outcome.warnings.len(),
+            1,
+            "cut after byte {cut}: {:?}",
+            outcome.warnings
+        );
+        assert!(
+            outcome.warnings[0].contains(":2: the last line is cut short"),
+            "cut after byte {cut}: {:?}",
+            outcome.warnings
+        );
+    }
+    assert!(
+        inside_a_char >= 20,
+        "{inside_a_char} cuts inside a character"
+    );
+    // Not cut: both hits.
+    let file = TempFile::new(&format!("{first}\n{last}"));
+    let (_, outcome) = report::report_string(&file.0, &[]).expect("whole");
+    assert_eq!(outcome.hits, 2);
+    assert!(
+        outcome.warnings.len() == 1
+            && outcome.warnings[0].ends_with("no summary line: the trace may be incomplete"),
+        "{:?}",
+        outcome.warnings
+    );
 }
 
 /// Writes `lines` as a trace with line `victim` mutated, and checks what
