@@ -92,3 +92,84 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// A directory of its own, removed at the end.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("hwbp-gen-docs-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            Self(dir)
+        }
+
+        fn read(&self, file: &str) -> String {
+            let path = self.0.join(file);
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn man_pages() {
+        let dir = Scratch::new("man");
+        let mut written = man(&dir.0).expect("man");
+        written.sort();
+        assert_eq!(
+            written,
+            [
+                "hwbp-trace-doctor.1",
+                "hwbp-trace-list.1",
+                "hwbp-trace-report.1",
+                "hwbp-trace.1"
+            ]
+        );
+        let page = dir.read("hwbp-trace.1");
+        assert!(page.starts_with(".ie \\n(.g .ds Aq \\(aq"), "roff: {page}");
+        assert!(page.contains(".TH hwbp-trace 1"), "{page}");
+        // roff escapes the dashes of options.
+        assert!(page.contains("\\-\\-metrics\\-addr"), "{page}");
+        assert!(page.contains("hwbp\\-trace\\-report(1)"), "{page}");
+        let report = dir.read("hwbp-trace-report.1");
+        assert!(report.contains(".TH hwbp-trace-report 1"), "{report}");
+        assert!(report.contains("\\-\\-flamegraph"), "{report}");
+    }
+
+    #[test]
+    fn completions_of_every_shell() {
+        let dir = Scratch::new("completions");
+        let mut written = completions(&dir.0).expect("completions");
+        written.sort();
+        assert_eq!(
+            written,
+            [
+                "_hwbp-trace",
+                "_hwbp-trace.ps1",
+                "hwbp-trace.bash",
+                "hwbp-trace.elv",
+                "hwbp-trace.fish"
+            ]
+        );
+        let bash = dir.read("hwbp-trace.bash");
+        assert!(bash.contains("--metrics-addr"), "{bash}");
+        // The subcommands, and the options of `report` after it.
+        assert!(bash.contains("hwbp__trace,report)"), "{bash}");
+        assert!(bash.contains("--flamegraph"), "{bash}");
+        let zsh = dir.read("_hwbp-trace");
+        assert!(zsh.contains("'--metrics-addr=["), "{zsh}");
+        assert!(zsh.contains("'report:"), "{zsh}");
+    }
+}
