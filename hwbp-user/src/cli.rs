@@ -18,6 +18,7 @@ TARGET grammar:  [BINARY:]SYMBOL[+OFFSET] | 0xADDRESS, then optional :MODE and /
         ksym_tracer's --x, -w-, rw-, r-- work too
   LEN   1, 2, 4 or 8 bytes (data targets)
   Defaults: functions x, variables w; LEN = the variable's size if 1/2/4/8, else 8.
+  A `::` belongs to the name (app::bump, app:app::bump:x), as `list` prints it.
 
 Examples:
   sudo hwbp-trace vfs_read                      who calls vfs_read, from where
