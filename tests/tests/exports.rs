@@ -1,7 +1,8 @@
 //! Root integration tests of what a hit tells and where it goes: user
 //! file:line from the fixture's DWARF, old → new values, the .txt, .folded
 //! and .perfetto.json exports of a live trace, `hwbp-trace report` on it,
-//! and Prometheus metrics scraped over HTTP while tracing.
+//! `--format` overriding the extension, and Prometheus metrics scraped
+//! over HTTP (ureq) while tracing.
 //! Run by `cargo xtask test` with --test-threads=1 (they share debug registers).
 
 use std::{
@@ -162,6 +163,98 @@ fn live_trace_in_every_format() {
         svg.contains("<title>hwbp_fx_target (5 hits, 100.00%)</title>"),
         "{svg}"
     );
+}
+
+/// `--format` overrides the extension of every `-o`: text into `.log` and
+/// `.jsonl` files, Perfetto JSON into a `.data` file. Without it, an
+/// extension that names no format is refused before anything is armed.
+#[test]
+fn format_flag_from_the_command_line() {
+    if !root_or_skip("format_flag_from_the_command_line") {
+        return;
+    }
+    let dir = TempDir::new("format-flag");
+    let (log, jsonl) = (dir.path("t.log"), dir.path("t.jsonl"));
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "--format",
+        "txt",
+        "-o",
+        &log,
+        "-o",
+        &jsonl,
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "calls",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for path in [&log, &jsonl] {
+        let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{path}: {text}");
+        for (i, line) in lines.iter().enumerate() {
+            assert!(
+                line.contains(&format!(
+                    ": hwbp_fx_target x hwbp_fx_target(rdi={i:#x}, rsi="
+                )),
+                "{path}: {line}"
+            );
+        }
+    }
+
+    let data = dir.path("t.data");
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "--format",
+        "perfetto",
+        "-o",
+        &data,
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "calls",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value =
+        serde_json::from_str(&fs::read_to_string(&data).expect("t.data")).expect("Perfetto JSON");
+    let instants = json["traceEvents"]
+        .as_array()
+        .expect("traceEvents")
+        .iter()
+        .filter(|e| e["ph"] == "i" && e["name"] == "hwbp_fx_target")
+        .count();
+    assert_eq!(instants, 3);
+
+    // The same file without --format: refused, nothing traced.
+    let unknown = dir.path("u.data");
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "-o",
+        &unknown,
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "calls",
+        "3",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a usage error: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("u.data` from its extension") && stderr(&out).contains("--format"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("done 3"));
 }
 
 #[test]
