@@ -14,7 +14,7 @@ use std::{
 
 use hwbp_common::Counters;
 
-use crate::trace::HitRecord;
+use crate::trace::{HitRecord, Stack};
 
 /// Hits kept for the live log.
 pub const RECENT_HITS: usize = 256;
@@ -207,9 +207,22 @@ impl ValueChange {
     }
 }
 
-/// A stack as symbolized, innermost frame first: kernel frames, then user
-/// frames, at most [`STACK_DEPTH`] of them.
-pub type StackKey = Vec<Arc<str>>;
+/// A hit's stacks as the tally's key: the symbolizer's shared stacks, so
+/// that a hit costs two reference counts and two cached hashes, not a
+/// vector of frames and hashing their text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StackKey {
+    pub kernel: Stack,
+    pub user: Stack,
+}
+
+impl StackKey {
+    /// The frames shown: kernel frames, then user frames, innermost first,
+    /// at most [`STACK_DEPTH`] of them.
+    pub fn frames(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.kernel.iter().chain(self.user.iter()).take(STACK_DEPTH)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetStats {
@@ -254,14 +267,10 @@ impl TargetStats {
         self.by_cpu.add(&hit.cpu);
         self.by_caller.add(&hit.ip_sym);
         if !hit.kstack.is_empty() || !hit.ustack.is_empty() {
-            let key: StackKey = hit
-                .kstack
-                .iter()
-                .chain(&hit.ustack)
-                .take(STACK_DEPTH)
-                .cloned()
-                .collect();
-            self.stacks.add(&key);
+            self.stacks.add(&StackKey {
+                kernel: hit.kstack.clone(),
+                user: hit.ustack.clone(),
+            });
         }
         if let Some(change) = ValueChange::of(hit) {
             if self.values.len() == RECENT_VALUES {
@@ -271,6 +280,19 @@ impl TargetStats {
         }
         self.history.record(hit.ts_ns);
         self.last_ns = self.last_ns.max(hit.ts_ns);
+    }
+
+    /// The stacks as shown, most hits first: hits by [`StackKey::frames`]
+    /// (stacks that differ only below [`STACK_DEPTH`] frames count as one).
+    pub fn top_stacks(&self) -> Vec<(u64, Vec<Arc<str>>)> {
+        let mut shown: HashMap<Vec<Arc<str>>, u64, foldhash::fast::RandomState> =
+            HashMap::default();
+        for (key, n) in &self.stacks.counts {
+            *shown.entry(key.frames().cloned().collect()).or_default() += n;
+        }
+        let mut top: Vec<_> = shown.into_iter().map(|(frames, n)| (n, frames)).collect();
+        top.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        top
     }
 
     /// Counts since `base` (an earlier copy of the same target): what the
@@ -495,8 +517,8 @@ mod tests {
         assert_eq!(t.by_cpu.get(&1), 1);
         assert_eq!(t.by_caller.get(&"bump+0x1f".to_owned()), 2);
         assert_eq!(
-            t.stacks.sorted(),
-            vec![(&vec!["bump+0x1f".into(), "main+0x10".into()], 2)]
+            t.top_stacks(),
+            vec![(2, vec!["bump+0x1f".into(), "main+0x10".into()])]
         );
         assert_eq!(t.values.len(), 2);
         assert_eq!(
@@ -505,6 +527,36 @@ mod tests {
         );
         assert_eq!(t.history.at(1), 2);
         assert_eq!(s.recent.len(), 4);
+    }
+
+    #[test]
+    fn stacks_count_by_frames() {
+        let frames = |n: usize, last: &str| -> Vec<Arc<str>> {
+            (0..n)
+                .map(|i| Arc::from(format!("f{i}+0x1")))
+                .chain([Arc::from(last)])
+                .collect()
+        };
+        let mut t = TargetStats::default();
+        let mut record = |ustack: Vec<Arc<str>>| {
+            let mut h = hit(1.0, "a", 0);
+            h.ustack = Stack::new(ustack);
+            t.record(&h);
+        };
+        // The same frames in stacks that are not shared: one entry.
+        record(frames(2, "main+0x1"));
+        record(frames(2, "main+0x1"));
+        // Deeper than shown, differing only below STACK_DEPTH: one line.
+        record(frames(STACK_DEPTH, "a+0x1"));
+        record(frames(STACK_DEPTH, "b+0x1"));
+        record(frames(STACK_DEPTH, "b+0x1"));
+        assert_eq!(t.stacks.counts.len(), 3);
+        let top = t.top_stacks();
+        assert_eq!(
+            top.iter().map(|(n, f)| (*n, f.len())).collect::<Vec<_>>(),
+            [(3, STACK_DEPTH), (2, 3)]
+        );
+        assert_eq!(top[1].1, frames(2, "main+0x1"));
     }
 
     #[test]

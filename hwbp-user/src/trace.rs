@@ -4,6 +4,7 @@
 
 use std::{
     fmt,
+    hash::{BuildHasher as _, Hash, Hasher},
     ops::Deref,
     sync::{Arc, OnceLock},
 };
@@ -22,6 +23,9 @@ pub struct Stack(Arc<StackFrames>);
 struct StackFrames {
     frames: Vec<Arc<str>>,
     json: OnceLock<Box<RawValue>>,
+    /// The frames' hash, computed once: the dashboard's tally of stacks
+    /// hashes a hit's stacks on every hit.
+    hash: OnceLock<u64>,
 }
 
 impl Stack {
@@ -29,6 +33,7 @@ impl Stack {
         Self(Arc::new(StackFrames {
             frames,
             json: OnceLock::new(),
+            hash: OnceLock::new(),
         }))
     }
 
@@ -70,7 +75,22 @@ impl FromIterator<Arc<str>> for Stack {
 
 impl PartialEq for Stack {
     fn eq(&self, other: &Self) -> bool {
-        self.0.frames == other.0.frames
+        Self::ptr_eq(self, other) || self.0.frames == other.0.frames
+    }
+}
+
+impl Eq for Stack {}
+
+/// By the frames' text, like `Eq`: two stacks with the same frames hash
+/// alike even when they are not the same shared stack (the symbolizer's
+/// cache may have dropped one and made the other).
+impl Hash for Stack {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let hash = self
+            .0
+            .hash
+            .get_or_init(|| foldhash::fast::FixedState::default().hash_one(&self.0.frames));
+        state.write_u64(*hash);
     }
 }
 

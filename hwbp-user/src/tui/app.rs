@@ -563,13 +563,13 @@ impl App {
                 .map(|(k, n)| (n, format!("CPU {k}")))
                 .collect(),
             Breakdown::Stacks => t
-                .stacks
-                .sorted()
+                .top_stacks()
                 .into_iter()
-                .map(|(k, n)| {
+                .map(|(n, frames)| {
                     (
                         n,
-                        k.iter()
+                        frames
+                            .iter()
                             .map(|f| short_frame(f))
                             .collect::<Vec<_>>()
                             .join(" ← "),
