@@ -330,15 +330,17 @@ impl Btf {
     }
 }
 
+/// BTF blobs made by hand, for the tests of this module and of values.rs.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_blobs {
     use super::*;
 
     /// A hand-made blob: int, unsigned long, typedef size_t, struct file,
     /// pointer to it, FUNC_PROTO(f: struct file *, n: size_t, s: int),
-    /// FUNC vfs_x, _Bool, VAR flag.
-    fn blob() -> Vec<u8> {
-        let strings = b"\0int\0unsigned long\0size_t\0file\0f\0n\0s\0vfs_x\0_Bool\0flag\0";
+    /// FUNC vfs_x, _Bool, VAR flag (_Bool), VAR limit (int), VAR ticks
+    /// (unsigned long), VAR table (struct file, 200 bytes).
+    pub fn blob() -> Vec<u8> {
+        let strings = b"\0int\0unsigned long\0size_t\0file\0f\0n\0s\0vfs_x\0_Bool\0flag\0limit\0ticks\0table\0";
         let off = |s: &str| {
             let needle = format!("\0{s}\0");
             strings
@@ -377,6 +379,10 @@ mod tests {
         t.extend([off("_Bool"), info(KIND_INT, 0), 1, (INT_BOOL << 24) | 8]);
         // 9: var flag: 8
         t.extend([off("flag"), info(KIND_VAR, 0), 8, 1]);
+        // 10: var limit: 1; 11: var ticks: 2; 12: var table: 4 (global linkage)
+        t.extend([off("limit"), info(KIND_VAR, 0), 1, 1]);
+        t.extend([off("ticks"), info(KIND_VAR, 0), 2, 1]);
+        t.extend([off("table"), info(KIND_VAR, 0), 4, 1]);
         let types: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
         let mut out = Vec::new();
         out.extend(MAGIC.to_le_bytes());
@@ -394,6 +400,11 @@ mod tests {
         out.extend(strings);
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{test_blobs::blob, *};
 
     #[test]
     fn params_and_types() {

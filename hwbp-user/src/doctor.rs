@@ -473,7 +473,7 @@ fn btf() -> Check {
         Check::ok(
             NAME,
             format!(
-                "{}: kernel function arguments get names and types, watched values their C type",
+                "{}: kernel function arguments get names and types; watched kernel variables their C type only where BTF lists them (usually per-CPU variables only)",
                 crate::btf::VMLINUX
             ),
         )

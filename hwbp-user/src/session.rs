@@ -246,7 +246,7 @@ async fn arm_and_trace(
     // run beside the resolution of the targets (kallsyms is the slow part).
     let loading = thread::spawn(move || Probe::load_program(buffer_size));
     // System-wide every target is a kernel target, whose values want BTF.
-    let vmlinux_btf = traced_pid
+    let mut vmlinux_btf = traced_pid
         .is_none()
         .then(|| thread::spawn(crate::btf::Btf::vmlinux));
 
@@ -256,7 +256,25 @@ async fn arm_and_trace(
     };
     let mut resolver = Resolver::new(process);
     let phase = Instant::now();
-    let breakpoints = resolver.resolve_all(targets)?;
+    let mut breakpoints = resolver.resolve_all(targets)?;
+    // A kernel variable's default LEN from its BTF type, when BTF has it:
+    // before arming, so this waits for the parse (kallsyms only gives the
+    // distance to the next symbol, 8 for pid_max where int is 4).
+    let early_btf = breakpoints
+        .iter()
+        .any(crate::values::wants_btf_len)
+        .then(|| {
+            let btf = match vmlinux_btf.take() {
+                Some(parsing) => parsing
+                    .join()
+                    .unwrap_or_else(|panic| panic::resume_unwind(panic)),
+                None => crate::btf::Btf::vmlinux(),
+            };
+            if let Ok(btf) = &btf {
+                crate::values::lens_from_btf(&mut breakpoints, btf);
+            }
+            btf
+        });
     log::debug!(
         "resolved {} targets in {:?}",
         breakpoints.len(),
@@ -367,11 +385,12 @@ async fn arm_and_trace(
     let btf = breakpoints
         .iter()
         .any(|bp| bp.space == Space::Kernel)
-        .then(|| match vmlinux_btf {
-            Some(parsing) => parsing
+        .then(|| match (early_btf, vmlinux_btf) {
+            (Some(btf), _) => btf,
+            (None, Some(parsing)) => parsing
                 .join()
                 .unwrap_or_else(|panic| panic::resume_unwind(panic)),
-            None => crate::btf::Btf::vmlinux(),
+            (None, None) => crate::btf::Btf::vmlinux(),
         });
     let values = crate::values::Values::new(&breakpoints, traced_pid, btf, initial);
     // The image the user targets point into, taken before the command runs

@@ -11,7 +11,7 @@ use std::{fs::File, io::Read as _, os::unix::fs::FileExt as _};
 
 use crate::{
     btf::{Btf, BtfError, Param, TypeInfo},
-    resolve::{Breakpoint, Space},
+    resolve::{Breakpoint, Space, SymbolKind},
     trace::Arg,
 };
 
@@ -146,6 +146,42 @@ impl Values {
                 old_value: old,
                 ..Default::default()
             },
+        }
+    }
+}
+
+/// A kernel variable watched whole, with no `/LEN` given: its default LEN
+/// came from kallsyms (the distance to the next symbol, often 8 for a
+/// 4-byte int), and BTF may know better.
+pub fn wants_btf_len(bp: &Breakpoint) -> bool {
+    bp.space == Space::Kernel
+        && bp.mode.is_data()
+        && bp.kind == SymbolKind::Object
+        && bp.spec.len.is_none()
+        && !bp.symbol.contains('+')
+}
+
+/// Sets the LEN of kernel variables that [`wants_btf_len`] to their BTF
+/// type's size, when BTF has the variable (a VAR entry) and the size is
+/// one a debug register can watch (1, 2, 4 or 8, aligned). Must run before
+/// arming. Most vmlinux BTF types only per-CPU variables (pahole adds the
+/// others with its global_var feature), so this often changes nothing.
+pub fn lens_from_btf(breakpoints: &mut [Breakpoint], btf: &Btf) {
+    for bp in breakpoints.iter_mut().filter(|bp| wants_btf_len(bp)) {
+        let Some(ty) = btf.variable_type(&bp.symbol) else {
+            continue;
+        };
+        if let Ok(len @ (1 | 2 | 4 | 8)) = u8::try_from(ty.size)
+            && bp.addr % u64::from(len) == 0
+            && len != bp.len
+        {
+            log::debug!(
+                "{}: LEN {len}, the size of its BTF type `{}` (kallsyms gave {})",
+                bp.spec.text,
+                ty.name,
+                bp.len
+            );
+            bp.len = len;
         }
     }
 }
@@ -325,6 +361,87 @@ mod tests {
                 "rdi=0x1", "rsi=0x2", "rdx=0x3", "rcx=0x4", "r8=0x5", "r9=0x10"
             ]
         );
+    }
+
+    /// Kernel variables typed from a hand-made BTF blob: the default LEN
+    /// from the type's size (kallsyms said 8 for each), then the values
+    /// decoded by type; a `/LEN` given by hand stays.
+    #[test]
+    fn kernel_variables_typed_from_btf() {
+        use std::sync::Arc;
+
+        use crate::{
+            btf::test_blobs::blob,
+            resolve::{Kallsyms, Resolver},
+        };
+
+        let btf = Btf::parse(&blob()).expect("blob");
+        let kallsyms = Kallsyms::parse(
+            "ffffffff82a00000 D limit\nffffffff82a00010 D ticks\nffffffff82a00020 b flag\n\
+             ffffffff82a00028 D table\nffffffff82a00100 D other\nffffffff82a00108 D end\n",
+        );
+        let mut resolver = Resolver::new(None).with_kallsyms(Arc::new(kallsyms));
+        let specs: Vec<crate::target::TargetSpec> = [
+            "limit:w",
+            "ticks:w",
+            "flag:rw",
+            "table:w",
+            "other:w",
+            "limit/8:rw",
+        ]
+        .iter()
+        .map(|t| t.parse().unwrap_or_else(|e| panic!("{t}: {e}")))
+        .collect();
+        // `limit/8:rw` and `limit:w` share an address: resolve apart.
+        let mut bps = resolver.resolve_all(&specs[..5]).expect("resolve");
+        bps.push(resolver.resolve(&specs[5]).expect("resolve"));
+        let lens = |bps: &[Breakpoint]| bps.iter().map(|bp| bp.len).collect::<Vec<u8>>();
+        assert_eq!(lens(&bps), [8, 8, 8, 8, 8, 8], "kallsyms distances");
+        assert_eq!(
+            bps.iter().map(wants_btf_len).collect::<Vec<bool>>(),
+            [true, true, true, true, true, false]
+        );
+        lens_from_btf(&mut bps, &btf);
+        // int, unsigned long, _Bool; a 200-byte struct and a variable BTF
+        // does not know keep 8; the hand-given LEN stays.
+        assert_eq!(lens(&bps), [4, 8, 1, 8, 8, 8]);
+
+        let mut values = Values::new(
+            &bps,
+            None,
+            Some(Ok(btf)),
+            vec![Some(7), None, None, None, None, None],
+        );
+        let typed = |f: &ValueFields| {
+            (
+                f.value_type.clone(),
+                f.value_text.clone(),
+                f.old_value_text.clone(),
+            )
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            typed(&values.value(0, Some(0xffff_ffff))),
+            (some("int"), some("-1"), some("7"))
+        );
+        assert_eq!(
+            typed(&values.value(1, Some(u64::MAX))),
+            (some("unsigned long"), some("18446744073709551615"), None)
+        );
+        assert_eq!(
+            typed(&values.value(2, Some(1))),
+            (some("_Bool"), some("true"), None)
+        );
+        // Not typed: a struct, a variable without a VAR, a LEN that is not
+        // the type's size.
+        for slot in 3..6 {
+            let fields = values.value(slot, Some(5));
+            assert_eq!(
+                (fields.value, typed(&fields)),
+                (Some(5), (None, None, None)),
+                "slot {slot}"
+            );
+        }
     }
 
     #[test]
