@@ -12,6 +12,7 @@ use std::{
     collections::VecDeque,
     fs,
     io::{IsTerminal as _, Read as _, Write as _},
+    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -21,7 +22,6 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
-use flate2::{Compression, write::GzEncoder};
 
 use crate::{
     build,
@@ -104,38 +104,60 @@ fn vm_dir() -> PathBuf {
     workspace_root().join("target/vm")
 }
 
-/// The package name for `--kernel` (a version or a package name), or the
-/// dependency of the linux-image-amd64 metapackage.
-fn kernel_package(requested: Option<&str>) -> Result<String> {
-    if let Some(requested) = requested {
-        return Ok(if requested.starts_with("linux-image-") {
-            requested.to_owned()
-        } else if requested.ends_with("-amd64") {
-            format!("linux-image-{requested}")
-        } else {
-            format!("linux-image-{requested}-amd64")
-        });
-    }
-    let show = || {
-        output(Command::new("apt-cache").args(["show", "--no-all-versions", "linux-image-amd64"]))
+/// The kernel image package for `--kernel` (an ABI version such as
+/// 6.1.0-56 or 6.12.117+deb12, a series such as 6.12, or a package name),
+/// by default for linux-image-amd64. A metapackage (linux-image-amd64,
+/// linux-image-6.12-amd64) is followed to the image it depends on: the
+/// newest that apt offers.
+pub fn kernel_package(requested: Option<&str>) -> Result<String> {
+    let package = match requested {
+        None => DEFAULT_METAPACKAGE.to_owned(),
+        Some(requested) if requested.starts_with("linux-image-") => requested.to_owned(),
+        Some(requested) if requested.ends_with("-amd64") => format!("linux-image-{requested}"),
+        Some(requested) => format!("linux-image-{requested}-amd64"),
     };
-    let info = match show() {
-        Ok(info) if !info.trim().is_empty() => info,
-        _ => {
+    // Only images are cached: no need to ask apt about one.
+    if unpacked_kernel(&package, &vm_dir().join("kernels").join(&package)).is_some() {
+        return Ok(package);
+    }
+    let info = match apt_show(&package) {
+        Some(info) => info,
+        None => {
             // A fresh machine may have no package lists yet.
             apt_update()?;
-            show().context("asking apt about linux-image-amd64")?
+            match apt_show(&package) {
+                Some(info) => info,
+                None if requested.is_some() => {
+                    bail!(
+                        "apt knows no package {package}: see `apt-cache search linux-image` \
+                         for the kernels in apt's sources"
+                    )
+                }
+                None => bail!("apt knows no {package}: is this Debian (or a derivative)?"),
+            }
         }
     };
-    let depends = info
-        .lines()
-        .find_map(|line| line.strip_prefix("Depends:"))
-        .ok_or_else(|| anyhow!("linux-image-amd64 has no Depends line:\n{info}"))?;
-    depends
+    Ok(image_dependency(&info).unwrap_or(package))
+}
+
+/// The metapackage whose dependency is the default kernel.
+pub const DEFAULT_METAPACKAGE: &str = "linux-image-amd64";
+
+/// `apt-cache show` of the candidate version, if apt knows the package.
+fn apt_show(package: &str) -> Option<String> {
+    output(Command::new("apt-cache").args(["show", "--no-all-versions", package]))
+        .ok()
+        .filter(|info| !info.trim().is_empty())
+}
+
+/// The linux-image-* package a metapackage's Depends line names (an image
+/// package depends on no other image: None).
+fn image_dependency(info: &str) -> Option<String> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("Depends:"))?
         .split([',', ' ', '|'])
         .find(|word| word.starts_with("linux-image-"))
         .map(str::to_owned)
-        .ok_or_else(|| anyhow!("linux-image-amd64 depends on no linux-image-*: {depends}"))
 }
 
 fn apt_update() -> Result<()> {
@@ -259,6 +281,35 @@ pub struct Outcome {
 /// Quotes one word for sh.
 fn sh_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// Whether QEMU can use KVM: `device` (/dev/kvm) opens read-write and
+/// answers KVM_GET_API_VERSION with 12, the one stable KVM API (see
+/// Documentation/virt/kvm/api.rst). Otherwise why not.
+fn kvm_usable(device: &Path) -> Result<(), String> {
+    /// _IO(KVMIO, 0x00), KVMIO = 0xAE (include/uapi/linux/kvm.h).
+    const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
+    const KVM_API_VERSION: libc::c_int = 12;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)
+        .map_err(|e| format!("cannot open {} read-write ({e})", device.display()))?;
+    // SAFETY: KVM_GET_API_VERSION takes no argument and only returns a
+    // number; the descriptor is open for the whole call (`file` owns it).
+    let version = unsafe { libc::ioctl(file.as_raw_fd(), KVM_GET_API_VERSION, 0) };
+    match version {
+        KVM_API_VERSION => Ok(()),
+        -1 => Err(format!(
+            "{} does not answer KVM_GET_API_VERSION ({})",
+            device.display(),
+            std::io::Error::last_os_error()
+        )),
+        other => Err(format!(
+            "{} speaks KVM API version {other}, not {KVM_API_VERSION}",
+            device.display()
+        )),
+    }
 }
 
 /// The host terminal's size (rows, columns), if stdin is a terminal.
@@ -394,13 +445,16 @@ fn build_initramfs(command: &[String], interactive: bool) -> Result<Archive> {
     Ok(archive)
 }
 
+/// Uncompressed: the kernel unpacks a plain newc archive as well as a
+/// gzip'd one (init/initramfs.c), and compressing ~60 MB (hwbp-trace keeps
+/// its debug info) took xtask's unoptimized flate2 about 6 s per boot, and
+/// the emulated guest seconds more to inflate.
 fn write_initramfs(archive: &Archive, path: &Path) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut gz = GzEncoder::new(std::io::BufWriter::new(file), Compression::fast());
+    let mut writer = std::io::BufWriter::new(file);
     archive
-        .write(&mut gz)
-        .and_then(|()| gz.finish())
-        .and_then(|mut writer| writer.flush())
+        .write(&mut writer)
+        .and_then(|()| writer.flush())
         .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -478,20 +532,28 @@ pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
     // One directory per run: several VMs may boot at once from one work tree.
     let run_dir = RunDir::create(vm_dir().join(format!("run-{}", std::process::id())))?;
     let run_dir = &run_dir.0;
-    let initrd = run_dir.join("initramfs.cpio.gz");
+    let initrd = run_dir.join("initramfs.cpio");
     let start = Instant::now();
+    let kvm = *kvm
+        && match kvm_usable(Path::new("/dev/kvm")) {
+            Ok(()) => true,
+            Err(reason) => {
+                eprintln!("vm: warning: --kvm: {reason}; booting with TCG instead");
+                false
+            }
+        };
     let archive = build_initramfs(command, *interactive)?;
     write_initramfs(&archive, &initrd)?;
     let transfer = run_dir.join("out.b64");
     println!(
         "vm: booting {} ({}) with `{}`",
         kernel.package,
-        if *kvm { "KVM" } else { "TCG" },
+        if kvm { "KVM" } else { "TCG" },
         command.join(" ")
     );
 
     let mut qemu = Command::new("qemu-system-x86_64");
-    if *kvm {
+    if kvm {
         qemu.args(["-accel", "kvm", "-cpu", "host"]);
     } else {
         qemu.args(["-accel", "tcg", "-cpu", "max"]);
@@ -731,6 +793,32 @@ mod tests {
         assert_eq!(base64_decode("YWI=").expect("2 bytes"), b"ab");
         assert_eq!(base64_decode("YWJj\nZA==\n").expect("4 bytes"), b"abcd");
         assert!(base64_decode("YWJ").is_err());
+    }
+
+    #[test]
+    fn kvm_needs_a_kvm_device() {
+        let missing = kvm_usable(Path::new("/nonexistent/kvm")).expect_err("no device");
+        assert!(
+            missing.contains("cannot open /nonexistent/kvm read-write"),
+            "{missing}"
+        );
+        // /dev/null opens read-write but is no KVM device.
+        let null = kvm_usable(Path::new("/dev/null")).expect_err("not KVM");
+        assert!(
+            null.contains("does not answer KVM_GET_API_VERSION"),
+            "{null}"
+        );
+    }
+
+    #[test]
+    fn metapackages_name_their_image() {
+        let meta = "Package: linux-image-6.12-amd64\nDepends: linux-image-6.12.117+deb12-amd64 (= 6.12.117-1~deb12u1)\n";
+        assert_eq!(
+            image_dependency(meta).as_deref(),
+            Some("linux-image-6.12.117+deb12-amd64")
+        );
+        let image = "Package: linux-image-6.1.0-56-amd64\nDepends: kmod, linux-base (>= 4.3~), initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool\n";
+        assert_eq!(image_dependency(image), None);
     }
 
     #[test]
