@@ -1,23 +1,29 @@
 #!/bin/sh
-# The demo, run inside the VM by `cargo xtask demo`: hwbp-trace system-wide
-# on a kernel function (vfs_read, execute breakpoint) and a kernel variable
-# (pid_max, write watchpoint) while a small scripted workload runs. Its
-# output shows on the console; the trace lands in /out/trace.jsonl.
+# The demo, run inside the VM by `cargo xtask demo` (and by the kernel tests
+# of `cargo xtask test`, which check it): hwbp-trace system-wide on a kernel
+# function (vfs_read, execute breakpoint) and a kernel variable (pid_max,
+# write watchpoint) while a small scripted workload runs, ended with
+# SIGTERM once the workload is done. Everything lands in OUT (default /out):
+# trace.jsonl, hwbp-trace.stderr, and the fixtures' own account of what they
+# did (reads.out, pidmax.out), which the host compares with the trace.
 
-duration=${1:-6}
-mkfifo /tmp/stderr
-tee /out/hwbp-trace.stderr < /tmp/stderr >&2 &
+out=${1:-/out}
+mkdir -p "$out" || exit 1
+fifo=/tmp/demo-stderr.$$
+mkfifo "$fifo" || exit 1
+tee "$out/hwbp-trace.stderr" < "$fifo" >&2 &
 # -q: the host prints the interesting hits afterwards, with their stacks.
-echo "demo: hwbp-trace -q --no-tui -d $duration -o /out/trace.jsonl vfs_read pid_max"
-hwbp-trace -q --no-tui -d "$duration" -o /out/trace.jsonl vfs_read pid_max 2> /tmp/stderr &
+echo "demo: hwbp-trace -q --no-tui -o $out/trace.jsonl vfs_read pid_max"
+hwbp-trace -q --no-tui -o "$out/trace.jsonl" vfs_read pid_max 2> "$fifo" &
 tracer=$!
 tries=0
 # `test -s` (a stat, not a read) until the `Tracing` line is there, so that
-# the wait itself adds no vfs_read calls.
-until [ -s /out/hwbp-trace.stderr ] && grep -q '^Tracing' /out/hwbp-trace.stderr; do
+# the wait itself adds few vfs_read calls.
+until [ -s "$out/hwbp-trace.stderr" ] && grep -q '^Tracing' "$out/hwbp-trace.stderr"; do
     tries=$((tries + 1))
     if [ "$tries" -gt 1200 ] || ! kill -0 "$tracer" 2> /dev/null; then
         echo "demo: hwbp-trace did not start"
+        kill -TERM "$tracer" 2> /dev/null
         wait "$tracer"
         exit 1
     fi
@@ -26,12 +32,16 @@ done
 
 # (busybox cat copies with sendfile, which does not go through vfs_read: wc
 # and the fixture read with read(2).)
-echo "demo: workload: wc reads two files, fx_kernel reads pid_max twice, then writes it 3 times"
+echo "demo: workload: wc reads two files; fx_kernel, renamed fx_reads, reads /proc/version 5 times; fx_kernel writes pid_max 3 times"
 wc -c /proc/version /etc/hwbp/command
-fx_kernel read-pidmax 2
-fx_kernel pidmax 3
+fx_kernel read-as fx_reads /proc/version 5 > "$out/reads.out"
+fx_kernel pidmax 3 > "$out/pidmax.out"
 
+echo "demo: workload done, ending the trace (SIGTERM)"
+kill -TERM "$tracer"
 wait "$tracer"
 status=$?
+cat "$out/reads.out" "$out/pidmax.out"
 echo "demo: hwbp-trace exited $status"
+rm -f "$fifo"
 exit "$status"

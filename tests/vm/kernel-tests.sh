@@ -89,6 +89,10 @@ run ksym_x -q --no-tui -o ksym_x.jsonl __x64_sys_getpgid:--x -- fx_kernel getpgi
 run offset -q --no-tui -o offset.jsonl "__x64_sys_getpgid+$exec_offset:x" -- fx_kernel getpgid 30
 run addr_w -q --no-tui -o addr_w.jsonl "0x$(addr_of pid_max):w" -- fx_kernel pidmax 10
 run addr_x -q --no-tui -o addr_x.jsonl "0x$(addr_of __x64_sys_getpgid):x" -- fx_kernel getpgid 30
+# A kernel function's arguments from BTF: vfs_read(file, buf, count, pos).
+# The fixture renames itself fx_reads once loaded (the dynamic loader's own
+# reads stay under its first name), so --comm keeps exactly its 25 reads.
+run vfs_args -q --no-tui -o vfs_args.jsonl --comm fx_reads vfs_read -- fx_kernel read-as fx_reads /proc/version 25
 
 # Throttling: the kernel throttles sampling events that overflow faster than
 # kernel.perf_event_max_sample_rate allows. A breakpoint (sample period 1)
@@ -133,5 +137,13 @@ run four -q --no-tui -d 1 -o four.jsonl ${five% *}
 run blacklisted -q --no-tui -d 1 "$blacklisted:x"
 run misaligned -q --no-tui -d 1 pid_max+1/4
 run readonly -q --no-tui -d 1 pid_max:r
+
+# The demo (`cargo xtask demo`), checked like the rest: its trace and the
+# workload's own account of what it did stay in /out/demo.
+mkdir -p /out/demo
+echo "/vm/demo.sh /out/demo" > demo.cmd
+/vm/demo.sh /out/demo > demo.stdout 2> demo.stderr
+echo $? > demo.rc
+echo "kernel-tests: demo: exit $(cat demo.rc): /vm/demo.sh /out/demo"
 
 echo "kernel-tests: done"

@@ -2,16 +2,24 @@
 //!
 //! Boots Debian's kernel in QEMU (see vm.rs) and runs tests/vm/demo.sh there:
 //! `hwbp-trace vfs_read pid_max` system-wide while a workload reads files
-//! and writes /proc/sys/kernel/pid_max. Then prints what the trace holds and
-//! leaves it in target/demo/trace.jsonl.
+//! and writes /proc/sys/kernel/pid_max. Then checks the trace against what
+//! the workload's fixtures say they did (`check`, which the kernel tests of
+//! `cargo xtask test` run on the same script's output), prints what it holds
+//! and leaves it in target/demo/trace.jsonl.
 
-use std::{collections::BTreeMap, fs, time::Duration};
+use std::{collections::BTreeMap, fs, path::Path, time::Duration};
 
-use anyhow::{Context as _, Result, anyhow, ensure};
+use anyhow::{Context as _, Result, ensure};
 use clap::Args;
 use serde_json::Value;
 
-use crate::{build, setup, vm, workspace_root};
+use crate::{
+    build,
+    kernel_tests::{
+        FixtureReads, Trace, expect_hit_frame, number, parse_trace, text_field, values,
+    },
+    setup, vm, workspace_root,
+};
 
 #[derive(Args)]
 pub struct Options {
@@ -21,27 +29,208 @@ pub struct Options {
     /// Debian kernel to boot (default: what linux-image-amd64 depends on).
     #[arg(long, value_name = "VERSION")]
     kernel: Option<String>,
-    /// Seconds to trace in the guest.
-    #[arg(long, default_value_t = 6)]
-    duration: u32,
     /// Hits to show per target.
     #[arg(long, default_value_t = 2)]
     show: usize,
 }
 
+/// What tests/vm/demo.sh asks of its fixtures: `fx_kernel read-as fx_reads
+/// /proc/version 5` and `fx_kernel pidmax 3`.
+const FIXTURE_READS: usize = 5;
+const FIXTURE_WRITES: usize = 3;
+/// The name the reading fixture gives itself once loaded.
+const READER: &str = "fx_reads";
+
+/// The demo's trace, checked against the workload's ground truth.
+pub struct Demo {
+    pub trace: Trace,
+    /// hwbp-trace's `Tracing …` line.
+    pub tracing: String,
+    pub fixture: FixtureReads,
+    /// The values `fx_kernel pidmax` wrote, in order.
+    pub written: Vec<u64>,
+    /// The hits to show, per target, each with a symbolized kernel stack.
+    pub shown: BTreeMap<String, Vec<Value>>,
+}
+
+impl Demo {
+    fn hits(&self, target: &str) -> impl Iterator<Item = &Value> {
+        self.trace
+            .hits
+            .iter()
+            .filter(move |hit| hit["target"] == target)
+    }
+
+    /// Hits on `target` per comm.
+    fn by_task(&self, target: &str) -> BTreeMap<String, usize> {
+        let mut comms = BTreeMap::new();
+        for hit in self.hits(target) {
+            *comms
+                .entry(hit["comm"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+        comms
+    }
+}
+
+/// Checks what demo.sh left in `dir`: the trace's framing (nothing lost or
+/// dropped), exactly the reading fixture's reads on vfs_read with their BTF
+/// arguments, reads by wc too (how many depends on busybox: only > 0),
+/// exactly the writing fixture's stores on pid_max with the values written,
+/// and symbolized kernel stacks on every fixture hit and every hit shown.
+pub fn check(dir: &Path, show: usize) -> Result<Demo> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let trace = parse_trace(&read("trace.jsonl")?).context("the demo's trace.jsonl")?;
+    let reason = trace.summary["end_reason"].as_str().unwrap_or("");
+    ensure!(
+        reason == "signal",
+        "the demo's trace ended by {reason:?}, not by demo.sh's SIGTERM after the workload"
+    );
+    let targets: Vec<(&str, &str)> = trace.summary["targets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            (
+                t["target"].as_str().unwrap_or(""),
+                t["mode"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    ensure!(
+        targets == [("vfs_read", "x"), ("pid_max", "w")],
+        "expected the targets vfs_read (x) and pid_max (w), the summary has {targets:?}"
+    );
+    let stderr = read("hwbp-trace.stderr")?;
+    let tracing = stderr
+        .lines()
+        .find(|line| line.starts_with("Tracing 2 targets ("))
+        .map(str::to_owned)
+        .with_context(|| format!("hwbp-trace printed no `Tracing 2 targets` line:\n{stderr}"))?;
+
+    let fixture = FixtureReads::parse(&read("reads.out")?)?;
+    ensure!(
+        fixture.reads == FIXTURE_READS,
+        "fx_kernel read-as reports {} reads, demo.sh asks for {FIXTURE_READS}",
+        fixture.reads
+    );
+    let written: Vec<u64> = read("pidmax.out")?
+        .lines()
+        .filter_map(|line| line.strip_prefix("wrote "))
+        .map(|n| {
+            n.trim()
+                .parse()
+                .with_context(|| format!("pidmax.out: {n:?}"))
+        })
+        .collect::<Result<_>>()?;
+    ensure!(
+        written.len() == FIXTURE_WRITES,
+        "fx_kernel pidmax reports {} writes, demo.sh asks for {FIXTURE_WRITES}",
+        written.len()
+    );
+
+    let demo = Demo {
+        shown: BTreeMap::new(),
+        trace,
+        tracing,
+        fixture,
+        written,
+    };
+    let reads: Vec<&Value> = demo
+        .hits("vfs_read")
+        .filter(|h| h["comm"] == READER)
+        .collect();
+    ensure!(
+        reads.len() == demo.fixture.reads,
+        "vfs_read: {} hits by {READER}, which made exactly {} read(2) calls",
+        reads.len(),
+        demo.fixture.reads
+    );
+    for hit in reads {
+        demo.fixture.expect_vfs_read(hit)?;
+        expect_hit_frame(hit, "ksys_read")?;
+    }
+    let by_wc = demo.hits("vfs_read").filter(|h| h["comm"] == "wc").count();
+    ensure!(by_wc > 0, "vfs_read: no hit by wc, which read two files");
+
+    let writes = Trace {
+        header: demo.trace.header.clone(),
+        hits: demo.hits("pid_max").cloned().collect(),
+        summary: Value::Null,
+    };
+    ensure!(
+        writes.hits.len() == demo.written.len(),
+        "pid_max: {} hits, the fixture wrote it {} times",
+        writes.hits.len(),
+        demo.written.len()
+    );
+    for hit in &writes.hits {
+        ensure!(
+            text_field(hit, "comm")? == "fx_kernel",
+            "pid_max written by another task: {hit}"
+        );
+        expect_hit_frame(hit, "proc_sys_call_handler")?;
+    }
+    let seen = values(&writes)?;
+    ensure!(
+        seen == demo.written,
+        "pid_max: values seen {seen:?}, the fixture wrote {:?}",
+        demo.written
+    );
+
+    let shown = ["vfs_read", "pid_max"]
+        .into_iter()
+        .map(|target| {
+            let hits = pick(demo.hits(target), show);
+            for hit in &hits {
+                expect_hit_frame(hit, "do_syscall_64")
+                    .with_context(|| format!("a {target} hit the demo shows"))?;
+            }
+            Ok((target.to_owned(), hits))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Demo { shown, ..demo })
+}
+
+/// Up to `show` hits, one per task first, the workload's tasks before the
+/// rest: the counted reader first, then wc or the writer (fx_kernel's
+/// vfs_read hits are its dynamic loader's, before it renames itself);
+/// hwbp-trace's own reads are the least interesting.
+fn pick<'a>(hits: impl Iterator<Item = &'a Value>, show: usize) -> Vec<Value> {
+    let rank = |hit: &Value| match hit["comm"].as_str() {
+        Some(READER) => 0,
+        Some("wc" | "fx_kernel") => 1,
+        Some("hwbp-trace") => 3,
+        _ => 2,
+    };
+    let mut hits: Vec<&Value> = hits.collect();
+    hits.sort_by_key(|hit| rank(hit));
+    let mut picked: Vec<&Value> = Vec::new();
+    for hit in &hits {
+        if picked.len() < show && !picked.iter().any(|p| p["comm"] == hit["comm"]) {
+            picked.push(hit);
+        }
+    }
+    for hit in &hits {
+        if picked.len() < show && !picked.iter().any(|p| std::ptr::eq(*p, *hit)) {
+            picked.push(hit);
+        }
+    }
+    picked.into_iter().cloned().collect()
+}
+
 pub fn run(options: Options) -> Result<()> {
-    let Options {
-        kvm,
-        kernel,
-        duration,
-        show,
-    } = options;
+    let Options { kvm, kernel, show } = options;
     setup::run()?;
     build::run()?;
     let kernel = vm::fetch_kernel(kernel.as_deref())?;
     let demo_dir = workspace_root().join("target/demo");
     let out_dir = demo_dir.join("out");
-    let command = ["/vm/demo.sh".to_owned(), duration.to_string()];
+    let command = ["/vm/demo.sh".to_owned()];
     let outcome = vm::boot(&vm::Boot {
         kernel: &kernel,
         command: &command,
@@ -59,74 +248,61 @@ pub fn run(options: Options) -> Result<()> {
     let trace_path = demo_dir.join("trace.jsonl");
     fs::copy(&source, &trace_path)
         .with_context(|| format!("copying {} to {}", source.display(), trace_path.display()))?;
-    let text = fs::read_to_string(&trace_path)
-        .with_context(|| format!("reading {}", trace_path.display()))?;
-    let lines: Vec<Value> = text
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{} is not JSON Lines", trace_path.display()))?;
-    let header = lines
-        .first()
-        .filter(|line| line["type"] == "header")
-        .ok_or_else(|| anyhow!("the trace has no header line"))?;
-    let summary = lines
-        .last()
-        .filter(|line| line["type"] == "summary")
-        .ok_or_else(|| anyhow!("the trace has no summary line (cut short?)"))?;
-    let hits: Vec<&Value> = lines.iter().filter(|line| line["type"] == "hit").collect();
+    let demo = check(&out_dir, show).with_context(|| {
+        format!(
+            "the demo's trace does not match its workload (the guest's files: {})",
+            out_dir.display()
+        )
+    })?;
 
     let str_of = |value: &Value, key: &str| value[key].as_str().unwrap_or("?").to_owned();
+    let release = str_of(&demo.trace.header, "kernel_release");
     println!("\n===== hwbp demo: what the trace holds =====");
     println!(
-        "kernel {} in QEMU, {} hit(s) recorded; the trace: {}",
-        str_of(header, "kernel_release"),
-        hits.len(),
+        "kernel {release} in QEMU, {} hit(s) recorded; the trace: {}",
+        demo.trace.hits.len(),
         trace_path.display()
     );
     println!(
         "\n{:<10} {:<20} {:<5} {:>6}",
         "TARGET", "ADDRESS", "MODE", "HITS"
     );
-    let targets = summary["targets"].as_array().cloned().unwrap_or_default();
+    let targets = demo.trace.summary["targets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for target in &targets {
         println!(
             "{:<10} {:<20} {:<5} {:>6}",
             str_of(target, "target"),
             str_of(target, "addr"),
             str_of(target, "mode"),
-            target["hits"].as_u64().unwrap_or(0)
+            number(target, "hits").unwrap_or(0)
         );
     }
-    for target in &targets {
-        let name = str_of(target, "target");
-        let mine: Vec<&&Value> = hits
-            .iter()
-            .filter(|hit| hit["target"] == name.as_str())
-            .collect();
-        let mut comms: BTreeMap<String, usize> = BTreeMap::new();
-        for hit in &mine {
-            *comms.entry(str_of(hit, "comm")).or_default() += 1;
-        }
-        println!("\n{name}: {} hit(s), by task: {comms:?}", mine.len());
-        // The workload's hits first (the fixture, then wc); hwbp-trace's
-        // own reads are the least interesting ones.
-        let rank = |hit: &Value| match hit["comm"].as_str() {
-            Some("fx_kernel") => 0,
-            Some("wc") => 1,
-            Some("hwbp-trace") => 3,
-            _ => 2,
-        };
-        let mut shown = mine.clone();
-        shown.sort_by_key(|hit| rank(hit));
-        shown.truncate(show);
-        for hit in shown {
+    for (name, hits) in &demo.shown {
+        println!(
+            "\n{name}: {} hit(s), by task: {:?}",
+            demo.hits(name).count(),
+            demo.by_task(name)
+        );
+        for hit in hits {
             let value = hit["value"]
                 .as_u64()
                 .map(|value| format!(" value={value}"))
                 .unwrap_or_default();
+            let args = hit["args"]
+                .as_array()
+                .map(|args| {
+                    let args: Vec<String> = args
+                        .iter()
+                        .map(|arg| format!("{}={}", str_of(arg, "name"), str_of(arg, "value")))
+                        .collect();
+                    format!(" ({})", args.join(", "))
+                })
+                .unwrap_or_default();
             println!(
-                "  {}-{} [cpu {}] at {}{value}",
+                "  {}-{} [cpu {}] at {}{args}{value}",
                 str_of(hit, "comm"),
                 hit["tid"].as_u64().unwrap_or(0),
                 hit["cpu"].as_u64().unwrap_or(0),
@@ -137,40 +313,36 @@ pub fn run(options: Options) -> Result<()> {
             }
         }
     }
-    let count = |name: &str| {
-        targets
-            .iter()
-            .find(|target| target["target"] == name)
-            .and_then(|target| target["hits"].as_u64())
-            .unwrap_or(0)
-    };
     let tasks = |name: &str| {
-        let mut comms: BTreeMap<String, usize> = BTreeMap::new();
-        for hit in hits.iter().filter(|hit| hit["target"] == name) {
-            *comms.entry(str_of(hit, "comm")).or_default() += 1;
-        }
-        comms
+        demo.by_task(name)
             .iter()
             .map(|(comm, n)| format!("{n} by {comm}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let written: Vec<String> = demo.written.iter().map(u64::to_string).collect();
     println!(
         "\nWhat this showed: hwbp-trace ran as root inside a QEMU guest on Debian's kernel \
-         {release}, system-wide: one hardware breakpoint per CPU for each target, armed \
-         through perf events. The CPU's debug registers trapped every call of the kernel \
-         function vfs_read ({reads} hits: {read_tasks}) and every store to the kernel variable \
-         pid_max ({writes} hits: {write_tasks}, the fixture writing /proc/sys/kernel/pid_max; \
-         `value` is the value stored). For each hit a BPF \
-         program attached to the breakpoint's perf event recorded the task, the CPU, the \
-         instruction and the kernel stack into a ring buffer, and hwbp-trace named the \
-         addresses from /proc/kallsyms. Nothing in the kernel was patched or recompiled. \
-         The whole trace is in {path}, one JSON object per line.",
-        release = str_of(header, "kernel_release"),
-        reads = count("vfs_read"),
+         {release}, system-wide (`{tracing}`): one hardware breakpoint per CPU for each \
+         target, armed through perf events. The CPU's debug registers trapped {reads} calls of \
+         the kernel function vfs_read ({read_tasks}). Exactly {fixture_reads} of them are \
+         {READER}'s, the fixture that made {fixture_reads} read(2) calls and counted them \
+         itself; each of its hits carries vfs_read's arguments, named and typed from the \
+         kernel's BTF, with buf and count ({count}) as the fixture passed them. They trapped \
+         {writes} stores to the kernel variable pid_max, the fixture's {writes} writes to \
+         /proc/sys/kernel/pid_max, with the values it wrote, in order ({written}). For each \
+         hit a BPF program attached to the breakpoint's perf event recorded the task, the \
+         CPU, the instruction and the kernel stack into a ring buffer, and hwbp-trace named \
+         the addresses from /proc/kallsyms (the stacks above); no hit was lost or dropped. \
+         Nothing in the kernel was patched or recompiled. The whole trace is in {path}, one \
+         JSON object per line.",
+        tracing = demo.tracing.trim_end_matches("... Hit Ctrl-C to end."),
+        reads = demo.hits("vfs_read").count(),
         read_tasks = tasks("vfs_read"),
-        writes = count("pid_max"),
-        write_tasks = tasks("pid_max"),
+        fixture_reads = demo.fixture.reads,
+        count = demo.fixture.count,
+        writes = demo.written.len(),
+        written = written.join(", "),
         path = trace_path.display(),
     );
     Ok(())

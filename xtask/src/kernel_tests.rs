@@ -1,13 +1,17 @@
 //! Kernel tests: tests/vm/kernel-tests.sh runs hwbp-trace scenarios in the
 //! VM and leaves their traces, exit statuses and output in /out; this module
 //! boots it and checks every scenario against the ground truth its fixture
-//! made (N calls → N hits, values written → values seen).
+//! made (N calls → N hits, values written → values seen). It runs them on
+//! each kernel of the matrix, and once, checks of the harness itself: the
+//! time-out, a guest kernel panic, and the dashboard over the serial console.
 
 use std::{
     collections::{BTreeMap, HashMap},
     fs,
     path::{Path, PathBuf},
-    time::Duration,
+    process::{Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
@@ -18,10 +22,75 @@ use crate::{
     workspace_root,
 };
 
-/// Boots the VM once, runs every scenario, checks them all; fails if any fails.
-pub fn run(kernel: &Kernel, kvm: bool) -> Result<()> {
+/// The kernels `cargo xtask test` checks unless given `--kernel`: what
+/// linux-image-amd64 depends on (Debian 12: 6.1), and the newest 6.12 apt
+/// offers (Debian 12's bookworm-security has linux-image-6.12-amd64).
+const MATRIX: &[(&str, Option<&str>)] = &[
+    ("default kernel (linux-image-amd64)", None),
+    ("newest 6.12 (linux-image-6.12-amd64)", Some("6.12")),
+];
+
+/// The kernel tests on every kernel of the matrix (or only `requested`),
+/// then the harness checks once; a summary line per kernel with its time.
+pub fn run_matrix(requested: Option<&str>, kvm: bool) -> Result<()> {
+    let label = requested.map(|version| format!("--kernel {version}"));
+    let kernels: Vec<(&str, Option<&str>)> = match (&label, requested) {
+        (Some(label), Some(_)) => vec![(label.as_str(), requested)],
+        _ => MATRIX.to_vec(),
+    };
+    let mut lines = Vec::new();
+    let mut failed = Vec::new();
+    for (i, (label, request)) in kernels.iter().enumerate() {
+        println!("\n----- kernel {}/{}: {label} -----", i + 1, kernels.len());
+        let start = Instant::now();
+        let outcome = vm::fetch_kernel(*request).map(|kernel| {
+            let counts = run(&kernel, kvm);
+            (kernel.package, counts)
+        });
+        let took = start.elapsed().as_secs_f64();
+        match outcome {
+            Ok((package, Ok(passed))) => {
+                lines.push(format!(
+                    "{label}: {package}: {passed} passed, 0 failed in {took:.0} s"
+                ));
+            }
+            Ok((package, Err(error))) => {
+                lines.push(format!(
+                    "{label}: {package}: FAILED in {took:.0} s: {error:#}"
+                ));
+                failed.push(package);
+            }
+            Err(error) => {
+                lines.push(format!("{label}: FAILED: {error:#}"));
+                failed.push((*label).to_owned());
+            }
+        }
+    }
+    println!("\n----- harness checks (time-out, panic, dashboard) -----");
+    let start = Instant::now();
+    let harness = harness(requested, kvm);
+    let took = start.elapsed().as_secs_f64();
+    match &harness {
+        Ok(passed) => lines.push(format!("harness: {passed} passed, 0 failed in {took:.0} s")),
+        Err(error) => lines.push(format!("harness: FAILED in {took:.0} s: {error:#}")),
+    }
+    println!();
+    for line in &lines {
+        println!("kernel-tests: {line}");
+    }
+    if !failed.is_empty() {
+        bail!("kernel tests failed on {}", failed.join(", "));
+    }
+    harness.map(|_| ())
+}
+
+/// Boots the VM once, runs every scenario, checks them all; fails if any
+/// fails; returns how many passed.
+pub fn run(kernel: &Kernel, kvm: bool) -> Result<usize> {
     let exec_offset = exec_offset(kernel)?;
-    let out_dir = workspace_root().join("target/vm-tests");
+    let out_dir = workspace_root()
+        .join("target/vm-tests")
+        .join(&kernel.package);
     let command = [
         "/vm/kernel-tests.sh".to_owned(),
         format!("{exec_offset:#x}"),
@@ -59,14 +128,15 @@ pub fn run(kernel: &Kernel, kvm: bool) -> Result<()> {
     );
     // Alone on its line: CI reads it as the test count.
     println!(
-        "kernel-tests: {} passed, {} failed",
+        "kernel-tests: {}: {} passed, {} failed",
+        kernel.package,
         CHECKS.len() - failed.len(),
         failed.len()
     );
     if !failed.is_empty() {
         bail!("kernel tests failed: {}", failed.join(", "));
     }
-    Ok(())
+    Ok(CHECKS.len())
 }
 
 /// An instruction boundary inside a system call function: the first
@@ -103,6 +173,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("offset", offset),
     ("addr_w", addr_w),
     ("addr_x", addr_x),
+    ("vfs_args", vfs_args),
     ("syswide", syswide),
     ("syscomm", syscomm),
     ("five", five),
@@ -110,6 +181,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("blacklisted", blacklisted),
     ("misaligned", misaligned),
     ("readonly", readonly),
+    ("demo", demo),
 ];
 
 /// What the guest left.
@@ -127,9 +199,10 @@ struct Run {
 }
 
 /// A JSONL trace, its framing already checked.
-struct Trace {
-    hits: Vec<Value>,
-    summary: Value,
+pub(crate) struct Trace {
+    pub(crate) header: Value,
+    pub(crate) hits: Vec<Value>,
+    pub(crate) summary: Value,
 }
 
 impl Results {
@@ -199,7 +272,7 @@ impl Results {
 
 /// Checks the framing (a header first, a summary last, hits between, the
 /// summary's counts equal to the hit lines, nothing lost or dropped).
-fn parse_trace(text: &str) -> Result<Trace> {
+pub(crate) fn parse_trace(text: &str) -> Result<Trace> {
     let lines: Vec<Value> = text
         .lines()
         .enumerate()
@@ -248,22 +321,26 @@ fn parse_trace(text: &str) -> Result<Trace> {
         );
     }
     ensure!(number(&summary, "lost")? == 0, "hits lost: {summary}");
-    Ok(Trace { hits, summary })
+    Ok(Trace {
+        header: first.clone(),
+        hits,
+        summary,
+    })
 }
 
-fn text_field<'a>(value: &'a Value, key: &str) -> Result<&'a str> {
+pub(crate) fn text_field<'a>(value: &'a Value, key: &str) -> Result<&'a str> {
     value[key]
         .as_str()
         .ok_or_else(|| anyhow!("no string field {key:?} in {value}"))
 }
 
-fn number(value: &Value, key: &str) -> Result<u64> {
+pub(crate) fn number(value: &Value, key: &str) -> Result<u64> {
     value[key]
         .as_u64()
         .ok_or_else(|| anyhow!("no number field {key:?} in {value}"))
 }
 
-fn hex_field(value: &Value, key: &str) -> Result<u64> {
+pub(crate) fn hex_field(value: &Value, key: &str) -> Result<u64> {
     let text = text_field(value, key)?;
     u64::from_str_radix(text.trim_start_matches("0x"), 16)
         .with_context(|| format!("{key} is not hex in {value}"))
@@ -307,27 +384,131 @@ fn expect_hits(trace: &Trace, expected: usize, addr: u64, mode: &str) -> Result<
 }
 
 /// The `value` of every hit, in order.
-fn values(trace: &Trace) -> Result<Vec<u64>> {
+pub(crate) fn values(trace: &Trace) -> Result<Vec<u64>> {
     trace.hits.iter().map(|hit| number(hit, "value")).collect()
 }
 
 /// Every hit's kernel stack has a frame in `function`.
 fn expect_frame(trace: &Trace, function: &str) -> Result<()> {
+    trace
+        .hits
+        .iter()
+        .try_for_each(|hit| expect_hit_frame(hit, function))
+}
+
+/// The hit's kernel stack is symbolized (every frame `name+0xOFFSET`, the
+/// first one the hit's own instruction) and has a frame in `function`.
+pub(crate) fn expect_hit_frame(hit: &Value, function: &str) -> Result<()> {
+    let kstack: Vec<&str> = hit["kstack"]
+        .as_array()
+        .ok_or_else(|| anyhow!("hit without kstack: {hit}"))?
+        .iter()
+        .map(|frame| frame.as_str().unwrap_or(""))
+        .collect();
+    ensure!(
+        kstack.first() == Some(&text_field(hit, "ip_sym")?),
+        "the kernel stack does not start at the hit's instruction: {hit}"
+    );
+    ensure!(
+        kstack.iter().all(|frame| frame
+            .split_once("+0x")
+            .is_some_and(|(name, _)| !name.is_empty() && !name.starts_with("0x"))),
+        "a kernel frame without a symbol: {hit}"
+    );
     let prefix = format!("{function}+");
-    for hit in &trace.hits {
-        let kstack = hit["kstack"]
-            .as_array()
-            .ok_or_else(|| anyhow!("hit without kstack: {hit}"))?;
-        ensure!(
-            kstack
-                .iter()
-                .filter_map(Value::as_str)
-                .any(|frame| frame.starts_with(&prefix)),
-            "a kernel stack without {function}: {hit}"
-        );
-    }
+    ensure!(
+        kstack.iter().any(|frame| frame.starts_with(&prefix)),
+        "a kernel stack without {function}: {hit}"
+    );
     Ok(())
 }
+
+/// What `fx_kernel read-as COMM PATH N` printed: its buffer, the byte count
+/// it asked for, and one line per read.
+pub(crate) struct FixtureReads {
+    pub(crate) buf: u64,
+    pub(crate) count: u64,
+    pub(crate) reads: usize,
+}
+
+impl FixtureReads {
+    pub(crate) fn parse(stdout: &str) -> Result<Self> {
+        let (buf, count) = stdout
+            .lines()
+            .find_map(|line| {
+                let rest = line.strip_prefix("buf 0x")?;
+                let (buf, count) = rest.split_once(" count ")?;
+                Some((u64::from_str_radix(buf, 16).ok()?, count.parse().ok()?))
+            })
+            .ok_or_else(|| anyhow!("the fixture printed no `buf ADDR count N` line:\n{stdout}"))?;
+        let reads = stdout
+            .lines()
+            .filter(|line| line.starts_with("read "))
+            .count();
+        Ok(Self { buf, count, reads })
+    }
+
+    /// The hit is one of the fixture's vfs_read calls: vfs_read's first
+    /// byte, the arguments named and typed from the kernel's BTF, `buf` and
+    /// `count` what the fixture passed to read(2).
+    pub(crate) fn expect_vfs_read(&self, hit: &Value) -> Result<()> {
+        ensure!(
+            text_field(hit, "ip_sym")? == "vfs_read+0x0",
+            "ip_sym is not vfs_read's first byte: {hit}"
+        );
+        let args = hit["args"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let named: Vec<(&str, &str)> = args
+            .iter()
+            .map(|arg| {
+                (
+                    arg["name"].as_str().unwrap_or(""),
+                    arg["type"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        ensure!(
+            named
+                == [
+                    ("file", "struct file *"),
+                    ("buf", "char *"),
+                    ("count", "size_t"),
+                    ("pos", "loff_t *"),
+                ],
+            "expected vfs_read(struct file *file, char *buf, size_t count, loff_t *pos) from \
+             BTF, got {named:?}: {hit}"
+        );
+        let value = |i: usize| text_field(&args[i], "value");
+        let pointer = |i: usize| -> Result<u64> {
+            let text = value(i)?;
+            u64::from_str_radix(text.trim_start_matches("0x"), 16)
+                .with_context(|| format!("argument {i} is not a hex pointer: {hit}"))
+        };
+        // Kernel pointers (the upper half of the address space).
+        ensure!(
+            pointer(0)? >= KERNEL_HALF && pointer(3)? >= KERNEL_HALF,
+            "file and pos are not kernel pointers: {hit}"
+        );
+        ensure!(
+            pointer(1)? == self.buf,
+            "buf is not the fixture's buffer {:#x}: {hit}",
+            self.buf
+        );
+        ensure!(
+            value(2)? == self.count.to_string(),
+            "count is not the fixture's {}: {hit}",
+            self.count
+        );
+        Ok(())
+    }
+}
+
+/// Where x86-64 kernel addresses start with 5-level paging (canonical upper
+/// half of 57 bits: QEMU's `-cpu max` has LA57, so the guest's direct map
+/// sits at 0xff…); with 4 levels they start higher, at 0xffff_8000_0000_0000.
+const KERNEL_HALF: u64 = 0xff00_0000_0000_0000;
 
 fn getpgid(results: &Results) -> Result<()> {
     let (_, trace) = results.traced("getpgid")?;
@@ -476,6 +657,32 @@ fn addr_x(results: &Results) -> Result<()> {
     expect_frame(&trace, "do_syscall_64")
 }
 
+/// vfs_read's BTF arguments on exactly the fixture's 25 reads (`--comm`
+/// keeps the ones it makes after renaming itself).
+fn vfs_args(results: &Results) -> Result<()> {
+    let (run, trace) = results.traced("vfs_args")?;
+    let fixture = FixtureReads::parse(&run.stdout)?;
+    ensure!(
+        fixture.reads == 25,
+        "the fixture reports {} reads, not 25",
+        fixture.reads
+    );
+    ensure!(
+        trace.hits.len() == 25,
+        "expected exactly the fixture's 25 vfs_read calls, the trace has {} hits",
+        trace.hits.len()
+    );
+    for hit in &trace.hits {
+        ensure!(
+            text_field(hit, "comm")? == "fx_reads",
+            "hit from another task: {hit}"
+        );
+        fixture.expect_vfs_read(hit)?;
+        expect_hit_frame(hit, "ksys_read")?;
+    }
+    Ok(())
+}
+
 /// Hits per (comm, cpu).
 fn by_comm_and_cpu(trace: &Trace) -> Result<BTreeMap<(String, u64), usize>> {
     let mut counts = BTreeMap::new();
@@ -576,9 +783,14 @@ fn five(results: &Results) -> Result<()> {
 /// nothing of the failed run may still hold one.
 fn four(results: &Results) -> Result<()> {
     let (run, trace) = results.traced("four")?;
+    let cpus: u64 = results.fact("cpus")?.parse().context("cpus in facts.env")?;
+    let tracing = format!(
+        "Tracing 4 targets ({} breakpoints on {cpus} CPUs)",
+        4 * cpus
+    );
     ensure!(
-        run.stderr.contains("Tracing 4 targets"),
-        "no `Tracing 4 targets` line:\n{}",
+        run.stderr.lines().any(|line| line.starts_with(&tracing)),
+        "no `{tracing}` line:\n{}",
         run.stderr.trim()
     );
     let targets = trace.summary["targets"].as_array().map_or(0, Vec::len);
@@ -588,7 +800,12 @@ fn four(results: &Results) -> Result<()> {
 
 fn blacklisted(results: &Results) -> Result<()> {
     let function = results.fact("blacklisted")?.to_owned();
-    expect_failure(results, "blacklisted", 1, &[&function, "kprobe blacklist"])
+    expect_failure(
+        results,
+        "blacklisted",
+        1,
+        &[&format!("`{function}` is on the kprobe blacklist")],
+    )
 }
 
 fn misaligned(results: &Results) -> Result<()> {
@@ -597,4 +814,307 @@ fn misaligned(results: &Results) -> Result<()> {
 
 fn readonly(results: &Results) -> Result<()> {
     expect_failure(results, "readonly", 2, &["read-only"])
+}
+
+/// The demo (tests/vm/demo.sh, as `cargo xtask demo` runs it): every check
+/// of demo::check on its trace and the workload's own account.
+fn demo(results: &Results) -> Result<()> {
+    let run = results.run("demo")?;
+    ensure!(
+        run.rc == 0,
+        "demo.sh exited {}; its output:\n{}\n{}",
+        run.rc,
+        run.stdout.trim(),
+        run.stderr.trim()
+    );
+    crate::demo::check(&results.dir.join("demo"), 2).map(|_| ())
+}
+
+/// A check of the harness: `xtask vm` run as a user would, with these
+/// arguments before its own (`vm [--kvm] [--kernel V]`).
+type HarnessCheck = fn(&[String]) -> Result<()>;
+
+const HARNESS: &[(&str, HarnessCheck)] = &[
+    ("timeout", timeout),
+    ("panic", panic),
+    ("dashboard", dashboard),
+];
+
+/// The harness checks, each through the xtask binary itself (the one
+/// running now: `cargo xtask` built it); how many passed.
+fn harness(requested: Option<&str>, kvm: bool) -> Result<usize> {
+    let mut base = vec!["vm".to_owned()];
+    if kvm {
+        base.push("--kvm".to_owned());
+    }
+    if let Some(kernel) = requested {
+        base.extend(["--kernel".to_owned(), kernel.to_owned()]);
+    }
+    let mut failed = Vec::new();
+    for (name, check) in HARNESS {
+        match check(&base) {
+            Ok(()) => println!("harness check {name} ... ok"),
+            Err(error) => {
+                println!("harness check {name} ... FAILED\n    {error:#}");
+                failed.push(*name);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("harness checks failed: {}", failed.join(", "));
+    }
+    Ok(HARNESS.len())
+}
+
+fn xtask_binary() -> Result<PathBuf> {
+    std::env::current_exe().context("finding the xtask binary that runs")
+}
+
+/// Runs `xtask vm ARGS` with no terminal; its output, and the QEMU
+/// processes of its run still alive after it ended (there must be none).
+fn xtask_vm(base: &[String], args: &[&str]) -> Result<(Output, Vec<u32>)> {
+    let mut command = Command::new(xtask_binary()?);
+    command
+        .args(base)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().context("starting xtask vm")?;
+    let pid = child.id();
+    let output = child.wait_with_output().context("waiting for xtask vm")?;
+    Ok((output, qemu_of_run(pid)))
+}
+
+/// QEMU processes whose command line names the run directory of the xtask
+/// process `pid` (vm.rs: target/vm/run-PID/).
+fn qemu_of_run(pid: u32) -> Vec<u32> {
+    let needle = format!("/run-{pid}/");
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|process| {
+            fs::read(format!("/proc/{process}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(&needle))
+        })
+        .collect()
+}
+
+/// The failing run's error: its last line of stderr starts with `xtask:
+/// error: {reason}; its last lines:`, followed by the guest's console lines
+/// (`    | LINE`), which must include `guest_line`. QEMU must be gone.
+fn expect_vm_failure(
+    (output, qemu): &(Output, Vec<u32>),
+    reason: &str,
+    guest_line: &[&str],
+) -> Result<()> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let context = || format!("its stderr:\n{stderr}\nits stdout (the console):\n{stdout}");
+    ensure!(!output.status.success(), "xtask vm exited 0; {}", context());
+    let (_, error) = stderr
+        .split_once("xtask: error: ")
+        .ok_or_else(|| anyhow!("xtask vm failed without an error message; {}", context()))?;
+    let (head, tail) = error
+        .split_once("; its last lines:\n")
+        .ok_or_else(|| anyhow!("the error shows no `its last lines:`; {}", context()))?;
+    ensure!(
+        head.contains(reason),
+        "the error does not say {reason:?}; {}",
+        context()
+    );
+    let guest: Vec<&str> = tail
+        .lines()
+        .filter_map(|line| line.strip_prefix("    | "))
+        .collect();
+    ensure!(
+        guest
+            .iter()
+            .any(|line| guest_line.iter().any(|want| line.contains(want))),
+        "the guest's last lines in the error include none of {guest_line:?}; {}",
+        context()
+    );
+    ensure!(
+        qemu.is_empty(),
+        "QEMU is still running after xtask vm failed: pid(s) {qemu:?}"
+    );
+    Ok(())
+}
+
+/// `--timeout 5 -- sleep 60`: QEMU killed, the time-out named, the guest's
+/// last lines shown (firmware's or the kernel's: 5 s may end the boot).
+fn timeout(base: &[String]) -> Result<()> {
+    let run = xtask_vm(base, &["--timeout", "5", "--", "sleep", "60"])?;
+    expect_vm_failure(
+        &run,
+        "the guest did not finish within 5 s",
+        &["SeaBIOS", "Booting from ROM", "init: "],
+    )
+}
+
+/// A guest kernel panic (sysrq c): QEMU stopped at once, the panic named,
+/// the guest's last lines shown (init ran the command).
+fn panic(base: &[String]) -> Result<()> {
+    let run = xtask_vm(base, &["--", "sh", "-c", "echo c > /proc/sysrq-trigger"])?;
+    expect_vm_failure(&run, "the guest kernel failed (", &["running the command"])?;
+    let stderr = String::from_utf8_lossy(&run.0.stderr);
+    ensure!(
+        stderr.contains("Kernel panic - not syncing"),
+        "the error does not name the kernel panic:\n{stderr}"
+    );
+    Ok(())
+}
+
+/// A detached tmux session on a server of its own, killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(width: u16, height: u16, dir: &Path, command: &str) -> Result<Self> {
+        let tmux = Self {
+            socket: format!("hwbp-vm-dashboard-{}", std::process::id()),
+        };
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "vm",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            "-c",
+            &dir.to_string_lossy(),
+            command,
+        ])?;
+        ensure!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(tmux)
+    }
+
+    fn run(&self, args: &[&str]) -> Result<Output> {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .context("running tmux (apt-get install tmux; `cargo xtask setup` does)")
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "vm"])
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the screen satisfies `ok`; fails with the screen after
+    /// `timeout` (a safety net, not a measurement).
+    fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if ok(&screen) {
+                return Ok(screen);
+            }
+            if start.elapsed() > timeout {
+                bail!("gave up after {timeout:?} waiting for {what}; the screen:\n{screen}");
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The HITS cell of a target's row in the dashboard's targets table.
+fn hits_cell(screen: &str, target: &str) -> Option<String> {
+    let row = screen
+        .lines()
+        .find(|l| l.contains(&format!("›{target} ")) || l.contains(&format!("│ {target} ")))?;
+    let cells: Vec<&str> = row
+        .trim_matches(|c| c == '│' || c == ' ')
+        .split_whitespace()
+        .collect();
+    // TARGET SYMBOL [ADDRESS] MODE HITS ...: HITS follows the mode.
+    let mode = cells.iter().position(|c| ["x", "w", "rw"].contains(c))?;
+    cells.get(mode + 1).map(|s| (*s).to_owned())
+}
+
+/// `xtask vm -- hwbp-trace pid_max -- fx_kernel pidmax 5` in a tmux pane (a
+/// terminal): the dashboard over the serial console shows pid_max with
+/// exactly 5 hits once the fixture has exited, `q` quits it, and xtask
+/// exits 0 (the guest command's status).
+fn dashboard(base: &[String]) -> Result<()> {
+    let dir = workspace_root().join("target/vm-harness");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let status = dir.join("dashboard.status");
+    if status.exists() {
+        fs::remove_file(&status).with_context(|| format!("removing {}", status.display()))?;
+    }
+    let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
+    let mut words = vec![quote(&xtask_binary()?.to_string_lossy())];
+    words.extend(base.iter().map(|word| quote(word)));
+    // No -d: with a `-- CMD` the dashboard stays up after the command exits,
+    // so the screen can be read at leisure; --timeout only bounds a hang.
+    words.extend(
+        [
+            "--timeout",
+            "300",
+            "--",
+            "hwbp-trace",
+            "pid_max",
+            "--",
+            "fx_kernel",
+            "pidmax",
+            "5",
+        ]
+        .map(str::to_owned),
+    );
+    let command = format!(
+        "{}; echo $? > {}; sleep 600",
+        words.join(" "),
+        quote(&status.to_string_lossy())
+    );
+    let tmux = Tmux::start(120, 40, &dir, &command)?;
+    tmux.wait_for(
+        "the dashboard with pid_max at 5 hits and the fixture exited",
+        Duration::from_secs(300),
+        |screen| {
+            hits_cell(screen, "pid_max").as_deref() == Some("5")
+                && screen.contains("ended: process exited")
+        },
+    )?;
+    tmux.run(&["send-keys", "-t", "vm", "q"])?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let code = loop {
+        if let Ok(text) = fs::read_to_string(&status)
+            && !text.trim().is_empty()
+        {
+            break text.trim().to_owned();
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "xtask vm did not end after `q`; the screen:\n{}",
+                tmux.screen()
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    ensure!(
+        code == "0",
+        "xtask vm exited {code} after `q`, not 0; the screen:\n{}",
+        tmux.screen()
+    );
+    Ok(())
 }

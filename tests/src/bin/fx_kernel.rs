@@ -14,6 +14,11 @@
 //! - `read-pidmax N`: N reads of /proc/sys/kernel/pid_max, each a single load
 //!   of pid_max (one read(2) per open: the kernel does not touch the variable
 //!   for a read at a non-zero offset). Prints `read VALUE` for each.
+//! - `read-as COMM PATH N`: renames this task to COMM (prctl PR_SET_NAME,
+//!   after the dynamic loader's and the runtime's own reads), then N times
+//!   opens PATH and makes one read(2) of up to 4000 bytes into one buffer:
+//!   exactly N calls of vfs_read by a task named COMM. Prints `buf ADDR
+//!   count 4000` first, then `read BYTES` for each.
 //!
 //! std only (plus libc for the raw system calls and perf-event-open-sys for
 //! the breakpoint's attributes): nothing else runs in the fixture that could
@@ -139,9 +144,53 @@ fn read_pidmax(count: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// The buffer size of `read-as`: not a power of two, so that a vfs_read
+/// hit with this `count` is recognisably the fixture's.
+const READ_AS_COUNT: usize = 4000;
+
+fn read_as(comm: &str, path: &str, count: u64) -> Result<(), String> {
+    let name = std::ffi::CString::new(comm).map_err(|e| format!("COMM {comm:?}: {e}"))?;
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes
+    // (the kernel truncates longer ones) through the pointer, which `name`
+    // keeps alive for the call.
+    if unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) } != 0 {
+        return Err(format!(
+            "prctl(PR_SET_NAME, {comm:?}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let mut buffer = vec![0u8; READ_AS_COUNT];
+    println!("buf {:#x} count {READ_AS_COUNT}", buffer.as_ptr() as usize);
+    for _ in 0..count {
+        let mut file = File::open(path).map_err(|e| format!("opening {path}: {e}"))?;
+        // One read(2), whatever it returns: one vfs_read call.
+        let n = file
+            .read(&mut buffer)
+            .map_err(|e| format!("reading {path}: {e}"))?;
+        println!("read {n}");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: fx_kernel getpgid N | count-getpgid ADDR N | pidmax N | read-pidmax N";
+    let usage = "usage: fx_kernel getpgid N | count-getpgid ADDR N | pidmax N | read-pidmax N \
+                 | read-as COMM PATH N";
+    if let [command, comm, path, count] = args.as_slice()
+        && command == "read-as"
+    {
+        let result = match count.parse::<u64>() {
+            Ok(count) => read_as(comm, path, count),
+            Err(e) => Err(format!("N {count:?}: {e}\n{usage}")),
+        };
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("fx_kernel: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let [command, addr, count] = args.as_slice()
         && command == "count-getpgid"
     {
