@@ -12,6 +12,7 @@ use std::{
     io::{self, Write as _},
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use serde_json::json;
@@ -160,7 +161,7 @@ struct Perfetto {
     named_pids: HashSet<u32>,
     named_tids: HashSet<u32>,
     /// Hits so far per target, for the counter tracks.
-    hits: HashMap<String, u64>,
+    hits: HashMap<Arc<str>, u64>,
     first: bool,
 }
 

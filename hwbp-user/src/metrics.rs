@@ -182,7 +182,7 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
                         .by_comm
                         .counts
                         .iter()
-                        .map(|(k, v)| (k.clone(), *v))
+                        .map(|(k, v)| (k.to_string(), *v))
                         .collect();
                     c.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                     let other: u64 = c
@@ -427,7 +427,7 @@ mod tests {
             for i in 0..25u64 {
                 for _ in 0..=i {
                     let hit = HitRecord {
-                        comm: format!("c{i:02}"),
+                        comm: format!("c{i:02}").into(),
                         target: "t".into(),
                         ..Default::default()
                     };

@@ -59,7 +59,10 @@ pub fn hit(record: &mut HitRecord) {
         kstack,
         ustack,
     } = record;
-    for s in [target, symbol, addr, ip, ip_sym] {
+    for s in [target, symbol, ip_sym] {
+        *s = text(s).into();
+    }
+    for s in [addr, ip] {
         *s = text(s);
     }
     for v in [value, old_value] {

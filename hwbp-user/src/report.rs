@@ -59,7 +59,7 @@ impl By {
     /// The key of `hit`, or None when it has none (a value for an execute hit).
     pub fn key(self, hit: &HitRecord) -> Option<String> {
         match self {
-            Self::Comm => Some(hit.comm.clone()),
+            Self::Comm => Some(hit.comm.to_string()),
             Self::Pid => Some(hit.pid.to_string()),
             Self::Cpu => Some(hit.cpu.to_string()),
             Self::Caller => Some(caller(hit)),
@@ -74,7 +74,7 @@ impl By {
 /// The calling function of an execute hit (the frame under the target in
 /// the stack it was recorded with), the accessing one of a data hit.
 fn caller(hit: &HitRecord) -> String {
-    let frame = if hit.mode == "x" {
+    let frame = if &*hit.mode == "x" {
         let stack = if hit.kstack.is_empty() {
             &hit.ustack
         } else {
@@ -82,7 +82,7 @@ fn caller(hit: &HitRecord) -> String {
         };
         stack.get(1).map(|frame| &**frame)
     } else {
-        Some(hit.ip_sym.as_str())
+        Some(&*hit.ip_sym)
     };
     match frame {
         Some(frame) => frame_functions(frame)

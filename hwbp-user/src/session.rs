@@ -6,6 +6,7 @@
 //! the stop is lost.
 
 use std::{
+    collections::HashMap,
     ffi::OsString,
     fs, panic,
     path::PathBuf,
@@ -15,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use hwbp_common::{Counters, HIT_NO_VALUE, Hit};
+use hwbp_common::{COMM_LEN, Counters, HIT_NO_VALUE, Hit};
 use tokio::{
     signal::unix::{SignalKind, signal},
     time::sleep,
@@ -418,6 +419,15 @@ async fn arm_and_trace(
             .ok()
             .and_then(|n| n.parse().ok()),
         values,
+        names: breakpoints
+            .iter()
+            .map(|bp| SlotNames {
+                target: bp.spec.text.as_str().into(),
+                symbol: bp.symbol.as_str().into(),
+                mode: bp.mode.as_str().into(),
+            })
+            .collect(),
+        comms: HashMap::default(),
     };
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -620,7 +630,22 @@ struct Collector<'a> {
     fault_after: Option<u64>,
     /// Argument names and types, decoded values, old values.
     values: crate::values::Values,
+    /// Per slot, the names every hit of it carries, shared rather than
+    /// copied per hit.
+    names: Vec<SlotNames>,
+    /// comm → its shared text (cleared when it grows past COMMS_KEPT).
+    comms: HashMap<[u8; COMM_LEN], Arc<str>, foldhash::fast::RandomState>,
 }
+
+/// What every hit of one target says about the target.
+struct SlotNames {
+    target: Arc<str>,
+    symbol: Arc<str>,
+    mode: Arc<str>,
+}
+
+/// Distinct comms kept shared before the table starts again.
+const COMMS_KEPT: usize = 4096;
 
 impl Collector<'_> {
     fn limit_reached(&self) -> bool {
@@ -707,11 +732,23 @@ impl Collector<'_> {
     }
 
     fn record(&mut self, bp: &Breakpoint, hit: &Hit) -> HitRecord {
-        let comm_len = hit
-            .comm
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(hit.comm.len());
+        let comm = match self.comms.get(&hit.comm) {
+            Some(comm) => comm.clone(),
+            None => {
+                if self.comms.len() >= COMMS_KEPT {
+                    self.comms.clear();
+                }
+                let len = hit
+                    .comm
+                    .iter()
+                    .position(|&b| b == 0)
+                    .unwrap_or(hit.comm.len());
+                let comm: Arc<str> = String::from_utf8_lossy(&hit.comm[..len]).into();
+                self.comms.insert(hit.comm, comm.clone());
+                comm
+            }
+        };
+        let names = &self.names[hit.slot as usize];
         let kstack = self
             .symbolizer
             .kernel_stack(hit.kstack(), bp.mode.is_data());
@@ -740,17 +777,14 @@ impl Collector<'_> {
             cpu: hit.cpu,
             pid: hit.pid,
             tid: hit.tid,
-            comm: String::from_utf8_lossy(&hit.comm[..comm_len]).into_owned(),
-            target: bp.spec.text.clone(),
-            symbol: bp.symbol.clone(),
+            comm,
+            target: names.target.clone(),
+            symbol: names.symbol.clone(),
             addr: format!("{:#x}", hit.addr),
-            mode: bp.mode.as_str().to_owned(),
+            mode: names.mode.clone(),
             ip: format!("{:#x}", hit.ip),
             // A watchpoint traps after the access: name the accessing instruction.
-            ip_sym: self
-                .symbolizer
-                .frame(hit.pid, hit.ip, bp.mode.is_data())
-                .to_string(),
+            ip_sym: self.symbolizer.frame(hit.pid, hit.ip, bp.mode.is_data()),
             value,
             old_value,
             value_type,

@@ -189,7 +189,7 @@ pub struct ValueChange {
     pub old: Option<String>,
     pub new: String,
     /// The accessing code.
-    pub by: String,
+    pub by: Arc<str>,
 }
 
 impl ValueChange {
@@ -228,11 +228,11 @@ impl StackKey {
 pub struct TargetStats {
     /// Hits recorded.
     pub hits: u64,
-    pub by_comm: Tally<String>,
+    pub by_comm: Tally<Arc<str>>,
     pub by_pid: Tally<u32>,
     pub by_cpu: Tally<u32>,
     /// By instruction pointer symbol (the accessing code for data targets).
-    pub by_caller: Tally<String>,
+    pub by_caller: Tally<Arc<str>>,
     /// Hits by stack, for hits that carried one.
     pub stacks: Tally<StackKey>,
     /// Latest changes of a data target's value, oldest first.
@@ -513,9 +513,9 @@ mod tests {
         assert_eq!(s.total, 4);
         let t = &s.targets[0];
         assert_eq!(t.hits, 2);
-        assert_eq!(t.by_comm.get(&"a".to_owned()), 1);
+        assert_eq!(t.by_comm.get(&Arc::from("a")), 1);
         assert_eq!(t.by_cpu.get(&1), 1);
-        assert_eq!(t.by_caller.get(&"bump+0x1f".to_owned()), 2);
+        assert_eq!(t.by_caller.get(&Arc::from("bump+0x1f")), 2);
         assert_eq!(
             t.top_stacks(),
             vec![(2, vec!["bump+0x1f".into(), "main+0x10".into()])]
@@ -571,7 +571,7 @@ mod tests {
         let d = s.since(&base);
         assert_eq!(d.total, 1);
         assert_eq!(d.targets[0].hits, 1);
-        assert_eq!(d.targets[0].by_comm.sorted(), vec![(&"a".to_owned(), 1)]);
+        assert_eq!(d.targets[0].by_comm.sorted(), vec![(&Arc::from("a"), 1)]);
         assert_eq!(d.targets[0].by_cpu.sorted(), vec![(&1, 1)]);
         assert_eq!(d.dropped(), 2);
         assert_eq!(d.recent.len(), 1);

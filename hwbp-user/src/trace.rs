@@ -157,11 +157,11 @@ pub struct TargetInfo {
 /// A function argument as read from its register.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Arg {
-    pub name: String,
+    pub name: Arc<str>,
     pub value: String,
     /// The C type, when BTF (kernel) or DWARF (user) names it.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub ty: Option<String>,
+    pub ty: Option<Arc<str>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -171,14 +171,14 @@ pub struct HitRecord {
     pub cpu: u32,
     pub pid: u32,
     pub tid: u32,
-    pub comm: String,
+    pub comm: Arc<str>,
     /// The target as the user wrote it.
-    pub target: String,
-    pub symbol: String,
+    pub target: Arc<str>,
+    pub symbol: Arc<str>,
     pub addr: String,
-    pub mode: String,
+    pub mode: Arc<str>,
     pub ip: String,
-    pub ip_sym: String,
+    pub ip_sym: Arc<str>,
     /// The value at a data target after the access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<u64>,
@@ -274,7 +274,7 @@ impl HitRecord {
         // `vfs_read(file=…, …)` says it all.
         let entry = format!("{}+0x0", self.symbol);
         if self.args.is_none()
-            || !(self.ip_sym == entry || self.ip_sym.starts_with(&format!("{entry} ")))
+            || !(*self.ip_sym == *entry || self.ip_sym.starts_with(&format!("{entry} ")))
         {
             line.push(' ');
             // The full frame (inlined calls, paths) is in the JSONL.

@@ -7,7 +7,7 @@
 //! /proc/PID/mem for user targets and from /proc/kcore for kernel ones
 //! (where the kernel has it; otherwise the first hit has no old value).
 
-use std::{fs::File, io::Read as _, os::unix::fs::FileExt as _};
+use std::{fs::File, io::Read as _, os::unix::fs::FileExt as _, sync::Arc};
 
 use crate::{
     btf::{Btf, BtfError, Param, TypeInfo},
@@ -40,9 +40,15 @@ pub struct ValueFields {
     pub old_value_text: Option<String>,
 }
 
+/// An argument's name and C type, as its hits carry them.
+type ArgName = (Arc<str>, Option<Arc<str>>);
+
 /// Per-session state: types per target and the last value seen.
 pub struct Values {
     types: Vec<SlotType>,
+    /// Per slot, the names and types its hits' arguments carry (shared,
+    /// not copied per hit): a function's parameters, else the registers.
+    arg_names: Vec<Vec<ArgName>>,
     lens: Vec<u8>,
     last: Vec<Option<u64>>,
 }
@@ -93,7 +99,29 @@ impl Values {
     }
 
     fn with_types(types: Vec<SlotType>, lens: Vec<u8>, last: Vec<Option<u64>>) -> Self {
-        Self { types, lens, last }
+        let registers: Vec<ArgName> = ARG_REGISTERS
+            .iter()
+            .map(|name| (Arc::from(*name), None))
+            .collect();
+        let arg_names = types
+            .iter()
+            .map(|t| match t {
+                SlotType::Function(params) => params
+                    .iter()
+                    .map(|p| {
+                        let name = if p.name.is_empty() { "?" } else { &p.name };
+                        (Arc::from(name), Some(Arc::from(p.ty.name.as_str())))
+                    })
+                    .collect(),
+                _ => registers.clone(),
+            })
+            .collect();
+        Self {
+            types,
+            arg_names,
+            lens,
+            last,
+        }
     }
 
     /// The arguments of an execute hit: named and typed when BTF knows the
@@ -102,22 +130,22 @@ impl Values {
         match self.types.get(slot) {
             Some(SlotType::Function(params)) => params
                 .iter()
+                .zip(&self.arg_names[slot])
                 .zip(regs)
-                .map(|(p, &v)| Arg {
-                    name: if p.name.is_empty() {
-                        "?".into()
-                    } else {
-                        p.name.clone()
-                    },
+                .map(|((p, (name, ty)), &v)| Arg {
+                    name: name.clone(),
                     value: p.ty.decode.format(v, size_of_arg(&p.ty)),
-                    ty: Some(p.ty.name.clone()),
+                    ty: ty.clone(),
                 })
                 .collect(),
-            _ => ARG_REGISTERS
-                .iter()
+            _ => self
+                .arg_names
+                .get(slot)
+                .into_iter()
+                .flatten()
                 .zip(regs)
-                .map(|(name, v)| Arg {
-                    name: (*name).to_owned(),
+                .map(|((name, _), v)| Arg {
+                    name: name.clone(),
                     value: format!("{v:#x}"),
                     ty: None,
                 })

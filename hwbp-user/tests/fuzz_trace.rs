@@ -30,7 +30,11 @@ fn frames() -> impl Strategy<Value = Vec<String>> {
 }
 
 fn arg() -> impl Strategy<Value = Arg> {
-    (text(), text(), prop::option::of(text())).prop_map(|(name, value, ty)| Arg { name, value, ty })
+    (text(), text(), prop::option::of(text())).prop_map(|(name, value, ty)| Arg {
+        name: name.into(),
+        value,
+        ty: ty.map(Into::into),
+    })
 }
 
 /// Strategies are built from tuples of at most 12: a hit in two halves.
@@ -78,13 +82,13 @@ fn hit() -> impl Strategy<Value = HitRecord> {
             cpu,
             pid,
             tid,
-            comm,
-            target,
-            symbol,
+            comm: comm.into(),
+            target: target.into(),
+            symbol: symbol.into(),
             addr,
-            mode,
+            mode: mode.into(),
             ip,
-            ip_sym,
+            ip_sym: ip_sym.into(),
             value,
             old_value,
             value_type,

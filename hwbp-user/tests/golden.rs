@@ -146,12 +146,12 @@ fn perfetto_is_chrome_trace_events() {
     let instants: Vec<&Value> = events.iter().filter(|e| e["ph"] == "i").collect();
     assert_eq!(instants.len(), hits.len());
     for (event, hit) in instants.iter().zip(&hits) {
-        assert_eq!(event["name"], hit.target.as_str());
+        assert_eq!(event["name"], &*hit.target);
         assert_eq!(event["s"], "t", "thread-scoped instant");
         assert_eq!(event["pid"], hit.pid);
         assert_eq!(event["tid"], hit.tid);
-        assert_eq!(event["args"]["target"], hit.target.as_str());
-        assert_eq!(event["args"]["ip_sym"], hit.ip_sym.as_str());
+        assert_eq!(event["args"]["target"], &*hit.target);
+        assert_eq!(event["args"]["ip_sym"], &*hit.ip_sym);
         let ts = event["ts"].as_f64().expect("ts in microseconds");
         assert_eq!(
             ts,

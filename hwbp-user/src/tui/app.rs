@@ -548,7 +548,7 @@ impl App {
                 .sorted()
                 .into_iter()
                 .filter(|(k, _)| self.comm_matches(k))
-                .map(|(k, n)| (n, k.clone()))
+                .map(|(k, n)| (n, k.to_string()))
                 .collect(),
             Breakdown::Pids => t
                 .by_pid
