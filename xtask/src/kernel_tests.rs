@@ -843,7 +843,9 @@ const HARNESS: &[(&str, HarnessCheck)] = &[
 /// The harness checks, each through the xtask binary itself (the one
 /// running now: `cargo xtask` built it); how many passed.
 fn harness(requested: Option<&str>, kvm: bool) -> Result<usize> {
-    let mut base = vec!["vm".to_owned()];
+    // `cargo xtask test` has just built everything: no second build, which
+    // would also pick up edits made since.
+    let mut base = vec!["vm".to_owned(), "--no-build".to_owned()];
     if kvm {
         base.push("--kvm".to_owned());
     }
@@ -1091,10 +1093,19 @@ fn dashboard(base: &[String]) -> Result<()> {
         "the dashboard with pid_max at 5 hits and the fixture exited",
         Duration::from_secs(300),
         |screen| {
-            hits_cell(screen, "pid_max").as_deref() == Some("5")
-                && screen.contains("ended: process exited")
+            // xtask ended early: stop waiting (the status says how).
+            status.exists()
+                || hits_cell(screen, "pid_max").as_deref() == Some("5")
+                    && screen.contains("ended: process exited")
         },
     )?;
+    if let Ok(code) = fs::read_to_string(&status) {
+        bail!(
+            "xtask vm ended (exit {}) before the dashboard showed pid_max at 5 hits; the screen:\n{}",
+            code.trim(),
+            tmux.screen()
+        );
+    }
     tmux.run(&["send-keys", "-t", "vm", "q"])?;
     let deadline = Instant::now() + Duration::from_secs(120);
     let code = loop {

@@ -42,6 +42,10 @@ pub struct Options {
     /// Kill QEMU after this many seconds (default 600; none when interactive).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+    /// Skip set-up and build: boot what target/release holds (the harness
+    /// checks of `cargo xtask test` use this, after its own build).
+    #[arg(long)]
+    pub no_build: bool,
     /// The command to run in the guest (default: a shell, when interactive).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -52,10 +56,13 @@ pub fn run(options: Options) -> Result<i32> {
         kvm,
         kernel,
         timeout,
+        no_build,
         command,
     } = options;
-    setup::run()?;
-    build::run()?;
+    if !no_build {
+        setup::run()?;
+        build::run()?;
+    }
     let kernel = fetch_kernel(kernel.as_deref())?;
     let interactive = std::io::stdin().is_terminal();
     let command = if command.is_empty() {
