@@ -216,7 +216,12 @@ impl Loaded {
             let mut filter = Filter {
                 // A quarter of the buffer, at most 256 KiB: few wakeups, and
                 // the reader, which also polls every 20 ms, never far behind.
-                wakeup_bytes: (buffer_size / 4).min(256 << 10) as u32,
+                // Test hook: HWBP_WAKEUP_BYTES sets it (4294967295: never),
+                // so that a test can prove the reader keeps up without them.
+                wakeup_bytes: std::env::var("HWBP_WAKEUP_BYTES")
+                    .ok()
+                    .and_then(|bytes| bytes.parse().ok())
+                    .unwrap_or((buffer_size / 4).min(256 << 10) as u32),
                 ..Filter::default()
             };
             if let Some(pid) = filters.exclude_pid {

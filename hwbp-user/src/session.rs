@@ -442,6 +442,8 @@ async fn arm_and_trace(
     let watch_exec = breakpoints.iter().any(|bp| bp.space == Space::User);
 
     let mut batch = Batch::default();
+    // Hits are waiting that no wakeup will announce: take them now.
+    let mut backlog = false;
     let end_reason = loop {
         tokio::select! {
             // Ordered: a stop request wins, then hits before a process exit
@@ -471,10 +473,15 @@ async fn arm_and_trace(
                 // hits stop. yield_now defers us until after a driver poll.
                 tokio::task::yield_now().await;
             }
-            // The program wakes us only every so many bytes (fewer
-            // interrupts per hit): take whatever is waiting regularly too.
+            // The program wakes us only when the waiting bytes cross a
+            // threshold (fewer interrupts per hit), so: take whatever is
+            // waiting on a timer too, and once a drain leaves hits behind,
+            // go on until none is left. A crossing can go unannounced (two
+            // CPUs each see the buffer below it, then both add), and above
+            // the threshold no record wakes us: waiting for a wakeup there
+            // took one batch per tick, less than the CPUs make.
             _ = drain_tick.tick() => {
-                events.drain(&mut batch, BATCH);
+                backlog = !events.drain(&mut batch, BATCH);
                 collector.process(&mut batch);
                 if collector.failure.is_some() {
                     break "error";
@@ -482,6 +489,18 @@ async fn arm_and_trace(
                 if collector.limit_reached() {
                     break "max-hits";
                 }
+            }
+            () = std::future::ready(()), if backlog => {
+                backlog = !events.drain(&mut batch, BATCH);
+                collector.process(&mut batch);
+                if collector.failure.is_some() {
+                    break "error";
+                }
+                if collector.limit_reached() {
+                    break "max-hits";
+                }
+                // As above: let the runtime see signals and timers.
+                tokio::task::yield_now().await;
             }
             () = async { if let Some(w) = exit_watch { w.exited().await } }, if exit_watch.is_some() => break "process-exit",
             _ = counters_tick.tick() => {

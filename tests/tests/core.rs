@@ -429,6 +429,51 @@ fn a_saturated_reader_still_stops_when_asked() {
     }
 }
 
+/// A reader that fell behind takes the backlog at once, not one batch per
+/// 20 ms poll. The program wakes it only when the waiting bytes cross a
+/// threshold, and two CPUs can both miss the crossing; above it no record
+/// wakes it again. Here wakeups are off (HWBP_WAKEUP_BYTES=4294967295) and
+/// both CPUs hit as fast as they can: a reader that took one batch (1024)
+/// per poll would read about 51,000 hits a second, far fewer than two CPUs
+/// make, and its 4 MiB buffer (~30,000 records) would overflow.
+#[test]
+fn a_reader_behind_takes_the_backlog_without_wakeups() {
+    if !root_or_skip("a_reader_behind_takes_the_backlog_without_wakeups") {
+        return;
+    }
+    let dir = TempDir::new("backlog");
+    let go = dir.path("go");
+    let (mut child, pid) = threads_fixture(&go, &["2", "0", "100000"]);
+    let mut tracer = Command::new(hwbp_trace())
+        .args([
+            "--no-tui",
+            "-q",
+            "--stack",
+            "none",
+            "--buffer-size",
+            "4194304",
+            "-p",
+            &pid.to_string(),
+            "hwbp_fx_target",
+        ])
+        .env("HWBP_WAKEUP_BYTES", "4294967295")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hwbp-trace");
+    let line = first_stderr_line(&mut tracer);
+    assert!(line.starts_with("Tracing 1 target"), "{line}");
+    fs::write(&go, "").expect("touch go");
+    assert!(child.wait().expect("fixture").success());
+    let out = tracer.wait_with_output().expect("tracer");
+    let err = format!("{line}{}", stderr(&out));
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("200000 hits in ") && l.ends_with("lost: 0")),
+        "every one of the 200000 hits recorded, none lost:\n{err}"
+    );
+}
+
 #[test]
 fn max_hits_records_exactly_n() {
     if !root_or_skip("max_hits_records_exactly_n") {
