@@ -33,7 +33,9 @@ done
 # (busybox cat copies with sendfile, which does not go through vfs_read: wc
 # and the fixture read with read(2).)
 echo "demo: workload: wc reads two files; fx_kernel, renamed fx_reads, reads /proc/version 5 times; fx_kernel writes pid_max 3 times"
-wc -c /proc/version /etc/hwbp/command
+# Outputs to files, shown once the trace ends: on the console they would
+# make init's cat read (more vfs_read hits, at the same time as the workload's).
+wc -c /proc/version /etc/hwbp/command > "$out/wc.out"
 fx_kernel read-as fx_reads /proc/version 5 > "$out/reads.out"
 fx_kernel pidmax 3 > "$out/pidmax.out"
 
@@ -41,7 +43,7 @@ echo "demo: workload done, ending the trace (SIGTERM)"
 kill -TERM "$tracer"
 wait "$tracer"
 status=$?
-cat "$out/reads.out" "$out/pidmax.out"
+cat "$out/wc.out" "$out/reads.out" "$out/pidmax.out"
 echo "demo: hwbp-trace exited $status"
 rm -f "$fifo"
 exit "$status"

@@ -273,6 +273,26 @@ impl Results {
 /// Checks the framing (a header first, a summary last, hits between, the
 /// summary's counts equal to the hit lines, nothing lost or dropped).
 pub(crate) fn parse_trace(text: &str) -> Result<Trace> {
+    let trace = parse_framing(text)?;
+    for target in trace.summary["targets"].as_array().into_iter().flatten() {
+        ensure!(
+            number(target, "dropped")? == 0,
+            "hits dropped for {}: {target}",
+            text_field(target, "target")?
+        );
+    }
+    ensure!(
+        number(&trace.summary, "lost")? == 0,
+        "hits lost: {}",
+        trace.summary
+    );
+    Ok(trace)
+}
+
+/// The framing alone (a header first, a summary last, hits between, the
+/// summary's hits equal to the hit lines), and the accounting: per target,
+/// `kernel_count = hits + dropped + filtered + missed + after_limit`.
+pub(crate) fn parse_framing(text: &str) -> Result<Trace> {
     let lines: Vec<Value> = text
         .lines()
         .enumerate()
@@ -315,12 +335,16 @@ pub(crate) fn parse_trace(text: &str) -> Result<Trace> {
             hits == lines,
             "the summary says {hits} hits for {name} but the trace has {lines} hit lines"
         );
+        let accounted = ["hits", "dropped", "filtered", "missed", "after_limit"]
+            .into_iter()
+            .map(|key| number(target, key))
+            .sum::<Result<u64>>()?;
         ensure!(
-            number(target, "dropped")? == 0,
-            "hits dropped for {name}: {target}"
+            number(target, "kernel_count")? == accounted,
+            "kernel_count is not hits + dropped + filtered + missed + after_limit for \
+             {name}: {target}"
         );
     }
-    ensure!(number(&summary, "lost")? == 0, "hits lost: {summary}");
     Ok(Trace {
         header: first.clone(),
         hits,
