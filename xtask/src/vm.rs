@@ -673,7 +673,7 @@ pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
             exit = code.trim().parse::<i32>().ok();
         }
         recent.push_back(line);
-        if recent.len() > 40 {
+        if recent.len() > 60 {
             recent.pop_front();
         }
     }
