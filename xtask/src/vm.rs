@@ -32,11 +32,13 @@ use crate::{
 
 #[derive(Args)]
 pub struct Options {
-    /// Use KVM instead of TCG (nested KVM hangs on some hosts: TCG is the default).
+    /// Use KVM instead of TCG if /dev/kvm works, else warn and use TCG
+    /// (nested KVM hangs on some hosts: TCG is the default).
     #[arg(long)]
     pub kvm: bool,
-    /// Debian kernel to boot: a version such as 6.1.0-56 or a package name;
-    /// default: the one linux-image-amd64 depends on.
+    /// Debian kernel to boot: a version such as 6.1.0-56, a series such as
+    /// 6.12 (its newest), or a package name; default: the one
+    /// linux-image-amd64 depends on.
     #[arg(long, value_name = "VERSION")]
     pub kernel: Option<String>,
     /// Kill QEMU after this many seconds (default 600; none when interactive).
