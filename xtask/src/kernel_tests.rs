@@ -33,10 +33,12 @@ const MATRIX: &[(&str, Option<&str>)] = &[
 /// The kernel tests on every kernel of the matrix (or only `requested`),
 /// then the harness checks once; a summary line per kernel with its time.
 pub fn run_matrix(requested: Option<&str>, kvm: bool) -> Result<()> {
-    let label = requested.map(|version| format!("--kernel {version}"));
-    let kernels: Vec<(&str, Option<&str>)> = match (&label, requested) {
-        (Some(label), Some(_)) => vec![(label.as_str(), requested)],
-        _ => MATRIX.to_vec(),
+    let kernels: Vec<(String, Option<&str>)> = match requested {
+        Some(version) => vec![(format!("--kernel {version}"), requested)],
+        None => MATRIX
+            .iter()
+            .map(|(label, version)| ((*label).to_owned(), *version))
+            .collect(),
     };
     let mut lines = Vec::new();
     let mut failed = Vec::new();
@@ -62,7 +64,7 @@ pub fn run_matrix(requested: Option<&str>, kvm: bool) -> Result<()> {
             }
             Err(error) => {
                 lines.push(format!("{label}: FAILED: {error:#}"));
-                failed.push((*label).to_owned());
+                failed.push(label.clone());
             }
         }
     }
