@@ -4,7 +4,7 @@ use aya_ebpf::{
     EbpfContext as _,
     bindings::{
         BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
-        bpf_perf_event_data,
+        BPF_RB_RING_SIZE, bpf_perf_event_data,
     },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
@@ -135,9 +135,15 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
 
         (*hit).value = 0;
         if config.flags & SLOT_EXECUTE == 0 {
-            let len = (config.len as usize).min(8);
             let mut buf = [0u8; 8];
-            let dst = &mut buf[..len];
+            // A constant size per watch length: a size the compiler only
+            // clamps can reach older verifiers (6.1) unbounded.
+            let dst: &mut [u8] = match config.len {
+                1 => &mut buf[..1],
+                2 => &mut buf[..2],
+                4 => &mut buf[..4],
+                _ => &mut buf[..8],
+            };
             let read = if config.flags & SLOT_KERNEL != 0 {
                 bpf_probe_read_kernel_buf(addr as *const u8, dst)
             } else {
@@ -190,11 +196,37 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
             } else {
                 BPF_RB_NO_WAKEUP
             };
-        if EVENTS.output::<[u8]>(record, wakeup as u64).is_err() {
+        if !output(record, wakeup as u64) {
             (*counters).dropped += 1;
         }
     }
     Ok(0)
+}
+
+/// Attempts at writing one record while the ring buffer's lock is taken.
+const OUTPUT_TRIES: u32 = 1024;
+
+/// Writes `record` to `EVENTS`; false when it was dropped. A breakpoint in
+/// kernel code traps in the debug exception, which the kernel runs as an
+/// NMI, and there the ring buffer only *tries* its lock
+/// (__bpf_ringbuf_reserve in kernel/bpf/ringbuf.c): a hit on one CPU while
+/// another CPU writes its own record would be dropped with room to spare.
+/// So a failure with room left is tried again, a bounded number of times;
+/// a full buffer is not.
+#[inline(always)]
+fn output(record: &[u8], flags: u64) -> bool {
+    // What the record takes: its 8-byte header, rounded up to 8 bytes.
+    let needed = ((record.len() as u64 + 8) + 7) & !7;
+    for _ in 0..OUTPUT_TRIES {
+        if EVENTS.output::<[u8]>(record, flags).is_ok() {
+            return true;
+        }
+        let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+        if waiting + needed >= EVENTS.query(BPF_RB_RING_SIZE as u64) {
+            return false;
+        }
+    }
+    false
 }
 
 /// Captures the kernel stack, or the user stack with `BPF_F_USER_STACK`,

@@ -127,6 +127,21 @@ for scope in syswide syscomm; do
     finish
 done
 
+# Both CPUs in the breakpoint's handler at once, in kernel code: there the
+# debug exception runs as an NMI and the ring buffer only tries its lock, so
+# a hit while the other CPU writes its record must be tried again, not
+# dropped. Every one of 2 x 20000 calls must be recorded. No trace file:
+# 40 MB of JSONL would take longer to check in the guest than to make; the
+# summary table says what is needed.
+start contended -q --no-tui -d 300 --comm fx_kernel __x64_sys_getpgid
+taskset -c 0 fx_kernel getpgid 20000 > contended.fx0 &
+fx0=$!
+taskset -c 1 fx_kernel getpgid 20000 > contended.fx1 &
+fx1=$!
+wait $fx0 $fx1
+kill -TERM "$bg_pid"
+finish
+
 # Limits. Five targets system-wide need five debug registers per CPU: x86
 # has four, so this fails as a whole; four right after must then succeed.
 five="__x64_sys_getpgid __x64_sys_getpid __x64_sys_getppid __x64_sys_getuid __x64_sys_getgid"

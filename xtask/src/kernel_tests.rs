@@ -178,6 +178,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("vfs_args", vfs_args),
     ("syswide", syswide),
     ("syscomm", syscomm),
+    ("contended", contended),
     ("five", five),
     ("four", four),
     ("blacklisted", blacklisted),
@@ -754,6 +755,45 @@ fn syswide(results: &Results) -> Result<()> {
     ensure!(
         count(&counts, "fx_other", None) == 25,
         "expected 25 hits from fx_other; got {counts:?}"
+    );
+    Ok(())
+}
+
+/// 20000 calls on each CPU at once (fx_kernel pinned to each): every one
+/// recorded, none dropped, nothing lost, by the summary table on stderr.
+fn contended(results: &Results) -> Result<()> {
+    let run = results.run("contended")?;
+    ensure!(
+        run.rc == 0,
+        "hwbp-trace exited {}; stderr:\n{}",
+        run.rc,
+        run.stderr.trim()
+    );
+    for fx in ["contended.fx0", "contended.fx1"] {
+        let said = results.read(fx)?;
+        ensure!(
+            said.starts_with("getpgid called 20000 times"),
+            "{fx}: {said}"
+        );
+    }
+    let row: Vec<&str> = run
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("__x64_sys_getpgid "))
+        .map(|line| line.split_whitespace().collect())
+        .unwrap_or_default();
+    // TARGET SYMBOL ADDRESS MODE HITS DROPPED
+    ensure!(
+        row.get(4..6) == Some(&["40000", "0"][..]),
+        "expected 40000 hits and 0 dropped in the summary table; stderr:\n{}",
+        run.stderr.trim()
+    );
+    ensure!(
+        run.stderr
+            .lines()
+            .any(|line| line.starts_with("40000 hits in ") && line.ends_with("(signal); lost: 0")),
+        "expected `40000 hits in … (signal); lost: 0`; stderr:\n{}",
+        run.stderr.trim()
     );
     Ok(())
 }
