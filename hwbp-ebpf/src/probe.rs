@@ -203,8 +203,10 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     Ok(0)
 }
 
-/// Attempts at writing one record while the ring buffer's lock is taken.
-const OUTPUT_TRIES: u32 = 1024;
+/// Attempts at writing one record while the ring buffer's lock is taken:
+/// far longer than a lock holder on a running CPU keeps it. The verifier
+/// walks every iteration, so more cost start-up (1024: +100 ms).
+const OUTPUT_TRIES: u32 = 128;
 
 /// Writes `record` to `EVENTS`; false when it was dropped. A breakpoint in
 /// kernel code traps in the debug exception, which the kernel runs as an
