@@ -402,6 +402,7 @@ async fn arm_and_trace(
         child.resume()?;
     }
 
+    let outputs = exports.len();
     let mut collector = Collector {
         breakpoints: &breakpoints,
         symbolizer,
@@ -412,7 +413,7 @@ async fn arm_and_trace(
         recorded: 0,
         per_slot: vec![0; breakpoints.len()],
         after_limit: vec![0; breakpoints.len()],
-        write_errors_reported: false,
+        write_errors_reported: vec![false; outputs],
         redact_addresses,
         failure: None,
         fault_after: std::env::var("HWBP_FAULT_PANIC_AFTER")
@@ -459,12 +460,8 @@ async fn arm_and_trace(
                     collector.failure = Some(format!("reading the ring buffer: {e}"));
                     break "error";
                 }
-                collector.process(&mut batch);
-                if collector.failure.is_some() {
-                    break "error";
-                }
-                if collector.limit_reached() {
-                    break "max-hits";
+                if let Some(end) = collector.record_batch(&mut batch) {
+                    break end;
                 }
                 // AsyncFd readiness takes no cooperative budget: while hits
                 // keep coming this branch is always ready, and without a
@@ -480,24 +477,10 @@ async fn arm_and_trace(
             // CPUs each see the buffer below it, then both add), and above
             // the threshold no record wakes us: waiting for a wakeup there
             // took one batch per tick, less than the CPUs make.
-            _ = drain_tick.tick() => {
+            () = async { if !backlog { drain_tick.tick().await; } } => {
                 backlog = !events.drain(&mut batch, BATCH);
-                collector.process(&mut batch);
-                if collector.failure.is_some() {
-                    break "error";
-                }
-                if collector.limit_reached() {
-                    break "max-hits";
-                }
-            }
-            () = std::future::ready(()), if backlog => {
-                backlog = !events.drain(&mut batch, BATCH);
-                collector.process(&mut batch);
-                if collector.failure.is_some() {
-                    break "error";
-                }
-                if collector.limit_reached() {
-                    break "max-hits";
+                if let Some(end) = collector.record_batch(&mut batch) {
+                    break end;
                 }
                 // As above: let the runtime see signals and timers.
                 tokio::task::yield_now().await;
@@ -640,7 +623,8 @@ struct Collector<'a> {
     recorded: u64,
     per_slot: Vec<u64>,
     after_limit: Vec<u64>,
-    write_errors_reported: bool,
+    /// Per `-o` file, whether its write error was reported already.
+    write_errors_reported: Vec<bool>,
     redact_addresses: bool,
     /// Why recording stopped early (a caught panic, a ring buffer error).
     failure: Option<String>,
@@ -669,6 +653,18 @@ const COMMS_KEPT: usize = 4096;
 impl Collector<'_> {
     fn limit_reached(&self) -> bool {
         self.max_hits.is_some_and(|n| self.recorded >= n)
+    }
+
+    /// Records `batch`; the end reason when recording must stop there.
+    fn record_batch(&mut self, batch: &mut Batch) -> Option<&'static str> {
+        self.process(batch);
+        if self.failure.is_some() {
+            Some("error")
+        } else if self.limit_reached() {
+            Some("max-hits")
+        } else {
+            None
+        }
     }
 
     fn recorded_for(&self, slot: usize) -> u64 {
@@ -730,22 +726,23 @@ impl Collector<'_> {
             }
         }
         batch.clear();
-        if !self.write_errors_reported {
-            for export in self.exports.iter() {
-                if let Some(e) = export.error() {
-                    let path = export.path.display().to_string();
-                    if let Ok(mut stats) = self.stats.lock() {
-                        stats.export_failed(&path, &e.to_string());
-                    }
-                    // Not over a dashboard: it shows the failure, and the
-                    // summary's output errors print after it.
-                    if !crate::tui::terminal_taken() {
-                        eprintln!(
-                            "hwbp-trace: stopped writing {path}: {e}; tracing goes on, the summary will still be printed"
-                        );
-                    }
-                    self.write_errors_reported = true;
+        for (export, reported) in self.exports.iter().zip(&mut self.write_errors_reported) {
+            if *reported {
+                continue;
+            }
+            if let Some(e) = export.error() {
+                let path = export.path.display().to_string();
+                if let Ok(mut stats) = self.stats.lock() {
+                    stats.export_failed(&path, &e.to_string());
                 }
+                // Not over a dashboard: it shows the failure, and the
+                // summary's output errors print after it.
+                if !crate::tui::terminal_taken() {
+                    eprintln!(
+                        "hwbp-trace: stopped writing {path}: {e}; tracing goes on, the summary will still be printed"
+                    );
+                }
+                *reported = true;
             }
         }
     }

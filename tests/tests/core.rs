@@ -1292,6 +1292,60 @@ fn disk_full_leaves_a_valid_file() {
     }
 }
 
+/// Two files on a full disk: each one's failure is said while tracing goes
+/// on (a `stopped writing` line each), not only the first one's.
+#[test]
+fn every_file_that_stops_is_said() {
+    if !root_or_skip("every_file_that_stops_is_said") {
+        return;
+    }
+    let dir = TempDir::new("diskfull2");
+    let mnt = dir.0.join("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("mount");
+    assert!(status.success(), "mounting a 64 KiB tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let jsonl = mnt.join("t.jsonl").display().to_string();
+    let txt = mnt.join("t.txt").display().to_string();
+    // Paced calls for 1.5 s: both files fill early (the JSONL within tens of
+    // hits, the text within a few hundred), and hits go on coming after.
+    let out = run(&[
+        "--no-tui",
+        "-q",
+        "-o",
+        &jsonl,
+        "-o",
+        &txt,
+        "hwbp_fx_target",
+        "--",
+        &fx(),
+        "spin",
+        "1.5",
+        "200",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for file in [&jsonl, &txt] {
+        assert!(
+            err.lines().any(
+                |l| l.starts_with(&format!("hwbp-trace: stopped writing {file}: "))
+                    && l.contains("No space left on device")
+            ),
+            "{file}: {err}"
+        );
+    }
+}
+
 /// The grammar's other forms on a user program: BINARY:SYMBOL, SYMBOL+OFFSET
 /// and 0xADDRESS all arm the right instruction, with exact counts.
 #[test]
