@@ -1243,21 +1243,8 @@ fn disk_full_leaves_a_valid_file() {
         return;
     }
     let dir = TempDir::new("diskfull");
-    let mnt = dir.0.join("mnt");
-    fs::create_dir(&mnt).expect("mkdir");
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .expect("mount");
-    assert!(status.success(), "mounting a 64 KiB tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    let full = FullDisk::new(&dir);
+    let mnt = full.0.clone();
     let out_file = mnt.join("t.jsonl").display().to_string();
     let out = run(&[
         "--no-tui",
@@ -1292,6 +1279,29 @@ fn disk_full_leaves_a_valid_file() {
     }
 }
 
+/// A 64 KiB tmpfs under `dir`, unmounted when dropped: a disk that fills.
+struct FullDisk(std::path::PathBuf);
+
+impl FullDisk {
+    fn new(dir: &TempDir) -> Self {
+        let mnt = dir.0.join("mnt");
+        fs::create_dir(&mnt).expect("mkdir");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mounting a 64 KiB tmpfs");
+        Self(mnt)
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// Two files on a full disk: each one's failure is said while tracing goes
 /// on (a `stopped writing` line each), not only the first one's.
 #[test]
@@ -1300,21 +1310,8 @@ fn every_file_that_stops_is_said() {
         return;
     }
     let dir = TempDir::new("diskfull2");
-    let mnt = dir.0.join("mnt");
-    fs::create_dir(&mnt).expect("mkdir");
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .expect("mount");
-    assert!(status.success(), "mounting a 64 KiB tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    let full = FullDisk::new(&dir);
+    let mnt = full.0.clone();
     let jsonl = mnt.join("t.jsonl").display().to_string();
     let txt = mnt.join("t.txt").display().to_string();
     // Paced calls for 1.5 s: both files fill early (the JSONL within tens of
