@@ -63,6 +63,18 @@ impl Tmux {
         assert!(out.status.success(), "tmux send-keys {keys}");
     }
 
+    /// The pid of the program the pane's shell runs (hwbp-trace).
+    fn tracer(&self) -> u32 {
+        let out = self.run(&["display-message", "-p", "-t", &self.name, "#{pane_pid}"]);
+        let shell: u32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("the pane's pid");
+        *children(shell)
+            .first()
+            .expect("hwbp-trace runs in the pane")
+    }
+
     /// Whether the pane is on the alternate screen.
     fn alternate_on(&self) -> bool {
         let out = self.run(&["display-message", "-p", "-t", &self.name, "#{alternate_on}"]);
@@ -313,14 +325,7 @@ fn a_terminal_hang_up_ends_the_dashboard() {
     pane.wait_for("tracing with hits", Duration::from_secs(30), |s| {
         s.contains("● tracing") && hits_cell(s, "hwbp_fx_target").is_some_and(|h| h != "0")
     });
-    let out = pane.run(&["display-message", "-p", "-t", &name, "#{pane_pid}"]);
-    let shell: u32 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("the pane's pid");
-    let tracer = *children(shell)
-        .first()
-        .expect("hwbp-trace runs in the pane");
+    let tracer = pane.tracer();
     // The terminal goes away under the dashboard (a closed window, a lost ssh).
     drop(pane);
     let start = Instant::now();
@@ -425,9 +430,13 @@ fn with_p_the_dashboard_outlives_the_process() {
     let trace = hwbp_trace().display().to_string();
     let fx = fixture("fx_user").display().to_string();
     let go = dir.path("go");
-    // The shell starts the fixture (and reaps it); hwbp-trace attaches to it.
+    // The shell starts the fixture (and reaps it); hwbp-trace attaches to it
+    // once the forked shell has become fx_user (before its exec, /proc/PID
+    // is still the shell, which has no HWBP_FX_COUNTER).
     let command = format!(
-        "'{fx}' --wait '{go}' writes 50 >/dev/null & '{trace}' -p $! HWBP_FX_COUNTER:w; echo EXIT=$?; stty -a; sleep 600"
+        "'{fx}' --wait '{go}' writes 50 >/dev/null & p=$!; \
+         until readlink /proc/$p/exe | grep -q 'fx_user$'; do sleep 0.01; done; \
+         '{trace}' -p $p HWBP_FX_COUNTER:w; echo EXIT=$?; stty -a; sleep 600"
     );
     let pane = Tmux::start(&pane_name("p"), 100, 30, &command);
     pane.wait_for("the dashboard, armed", Duration::from_secs(30), |s| {
@@ -477,14 +486,7 @@ fn sigterm_restores_the_terminal_and_prints_the_summary() {
     pane.wait_for("tracing with hits", Duration::from_secs(30), |s| {
         s.contains("● tracing") && hits_cell(s, "hwbp_fx_target").is_some_and(|h| h != "0")
     });
-    let out = pane.run(&["display-message", "-p", "-t", &name, "#{pane_pid}"]);
-    let shell: u32 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("the pane's pid");
-    let tracer = *children(shell)
-        .first()
-        .expect("hwbp-trace runs in the pane");
+    let tracer = pane.tracer();
     let traced = children(tracer);
     // SAFETY: kill(2) takes no pointers; `tracer` is the pane's child.
     assert_eq!(unsafe { libc::kill(tracer as i32, libc::SIGTERM) }, 0);
