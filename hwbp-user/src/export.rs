@@ -9,7 +9,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fs::{File, OpenOptions},
-    io::{self, Write as _},
+    io,
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
     sync::Arc,
@@ -343,15 +343,8 @@ impl Export {
                 self.buf = writer.send(chunk);
             }
             Sink::Direct(file) => {
-                match file.write_all(&self.buf) {
-                    Ok(()) => self.committed += self.buf.len() as u64,
-                    Err(e) => {
-                        // Cut a partly written chunk back to the last whole record.
-                        let _ = file.set_len(self.committed);
-                        use std::io::Seek as _;
-                        let _ = file.seek(io::SeekFrom::Start(self.committed));
-                        self.failed = Some(e);
-                    }
+                if let Err(e) = crate::writer::append(file, &self.buf, &mut self.committed) {
+                    self.failed = Some(e);
                 }
                 self.buf.clear();
             }

@@ -111,6 +111,23 @@ impl Drop for Writer {
     }
 }
 
+/// Writes the whole `chunk` at the end of `file`, which holds `committed`
+/// bytes of whole chunks; on an error, cuts a partly written chunk back so
+/// that the file still ends with a whole one.
+pub fn append(file: &mut File, chunk: &[u8], committed: &mut u64) -> io::Result<()> {
+    match file.write_all(chunk) {
+        Ok(()) => {
+            *committed += chunk.len() as u64;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = file.set_len(*committed);
+            let _ = file.seek(io::SeekFrom::Start(*committed));
+            Err(e)
+        }
+    }
+}
+
 fn write_chunks(
     mut file: File,
     queue: &Receiver<Vec<u8>>,
@@ -120,20 +137,14 @@ fn write_chunks(
     let mut committed = 0u64;
     let mut error = None;
     for mut chunk in queue {
-        if error.is_none() {
-            match file.write_all(&chunk) {
-                Ok(()) => committed += chunk.len() as u64,
-                Err(e) => {
-                    // Cut a partly written chunk back to the last whole one.
-                    let _ = file.set_len(committed);
-                    let _ = file.seek(io::SeekFrom::Start(committed));
-                    let _ = failed.set(e.raw_os_error().map_or_else(
-                        || io::Error::new(e.kind(), e.to_string()),
-                        io::Error::from_raw_os_error,
-                    ));
-                    error = Some(e);
-                }
-            }
+        if error.is_none()
+            && let Err(e) = append(&mut file, &chunk, &mut committed)
+        {
+            let _ = failed.set(e.raw_os_error().map_or_else(
+                || io::Error::new(e.kind(), e.to_string()),
+                io::Error::from_raw_os_error,
+            ));
+            error = Some(e);
         }
         chunk.clear();
         // Full when the collector has spares enough: then this one goes.
