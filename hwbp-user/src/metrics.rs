@@ -376,11 +376,12 @@ mod tests {
     use super::*;
     use crate::{stats::Stats, trace::HitRecord};
 
-    #[test]
-    fn exposition_text() {
+    /// Stats of one target `t` (symbol `sym`, mode `w`) with a hit per
+    /// comm in `comms`, and the target's labels as armed.
+    fn one_target(comms: impl IntoIterator<Item = String>) -> (SharedStats, Armed) {
         let stats: SharedStats = Arc::new(Mutex::new(Stats::new(1)));
         if let Ok(mut s) = stats.lock() {
-            for comm in ["a", "a", "b"] {
+            for comm in comms {
                 let hit = HitRecord {
                     comm: comm.into(),
                     target: "t".into(),
@@ -397,6 +398,12 @@ mod tests {
                 mode: "w".into(),
             });
         }
+        (stats, armed)
+    }
+
+    #[test]
+    fn exposition_text() {
+        let (stats, armed) = one_target(["a", "a", "b"].map(String::from));
         armed.breakpoints.store(2, Ordering::Relaxed);
         let text = render(&stats, &armed).expect("render");
         assert!(
@@ -422,27 +429,8 @@ mod tests {
     fn comm_labels_are_capped() {
         // 25 command names, `c00` with 1 hit up to `c24` with 25: the 20
         // busiest (c05..=c24) get series, c00..=c04 share `[other]`.
-        let stats: SharedStats = Arc::new(Mutex::new(Stats::new(1)));
-        if let Ok(mut s) = stats.lock() {
-            for i in 0..25u64 {
-                for _ in 0..=i {
-                    let hit = HitRecord {
-                        comm: format!("c{i:02}").into(),
-                        target: "t".into(),
-                        ..Default::default()
-                    };
-                    s.record(0, hit.into());
-                }
-            }
-        }
-        let armed = Armed::default();
-        if let Ok(mut t) = armed.targets.lock() {
-            t.push(TargetLabels {
-                target: "t".into(),
-                symbol: "sym".into(),
-                mode: "w".into(),
-            });
-        }
+        let (stats, armed) =
+            one_target((0..25u64).flat_map(|i| (0..=i).map(move |_| format!("c{i:02}"))));
         let text = render(&stats, &armed).expect("render");
         let series: Vec<(&str, u64)> = text
             .lines()
