@@ -259,7 +259,8 @@ impl Results {
     }
 
     /// The run, which must have exited 0, and its trace.
-    fn traced(&self, name: &str) -> Result<(Run, Trace)> {
+    /// A run that must have exited 0.
+    fn succeeded(&self, name: &str) -> Result<Run> {
         let run = self.run(name)?;
         ensure!(
             run.rc == 0,
@@ -267,6 +268,11 @@ impl Results {
             run.rc,
             run.stderr.trim()
         );
+        Ok(run)
+    }
+
+    fn traced(&self, name: &str) -> Result<(Run, Trace)> {
+        let run = self.succeeded(name)?;
         let trace = parse_trace(&self.read(&format!("{name}.jsonl"))?)
             .with_context(|| format!("{name}.jsonl"))?;
         Ok((run, trace))
@@ -768,13 +774,7 @@ const CONTENDED_DROPS_ALLOWED: u64 = 4;
 /// accounted for (hits + dropped = 40000, nothing else lost), at most
 /// [`CONTENDED_DROPS_ALLOWED`] dropped, by the summary table on stderr.
 fn contended(results: &Results) -> Result<()> {
-    let run = results.run("contended")?;
-    ensure!(
-        run.rc == 0,
-        "hwbp-trace exited {}; stderr:\n{}",
-        run.rc,
-        run.stderr.trim()
-    );
+    let run = results.succeeded("contended")?;
     for fx in ["contended.fx0", "contended.fx1"] {
         let said = results.read(fx)?;
         ensure!(
