@@ -8,9 +8,10 @@
 //! kernel source: blazesym 0.2's kallsyms resolver drops the module column
 //! (every symbol comes back with `module: None`, so `xfs_read+0x10 [xfs]`
 //! would lose its `[xfs]`; its module support needs a vmlinux file and the
-//! modules' .ko files on disk). The table is the one the targets were resolved with; when no target needed
-//! it (user targets with kernel stacks), it is read at the first kernel
-//! frame, so that start-up does not pay for it.
+//! modules' .ko files on disk). The table is the one the targets were
+//! resolved with; when no target needed it (user targets with kernel
+//! stacks), it is read at the first kernel frame, so that start-up does not
+//! pay for it.
 //!
 //! A user frame reads `func+0x1f (src/main.rs:42)`, and when the address is
 //! in code inlined into `func`, each inlined call follows, outermost first:
