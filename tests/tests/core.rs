@@ -1014,6 +1014,54 @@ fn a_rust_path_name_is_a_target() {
     }
 }
 
+/// A user stack names every frame, in order, however deep and across
+/// pages: `stacks 256 256` sends call i down call path i, 17 levels of
+/// fx_left/fx_right where bit k of i picks level k's function (level 0 is
+/// the target's caller), below fx_stacks, whose frame holds more than a
+/// page. The walk reads the stack a window at a time and must stitch the
+/// windows together.
+#[test]
+fn user_stacks_follow_every_call_path() {
+    if !root_or_skip("user_stacks_follow_every_call_path") {
+        return;
+    }
+    let dir = TempDir::new("call-paths");
+    let out_file = dir.path("t.jsonl");
+    let (_, hits, summary) = trace_ok(
+        &out_file,
+        &["hwbp_fx_target", "--", &fx(), "stacks", "256", "256"],
+    );
+    assert_eq!(hits.len(), 256);
+    assert_eq!(summary["targets"][0]["ustack_errors"], 0);
+    for (i, hit) in hits.iter().enumerate() {
+        let names: Vec<&str> = hit["ustack"]
+            .as_array()
+            .expect("ustack")
+            .iter()
+            .map(|f| f.as_str().expect("a frame").split('+').next().unwrap_or(""))
+            .collect();
+        let mut want = vec!["hwbp_fx_target"];
+        want.extend((0..17).map(|level| {
+            if i >> level & 1 == 0 {
+                "fx_user::fx_left"
+            } else {
+                "fx_user::fx_right"
+            }
+        }));
+        want.push("fx_user::fx_stacks");
+        assert!(
+            names.len() > want.len() && names[..want.len()] == want[..],
+            "hit {i}: {names:?}"
+        );
+        assert!(
+            names[want.len()..]
+                .iter()
+                .any(|n| n.starts_with("fx_user::main")),
+            "hit {i}: main in the stack: {names:?}"
+        );
+    }
+}
+
 /// `--stack` decides what each hit carries: by default a user target has
 /// its user stack only; `none` neither; `both` both (the kernel stack of a
 /// hit in user mode is empty: there are no kernel frames).

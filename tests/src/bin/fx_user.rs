@@ -15,7 +15,8 @@
 //! fx_user stacks N [DISTINCT]     call hwbp_fx_target N times, call i through
 //!                                 call path i % DISTINCT (default N): 17
 //!                                 levels of fx_left/fx_right, so DISTINCT
-//!                                 different user stacks (at most 2^17)
+//!                                 different user stacks (at most 2^17),
+//!                                 below a frame of more than a page
 //! ```
 //! Options before the command: `--wait PATH` waits until PATH exists before
 //! doing anything (so that -p can attach first); `--delay-ms MS` sleeps first.
@@ -101,9 +102,12 @@ fn fx_right(level: u32, path: u64) -> u64 {
 }
 
 /// `n` calls of hwbp_fx_target, call i through call path i % `distinct`.
+/// Its frame holds more than a page, so a stack walk from the target up to
+/// main crosses pages.
 #[inline(never)]
 fn fx_stacks(n: u64, distinct: u64) -> u64 {
-    let mut acc = 0u64;
+    let pad = hint::black_box([0u8; 5000]);
+    let mut acc = u64::from(pad[0]);
     for i in 0..n {
         acc = acc.wrapping_add(descend(PATH_LEVELS, hint::black_box(i % distinct)));
     }
