@@ -121,6 +121,7 @@ pub fn run(kernel_version: Option<&str>) -> Result<(String, String)> {
         command: &command,
         kvm: false,
         timeout: Some(Duration::from_secs(1200)),
+        boot_timeout: vm::BOOT_TIMEOUT,
         interactive: false,
         out_dir: &out_dir,
     })?;

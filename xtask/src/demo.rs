@@ -272,6 +272,7 @@ pub fn run(options: Options) -> Result<()> {
         command: &command,
         kvm,
         timeout: Some(Duration::from_secs(600)),
+        boot_timeout: vm::BOOT_TIMEOUT,
         interactive: false,
         out_dir: &out_dir,
     })?;

@@ -68,7 +68,7 @@ pub fn run_matrix(requested: Option<&str>, kvm: bool) -> Result<()> {
             }
         }
     }
-    println!("\n----- harness checks (time-out, panic, dashboard) -----");
+    println!("\n----- harness checks (time-out, boot retry, panic, dashboard) -----");
     let start = Instant::now();
     let harness = harness(requested, kvm);
     let took = start.elapsed().as_secs_f64();
@@ -102,6 +102,7 @@ pub fn run(kernel: &Kernel, kvm: bool) -> Result<usize> {
         command: &command,
         kvm,
         timeout: Some(Duration::from_secs(900)),
+        boot_timeout: vm::BOOT_TIMEOUT,
         interactive: false,
         out_dir: &out_dir,
     })?;
@@ -916,6 +917,7 @@ type HarnessCheck = fn(&[String]) -> Result<()>;
 
 const HARNESS: &[(&str, HarnessCheck)] = &[
     ("timeout", timeout),
+    ("no_sign_of_life", no_sign_of_life),
     ("panic", panic),
     ("dashboard", dashboard),
 ];
@@ -1035,6 +1037,32 @@ fn timeout(base: &[String]) -> Result<()> {
         "the guest did not finish within 5 s",
         &["SeaBIOS", "Booting from ROM", "init: "],
     )
+}
+
+/// `--boot-timeout 1`: no guest reaches /init in 1 s, so xtask vm kills
+/// the boot, says so, boots once more, and fails when that one does not
+/// either; QEMU gone.
+fn no_sign_of_life(base: &[String]) -> Result<()> {
+    let (output, qemu) = xtask_vm(base, &["--boot-timeout", "1", "--", "true"])?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        !output.status.success(),
+        "xtask vm exited 0; its stderr:\n{stderr}"
+    );
+    let warned = stderr
+        .matches("the guest did not reach /init within 1 s")
+        .count();
+    ensure!(
+        warned == 2
+            && stderr.contains("vm: booting once more")
+            && stderr.contains("the second boot failed too"),
+        "want the first boot's warning, a second boot and its failure; its stderr:\n{stderr}"
+    );
+    ensure!(
+        qemu.is_empty(),
+        "QEMU is still running after xtask vm failed: pid(s) {qemu:?}"
+    );
+    Ok(())
 }
 
 /// A guest kernel panic (sysrq c): QEMU stopped at once, the panic named,
