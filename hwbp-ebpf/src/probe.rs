@@ -40,13 +40,13 @@ static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_SLOTS
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<Hit> = PerCpuArray::with_max_entries(1, 0);
 
-/// comm/tid filters, index 0.
 /// A piece of the user stack that [`walk_user_stack`] reads frames from; a
 /// word longer than a read, for the verifier (see there).
 #[map(name = "STACK_WINDOW")]
 static STACK_WINDOW: PerCpuArray<[u64; WINDOW_WORDS as usize + 1]> =
     PerCpuArray::with_max_entries(1, 0);
 
+/// comm/tid filters, index 0.
 #[map(name = "FILTER")]
 static FILTER: Array<Filter> = Array::with_max_entries(1, 0);
 

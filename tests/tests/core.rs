@@ -61,6 +61,16 @@ fn fx() -> String {
     fixture("fx_user").display().to_string()
 }
 
+/// A hit's user frames, innermost first.
+fn ustack(hit: &Value) -> Vec<&str> {
+    hit["ustack"]
+        .as_array()
+        .expect("ustack")
+        .iter()
+        .map(|frame| frame.as_str().expect("a frame is a string"))
+        .collect()
+}
+
 #[test]
 fn execute_target_counts_every_call() {
     if !root_or_skip("execute_target_counts_every_call") {
@@ -103,12 +113,7 @@ fn execute_target_counts_every_call() {
         // The argument is the loop index: hits arrive in call order.
         assert_eq!(hit["args"][0]["name"], "rdi");
         assert_eq!(hit["args"][0]["value"], format!("{i:#x}"));
-        let ustack: Vec<&str> = hit["ustack"]
-            .as_array()
-            .expect("ustack")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let ustack = ustack(hit);
         assert!(
             ustack
                 .first()
@@ -1034,11 +1039,9 @@ fn user_stacks_follow_every_call_path() {
     assert_eq!(hits.len(), 256);
     assert_eq!(summary["targets"][0]["ustack_errors"], 0);
     for (i, hit) in hits.iter().enumerate() {
-        let names: Vec<&str> = hit["ustack"]
-            .as_array()
-            .expect("ustack")
-            .iter()
-            .map(|f| f.as_str().expect("a frame").split('+').next().unwrap_or(""))
+        let names: Vec<&str> = ustack(hit)
+            .into_iter()
+            .map(|f| f.split('+').next().unwrap_or(""))
             .collect();
         let mut want = vec!["hwbp_fx_target"];
         want.extend((0..17).map(|level| {
@@ -1083,12 +1086,11 @@ fn stack_option_decides_the_stacks() {
         assert_eq!(hits.len(), 5, "{stack:?}");
         for hit in &hits {
             assert_eq!(hit["kstack"], serde_json::json!([]), "{stack:?}: {hit}");
-            let ustack = hit["ustack"].as_array().expect("ustack");
+            let ustack = ustack(hit);
             if want_user {
                 assert!(
                     ustack
                         .get(1)
-                        .and_then(Value::as_str)
                         .is_some_and(|f| f.starts_with("hwbp_fx_caller+")),
                     "{stack:?}: the caller is named: {ustack:?}"
                 );

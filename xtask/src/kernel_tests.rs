@@ -259,7 +259,6 @@ impl Results {
         })
     }
 
-    /// The run, which must have exited 0, and its trace.
     /// A run that must have exited 0.
     fn succeeded(&self, name: &str) -> Result<Run> {
         let run = self.run(name)?;
@@ -272,6 +271,7 @@ impl Results {
         Ok(run)
     }
 
+    /// The run, which must have exited 0, and its trace.
     fn traced(&self, name: &str) -> Result<(Run, Trace)> {
         let run = self.succeeded(name)?;
         let trace = parse_trace(&self.read(&format!("{name}.jsonl"))?)
