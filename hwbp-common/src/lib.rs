@@ -35,6 +35,11 @@ pub const SLOT_EXECUTE: u32 = 1 << 1;
 pub const SLOT_KSTACK: u32 = 1 << 2;
 /// [`SlotConfig::flags`]: capture the user stack.
 pub const SLOT_USTACK: u32 = 1 << 3;
+/// [`SlotConfig::flags`]: a watchpoint that traps on reads too (`rw`). The
+/// kernel leaves the debug registers armed while it handles a hit in user
+/// mode (exc_debug_user in arch/x86/kernel/traps.c), so there the program
+/// must not read the watched bytes: every byte read would trap again.
+pub const SLOT_READS: u32 = 1 << 4;
 
 /// Per-target configuration, keyed by the breakpoint address in the
 /// `SLOTS` hash map: a hit's `bpf_perf_event_data::addr` is the address the

@@ -20,7 +20,7 @@ use aya_ebpf::{
 use hwbp_common::{
     COMM_LEN, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, Filter, HIT_HEADER_SIZE, HIT_NO_VALUE,
     HIT_USER_MODE, Hit, MAX_SLOTS, MAX_STACK_DEPTH, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK,
-    SLOT_USTACK, SlotConfig,
+    SLOT_READS, SLOT_USTACK, SlotConfig,
 };
 
 /// Hits, in order per CPU. Sized by userspace (`--buffer-size`) at load time.
@@ -145,7 +145,12 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
             (*hit).args = [regs.rdi, regs.rsi, regs.rdx, regs.rcx, regs.r8, regs.r9];
         }
         (*hit).value = 0;
-        if config.flags & SLOT_EXECUTE == 0 {
+        // In a user-mode hit the debug registers stay armed while this
+        // runs, so reading the bytes of a watchpoint that traps on reads
+        // would trap once per byte: 8 nested debug exceptions, about 70 us,
+        // each counted by the kernel as a hit no program saw.
+        let value_traps = config.flags & SLOT_READS != 0 && flags & HIT_USER_MODE != 0;
+        if config.flags & SLOT_EXECUTE == 0 && !value_traps {
             let mut buf = [0u8; 8];
             // A constant size per watch length: a size the compiler only
             // clamps can reach older verifiers (6.1) unbounded.
@@ -265,13 +270,26 @@ fn output(record: &[u8], flags: u64) -> bool {
 /// vm.mmap_min_addr, 64 KiB by default.
 const MIN_USER_FRAME: u64 = 0x1_0000;
 
-/// Bytes of user stack one read takes into [`STACK_WINDOW`]. A read's fixed
-/// cost dwarfs its per-byte cost, so one read that covers several frames
-/// beats a read per frame. BPF time per hit (kernel.bpf_stats_enabled), for
-/// fx_user `calls` (7 frames within 1,200 bytes) and `stacks` (24 frames,
-/// one of them 5,000 bytes): 512-byte windows 755 and 975 ns, 2048 670 and
-/// 827 ns, 4096 (the whole page) 690 and 900 ns.
-const WINDOW_BYTES: u64 = 2048;
+/// Bytes of user stack one read takes into [`STACK_WINDOW`]. A read costs a
+/// fixed part (about 80 ns here) and a part per byte, which depends on the
+/// debug registers: in a user-mode hit the kernel leaves them armed while
+/// the program runs (exc_debug_user), and with a data watchpoint among them
+/// the CPU copies about a byte a cycle (string instructions check every
+/// iteration); with execute breakpoints only, at full speed. BPF time per
+/// hit with a user stack (kernel.bpf_stats_enabled; fx_user `calls` and
+/// `writes`, 7 frames within 1,200 bytes):
+///
+/// | window | execute | write |
+/// |---|---:|---:|
+/// | 64 | 865 ns | 965 ns |
+/// | 512 | 755 ns | 1090 ns |
+/// | 2048 | 670 ns | 1310 ns |
+///
+/// Without stacks: 420 and 575 ns (a write hit reads the value too). One
+/// size for both: a size per kind of breakpoint makes the verifier follow
+/// the walk twice (47,770 instructions instead of 32,060, about 15 ms more
+/// start-up).
+const WINDOW_BYTES: u64 = 512;
 const WINDOW_WORDS: u64 = WINDOW_BYTES / 8;
 const PAGE_SIZE: u64 = 4096;
 

@@ -15,7 +15,7 @@ use aya::{
 use hwbp_common::{
     COMM_LEN, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, Filter, HIT_HEADER_SIZE, Hit,
     MAP_COUNTERS, MAP_EVENTS, MAP_FILTER, MAP_SLOTS, MAX_SLOTS, MAX_STACK_DEPTH, PROGRAM,
-    SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_USTACK, SlotConfig,
+    SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, SlotConfig,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -187,8 +187,10 @@ impl Loaded {
                 if bp.space == Space::Kernel {
                     flags |= SLOT_KERNEL;
                 }
-                if bp.mode == Mode::Execute {
-                    flags |= SLOT_EXECUTE;
+                match bp.mode {
+                    Mode::Execute => flags |= SLOT_EXECUTE,
+                    Mode::ReadWrite | Mode::Read => flags |= SLOT_READS,
+                    Mode::Write => {}
                 }
                 if stack.kernel {
                     flags |= SLOT_KSTACK;

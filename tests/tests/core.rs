@@ -193,6 +193,17 @@ fn read_write_mode_counts_reads() {
     assert_eq!(hits.len(), 120);
     assert_eq!(summary_hits(&summary, 0), 120);
     assert_eq!(summary["targets"][0]["mode"], "rw");
+    // The kernel counts exactly the fixture's reads: the program must not
+    // read the watched bytes itself, which would trap once per byte (the
+    // debug registers stay armed while a user-mode hit is handled) and be
+    // counted as hits no program saw.
+    assert_eq!(summary["targets"][0]["kernel_count"], 120);
+    assert_eq!(summary["targets"][0]["missed"], 0);
+    assert_eq!(summary["lost"], 0);
+    assert!(
+        hits.iter().all(|h| h.get("value").is_none()),
+        "a user-mode read hit carries no value"
+    );
 }
 
 #[test]
