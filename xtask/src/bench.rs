@@ -7,10 +7,10 @@
 //!    exception itself), hwbp-trace with kernel and user stacks and a JSONL
 //!    file, and `perf record -e mem:ADDR -c 1` with and without -g (without:
 //!    the kernel's own smallest sample, a bound for any tracer that records
-//!    each hit). The fixture waits for a
-//!    file, the tool attaches with -p, and the file appears once the tool is
-//!    armed (hwbp-trace: its Tracing line; perf: started with events
-//!    disabled, enabled through its control FIFO, which it acknowledges).
+//!    each hit). The fixture waits for a file, the tool attaches with -p,
+//!    and the file appears once the tool is armed (hwbp-trace: its Tracing
+//!    line; perf: started with events disabled, enabled through its control
+//!    FIFO, which it acknowledges).
 //!    Timed from then to the fixture's exit (what the traced program pays)
 //!    and to the tool's exit. Two run sizes, alternating runs, medians; the
 //!    slope between the sizes is the per-hit cost.
