@@ -685,15 +685,17 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
     let boot_limit = start + *boot_timeout;
     loop {
         let deadline = fatal.as_ref().map(|(_, until)| *until).or(time_limit);
-        let deadline = if alive || fatal.is_some() {
-            deadline
-        } else {
+        // Until init speaks (or the kernel dies), the boot limit applies too.
+        let booting = !alive && fatal.is_none();
+        let deadline = if booting {
             Some(deadline.map_or(boot_limit, |d| d.min(boot_limit)))
+        } else {
+            deadline
         };
         let message = match deadline {
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() && !alive && fatal.is_none() && Instant::now() >= boot_limit {
+                if left.is_zero() && booting && Instant::now() >= boot_limit {
                     stop(&mut child);
                     return Err(NoSignOfLife(format!(
                         "the guest did not reach /init within {} s; its last lines:\n{}",
