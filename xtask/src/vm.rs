@@ -481,6 +481,14 @@ enum Console {
     Closed,
 }
 
+/// init.sh's first line ("init: RELEASE up, running the command"): the
+/// kernel booted. It shares its console line with the firmware's last
+/// output, terminal escapes included (the kernel boots `quiet`), so it is
+/// looked for anywhere in the line.
+fn shows_init(line: &str) -> bool {
+    line.contains("init: ") && line.contains(" up, running the command")
+}
+
 /// Lines that mean the guest kernel is in trouble: stop at once.
 fn is_fatal(line: &str) -> bool {
     line.contains("Kernel panic")
@@ -680,7 +688,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
     // stop reading after it (a few seconds more, for the backtrace).
     let mut fatal: Option<(String, Instant)> = None;
     let time_limit = timeout.map(|timeout| start + timeout);
-    // init.sh's first line ("init: RELEASE up, ...") says the kernel booted.
+    // Whether init.sh has spoken (see [`shows_init`]).
     let mut alive = false;
     let boot_limit = start + *boot_timeout;
     loop {
@@ -724,7 +732,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
             None => receiver.recv().unwrap_or(Console::Closed),
         };
         let Console::Line(line) = message else { break };
-        alive |= line.starts_with("init: ");
+        alive |= shows_init(&line);
         if fatal.is_none() && is_fatal(&line) {
             fatal = Some((line.clone(), Instant::now() + Duration::from_secs(3)));
         }
@@ -908,5 +916,16 @@ mod tests {
             "[    4.6] Initramfs unpacking failed: uncompression error"
         ));
         assert!(!is_fatal("init: exit=0"));
+    }
+
+    #[test]
+    fn init_line_after_firmware_escapes() {
+        // As the console shows it: SeaBIOS's escapes, then init.sh.
+        assert!(shows_init(
+            "\x1bc\x1b[?7l\x1b[2Jinit: 6.12.117+deb12-amd64 up, running the command"
+        ));
+        assert!(shows_init("init: 6.1.0-56-amd64 up, running the command"));
+        assert!(!shows_init("Booting from ROM..."));
+        assert!(!shows_init("[    1.0] Run /init as init process"));
     }
 }
