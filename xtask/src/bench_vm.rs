@@ -122,6 +122,7 @@ pub fn run(kernel_version: Option<&str>) -> Result<(String, String)> {
         kvm: false,
         timeout: Some(Duration::from_secs(1200)),
         boot_timeout: vm::BOOT_TIMEOUT,
+        mttcg: false,
         interactive: false,
         out_dir: &out_dir,
     })?;

@@ -273,6 +273,7 @@ pub fn run(options: Options) -> Result<()> {
         kvm,
         timeout: Some(Duration::from_secs(600)),
         boot_timeout: vm::BOOT_TIMEOUT,
+        mttcg: false,
         interactive: false,
         out_dir: &out_dir,
     })?;
