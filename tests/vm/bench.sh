@@ -15,6 +15,12 @@
 # COUNTED is the breakpoint's own count (the floor) or the trace's
 # kernel_count, and `-` where there is none. Under TCG every time is the
 # emulator's: only the ratios between the rows mean anything.
+#
+# The host boots this guest with a host thread per vCPU (--mttcg), so that
+# hwbp-trace's reader on one vCPU does not take the fixture's time on the
+# other. Everything here is therefore system-wide: a per-task perf event
+# makes the kernel patch a static key, which such a guest may not survive
+# (xtask/src/vm.rs). hwbp-trace keeps the fixture's hits with --comm.
 
 cd /out || exit 1
 runs=${1:-5}
@@ -36,6 +42,29 @@ record() {
     rm -f trace.jsonl
 }
 
+# traced CALLS ARGS...: hwbp-trace ARGS system-wide in the background;
+# once it has armed (its `Tracing` line), the fixture makes CALLS calls;
+# then SIGTERM ends the trace.
+traced() {
+    calls=$1
+    shift
+    hwbp-trace "$@" 2> hwbp.err &
+    tracer=$!
+    tries=0
+    until grep -q '^Tracing' hwbp.err; do
+        tries=$((tries + 1))
+        if [ "$tries" -gt 1200 ] || ! kill -0 "$tracer" 2> /dev/null; then
+            echo "bench: hwbp-trace never armed:"
+            cat hwbp.err
+            exit 1
+        fi
+        sleep 0.05
+    done
+    fx_kernel getpgid "$calls" > fx.out
+    kill -TERM "$tracer"
+    wait "$tracer"
+}
+
 round=0
 while [ "$round" -lt "$runs" ]; do
     for calls in "$small" "$large"; do
@@ -43,11 +72,10 @@ while [ "$round" -lt "$runs" ]; do
         record alone "$calls"
         fx_kernel count-getpgid "$addr" "$calls" > fx.out
         record floor "$calls"
-        hwbp-trace -q --no-tui --stack none -o trace.jsonl __x64_sys_getpgid \
-            -- fx_kernel getpgid "$calls" > fx.out 2> hwbp.err
+        traced "$calls" -q --no-tui --comm fx_kernel --stack none \
+            -o trace.jsonl __x64_sys_getpgid
         record hwbp-trace-no-stacks "$calls"
-        hwbp-trace -q --no-tui -o trace.jsonl __x64_sys_getpgid \
-            -- fx_kernel getpgid "$calls" > fx.out 2> hwbp.err
+        traced "$calls" -q --no-tui --comm fx_kernel -o trace.jsonl __x64_sys_getpgid
         record hwbp-trace-kernel-stacks "$calls"
     done
     round=$((round + 1))

@@ -5,9 +5,12 @@
 //! - `getpgid N`: N getpgid(0) system calls (each enters __x64_sys_getpgid
 //!   once). Prints `getpgid called N times in T ns` (the calls alone).
 //! - `count-getpgid ADDR N`: the same under a counting execute breakpoint on
-//!   the kernel address ADDR (hex) for this thread, without BPF or sampling:
+//!   the kernel address ADDR (hex) on every CPU, without BPF or sampling:
 //!   what the debug exceptions alone cost (the benchmark's floor). Prints
-//!   `getpgid called N times in T ns, counted C`.
+//!   `getpgid called N times in T ns, counted C`, C summed over the CPUs.
+//!   System-wide rather than for this thread: a per-task perf event makes
+//!   the kernel patch a static key in and out, which a guest with a host
+//!   thread per vCPU may not survive (xtask/src/vm.rs).
 //! - `pidmax N`: N writes to /proc/sys/kernel/pid_max, each a single store to
 //!   the kernel variable pid_max; the first N-1 write distinct new values, the
 //!   last restores the original. Prints `wrote VALUE` for each, in order.
@@ -68,29 +71,39 @@ fn count_getpgid(addr: u64, count: u64) -> Result<(), String> {
     attr.__bindgen_anon_4.bp_len = size_of::<libc::c_long>() as u64;
     attr.set_disabled(1);
     attr.set_exclude_hv(1);
-    // SAFETY: perf_event_open reads `attr`, which outlives the call.
-    let fd = unsafe { perf_event_open_sys::perf_event_open(&mut attr, 0, -1, -1, 0) };
-    if fd < 0 {
-        return Err(format!(
-            "perf_event_open (an execute breakpoint at {addr:#x}): {}",
-            std::io::Error::last_os_error()
-        ));
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as i32;
+    let mut events = Vec::new();
+    for cpu in 0..cpus {
+        // SAFETY: perf_event_open reads `attr`, which outlives the call.
+        let fd = unsafe { perf_event_open_sys::perf_event_open(&mut attr, -1, cpu, -1, 0) };
+        if fd < 0 {
+            return Err(format!(
+                "perf_event_open (an execute breakpoint at {addr:#x} on CPU {cpu}): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: `fd` was just opened and is owned here alone.
+        events.push(unsafe { OwnedFd::from_raw_fd(fd) });
     }
-    // SAFETY: `fd` was just opened and is owned here alone.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: ioctls on our own perf event descriptor.
-    unsafe { perf_event_open_sys::ioctls::ENABLE(fd.as_raw_fd(), 0) };
+    for fd in &events {
+        // SAFETY: ioctls on our own perf event descriptors.
+        unsafe { perf_event_open_sys::ioctls::ENABLE(fd.as_raw_fd(), 0) };
+    }
     let took = call_getpgid(count)?;
-    // SAFETY: as above.
-    unsafe { perf_event_open_sys::ioctls::DISABLE(fd.as_raw_fd(), 0) };
-    let mut counted = [0u8; 8];
-    File::from(fd)
-        .read_exact(&mut counted)
-        .map_err(|e| format!("reading the breakpoint's count: {e}"))?;
+    let mut total = 0;
+    for fd in events {
+        // SAFETY: as above.
+        unsafe { perf_event_open_sys::ioctls::DISABLE(fd.as_raw_fd(), 0) };
+        let mut counted = [0u8; 8];
+        File::from(fd)
+            .read_exact(&mut counted)
+            .map_err(|e| format!("reading the breakpoint's count: {e}"))?;
+        total += u64::from_ne_bytes(counted);
+    }
     println!(
-        "getpgid called {count} times in {} ns, counted {}",
-        took.as_nanos(),
-        u64::from_ne_bytes(counted)
+        "getpgid called {count} times in {} ns, counted {total}",
+        took.as_nanos()
     );
     Ok(())
 }
