@@ -115,9 +115,9 @@ serial() {
     # takes all four debug registers for its command, so one that a run before
     # left behind would fail the next; each must count its command's 7 calls.
     # Between runs the kernel patches a static key (perf_sched_events) in and
-    # out of __schedule, as every run with a command does: this loop crashed
-    # QEMU's guest within seconds when it ran a host thread per vCPU (see
-    # xtask/src/vm.rs).
+    # out of __schedule, as every run with a command does. A longer loop of
+    # this kind crashed the guest under a host thread per vCPU, in both of
+    # two runs (see xtask/src/vm.rs); this boot runs one thread for both.
     yes | cat > /dev/null &
     load=$!
     for i in 1 2 3 4 5 6; do
