@@ -13,7 +13,9 @@
 //!    FIFO, which it acknowledges).
 //!    Timed from then to the fixture's exit (what the traced program pays)
 //!    and to the tool's exit. Two run sizes, alternating runs, medians; the
-//!    slope between the sizes is the per-hit cost.
+//!    slope between the sizes is the per-hit cost. Then the BPF program's
+//!    own time per hit, with and without stacks, from the kernel's
+//!    accounting (kernel.bpf_stats_enabled, on only for those runs).
 //! 2. start-up, from exec to the `Tracing` line, for a kernel and a user
 //!    target, and where the time goes (one run under strace, split at the
 //!    first kallsyms/ELF, BTF, bpf() and perf_event_open calls).
@@ -127,6 +129,7 @@ pub fn run(options: Options) -> Result<()> {
 
     let mut report = String::new();
     let per_hit = bench.per_hit(runs, small, large)?;
+    let bpf_time = bench.bpf_time(BPF_TIME_RUNS, large)?;
     let startup = bench.startup(runs)?;
     let (sustained, dashboard, sustained_tmpfs) = bench.sustained(sustained)?;
     let growth = bench.growth(&lengths)?;
@@ -153,6 +156,7 @@ pub fn run(options: Options) -> Result<()> {
             small,
             large,
             per_hit,
+            bpf_time,
             startup,
             sustained,
             dashboard,
@@ -177,6 +181,11 @@ pub fn run(options: Options) -> Result<()> {
 
 // ---------------------------------------------------------------------------
 // The things measured.
+
+/// Runs of each BPF-time measurement (kernel.bpf_stats_enabled): the
+/// kernel's own clock around each program run, far less noisy than the
+/// program's wall time.
+const BPF_TIME_RUNS: u64 = 3;
 
 /// Call paths of `fx_user stacks` (17 levels of two functions): the most
 /// distinct stacks it can make.
@@ -473,7 +482,16 @@ impl Bench {
     /// -p; once it is armed the file appears. Timed from then to the
     /// fixture's exit (what the traced program pays) and to the tool's
     /// exit (until the trace is complete). Start-up is outside both.
-    fn attached_run(&self, variant: Variant, workload: &Workload, n: u64) -> Result<AttachedRun> {
+    /// One run of `variant` on `workload`, N hits. With `bpf_stats`, the
+    /// tool's BPF program's run time and count are read from its fdinfo
+    /// once the fixture is done (kernel.bpf_stats_enabled must be on).
+    fn attached_run(
+        &self,
+        variant: Variant,
+        workload: &Workload,
+        n: u64,
+        bpf_stats: bool,
+    ) -> Result<AttachedRun> {
         let go = self.scratch.join("go-hit");
         remove(&go);
         if matches!(
@@ -538,6 +556,12 @@ impl Bench {
         touch(&go)?;
         let status = fixture.wait().context("waiting for the fixture")?;
         let program = start.elapsed().as_secs_f64();
+        // The tool notices the fixture's exit a little later: its program
+        // is still loaded now.
+        let bpf = match &tool {
+            Some((_, child)) if bpf_stats => bpf_prog_stats(child.id()),
+            _ => None,
+        };
         if let Some(pid) = paused {
             signal(pid, libc::SIGCONT)?;
         }
@@ -577,6 +601,7 @@ impl Bench {
             program,
             done,
             counted,
+            bpf,
         })
     }
 
@@ -602,7 +627,7 @@ impl Bench {
                     let count = rows.len();
                     for i in 0..count {
                         let row = &mut rows[(i + round as usize) % count];
-                        let run = self.attached_run(row.variant, workload, n)?;
+                        let run = self.attached_run(row.variant, workload, n, false)?;
                         row.program[size_index].push(run.program);
                         row.done[size_index].push(run.done);
                         if size_index == 1 {
@@ -613,6 +638,36 @@ impl Bench {
                 println!("bench:   round {}/{runs} done", round + 1);
             }
             results.extend(rows);
+        }
+        Ok(results)
+    }
+
+    /// What the BPF program itself takes per hit, from the kernel's own
+    /// accounting (kernel.bpf_stats_enabled, on only while this runs: it
+    /// adds two clock reads to every run), with and without stacks.
+    fn bpf_time(&self, runs: u64, n: u64) -> Result<Vec<BpfTime>> {
+        println!("bench: BPF time per hit (kernel.bpf_stats_enabled)");
+        let _stats = BpfStatsOn::enable()?;
+        let mut results = Vec::new();
+        for workload in [&self.execute, &self.write] {
+            for variant in [Variant::HwbpTrace, Variant::HwbpNoStacks] {
+                let mut row = BpfTime {
+                    workload: workload.name,
+                    variant,
+                    ns_per_run: Vec::new(),
+                    runs_counted: Vec::new(),
+                };
+                for _ in 0..runs {
+                    let run = self.attached_run(variant, workload, n, true)?;
+                    let (ns, count) = run
+                        .bpf
+                        .ok_or_else(|| anyhow!("no run_time_ns/run_cnt in hwbp-trace's fdinfo"))?;
+                    ensure!(count > 0, "hwbp-trace's BPF program never ran");
+                    row.ns_per_run.push(ns as f64 / count as f64);
+                    row.runs_counted.push(count);
+                }
+                results.push(row);
+            }
         }
         Ok(results)
     }
@@ -1237,6 +1292,50 @@ fn finish_with_fixture(
     Ok(run)
 }
 
+/// kernel.bpf_stats_enabled on for as long as this lives, then as it was.
+struct BpfStatsOn {
+    before: String,
+}
+
+const BPF_STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStatsOn {
+    fn enable() -> Result<Self> {
+        let before = fs::read_to_string(BPF_STATS_SYSCTL)
+            .with_context(|| format!("reading {BPF_STATS_SYSCTL}"))?;
+        fs::write(BPF_STATS_SYSCTL, "1").with_context(|| format!("writing {BPF_STATS_SYSCTL}"))?;
+        Ok(Self { before })
+    }
+}
+
+impl Drop for BpfStatsOn {
+    fn drop(&mut self) {
+        let _ = fs::write(BPF_STATS_SYSCTL, self.before.trim());
+    }
+}
+
+/// (run_time_ns, run_cnt) of the BPF program that `pid` holds open, from
+/// /proc/PID/fdinfo (the one that ran most, should there be several).
+fn bpf_prog_stats(pid: u32) -> Option<(u64, u64)> {
+    fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .ok()?
+        .filter_map(|entry| fs::read_to_string(entry.ok()?.path()).ok())
+        .filter_map(|text| parse_bpf_prog_stats(&text))
+        .max_by_key(|&(_, count)| count)
+}
+
+/// run_time_ns and run_cnt of one fdinfo file, if it is a BPF program's.
+fn parse_bpf_prog_stats(fdinfo: &str) -> Option<(u64, u64)> {
+    let field = |key: &str| {
+        fdinfo
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+    };
+    fdinfo.contains("prog_type:").then_some(())?;
+    Some((field("run_time_ns:")?, field("run_cnt:")?))
+}
+
 fn vm_rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmRSS:")
 }
@@ -1764,6 +1863,18 @@ struct AttachedRun {
     program: f64,
     done: f64,
     counted: Option<u64>,
+    /// The BPF program's (run_time_ns, run_cnt), when asked for.
+    bpf: Option<(u64, u64)>,
+}
+
+/// BPF time per hit of one hwbp-trace variant on one workload.
+struct BpfTime {
+    workload: &'static str,
+    variant: Variant,
+    /// Nanoseconds per program run, one per run of the measurement.
+    ns_per_run: Vec<f64>,
+    /// Program runs counted in each run (the hits the program saw).
+    runs_counted: Vec<u64>,
 }
 
 struct Startup {
@@ -1805,6 +1916,7 @@ struct Results {
     small: u64,
     large: u64,
     per_hit: Vec<PerHit>,
+    bpf_time: Vec<BpfTime>,
     startup: Vec<Startup>,
     sustained: Vec<Measured>,
     /// The sustained rate with the dashboard (empty without tmux).
@@ -2129,12 +2241,79 @@ fn write_goals(out: &mut String, bench: &Bench, results: &Results) {
     let _ = writeln!(out);
 }
 
+/// The BPF program's own time per hit, from the kernel's accounting.
+fn write_bpf_time(out: &mut String, results: &Results) {
+    let _ = writeln!(
+        out,
+        "### The BPF program's own time per hit
+"
+    );
+    let _ = writeln!(
+        out,
+        "The same hwbp-trace runs at N = {} with `kernel.bpf_stats_enabled` on (only while this \
+         part runs: it adds two clock reads to every program run): the kernel's run_time_ns / \
+         run_cnt of the program, read from hwbp-trace's fdinfo once the fixture is done. Medians \
+         of {BPF_TIME_RUNS} runs, with the lowest and highest. This is the program alone: the \
+         debug exception, perf's overflow path and the reader are outside it. A write hit also \
+         reads the written value, and with a data watchpoint armed the CPU copies user memory \
+         about a byte a cycle (hwbp-ebpf/src/probe.rs), which makes its stack cost more.\n",
+        results.large
+    );
+    let _ = writeln!(
+        out,
+        "| target | hwbp-trace, k+u stacks | hwbp-trace, no stacks | the stacks | runs counted |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---|");
+    let mut workloads: Vec<&str> = results.bpf_time.iter().map(|r| r.workload).collect();
+    workloads.dedup();
+    for workload in workloads {
+        let row = |variant| {
+            results
+                .bpf_time
+                .iter()
+                .find(|r| r.workload == workload && r.variant == variant)
+        };
+        let cell = |r: Option<&BpfTime>| {
+            r.map_or_else(
+                || "-".to_owned(),
+                |r| {
+                    let low = r.ns_per_run.iter().copied().fold(f64::INFINITY, f64::min);
+                    let high = r.ns_per_run.iter().copied().fold(0.0, f64::max);
+                    format!("{:.0} ns ({low:.0} to {high:.0})", median(&r.ns_per_run))
+                },
+            )
+        };
+        let (stacks, none) = (row(Variant::HwbpTrace), row(Variant::HwbpNoStacks));
+        let share = match (stacks, none) {
+            (Some(a), Some(b)) => {
+                format!("{:.0} ns", median(&a.ns_per_run) - median(&b.ns_per_run))
+            }
+            _ => "-".to_owned(),
+        };
+        let mut counted: Vec<String> = [stacks, none]
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r.runs_counted.iter().map(u64::to_string))
+            .collect();
+        counted.dedup();
+        let _ = writeln!(
+            out,
+            "| {workload} | {} | {} | {share} | {} |",
+            cell(stacks),
+            cell(none),
+            counted.join(", ")
+        );
+    }
+    let _ = writeln!(out);
+}
+
 fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Results) {
     let Results {
         runs,
         small,
         large,
         per_hit,
+        bpf_time: _,
         startup,
         sustained,
         dashboard,
@@ -2242,6 +2421,7 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
         }
         let _ = writeln!(out);
     }
+    write_bpf_time(out, results);
     if bench.bpftrace {
         let _ = writeln!(
             out,
@@ -2606,6 +2786,20 @@ mod tests {
         );
         let found = distinct_ustacks(&jsonl.0).unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(found, 2);
+    }
+
+    #[test]
+    fn bpf_prog_stats_from_fdinfo() {
+        let prog = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t2057\nprog_type:\t7\n\
+                    prog_jited:\t1\nprog_tag:\tb8c5a1e0b4d6a0a1\nmemlock:\t4096\nprog_id:\t81\n\
+                    run_time_ns:\t36500000\nrun_cnt:\t50000\nrecursion_misses:\t0\n\
+                    verified_insns:\t32131\n";
+        assert_eq!(parse_bpf_prog_stats(prog), Some((36_500_000, 50_000)));
+        // A map or a perf event is not a program.
+        let map = "pos:\t0\nflags:\t02000002\nmap_type:\t27\nkey_size:\t0\n";
+        assert_eq!(parse_bpf_prog_stats(map), None);
+        // Kernels before 5.1 print no run time.
+        assert_eq!(parse_bpf_prog_stats("prog_type:\t7\nprog_id:\t81\n"), None);
     }
 
     #[test]
