@@ -288,11 +288,13 @@ const MIN_USER_FRAME: u64 = 0x1_0000;
 /// Without stacks: 420 and 575 ns (a write hit reads the value too). One
 /// size for both. Tried: 2048 bytes, or 64 when the session arms any data
 /// watchpoint (a slot flag choosing between two constant sizes), gave 667
-/// and 995 ns against 735 and 1085 (3 runs each), but the verifier then
-/// follows the walk twice (45,596 verified instructions instead of 32,131)
-/// and start-up grew by 13 ms (a short kernel-target trace, median of 21:
-/// 106 against 93 ms), about what the stacks save in 150,000 hits. A size
-/// it cannot know is worse (55,240 instructions, 23 ms more start-up).
+/// and 995 ns against 735 and 1085 (3 runs each); but with a data
+/// watchpoint armed, 64-byte windows cost a deep stack (`fx_user stacks`,
+/// 24 frames) 2150 ns against 1720 at 512, so only execute-only sessions
+/// would gain, and the verifier follows the walk twice (45,596 verified
+/// instructions instead of 32,131): start-up grew by 13 ms (a short
+/// kernel-target trace, median of 21: 106 against 93 ms). A size it cannot
+/// know is worse (55,240 instructions, 23 ms more start-up).
 const WINDOW_BYTES: u64 = 512;
 const WINDOW_WORDS: u64 = WINDOW_BYTES / 8;
 const PAGE_SIZE: u64 = 4096;
