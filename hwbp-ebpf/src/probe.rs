@@ -102,7 +102,8 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         (*hit).comm.as_ptr().cast::<[u64; 2]>().read()
     };
 
-    if let Some(filter) = FILTER.get(0) {
+    let filter = FILTER.get(0);
+    if let Some(filter) = filter {
         let rejected = (filter.flags & FILTER_OWN != 0
             && (pid_tgid >> 32) as u32 == filter.own_pid)
             || (filter.flags & FILTER_TID != 0 && filter.tid != tid)
@@ -223,7 +224,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         // Wake the reader only when this record makes the waiting data cross
         // the threshold (not on every record past it: a reader that fell
         // behind would then get an interrupt per record again).
-        let threshold = FILTER.get(0).map_or(0, |f| u64::from(f.wakeup_bytes));
+        let threshold = filter.map_or(0, |f| u64::from(f.wakeup_bytes));
         let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
         let wakeup =
             if threshold == 0 || (waiting < threshold && waiting + size as u64 >= threshold) {
