@@ -481,10 +481,10 @@ impl Bench {
     /// One per-hit run: fx_user waits for a file; the tool attaches with
     /// -p; once it is armed the file appears. Timed from then to the
     /// fixture's exit (what the traced program pays) and to the tool's
-    /// exit (until the trace is complete). Start-up is outside both.
-    /// One run of `variant` on `workload`, N hits. With `bpf_stats`, the
-    /// tool's BPF program's run time and count are read from its fdinfo
-    /// once the fixture is done (kernel.bpf_stats_enabled must be on).
+    /// exit (until the trace is complete). Start-up is outside both. With
+    /// `bpf_stats`, the tool's BPF program's run time and count are read
+    /// from its fdinfo once the fixture is done (kernel.bpf_stats_enabled
+    /// must be on).
     fn attached_run(
         &self,
         variant: Variant,
