@@ -554,14 +554,19 @@ impl Bench {
         }
         let start = Instant::now();
         touch(&go)?;
-        let status = fixture.wait().context("waiting for the fixture")?;
-        let program = start.elapsed().as_secs_f64();
-        // The tool notices the fixture's exit a little later: its program
-        // is still loaded now.
-        let bpf = match &tool {
-            Some((_, child)) if bpf_stats => bpf_prog_stats(child.id()),
+        let sampled = match &tool {
+            Some((_, child)) if bpf_stats => Some(child.id()),
             _ => None,
         };
+        // Read once the fixture is done: the tool notices its exit a little
+        // later, so its program is normally still loaded then. A reading
+        // every 50 ms stands in should the tool be gone already.
+        let sampler = sampled.map(BpfSampler::start);
+        let status = fixture.wait().context("waiting for the fixture")?;
+        let bpf = sampled
+            .and_then(bpf_prog_stats)
+            .or_else(|| sampler.and_then(BpfSampler::stop));
+        let program = start.elapsed().as_secs_f64();
         if let Some(pid) = paused {
             signal(pid, libc::SIGCONT)?;
         }
@@ -1311,6 +1316,36 @@ impl BpfStatsOn {
 impl Drop for BpfStatsOn {
     fn drop(&mut self) {
         let _ = fs::write(BPF_STATS_SYSCTL, self.before.trim());
+    }
+}
+
+/// Reads [`bpf_prog_stats`] of a process every 50 ms on a thread of its
+/// own, keeping the last reading.
+struct BpfSampler {
+    stop: mpsc::Sender<()>,
+    thread: thread::JoinHandle<Option<(u64, u64)>>,
+}
+
+impl BpfSampler {
+    fn start(pid: u32) -> Self {
+        let (stop, stopped) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            let mut last = None;
+            loop {
+                last = bpf_prog_stats(pid).or(last);
+                match stopped.recv_timeout(Duration::from_millis(50)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return last,
+                }
+            }
+        });
+        Self { stop, thread }
+    }
+
+    /// The last reading, if any.
+    fn stop(self) -> Option<(u64, u64)> {
+        let _ = self.stop.send(());
+        self.thread.join().ok().flatten()
     }
 }
 
