@@ -2278,11 +2278,7 @@ fn write_goals(out: &mut String, bench: &Bench, results: &Results) {
 
 /// The BPF program's own time per hit, from the kernel's accounting.
 fn write_bpf_time(out: &mut String, results: &Results) {
-    let _ = writeln!(
-        out,
-        "### The BPF program's own time per hit
-"
-    );
+    let _ = writeln!(out, "### The BPF program's own time per hit\n");
     let _ = writeln!(
         out,
         "The same hwbp-trace runs at N = {} with `kernel.bpf_stats_enabled` on (only while this \
