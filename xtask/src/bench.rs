@@ -2054,6 +2054,15 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The lowest and highest of `values`.
+fn extremes(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), &v| {
+            (low.min(v), high.max(v))
+        })
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -2129,8 +2138,7 @@ fn ratios_by_round(
 
 /// "rounds 1.08x to 1.22x": the lowest and highest of [`round_ratios`].
 fn round_range(ratios: &[f64]) -> String {
-    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    let high = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (low, high) = extremes(ratios);
     if ratios.is_empty() {
         String::new()
     } else {
@@ -2308,8 +2316,7 @@ fn write_bpf_time(out: &mut String, results: &Results) {
             r.map_or_else(
                 || "-".to_owned(),
                 |r| {
-                    let low = r.ns_per_run.iter().copied().fold(f64::INFINITY, f64::min);
-                    let high = r.ns_per_run.iter().copied().fold(0.0, f64::max);
+                    let (low, high) = extremes(&r.ns_per_run);
                     format!("{:.0} ns ({low:.0} to {high:.0})", median(&r.ns_per_run))
                 },
             )
@@ -2473,8 +2480,7 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
     let _ = writeln!(out, "| target | median | min | max |");
     let _ = writeln!(out, "|---|---:|---:|---:|");
     for s in startup {
-        let min = s.times.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = s.times.iter().copied().fold(0.0, f64::max);
+        let (min, max) = extremes(&s.times);
         let _ = writeln!(
             out,
             "| {} | {:.0} ms | {:.0} ms | {:.0} ms |",
