@@ -22,6 +22,7 @@
 # makes the kernel patch a static key, which such a guest may not survive
 # (xtask/src/vm.rs). hwbp-trace keeps the fixture's hits with --comm.
 
+. "${0%/*}/lib.sh"
 cd /out || exit 1
 runs=${1:-5}
 small=${2:-2000}
@@ -50,16 +51,11 @@ traced() {
     shift
     hwbp-trace "$@" 2> hwbp.err &
     tracer=$!
-    tries=0
-    until grep -q '^Tracing' hwbp.err; do
-        tries=$((tries + 1))
-        if [ "$tries" -gt 1200 ] || ! kill -0 "$tracer" 2> /dev/null; then
-            echo "bench: hwbp-trace never armed:"
-            cat hwbp.err
-            exit 1
-        fi
-        sleep 0.05
-    done
+    if ! armed "$tracer" hwbp.err; then
+        echo "bench: hwbp-trace never armed:"
+        cat hwbp.err
+        exit 1
+    fi
     fx_kernel getpgid "$calls" > fx.out
     kill -TERM "$tracer"
     wait "$tracer"

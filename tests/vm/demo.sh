@@ -7,6 +7,7 @@
 # trace.jsonl, hwbp-trace.stderr, and the fixtures' own account of what they
 # did (reads.out, pidmax.out), which the host compares with the trace.
 
+. "${0%/*}/lib.sh"
 out=${1:-/out}
 mkdir -p "$out" || exit 1
 fifo=/tmp/demo-stderr.$$
@@ -16,19 +17,12 @@ tee "$out/hwbp-trace.stderr" < "$fifo" >&2 &
 echo "demo: hwbp-trace -q --no-tui -o $out/trace.jsonl vfs_read pid_max"
 hwbp-trace -q --no-tui -o "$out/trace.jsonl" vfs_read pid_max 2> "$fifo" &
 tracer=$!
-tries=0
-# `test -s` (a stat, not a read) until the `Tracing` line is there, so that
-# the wait itself adds few vfs_read calls.
-until [ -s "$out/hwbp-trace.stderr" ] && grep -q '^Tracing' "$out/hwbp-trace.stderr"; do
-    tries=$((tries + 1))
-    if [ "$tries" -gt 1200 ] || ! kill -0 "$tracer" 2> /dev/null; then
-        echo "demo: hwbp-trace did not start"
-        kill -TERM "$tracer" 2> /dev/null
-        wait "$tracer"
-        exit 1
-    fi
-    sleep 0.05
-done
+if ! armed "$tracer" "$out/hwbp-trace.stderr"; then
+    echo "demo: hwbp-trace did not start"
+    kill -TERM "$tracer" 2> /dev/null
+    wait "$tracer"
+    exit 1
+fi
 
 # (busybox cat copies with sendfile, which does not go through vfs_read: wc
 # and the fixture read with read(2).)

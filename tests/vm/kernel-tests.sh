@@ -11,6 +11,7 @@
 # does not stop at a failure. /out/facts.env holds what the checks need to
 # know about this kernel (addresses, the blacklisted function, ...).
 
+. "${0%/*}/lib.sh"
 cd /out || exit 1
 echo "# facts about the guest kernel" > facts.env
 fact() {
@@ -36,15 +37,7 @@ start() {
     echo "hwbp-trace $*" > "$bg_name.cmd"
     hwbp-trace "$@" > "$bg_name.stdout" 2> "$bg_name.stderr" &
     bg_pid=$!
-    tries=0
-    until grep -q '^Tracing' "$bg_name.stderr"; do
-        tries=$((tries + 1))
-        if [ "$tries" -gt 1200 ] || ! kill -0 "$bg_pid" 2> /dev/null; then
-            echo "kernel-tests: $bg_name: hwbp-trace never armed"
-            break
-        fi
-        sleep 0.05
-    done
+    armed "$bg_pid" "$bg_name.stderr" || echo "kernel-tests: $bg_name: hwbp-trace never armed"
 }
 finish() {
     wait "$bg_pid"
