@@ -814,8 +814,14 @@ fn syswide(results: &Results) -> Result<()> {
 
 /// Hits the retries cannot save: a lock holder descheduled by the host (a
 /// vCPU thread of QEMU) holds the ring buffer's lock longer than they last.
-/// Without the retries this check saw 125 of 40000 dropped on 6.1.0-56.
-const CONTENDED_DROPS_ALLOWED: u64 = 4;
+/// Measured on the 2-CPU machine CI uses, 25 boots of this check per
+/// kernel (6.1.0-56, 6.12.117): with the retries 0 dropped in 33 of 50, at
+/// most 7 (0:33 1:9 2:3 3:2 4:1 5:2 7:1; the bound was 4 until that tail
+/// failed a clean clone); without them (OUTPUT_TRIES = 1, 10 boots per
+/// kernel) 89 to 4502, median 245. The bound sits between the two: about
+/// four times the worst seen with the retries, a third of the fewest
+/// without them, so losing the retries still fails this check.
+const CONTENDED_DROPS_ALLOWED: u64 = 30;
 
 /// 20000 calls on each CPU at once (fx_kernel pinned to each): every one
 /// accounted for (hits + dropped = 40000, nothing else lost), at most
