@@ -14,22 +14,22 @@ use aya_ebpf::{
         generated::{bpf_get_current_comm, bpf_get_stack, bpf_probe_read_user},
     },
     macros::{map, perf_event},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
     programs::PerfEventContext,
 };
 use hwbp_common::{
     COMM_LEN, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, Filter, HIT_HEADER_SIZE, HIT_NO_VALUE,
     HIT_USER_MODE, Hit, MAX_SLOTS, MAX_STACK_DEPTH, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK,
-    SLOT_READS, SLOT_USTACK, SlotConfig,
+    SLOT_READS, SLOT_USTACK, SlotConfig, Slots,
 };
 
 /// Hits, in order per CPU. Sized by userspace (`--buffer-size`) at load time.
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
-/// Breakpoint address → target configuration.
+/// Every target's address and configuration, index 0.
 #[map(name = "SLOTS")]
-static SLOTS: HashMap<u64, SlotConfig> = HashMap::with_max_entries(MAX_SLOTS as u32, 0);
+static SLOTS: Array<Slots> = Array::with_max_entries(1, 0);
 
 /// Per-target, per-CPU counters: nothing is lost without being counted.
 #[map(name = "COUNTERS")]
@@ -67,15 +67,13 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         let data = ctx.ctx as *const bpf_perf_event_data;
         ((*data).addr, (*data).regs)
     };
-    // SAFETY: a read-only lookup of a plain-old-data value.
-    let Some(config) = (unsafe { SLOTS.get(addr) }) else {
+    let Some(config) = find_slot(addr) else {
         // Never expected: SLOTS is filled before any event is enabled and
         // every event is armed at an address in it. A rare diagnostic, so
         // aya-log rather than a counter nobody reads.
         aya_log_ebpf::warn!(ctx, "hit at {:x}, which no target armed", addr);
         return Ok(0);
     };
-    let config = *config;
     let Some(counters) = COUNTERS.get_ptr_mut(config.slot) else {
         return Ok(0);
     };
@@ -237,6 +235,19 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         }
     }
     Ok(0)
+}
+
+/// The configuration of the target armed at `addr`.
+#[inline(always)]
+fn find_slot(addr: u64) -> Option<SlotConfig> {
+    let slots = SLOTS.get(0)?;
+    // An unused slot's address is 0, never a hit's.
+    for i in 0..MAX_SLOTS {
+        if slots.addrs[i] == addr {
+            return Some(slots.configs[i]);
+        }
+    }
+    None
 }
 
 /// Attempts at writing one record while the ring buffer's lock is taken:

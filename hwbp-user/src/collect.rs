@@ -9,13 +9,13 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, MapType, PerCpuArray, RingBuf},
+    maps::{Array, MapData, MapType, PerCpuArray, RingBuf},
     programs::PerfEvent,
 };
 use hwbp_common::{
     COMM_LEN, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, Filter, HIT_HEADER_SIZE, Hit,
     MAP_COUNTERS, MAP_EVENTS, MAP_FILTER, MAP_SLOTS, MAX_SLOTS, MAX_STACK_DEPTH, PROGRAM,
-    SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, SlotConfig,
+    SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, SlotConfig, Slots,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -180,8 +180,9 @@ impl Loaded {
             let map = ebpf
                 .map_mut(MAP_SLOTS)
                 .ok_or(LoadError::MissingMap(MAP_SLOTS))?;
-            let mut slots: HashMap<_, u64, SlotConfig> =
-                HashMap::try_from(map).map_err(|e| map_err(MAP_SLOTS, e))?;
+            let mut array: Array<_, Slots> =
+                Array::try_from(map).map_err(|e| map_err(MAP_SLOTS, e))?;
+            let mut slots = Slots::default();
             for (i, (bp, stack)) in breakpoints.iter().zip(stacks).enumerate() {
                 let mut flags = 0;
                 if bp.space == Space::Kernel {
@@ -198,16 +199,17 @@ impl Loaded {
                 if stack.user {
                     flags |= SLOT_USTACK;
                 }
-                let config = SlotConfig {
+                slots.addrs[i] = bp.addr;
+                slots.configs[i] = SlotConfig {
                     slot: i as u32,
                     flags,
                     len: u32::from(bp.len),
                     _pad: 0,
                 };
-                slots
-                    .insert(bp.addr, config, 0)
-                    .map_err(|e| map_err(MAP_SLOTS, e))?;
             }
+            array
+                .set(0, slots, 0)
+                .map_err(|e| map_err(MAP_SLOTS, e))?;
         }
         {
             let map = ebpf
