@@ -20,9 +20,8 @@ pub const COMM_LEN: usize = 16;
 
 /// Names of the maps and the program in the BPF object.
 pub const MAP_EVENTS: &str = "EVENTS";
-pub const MAP_SLOTS: &str = "SLOTS";
+pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_COUNTERS: &str = "COUNTERS";
-pub const MAP_FILTER: &str = "FILTER";
 pub const MAP_SCRATCH: &str = "SCRATCH";
 pub const PROGRAM: &str = "hwbp";
 
@@ -41,7 +40,7 @@ pub const SLOT_USTACK: u32 = 1 << 3;
 /// must not read the watched bytes: every byte read would trap again.
 pub const SLOT_READS: u32 = 1 << 4;
 
-/// Per-target configuration, found by breakpoint address in [`Slots`]: a
+/// Per-target configuration, found by breakpoint address in [`Config`]: a
 /// hit's `bpf_perf_event_data::addr` is the address the breakpoint was
 /// armed at (`bp->attr.bp_addr`), so the program finds its target without
 /// one program per target.
@@ -58,20 +57,6 @@ pub struct SlotConfig {
 }
 const _: () = assert!(size_of::<SlotConfig>() == 16);
 
-/// Every target of a session, index 0 of the `SLOTS` array: slot i is armed
-/// at `addrs[i]` and configured by `configs[i]`; an unused slot's address is
-/// 0, where no breakpoint can be armed. The program scans the addresses:
-/// with the few targets debug registers allow, a scan of one or two cache
-/// lines costs less than a hash map lookup (about 70 ns a hit on a KVM
-/// guest, where every hit is a VM exit and leaves the caches cold).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Slots {
-    pub addrs: [u64; MAX_SLOTS],
-    pub configs: [SlotConfig; MAX_SLOTS],
-}
-const _: () = assert!(size_of::<Slots>() == 24 * MAX_SLOTS);
-
 /// [`Filter::flags`]: keep only hits whose comm equals [`Filter::comm`].
 pub const FILTER_COMM: u32 = 1 << 0;
 /// [`Filter::flags`]: keep only hits from thread [`Filter::tid`].
@@ -79,8 +64,7 @@ pub const FILTER_TID: u32 = 1 << 1;
 /// [`Filter::flags`]: drop hits of process [`Filter::own_pid`] (the tracer).
 pub const FILTER_OWN: u32 = 1 << 2;
 
-/// In-kernel filters, applied before anything is recorded (index 0 of the
-/// `FILTER` array).
+/// In-kernel filters, applied before anything is recorded ([`Config::filter`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -98,6 +82,22 @@ pub struct Filter {
     pub wakeup_bytes: u32,
 }
 const _: () = assert!(size_of::<Filter>() == 32);
+
+/// Everything the program reads that userspace sets, index 0 of the `CONFIG`
+/// array: one value, so a hit reads a cache line or two of it (every hit is
+/// a VM exit on a KVM guest and finds the caches cold). Slot i is armed at
+/// `addrs[i]` and configured by `slots[i]`; an unused slot's address is 0,
+/// where no breakpoint can be armed. The program scans the addresses: with
+/// the few targets debug registers allow, that costs less than a hash map
+/// lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub filter: Filter,
+    pub addrs: [u64; MAX_SLOTS],
+    pub slots: [SlotConfig; MAX_SLOTS],
+}
+const _: () = assert!(size_of::<Config>() == size_of::<Filter>() + 24 * MAX_SLOTS);
 
 /// Per-target, per-CPU counters (the `COUNTERS` per-CPU array, indexed by
 /// slot). `hits` counts every hit that passed the filters, so
@@ -192,9 +192,7 @@ impl Hit {
 mod pod {
     // SAFETY: each type is repr(C), Copy, made only of integers and integer
     // arrays, and explicitly padded, so every bit pattern is a valid value.
-    unsafe impl aya::Pod for super::Slots {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::Filter {}
+    unsafe impl aya::Pod for super::Config {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Counters {}
 }

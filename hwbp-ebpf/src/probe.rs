@@ -18,18 +18,18 @@ use aya_ebpf::{
     programs::PerfEventContext,
 };
 use hwbp_common::{
-    COMM_LEN, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, Filter, HIT_HEADER_SIZE, HIT_NO_VALUE,
+    COMM_LEN, Config, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, HIT_HEADER_SIZE, HIT_NO_VALUE,
     HIT_USER_MODE, Hit, MAX_SLOTS, MAX_STACK_DEPTH, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK,
-    SLOT_READS, SLOT_USTACK, SlotConfig, Slots,
+    SLOT_READS, SLOT_USTACK, SlotConfig,
 };
 
 /// Hits, in order per CPU. Sized by userspace (`--buffer-size`) at load time.
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
-/// Every target's address and configuration, index 0.
-#[map(name = "SLOTS")]
-static SLOTS: Array<Slots> = Array::with_max_entries(1, 0);
+/// Targets and filters, index 0.
+#[map(name = "CONFIG")]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
 /// Per-target, per-CPU counters: nothing is lost without being counted.
 #[map(name = "COUNTERS")]
@@ -45,10 +45,6 @@ static SCRATCH: PerCpuArray<Hit> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "STACK_WINDOW")]
 static STACK_WINDOW: PerCpuArray<[u64; WINDOW_WORDS as usize + 1]> =
     PerCpuArray::with_max_entries(1, 0);
-
-/// comm/tid filters, index 0.
-#[map(name = "FILTER")]
-static FILTER: Array<Filter> = Array::with_max_entries(1, 0);
 
 /// Size in bytes of one stack array of [`Hit`].
 const STACK_BYTES: u32 = (MAX_STACK_DEPTH * 8) as u32;
@@ -67,8 +63,11 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         let data = ctx.ctx as *const bpf_perf_event_data;
         ((*data).addr, (*data).regs)
     };
-    let Some(config) = find_slot(addr) else {
-        // Never expected: SLOTS is filled before any event is enabled and
+    let Some(all) = CONFIG.get(0) else {
+        return Ok(0);
+    };
+    let Some(config) = find_slot(all, addr) else {
+        // Never expected: CONFIG is filled before any event is enabled and
         // every event is armed at an address in it. A rare diagnostic, so
         // aya-log rather than a counter nobody reads.
         aya_log_ebpf::warn!(ctx, "hit at {:x}, which no target armed", addr);
@@ -100,21 +99,18 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         (*hit).comm.as_ptr().cast::<[u64; 2]>().read()
     };
 
-    let filter = FILTER.get(0);
-    if let Some(filter) = filter {
-        let rejected = (filter.flags & FILTER_OWN != 0
-            && (pid_tgid >> 32) as u32 == filter.own_pid)
-            || (filter.flags & FILTER_TID != 0 && filter.tid != tid)
-            || (filter.flags & FILTER_COMM != 0
-                // SAFETY: Filter::comm is 8-byte aligned (offset 8 of a
-                // repr(C) struct of u32s).
-                && unsafe { filter.comm.as_ptr().cast::<[u64; 2]>().read() } != comm);
-        if rejected {
-            // SAFETY: per-CPU slot of this CPU; programs on one CPU do not nest
-            // for the same perf event.
-            unsafe { (*counters).filtered += 1 };
-            return Ok(0);
-        }
+    let filter = &all.filter;
+    let rejected = (filter.flags & FILTER_OWN != 0 && (pid_tgid >> 32) as u32 == filter.own_pid)
+        || (filter.flags & FILTER_TID != 0 && filter.tid != tid)
+        || (filter.flags & FILTER_COMM != 0
+            // SAFETY: Filter::comm is 8-byte aligned (offset 8 of a
+            // repr(C) struct of u32s).
+            && unsafe { filter.comm.as_ptr().cast::<[u64; 2]>().read() } != comm);
+    if rejected {
+        // SAFETY: per-CPU slot of this CPU; programs on one CPU do not nest
+        // for the same perf event.
+        unsafe { (*counters).filtered += 1 };
+        return Ok(0);
     }
     // SAFETY: as above.
     unsafe { (*counters).hits += 1 };
@@ -222,7 +218,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         // Wake the reader only when this record makes the waiting data cross
         // the threshold (not on every record past it: a reader that fell
         // behind would then get an interrupt per record again).
-        let threshold = filter.map_or(0, |f| u64::from(f.wakeup_bytes));
+        let threshold = u64::from(filter.wakeup_bytes);
         let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
         let wakeup =
             if threshold == 0 || (waiting < threshold && waiting + size as u64 >= threshold) {
@@ -239,12 +235,11 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
 
 /// The configuration of the target armed at `addr`.
 #[inline(always)]
-fn find_slot(addr: u64) -> Option<SlotConfig> {
-    let slots = SLOTS.get(0)?;
+fn find_slot(config: &Config, addr: u64) -> Option<SlotConfig> {
     // An unused slot's address is 0, never a hit's.
     for i in 0..MAX_SLOTS {
-        if slots.addrs[i] == addr {
-            return Some(slots.configs[i]);
+        if config.addrs[i] == addr {
+            return Some(config.slots[i]);
         }
     }
     None

@@ -13,9 +13,9 @@ use aya::{
     programs::PerfEvent,
 };
 use hwbp_common::{
-    COMM_LEN, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, Filter, HIT_HEADER_SIZE, Hit,
-    MAP_COUNTERS, MAP_EVENTS, MAP_FILTER, MAP_SLOTS, MAX_SLOTS, MAX_STACK_DEPTH, PROGRAM,
-    SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, SlotConfig, Slots,
+    COMM_LEN, Config, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, HIT_HEADER_SIZE, Hit,
+    MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAX_SLOTS, MAX_STACK_DEPTH, PROGRAM, SLOT_EXECUTE,
+    SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, SlotConfig,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -176,76 +176,62 @@ impl Loaded {
         if breakpoints.len() > MAX_SLOTS {
             return Err(LoadError::TooManyTargets(breakpoints.len()));
         }
-        {
-            let map = ebpf
-                .map_mut(MAP_SLOTS)
-                .ok_or(LoadError::MissingMap(MAP_SLOTS))?;
-            let mut array: Array<_, Slots> =
-                Array::try_from(map).map_err(|e| map_err(MAP_SLOTS, e))?;
-            let mut slots = Slots::default();
-            for (i, (bp, stack)) in breakpoints.iter().zip(stacks).enumerate() {
-                let mut flags = 0;
-                if bp.space == Space::Kernel {
-                    flags |= SLOT_KERNEL;
-                }
-                match bp.mode {
-                    Mode::Execute => flags |= SLOT_EXECUTE,
-                    Mode::ReadWrite | Mode::Read => flags |= SLOT_READS,
-                    Mode::Write => {}
-                }
-                if stack.kernel {
-                    flags |= SLOT_KSTACK;
-                }
-                if stack.user {
-                    flags |= SLOT_USTACK;
-                }
-                slots.addrs[i] = bp.addr;
-                slots.configs[i] = SlotConfig {
-                    slot: i as u32,
-                    flags,
-                    len: u32::from(bp.len),
-                    _pad: 0,
-                };
+        let mut config = Config::default();
+        for (i, (bp, stack)) in breakpoints.iter().zip(stacks).enumerate() {
+            let mut flags = 0;
+            if bp.space == Space::Kernel {
+                flags |= SLOT_KERNEL;
             }
-            array
-                .set(0, slots, 0)
-                .map_err(|e| map_err(MAP_SLOTS, e))?;
-        }
-        {
-            let map = ebpf
-                .map_mut(MAP_FILTER)
-                .ok_or(LoadError::MissingMap(MAP_FILTER))?;
-            let mut array: Array<_, Filter> =
-                Array::try_from(map).map_err(|e| map_err(MAP_FILTER, e))?;
-            let mut filter = Filter {
-                // A quarter of the buffer, at most 256 KiB: few wakeups, and
-                // the reader, which also polls every 20 ms, never far behind.
-                // Test hook: HWBP_WAKEUP_BYTES sets it (4294967295: never),
-                // so that a test can prove the reader keeps up without them.
-                wakeup_bytes: std::env::var("HWBP_WAKEUP_BYTES")
-                    .ok()
-                    .and_then(|bytes| bytes.parse().ok())
-                    .unwrap_or((buffer_size / 4).min(256 << 10) as u32),
-                ..Filter::default()
+            match bp.mode {
+                Mode::Execute => flags |= SLOT_EXECUTE,
+                Mode::ReadWrite | Mode::Read => flags |= SLOT_READS,
+                Mode::Write => {}
+            }
+            if stack.kernel {
+                flags |= SLOT_KSTACK;
+            }
+            if stack.user {
+                flags |= SLOT_USTACK;
+            }
+            config.addrs[i] = bp.addr;
+            config.slots[i] = SlotConfig {
+                slot: i as u32,
+                flags,
+                len: u32::from(bp.len),
+                _pad: 0,
             };
-            if let Some(pid) = filters.exclude_pid {
-                filter.flags |= FILTER_OWN;
-                filter.own_pid = pid;
-            }
-            if let Some(comm) = &filters.comm {
-                filter.flags |= FILTER_COMM;
-                // The kernel's comm is at most 15 bytes and NUL-padded.
-                let n = comm.len().min(COMM_LEN - 1);
-                filter.comm[..n].copy_from_slice(&comm[..n]);
-            }
-            if let Some(tid) = filters.tid {
-                filter.flags |= FILTER_TID;
-                filter.tid = tid;
-            }
-            array
-                .set(0, filter, 0)
-                .map_err(|e| map_err(MAP_FILTER, e))?;
         }
+        let filter = &mut config.filter;
+        // A quarter of the buffer, at most 256 KiB: few wakeups, and the
+        // reader, which also polls every 20 ms, never far behind. Test hook:
+        // HWBP_WAKEUP_BYTES sets it (4294967295: never), so that a test can
+        // prove the reader keeps up without them.
+        filter.wakeup_bytes = std::env::var("HWBP_WAKEUP_BYTES")
+            .ok()
+            .and_then(|bytes| bytes.parse().ok())
+            .unwrap_or((buffer_size / 4).min(256 << 10) as u32);
+        if let Some(pid) = filters.exclude_pid {
+            filter.flags |= FILTER_OWN;
+            filter.own_pid = pid;
+        }
+        if let Some(comm) = &filters.comm {
+            filter.flags |= FILTER_COMM;
+            // The kernel's comm is at most 15 bytes and NUL-padded.
+            let n = comm.len().min(COMM_LEN - 1);
+            filter.comm[..n].copy_from_slice(&comm[..n]);
+        }
+        if let Some(tid) = filters.tid {
+            filter.flags |= FILTER_TID;
+            filter.tid = tid;
+        }
+        let map = ebpf
+            .map_mut(MAP_CONFIG)
+            .ok_or(LoadError::MissingMap(MAP_CONFIG))?;
+        let mut array: Array<_, Config> =
+            Array::try_from(map).map_err(|e| map_err(MAP_CONFIG, e))?;
+        array
+            .set(0, config, 0)
+            .map_err(|e| map_err(MAP_CONFIG, e))?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(e) => {
