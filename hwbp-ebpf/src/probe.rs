@@ -35,16 +35,20 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_SLOTS as u32, 0);
 
-/// Where a hit is assembled before its used part goes to `EVENTS` (a
-/// [`Hit`] does not fit on the 512-byte BPF stack).
-#[map(name = "SCRATCH")]
-static SCRATCH: PerCpuArray<Hit> = PerCpuArray::with_max_entries(1, 0);
+/// This CPU's working memory (neither fits on the 512-byte BPF stack).
+#[repr(C)]
+struct Scratch {
+    /// Where a hit is assembled before its used part goes to `EVENTS`.
+    hit: Hit,
+    /// A piece of the user stack that [`walk_user_stack`] reads frames
+    /// from; a word longer than a read, for the verifier (see there).
+    window: [u64; WINDOW_WORDS as usize + 1],
+}
 
-/// A piece of the user stack that [`walk_user_stack`] reads frames from; a
-/// word longer than a read, for the verifier (see there).
-#[map(name = "STACK_WINDOW")]
-static STACK_WINDOW: PerCpuArray<[u64; WINDOW_WORDS as usize + 1]> =
-    PerCpuArray::with_max_entries(1, 0);
+/// One map for both parts of [`Scratch`]: each map a hit looks up is a
+/// cache line of its own to fetch.
+#[map(name = "SCRATCH")]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Size in bytes of one stack array of [`Hit`].
 const STACK_BYTES: u32 = (MAX_STACK_DEPTH * 8) as u32;
@@ -76,7 +80,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     let Some(counters) = COUNTERS.get_ptr_mut(config.slot) else {
         return Ok(0);
     };
-    let Some(hit) = SCRATCH.get_ptr_mut(0) else {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         // A per-CPU array of one entry always has index 0: never expected.
         aya_log_ebpf::error!(ctx, "no scratch entry on this CPU; hit dropped");
         // SAFETY: per-CPU slot of this CPU, see below.
@@ -86,6 +90,9 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         }
         return Ok(0);
     };
+    // SAFETY: a pointer into this CPU's scratch entry, which no other
+    // program uses while this one runs (see below).
+    let (hit, window) = unsafe { (&raw mut (*scratch).hit, &raw mut (*scratch).window) };
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     // SAFETY: `hit` points to this CPU's scratch Hit (see below). The comm
@@ -191,7 +198,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
             } else {
                 core::ptr::null_mut()
             };
-            walk_user_stack(&regs, frames, ret)
+            walk_user_stack(&regs, window.cast(), frames, ret)
         } else {
             // A hit in the kernel: the user registers are in the task's
             // pt_regs, which the helper finds (bpf_task_pt_regs, which would
@@ -277,7 +284,7 @@ fn output(record: &[u8], flags: u64) -> bool {
 /// vm.mmap_min_addr, 64 KiB by default.
 const MIN_USER_FRAME: u64 = 0x1_0000;
 
-/// Bytes of user stack one read takes into [`STACK_WINDOW`]. A read costs a
+/// Bytes of user stack one read takes into [`Scratch::window`]. A read costs a
 /// fixed part (about 80 ns here) and a part per byte, which depends on the
 /// debug registers: in a user-mode hit the kernel leaves them armed while
 /// the program runs (exc_debug_user), and with a data watchpoint among them
@@ -344,13 +351,9 @@ unsafe fn read_window(window: *mut u64, at: u64) -> Option<u64> {
 /// A frame that straddles two pages (a frame pointer 8 bytes before a page
 /// end, which the ABI's 16-byte alignment rules out) ends the walk.
 #[inline(always)]
-unsafe fn walk_user_stack(regs: &pt_regs, dst: *mut u64, ret: *mut u64) -> u32 {
+unsafe fn walk_user_stack(regs: &pt_regs, window: *mut u64, dst: *mut u64, ret: *mut u64) -> u32 {
     // SAFETY: `dst` has room for MAX_STACK_DEPTH frames.
     unsafe { *dst = regs.rip };
-    let Some(window) = STACK_WINDOW.get_ptr_mut(0) else {
-        return 1;
-    };
-    let window = window.cast::<u64>();
     // The window holds the user stack's words [base, base + WINDOW_BYTES).
     // The page at rsp is mapped (the thread uses it); a read there fails
     // only where no user memory can be read (nmi_uaccess_okay), and then
