@@ -40,9 +40,16 @@ static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_SLOTS
 struct Scratch {
     /// Where a hit is assembled before its used part goes to `EVENTS`.
     hit: Hit,
+    /// How many bytes from rsp the last user stack walk on this CPU read
+    /// frames from: the size of the next walk's first read.
+    extent: u64,
+    /// The last frame the walk read (a store per frame, where a variable
+    /// live across the walk's loop doubled the verifier's work).
+    last_frame: u64,
     /// A piece of the user stack that [`walk_user_stack`] reads frames
-    /// from; a word longer than a read, for the verifier (see there).
-    window: [u64; WINDOW_WORDS as usize + 1],
+    /// from; a word longer than the longest read, for the verifier (see
+    /// there).
+    window: [u64; BUFFER_WORDS as usize + 1],
 }
 
 /// One map for both parts of [`Scratch`]: each map a hit looks up is a
@@ -92,7 +99,14 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     };
     // SAFETY: a pointer into this CPU's scratch entry, which no other
     // program uses while this one runs (see below).
-    let (hit, window) = unsafe { (&raw mut (*scratch).hit, &raw mut (*scratch).window) };
+    let (hit, window, extent, last_frame) = unsafe {
+        (
+            &raw mut (*scratch).hit,
+            &raw mut (*scratch).window,
+            &raw mut (*scratch).extent,
+            &raw mut (*scratch).last_frame,
+        )
+    };
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     // SAFETY: `hit` points to this CPU's scratch Hit (see below). The comm
@@ -198,7 +212,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
             } else {
                 core::ptr::null_mut()
             };
-            walk_user_stack(&regs, window.cast(), frames, ret)
+            walk_user_stack(&regs, window.cast(), extent, last_frame, frames, ret)
         } else {
             // A hit in the kernel: the user registers are in the task's
             // pt_regs, which the helper finds (bpf_task_pt_regs, which would
@@ -284,50 +298,56 @@ fn output(record: &[u8], flags: u64) -> bool {
 /// vm.mmap_min_addr, 64 KiB by default.
 const MIN_USER_FRAME: u64 = 0x1_0000;
 
-/// Bytes of user stack one read takes into [`Scratch::window`]. A read costs a
-/// fixed part (about 80 ns here) and a part per byte, which depends on the
+/// How much user stack a read takes into [`Scratch::window`]. A read costs a
+/// fixed part (about 120 ns here) and a part per byte, which depends on the
 /// debug registers: in a user-mode hit the kernel leaves them armed while
 /// the program runs (exc_debug_user), and with a data watchpoint among them
 /// the CPU copies about a byte a cycle (string instructions check every
-/// iteration); with execute breakpoints only, at full speed. BPF time per
-/// hit with a user stack (kernel.bpf_stats_enabled; fx_user `calls` and
-/// `writes`, 7 frames within 1,200 bytes):
+/// iteration); with execute breakpoints only, at full speed. So the fewest
+/// reads of the fewest bytes: the first read, at rsp, takes what the last
+/// walk on this CPU read frames from ([`Scratch::extent`], rounded up to
+/// FIRST_MIN bytes, at most BUFFER_BYTES), and the frames past it are read
+/// WINDOW_BYTES at a time. A program hit again and again from the same
+/// place, as a breakpoint's is, takes one read of just what it needs.
 ///
-/// | window | execute | write |
-/// |---|---:|---:|
-/// | 64 | 865 ns | 965 ns |
-/// | 512 | 755 ns | 1090 ns |
-/// | 2048 | 670 ns | 1310 ns |
+/// BPF time per hit with a user stack (kernel.bpf_stats_enabled; medians
+/// of 7 alternating runs; fx_user `calls` and `writes`, 7 frames within
+/// 1,200 bytes of rsp, read in two 512-byte windows before; `stacks`, 24
+/// frames across a 5,000-byte frame, with a data watchpoint armed too):
 ///
-/// Without stacks: 420 and 575 ns (a write hit reads the value too). One
-/// size for both. Tried: 2048 bytes, or 64 when the session arms any data
-/// watchpoint (a slot flag choosing between two constant sizes), gave 667
-/// and 995 ns against 735 and 1085 (3 runs each); but with a data
-/// watchpoint armed, 64-byte windows cost a deep stack (`fx_user stacks`,
-/// 24 frames) 2150 ns against 1720 at 512, so only execute-only sessions
-/// would gain, and the verifier follows the walk twice (45,596 verified
-/// instructions instead of 32,131): start-up grew by 13 ms (a short
-/// kernel-target trace, median of 21: 106 against 93 ms). A size it cannot
-/// know is worse (55,240 instructions, 23 ms more start-up).
+/// | reads | execute | write | deep, data watchpoint |
+/// |---|---:|---:|---:|
+/// | 512 bytes each | 680 ns | 1098 ns | 1658 ns |
+/// | sized by the last walk, then 512 | 602 ns | 1020 ns | 1641 ns |
+///
+/// Fixed sizes measured before: 64-byte windows cost execute 865 ns, write
+/// 965 ns and the deep stack 2150 ns; 2048-byte windows, 670 and 1310 ns.
+/// A stack deeper than BUFFER_BYTES starts with WINDOW_BYTES, as before.
+/// The verifier checks 38,874 instructions rather than 31,910, about 3 ms
+/// more start-up; a size per session (a slot flag choosing between two
+/// constant sizes) had the verifier follow the walk twice (45,596).
 const WINDOW_BYTES: u64 = 512;
-const WINDOW_WORDS: u64 = WINDOW_BYTES / 8;
+/// The longest first read (see [`walk_user_stack`]), a power of two.
+const BUFFER_BYTES: u64 = 2048;
+const BUFFER_WORDS: u64 = BUFFER_BYTES / 8;
+/// The shortest first read, and the step of its sizes.
+const FIRST_MIN: u64 = 64;
 const PAGE_SIZE: u64 = 4096;
 
-/// Reads the window of user stack that holds `at`: WINDOW_BYTES from `at`,
-/// or ending at the end of `at`'s page when they would cross it (the next
-/// page may not be mapped). One read size, so the verifier has one path to
-/// follow. Returns where the window starts, None when reading failed.
+/// Reads `size` bytes of user stack into `window`, from `at`, or ending at
+/// the end of `at`'s page when they would cross it (the next page may not
+/// be mapped). `size` is at most BUFFER_BYTES. Returns where the window
+/// starts, None when reading failed.
 #[inline(always)]
-unsafe fn read_window(window: *mut u64, at: u64) -> Option<u64> {
+unsafe fn read_window(window: *mut u64, at: u64, size: u64) -> Option<u64> {
     let page_end = (at & !(PAGE_SIZE - 1)) + PAGE_SIZE;
-    let base = if at + WINDOW_BYTES > page_end {
-        page_end - WINDOW_BYTES
+    let base = if at + size > page_end {
+        page_end - size
     } else {
         at
     };
-    // SAFETY: the window has room for WINDOW_BYTES; the helper checks `base`.
-    let read =
-        unsafe { bpf_probe_read_user(window.cast(), WINDOW_BYTES as u32, base as *const c_void) };
+    // SAFETY: the window has room for BUFFER_BYTES; the helper checks `base`.
+    let read = unsafe { bpf_probe_read_user(window.cast(), size as u32, base as *const c_void) };
     (read == 0).then_some(base)
 }
 
@@ -345,58 +365,87 @@ unsafe fn read_window(window: *mut u64, at: u64) -> Option<u64> {
 ///   fault to learn that nothing is there, about 0.7 us. A null, low or
 ///   misaligned (rbp is a pushed stack slot, so 8-byte aligned) frame
 ///   pointer ends this walk without a read.
-/// - The stack is read a window of [`WINDOW_BYTES`] at a time, starting at
-///   rsp, rather than 16 bytes a frame.
+/// - The stack is read in windows, the first at rsp sized by the last walk
+///   (see [`WINDOW_BYTES`]), rather than 16 bytes a frame.
 ///
 /// A frame that straddles two pages (a frame pointer 8 bytes before a page
 /// end, which the ABI's 16-byte alignment rules out) ends the walk.
 #[inline(always)]
-unsafe fn walk_user_stack(regs: &pt_regs, window: *mut u64, dst: *mut u64, ret: *mut u64) -> u32 {
+unsafe fn walk_user_stack(
+    regs: &pt_regs,
+    window: *mut u64,
+    extent: *mut u64,
+    last_frame: *mut u64,
+    dst: *mut u64,
+    ret: *mut u64,
+) -> u32 {
     // SAFETY: `dst` has room for MAX_STACK_DEPTH frames.
     unsafe { *dst = regs.rip };
-    // The window holds the user stack's words [base, base + WINDOW_BYTES).
+    // The first read covers what the last walk on this CPU needed, rounded
+    // up to FIRST_MIN bytes: a stack like the last one takes one read. The
+    // mask keeps it within FIRST_MIN..=BUFFER_BYTES, plain to the verifier:
+    // an extent of 0 (no walk yet on this CPU) reads BUFFER_BYTES, and one
+    // past BUFFER_BYTES (see below) what it exceeds that by.
+    // SAFETY: `extent` points into this CPU's scratch entry.
+    let first = ((unsafe { core::ptr::read_volatile(extent) }.wrapping_sub(1))
+        & (BUFFER_BYTES - FIRST_MIN))
+        + FIRST_MIN;
+    // The window holds the user stack's bytes [base, end).
     // The page at rsp is mapped (the thread uses it); a read there fails
     // only where no user memory can be read (nmi_uaccess_okay), and then
     // no frame could be.
     // SAFETY: as read_window asks.
-    let Some(mut base) = (unsafe { read_window(window, regs.rsp) }) else {
+    let Some(mut base) = (unsafe { read_window(window, regs.rsp, first) }) else {
         return 1;
     };
+    let mut end = base + first;
     if !ret.is_null() {
         // SAFETY: `ret` points into this CPU's scratch Hit; the window
         // holds rsp's word, and the mask keeps that plain to the verifier.
-        unsafe { *ret = *window.add((((regs.rsp - base) / 8) & (WINDOW_WORDS - 1)) as usize) };
+        unsafe { *ret = *window.add((((regs.rsp - base) / 8) & (BUFFER_WORDS - 1)) as usize) };
     }
     let mut fp = regs.rbp;
+    // SAFETY: `last_frame` points into this CPU's scratch entry.
+    unsafe { *last_frame = regs.rsp };
     let mut n = 1usize;
     while n < MAX_STACK_DEPTH {
         if fp < MIN_USER_FRAME || fp & 7 != 0 {
             break;
         }
         // A frame is the caller's frame pointer, then the return address.
-        if fp < base || fp - base + 16 > WINDOW_BYTES {
+        if fp < base || fp + 16 > end {
             // SAFETY: as read_window asks.
-            match unsafe { read_window(window, fp) } {
+            match unsafe { read_window(window, fp, WINDOW_BYTES) } {
                 Some(start) => base = start,
                 None => break,
             }
+            end = base + WINDOW_BYTES;
+            // Still past the window: a frame across a page end.
+            if fp + 16 > end {
+                break;
+            }
         }
-        let at = (fp - base) / 8;
-        // Past the window only for a frame across a page end (see above).
-        if at > WINDOW_WORDS - 2 {
-            break;
-        }
-        // A no-op the verifier needs: a bound it can follow from the check
-        // above does not survive the compiler, which folds the check into
-        // one on bytes. With the mask, at + 1 can reach the map's spare word.
-        let at = at & (WINDOW_WORDS - 1);
-        // SAFETY: at + 1 <= WINDOW_WORDS, within the map value; n < MAX_STACK_DEPTH.
+        // The mask is a no-op the verifier needs: the bound above is on
+        // values it does not know; at + 1 can reach the map's spare word.
+        let at = ((fp - base) / 8) & (BUFFER_WORDS - 1);
+        // SAFETY: at + 1 <= BUFFER_WORDS, within the map value; n < MAX_STACK_DEPTH.
         unsafe {
+            *last_frame = fp;
             *dst.add(n) = *window.add(at as usize + 1);
             fp = *window.add(at as usize);
         }
         n += 1;
     }
+    // What this walk read frames from, for the next one. A stack deeper
+    // than BUFFER_BYTES (or a chain that strays below rsp, which wraps) is
+    // kept to at most BUFFER_BYTES + WINDOW_BYTES, so that its next first
+    // read is at most WINDOW_BYTES: far frames are read where they are, not
+    // all the bytes between (min() or an if here, rather than clamp(), doubled the
+    // verifier's work: LLVM lays the branches out differently).
+    // SAFETY: as above.
+    let needed = unsafe { core::ptr::read_volatile(last_frame) + 16 }.wrapping_sub(regs.rsp);
+    // SAFETY: as above.
+    unsafe { *extent = needed.clamp(1, BUFFER_BYTES + WINDOW_BYTES) };
     n as u32
 }
 

@@ -1076,6 +1076,48 @@ fn user_stacks_follow_every_call_path() {
     }
 }
 
+/// The walk's first read takes what the last walk on the CPU needed: each
+/// stack here is 7 frames deeper or 11 shallower than the one before, with
+/// other frames, so a walk must read past a first read sized for the last
+/// stack and never take what its buffer held before.
+#[test]
+fn user_stacks_of_changing_depth() {
+    if !root_or_skip("user_stacks_of_changing_depth") {
+        return;
+    }
+    let dir = TempDir::new("depths");
+    let out_file = dir.path("t.jsonl");
+    let (_, hits, summary) = trace_ok(&out_file, &["hwbp_fx_target", "--", &fx(), "depths", "360"]);
+    assert_eq!(hits.len(), 360);
+    assert_eq!(summary["targets"][0]["ustack_errors"], 0);
+    for (i, hit) in hits.iter().enumerate() {
+        let names: Vec<&str> = ustack(hit)
+            .into_iter()
+            .map(|f| f.split('+').next().unwrap_or(""))
+            .collect();
+        let (levels, path) = (i * 7 % 18, i);
+        let mut want = vec!["hwbp_fx_target"];
+        want.extend((0..levels).map(|level| {
+            if path >> level & 1 == 0 {
+                "fx_user::fx_left"
+            } else {
+                "fx_user::fx_right"
+            }
+        }));
+        want.push("fx_user::fx_depths");
+        assert!(
+            names.len() > want.len() && names[..want.len()] == want[..],
+            "hit {i}: {names:?}"
+        );
+        assert!(
+            names[want.len()..]
+                .iter()
+                .any(|n| n.starts_with("fx_user::main")),
+            "hit {i}: main in the stack: {names:?}"
+        );
+    }
+}
+
 /// `--stack` decides what each hit carries: by default a user target has
 /// its user stack only; `none` neither; `both` both (the kernel stack of a
 /// hit in user mode is empty: there are no kernel frames).

@@ -17,6 +17,10 @@
 //!                                 levels of fx_left/fx_right, so DISTINCT
 //!                                 different user stacks (at most 2^17),
 //!                                 below a frame of more than a page
+//! fx_user depths N                call hwbp_fx_target N times, call i through
+//!                                 7i % 18 levels of fx_left/fx_right picked by
+//!                                 the bits of i: each stack 7 frames deeper
+//!                                 or 11 shallower than the last
 //! ```
 //! Options before the command: `--wait PATH` waits until PATH exists before
 //! doing anything (so that -p can attach first); `--delay-ms MS` sleeps first.
@@ -114,6 +118,19 @@ fn fx_stacks(n: u64, distinct: u64) -> u64 {
     hint::black_box(acc)
 }
 
+/// `n` calls of hwbp_fx_target, call i through `7i % 18` levels picked by
+/// the bits of i: each stack 7 frames deeper or 11 shallower than the one
+/// before, with other frames, every depth from 0 to 17 in 18 calls.
+#[inline(never)]
+fn fx_depths(n: u64) -> u64 {
+    let mut acc = 0u64;
+    for i in 0..n {
+        let levels = (i * 7 % u64::from(PATH_LEVELS + 1)) as u32;
+        acc = acc.wrapping_add(descend(levels, hint::black_box(i)));
+    }
+    hint::black_box(acc)
+}
+
 fn wait_for(path: &str) {
     while !Path::new(path).exists() {
         thread::sleep(Duration::from_millis(5));
@@ -145,7 +162,7 @@ fn run(args: &[String]) -> Result<u64, String> {
     }
     let (cmd, rest) = args
         .split_first()
-        .ok_or("usage: fx_user calls|writes|reads|threads|spin|exec|stacks ...")?;
+        .ok_or("usage: fx_user calls|writes|reads|threads|spin|exec|stacks|depths ...")?;
     match cmd.as_str() {
         "calls" => {
             let n = num(rest.first())?;
@@ -227,6 +244,11 @@ fn run(args: &[String]) -> Result<u64, String> {
             use std::os::unix::process::CommandExt as _;
             let err = std::process::Command::new(cmd).args(args).exec();
             Err(format!("exec {cmd}: {err}"))
+        }
+        "depths" => {
+            let n = num(rest.first())?;
+            fx_depths(n);
+            Ok(n)
         }
         "stacks" => {
             let n = num(rest.first())?;
