@@ -1118,6 +1118,34 @@ fn user_stacks_of_changing_depth() {
     }
 }
 
+/// The walk's first read may run past the last frame it was sized for;
+/// where the stack ends there (fx_user's own stack, which ends 64 bytes
+/// above the call), the read fails and the walk reads again within the
+/// page: the caller (from the word at rsp) and the frames after it, on the
+/// thread's usual stack, are all there.
+#[test]
+fn user_stack_at_the_end_of_its_mapping() {
+    if !root_or_skip("user_stack_at_the_end_of_its_mapping") {
+        return;
+    }
+    let dir = TempDir::new("topstack");
+    let out_file = dir.path("t.jsonl");
+    let (_, hits, summary) = trace_ok(&out_file, &["hwbp_fx_target", "--", &fx(), "topstack", "5"]);
+    assert_eq!(hits.len(), 5);
+    assert_eq!(summary["targets"][0]["ustack_errors"], 0);
+    for (i, hit) in hits.iter().enumerate() {
+        let names: Vec<&str> = ustack(hit)
+            .into_iter()
+            .map(|f| f.split('+').next().unwrap_or(""))
+            .collect();
+        assert!(
+            names.len() > 3
+                && names[..3] == ["hwbp_fx_target", "fx_user::fx_topstack", "fx_user::main"],
+            "hit {i}: {names:?}"
+        );
+    }
+}
+
 /// `--stack` decides what each hit carries: by default a user target has
 /// its user stack only; `none` neither; `both` both (the kernel stack of a
 /// hit in user mode is empty: there are no kernel frames).

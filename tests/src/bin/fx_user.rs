@@ -21,6 +21,9 @@
 //!                                 7i % 18 levels of fx_left/fx_right picked by
 //!                                 the bits of i: each stack 7 frames deeper
 //!                                 or 11 shallower than the last
+//! fx_user topstack N              call hwbp_fx_target N times on a stack of
+//!                                 its own whose mapping ends 64 bytes above
+//!                                 the call: a read past that fails
 //! ```
 //! Options before the command: `--wait PATH` waits until PATH exists before
 //! doing anything (so that -p can attach first); `--delay-ms MS` sleeps first.
@@ -131,6 +134,61 @@ fn fx_depths(n: u64) -> u64 {
     hint::black_box(acc)
 }
 
+/// `n` calls of hwbp_fx_target on a stack of its own: one page, mapped to
+/// end 64 bytes above the call, with a page that cannot be read above it.
+/// A stack walk that reads past the caller's bytes there fails and must
+/// read again within the page. The target's caller is this function (the
+/// return address its call pushed), then main by the frame pointers.
+#[inline(never)]
+fn fx_topstack(n: u64) -> Result<u64, String> {
+    const PAGE: usize = 4096;
+    // SAFETY: a new private anonymous mapping of two pages; nothing else
+    // uses it.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            2 * PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: the upper page of the mapping made above.
+    if unsafe { libc::mprotect(base.cast::<u8>().add(PAGE).cast(), PAGE, libc::PROT_NONE) } != 0 {
+        return Err(format!("mprotect: {}", std::io::Error::last_os_error()));
+    }
+    // 16-byte aligned, as a call needs.
+    let top = base as usize + PAGE - 64;
+    let mut acc = 0u64;
+    for i in 0..n {
+        let result: u64;
+        // SAFETY: the call runs on the new stack, which has 4 KiB below
+        // `top` for hwbp_fx_target's frame; rsp is restored from r12
+        // (callee-saved) after it, and every register the C ABI lets a
+        // call change is declared clobbered.
+        unsafe {
+            core::arch::asm!(
+                "mov r12, rsp",
+                "mov rsp, {top}",
+                "call {target}",
+                "mov rsp, r12",
+                top = in(reg) top,
+                target = sym hwbp_fx_target,
+                inout("rdi") i => _,
+                out("rax") result,
+                out("r12") _,
+                clobber_abi("C"),
+            );
+        }
+        acc = acc.wrapping_add(result);
+    }
+    Ok(hint::black_box(acc))
+}
+
 fn wait_for(path: &str) {
     while !Path::new(path).exists() {
         thread::sleep(Duration::from_millis(5));
@@ -162,7 +220,7 @@ fn run(args: &[String]) -> Result<u64, String> {
     }
     let (cmd, rest) = args
         .split_first()
-        .ok_or("usage: fx_user calls|writes|reads|threads|spin|exec|stacks|depths ...")?;
+        .ok_or("usage: fx_user calls|writes|reads|threads|spin|exec|stacks|depths|topstack ...")?;
     match cmd.as_str() {
         "calls" => {
             let n = num(rest.first())?;
@@ -244,6 +302,11 @@ fn run(args: &[String]) -> Result<u64, String> {
             use std::os::unix::process::CommandExt as _;
             let err = std::process::Command::new(cmd).args(args).exec();
             Err(format!("exec {cmd}: {err}"))
+        }
+        "topstack" => {
+            let n = num(rest.first())?;
+            fx_topstack(n)?;
+            Ok(n)
         }
         "depths" => {
             let n = num(rest.first())?;
