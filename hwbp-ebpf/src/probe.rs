@@ -323,8 +323,8 @@ const MIN_USER_FRAME: u64 = 0x1_0000;
 /// | sized by the last walk, then 512 | 587-602 ns | 1000-1020 ns | 598, 1004 ns | 1638-1641 ns |
 ///
 /// The first read crosses a page end when its frames do (they are on the
-/// stack, so mapped): read up to the page end, as the later windows are,
-/// a walk across it took two reads (1255 ns a write hit). Fixed sizes
+/// stack, so mapped); read only up to the page end, as the later windows
+/// are, a walk across it took two reads (1255 ns a write hit). Fixed sizes
 /// measured before: 64-byte windows cost execute 865 ns, write 965 ns and
 /// the deep stack 2150 ns; 2048-byte windows, 670 and 1310 ns. A stack
 /// deeper than BUFFER_BYTES starts with at most WINDOW_BYTES, as before.
@@ -461,9 +461,9 @@ unsafe fn walk_user_stack(
     // What this walk read frames from, for the next one. A stack deeper
     // than BUFFER_BYTES (or a chain that strays below rsp, which wraps) is
     // kept to at most BUFFER_BYTES + WINDOW_BYTES, so that its next first
-    // read is at most WINDOW_BYTES: far frames are read where they are, not
-    // all the bytes between (min() or an if here, rather than clamp(), doubled the
-    // verifier's work: LLVM lays the branches out differently).
+    // read is at most WINDOW_BYTES: far frames are read where they are,
+    // not all the bytes between. (min() or an if here, rather than clamp(),
+    // doubled the verifier's work: LLVM lays the branches out otherwise.)
     // SAFETY: as above.
     let needed = unsafe { core::ptr::read_volatile(last_frame) + 16 }.wrapping_sub(regs.rsp);
     // SAFETY: as above.
