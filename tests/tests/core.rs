@@ -1050,30 +1050,37 @@ fn user_stacks_follow_every_call_path() {
     assert_eq!(hits.len(), 256);
     assert_eq!(summary["targets"][0]["ustack_errors"], 0);
     for (i, hit) in hits.iter().enumerate() {
-        let names: Vec<&str> = ustack(hit)
-            .into_iter()
-            .map(|f| f.split('+').next().unwrap_or(""))
-            .collect();
-        let mut want = vec!["hwbp_fx_target"];
-        want.extend((0..17).map(|level| {
-            if i >> level & 1 == 0 {
-                "fx_user::fx_left"
-            } else {
-                "fx_user::fx_right"
-            }
-        }));
-        want.push("fx_user::fx_stacks");
-        assert!(
-            names.len() > want.len() && names[..want.len()] == want[..],
-            "hit {i}: {names:?}"
-        );
-        assert!(
-            names[want.len()..]
-                .iter()
-                .any(|n| n.starts_with("fx_user::main")),
-            "hit {i}: main in the stack: {names:?}"
-        );
+        expect_call_path(i, hit, 17, i, "fx_user::fx_stacks");
     }
+}
+
+/// Hit `i`'s user stack: the target, then `levels` frames of fx_left or
+/// fx_right where bit k of `path` picks level k's (level 0 is the target's
+/// caller), then `below`, with main further up.
+fn expect_call_path(i: usize, hit: &Value, levels: usize, path: usize, below: &str) {
+    let names: Vec<&str> = ustack(hit)
+        .into_iter()
+        .map(|f| f.split('+').next().unwrap_or(""))
+        .collect();
+    let mut want = vec!["hwbp_fx_target"];
+    want.extend((0..levels).map(|level| {
+        if path >> level & 1 == 0 {
+            "fx_user::fx_left"
+        } else {
+            "fx_user::fx_right"
+        }
+    }));
+    want.push(below);
+    assert!(
+        names.len() > want.len() && names[..want.len()] == want[..],
+        "hit {i}: {names:?}"
+    );
+    assert!(
+        names[want.len()..]
+            .iter()
+            .any(|n| n.starts_with("fx_user::main")),
+        "hit {i}: main in the stack: {names:?}"
+    );
 }
 
 /// The walk's first read takes what the last walk on the CPU needed: each
@@ -1091,30 +1098,7 @@ fn user_stacks_of_changing_depth() {
     assert_eq!(hits.len(), 360);
     assert_eq!(summary["targets"][0]["ustack_errors"], 0);
     for (i, hit) in hits.iter().enumerate() {
-        let names: Vec<&str> = ustack(hit)
-            .into_iter()
-            .map(|f| f.split('+').next().unwrap_or(""))
-            .collect();
-        let (levels, path) = (i * 7 % 18, i);
-        let mut want = vec!["hwbp_fx_target"];
-        want.extend((0..levels).map(|level| {
-            if path >> level & 1 == 0 {
-                "fx_user::fx_left"
-            } else {
-                "fx_user::fx_right"
-            }
-        }));
-        want.push("fx_user::fx_depths");
-        assert!(
-            names.len() > want.len() && names[..want.len()] == want[..],
-            "hit {i}: {names:?}"
-        );
-        assert!(
-            names[want.len()..]
-                .iter()
-                .any(|n| n.starts_with("fx_user::main")),
-            "hit {i}: main in the stack: {names:?}"
-        );
+        expect_call_path(i, hit, i * 7 % 18, i, "fx_user::fx_depths");
     }
 }
 
