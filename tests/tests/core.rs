@@ -71,6 +71,15 @@ fn ustack(hit: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// A hit's user frames by function name alone (`hwbp_fx_target`, not
+/// `hwbp_fx_target+0x4`), innermost first.
+fn ustack_names(hit: &Value) -> Vec<&str> {
+    ustack(hit)
+        .into_iter()
+        .map(|frame| frame.split('+').next().unwrap_or(""))
+        .collect()
+}
+
 #[test]
 fn execute_target_counts_every_call() {
     if !root_or_skip("execute_target_counts_every_call") {
@@ -1058,10 +1067,7 @@ fn user_stacks_follow_every_call_path() {
 /// fx_right where bit k of `path` picks level k's (level 0 is the target's
 /// caller), then `below`, with main further up.
 fn expect_call_path(i: usize, hit: &Value, levels: usize, path: usize, below: &str) {
-    let names: Vec<&str> = ustack(hit)
-        .into_iter()
-        .map(|f| f.split('+').next().unwrap_or(""))
-        .collect();
+    let names = ustack_names(hit);
     let mut want = vec!["hwbp_fx_target"];
     want.extend((0..levels).map(|level| {
         if path >> level & 1 == 0 {
@@ -1118,10 +1124,7 @@ fn user_stack_at_the_end_of_its_mapping() {
     assert_eq!(hits.len(), 5);
     assert_eq!(summary["targets"][0]["ustack_errors"], 0);
     for (i, hit) in hits.iter().enumerate() {
-        let names: Vec<&str> = ustack(hit)
-            .into_iter()
-            .map(|f| f.split('+').next().unwrap_or(""))
-            .collect();
+        let names = ustack_names(hit);
         assert!(
             names.len() > 3
                 && names[..3] == ["hwbp_fx_target", "fx_user::fx_topstack", "fx_user::main"],
