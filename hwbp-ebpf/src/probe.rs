@@ -41,11 +41,20 @@ struct Scratch {
     /// Where a hit is assembled before its used part goes to `EVENTS`.
     hit: Hit,
     /// How many bytes from rsp the last user stack walk on this CPU read
-    /// frames from: the size of the next walk's first read.
+    /// its first frames from, less one: the size of the next walk's first
+    /// read (see [`walk_user_stack`]).
     extent: u64,
+    /// How many bytes the frames past the last walk's jump took: the size
+    /// of the next walk's later reads; 0 for WINDOW_BYTES.
+    tail: u64,
     /// The last frame the walk read (a store per frame, where a variable
     /// live across the walk's loop doubled the verifier's work).
     last_frame: u64,
+    /// Where this walk's frames first jumped more than the configured gap
+    /// (the end of the frame before; 0 while none did), and the frame
+    /// after the jump.
+    jump_from: u64,
+    jump_to: u64,
     /// A piece of the user stack that [`walk_user_stack`] reads frames
     /// from; a word longer than the longest read, for the verifier (see
     /// there).
@@ -99,14 +108,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     };
     // SAFETY: a pointer into this CPU's scratch entry, which no other
     // program uses while this one runs (see below).
-    let (hit, window, extent, last_frame) = unsafe {
-        (
-            &raw mut (*scratch).hit,
-            &raw mut (*scratch).window,
-            &raw mut (*scratch).extent,
-            &raw mut (*scratch).last_frame,
-        )
-    };
+    let hit = unsafe { &raw mut (*scratch).hit };
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     // SAFETY: `hit` points to this CPU's scratch Hit (see below). The comm
@@ -212,7 +214,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
             } else {
                 core::ptr::null_mut()
             };
-            walk_user_stack(&regs, window.cast(), extent, last_frame, frames, ret)
+            walk_user_stack(&regs, scratch, u64::from(filter.stack_gap), frames, ret)
         } else {
             // A hit in the kernel: the user registers are in the task's
             // pt_regs, which the helper finds (bpf_task_pt_regs, which would
@@ -234,8 +236,8 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         let ulen =
             core::ptr::read_volatile(&raw const (*hit).ustack_len).min(MAX_STACK_DEPTH as u32);
 
-        let size = HIT_HEADER_SIZE + (klen as usize + ulen as usize) * 8;
-        let record = core::slice::from_raw_parts(hit as *const u8, size);
+        let frames = klen as usize + ulen as usize;
+        let size = HIT_HEADER_SIZE + frames * 8;
         // Wake the reader only when this record makes the waiting data cross
         // the threshold (not on every record past it: a reader that fell
         // behind would then get an interrupt per record again).
@@ -247,7 +249,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
             } else {
                 BPF_RB_NO_WAKEUP
             };
-        if !output(record, wakeup as u64) {
+        if !emit(hit, frames, wakeup as u64) {
             (*counters).dropped += 1;
         }
     }
@@ -264,6 +266,68 @@ fn find_slot(config: &Config, addr: u64) -> Option<SlotConfig> {
         }
     }
     None
+}
+
+/// Writes the first `frames` frames of `hit` to `EVENTS`, with `flags`;
+/// false when the record was dropped.
+///
+/// bpf_ringbuf_output copies a record with the kernel's memcpy, a string
+/// instruction, and in a user-mode hit with a data watchpoint armed those
+/// copy about a byte a cycle after a slow start (see [`WINDOW_BYTES`]): a
+/// write hit's 192-byte record took 60 to 120 ns. So a record of up to 48
+/// frames (most hits': a user stack, or both stacks of a shallow call) is
+/// reserved at its exact size and copied by this program's own loads and
+/// stores. bpf_ringbuf_reserve takes only a constant size, so there is a
+/// call per frame count, each with its copy (about 4,000 instructions in
+/// all). Larger records, and any the one reservation fails for (a full
+/// buffer, or its lock taken on another CPU), go through [`output`].
+///
+/// BPF time per hit (fx_user; medians of 7 to 11 alternating runs): write
+/// hits with a user stack 1097 → 1038 ns, without stacks 564 → 509 ns;
+/// execute hits with a user stack 665 → 628 ns. The verifier's count went
+/// down too (39,834 → 35,856 instructions): the fallback reads the frame
+/// count back from the map, so it is checked once, not once per arm.
+#[inline(always)]
+unsafe fn emit(hit: *const Hit, frames: usize, flags: u64) -> bool {
+    macro_rules! direct {
+        ($($n:literal)*) => {
+            match frames {
+                $($n => {
+                    const WORDS: usize = HIT_HEADER_SIZE / 8 + $n;
+                    if let Some(mut entry) = EVENTS.reserve::<[u64; WORDS]>(0) {
+                        // SAFETY: the reservation holds WORDS words, `hit`
+                        // more (a Hit holds every frame); both 8-aligned.
+                        unsafe {
+                            core::ptr::copy_nonoverlapping(
+                                hit.cast::<[u64; WORDS]>(),
+                                entry.as_mut_ptr(),
+                                1,
+                            )
+                        };
+                        entry.submit(flags);
+                        return true;
+                    }
+                })*
+                _ => {}
+            }
+        };
+    }
+    direct!(
+        0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32
+        33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48
+    );
+    // Read back from the map, as in try_hwbp: with the count each arm above
+    // knows, the verifier would check the output loop once per arm.
+    // SAFETY: `hit` points to this CPU's scratch Hit.
+    let frames = unsafe {
+        core::ptr::read_volatile(&raw const (*hit).kstack_len).min(MAX_STACK_DEPTH as u32)
+            + core::ptr::read_volatile(&raw const (*hit).ustack_len).min(MAX_STACK_DEPTH as u32)
+    };
+    // SAFETY: the header and `frames` frames are within `hit`.
+    let record = unsafe {
+        core::slice::from_raw_parts(hit.cast::<u8>(), HIT_HEADER_SIZE + frames as usize * 8)
+    };
+    output(record, flags)
 }
 
 /// Attempts at writing one record while the ring buffer's lock is taken:
@@ -299,43 +363,51 @@ fn output(record: &[u8], flags: u64) -> bool {
 const MIN_USER_FRAME: u64 = 0x1_0000;
 
 /// How much user stack a read takes into [`Scratch::window`]. A read costs a
-/// fixed part (about 120 ns here) and a part per byte, which depends on the
-/// debug registers: in a user-mode hit the kernel leaves them armed while
-/// the program runs (exc_debug_user), and with a data watchpoint among them
-/// the CPU copies about a byte a cycle (string instructions check every
-/// iteration); with execute breakpoints only, at full speed. So the fewest
-/// reads of the fewest bytes: the first read, at rsp, takes what the last
-/// walk on this CPU read frames from ([`Scratch::extent`], rounded up to
-/// FIRST_MIN bytes, at most BUFFER_BYTES), and the frames past it are read
-/// WINDOW_BYTES at a time. A program hit again and again from the same
-/// place, as a breakpoint's is, takes one read of just what it needs.
+/// fixed part (about 100 ns here, the first of a hit about 180) and a part
+/// per byte, which depends on the debug registers: in a user-mode hit the
+/// kernel leaves them armed while the program runs (exc_debug_user), and
+/// with a data watchpoint among them the CPU copies about a byte a cycle
+/// (string instructions check every iteration; 1 KiB took 380 ns rather
+/// than 130); with execute breakpoints only, at full speed. So the fewest
+/// reads of the fewest bytes, learned from the last walk on this CPU: a
+/// program hit again and again from the same place, as a breakpoint's is,
+/// takes the reads it needs and no more.
+/// - The first read, at rsp, takes the bytes up to the end of the frames
+///   the last walk found there ([`Scratch::extent`]), rounded up to
+///   FIRST_MIN, at most BUFFER_BYTES.
+/// - With a watchpoint armed, "there" ends where the frames jump further
+///   than [`Filter::stack_gap`] bytes (a frame with large locals, such as a
+///   buffer); the frames past the jump are read where they are, in reads
+///   of what they took the last time ([`Scratch::tail`], rounded up to
+///   FIRST_MIN), at most WINDOW_BYTES. Without one, a read of all the bytes
+///   between costs less than a read more.
+/// - Frames past what was read (a deeper stack than the last) are read
+///   WINDOW_BYTES at a time, or as the tail.
 ///
 /// BPF time per hit with a user stack (kernel.bpf_stats_enabled; medians
-/// of 5 to 7 alternating runs; fx_user `calls` and `writes`, 7 frames
-/// within 1,200 bytes of rsp, read in two 512-byte windows before, and the
-/// same with the stack 800 bytes lower (an environment variable), so that
-/// the frames cross a page end; `stacks`, 24 frames across a 5,000-byte
-/// frame, with a data watchpoint armed too):
+/// of 7 to 9 alternating runs; fx_user `calls` and `writes`, 7 frames
+/// within 1,136 bytes of rsp, of which 768 are main's locals; the same
+/// with the stack 800 bytes lower (an environment variable), so that the
+/// frames cross a page end; `stacks`, 24 frames across a 5,000-byte frame,
+/// with a data watchpoint armed too):
 ///
 /// | reads | execute | write | across a page end | deep, data watchpoint |
 /// |---|---:|---:|---:|---:|
 /// | 512 bytes each | 680-695 ns | 1070-1098 ns | 688, 1073 ns | 1626-1658 ns |
 /// | sized by the last walk, then 512 | 587-602 ns | 1000-1020 ns | 598, 1004 ns | 1638-1641 ns |
+/// | split at a jump when a watchpoint is armed | ? | ? | ? | ? |
 ///
 /// The first read crosses a page end when its frames do (they are on the
 /// stack, so mapped); read only up to the page end, as the later windows
 /// are, a walk across it took two reads (1255 ns a write hit). Fixed sizes
 /// measured before: 64-byte windows cost execute 865 ns, write 965 ns and
 /// the deep stack 2150 ns; 2048-byte windows, 670 and 1310 ns. A stack
-/// deeper than BUFFER_BYTES starts with at most WINDOW_BYTES, as before.
-/// The verifier checks 39,834 instructions rather than 31,910, about 3 ms
-/// more start-up; a size per session (a slot flag choosing between two
-/// constant sizes) had the verifier follow the walk twice (45,596).
+/// deeper than BUFFER_BYTES starts with at most WINDOW_BYTES.
 const WINDOW_BYTES: u64 = 512;
 /// The longest first read (see [`walk_user_stack`]), a power of two.
 const BUFFER_BYTES: u64 = 2048;
 const BUFFER_WORDS: u64 = BUFFER_BYTES / 8;
-/// The shortest first read, and the step of its sizes.
+/// The shortest read, and the step of the learned sizes.
 const FIRST_MIN: u64 = 64;
 const PAGE_SIZE: u64 = 4096;
 
@@ -359,8 +431,9 @@ unsafe fn read_window(window: *mut u64, at: u64, size: u64) -> Option<u64> {
 /// The user stack of a hit in user mode, by frame pointers from the hit's
 /// own registers, into `dst`: rip, then each frame's return address, as
 /// the kernel's walker (perf_callchain_user) gives them. Stores the word at
-/// rsp in `ret` unless it is null. Returns the number of frames, at most
-/// MAX_STACK_DEPTH.
+/// rsp in `ret` unless it is null. Frames further apart than `gap` bytes
+/// are read separately (see [`WINDOW_BYTES`]). Returns the number of
+/// frames, at most MAX_STACK_DEPTH.
 ///
 /// Two things make it cheaper than the kernel's walker behind
 /// bpf_get_stack, which cost about 1.4 us a hit in a KVM guest:
@@ -370,31 +443,46 @@ unsafe fn read_window(window: *mut u64, at: u64, size: u64) -> Option<u64> {
 ///   fault to learn that nothing is there, about 0.7 us. A null, low or
 ///   misaligned (rbp is a pushed stack slot, so 8-byte aligned) frame
 ///   pointer ends this walk without a read.
-/// - The stack is read in windows, the first at rsp sized by the last walk
-///   (see [`WINDOW_BYTES`]), rather than 16 bytes a frame.
+/// - The stack is read in windows sized by the last walk (see
+///   [`WINDOW_BYTES`]), rather than 16 bytes a frame.
 ///
 /// A frame that straddles two pages (a frame pointer 8 bytes before a page
 /// end, which the ABI's 16-byte alignment rules out) ends the walk.
 #[inline(always)]
 unsafe fn walk_user_stack(
     regs: &pt_regs,
-    window: *mut u64,
-    extent: *mut u64,
-    last_frame: *mut u64,
+    scratch: *mut Scratch,
+    gap: u64,
     dst: *mut u64,
     ret: *mut u64,
 ) -> u32 {
+    // SAFETY: `scratch` is this CPU's scratch entry, which no other program
+    // uses while this one runs; every pointer below points into it.
+    let (window, extent, tail, last_frame, jump_from, jump_to) = unsafe {
+        (
+            (&raw mut (*scratch).window).cast::<u64>(),
+            &raw mut (*scratch).extent,
+            &raw mut (*scratch).tail,
+            &raw mut (*scratch).last_frame,
+            &raw mut (*scratch).jump_from,
+            &raw mut (*scratch).jump_to,
+        )
+    };
     // SAFETY: `dst` has room for MAX_STACK_DEPTH frames.
     unsafe { *dst = regs.rip };
-    // The first read covers what the last walk on this CPU needed, rounded
-    // up to FIRST_MIN bytes: a stack like the last one takes one read. The
-    // mask keeps it within FIRST_MIN..=BUFFER_BYTES, plain to the verifier:
-    // an extent of 0 (no walk yet on this CPU) reads BUFFER_BYTES, and one
-    // past BUFFER_BYTES (see below) what it exceeds that by.
-    // SAFETY: `extent` points into this CPU's scratch entry.
-    let first = ((unsafe { core::ptr::read_volatile(extent) }.wrapping_sub(1))
-        & (BUFFER_BYTES - FIRST_MIN))
-        + FIRST_MIN;
+    // The sizes, rounded up to FIRST_MIN bytes. The masks keep them within
+    // FIRST_MIN..=BUFFER_BYTES and FIRST_MIN..=WINDOW_BYTES, plain to the
+    // verifier: an extent of 0 (no walk yet on this CPU) reads FIRST_MIN,
+    // so that the walk learns where the frames jump; one past BUFFER_BYTES
+    // (see below) reads what it exceeds that by; a tail of 0, WINDOW_BYTES.
+    // SAFETY: as above.
+    let (first, later) = unsafe {
+        (
+            (core::ptr::read_volatile(extent) & (BUFFER_BYTES - FIRST_MIN)) + FIRST_MIN,
+            (core::ptr::read_volatile(tail).wrapping_sub(1) & (WINDOW_BYTES - FIRST_MIN))
+                + FIRST_MIN,
+        )
+    };
     // The window holds the user stack's bytes [base, end). The first read
     // may cross a page end: the frames it was sized for were there, above
     // rsp, on the stack. Should it fail (a different stack, which ends in
@@ -414,8 +502,7 @@ unsafe fn walk_user_stack(
     }
     // Through memory, so that the verifier sees one state after both reads
     // (one path's base is rsp itself, and it would follow the walk twice).
-    // SAFETY: `last_frame` points into this CPU's scratch entry; it is set
-    // for the walk below.
+    // SAFETY: as above; `last_frame` is set for the walk below.
     let mut base = unsafe {
         *last_frame = base;
         core::ptr::read_volatile(last_frame)
@@ -427,8 +514,12 @@ unsafe fn walk_user_stack(
         unsafe { *ret = *window.add((((regs.rsp - base) / 8) & (BUFFER_WORDS - 1)) as usize) };
     }
     let mut fp = regs.rbp;
-    // SAFETY: `last_frame` points into this CPU's scratch entry.
-    unsafe { *last_frame = regs.rsp };
+    // SAFETY: as above.
+    unsafe {
+        *last_frame = regs.rsp;
+        *jump_from = 0;
+        *jump_to = 0;
+    }
     let mut n = 1usize;
     while n < MAX_STACK_DEPTH {
         if fp < MIN_USER_FRAME || fp & 7 != 0 {
@@ -436,12 +527,23 @@ unsafe fn walk_user_stack(
         }
         // A frame is the caller's frame pointer, then the return address.
         if fp < base || fp + 16 > end {
+            // Past what was read: note the first jump of more than `gap`
+            // bytes from the last frame (only here, not for every frame: a
+            // branch per frame cost the verifier 20,000 instructions).
+            // SAFETY: as above.
+            unsafe {
+                let from = core::ptr::read_volatile(last_frame) + 16;
+                if fp > from + gap && core::ptr::read_volatile(jump_from) == 0 {
+                    *jump_from = from;
+                    *jump_to = fp;
+                }
+            }
             // SAFETY: as read_window asks.
-            match unsafe { read_window(window, fp, WINDOW_BYTES) } {
+            match unsafe { read_window(window, fp, later) } {
                 Some(start) => base = start,
                 None => break,
             }
-            end = base + WINDOW_BYTES;
+            end = base + later;
             // Still past the window: a frame across a page end.
             if fp + 16 > end {
                 break;
@@ -458,16 +560,35 @@ unsafe fn walk_user_stack(
         }
         n += 1;
     }
-    // What this walk read frames from, for the next one. A stack deeper
-    // than BUFFER_BYTES (or a chain that strays below rsp, which wraps) is
-    // kept to at most BUFFER_BYTES + WINDOW_BYTES, so that its next first
-    // read is at most WINDOW_BYTES: far frames are read where they are,
-    // not all the bytes between. (min() or an if here, rather than clamp(),
-    // doubled the verifier's work: LLVM lays the branches out otherwise.)
+    // What this walk read frames from, for the next one: the frames up to
+    // the first jump, or all of them, and those after the jump. A stack
+    // deeper than BUFFER_BYTES (or a chain that strays below rsp, which
+    // wraps) is kept to at most BUFFER_BYTES + WINDOW_BYTES, so that its
+    // next first read is at most WINDOW_BYTES: far frames are read where
+    // they are, not all the bytes between. (min() or an if here, rather
+    // than clamp(), doubled the verifier's work: LLVM lays the branches out
+    // otherwise.)
     // SAFETY: as above.
-    let needed = unsafe { core::ptr::read_volatile(last_frame) + 16 }.wrapping_sub(regs.rsp);
+    let (last_end, from, to) = unsafe {
+        (
+            core::ptr::read_volatile(last_frame) + 16,
+            core::ptr::read_volatile(jump_from),
+            core::ptr::read_volatile(jump_to),
+        )
+    };
+    let (first_end, rest) = if from != 0 {
+        (from, last_end.wrapping_sub(to))
+    } else {
+        (last_end, 0)
+    };
     // SAFETY: as above.
-    unsafe { *extent = needed.clamp(1, BUFFER_BYTES + WINDOW_BYTES) };
+    unsafe {
+        *extent = first_end
+            .wrapping_sub(regs.rsp)
+            .clamp(1, BUFFER_BYTES + WINDOW_BYTES)
+            - 1;
+        *tail = rest.clamp(0, WINDOW_BYTES);
+    }
     n as u32
 }
 

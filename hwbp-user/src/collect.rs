@@ -15,7 +15,7 @@ use aya::{
 use hwbp_common::{
     COMM_LEN, Config, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, HIT_HEADER_SIZE, Hit,
     MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAX_SLOTS, MAX_STACK_DEPTH, PROGRAM, SLOT_EXECUTE,
-    SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, SlotConfig,
+    SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, STACK_GAP_WATCHED, SlotConfig,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -210,6 +210,13 @@ impl Loaded {
             .ok()
             .and_then(|bytes| bytes.parse().ok())
             .unwrap_or((buffer_size / 4).min(256 << 10) as u32);
+        // With a watchpoint armed, user stacks are read around the large
+        // frames rather than across them (see STACK_GAP_WATCHED).
+        filter.stack_gap = if breakpoints.iter().any(|bp| bp.mode != Mode::Execute) {
+            STACK_GAP_WATCHED
+        } else {
+            u32::MAX
+        };
         if let Some(pid) = filters.exclude_pid {
             filter.flags |= FILTER_OWN;
             filter.own_pid = pid;

@@ -186,6 +186,20 @@ fn write_target_counts_every_write_with_values() {
             .as_str()
             .is_some_and(|s| s.starts_with("hwbp_fx_writer+"))
     }));
+    // main's frame holds several hundred bytes of locals between the
+    // writer's frame and the rest: the walk reads around them (a watchpoint
+    // is armed) and must still find every frame up to main.
+    for (i, hit) in hits.iter().enumerate() {
+        let names = ustack_names(hit);
+        assert!(
+            names.len() > 2 && names[..2] == ["hwbp_fx_writer", "fx_user::main"],
+            "hit {i}: {names:?}"
+        );
+        assert!(
+            names.contains(&"main"),
+            "hit {i}: C main in the stack: {names:?}"
+        );
+    }
 }
 
 #[test]
@@ -1039,6 +1053,35 @@ fn a_rust_path_name_is_a_target() {
     }
 }
 
+/// The targets a stack test runs with: `target` alone, then with a
+/// watchpoint armed too (on HWBP_FX_COUNTER, which the stack fixtures never
+/// write), under which the walk reads the frames on either side of a large
+/// frame separately rather than all the bytes between.
+fn with_and_without_a_watchpoint(target: &str) -> [Vec<&str>; 2] {
+    [vec![target], vec![target, "HWBP_FX_COUNTER:w"]]
+}
+
+/// Traces `fx_user ARGS` for each of `target`'s
+/// [`with_and_without_a_watchpoint`] runs and returns the hits of `target`
+/// (slot 0), after checking that there are `n` and no stack was lost.
+fn stack_runs(name: &str, target: &str, args: &[&str], n: usize) -> Vec<Vec<Value>> {
+    let dir = TempDir::new(name);
+    let out_file = dir.path("t.jsonl");
+    let fx = fx();
+    with_and_without_a_watchpoint(target)
+        .into_iter()
+        .map(|targets| {
+            let mut all = targets.clone();
+            all.extend(["--", &fx]);
+            all.extend(args);
+            let (_, hits, summary) = trace_ok(&out_file, &all);
+            assert_eq!(hits.len(), n, "{targets:?}");
+            assert_eq!(summary["targets"][0]["ustack_errors"], 0, "{targets:?}");
+            hits
+        })
+        .collect()
+}
+
 /// A user stack names every frame, in order, however deep and across
 /// pages: `stacks 256 256` sends call i down call path i, 17 levels of
 /// fx_left/fx_right where bit k of i picks level k's function (level 0 is
@@ -1050,16 +1093,15 @@ fn user_stacks_follow_every_call_path() {
     if !root_or_skip("user_stacks_follow_every_call_path") {
         return;
     }
-    let dir = TempDir::new("call-paths");
-    let out_file = dir.path("t.jsonl");
-    let (_, hits, summary) = trace_ok(
-        &out_file,
-        &["hwbp_fx_target", "--", &fx(), "stacks", "256", "256"],
-    );
-    assert_eq!(hits.len(), 256);
-    assert_eq!(summary["targets"][0]["ustack_errors"], 0);
-    for (i, hit) in hits.iter().enumerate() {
-        expect_call_path(i, hit, 17, i, "fx_user::fx_stacks");
+    for hits in stack_runs(
+        "call-paths",
+        "hwbp_fx_target",
+        &["stacks", "256", "256"],
+        256,
+    ) {
+        for (i, hit) in hits.iter().enumerate() {
+            expect_call_path(i, hit, 17, i, "fx_user::fx_stacks");
+        }
     }
 }
 
@@ -1068,15 +1110,7 @@ fn user_stacks_follow_every_call_path() {
 /// caller), then `below`, with main further up.
 fn expect_call_path(i: usize, hit: &Value, levels: usize, path: usize, below: &str) {
     let names = ustack_names(hit);
-    let mut want = vec!["hwbp_fx_target"];
-    want.extend((0..levels).map(|level| {
-        if path >> level & 1 == 0 {
-            "fx_user::fx_left"
-        } else {
-            "fx_user::fx_right"
-        }
-    }));
-    want.push(below);
+    let want = call_path(&["hwbp_fx_target"], levels, path, below);
     assert!(
         names.len() > want.len() && names[..want.len()] == want[..],
         "hit {i}: {names:?}"
@@ -1089,6 +1123,21 @@ fn expect_call_path(i: usize, hit: &Value, levels: usize, path: usize, below: &s
     );
 }
 
+/// `inner`, then `levels` frames of fx_left or fx_right where bit k of
+/// `path` picks level k's, then `below`.
+fn call_path<'a>(inner: &[&'a str], levels: usize, path: usize, below: &'a str) -> Vec<&'a str> {
+    let mut want = inner.to_vec();
+    want.extend((0..levels).map(|level| {
+        if path >> level & 1 == 0 {
+            "fx_user::fx_left"
+        } else {
+            "fx_user::fx_right"
+        }
+    }));
+    want.push(below);
+    want
+}
+
 /// The walk's first read takes what the last walk on the CPU needed: each
 /// stack here is 7 frames deeper or 11 shallower than the one before, with
 /// other frames, so a walk must read past a first read sized for the last
@@ -1098,13 +1147,66 @@ fn user_stacks_of_changing_depth() {
     if !root_or_skip("user_stacks_of_changing_depth") {
         return;
     }
-    let dir = TempDir::new("depths");
-    let out_file = dir.path("t.jsonl");
-    let (_, hits, summary) = trace_ok(&out_file, &["hwbp_fx_target", "--", &fx(), "depths", "360"]);
-    assert_eq!(hits.len(), 360);
-    assert_eq!(summary["targets"][0]["ustack_errors"], 0);
-    for (i, hit) in hits.iter().enumerate() {
-        expect_call_path(i, hit, i * 7 % 18, i, "fx_user::fx_depths");
+    for hits in stack_runs("depths", "hwbp_fx_target", &["depths", "360"], 360) {
+        for (i, hit) in hits.iter().enumerate() {
+            expect_call_path(i, hit, i * 7 % 18, i, "fx_user::fx_depths");
+        }
+    }
+}
+
+/// A record of more than 48 frames does not fit the program's direct copies
+/// and goes through bpf_ringbuf_output: 60 levels, then fx_levels and main,
+/// complete.
+#[test]
+fn user_stacks_longer_than_a_direct_record() {
+    if !root_or_skip("user_stacks_longer_than_a_direct_record") {
+        return;
+    }
+    for hits in stack_runs("levels", "hwbp_fx_target", &["levels", "20", "60"], 20) {
+        for (i, hit) in hits.iter().enumerate() {
+            expect_call_path(i, hit, 60, i, "fx_user::fx_levels");
+        }
+    }
+}
+
+/// With a watchpoint armed, the walk reads the frames past a large frame
+/// (fx_big's) in reads sized by the last walk's: here those frames are 7
+/// levels more or 11 fewer than the last call's, so a walk must read past
+/// such a read and never take what its buffer held before. Without one,
+/// the same stacks as `depths` with a jump.
+#[test]
+fn user_stacks_of_changing_depth_past_a_large_frame() {
+    if !root_or_skip("user_stacks_of_changing_depth_past_a_large_frame") {
+        return;
+    }
+    let runs = stack_runs("gapdepths", "hwbp_fx_target", &["gapdepths", "360"], 360);
+    for hits in &runs {
+        // On the fixture's own thread: the frames past fx_gapdepths (the
+        // thread's start) are every hit's, so the first's.
+        let outer = |names: &[&str]| -> Vec<String> {
+            let at = names.iter().position(|n| *n == "fx_user::fx_gapdepths");
+            at.map(|at| names[at..].iter().map(|n| n.to_string()).collect())
+                .unwrap_or_default()
+        };
+        let first_outer = outer(&ustack_names(&hits[0]));
+        assert!(
+            first_outer.len() > 1,
+            "frames past fx_gapdepths: {first_outer:?}"
+        );
+        for (i, hit) in hits.iter().enumerate() {
+            let names = ustack_names(hit);
+            let want = call_path(
+                &["hwbp_fx_target", "fx_user::fx_big"],
+                i * 7 % 18,
+                i,
+                "fx_user::fx_gapdepths",
+            );
+            assert!(
+                names.len() >= want.len() && names[..want.len()] == want[..],
+                "hit {i}: {names:?}"
+            );
+            assert_eq!(outer(&names), first_outer, "hit {i}: {names:?}");
+        }
     }
 }
 
@@ -1118,18 +1220,15 @@ fn user_stack_at_the_end_of_its_mapping() {
     if !root_or_skip("user_stack_at_the_end_of_its_mapping") {
         return;
     }
-    let dir = TempDir::new("topstack");
-    let out_file = dir.path("t.jsonl");
-    let (_, hits, summary) = trace_ok(&out_file, &["hwbp_fx_target", "--", &fx(), "topstack", "5"]);
-    assert_eq!(hits.len(), 5);
-    assert_eq!(summary["targets"][0]["ustack_errors"], 0);
-    for (i, hit) in hits.iter().enumerate() {
-        let names = ustack_names(hit);
-        assert!(
-            names.len() > 3
-                && names[..3] == ["hwbp_fx_target", "fx_user::fx_topstack", "fx_user::main"],
-            "hit {i}: {names:?}"
-        );
+    for hits in stack_runs("topstack", "hwbp_fx_target", &["topstack", "5"], 5) {
+        for (i, hit) in hits.iter().enumerate() {
+            let names = ustack_names(hit);
+            assert!(
+                names.len() > 3
+                    && names[..3] == ["hwbp_fx_target", "fx_user::fx_topstack", "fx_user::main"],
+                "hit {i}: {names:?}"
+            );
+        }
     }
 }
 

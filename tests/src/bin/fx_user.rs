@@ -21,6 +21,12 @@
 //!                                 7i % 18 levels of fx_left/fx_right picked by
 //!                                 the bits of i: each stack 7 frames deeper
 //!                                 or 11 shallower than the last
+//! fx_user levels N L             call hwbp_fx_target N times, call i through
+//!                                 L levels (fewer than 62) picked by the bits
+//!                                 of i
+//! fx_user gapdepths N             as depths, on a thread of its own, with
+//!                                 fx_big (1 KiB of locals) between the
+//!                                 levels and the target
 //! fx_user topstack N              call hwbp_fx_target N times on a stack of
 //!                                 its own whose mapping ends 64 bytes above
 //!                                 the call: a read past that fails
@@ -81,11 +87,17 @@ pub extern "C" fn hwbp_fx_reader(n: u64) -> u64 {
 /// Levels of the call paths of `stacks`: 2^17 = 131072 distinct stacks.
 const PATH_LEVELS: u32 = 17;
 
+/// A bit of a call path past its levels: at level 0, call the target
+/// through [`fx_big`].
+const THROUGH_BIG: u64 = 1 << 62;
+
 /// The next level of call path `path`: bit `level - 1` picks
-/// fx_left (0) or fx_right (1); at level 0, the target.
+/// fx_left (0) or fx_right (1); at level 0, the target (through fx_big
+/// with [`THROUGH_BIG`]).
 #[inline(always)]
 fn descend(level: u32, path: u64) -> u64 {
     match level.checked_sub(1) {
+        None if path & THROUGH_BIG != 0 => fx_big(path),
         None => hwbp_fx_target(path),
         Some(next) if path >> next & 1 == 0 => fx_left(next, path),
         Some(next) => fx_right(next, path),
@@ -130,6 +142,41 @@ fn fx_depths(n: u64) -> u64 {
     for i in 0..n {
         let levels = (i * 7 % u64::from(PATH_LEVELS + 1)) as u32;
         acc = acc.wrapping_add(descend(levels, hint::black_box(i)));
+    }
+    hint::black_box(acc)
+}
+
+/// `n` calls of hwbp_fx_target, call i through `levels` levels picked by
+/// the bits of i.
+#[inline(never)]
+fn fx_levels(n: u64, levels: u32) -> u64 {
+    let mut acc = 0u64;
+    for i in 0..n {
+        acc = acc.wrapping_add(descend(levels, hint::black_box(i)));
+    }
+    hint::black_box(acc)
+}
+
+/// Calls the target from a frame with 1 KiB of locals: a jump in the
+/// frame pointers that a stack walk with a watchpoint armed reads around.
+#[inline(never)]
+fn fx_big(path: u64) -> u64 {
+    let pad = hint::black_box([0u8; 1024]);
+    hwbp_fx_target(path).wrapping_add(u64::from(pad[0]))
+}
+
+/// `n` calls of hwbp_fx_target through [`fx_big`], call i below `7i % 18`
+/// levels picked by the bits of i (as [`fx_depths`]), on a thread of its
+/// own: the frames past fx_big's locals, which a walk with a watchpoint
+/// armed reads in reads sized by the last walk's, are 7 levels more or 11
+/// fewer than the last call's, and few (on the main thread, main's locals
+/// would make them more than the largest such read).
+#[inline(never)]
+fn fx_gapdepths(n: u64) -> u64 {
+    let mut acc = 0u64;
+    for i in 0..n {
+        let levels = (i * 7 % u64::from(PATH_LEVELS + 1)) as u32;
+        acc = acc.wrapping_add(descend(levels, hint::black_box(i | THROUGH_BIG)));
     }
     hint::black_box(acc)
 }
@@ -218,9 +265,9 @@ fn run(args: &[String]) -> Result<u64, String> {
             _ => break,
         }
     }
-    let (cmd, rest) = args
-        .split_first()
-        .ok_or("usage: fx_user calls|writes|reads|threads|spin|exec|stacks|depths|topstack ...")?;
+    let (cmd, rest) = args.split_first().ok_or(
+        "usage: fx_user calls|writes|reads|threads|spin|exec|stacks|depths|gapdepths|topstack ...",
+    )?;
     match cmd.as_str() {
         "calls" => {
             let n = num(rest.first())?;
@@ -311,6 +358,24 @@ fn run(args: &[String]) -> Result<u64, String> {
         "depths" => {
             let n = num(rest.first())?;
             fx_depths(n);
+            Ok(n)
+        }
+        "levels" => {
+            let n = num(rest.first())?;
+            let levels = num(rest.get(1))?;
+            // Bit `levels - 1` of the path picks the outermost level's
+            // function; THROUGH_BIG's bit must not be one.
+            if levels >= 62 {
+                return Err(format!("levels: L must be less than 62 (got {levels})"));
+            }
+            fx_levels(n, levels as u32);
+            Ok(n)
+        }
+        "gapdepths" => {
+            let n = num(rest.first())?;
+            thread::spawn(move || fx_gapdepths(n))
+                .join()
+                .map_err(|_| "gapdepths: the thread panicked")?;
             Ok(n)
         }
         "stacks" => {
