@@ -1053,22 +1053,16 @@ fn a_rust_path_name_is_a_target() {
     }
 }
 
-/// The targets a stack test runs with: `target` alone, then with a
-/// watchpoint armed too (on HWBP_FX_COUNTER, which the stack fixtures never
-/// write), under which the walk reads the frames on either side of a large
-/// frame separately rather than all the bytes between.
-fn with_and_without_a_watchpoint(target: &str) -> [Vec<&str>; 2] {
-    [vec![target], vec![target, "HWBP_FX_COUNTER:w"]]
-}
-
-/// Traces `fx_user ARGS` for each of `target`'s
-/// [`with_and_without_a_watchpoint`] runs and returns the hits of `target`
-/// (slot 0), after checking that there are `n` and no stack was lost.
+/// Traces `fx_user ARGS` twice, `target` alone and then with a watchpoint
+/// armed too (on HWBP_FX_COUNTER, which the stack fixtures never write),
+/// under which the walk reads the frames on either side of a large frame
+/// separately rather than all the bytes between. Returns each run's hits,
+/// after checking that there are `n` and no stack was lost.
 fn stack_runs(name: &str, target: &str, args: &[&str], n: usize) -> Vec<Vec<Value>> {
     let dir = TempDir::new(name);
     let out_file = dir.path("t.jsonl");
     let fx = fx();
-    with_and_without_a_watchpoint(target)
+    [vec![target], vec![target, "HWBP_FX_COUNTER:w"]]
         .into_iter()
         .map(|targets| {
             let mut all = targets.clone();

@@ -266,7 +266,7 @@ fn run(args: &[String]) -> Result<u64, String> {
         }
     }
     let (cmd, rest) = args.split_first().ok_or(
-        "usage: fx_user calls|writes|reads|threads|spin|exec|stacks|depths|gapdepths|topstack ...",
+        "usage: fx_user calls|writes|reads|threads|spin|exec|stacks|depths|levels|gapdepths|topstack ...",
     )?;
     match cmd.as_str() {
         "calls" => {
