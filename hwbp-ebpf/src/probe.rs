@@ -370,7 +370,7 @@ const MIN_USER_FRAME: u64 = 0x1_0000;
 /// kernel leaves them armed while the program runs (exc_debug_user), and
 /// with a data watchpoint among them the CPU copies about a byte a cycle
 /// (string instructions check every iteration; 1 KiB took 380 ns rather
-/// than 130); with execute breakpoints only, at full speed. So the fewest
+/// than 100); with execute breakpoints only, at full speed. So the fewest
 /// reads of the fewest bytes, learned from the last walk on this CPU: a
 /// program hit again and again from the same place, as a breakpoint's is,
 /// takes the reads it needs and no more.
