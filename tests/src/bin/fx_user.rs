@@ -30,6 +30,12 @@
 //! fx_user topstack N              call hwbp_fx_target N times on a stack of
 //!                                 its own whose mapping ends 64 bytes above
 //!                                 the call: a read past that fails
+//! fx_user paired calls|writes N BATCH OUT
+//!                                 N calls of (writes to) hwbp_fx_target
+//!                                 (HWBP_FX_COUNTER), of fx_bench_floor
+//!                                 (FX_BENCH_FLOOR) and of fx_bench_plain
+//!                                 (FX_BENCH_PLAIN), BATCH at a time in turn;
+//!                                 OUT gets each round's three batch times
 //! ```
 //! Options before the command: `--wait PATH` waits until PATH exists before
 //! doing anything (so that -p can attach first); `--delay-ms MS` sleeps first.
@@ -82,6 +88,84 @@ pub extern "C" fn hwbp_fx_reader(n: u64) -> u64 {
         acc += HWBP_FX_COUNTER.load(Ordering::SeqCst);
     }
     hint::black_box(acc)
+}
+
+/// The benchmark's twins of hwbp_fx_target and HWBP_FX_COUNTER (`paired`):
+/// one is watched by the floor's tool while the tool measured watches the
+/// `hwbp_fx_*` one, the other by nothing. Not `hwbp_fx_*` (the tests list
+/// those); the constants keep the functions apart.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn fx_bench_floor(x: u64) -> u64 {
+    hint::black_box(x.wrapping_mul(5) + 2)
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn fx_bench_plain(x: u64) -> u64 {
+    hint::black_box(x.wrapping_mul(7) + 3)
+}
+
+#[unsafe(no_mangle)]
+pub static FX_BENCH_FLOOR: AtomicU64 = AtomicU64::new(0);
+
+#[unsafe(no_mangle)]
+pub static FX_BENCH_PLAIN: AtomicU64 = AtomicU64::new(0);
+
+/// `n` calls of `f`, as [`hwbp_fx_caller`] makes of the target.
+#[inline(never)]
+fn call_batch(f: extern "C" fn(u64) -> u64, n: u64) -> u64 {
+    let mut acc = 0u64;
+    for i in 0..n {
+        acc = acc.wrapping_add(f(hint::black_box(i)));
+    }
+    hint::black_box(acc)
+}
+
+/// `n` writes to `counter`, as [`hwbp_fx_writer`] makes to the variable.
+#[inline(never)]
+fn write_batch(counter: &AtomicU64, n: u64) {
+    for i in 1..=n {
+        counter.store(i, Ordering::SeqCst);
+    }
+}
+
+/// `paired`: `n` hits on each of the three targets, `batch` at a time, in
+/// an order that rotates every round; each round's three batch times (ns,
+/// the measured target's, the floor's, the unwatched one's) to `out`, a line
+/// each. Batches a few milliseconds apart see the same machine, where runs
+/// a second apart do not (a shared host: the exception's own cost moves by
+/// a tenth between them).
+fn fx_paired(writes: bool, n: u64, batch: u64, out: &str) -> Result<(), String> {
+    if batch == 0 || !n.is_multiple_of(batch) {
+        return Err(format!("paired: BATCH ({batch}) must divide N ({n})"));
+    }
+    let hit = |which: usize, count: u64| match (writes, which) {
+        (false, 0) => {
+            hwbp_fx_caller(count);
+        }
+        (false, 1) => {
+            call_batch(fx_bench_floor, count);
+        }
+        (false, _) => {
+            call_batch(fx_bench_plain, count);
+        }
+        (true, 0) => hwbp_fx_writer(count),
+        (true, 1) => write_batch(&FX_BENCH_FLOOR, count),
+        (true, _) => write_batch(&FX_BENCH_PLAIN, count),
+    };
+    let mut lines = String::new();
+    for round in 0..n / batch {
+        let mut ns = [0u128; 3];
+        for k in 0..3 {
+            let which = (k + round as usize) % 3;
+            let start = Instant::now();
+            hit(which, batch);
+            ns[which] = start.elapsed().as_nanos();
+        }
+        lines.push_str(&format!("{} {} {}\n", ns[0], ns[1], ns[2]));
+    }
+    std::fs::write(out, lines).map_err(|e| format!("paired: writing {out}: {e}"))
 }
 
 /// Levels of the call paths of `stacks`: 2^17 = 131072 distinct stacks.
@@ -266,7 +350,7 @@ fn run(args: &[String]) -> Result<u64, String> {
         }
     }
     let (cmd, rest) = args.split_first().ok_or(
-        "usage: fx_user calls|writes|reads|threads|spin|exec|stacks|depths|levels|gapdepths|topstack ...",
+        "usage: fx_user calls|writes|reads|threads|spin|exec|stacks|depths|levels|gapdepths|topstack|paired ...",
     )?;
     match cmd.as_str() {
         "calls" => {
@@ -391,6 +475,18 @@ fn run(args: &[String]) -> Result<u64, String> {
                 ));
             }
             fx_stacks(n, distinct);
+            Ok(n)
+        }
+        "paired" => {
+            let writes = match rest.first().map(String::as_str) {
+                Some("calls") => false,
+                Some("writes") => true,
+                _ => return Err("paired: the first argument must be calls or writes".into()),
+            };
+            let n = num(rest.get(1))?;
+            let batch = num(rest.get(2))?;
+            let out = rest.get(3).ok_or("paired: missing the output file")?;
+            fx_paired(writes, n, batch, out)?;
             Ok(n)
         }
         other => Err(format!("unknown command `{other}`")),
