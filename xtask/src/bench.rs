@@ -3238,6 +3238,34 @@ mod tests {
     }
 
     #[test]
+    fn paired_ratio_is_the_median_of_each_runs_median() {
+        // plain 100 ns a batch; the floor's batch 1100, so 1000 beyond it.
+        let round = |tool: f64| Round {
+            tool: 100.0 + tool,
+            floor: 1100.0,
+            plain: 100.0,
+        };
+        assert!((round(1200.0).ratio() - 1.2).abs() < 1e-12);
+        let paired = Paired {
+            workload: "w",
+            variant: Variant::HwbpTrace,
+            runs: vec![
+                // An outlier round moves no run's median.
+                vec![round(1000.0), round(1200.0), round(5000.0)],
+                vec![round(1100.0), round(1100.0), round(0.0)],
+                vec![round(1300.0)],
+            ],
+        };
+        let runs = paired.run_ratios();
+        assert_eq!(runs.len(), 3);
+        for (got, want) in runs.iter().zip([1.2, 1.1, 1.3]) {
+            assert!((got - want).abs() < 1e-12, "{runs:?}");
+        }
+        assert!((paired.ratio() - 1.2).abs() < 1e-12);
+        assert_eq!(paired.round_ratios().len(), 7);
+    }
+
+    #[test]
     fn ratios_are_paired_by_round() {
         let row = |variant, small: [f64; 2], large: [f64; 2]| PerHit {
             workload: "w",
