@@ -2098,8 +2098,9 @@ impl Attached {
                 break exit;
             }
             if Instant::now() > deadline {
+                let cmd = display(&self.cmd);
                 self.kill();
-                bail!("a tool did not end within 60 s of its process");
+                bail!("`{cmd}` did not end within 60 s of its process");
             }
             thread::sleep(Duration::from_millis(1));
         };
