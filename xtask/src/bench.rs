@@ -2442,22 +2442,18 @@ fn write_goals(out: &mut String, bench: &Bench, results: &Results) {
     let _ = writeln!(out, "| goal | this run | |");
     let _ = writeln!(out, "|---|---|---|");
     for workload in [&bench.execute, &bench.write] {
-        let paired = |variant| {
+        let row = |variant| {
             results
                 .paired
                 .iter()
                 .find(|p| p.workload == workload.name && p.variant == variant)
-                .map_or(f64::NAN, Paired::ratio)
         };
+        let paired = |variant| row(variant).map_or(f64::NAN, Paired::ratio);
         let runs = |variant| {
-            results
-                .paired
-                .iter()
-                .find(|p| p.workload == workload.name && p.variant == variant)
-                .map_or_else(String::new, |p| {
-                    let (low, high) = extremes(&p.run_ratios());
-                    format!(" (runs {low:.2}x to {high:.2}x)")
-                })
+            row(variant).map_or_else(String::new, |p| {
+                let (low, high) = extremes(&p.run_ratios());
+                format!(" (runs {low:.2}x to {high:.2}x)")
+            })
         };
         let floor = beyond_workload(results, workload.name, Variant::PerfStat);
         // The separate runs' figures, for comparison: what the goals were
