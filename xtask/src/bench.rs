@@ -462,16 +462,22 @@ impl Bench {
         Ok(())
     }
 
-    /// perf stat counting the target's twin, the floor of a paired run.
-    fn floor_command(&self, workload: &Workload, pid: &str) -> Command {
+    /// `perf stat` counting `event` in process `pid`, armed through `who`'s
+    /// FIFOs, its stderr (the count) piped.
+    fn perf_stat(&self, event: &str, who: Perf, pid: &str) -> Command {
         let mut cmd = Command::new("perf");
         cmd.args(["stat", "-x,", "-D", "-1", "--control"])
-            .arg(self.perf_control(Perf::Floor))
-            .args(["-e", &workload.floor_event, "-p", pid])
+            .arg(self.perf_control(who))
+            .args(["-e", event, "-p", pid])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         cmd
+    }
+
+    /// perf stat counting the target's twin, the floor of a paired run.
+    fn floor_command(&self, workload: &Workload, pid: &str) -> Command {
+        self.perf_stat(&workload.floor_event, Perf::Floor, pid)
     }
 
     /// The tool attached to a waiting fixture (`-p PID`); None for the
@@ -479,13 +485,7 @@ impl Bench {
     fn attach_command(&self, variant: Variant, workload: &Workload, pid: &str) -> Option<Command> {
         let mut cmd = match variant {
             Variant::Alone => return None,
-            Variant::PerfStat => {
-                let mut cmd = Command::new("perf");
-                cmd.args(["stat", "-x,", "-D", "-1", "--control"])
-                    .arg(self.perf_control(Perf::Tool))
-                    .args(["-e", &workload.perf_event, "-p", pid]);
-                cmd
-            }
+            Variant::PerfStat => self.perf_stat(&workload.perf_event, Perf::Tool, pid),
             Variant::HwbpTrace | Variant::HwbpNoStacks | Variant::HwbpKernelSide => {
                 let mut cmd = Command::new(&self.hwbp_trace);
                 if variant == Variant::HwbpKernelSide {
