@@ -353,10 +353,7 @@ impl Symbolizer {
             return file.clone();
         }
         let in_root = PathBuf::from(format!("/proc/{pid}/root{}", path.display()));
-        let file = [in_root, path.to_owned()]
-            .into_iter()
-            .find(|p| p.is_file())
-            .and_then(|p| p.canonicalize().ok().or(Some(p)));
+        let file = openable([in_root, path.to_owned()]);
         self.files.insert(path.to_owned(), file.clone());
         file
     }
@@ -369,6 +366,21 @@ impl Symbolizer {
         self.images.insert(file.to_owned(), image.clone());
         image
     }
+}
+
+/// The first of `candidates` that is a file, canonical where it can be. A
+/// `/proc/PID/root/…` path dies with its process, which can exit between the
+/// checks: one that cannot be canonicalized is kept only if it is still a
+/// file, else the next is tried. (Kept as it was, a process gone by then
+/// left its frames unnamed for the rest of the run, the path cached.)
+fn openable(candidates: impl IntoIterator<Item = PathBuf>) -> Option<PathBuf> {
+    candidates
+        .into_iter()
+        .filter(|p| p.is_file())
+        .find_map(|p| match p.canonicalize() {
+            Ok(real) => Some(real),
+            Err(_) => p.is_file().then_some(p),
+        })
 }
 
 fn code_location(info: &bz::CodeInfo<'_>) -> Option<String> {
@@ -527,6 +539,22 @@ mod tests {
         assert_eq!((user.len(), with_ret.len()), (2, 3));
         let other_pid = s.user_stack(pid + 1, &[addr, addr + 1], false, 0);
         assert!(!Stack::ptr_eq(&user, &other_pid));
+    }
+
+    #[test]
+    fn a_file_of_a_gone_process_is_the_path_itself() {
+        let exe = std::env::current_exe().expect("current_exe");
+        let gone = PathBuf::from(format!("/proc/{}/root{}", u32::MAX, exe.display()));
+        assert_eq!(
+            openable([gone.clone(), exe.clone()]),
+            Some(exe.canonicalize().expect("canonical"))
+        );
+        assert_eq!(openable([gone]), None);
+        let own = PathBuf::from(format!("/proc/self/root{}", exe.display()));
+        assert_eq!(
+            openable([own]),
+            Some(exe.canonicalize().expect("canonical"))
+        );
     }
 
     #[test]
