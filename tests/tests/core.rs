@@ -1244,7 +1244,7 @@ fn stack_option_decides_the_stacks() {
         }
         args.extend(["hwbp_fx_target", "--", &fx, "calls", "5"]);
         let (_, hits, summary) = trace_ok(&out_file, &args);
-        assert_eq!(hits.len(), 5, "{stack:?}");
+        assert_eq!(hits.len(), 5, "{stack:?}: {summary}");
         for hit in &hits {
             assert_eq!(hit["kstack"], serde_json::json!([]), "{stack:?}: {hit}");
             let ustack = ustack(hit);

@@ -11,6 +11,7 @@ mod demo;
 mod exec;
 mod fuzz;
 mod install;
+mod integration;
 mod kernel_tests;
 mod man;
 mod setup;

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 
-use crate::{build, exec::exec, kernel_tests, setup};
+use crate::{build, exec::exec, integration, kernel_tests, setup};
 
 #[derive(Args)]
 pub struct Options {
@@ -60,15 +60,8 @@ pub fn run(options: Options) -> Result<()> {
     }
     if wanted(Step::Integration) {
         banner("4/5 root integration tests on this host");
-        exec(&mut build::cargo(&[
-            "test",
-            "--release",
-            "-p",
-            "hwbp-tests",
-            "--",
-            "--test-threads=1",
-        ]))
-        .context("test step 4/5 (root integration tests, tests/tests/*.rs) failed")?;
+        integration::run()
+            .context("test step 4/5 (root integration tests, tests/tests/*.rs) failed")?;
     }
     if wanted(Step::Vm) {
         banner("5/5 kernel tests in the VM");
