@@ -6,12 +6,14 @@
 //! breakpoint, so no perf event counts the hit, and it sends the task a
 //! SIGTRAP as if it had run `int1` (exc_debug_user in
 //! arch/x86/kernel/traps.c; si_code TRAP_BRKPT). `perf stat -e mem:ADDR:x`
-//! alone shows it: on one such host the workload died of SIGTRAP in 1 to 13
-//! of 30 runs of 2,000 hits, depending on the hour. A test of exact counts
-//! cannot pass then, and no tracer can do better: the hit never reached one.
+//! alone shows it: on one such host the workload died of SIGTRAP in
+//! between 1 of 30 and 16 of 40 runs of 2,000 hits, depending on the hour.
+//! A test of exact counts cannot pass then, and no tracer can do better:
+//! the hit never reached one.
 //!
-//! Such a host loses hits without a trace too, or seems to: a test of 5
-//! calls once saw 1 hit, in a run where the fixture noted 8 SIGTRAPs.
+//! The same host also silences breakpoints after their first hit when it
+//! comes within a millisecond or two of arming: a trace of 5 calls counted
+//! 1 in 3 to 8 of 300 runs, with no SIGTRAP (README, Limitations).
 //!
 //! So the fixture notes every SIGTRAP it gets in `$HWBP_FX_FAULTS` and goes
 //! on (tests/src/bin/fx_user.rs): at an execute breakpoint the instruction
