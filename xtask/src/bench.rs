@@ -54,7 +54,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use clap::Args;
 
-use crate::{build, exec::display, setup, workspace_root};
+use crate::{build, exec::display, integration::count_lines, setup, workspace_root};
 
 #[derive(Args)]
 pub struct Options {
@@ -189,6 +189,7 @@ pub fn run(options: Options) -> Result<()> {
             idle,
             vm,
             elapsed,
+            lost_exceptions: bench.lost_exceptions()?,
         },
     );
     let out = out.unwrap_or_else(|| workspace_root().join("BENCHMARKS.md"));
@@ -302,6 +303,9 @@ struct Bench {
     strace: bool,
     bpftrace: bool,
     tmux: bool,
+    /// Debug exceptions this host lost in the runs before the current one
+    /// (see [`Bench::faults`]).
+    lost: std::cell::Cell<u64>,
 }
 
 impl Bench {
@@ -354,6 +358,7 @@ impl Bench {
             strace: on_path("strace"),
             bpftrace: on_path("bpftrace"),
             tmux: on_path("tmux"),
+            lost: std::cell::Cell::new(0),
         };
         let base = bench.load_base()?;
         let function = bench.link_address("hwbp_fx_target")?;
@@ -723,16 +728,25 @@ impl Bench {
         ensure!(status.success(), "the fixture failed ({status})");
         let (floor_stderr, tool_stderr) = (floor_stderr?, tool_stderr?);
         let floor_counted = self.counted(Variant::PerfStat, &floor_stderr)?;
-        ensure!(
-            floor_counted == Some(n),
-            "`{floor_cmd}` counted {floor_counted:?} of {n} hits on the twin"
-        );
         let counted = self.counted(variant, &tool_stderr)?;
-        ensure!(
-            counted == Some(n),
-            "{} counted {counted:?} of {n} hits in a paired run",
-            variant.name()
-        );
+        // Every hit counted, but for those the host lost (a write's; each
+        // noted by the fixture).
+        let lost = self.faults_noted()?;
+        let short = |c: Option<u64>| c.filter(|&c| c <= n).map(|c| n - c);
+        match (short(floor_counted), short(counted)) {
+            (Some(floor_short), Some(short)) if floor_short + short <= lost => {}
+            _ => bail!(
+                "`{floor_cmd}` counted {floor_counted:?} of {n} hits on the twin, {} {counted:?} \
+                 of {n} on the target, in a paired run where the host lost {lost} debug exceptions",
+                variant.name()
+            ),
+        }
+        if lost > 0 {
+            println!(
+                "bench: the host lost {lost} debug exceptions in this run (fx_user got SIGTRAP); \
+                 {floor_counted:?} and {counted:?} of {n} counted"
+            );
+        }
         let text =
             fs::read_to_string(&times).with_context(|| format!("reading {}", times.display()))?;
         let rounds = text
@@ -956,14 +970,34 @@ impl Bench {
         Ok(phases)
     }
 
+    /// Where fx_user notes each SIGTRAP it gets: a debug exception this
+    /// host lost (DR6 empty; README, Limitations). A lost write hit is
+    /// counted by no tool; an execute breakpoint traps again.
+    fn faults(&self) -> PathBuf {
+        self.scratch.join("fx-faults")
+    }
+
+    /// The debug exceptions lost in the current run (the last fixture's).
+    fn faults_noted(&self) -> Result<u64> {
+        Ok(count_lines(&self.faults())? as u64)
+    }
+
+    /// The debug exceptions lost in every run so far.
+    fn lost_exceptions(&self) -> Result<u64> {
+        Ok(self.lost.get() + self.faults_noted()?)
+    }
+
     /// fx_user under setarch -R, waiting for `go`; returned once setarch
     /// has exec'd it (before that, -p would find setarch's symbols).
     fn fixture_waiting(&self, go: &Path, args: &[&str]) -> Result<Child> {
+        self.lost.set(self.lost_exceptions()?);
+        remove(&self.faults());
         let mut child = no_aslr(&self.fx_user)
             .arg("--wait")
             .arg(go)
             .args(args)
             .env("HWBP_FX_GO", go)
+            .env("HWBP_FX_FAULTS", self.faults())
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", self.fx_user.display()))?;
@@ -2244,6 +2278,8 @@ struct Results {
     /// The kernel-target section and its command (None with --no-vm).
     vm: Option<(String, String)>,
     elapsed: Duration,
+    /// Debug exceptions the host lost in all the runs (fx_user's SIGTRAPs).
+    lost_exceptions: u64,
 }
 
 struct Machine {
@@ -2753,6 +2789,7 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
         idle,
         vm,
         elapsed,
+        lost_exceptions,
     } = results;
     let _ = writeln!(out, "# Benchmarks\n");
     let _ = writeln!(
@@ -2767,6 +2804,13 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
     let _ = writeln!(out, "- {} vCPUs, {}", machine.cpus, machine.cpu_model);
     let _ = writeln!(out, "- kernel {}, {} RAM", machine.kernel, machine.memory);
     let _ = writeln!(out, "- load average when the run started: {}", machine.load);
+    let _ = writeln!(
+        out,
+        "- debug exceptions the host lost during the runs: {} (fx_user's SIGTRAPs, DR6 empty; see \
+         the README's Limitations: a lost write hit is in no count, an execute breakpoint traps \
+         again)",
+        lost_exceptions
+    );
     let _ = writeln!(
         out,
         "- A shared KVM guest: every breakpoint hit is a VM exit, and other work (builds, tests) \

@@ -201,7 +201,8 @@ impl Parser {
     }
 }
 
-fn count_lines(path: &Path) -> Result<usize> {
+/// Lines in `path`; 0 when it does not exist.
+pub fn count_lines(path: &Path) -> Result<usize> {
     match fs::read_to_string(path) {
         Ok(text) => Ok(text.lines().count()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
