@@ -314,5 +314,37 @@ fn summary_table(summary: &Summary) -> String {
              (another BPF program was running on that CPU); the HITS column misses them\n"
         ));
     }
+    if summary.exit_status == Some(128 + libc::SIGTRAP) {
+        out.push_str(
+            "hwbp-trace: the command died of SIGTRAP (status 133). Unless it traps itself, a \
+             breakpoint hit reached the kernel without its cause (DR6 empty), which some virtual \
+             machines do: that hit is in no count. `hwbp-trace doctor` checks this host\n",
+        );
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_dead_of_sigtrap_is_explained() {
+        let said = |status| {
+            summary_table(&Summary {
+                end_reason: "process-exit".into(),
+                exit_status: status,
+                ..Summary::default()
+            })
+        };
+        let trapped = said(Some(133));
+        assert!(
+            trapped.contains("command exited with status 133\n")
+                && trapped.contains("hwbp-trace: the command died of SIGTRAP (status 133)"),
+            "{trapped}"
+        );
+        for status in [Some(0), Some(1), None] {
+            assert!(!said(status).contains("SIGTRAP"), "{}", said(status));
+        }
+    }
 }
