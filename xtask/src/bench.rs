@@ -143,6 +143,10 @@ pub fn run(options: Options) -> Result<()> {
     }
     let started = Instant::now();
     let bench = Bench::new()?;
+    // Every fx_user of the bench notes its SIGTRAPs there, whoever starts
+    // it (the tools with `--`, tmux).
+    // SAFETY: no other thread runs yet: the commands so far were waited for.
+    unsafe { std::env::set_var("HWBP_FX_FAULTS", bench.faults()) };
     let machine = Machine::probe();
     println!("bench: {}", machine.one_line());
 
@@ -970,9 +974,11 @@ impl Bench {
         Ok(phases)
     }
 
-    /// Where fx_user notes each SIGTRAP it gets: a debug exception this
-    /// host lost (DR6 empty; README, Limitations). A lost write hit is
-    /// counted by no tool; an execute breakpoint traps again.
+    /// Where fx_user notes each SIGTRAP it gets (`$HWBP_FX_FAULTS`, set for
+    /// the whole bench): a debug exception this host lost (DR6 empty;
+    /// README, Limitations). A lost write hit is counted by no tool; an
+    /// execute breakpoint traps again. Emptied as each run of
+    /// [`Bench::fixture_waiting`] starts, after adding it to `lost`.
     fn faults(&self) -> PathBuf {
         self.scratch.join("fx-faults")
     }
@@ -997,7 +1003,6 @@ impl Bench {
             .arg(go)
             .args(args)
             .env("HWBP_FX_GO", go)
-            .env("HWBP_FX_FAULTS", self.faults())
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", self.fx_user.display()))?;

@@ -239,7 +239,7 @@ mod tests {
             "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out",
             "     Running tests/core.rs (target/release/deps/core-22)",
             // A fixture's stderr can split libtest's line.
-            "test a_reader_behind ... fx_user: killed by SIGTRAP, si_code 1",
+            "test a_reader_behind ... fx_user: SIGTRAP, going on; si_code 1",
             "FAILED",
             "test execute_target_counts_every_call ... FAILED",
             "failures:",
