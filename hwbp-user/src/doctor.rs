@@ -1145,7 +1145,7 @@ pub fn run_self_test(calls: u64) -> Result<SelfTest, String> {
     })
 }
 
-/// The self-test's line, then the line on resolving its targets by name.
+/// Runs the self-test and judges it (see [`judge_self_test`]).
 fn self_test() -> Vec<Check> {
     const NAME: &str = "self-test";
     let test = match run_self_test(SELF_TEST_CALLS) {
@@ -1161,7 +1161,8 @@ fn self_test() -> Vec<Check> {
     judge_self_test(test)
 }
 
-/// The self-test's line, then the line on resolving its targets by name.
+/// The self-test's line from its counts, then the line on resolving its
+/// targets by name.
 fn judge_self_test(test: SelfTest) -> Vec<Check> {
     const NAME: &str = "self-test";
     let SelfTest {
