@@ -307,9 +307,9 @@ struct Bench {
     strace: bool,
     bpftrace: bool,
     tmux: bool,
-    /// Debug exceptions this host lost in the runs before the current one
-    /// (see [`Bench::faults`]).
-    lost: std::cell::Cell<u64>,
+    /// Debug exceptions the fixtures had noted when the current run's
+    /// started (see [`Bench::faults`]).
+    noted_before: std::cell::Cell<u64>,
 }
 
 impl Bench {
@@ -362,8 +362,12 @@ impl Bench {
             strace: on_path("strace"),
             bpftrace: on_path("bpftrace"),
             tmux: on_path("tmux"),
-            lost: std::cell::Cell::new(0),
+            noted_before: std::cell::Cell::new(0),
         };
+        // Counted from here: a line is never taken out, so that a SIGTRAP
+        // noted while no run is watching (a fixture outliving its run) is
+        // still in the total.
+        remove(&bench.faults());
         let base = bench.load_base()?;
         let function = bench.link_address("hwbp_fx_target")?;
         let variable = bench.link_address("HWBP_FX_COUNTER")?;
@@ -977,27 +981,27 @@ impl Bench {
     /// Where fx_user notes each SIGTRAP it gets (`$HWBP_FX_FAULTS`, set for
     /// the whole bench): a debug exception this host lost (DR6 empty;
     /// README, Limitations). A lost write hit is counted by no tool; an
-    /// execute breakpoint traps again. Emptied as each run of
-    /// [`Bench::fixture_waiting`] starts, after adding it to `lost`.
+    /// execute breakpoint traps again. Emptied once, as the bench starts;
+    /// each run of [`Bench::fixture_waiting`] notes how many lines it holds
+    /// then, and its own are those after.
     fn faults(&self) -> PathBuf {
         self.scratch.join("fx-faults")
     }
 
-    /// The debug exceptions lost in the current run (the last fixture's).
+    /// The debug exceptions lost since the current run's fixture started.
     fn faults_noted(&self) -> Result<u64> {
-        Ok(count_lines(&self.faults())? as u64)
+        Ok(self.lost_exceptions()?.saturating_sub(self.noted_before.get()))
     }
 
     /// The debug exceptions lost in every run so far.
     fn lost_exceptions(&self) -> Result<u64> {
-        Ok(self.lost.get() + self.faults_noted()?)
+        Ok(count_lines(&self.faults())? as u64)
     }
 
     /// fx_user under setarch -R, waiting for `go`; returned once setarch
     /// has exec'd it (before that, -p would find setarch's symbols).
     fn fixture_waiting(&self, go: &Path, args: &[&str]) -> Result<Child> {
-        self.lost.set(self.lost_exceptions()?);
-        remove(&self.faults());
+        self.noted_before.set(self.lost_exceptions()?);
         let mut child = no_aslr(&self.fx_user)
             .arg("--wait")
             .arg(go)
