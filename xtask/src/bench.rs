@@ -597,10 +597,17 @@ impl Bench {
         });
         match ready {
             Ok((stderr, true)) => Ok(Attached { cmd, child, stderr }),
-            Ok((_, false)) => {
+            Ok((stderr, false)) => {
                 let _ = child.kill();
-                let _ = child.wait();
-                bail!("`{}` did not attach within the time limit", display(&cmd))
+                let status = child.wait();
+                // What it said is the reason, should it have given up.
+                let said = stderr.join().unwrap_or_default();
+                bail!(
+                    "`{}` did not attach within the time limit ({}); it said:\n{}",
+                    display(&cmd),
+                    status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+                    said.trim_end()
+                )
             }
             Err(e) => {
                 let _ = child.kill();
