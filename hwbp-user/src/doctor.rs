@@ -1148,22 +1148,66 @@ pub fn run_self_test(calls: u64) -> Result<SelfTest, String> {
 /// Runs the self-test and judges it (see [`judge_self_test`]).
 fn self_test() -> Vec<Check> {
     const NAME: &str = "self-test";
-    let test = match run_self_test(SELF_TEST_CALLS) {
-        Ok(test) => test,
-        Err(e) => {
-            return vec![Check::fail(
-                NAME,
-                format!("could not arm a user-space breakpoint on hwbp-trace itself: {e}"),
-                "fix the checks marked `fail` above",
-            )];
+    let mut faults = Vec::new();
+    loop {
+        let test = match run_self_test(SELF_TEST_CALLS) {
+            Ok(test) => test,
+            Err(e) => {
+                return vec![Check::fail(
+                    NAME,
+                    format!("could not arm a user-space breakpoint on hwbp-trace itself: {e}"),
+                    "fix the checks marked `fail` above",
+                )];
+            }
+        };
+        match host_fault(&test) {
+            Some(fault) if faults.len() + 1 < SELF_TEST_ATTEMPTS => faults.push(fault),
+            _ => return judge_self_test(test, &faults),
         }
-    };
-    judge_self_test(test)
+    }
 }
 
-/// The self-test's line from its counts, then the line on resolving its
-/// targets by name.
-fn judge_self_test(test: SelfTest) -> Vec<Check> {
+/// Runs of the self-test, at most: the last is judged. A run the host
+/// spoiled (see [`host_fault`]) is run again, so that on such a host the
+/// self-test still shows whether hwbp itself records every hit, and a
+/// `warn` line says what the host lost. On this project's faulty KVM host
+/// 7 of 30 doctor runs failed their one self-test (3 silent after the
+/// first hit, 4 with SIGTRAPs).
+const SELF_TEST_ATTEMPTS: usize = 5;
+
+/// What the host lost in a self-test run, if that is why it fell short:
+/// debug exceptions without a cause (SIGTRAPs), or breakpoints the kernel
+/// itself stopped counting (its counts short, but every hit it counted
+/// recorded, none dropped). None for a clean run, and for a failure of
+/// hwbp's own (records and counts differ, wrong values in a full run),
+/// which is judged at once.
+fn host_fault(test: &SelfTest) -> Option<String> {
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    if test.sigtraps > 0 {
+        return Some(format!(
+            "{} debug exception{} without a cause (DR6 empty; SIGTRAP)",
+            test.sigtraps,
+            plural(test.sigtraps)
+        ));
+    }
+    // (Whether the values came in order cannot be told from a short run:
+    // the run judged in the end must be exact and in order.)
+    let recorded_as_counted = test.execute_records == test.execute_counted
+        && test.write_records == test.write_counted
+        && test.dropped == 0;
+    let short = test.execute_counted < test.calls || test.write_counted < test.calls;
+    (recorded_as_counted && short).then(|| {
+        format!(
+            "breakpoints the kernel stopped counting ({} of {} calls and {} of {} writes counted)",
+            test.execute_counted, test.calls, test.write_counted, test.calls
+        )
+    })
+}
+
+/// The self-test's line from its counts, then the line on the host's
+/// faults in the runs before (`faults`, one per run; none on a healthy
+/// host), then the line on resolving its targets by name.
+fn judge_self_test(test: SelfTest, faults: &[String]) -> Vec<Check> {
     const NAME: &str = "self-test";
     let SelfTest {
         calls,
@@ -1219,7 +1263,24 @@ fn judge_self_test(test: SelfTest) -> Vec<Check> {
              trusted on this host",
         )
     };
-    vec![test, resolution_check(&resolution)]
+    let mut checks = vec![test];
+    if !faults.is_empty() {
+        checks.push(Check::warn(
+            "lost debug exceptions",
+            format!(
+                "{} of {} self-test runs spoiled by the host before the one above: {}",
+                faults.len(),
+                faults.len() + 1,
+                faults.join("; ")
+            ),
+            "this host loses breakpoint hits (seen on KVM guests, where `perf stat -e mem:ADDR:x` \
+             loses them too; README, Limitations): a trace here may count fewer hits than were made, \
+             and a traced program that does not handle SIGTRAP may die of one; trace on another host \
+             for exact counts",
+        ));
+    }
+    checks.push(resolution_check(&resolution));
+    checks
 }
 
 /// Whether `hwbp::resolve` found the self-test's targets where they are.
@@ -1378,7 +1439,7 @@ mod tests {
             elapsed: Duration::from_millis(20),
             ..SelfTest::default()
         };
-        let judged = |test: &SelfTest| judge_self_test(test.clone()).remove(0);
+        let judged = |test: &SelfTest| judge_self_test(test.clone(), &[]).remove(0);
         assert_eq!(judged(&exact).status, Status::Ok, "{}", judged(&exact));
         // The counts exact (the execute breakpoint trapped again), yet a
         // SIGTRAP came: the host loses hits.
@@ -1412,6 +1473,76 @@ mod tests {
         let check = judged(&silent);
         assert_eq!(check.status, Status::Fail);
         assert!(check.found.contains("hits were missed"), "{check}");
+    }
+
+    /// A run the host spoiled is run again; one that hwbp spoiled is not,
+    /// and a clean run after spoiled ones passes with a warning naming them.
+    #[test]
+    fn self_test_runs_again_only_after_the_hosts_faults() {
+        let exact = SelfTest {
+            calls: 1000,
+            execute_records: 1000,
+            execute_counted: 1000,
+            execute_in_order: true,
+            write_records: 1000,
+            write_counted: 1000,
+            write_in_order: true,
+            resolution: vec![("hwbp_doctor_target", 0x1000, Resolution::Exact)],
+            ..SelfTest::default()
+        };
+        assert_eq!(host_fault(&exact), None);
+        let trapped = SelfTest {
+            sigtraps: 2,
+            write_records: 998,
+            write_counted: 998,
+            ..exact.clone()
+        };
+        assert_eq!(
+            host_fault(&trapped).as_deref(),
+            Some("2 debug exceptions without a cause (DR6 empty; SIGTRAP)")
+        );
+        let silent = SelfTest {
+            execute_records: 1,
+            execute_counted: 1,
+            write_records: 0,
+            write_counted: 0,
+            ..exact.clone()
+        };
+        assert_eq!(
+            host_fault(&silent).as_deref(),
+            Some(
+                "breakpoints the kernel stopped counting (1 of 1000 calls and 0 of 1000 writes counted)"
+            )
+        );
+        // hwbp's own failures: hits the kernel counted but hwbp did not
+        // record, dropped ones, wrong values.
+        for own in [
+            SelfTest {
+                execute_records: 999,
+                ..exact.clone()
+            },
+            SelfTest {
+                dropped: 1,
+                write_records: 999,
+                write_counted: 999,
+                ..exact.clone()
+            },
+            SelfTest {
+                write_in_order: false,
+                ..exact.clone()
+            },
+        ] {
+            assert_eq!(host_fault(&own), None, "{own:?}");
+        }
+
+        let checks = judge_self_test(exact, &["one".into(), "two".into()]);
+        assert_eq!(checks[0].status, Status::Ok, "{}", checks[0]);
+        assert_eq!(checks[1].status, Status::Warn, "{}", checks[1]);
+        assert_eq!(
+            checks[1].found,
+            "2 of 3 self-test runs spoiled by the host before the one above: one; two"
+        );
+        assert_eq!(checks[2].name, "symbols of executables");
     }
 
     #[test]
