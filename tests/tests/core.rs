@@ -80,6 +80,34 @@ fn ustack_names(hit: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// A command is armed before its first instruction: its very first call,
+/// at once, is a hit. The only test whose fixture does not sleep
+/// `$HWBP_FX_START_DELAY_MS` first (tests/src/bin/fx_user.rs): one call,
+/// so a host that silences breakpoints after a hit right after arming
+/// (README, Limitations) cannot change its count.
+#[test]
+fn a_command_is_armed_before_its_first_instruction() {
+    if !root_or_skip("a_command_is_armed_before_its_first_instruction") {
+        return;
+    }
+    let dir = TempDir::new("first-instruction");
+    let out_file = dir.path("t.jsonl");
+    let out = Command::new(hwbp_trace())
+        .args(["--no-tui", "-q", "-o", &out_file, "hwbp_fx_target", "--"])
+        .args([&fx(), "calls", "1"])
+        .env_remove("HWBP_FX_START_DELAY_MS")
+        .output()
+        .expect("running hwbp-trace");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, hits, summary) = read_trace(&out_file);
+    assert_eq!(hits.len(), 1, "{summary}");
+    assert_eq!(summary["targets"][0]["kernel_count"], 1, "{summary}");
+    assert_eq!(
+        hits[0]["args"][0]["value"], "0x0",
+        "the first call, argument 0"
+    );
+}
+
 #[test]
 fn execute_target_counts_every_call() {
     if !root_or_skip("execute_target_counts_every_call") {
