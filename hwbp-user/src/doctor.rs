@@ -1425,9 +1425,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn self_test_judged_by_counts_order_and_sigtraps() {
-        let exact = SelfTest {
+    /// A self-test run that recorded and counted every hit, in order.
+    fn exact_run() -> SelfTest {
+        SelfTest {
             calls: 1000,
             execute_records: 1000,
             execute_counted: 1000,
@@ -1438,7 +1438,12 @@ mod tests {
             resolution: vec![("hwbp_doctor_target", 0x1000, Resolution::Exact)],
             elapsed: Duration::from_millis(20),
             ..SelfTest::default()
-        };
+        }
+    }
+
+    #[test]
+    fn self_test_judged_by_counts_order_and_sigtraps() {
+        let exact = exact_run();
         let judged = |test: &SelfTest| judge_self_test(test.clone(), &[]).remove(0);
         assert_eq!(judged(&exact).status, Status::Ok, "{}", judged(&exact));
         // The counts exact (the execute breakpoint trapped again), yet a
@@ -1479,17 +1484,7 @@ mod tests {
     /// and a clean run after spoiled ones passes with a warning naming them.
     #[test]
     fn self_test_runs_again_only_after_the_hosts_faults() {
-        let exact = SelfTest {
-            calls: 1000,
-            execute_records: 1000,
-            execute_counted: 1000,
-            execute_in_order: true,
-            write_records: 1000,
-            write_counted: 1000,
-            write_in_order: true,
-            resolution: vec![("hwbp_doctor_target", 0x1000, Resolution::Exact)],
-            ..SelfTest::default()
-        };
+        let exact = exact_run();
         assert_eq!(host_fault(&exact), None);
         let trapped = SelfTest {
             sigtraps: 2,
