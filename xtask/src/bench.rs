@@ -766,16 +766,15 @@ impl Bench {
             );
         }
         let over = |c: Option<u64>| c.filter(|&c| c > n);
-        let miscount = match (over(floor_counted), over(counted)) {
-            (None, None) => None,
-            (floor_over, over) => Some(format!(
+        let miscount = (over(floor_counted).is_some() || over(counted).is_some()).then(|| {
+            format!(
                 "{} counted {} of {n} on the target and perf stat {} on the twin, in a run \
                  where the host lost {lost} debug exceptions",
                 variant.name(),
-                over.or(counted).unwrap_or_default(),
-                floor_over.or(floor_counted).unwrap_or_default(),
-            )),
-        };
+                counted.unwrap_or_default(),
+                floor_counted.unwrap_or_default(),
+            )
+        });
         if let Some(line) = &miscount {
             println!("bench: more hits counted than made: {line}");
         }

@@ -561,7 +561,7 @@ extern "C" fn on_sigtrap(_: c_int, info: *mut libc::siginfo_t, _: *mut c_void) {
 }
 
 /// Sleeps `$HWBP_FX_START_DELAY_MS` milliseconds, when that is set, before
-/// anything else: `cargo xtask test` sets it for the root tests.
+/// any of its work: `cargo xtask test` sets it for the root tests.
 ///
 /// Some KVM hosts silence every breakpoint of a thread after its first
 /// hit when that hit comes within a millisecond or two of the thread's
