@@ -16,6 +16,7 @@ pub mod dwarf;
 pub mod export;
 pub mod list;
 pub mod metrics;
+pub mod printable;
 pub mod process;
 pub mod redact;
 pub mod report;
