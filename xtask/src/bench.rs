@@ -2953,14 +2953,14 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
         let _ = writeln!(
             out,
             "bpftrace is installed but not measured: bpftrace 0.17's `watchpoint:ADDR:8:x` counted \
-             0 of 20,000 calls on this kernel (shared/PLATFORM.md).\n"
+             0 of 20,000 calls on this kernel (docs/platform.md).\n"
         );
     } else {
         let _ = writeln!(
             out,
             "bpftrace is not installed here, so it is not in the table (Debian's 0.17 is available; \
              on this kernel its watchpoints counted 0 of 20,000 calls and 1 of 20,000 writes, \
-             shared/PLATFORM.md).\n"
+             docs/platform.md).\n"
         );
     }
 

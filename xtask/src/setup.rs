@@ -3,7 +3,7 @@
 //! Three things, each checked before anything is installed:
 //! - rust-src for the nightly toolchain (the eBPF crate builds `core` itself);
 //! - bpf-linker 0.13, built against the nightly toolchain's own libLLVM (the
-//!   recipe in shared/PLATFORM.md: a plain `cargo install bpf-linker` wants a
+//!   recipe in docs/platform.md: a plain `cargo install bpf-linker` wants a
 //!   system LLVM that Debian 12 does not have, and linking against rustc's
 //!   LLVM guarantees the bitcode versions match);
 //! - the Debian packages the VM and the tests use.

@@ -1,5 +1,5 @@
 //! `cargo xtask vm`: Debian's kernel in QEMU, for the kernel targets this
-//! host's kernel cannot take (shared/PLATFORM.md: no CONFIG_KPROBES, no
+//! host's kernel cannot take (docs/platform.md: no CONFIG_KPROBES, no
 //! CONFIG_KALLSYMS_ALL here; the Debian kernel has both, and TCG emulates the
 //! debug registers exactly).
 //!
