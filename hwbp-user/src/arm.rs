@@ -451,15 +451,31 @@ fn explain(bp: &Breakpoint, errno: i32, requested: usize, armed_here: usize) -> 
                       blacklist; all of it when the kernel lacks CONFIG_KPROBES)"
                     .to_owned(),
             };
+            let instead = match kernel_data_watchpoint_probe(bp.addr) {
+                Ok(()) => "Data watchpoints (`:w`, `:rw`) on kernel variables work on this host; for kernel \
+                           functions boot a kernel with CONFIG_KPROBES=y (`cargo xtask vm` runs one in QEMU)"
+                    .to_owned(),
+                Err(errno) => format!(
+                    "This host refuses kernel data watchpoints too ({}), so no kernel target works here: \
+                     trace user-space targets here, and kernel targets in a VM (`cargo xtask vm`)",
+                    io::Error::from_raw_os_error(errno)
+                ),
+            };
             format!(
-                "the kernel refused an execute breakpoint ({err}): {cause}. Data watchpoints (`:w`, `:rw`) on \
-                 kernel variables still work; `hwbp-trace doctor` checks this host"
+                "the kernel refused an execute breakpoint ({err}): {cause}. {instead}; `hwbp-trace doctor` \
+                 checks this host"
             )
         }
         libc::EINVAL => format!(
             "the kernel refused the breakpoint ({err}): address {:#x}, length {}, mode {}. Check that the \
              address is mapped and aligned to the length",
             bp.addr, bp.len, bp.mode
+        ),
+        libc::EACCES | libc::EPERM if bp.space == Space::Kernel && has_perfmon() => format!(
+            "this host's kernel refuses breakpoints on kernel addresses ({err}) although hwbp-trace has \
+             CAP_PERFMON: a policy of this kernel or its hypervisor, not a missing privilege. User-space \
+             targets work here; trace kernel targets in a VM (`cargo xtask vm`). `hwbp-trace doctor` \
+             checks this host"
         ),
         libc::EACCES | libc::EPERM => format!(
             "permission denied ({err}): run as root, or grant CAP_PERFMON and CAP_BPF \
@@ -473,6 +489,44 @@ fn explain(bp: &Breakpoint, errno: i32, requested: usize, armed_here: usize) -> 
         }
         _ => err.to_string(),
     }
+}
+
+/// Opens a disabled breakpoint event, to probe what the kernel accepts or
+/// to hold a debug register; Err(errno). Shared with the doctor's probes.
+pub(crate) fn open_disabled(
+    addr: u64,
+    bp_type: u32,
+    len: u64,
+    pid: i32,
+    cpu: i32,
+) -> Result<OwnedFd, i32> {
+    let mut attr = perf_event_attr {
+        type_: sys::bindings::PERF_TYPE_BREAKPOINT,
+        size: size_of::<perf_event_attr>() as u32,
+        bp_type,
+        ..Default::default()
+    };
+    attr.__bindgen_anon_3.bp_addr = addr;
+    attr.__bindgen_anon_4.bp_len = len;
+    attr.__bindgen_anon_1.sample_period = 1;
+    attr.set_disabled(1);
+    perf_event_open(&mut attr, pid, cpu)
+}
+
+/// Whether this kernel takes a write watchpoint on kernel data: opened
+/// disabled on CPU 0 at `addr` (any kernel address serves: the kernel checks
+/// alignment and privilege, not what lives there) and closed at once.
+pub(crate) fn kernel_data_watchpoint_probe(addr: u64) -> Result<(), i32> {
+    open_disabled(addr & !7, sys::bindings::HW_BREAKPOINT_W, 8, -1, 0).map(drop)
+}
+
+/// Whether this process holds CAP_PERFMON (or CAP_SYS_ADMIN, which covers
+/// it): an EPERM on a kernel address is then the host's policy.
+fn has_perfmon() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| crate::doctor::parse_cap_eff(&status))
+        .is_some_and(|caps| !crate::doctor::missing_capabilities(caps).contains(&"CAP_PERFMON"))
 }
 
 /// Whether the running kernel has a config option (`=y` or `=m`), from

@@ -15,12 +15,11 @@ use std::{
     fmt, fs,
     hint::black_box,
     io::Read as _,
-    os::fd::OwnedFd,
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
-use perf_event_open_sys::{self as sys, bindings::perf_event_attr};
+use perf_event_open_sys as sys;
 use thiserror::Error;
 
 use crate::{
@@ -574,20 +573,6 @@ impl KernelConfig {
 // ------------------------------------------------------ raw breakpoint probes
 
 /// perf_event_open of a disabled breakpoint; Err(errno).
-fn open_breakpoint(addr: u64, bp_type: u32, len: u64, pid: i32, cpu: i32) -> Result<OwnedFd, i32> {
-    let mut attr = perf_event_attr {
-        type_: sys::bindings::PERF_TYPE_BREAKPOINT,
-        size: size_of::<perf_event_attr>() as u32,
-        ..Default::default()
-    };
-    attr.bp_type = bp_type;
-    attr.__bindgen_anon_3.bp_addr = addr;
-    attr.__bindgen_anon_4.bp_len = len;
-    attr.__bindgen_anon_1.sample_period = 1;
-    attr.set_disabled(1);
-    arm::perf_event_open(&mut attr, pid, cpu)
-}
-
 fn errno_name(errno: i32) -> String {
     let name = match errno {
         libc::EINVAL => "EINVAL",
@@ -629,9 +614,17 @@ fn kernel_functions(
             None,
         );
     };
-    let vm = "trace kernel variables (`:w`, `:rw`) and user-space code here; for kernel functions use a kernel \
-              with CONFIG_KPROBES=y (`cargo xtask vm` boots one)";
-    match open_breakpoint(addr, sys::bindings::HW_BREAKPOINT_X, 8, -1, cpu as i32) {
+    let vm = match arm::kernel_data_watchpoint_probe(addr) {
+        Ok(()) => {
+            "trace kernel variables (`:w`, `:rw`) and user-space code here; for kernel functions use a kernel \
+             with CONFIG_KPROBES=y (`cargo xtask vm` boots one)"
+        }
+        Err(_) => {
+            "this host refuses kernel data watchpoints too (below): trace user-space code here, and kernel \
+             targets in a VM (`cargo xtask vm`)"
+        }
+    };
+    match arm::open_disabled(addr, sys::bindings::HW_BREAKPOINT_X, 8, -1, cpu as i32) {
         Ok(fd) => {
             drop(fd);
             (
@@ -750,7 +743,7 @@ fn kernel_data_watchpoints(kallsyms: Option<&Kallsyms>, cpu: u32) -> (Check, Opt
             None,
         );
     };
-    match open_breakpoint(addr, sys::bindings::HW_BREAKPOINT_W, 8, -1, cpu as i32) {
+    match arm::open_disabled(addr, sys::bindings::HW_BREAKPOINT_W, 8, -1, cpu as i32) {
         Ok(fd) => {
             drop(fd);
             (
@@ -768,7 +761,13 @@ fn kernel_data_watchpoints(kallsyms: Option<&Kallsyms>, cpu: u32) -> (Check, Opt
                     "a test write watchpoint at {addr:#x} ({name}) was refused ({})",
                     errno_name(errno)
                 ),
-                "kernel variables cannot be watched on this host; user-space targets may still work",
+                match errno {
+                    libc::EPERM | libc::EACCES => {
+                        "this host's kernel refuses kernel watchpoints even as root: trace user-space targets \
+                         here, and kernel variables in a VM (`cargo xtask vm`)"
+                    }
+                    _ => "kernel variables cannot be watched on this host: trace them in a VM (`cargo xtask vm`)",
+                },
             ),
             Some(false),
         ),
@@ -857,7 +856,7 @@ fn sample_rate(config: &KernelConfig) -> Check {
 fn free_registers_on(cpu: u32) -> Result<usize, i32> {
     let mut held = Vec::with_capacity(X86_DEBUG_REGISTERS);
     for slot in &REGISTER_PROBES {
-        match open_breakpoint(
+        match arm::open_disabled(
             slot.as_ptr() as u64,
             sys::bindings::HW_BREAKPOINT_W,
             8,
