@@ -62,6 +62,11 @@ pub enum ExportError {
     Symlink(PathBuf),
     // `error`, not `source`: the cause is in the message, not repeated by
     // anyhow's chain.
+    #[error(
+        "`{}` is a FIFO with no reader: start its reader first (e.g. `cat {} &`), then hwbp-trace",
+        .0.display(), .0.display()
+    )]
+    FifoWithoutReader(PathBuf),
     #[error("cannot create `{}`: {error}{hint}", .path.display(), hint = create_hint(.error))]
     Create { path: PathBuf, error: io::Error },
 }
@@ -75,6 +80,11 @@ fn create_hint(e: &io::Error) -> &'static str {
 }
 
 /// Creates `path` for writing: mode 0600, truncated, never through a link.
+///
+/// Opened with O_NONBLOCK: a FIFO with no reader would otherwise block
+/// open() for good, with the command stopped at its entry point and Ctrl-C
+/// unheard. Without a reader it fails (ENXIO) and says so; with one, the
+/// flag is cleared, so writes wait for the reader as a pipe's should.
 pub fn create_file(path: &Path) -> Result<File, ExportError> {
     if path
         .symlink_metadata()
@@ -87,15 +97,30 @@ pub fn create_file(path: &Path) -> Result<File, ExportError> {
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
+        .and_then(blocking)
         .map_err(|error| match error.raw_os_error() {
             Some(libc::ELOOP) => ExportError::Symlink(path.to_owned()),
+            Some(libc::ENXIO) => ExportError::FifoWithoutReader(path.to_owned()),
             _ => ExportError::Create {
                 path: path.to_owned(),
                 error,
             },
         })
+}
+
+/// Clears O_NONBLOCK, set only for open().
+fn blocking(file: File) -> io::Result<File> {
+    use std::os::fd::AsRawFd as _;
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL on a descriptor `file` owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: F_SETFL with an int argument on the same descriptor.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
 }
 
 /// Collapsed stacks, aggregated: one count per distinct stack.
@@ -508,6 +533,35 @@ impl Export {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_without_reader_is_refused_at_once_and_one_with_a_reader_blocks_on_write() {
+        use std::{ffi::CString, os::fd::AsRawFd as _, os::unix::ffi::OsStrExt as _};
+        let dir = std::env::temp_dir().join(format!("hwbp-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let fifo = dir.join("t.jsonl");
+        let c_path = CString::new(fifo.as_os_str().as_bytes()).expect("no NUL in a temp path");
+        // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+
+        // Would block for good without O_NONBLOCK.
+        let err = create_file(&fifo).expect_err("no reader");
+        assert!(matches!(err, ExportError::FifoWithoutReader(_)), "{err}");
+        assert!(err.to_string().contains("start its reader first"), "{err}");
+
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .expect("a reader");
+        let file = create_file(&fifo).expect("a reader is there");
+        // SAFETY: F_GETFL on a descriptor `file` owns.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(flags & libc::O_NONBLOCK, 0, "writes wait for the reader");
+        drop((reader, file));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn formats_from_names() {

@@ -34,6 +34,28 @@ pub enum ProcessError {
     Trace { cmd: String, reason: String },
     #[error("no process {0}: check the PID (ps -e)")]
     NoSuchProcess(i32),
+    #[error("`-p {0}` is not a process ID: give the PID of a running process (pgrep NAME finds it)")]
+    NotAPid(i32),
+    #[error(
+        "process {0} is hwbp-trace itself: a tracer does not trace itself (its own hits are always left \
+         out); give the PID of another process"
+    )]
+    Itself(i32),
+    #[error(
+        "process {pid} ({comm}) is a kernel thread: it has no user space to trace. Kernel targets are \
+         traced on every CPU: drop -p, and add --comm {comm} to keep only this thread's hits"
+    )]
+    KernelThread { pid: i32, comm: String },
+    #[error(
+        "process {pid} ({comm}) is a zombie: it has exited and only waits for its parent to collect its \
+         status, so nothing of it is left to trace"
+    )]
+    Zombie { pid: i32, comm: String },
+    #[error(
+        "process {pid} exited while hwbp-trace was attaching to it ({cause}); nothing was armed: \
+         start it again, or trace it from its start with `-- CMD`"
+    )]
+    ExitedWhileAttaching { pid: i32, cause: String },
     #[error("cannot watch process {pid}: {source}")]
     Watch { pid: i32, source: io::Error },
 }
@@ -543,9 +565,97 @@ pub fn exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The kernel's `PF_KTHREAD` task flag (include/linux/sched.h).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// What /proc/PID/stat says of a process: its comm, state letter and flags.
+#[derive(Debug, PartialEq, Eq)]
+struct TaskStat {
+    comm: String,
+    state: char,
+    flags: u64,
+}
+
+/// Parses /proc/PID/stat: `pid (comm) state ppid … flags …`. The comm may
+/// hold spaces and parentheses: it ends at the last `)`.
+fn parse_stat(stat: &str) -> Option<TaskStat> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    let mut fields = stat.get(close + 1..)?.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state: ppid pgrp session tty_nr tpgid, then flags.
+    let flags = fields.nth(5)?.parse().ok()?;
+    Some(TaskStat { comm, state, flags })
+}
+
+/// Refuses, with the reason, a `-p PID` that cannot be traced: not a PID,
+/// hwbp-trace itself, a kernel thread, a zombie, or no such process.
+pub fn check_traceable(pid: i32) -> Result<(), ProcessError> {
+    if pid <= 0 {
+        return Err(ProcessError::NotAPid(pid));
+    }
+    if pid as u32 == std::process::id() {
+        return Err(ProcessError::Itself(pid));
+    }
+    let Some(stat) = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| parse_stat(&s))
+    else {
+        return Err(ProcessError::NoSuchProcess(pid));
+    };
+    let comm = crate::printable::printable(&stat.comm).into_owned();
+    if stat.flags & PF_KTHREAD != 0 {
+        return Err(ProcessError::KernelThread { pid, comm });
+    }
+    if matches!(stat.state, 'Z' | 'X' | 'x') {
+        return Err(ProcessError::Zombie { pid, comm });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_lines() {
+        let kthreadd = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 3 0 0";
+        assert_eq!(
+            parse_stat(kthreadd),
+            Some(TaskStat {
+                comm: "kthreadd".into(),
+                state: 'S',
+                flags: 2129984
+            })
+        );
+        let odd = "77 (a) b (c)) Z 1 77 77 0 -1 4194572 0";
+        assert_eq!(
+            parse_stat(odd),
+            Some(TaskStat {
+                comm: "a) b (c)".into(),
+                state: 'Z',
+                flags: 4194572
+            })
+        );
+        assert_eq!(parse_stat("1 (init"), None);
+    }
+
+    #[test]
+    fn pids_that_cannot_be_traced() {
+        assert!(matches!(check_traceable(0), Err(ProcessError::NotAPid(0))));
+        assert!(matches!(check_traceable(-3), Err(ProcessError::NotAPid(-3))));
+        let me = std::process::id() as i32;
+        assert!(matches!(check_traceable(me), Err(ProcessError::Itself(_))));
+        // PID 2 is kthreadd on every Linux since 2.6.22, unless in a PID namespace.
+        if fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+            assert!(matches!(
+                check_traceable(2),
+                Err(ProcessError::KernelThread { pid: 2, .. })
+            ));
+        }
+        assert!(check_traceable(std::os::unix::process::parent_id() as i32).is_ok());
+    }
 
     fn tail_of(chunks: &[&[u8]]) -> OutputTail {
         let mut tail = OutputTail::default();

@@ -8,7 +8,9 @@
 use std::{
     collections::HashMap,
     ffi::OsString,
-    fs, panic,
+    fs,
+    io::{self, Write as _},
+    panic,
     path::PathBuf,
     sync::{Arc, Mutex},
     thread,
@@ -123,6 +125,9 @@ pub async fn run(
             "-p and -- CMD exclude each other: trace a running process or start one".into()
         ));
     }
+    if let Some(pid) = pid {
+        crate::process::check_traceable(pid)?;
+    }
     if let Some(0) = max_hits {
         bail!(UsageError(
             "-n 0 would record nothing: give a positive number of hits".into()
@@ -165,7 +170,18 @@ pub async fn run(
     {
         child.kill();
     }
-    result
+    // A `-p` process that is gone now took the attaching down with it:
+    // say that, rather than the ENOENT of whichever /proc file went first.
+    match (result, pid) {
+        (Err(err), Some(pid)) if !crate::process::exists(pid) || crate::process::check_traceable(pid).is_err() => {
+            Err(ProcessError::ExitedWhileAttaching {
+                pid,
+                cause: format!("{err:#}"),
+            }
+            .into())
+        }
+        (result, _) => result,
+    }
 }
 
 /// hwbp-trace needs to load BPF, open breakpoint perf events and read
@@ -283,6 +299,16 @@ async fn arm_and_trace(
     );
     for bp in &breakpoints {
         log::debug!("  {} → {bp}", bp.spec.text);
+    }
+    // Accepted by the kernel, but likely to see nothing: said before the
+    // run, not discovered after it as 0 hits.
+    let advice = breakpoints
+        .iter()
+        .filter_map(|bp| crate::resolve::advice::advice(bp, traced_pid))
+        .chain(filters.comm.as_deref().and_then(crate::resolve::advice::comm_advice));
+    for advice in advice {
+        // Not eprintln!: a closed stderr must not panic the run.
+        let _ = writeln!(io::stderr(), "hwbp-trace: warning: {advice}");
     }
 
     let stacks: Vec<StackChoice> = breakpoints
@@ -695,7 +721,7 @@ impl Collector<'_> {
     }
 
     fn process_batch(&mut self, batch: &mut Batch) {
-        let mut stdout = std::io::stdout().lock();
+        let mut stdout = io::stdout().lock();
         for hit in batch.hits() {
             let slot = hit.slot as usize;
             let Some(bp) = self.breakpoints.get(slot) else {
@@ -835,6 +861,10 @@ pub fn is_usage_error(err: &anyhow::Error) -> bool {
                     ProcessError::NotFound(_)
                         | ProcessError::NotExecutable(_)
                         | ProcessError::NoSuchProcess(_)
+                        | ProcessError::NotAPid(_)
+                        | ProcessError::Itself(_)
+                        | ProcessError::KernelThread { .. }
+                        | ProcessError::Zombie { .. }
                 )
             })
             || e.downcast_ref::<crate::collect::LoadError>()

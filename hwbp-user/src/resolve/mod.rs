@@ -2,6 +2,7 @@
 //! ([`Breakpoint`]): symbol lookup in the kernel (kallsyms) and in the traced
 //! process (its ELF files as mapped), defaults, and the architecture's rules.
 
+pub mod advice;
 pub mod elf;
 pub mod kallsyms;
 pub mod maps;
