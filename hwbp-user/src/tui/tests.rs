@@ -576,6 +576,144 @@ fn filter_and_input_line() {
     assert!(text.contains("40 hits"), "{text}");
 }
 
+/// Every cell of a rendered screen: none may hold a control character,
+/// which the terminal would obey (`\e[2J` clears root's screen).
+fn control_characters(app: &App, width: u16, height: u16) -> Vec<(u16, u16, String)> {
+    use ratatui::{Terminal, backend::TestBackend};
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("a test terminal");
+    terminal
+        .draw(|f| super::ui::render(f, app))
+        .expect("rendering on a TestBackend");
+    let buffer = terminal.backend().buffer();
+    let mut found = Vec::new();
+    for y in 0..height {
+        for x in 0..width {
+            if let Some(cell) = buffer.cell((x, y))
+                && cell.symbol().chars().any(char::is_control)
+            {
+                found.push((x, y, cell.symbol().to_owned()));
+            }
+        }
+    }
+    found
+}
+
+/// A traced program names itself (`prctl(PR_SET_NAME)`), its functions and
+/// its values, and writes what it likes: all of it is drawn escaped.
+fn hostile_app() -> App {
+    const CLEAR: &str = "\x1b[2J\x1b[41m";
+    let target = TargetView {
+        target: format!("evil{CLEAR}:w"),
+        symbol: format!("evil{CLEAR}"),
+        addr: 0x5555_5555_a008,
+        mode: "w",
+        data: true,
+        len: 8,
+        kernel: false,
+    };
+    let mut app = App::new(
+        vec![target.clone()],
+        Traced::Process {
+            pid: 4242,
+            name: CLEAR.into(),
+            threads: 1,
+            launched: true,
+        },
+        1,
+        vec![],
+    );
+    let mut stats = Stats::new(1);
+    stats.started_ns = T0;
+    for (i, comm) in [CLEAR, "a\nb"].into_iter().enumerate() {
+        let mut h = hit(
+            &target.target,
+            T0 + S / 2 + i as u64,
+            comm,
+            4242,
+            1,
+            &format!("f{CLEAR}+0x1"),
+        );
+        h.mode = "w".into();
+        h.value = Some(1);
+        h.value_text = Some(format!("v{CLEAR}"));
+        h.kstack = crate::trace::Stack::new(vec![format!("k{CLEAR}+0x0").into()]);
+        stats.record(0, h.into());
+    }
+    app.refresh(stats, T0 + 2 * S);
+    app.output = Some(CommandOutputView::new(format!("cmd{CLEAR}")));
+    let mut tail = OutputTail::default();
+    tail.push(b"plain\n\x1b[2J\x1b[41mred\x1b[0m\nlone \x1b\n\xc2\x9b2J c1\n");
+    app.refresh_output(tail);
+    app
+}
+
+#[test]
+fn control_characters_from_the_traced_world_are_escaped() {
+    let mut app = hostile_app();
+    let mut screens = Vec::new();
+    for breakdown in Breakdown::ALL {
+        app.breakdown = breakdown;
+        screens.push((format!("{breakdown:?}"), app.clone()));
+    }
+    app.show_output = true;
+    screens.push(("output".into(), app.clone()));
+    app.show_output = false;
+    app.filter = Some("\x1b".into());
+    screens.push(("filter".into(), app.clone()));
+    app.filter = None;
+    app.input = Some("\x1b[2J".into());
+    screens.push(("input".into(), app.clone()));
+    for (what, app) in &screens {
+        for (w, h) in [(120, 32), (80, 24)] {
+            let found = control_characters(app, w, h);
+            assert!(
+                found.is_empty(),
+                "{what} at {w}×{h}: {found:?}\n{}",
+                screen(app, w, h)
+            );
+        }
+    }
+    let shown = |app: &App| screen(app, 160, 40);
+    let [log, callers, comms, stacks, values, output, filter, input] = [
+        &screens[0].1,
+        &screens[0].1,
+        &screens[1].1,
+        &screens[4].1,
+        &screens[5].1,
+        &screens[6].1,
+        &screens[7].1,
+        &screens[8].1,
+    ]
+    .map(shown);
+    // The comm, the target and the caller in the log; the process's name
+    // in the status bar; the target and symbol in the table.
+    for text in [
+        r"\e[2J\e[41m-4242",
+        r"a\nb-4242",
+        r"pid [PID] \e[2J\e[41m running",
+        r"evil\e[2J\e[41m:w",
+        r"evil\e[2J\e[41m ",
+        r"f\e[2J\e[41m+0x1",
+        r"value=v\e[2J\e[41m",
+        r"cmd\e[2J\e[41m output",
+    ] {
+        let log = log.replace("pid 4242", "pid [PID]");
+        assert!(log.contains(text), "{text}:\n{log}");
+    }
+    assert!(callers.contains(r"f\e[2J\e[41m+0x1"), "{callers}");
+    assert!(comms.contains(r"\e[2J\e[41m"), "{comms}");
+    assert!(comms.contains(r"a\nb"), "{comms}");
+    assert!(stacks.contains(r"k\e[2J\e[41m+0x0"), "{stacks}");
+    assert!(values.contains(r"v\e[2J\e[41m"), "{values}");
+    // The command's output: colours dropped (as on a terminal), other
+    // control characters gone; no line lost.
+    for line in ["│plain", "│red", "│lone", "│2J c1"] {
+        assert!(output.contains(line), "{line}:\n{output}");
+    }
+    assert!(filter.contains(r"comm ~ \e"), "{filter}");
+    assert!(input.contains(r"filter comm: \e[2J"), "{input}");
+}
+
 #[test]
 fn sparkline_scales_to_the_max() {
     assert_eq!(super::ui::sparkline(&[0, 1, 4, 8]), " ▁▄█");

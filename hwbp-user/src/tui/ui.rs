@@ -1,5 +1,17 @@
 //! Rendering: functions of `&App` onto a frame. No I/O, no clock, no locks:
 //! everything they show is in the [`App`].
+//!
+//! Much of what is drawn comes from the traced world: a program names
+//! itself (`prctl(PR_SET_NAME)`), its functions, its values, and writes
+//! what it likes. ratatui draws a control character as it is (into the cell
+//! before it), and the terminal obeys it: `\e[2J` in a comm would clear
+//! root's screen. So every such string is drawn through [`printable`]
+//! (`\e[2J` shows as such; a `-- CMD`'s output lines through
+//! [`plain_line`], which drops escape sequences as a terminal would apply
+//! them), and [`render`] ends by dropping any control character left in a
+//! cell, so that one string missed here cannot reach the terminal.
+
+use std::borrow::Cow;
 
 use ratatui::{
     Frame,
@@ -17,6 +29,7 @@ use ratatui::{
 use super::app::{
     App, Breakdown, CHART_SECONDS, CommandOutputView, DEBUG_REGISTERS, Focus, Traced,
 };
+use crate::printable::printable;
 
 /// Below this the dashboard shows a message instead.
 pub const MIN_WIDTH: u16 = 60;
@@ -59,6 +72,20 @@ pub fn render(frame: &mut Frame, app: &App) {
     render_keys(frame, keys, app);
     if app.help {
         render_help(frame, area);
+    }
+    drop_control_characters(frame.buffer_mut());
+}
+
+/// The last guard against a string drawn without [`printable`]: a cell
+/// holding a control character keeps only the rest of its symbol (ratatui
+/// appends zero-width graphemes, control characters among them, to the
+/// cell before them, and the backend writes the symbol out whole).
+fn drop_control_characters(buffer: &mut Buffer) {
+    for cell in &mut buffer.content {
+        if cell.symbol().chars().any(char::is_control) {
+            let kept: String = cell.symbol().chars().filter(|c| !c.is_control()).collect();
+            cell.set_symbol(if kept.is_empty() { " " } else { &kept });
+        }
     }
 }
 
@@ -119,7 +146,7 @@ fn process_state(app: &App) -> String {
                 Some(_) => "no longer traced".to_owned(),
                 None => "running".to_owned(),
             };
-            format!("pid {pid} {name} {state}")
+            format!("pid {pid} {} {state}", printable(name))
         }
     }
 }
@@ -145,6 +172,7 @@ fn status_items(app: &App) -> Vec<Vec<Span<'static>>> {
     items.push(vec![Span::raw(process_state(app))]);
     // File names: the status bar is short, the paths were typed.
     for (name, failed) in app.outputs() {
+        let name = printable(name);
         items.push(vec![match failed {
             None => Span::raw(format!("writing {name}")),
             Some(_) => format!("stopped writing {name}").fg(Color::Red).bold(),
@@ -253,8 +281,8 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
             .max(header)
             .min(24) as u16
     };
-    let target_w = width_of(&|v| v.target.chars().count(), 6);
-    let symbol_w = width_of(&|v| v.symbol.chars().count(), 6);
+    let target_w = width_of(&|v| printable(&v.target).chars().count(), 6);
+    let symbol_w = width_of(&|v| printable(&v.symbol).chars().count(), 6);
     let fixed = target_w + symbol_w + 4 + 9 + 7 + 6 + 8 + 2;
     let show_addr = area.width.saturating_sub(fixed + 19) >= 20;
     let history_w = area
@@ -298,8 +326,8 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .map(|r| {
             let mut cells = vec![
-                Cell::from(r.view.target.clone()),
-                Cell::from(r.view.symbol.clone()),
+                Cell::from(printable(&r.view.target).into_owned()),
+                Cell::from(printable(&r.view.symbol).into_owned()),
             ];
             if show_addr {
                 cells.push(Cell::from(address(app, r.view.addr)));
@@ -334,7 +362,7 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
     let filter = app
         .filter
         .as_ref()
-        .map(|f| format!(" · comm ~ {f}"))
+        .map(|f| format!(" · comm ~ {}", printable(f)))
         .unwrap_or_default();
     let table = Table::new(table_rows, widths)
         .header(header)
@@ -360,7 +388,7 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
     let title = match app.selected_target() {
         Some((v, _)) => format!(
             " {} · {} {} · {}/{} ",
-            v.target,
+            printable(&v.target),
             if v.kernel { "kernel" } else { "user" },
             v.mode,
             address(app, v.addr),
@@ -408,11 +436,12 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
         match app.breakdown {
             Breakdown::Values => rows
                 .iter()
-                .map(|(_, text)| Line::from(text.clone()))
+                .map(|(_, text)| Line::from(printable(text).into_owned()))
                 .collect(),
             Breakdown::Stacks => rows
                 .iter()
                 .flat_map(|(n, stack)| {
+                    let stack = printable(stack);
                     let frames: Vec<&str> = stack.split(" ← ").collect();
                     let shown = frames.len().min(STACK_FRAMES);
                     let mut lines = vec![Line::from(vec![
@@ -442,7 +471,7 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
                             format!("{:>5.1}% ", *n as f64 * 100.0 / total as f64),
                             Style::new().dark_gray(),
                         ),
-                        Span::raw(label.clone()),
+                        Span::raw(printable(label).into_owned()),
                     ])
                 })
                 .collect(),
@@ -484,7 +513,10 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
         .enumerate()
         .map(|(i, &v)| (i as f64 - (seconds - 1) as f64, v as f64))
         .collect();
-    let name = app.targets.get(slot).map_or("", |t| t.target.as_str());
+    let name = app
+        .targets
+        .get(slot)
+        .map_or(Cow::Borrowed(""), |t| printable(&t.target));
     let title = format!(" {name} · {}/s now · max {max}/s ", app.rate(slot));
     let top = max.max(1) as f64 * 1.1;
     let chart = Chart::new(vec![
@@ -534,7 +566,10 @@ fn render_log(frame: &mut Frame, area: Rect, app: &App) {
         };
         vec![Line::from(why).dark_gray()]
     } else {
-        let texts: Vec<String> = log[start..end].iter().map(|h| h.line()).collect();
+        let texts: Vec<String> = log[start..end]
+            .iter()
+            .map(|h| printable(&h.line()).into_owned())
+            .collect();
         // The comm column is right-aligned in 16: drop the blanks every
         // shown line starts with, so that arguments and values fit.
         let blank = texts
@@ -553,7 +588,7 @@ fn render_log(frame: &mut Frame, area: Rect, app: &App) {
         block = block.title_top(
             Line::from(format!(
                 " {} output: {} (o) ",
-                output.name,
+                printable(&output.name),
                 plural(output.tail.written(), "line", "lines")
             ))
             .right_aligned(),
@@ -569,9 +604,9 @@ fn render_output(frame: &mut Frame, area: Rect, app: &App, output: &CommandOutpu
     let height = area.height.saturating_sub(2) as usize;
     let end = tail.kept().saturating_sub(output.scroll);
     let start = end.saturating_sub(height);
+    let name = printable(&output.name);
     let mut title = format!(
-        " output of {} · {}",
-        output.name,
+        " output of {name} · {}",
         plural(tail.written(), "line", "lines")
     );
     if tail.written() > tail.kept() as u64 {
@@ -583,8 +618,8 @@ fn render_output(frame: &mut Frame, area: Rect, app: &App, output: &CommandOutpu
     title.push(' ');
     let lines: Vec<Line> = if tail.kept() == 0 {
         let why = match tail.closed() {
-            true => format!("{} wrote nothing", output.name),
-            false => format!("{} has written nothing yet", output.name),
+            true => format!("{name} wrote nothing"),
+            false => format!("{name} has written nothing yet"),
         };
         vec![Line::from(why).dark_gray()]
     } else {
@@ -662,25 +697,28 @@ fn render_keys(frame: &mut Frame, area: Rect, app: &App) {
     let line = if let Some(input) = &app.input {
         Line::from(vec![
             key("/"),
-            Span::raw(format!(" filter comm: {input}▏ ")),
+            Span::raw(format!(" filter comm: {}▏ ", printable(input))),
             Span::raw("Enter apply · Esc cancel").dark_gray(),
         ])
     } else {
         let mut spans = Vec::new();
         if let Some(message) = &app.message {
             spans.push(Span::styled(
-                format!(" {message} "),
+                format!(" {} ", printable(message)),
                 Style::new().fg(Color::Yellow).bold(),
             ));
         }
         // What went wrong stays in view, before the keys.
         let error = Style::new().fg(Color::Red).bold();
         if let Some(e) = app.ended.as_ref().and_then(|e| e.error.as_ref()) {
-            spans.push(Span::styled(format!(" error: {e} "), error));
+            spans.push(Span::styled(format!(" error: {} ", printable(e)), error));
         }
         for (name, failed) in app.outputs() {
             if let Some(e) = failed {
-                spans.push(Span::styled(format!(" {name}: {e} "), error));
+                spans.push(Span::styled(
+                    format!(" {}: {} ", printable(name), printable(e)),
+                    error,
+                ));
             }
         }
         let pause = if app.paused { "resume" } else { "pause" };
