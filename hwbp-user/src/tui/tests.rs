@@ -269,9 +269,9 @@ fn the_table_history_covers_five_minutes() {
     // 80 columns: 26 cells of 12 s: 25 of them make 300 s.
     let (cells, per_cell) = app.history_cells(0, 26);
     assert_eq!(per_cell, 12);
-    let mut expected = vec![0; 25];
-    expected[0] = 1;
-    expected[24] = 1;
+    let mut expected = vec![Some(0); 25];
+    expected[0] = Some(1);
+    expected[24] = Some(1);
     assert_eq!(cells, expected);
     let text = screen(&app, 80, 24);
     assert!(text.contains("HISTORY 5m, max/12s"), "{text}");
@@ -573,7 +573,10 @@ fn filter_and_input_line() {
     let text = screen(&app, 80, 24);
     assert!(text.contains("comm ~ bas"), "{text}");
     // Only bash's hits: one every third second of 120.
-    assert!(text.contains("40 hits"), "{text}");
+    assert!(
+        text.contains("filter: bas — 40 of 519 hits match"),
+        "{text}"
+    );
 }
 
 /// Every cell of a rendered screen: none may hold a control character,
@@ -714,10 +717,139 @@ fn control_characters_from_the_traced_world_are_escaped() {
     assert!(input.contains(r"filter comm: \e[2J"), "{input}");
 }
 
+/// Applies a filter as the user does: `/`, the text, Enter.
+fn type_filter(app: &mut App, filter: &str) {
+    app.handle_key(key(KeyCode::Char('/')));
+    for c in filter.chars() {
+        app.handle_key(key(KeyCode::Char(c)));
+    }
+    app.handle_key(key(KeyCode::Enter));
+}
+
+/// A row of the targets table, by target, split into its cells.
+fn table_row(text: &str, target: &str) -> Vec<String> {
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!(" {target} ")) || l.contains(&format!("›{target} ")))
+        .unwrap_or_else(|| panic!("the {target} row:\n{text}"));
+    line.trim_matches(|c| c == '│' || c == ' ')
+        .trim_start_matches('›')
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_filter_matching_nothing_empties_every_pane() {
+    let mut app = busy_app();
+    let text = screen(&app, 120, 32);
+    assert!(text.contains("519 hits"), "{text}");
+    assert!(text.contains("vfs_read · 1/s now · max 7/s"), "{text}");
+    type_filter(&mut app, "zzz");
+    let text = screen(&app, 120, 32);
+    assert!(text.contains("filter: zzz — 0 of 519 hits match"), "{text}");
+    assert!(text.contains("lost 3 (all comms)"), "{text}");
+    assert!(text.contains("comm ~ zzz · LOST: all comms"), "{text}");
+    // TARGET SYMBOL ADDRESS MODE HITS HITS/S (HISTORY, blank) LOST
+    for (target, lost) in [("vfs_read", "3"), ("vfs_write", "0"), ("pid_max:w", "0")] {
+        let row = table_row(&text, target);
+        assert_eq!(row[4..], ["0", "0", lost], "{target}:\n{text}");
+    }
+    assert!(
+        text.contains("vfs_read ~ zzz · 0/s now · max 0/s"),
+        "{text}"
+    );
+    // The chart: a flat line at 0, and no other point.
+    let plot: String = text.chars().filter(|c| ('⠁'..='⣿').contains(c)).collect();
+    assert_eq!(plot, "⣀".repeat(55), "{text}");
+    // The details and the log.
+    assert_eq!(
+        text.matches("no hits from matching comms").count(),
+        2,
+        "{text}"
+    );
+    check("busy_filtered_by_zzz", &text);
+    for breakdown in Breakdown::ALL {
+        app.breakdown = breakdown;
+        for selected in 0..3 {
+            app.selected = selected;
+            let text = screen(&app, 100, 30);
+            assert!(
+                !text.contains("cat") && !text.contains("bash") && !text.contains("systemd"),
+                "{breakdown:?} of {selected}:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_filter_matching_one_comm_shows_its_counts() {
+    let mut app = busy_app();
+    type_filter(&mut app, "bash");
+    // bash hit vfs_write once every third second of 120, the last at
+    // second 117; the view is at 120.5 s.
+    app.selected = 1;
+    let text = screen(&app, 120, 32);
+    assert!(
+        text.contains("filter: bash — 40 of 519 hits match"),
+        "{text}"
+    );
+    for (target, hits) in [("vfs_read", "0"), ("vfs_write", "40"), ("pid_max:w", "0")] {
+        let row = table_row(&text, target);
+        assert_eq!(row[4..6], [hits, "0"], "{target}:\n{text}");
+    }
+    assert!(
+        text.contains("vfs_write ~ bash · 0/s now · max 1/s"),
+        "{text}"
+    );
+    assert!(text.contains("  40 100.0% ksys_read+0x6b"), "{text}");
+    check("busy_filtered_by_bash", &text);
+    app.breakdown = Breakdown::Comms;
+    let text = screen(&app, 120, 32);
+    assert!(text.contains("  40 100.0% bash"), "{text}");
+    assert!(!text.contains("cat"), "{text}");
+}
+
+/// More hits than are kept, two comms on one target: what the filter
+/// cannot know is marked, not shown as a figure.
+#[test]
+fn a_filter_past_the_kept_hits_marks_what_it_cannot_count() {
+    let mut hits = Vec::new();
+    for i in 0..200 {
+        hits.push((0, 1, if i % 2 == 0 { "cat" } else { "sh" }));
+    }
+    for i in 0..100 {
+        hits.push((0, 5, if i % 2 == 0 { "cat" } else { "sh" }));
+    }
+    let (mut app, stats) = busy(&hits);
+    app.refresh(stats, T0 + 6 * S + S / 2);
+    type_filter(&mut app, "cat");
+    let text = screen(&app, 120, 32);
+    assert!(
+        text.contains("filter: cat — 150 of 300 hits match"),
+        "{text}"
+    );
+    let row = table_row(&text, "vfs_read");
+    assert_eq!(row[4..6], ["150", "50"], "{text}");
+    // 7 s a cell: the newest holds seconds before the kept hits too.
+    assert_eq!(row[6], "·".repeat(43), "{text}");
+    // The chart draws the 4 seconds it knows (1002 to 1005).
+    assert!(text.contains("filtered: last 4s kept"), "{text}");
+    assert!(
+        text.contains("filtered: the last 128 of 150 hits (older ones not kept)"),
+        "{text}"
+    );
+}
+
 #[test]
 fn sparkline_scales_to_the_max() {
-    assert_eq!(super::ui::sparkline(&[0, 1, 4, 8]), " ▁▄█");
-    assert_eq!(super::ui::sparkline(&[0, 0]), "  ");
+    assert_eq!(
+        super::ui::sparkline(&[Some(0), Some(1), Some(4), Some(8)]),
+        " ▁▄█"
+    );
+    assert_eq!(super::ui::sparkline(&[Some(0), Some(0)]), "  ");
+    // Unknown (filtered, older than the hits kept): a dot.
+    assert_eq!(super::ui::sparkline(&[None, None, Some(2)]), "··█");
     assert_eq!(super::ui::elapsed(3725.0), "1:02:05");
     assert_eq!(super::ui::elapsed(65.9), "01:05");
 }

@@ -42,6 +42,8 @@ const STACK_FRAMES: usize = 4;
 
 const ACCENT: Color = Color::Cyan;
 const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+/// A second of a filtered history older than the hits kept.
+const UNKNOWN: char = '·';
 
 pub fn render(frame: &mut Frame, app: &App) {
     let area = frame.area();
@@ -151,18 +153,35 @@ fn process_state(app: &App) -> String {
     }
 }
 
-/// The status bar's items, in order: run state and elapsed time, hits,
-/// lost, debug registers, the traced process, the `-o` files.
+/// The status bar's items, in order: run state and elapsed time, hits
+/// (those of the filter, of how many), lost, debug registers, the traced
+/// process, the `-o` files.
 fn status_items(app: &App) -> Vec<Vec<Span<'static>>> {
+    let hits = match &app.filter {
+        None => Span::raw(plural(app.total_hits(), "hit", "hits")),
+        Some(f) => format!(
+            "filter: {} — {} of {} match",
+            printable(f),
+            app.total_hits(),
+            plural(app.view.total, "hit", "hits")
+        )
+        .fg(Color::Yellow)
+        .bold(),
+    };
     let mut items = vec![
         vec![run_state(app), Span::raw(elapsed(app.elapsed_s()))],
-        vec![Span::raw(plural(app.total_hits(), "hit", "hits"))],
+        vec![hits],
     ];
+    // Lost hits have no comm: under a filter, say they are all comms'.
     let lost = app.lost();
+    let text = match app.filter {
+        Some(_) => format!("lost {lost} (all comms)"),
+        None => format!("lost {lost}"),
+    };
     items.push(vec![if lost > 0 {
-        format!("lost {lost}").fg(Color::Red).bold()
+        text.fg(Color::Red).bold()
     } else {
-        Span::raw("lost 0")
+        Span::raw(text)
     }]);
     // Debug registers taken on each CPU (or thread) of those it has.
     items.push(vec![Span::raw(format!(
@@ -259,16 +278,23 @@ fn address(app: &App, addr: u64) -> String {
     }
 }
 
-/// A text sparkline of `values`, one character each, scaled to their max.
-pub fn sparkline(values: &[u64]) -> String {
-    let max = values.iter().copied().max().unwrap_or(0);
+/// A text sparkline of `values`, one character each, scaled to their max;
+/// `·` where a value is unknown.
+pub fn sparkline(values: &[Option<u64>]) -> String {
+    let max = values.iter().flatten().copied().max().unwrap_or(0);
     values
         .iter()
         .map(|&v| match v {
-            0 => ' ',
-            v => SPARK[((v.saturating_mul(8)).div_ceil(max.max(1)) as usize).clamp(1, 8) - 1],
+            None => UNKNOWN,
+            Some(0) => ' ',
+            Some(v) => SPARK[((v.saturating_mul(8)).div_ceil(max.max(1)) as usize).clamp(1, 8) - 1],
         })
         .collect()
+}
+
+/// A rate, `?` when unknown.
+fn rate_text(rate: Option<u64>) -> String {
+    rate.map_or_else(|| "?".to_owned(), |r| r.to_string())
 }
 
 fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
@@ -335,7 +361,7 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
             cells.extend([
                 Cell::from(r.view.mode),
                 Cell::from(Line::from(r.hits.to_string()).alignment(Alignment::Right)),
-                Cell::from(Line::from(r.rate.to_string()).alignment(Alignment::Right)),
+                Cell::from(Line::from(rate_text(r.rate)).alignment(Alignment::Right)),
                 Cell::from(Span::styled(
                     // Right-aligned: the newest cell at the column's edge.
                     format!(
@@ -362,7 +388,7 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
     let filter = app
         .filter
         .as_ref()
-        .map(|f| format!(" · comm ~ {}", printable(f)))
+        .map(|f| format!(" · comm ~ {} · LOST: all comms", printable(f)))
         .unwrap_or_default();
     let table = Table::new(table_rows, widths)
         .header(header)
@@ -422,13 +448,14 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
     };
     let rows = app.breakdown_rows();
     let total: u64 = rows.iter().map(|(n, _)| n).sum::<u64>().max(1);
-    let lines: Vec<Line> = if rows.is_empty() {
+    let mut lines: Vec<Line> = if rows.is_empty() {
         let why = match app.breakdown {
             Breakdown::Values if !view.data => {
                 "execute target: no values (arguments are in the log)"
             }
+            _ if stats.hits > 0 && app.hits(app.selected) == 0 => "no hits from matching comms",
             Breakdown::Stacks if stats.hits > 0 => "no stacks captured (--stack)",
-            _ if stats.hits > 0 => "no hits from matching comms",
+            Breakdown::Values if stats.hits > 0 => "no values from matching comms",
             _ => "no hits yet",
         };
         vec![Line::from(why).dark_gray()]
@@ -477,6 +504,16 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
                 .collect(),
         }
     };
+    // Counted from the kept hits only: say so above the rows.
+    if let Some((counted, matching)) = app.breakdown_sample() {
+        lines.insert(
+            0,
+            Line::from(format!(
+                "filtered: the last {counted} of {matching} hits (older ones not kept)"
+            ))
+            .yellow(),
+        );
+    }
     let skip = match app.breakdown {
         // Scroll by stack, not by line.
         Breakdown::Stacks => lines
@@ -507,17 +544,33 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
         _ => (CHART_SECONDS, ["-5m", "-2.5m", "now"]),
     };
     let history = app.history(slot, seconds);
-    let max = history.iter().copied().max().unwrap_or(0);
+    let max = history.iter().flatten().copied().max().unwrap_or(0);
+    // Seconds older than a filter's kept hits are not drawn.
     let points: Vec<(f64, f64)> = history
         .iter()
         .enumerate()
-        .map(|(i, &v)| (i as f64 - (seconds - 1) as f64, v as f64))
+        .filter_map(|(i, v)| Some((i as f64 - (seconds - 1) as f64, (*v)? as f64)))
         .collect();
     let name = app
         .targets
         .get(slot)
         .map_or(Cow::Borrowed(""), |t| printable(&t.target));
-    let title = format!(" {name} · {}/s now · max {max}/s ", app.rate(slot));
+    let filter = app
+        .filter
+        .as_ref()
+        .map(|f| format!(" ~ {}", printable(f)))
+        .unwrap_or_default();
+    let title = format!(
+        " {name}{filter} · {}/s now · max {max}/s ",
+        rate_text(app.rate(slot))
+    );
+    let mut block = panel(title, false);
+    let unknown = history.iter().filter(|v| v.is_none()).count();
+    if unknown > 0 {
+        block = block.title_bottom(
+            Line::from(format!(" filtered: last {}s kept ", seconds - unknown)).yellow(),
+        );
+    }
     let top = max.max(1) as f64 * 1.1;
     let chart = Chart::new(vec![
         Dataset::default()
@@ -526,7 +579,7 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
             .style(Style::new().fg(ACCENT))
             .data(&points),
     ])
-    .block(panel(title, false))
+    .block(block)
     .x_axis(
         Axis::default()
             .bounds([-((seconds - 1) as f64), 0.0])
@@ -759,10 +812,13 @@ pub const KEYS: [(&str, &str); 13] = [
 ];
 
 /// Below the keys in the help, where there is room.
-const HELP_NOTES: [&str; 3] = [
+const HELP_NOTES: [&str; 5] = [
     "HITS/S: the last complete second",
     "HISTORY: 5 min, each cell the busiest second it covers",
     "DR n/4: debug registers taken per CPU (or thread)",
+    "filter: every figure follows it but LOST (no comm)",
+    // stats::RECENT_HITS
+    "? ·: filtered, before the last 256 hits kept",
 ];
 
 fn render_help(frame: &mut Frame, area: Rect) {
