@@ -224,6 +224,25 @@ impl CommandOutputView {
     }
 }
 
+/// How the help fits the terminal as last drawn, which the event loop
+/// tells after each draw (the App knows no terminal): lines a page, and
+/// the most it scrolls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HelpFit {
+    pub page: usize,
+    pub max_scroll: usize,
+}
+
+impl Default for HelpFit {
+    /// Before a draw: no limit (the view shows no more than the end).
+    fn default() -> Self {
+        Self {
+            page: 1,
+            max_scroll: usize::MAX,
+        }
+    }
+}
+
 /// A row of the targets table, in display order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetRow<'a> {
@@ -291,6 +310,9 @@ pub struct App {
     /// The filter being typed after `/`.
     pub input: Option<String>,
     pub help: bool,
+    /// Lines of the help scrolled off its top.
+    pub help_scroll: usize,
+    pub help_fit: HelpFit,
     pub ended: Option<Ended>,
     /// A one-line notice (snapshot written, ...).
     pub message: Option<String>,
@@ -333,6 +355,8 @@ impl App {
             filter: None,
             input: None,
             help: false,
+            help_scroll: 0,
+            help_fit: HelpFit::default(),
             ended: None,
             message: None,
             output: None,
@@ -922,16 +946,29 @@ impl App {
         }
         self.message = None;
         if self.help {
+            let HelpFit { page, max_scroll } = self.help_fit;
+            let scroll = self.help_scroll.min(max_scroll);
             match key.code {
                 KeyCode::Char('q') => return Action::Quit,
                 KeyCode::Char('?') | KeyCode::Esc | KeyCode::Enter => self.help = false,
+                KeyCode::Down | KeyCode::Char('j') => {
+                    self.help_scroll = scroll.saturating_add(1).min(max_scroll)
+                }
+                KeyCode::Up | KeyCode::Char('k') => self.help_scroll = scroll.saturating_sub(1),
+                KeyCode::PageDown => self.help_scroll = scroll.saturating_add(page).min(max_scroll),
+                KeyCode::PageUp => self.help_scroll = scroll.saturating_sub(page),
+                KeyCode::Home | KeyCode::Char('g') => self.help_scroll = 0,
+                KeyCode::End | KeyCode::Char('G') => self.help_scroll = max_scroll,
                 _ => {}
             }
             return Action::None;
         }
         match key.code {
             KeyCode::Char('q') => return Action::Quit,
-            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char('?') => {
+                self.help = true;
+                self.help_scroll = 0;
+            }
             KeyCode::Char('p') => {
                 self.paused = !self.paused && self.ended.is_none();
                 if !self.paused {

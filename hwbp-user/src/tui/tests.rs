@@ -436,6 +436,91 @@ fn help_overlay() {
     assert!(screen(&app, 80, 24).contains("DR n/4"));
 }
 
+/// The dashboard drawn as the event loop draws it: the App then knows how
+/// the help fits (its keys scroll no further than the end).
+fn draw(app: &mut App, width: u16, height: u16) -> String {
+    let text = screen(app, width, height);
+    app.help_fit = super::ui::help_fit(Size::new(width, height));
+    text
+}
+
+/// The help on terminals smaller than it: the first lines, then scrolled
+/// to the last; on a tiny one, the size it needs.
+#[test]
+fn the_help_scrolls_on_a_small_terminal() {
+    let first = " ?";
+    // The end of the last note (wrapped on narrow terminals).
+    let last = "hits kept";
+    for (w, h) in [(40, 10), (80, 12), (60, 16), (32, 5)] {
+        let mut app = busy_app();
+        draw(&mut app, w, h);
+        app.handle_key(key(KeyCode::Char('?')));
+        let text = draw(&mut app, w, h);
+        assert!(text.contains("hwbp-trace keys"), "{w}×{h}:\n{text}");
+        assert!(
+            text.contains(&format!("║{first} ")) && !text.contains(last),
+            "the first line at {w}×{h}:\n{text}"
+        );
+        assert!(
+            text.contains("↓ more") && !text.contains("↑ more"),
+            "{w}×{h}:\n{text}"
+        );
+        // A page at a time to the end, which stays the end.
+        let mut pages = 0;
+        while !draw(&mut app, w, h).contains(last) {
+            app.handle_key(key(KeyCode::PageDown));
+            pages += 1;
+            assert!(pages < 40, "no end at {w}×{h}:\n{}", screen(&app, w, h));
+        }
+        let end = app.help_scroll;
+        for _ in 0..3 {
+            app.handle_key(key(KeyCode::Char('j')));
+            app.handle_key(key(KeyCode::PageDown));
+        }
+        assert_eq!(app.help_scroll, end, "{w}×{h}");
+        let text = draw(&mut app, w, h);
+        assert!(text.contains(last), "{w}×{h}:\n{text}");
+        assert!(
+            text.contains("↑ more") && !text.contains("↓ more"),
+            "{w}×{h}:\n{text}"
+        );
+        // One line back up, then home.
+        app.handle_key(key(KeyCode::Char('k')));
+        assert_eq!(app.help_scroll, end - 1);
+        app.handle_key(key(KeyCode::Home));
+        let text = draw(&mut app, w, h);
+        assert!(text.contains(&format!("║{first} ")), "{w}×{h}:\n{text}");
+        app.handle_key(key(KeyCode::Esc));
+        assert!(!app.help);
+    }
+    // Where it all fits, no scrolling.
+    let mut app = busy_app();
+    app.handle_key(key(KeyCode::Char('?')));
+    let text = draw(&mut app, 100, 40);
+    assert!(text.contains(last) && !text.contains("more "), "{text}");
+    assert_eq!(app.help_fit.max_scroll, 0);
+    // Too small even to scroll.
+    for (w, h) in [(31, 10), (40, 4), (20, 3)] {
+        let text = draw(&mut app, w, h);
+        assert!(
+            text.replace('\n', " ").contains(&format!(
+                "help needs at least 32×5; this terminal is {w}×{h}"
+            )) || h < 4,
+            "{w}×{h}:\n{text}"
+        );
+    }
+    let text = screen(&app, 40, 4);
+    assert!(text.contains("help needs at least 32×5;"), "{text}");
+    check("help_on_a_tiny_terminal", &text);
+    check("help_scrolled_80x12", &{
+        let mut app = busy_app();
+        draw(&mut app, 80, 12);
+        app.handle_key(key(KeyCode::Char('?')));
+        app.handle_key(key(KeyCode::PageDown));
+        draw(&mut app, 80, 12)
+    });
+}
+
 /// Every key press that does something, in any of the dashboard's states,
 /// is in the help (KEYS); keys that do nothing are not.
 #[test]
@@ -457,6 +542,8 @@ fn the_help_names_every_key_handled() {
             KeyCode::Left => "←".into(),
             KeyCode::Right => "→".into(),
             KeyCode::BackTab => "S-Tab".into(),
+            KeyCode::PageUp => "PgUp".into(),
+            KeyCode::PageDown => "PgDn".into(),
             KeyCode::F(n) => format!("F{n}"),
             code => format!("{code}"),
         })
@@ -490,7 +577,7 @@ fn the_help_names_every_key_handled() {
     keys.extend((1..=12).map(|n| key(KeyCode::F(n))));
 
     // States where each key can act: every focus, scrolled to the middle,
-    // the middle target selected, a filter set; the help open.
+    // the middle target selected, a filter set; the help open, scrolled.
     let mut states = Vec::new();
     for focus in [Focus::Targets, Focus::Details, Focus::Log] {
         let mut app = busy_app();
@@ -504,6 +591,7 @@ fn the_help_names_every_key_handled() {
     }
     let mut help = busy_app();
     help.help = true;
+    help.help_scroll = 1;
     let in_help = states.len();
     states.push(help);
 
