@@ -1,6 +1,20 @@
 //! The dashboard's state: what is shown and how the keys change it. Pure:
 //! no terminal, no clock, no I/O; the event loop feeds it copies of the
 //! session's [`Stats`] and the time, so tests drive it directly.
+//!
+//! The comm filter (`/`) applies to every figure shown, so that no pane
+//! shows unfiltered numbers beside filtered ones. Hit counts and the comm
+//! breakdown are exact: [`Stats`] counts hits by comm. The other figures
+//! (rates, history, callers, pids, CPUs, stacks, values) are not kept per
+//! comm; they are exact when the filter matches all of a target's hits or
+//! none, or when the hits kept for the log (the last
+//! [`RECENT_HITS`](crate::stats::RECENT_HITS)) hold all the matching ones,
+//! and are otherwise counted from those: a second older than them is
+//! unknown (`None`), a breakdown says it is a sample. Lost hits have no
+//! comm (the kernel drops them before they are read); the view says they
+//! count all comms.
+
+use std::collections::BTreeMap;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -9,7 +23,7 @@ use crate::{
     process::OutputTail,
     resolve::{Breakpoint, Space},
     session::Armament,
-    stats::{Stats, TargetStats},
+    stats::{RECENT_VALUES, STACK_DEPTH, Stats, TargetStats},
     trace::{HitRecord, Summary},
 };
 
@@ -210,6 +224,25 @@ impl CommandOutputView {
     }
 }
 
+/// How the help fits the terminal as last drawn, which the event loop
+/// tells after each draw (the App knows no terminal): lines a page, and
+/// the most it scrolls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HelpFit {
+    pub page: usize,
+    pub max_scroll: usize,
+}
+
+impl Default for HelpFit {
+    /// Before a draw: no limit (the view shows no more than the end).
+    fn default() -> Self {
+        Self {
+            page: 1,
+            max_scroll: usize::MAX,
+        }
+    }
+}
+
 /// A row of the targets table, in display order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetRow<'a> {
@@ -217,9 +250,27 @@ pub struct TargetRow<'a> {
     pub view: &'a TargetView,
     /// Hits since the baseline, from matching comms when filtered.
     pub hits: u64,
-    /// Hits in the last complete second.
-    pub rate: u64,
+    /// Hits in the last complete second; `None` when filtered and that
+    /// second is older than the hits kept.
+    pub rate: Option<u64>,
+    /// Lost in the kernel, all comms.
     pub dropped: u64,
+}
+
+/// Hits counted and hits matching, when a breakdown counts the kept hits
+/// only.
+type Sample = Option<(u64, u64)>;
+
+/// How the hits of a target split under the comm filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Matched {
+    /// Every hit matches (or there is no filter): a figure of all the
+    /// target's hits is the filtered figure.
+    All,
+    /// No hit matches: every filtered figure is zero.
+    None,
+    /// Some do: figures without a comm are counted from the kept hits.
+    Part,
 }
 
 #[derive(Clone, Debug)]
@@ -238,6 +289,10 @@ pub struct App {
     /// The latest copy, paused or not.
     latest: Stats,
     baseline: Option<Stats>,
+    /// While a baseline is set: the copy `view` was made from. The rate
+    /// history and the values are never cleared, so their filtered figures
+    /// need the hits and comms from before the clear too.
+    unbased: Option<Stats>,
     /// Monotonic time of `view`.
     pub now_ns: u64,
     pub paused: bool,
@@ -255,6 +310,9 @@ pub struct App {
     /// The filter being typed after `/`.
     pub input: Option<String>,
     pub help: bool,
+    /// Lines of the help scrolled off its top.
+    pub help_scroll: usize,
+    pub help_fit: HelpFit,
     pub ended: Option<Ended>,
     /// A one-line notice (snapshot written, ...).
     pub message: Option<String>,
@@ -285,6 +343,7 @@ impl App {
             view: stats.clone(),
             latest: stats,
             baseline: None,
+            unbased: None,
             now_ns: 0,
             paused: false,
             sort: SortBy::Given,
@@ -296,6 +355,8 @@ impl App {
             filter: None,
             input: None,
             help: false,
+            help_scroll: 0,
+            help_fit: HelpFit::default(),
             ended: None,
             message: None,
             output: None,
@@ -338,10 +399,26 @@ impl App {
         if self.ended.is_none() {
             self.now_ns = now_ns;
         }
-        self.view = match &self.baseline {
-            Some(base) => self.latest.since(base),
-            None => self.latest.clone(),
-        };
+        self.show_latest();
+    }
+
+    /// Shows the latest copy, less the baseline.
+    fn show_latest(&mut self) {
+        match &self.baseline {
+            Some(base) => {
+                self.view = self.latest.since(base);
+                self.unbased = Some(self.latest.clone());
+            }
+            None => {
+                self.view = self.latest.clone();
+                self.unbased = None;
+            }
+        }
+    }
+
+    /// What `view` was made from, before the baseline.
+    fn unbased(&self) -> &Stats {
+        self.unbased.as_ref().unwrap_or(&self.view)
     }
 
     /// Takes a fresh copy of the command's output.
@@ -368,10 +445,7 @@ impl App {
             output.tail = output.latest.clone();
         }
         // The final counts, and the clock at the run's end.
-        self.view = match &self.baseline {
-            Some(base) => self.latest.since(base),
-            None => self.latest.clone(),
-        };
+        self.show_latest();
         // The clock stops a second after the run's end, so that its last
         // (partial) second counts as complete in rates and history.
         if self.view.started_ns > 0 {
@@ -441,6 +515,58 @@ impl App {
         }
     }
 
+    /// How `t`'s hits split under the filter. Comms past the tally's
+    /// limit are unknown, so they make it a part.
+    fn matched(&self, t: &TargetStats) -> Matched {
+        if self.filter.is_none() {
+            return Matched::All;
+        }
+        match self.matching_hits(t) {
+            None => Matched::Part,
+            Some(0) => Matched::None,
+            Some(m) if m == t.hits => Matched::All,
+            Some(_) => Matched::Part,
+        }
+    }
+
+    /// Hits of `t` from matching comms; `None` when some comms were past
+    /// the tally's limit.
+    fn matching_hits(&self, t: &TargetStats) -> Option<u64> {
+        (t.by_comm.overflow == 0).then(|| {
+            t.by_comm
+                .counts
+                .iter()
+                .filter(|(c, _)| self.comm_matches(c))
+                .map(|(_, n)| n)
+                .sum()
+        })
+    }
+
+    /// Whether `hits`, the kept hits of `t` from matching comms, are all of
+    /// them: then what is counted from them is exact.
+    fn kept_all_matching(&self, stats: &Stats, t: &TargetStats, hits: usize) -> bool {
+        Self::keeps_all(stats) || self.matching_hits(t) == Some(hits as u64)
+    }
+
+    /// The kept hits of target `slot` from matching comms, oldest first.
+    fn kept_hits<'a>(
+        &'a self,
+        stats: &'a Stats,
+        slot: usize,
+    ) -> impl Iterator<Item = &'a HitRecord> + 'a {
+        let target = self.targets.get(slot).map(|t| t.target.as_str());
+        stats
+            .recent
+            .iter()
+            .map(|h| &**h)
+            .filter(move |h| Some(&*h.target) == target && self.comm_matches(&h.comm))
+    }
+
+    /// Whether `stats` still keeps every hit it counted.
+    fn keeps_all(stats: &Stats) -> bool {
+        stats.recent.len() as u64 >= stats.total
+    }
+
     /// Hits of a target, from matching comms when filtered.
     pub fn hits(&self, slot: usize) -> u64 {
         let Some(t) = self.view.targets.get(slot) else {
@@ -458,34 +584,69 @@ impl App {
         }
     }
 
-    /// Hits in the last complete second.
-    pub fn rate(&self, slot: usize) -> u64 {
-        self.view
-            .targets
-            .get(slot)
-            .map_or(0, |t| t.history.at(self.now_s().saturating_sub(1)))
+    /// Hits in the last complete second, from matching comms when
+    /// filtered; `None` when that is not known (see [`App::history`]).
+    pub fn rate(&self, slot: usize) -> Option<u64> {
+        self.history(slot, 1).pop().flatten()
     }
 
     /// Hits per second over the last `n` complete seconds, oldest first.
-    pub fn history(&self, slot: usize, n: usize) -> Vec<u64> {
-        self.view.targets.get(slot).map_or_else(
-            || vec![0; n],
-            |t| t.history.last(self.now_s().saturating_sub(1), n),
-        )
+    /// Filtered, a second is `None` when the filter matches some of the
+    /// target's hits but not all, and the hits kept do not reach back to it.
+    pub fn history(&self, slot: usize, n: usize) -> Vec<Option<u64>> {
+        let now = self.now_s().saturating_sub(1);
+        // The history is never cleared: what it counts is in the copy
+        // before the baseline.
+        let stats = self.unbased();
+        let Some(t) = stats.targets.get(slot) else {
+            return vec![Some(0); n];
+        };
+        match self.matched(t) {
+            Matched::All => t.history.last(now, n).into_iter().map(Some).collect(),
+            Matched::None => vec![Some(0); n],
+            Matched::Part => {
+                let mut counts = vec![0; n];
+                let mut kept = 0;
+                for h in self.kept_hits(stats, slot) {
+                    kept += 1;
+                    let back = now.checked_sub(h.ts_ns / NS_PER_S);
+                    if let Some(back) = back.filter(|b| *b < n as u64) {
+                        counts[n - 1 - back as usize] += 1;
+                    }
+                }
+                // Else every hit from this second on is kept (the second of
+                // the oldest kept hit may have lost some).
+                let first_known = match self.kept_all_matching(stats, t, kept) {
+                    true => 0,
+                    false => stats
+                        .recent
+                        .front()
+                        .map_or(u64::MAX, |h| h.ts_ns / NS_PER_S + 1),
+                };
+                counts
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, c)| match now.checked_sub((n - 1 - i) as u64) {
+                        Some(s) if s < first_known => None,
+                        _ => Some(c),
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// The last [`CHART_SECONDS`] complete seconds (or a little more) in at
     /// most `cells` cells, oldest first: each cell the busiest second of
-    /// the seconds it covers (hits per second, as HITS/S). Also returns the
-    /// seconds per cell.
-    pub fn history_cells(&self, slot: usize, cells: usize) -> (Vec<u64>, usize) {
+    /// the seconds it covers (hits per second, as HITS/S); `None` where one
+    /// of them is unknown. Also returns the seconds per cell.
+    pub fn history_cells(&self, slot: usize, cells: usize) -> (Vec<Option<u64>>, usize) {
         let per_cell = CHART_SECONDS.div_ceil(cells.max(1));
         let n = CHART_SECONDS.div_ceil(per_cell);
         let seconds = self.history(slot, n * per_cell);
         (
             seconds
                 .chunks(per_cell)
-                .map(|c| c.iter().copied().max().unwrap_or(0))
+                .map(|c| c.iter().try_fold(0, |max, s| s.map(|s| s.max(max))))
                 .collect(),
             per_cell,
         )
@@ -515,6 +676,7 @@ impl App {
         match self.sort {
             SortBy::Given => {}
             SortBy::Hits => rows.sort_by(|a, b| b.hits.cmp(&a.hits).then(a.slot.cmp(&b.slot))),
+            // Unknown rates (None) last.
             SortBy::Rate => rows.sort_by(|a, b| b.rate.cmp(&a.rate).then(a.slot.cmp(&b.slot))),
             SortBy::Name => {
                 rows.sort_by(|a, b| a.view.target.cmp(&b.view.target).then(a.slot.cmp(&b.slot)))
@@ -533,9 +695,55 @@ impl App {
     /// Lines of a breakdown of the selected target: (count, label), highest
     /// first.
     pub fn breakdown_rows(&self) -> Vec<(u64, String)> {
+        self.breakdown_view().0
+    }
+
+    /// When the selected breakdown is counted from the kept hits only (a
+    /// filter matches some of the target's hits, and older hits are no
+    /// longer kept): the hits it counts, and the matching hits of the
+    /// target.
+    pub fn breakdown_sample(&self) -> Option<(u64, u64)> {
+        self.breakdown_view().1
+    }
+
+    /// The rows of the selected breakdown, and the sample they come from
+    /// (as [`App::breakdown_sample`]).
+    fn breakdown_view(&self) -> (Vec<(u64, String)>, Sample) {
         let Some((_, t)) = self.selected_target() else {
-            return Vec::new();
+            return (Vec::new(), None);
         };
+        if self.breakdown == Breakdown::Comms {
+            let rows = t
+                .by_comm
+                .sorted()
+                .into_iter()
+                .filter(|(k, _)| self.comm_matches(k))
+                .map(|(k, n)| (n, k.to_string()))
+                .collect();
+            return (rows, None);
+        }
+        // Values are never cleared (as the history): they are matched
+        // against the copy before the baseline.
+        let values = self.breakdown == Breakdown::Values;
+        let stats = if values { self.unbased() } else { &self.view };
+        let t = match stats.targets.get(self.selected) {
+            Some(t) => t,
+            None => return (Vec::new(), None),
+        };
+        match self.matched(t) {
+            Matched::All => (self.tallied_rows(t), None),
+            Matched::None => (Vec::new(), None),
+            Matched::Part => {
+                let hits: Vec<&HitRecord> = self.kept_hits(stats, self.selected).collect();
+                let sample = (!values && !self.kept_all_matching(stats, t, hits.len()))
+                    .then(|| (hits.len() as u64, self.hits(self.selected)));
+                (self.counted_rows(&hits), sample)
+            }
+        }
+    }
+
+    /// A breakdown (not by comm) from the target's tallies: all its hits.
+    fn tallied_rows(&self, t: &TargetStats) -> Vec<(u64, String)> {
         match self.breakdown {
             Breakdown::Callers => t
                 .by_caller
@@ -543,13 +751,7 @@ impl App {
                 .into_iter()
                 .map(|(k, n)| (n, short_frame(k)))
                 .collect(),
-            Breakdown::Comms => t
-                .by_comm
-                .sorted()
-                .into_iter()
-                .filter(|(k, _)| self.comm_matches(k))
-                .map(|(k, n)| (n, k.to_string()))
-                .collect(),
+            Breakdown::Comms => Vec::new(),
             Breakdown::Pids => t
                 .by_pid
                 .sorted()
@@ -580,13 +782,67 @@ impl App {
                 .values
                 .iter()
                 .rev()
-                .map(|v| {
-                    let change = match &v.old {
-                        Some(old) => format!("{old} → {}", v.new),
-                        None => v.new.clone(),
-                    };
-                    (0, format!("{change}  by {}", short_frame(&v.by)))
+                .map(|v| (0, value_row(v.old.as_deref(), &v.new, &v.by)))
+                .collect(),
+        }
+    }
+
+    /// A breakdown (not by comm) counted from `hits`, oldest first: ordered
+    /// as [`App::tallied_rows`] orders the tallies.
+    fn counted_rows(&self, hits: &[&HitRecord]) -> Vec<(u64, String)> {
+        fn count<K: Ord>(keys: impl Iterator<Item = K>) -> Vec<(K, u64)> {
+            let mut counts: BTreeMap<K, u64> = BTreeMap::new();
+            for k in keys {
+                *counts.entry(k).or_default() += 1;
+            }
+            let mut rows: Vec<(K, u64)> = counts.into_iter().collect();
+            // Stable: ties stay in key order.
+            rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+            rows
+        }
+        match self.breakdown {
+            Breakdown::Callers => count(hits.iter().map(|h| &*h.ip_sym))
+                .into_iter()
+                .map(|(k, n)| (n, short_frame(k)))
+                .collect(),
+            Breakdown::Comms => Vec::new(),
+            Breakdown::Pids => count(hits.iter().map(|h| h.pid))
+                .into_iter()
+                .map(|(k, n)| (n, k.to_string()))
+                .collect(),
+            Breakdown::Cpus => count(hits.iter().map(|h| h.cpu))
+                .into_iter()
+                .map(|(k, n)| (n, format!("CPU {k}")))
+                .collect(),
+            Breakdown::Stacks => count(
+                hits.iter()
+                    .filter(|h| !h.kstack.is_empty() || !h.ustack.is_empty())
+                    .map(|h| {
+                        h.kstack
+                            .iter()
+                            .chain(h.ustack.iter())
+                            .take(STACK_DEPTH)
+                            .map(|f| short_frame(f))
+                            .collect::<Vec<_>>()
+                    }),
+            )
+            .into_iter()
+            .map(|(frames, n)| (n, frames.join(" ← ")))
+            .collect(),
+            Breakdown::Values => hits
+                .iter()
+                .rev()
+                .filter_map(|h| {
+                    // As the stats make a value change of a hit.
+                    let value = h.value?;
+                    let new = h.value_text.clone().unwrap_or_else(|| value.to_string());
+                    let old = h
+                        .old_value_text
+                        .clone()
+                        .or_else(|| h.old_value.map(|v| v.to_string()));
+                    Some((0, value_row(old.as_deref(), &new, &h.ip_sym)))
                 })
+                .take(RECENT_VALUES)
                 .collect(),
         }
     }
@@ -652,7 +908,7 @@ impl App {
     /// latest copy (collection and exports are untouched).
     pub fn clear(&mut self) {
         self.baseline = Some(self.latest.clone());
-        self.view = self.latest.since(&self.latest);
+        self.show_latest();
         self.details_scroll = 0;
         self.log_scroll = 0;
         self.message = Some("counters cleared".into());
@@ -690,16 +946,29 @@ impl App {
         }
         self.message = None;
         if self.help {
+            let HelpFit { page, max_scroll } = self.help_fit;
+            let scroll = self.help_scroll.min(max_scroll);
             match key.code {
                 KeyCode::Char('q') => return Action::Quit,
                 KeyCode::Char('?') | KeyCode::Esc | KeyCode::Enter => self.help = false,
+                KeyCode::Down | KeyCode::Char('j') => {
+                    self.help_scroll = scroll.saturating_add(1).min(max_scroll)
+                }
+                KeyCode::Up | KeyCode::Char('k') => self.help_scroll = scroll.saturating_sub(1),
+                KeyCode::PageDown => self.help_scroll = scroll.saturating_add(page).min(max_scroll),
+                KeyCode::PageUp => self.help_scroll = scroll.saturating_sub(page),
+                KeyCode::Home | KeyCode::Char('g') => self.help_scroll = 0,
+                KeyCode::End | KeyCode::Char('G') => self.help_scroll = max_scroll,
                 _ => {}
             }
             return Action::None;
         }
         match key.code {
             KeyCode::Char('q') => return Action::Quit,
-            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char('?') => {
+                self.help = true;
+                self.help_scroll = 0;
+            }
             KeyCode::Char('p') => {
                 self.paused = !self.paused && self.ended.is_none();
                 if !self.paused {
@@ -751,6 +1020,14 @@ impl App {
             _ => {}
         }
         Action::None
+    }
+}
+
+/// A line of the values breakdown: `old → new  by caller`.
+fn value_row(old: Option<&str>, new: &str, by: &str) -> String {
+    match old {
+        Some(old) => format!("{old} → {new}  by {}", short_frame(by)),
+        None => format!("{new}  by {}", short_frame(by)),
     }
 }
 
@@ -866,8 +1143,8 @@ pub(crate) mod tests {
         assert_eq!(app.hits(1), 1);
         assert_eq!(app.total_hits(), 4);
         // The last complete second is second 1 of the run.
-        assert_eq!(app.rate(0), 2);
-        assert_eq!(app.history(0, 3), vec![0, 0, 2]);
+        assert_eq!(app.rate(0), Some(2));
+        assert_eq!(app.history(0, 3), vec![Some(0), Some(0), Some(2)]);
         assert_eq!(app.elapsed_s(), 2.5);
     }
 
@@ -963,6 +1240,146 @@ pub(crate) mod tests {
         assert_eq!(app.hits(0), 3);
     }
 
+    fn filtered(app: &mut App, filter: &str) {
+        app.filter = Some(filter.into());
+    }
+
+    /// A filter matching none of the hits: every figure is zero, exactly.
+    #[test]
+    fn a_filter_matching_nothing_zeroes_every_figure() {
+        let (mut app, stats) = busy(&[(0, 1, "cat"), (0, 2, "sh"), (1, 2, "cat")]);
+        app.refresh(stats, T0 + 3 * NS_PER_S + NS_PER_S / 2);
+        assert_eq!(app.rate(0), Some(1));
+        filtered(&mut app, "zzz");
+        assert_eq!(app.total_hits(), 0);
+        for slot in 0..3 {
+            assert_eq!(app.hits(slot), 0);
+            assert_eq!(app.rate(slot), Some(0));
+            assert_eq!(app.history(slot, 4), vec![Some(0); 4]);
+        }
+        assert!(app.rows().iter().all(|r| r.hits == 0 && r.rate == Some(0)));
+        for b in Breakdown::ALL {
+            app.breakdown = b;
+            assert_eq!(app.breakdown_rows(), vec![], "{b:?}");
+            assert_eq!(app.breakdown_sample(), None);
+        }
+        assert!(app.log().is_empty());
+    }
+
+    /// A filter matching some of a target's hits: rates, history and the
+    /// breakdowns without a comm are counted from the kept hits, exactly
+    /// while all of them are kept.
+    #[test]
+    fn a_filter_counts_rates_and_breakdowns_of_its_comms() {
+        let (mut app, stats) = busy(&[
+            (0, 1, "cat"),
+            (0, 1, "sh"),
+            (0, 1, "cat"),
+            (0, 2, "cat"),
+            (0, 2, "sh"),
+            (0, 2, "sh"),
+            (1, 2, "sh"),
+        ]);
+        app.refresh(stats, T0 + 3 * NS_PER_S + NS_PER_S / 2);
+        filtered(&mut app, "sh");
+        assert_eq!(app.total_hits(), 4);
+        assert_eq!(app.hits(0), 3);
+        assert_eq!(app.rate(0), Some(2));
+        assert_eq!(app.history(0, 3), vec![Some(0), Some(1), Some(2)]);
+        // All of vfs_write's hits are sh's: its own figures.
+        assert_eq!(app.rate(1), Some(1));
+        // busy() gives hit i pid 100 + i % 3 and CPU i % 4: sh's are hits
+        // 1, 4 and 5 of vfs_read.
+        app.breakdown = Breakdown::Pids;
+        assert_eq!(
+            app.breakdown_rows(),
+            vec![(2, "101".to_owned()), (1, "102".to_owned())]
+        );
+        app.breakdown = Breakdown::Cpus;
+        assert_eq!(
+            app.breakdown_rows(),
+            vec![(2, "CPU 1".to_owned()), (1, "CPU 0".to_owned())]
+        );
+        app.breakdown = Breakdown::Callers;
+        assert_eq!(app.breakdown_rows(), vec![(3, "ksys_read+0x6b".to_owned())]);
+        app.breakdown = Breakdown::Stacks;
+        assert_eq!(
+            app.breakdown_rows(),
+            vec![(
+                3,
+                "vfs_read+0x0 ← ksys_read+0x6b ← do_syscall_64+0x82".to_owned()
+            )]
+        );
+        assert_eq!(app.breakdown_sample(), None);
+        // Sorted by rate, the filter's rates.
+        app.sort = SortBy::Rate;
+        assert_eq!(
+            app.rows()
+                .iter()
+                .map(|r| (r.slot, r.rate))
+                .collect::<Vec<_>>(),
+            vec![(0, Some(2)), (1, Some(1)), (2, Some(0))]
+        );
+    }
+
+    /// More hits than are kept: seconds before the kept hits are unknown,
+    /// and the breakdowns say they are a sample.
+    #[test]
+    fn a_filter_past_the_kept_hits_says_what_it_does_not_know() {
+        let mut hits = Vec::new();
+        for i in 0..200 {
+            hits.push((0, 1, if i % 2 == 0 { "cat" } else { "sh" }));
+        }
+        for i in 0..100 {
+            hits.push((0, 5, if i % 2 == 0 { "cat" } else { "sh" }));
+        }
+        let (mut app, stats) = busy(&hits);
+        app.refresh(stats, T0 + 6 * NS_PER_S + NS_PER_S / 2);
+        filtered(&mut app, "cat");
+        assert_eq!(app.hits(0), 150);
+        // The last 256 hits: 156 of second 1, which may have lost some.
+        assert_eq!(
+            app.history(0, 6),
+            vec![None, None, Some(0), Some(0), Some(0), Some(50)]
+        );
+        assert_eq!(app.rate(0), Some(50));
+        // One second per cell, in the table's history.
+        assert_eq!(
+            app.history_cells(0, 300).0[294..],
+            [None, None, Some(0), Some(0), Some(0), Some(50)]
+        );
+        app.breakdown = Breakdown::Callers;
+        assert_eq!(
+            app.breakdown_rows(),
+            vec![(128, "ksys_read+0x6b".to_owned())]
+        );
+        assert_eq!(app.breakdown_sample(), Some((128, 150)));
+        // The comm breakdown is exact.
+        app.breakdown = Breakdown::Comms;
+        assert_eq!(app.breakdown_rows(), vec![(150, "cat".to_owned())]);
+        assert_eq!(app.breakdown_sample(), None);
+    }
+
+    /// After a clear the history goes on (as unfiltered), so the filtered
+    /// history still counts the hits from before it.
+    #[test]
+    fn a_filtered_history_survives_a_clear() {
+        let (mut app, mut stats) = busy(&[(0, 1, "cat"), (0, 1, "sh")]);
+        app.refresh(stats.clone(), T0 + 2 * NS_PER_S);
+        app.clear();
+        stats.record(
+            0,
+            hit("vfs_read", T0 + 2 * NS_PER_S, "sh", 1, 0, "x").into(),
+        );
+        app.refresh(stats, T0 + 3 * NS_PER_S);
+        filtered(&mut app, "sh");
+        assert_eq!(app.hits(0), 1);
+        assert_eq!(app.history(0, 2), vec![Some(1), Some(1)]);
+        filtered(&mut app, "cat");
+        assert_eq!(app.hits(0), 0);
+        assert_eq!(app.history(0, 2), vec![Some(1), Some(0)]);
+    }
+
     #[test]
     fn keys_navigate_help_and_quit() {
         let (mut app, stats) = busy(&[(0, 1, "cat")]);
@@ -1022,7 +1439,7 @@ pub(crate) mod tests {
         assert_eq!(app.elapsed_s(), 1.5);
         assert_eq!(app.hits(2), 1);
         assert_eq!(app.now_ns, T0 + 2_500_000_000);
-        assert_eq!(app.rate(2), 1);
+        assert_eq!(app.rate(2), Some(1));
         // Pausing a finished run does nothing.
         app.handle_key(key(KeyCode::Char('p')));
         assert!(!app.paused);
@@ -1097,7 +1514,7 @@ pub(crate) mod tests {
         }
         assert!(app.rows().is_empty());
         assert!(app.breakdown_rows().is_empty());
-        assert_eq!(app.rate(3), 0);
+        assert_eq!(app.rate(3), Some(0));
         assert_eq!(app.elapsed_s(), 0.0);
     }
 }

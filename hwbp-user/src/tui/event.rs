@@ -82,6 +82,11 @@ impl Events {
         loop {
             let now = Instant::now();
             if now >= self.next_tick {
+                // What came in first: when a draw takes longer than a tick,
+                // the tick is always due, and would starve the keys.
+                if let Ok(event) = self.rx.try_recv() {
+                    return event;
+                }
                 // Skip ticks missed by a slow draw rather than bunching them.
                 self.next_tick = now + self.tick;
                 return Event::Tick;
@@ -167,5 +172,30 @@ fn read_input(tx: &Sender<Event>, stop: &AtomicBool) {
         if tx.send(event).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crossterm::event::{KeyCode, KeyModifiers};
+
+    use super::*;
+
+    /// A draw slower than the tick (a debug build, a loaded machine): the
+    /// key sent meanwhile comes before the overdue tick.
+    #[test]
+    fn keys_come_before_an_overdue_tick() {
+        let mut events = Events::new(Duration::from_millis(1));
+        let key = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
+        events
+            .sender()
+            .send(Event::Key(key))
+            .expect("the channel is open");
+        thread::sleep(Duration::from_millis(5));
+        assert!(
+            matches!(events.wait(), Event::Key(k) if k == key),
+            "the key first"
+        );
+        assert!(matches!(events.wait(), Event::Tick));
     }
 }

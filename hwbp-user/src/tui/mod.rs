@@ -223,7 +223,7 @@ pub fn run<B: Backend>(
     output: Option<&CommandOutput>,
 ) -> io::Result<Exit> {
     refresh(app, stats, output);
-    terminal.draw(|f| ui::render(f, app))?;
+    draw(terminal, app)?;
     loop {
         match events.wait() {
             Event::Tick => refresh(app, stats, output),
@@ -255,8 +255,16 @@ pub fn run<B: Backend>(
             Event::Finished(Err(_)) | Event::Quit => return Ok(Exit::Closed),
             Event::Armed(_) => {}
         }
-        terminal.draw(|f| ui::render(f, app))?;
+        draw(terminal, app)?;
     }
+}
+
+/// Draws the view, and tells the App how the help fits the terminal drawn
+/// on (its keys scroll the help no further than the end).
+fn draw<B: Backend>(terminal: &mut Terminal<B>, app: &mut App) -> io::Result<()> {
+    let area = terminal.draw(|f| ui::render(f, app))?.area;
+    app.help_fit = ui::help_fit(area.as_size());
+    Ok(())
 }
 
 fn refresh(app: &mut App, stats: &SharedStats, output: Option<&CommandOutput>) {

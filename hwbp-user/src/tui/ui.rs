@@ -1,10 +1,22 @@
 //! Rendering: functions of `&App` onto a frame. No I/O, no clock, no locks:
 //! everything they show is in the [`App`].
+//!
+//! Much of what is drawn comes from the traced world: a program names
+//! itself (`prctl(PR_SET_NAME)`), its functions, its values, and writes
+//! what it likes. ratatui draws a control character as it is (into the cell
+//! before it), and the terminal obeys it: `\e[2J` in a comm would clear
+//! root's screen. So every such string is drawn through [`printable`]
+//! (`\e[2J` shows as such; a `-- CMD`'s output lines through
+//! [`plain_line`], which drops escape sequences as a terminal would apply
+//! them), and [`render`] ends by dropping any control character left in a
+//! cell, so that one string missed here cannot reach the terminal.
+
+use std::borrow::Cow;
 
 use ratatui::{
     Frame,
     buffer::Buffer,
-    layout::{Alignment, Constraint, Layout, Rect},
+    layout::{Alignment, Constraint, Layout, Position, Rect, Size},
     style::{Color, Modifier, Style, Stylize as _},
     symbols::Marker,
     text::{Line, Span},
@@ -15,8 +27,9 @@ use ratatui::{
 };
 
 use super::app::{
-    App, Breakdown, CHART_SECONDS, CommandOutputView, DEBUG_REGISTERS, Focus, Traced,
+    App, Breakdown, CHART_SECONDS, CommandOutputView, DEBUG_REGISTERS, Focus, HelpFit, Traced,
 };
+use crate::printable::printable;
 
 /// Below this the dashboard shows a message instead.
 pub const MIN_WIDTH: u16 = 60;
@@ -29,11 +42,18 @@ const STACK_FRAMES: usize = 4;
 
 const ACCENT: Color = Color::Cyan;
 const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+/// A second of a filtered history older than the hits kept.
+const UNKNOWN: char = '·';
 
 pub fn render(frame: &mut Frame, app: &App) {
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         render_too_small(frame, area);
+        // The help scrolls on smaller terminals than the dashboard.
+        if app.help {
+            render_help(frame, area, app);
+        }
+        drop_control_characters(frame.buffer_mut());
         return;
     }
     let status_lines = status_lines(app, area.width);
@@ -58,7 +78,21 @@ pub fn render(frame: &mut Frame, app: &App) {
     render_log(frame, log, app);
     render_keys(frame, keys, app);
     if app.help {
-        render_help(frame, area);
+        render_help(frame, area, app);
+    }
+    drop_control_characters(frame.buffer_mut());
+}
+
+/// The last guard against a string drawn without [`printable`]: a cell
+/// holding a control character keeps only the rest of its symbol (ratatui
+/// appends zero-width graphemes, control characters among them, to the
+/// cell before them, and the backend writes the symbol out whole).
+fn drop_control_characters(buffer: &mut Buffer) {
+    for cell in &mut buffer.content {
+        if cell.symbol().chars().any(char::is_control) {
+            let kept: String = cell.symbol().chars().filter(|c| !c.is_control()).collect();
+            cell.set_symbol(if kept.is_empty() { " " } else { &kept });
+        }
     }
 }
 
@@ -119,23 +153,40 @@ fn process_state(app: &App) -> String {
                 Some(_) => "no longer traced".to_owned(),
                 None => "running".to_owned(),
             };
-            format!("pid {pid} {name} {state}")
+            format!("pid {pid} {} {state}", printable(name))
         }
     }
 }
 
-/// The status bar's items, in order: run state and elapsed time, hits,
-/// lost, debug registers, the traced process, the `-o` files.
+/// The status bar's items, in order: run state and elapsed time, hits
+/// (those of the filter, of how many), lost, debug registers, the traced
+/// process, the `-o` files.
 fn status_items(app: &App) -> Vec<Vec<Span<'static>>> {
+    let hits = match &app.filter {
+        None => Span::raw(plural(app.total_hits(), "hit", "hits")),
+        Some(f) => format!(
+            "filter: {} — {} of {} match",
+            printable(f),
+            app.total_hits(),
+            plural(app.view.total, "hit", "hits")
+        )
+        .fg(Color::Yellow)
+        .bold(),
+    };
     let mut items = vec![
         vec![run_state(app), Span::raw(elapsed(app.elapsed_s()))],
-        vec![Span::raw(plural(app.total_hits(), "hit", "hits"))],
+        vec![hits],
     ];
+    // Lost hits have no comm: under a filter, say they are all comms'.
     let lost = app.lost();
+    let text = match app.filter {
+        Some(_) => format!("lost {lost} (all comms)"),
+        None => format!("lost {lost}"),
+    };
     items.push(vec![if lost > 0 {
-        format!("lost {lost}").fg(Color::Red).bold()
+        text.fg(Color::Red).bold()
     } else {
-        Span::raw("lost 0")
+        Span::raw(text)
     }]);
     // Debug registers taken on each CPU (or thread) of those it has.
     items.push(vec![Span::raw(format!(
@@ -145,6 +196,7 @@ fn status_items(app: &App) -> Vec<Vec<Span<'static>>> {
     items.push(vec![Span::raw(process_state(app))]);
     // File names: the status bar is short, the paths were typed.
     for (name, failed) in app.outputs() {
+        let name = printable(name);
         items.push(vec![match failed {
             None => Span::raw(format!("writing {name}")),
             Some(_) => format!("stopped writing {name}").fg(Color::Red).bold(),
@@ -231,16 +283,23 @@ fn address(app: &App, addr: u64) -> String {
     }
 }
 
-/// A text sparkline of `values`, one character each, scaled to their max.
-pub fn sparkline(values: &[u64]) -> String {
-    let max = values.iter().copied().max().unwrap_or(0);
+/// A text sparkline of `values`, one character each, scaled to their max;
+/// `·` where a value is unknown.
+pub fn sparkline(values: &[Option<u64>]) -> String {
+    let max = values.iter().flatten().copied().max().unwrap_or(0);
     values
         .iter()
         .map(|&v| match v {
-            0 => ' ',
-            v => SPARK[((v.saturating_mul(8)).div_ceil(max.max(1)) as usize).clamp(1, 8) - 1],
+            None => UNKNOWN,
+            Some(0) => ' ',
+            Some(v) => SPARK[((v.saturating_mul(8)).div_ceil(max.max(1)) as usize).clamp(1, 8) - 1],
         })
         .collect()
+}
+
+/// A rate, `?` when unknown.
+fn rate_text(rate: Option<u64>) -> String {
+    rate.map_or_else(|| "?".to_owned(), |r| r.to_string())
 }
 
 fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
@@ -253,8 +312,8 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
             .max(header)
             .min(24) as u16
     };
-    let target_w = width_of(&|v| v.target.chars().count(), 6);
-    let symbol_w = width_of(&|v| v.symbol.chars().count(), 6);
+    let target_w = width_of(&|v| printable(&v.target).chars().count(), 6);
+    let symbol_w = width_of(&|v| printable(&v.symbol).chars().count(), 6);
     let fixed = target_w + symbol_w + 4 + 9 + 7 + 6 + 8 + 2;
     let show_addr = area.width.saturating_sub(fixed + 19) >= 20;
     let history_w = area
@@ -298,8 +357,8 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .map(|r| {
             let mut cells = vec![
-                Cell::from(r.view.target.clone()),
-                Cell::from(r.view.symbol.clone()),
+                Cell::from(printable(&r.view.target).into_owned()),
+                Cell::from(printable(&r.view.symbol).into_owned()),
             ];
             if show_addr {
                 cells.push(Cell::from(address(app, r.view.addr)));
@@ -307,7 +366,7 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
             cells.extend([
                 Cell::from(r.view.mode),
                 Cell::from(Line::from(r.hits.to_string()).alignment(Alignment::Right)),
-                Cell::from(Line::from(r.rate.to_string()).alignment(Alignment::Right)),
+                Cell::from(Line::from(rate_text(r.rate)).alignment(Alignment::Right)),
                 Cell::from(Span::styled(
                     // Right-aligned: the newest cell at the column's edge.
                     format!(
@@ -334,7 +393,7 @@ fn render_targets(frame: &mut Frame, area: Rect, app: &App) {
     let filter = app
         .filter
         .as_ref()
-        .map(|f| format!(" · comm ~ {f}"))
+        .map(|f| format!(" · comm ~ {} · LOST: all comms", printable(f)))
         .unwrap_or_default();
     let table = Table::new(table_rows, widths)
         .header(header)
@@ -360,7 +419,7 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
     let title = match app.selected_target() {
         Some((v, _)) => format!(
             " {} · {} {} · {}/{} ",
-            v.target,
+            printable(&v.target),
             if v.kernel { "kernel" } else { "user" },
             v.mode,
             address(app, v.addr),
@@ -394,13 +453,14 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
     };
     let rows = app.breakdown_rows();
     let total: u64 = rows.iter().map(|(n, _)| n).sum::<u64>().max(1);
-    let lines: Vec<Line> = if rows.is_empty() {
+    let mut lines: Vec<Line> = if rows.is_empty() {
         let why = match app.breakdown {
             Breakdown::Values if !view.data => {
                 "execute target: no values (arguments are in the log)"
             }
+            _ if stats.hits > 0 && app.hits(app.selected) == 0 => "no hits from matching comms",
             Breakdown::Stacks if stats.hits > 0 => "no stacks captured (--stack)",
-            _ if stats.hits > 0 => "no hits from matching comms",
+            Breakdown::Values if stats.hits > 0 => "no values from matching comms",
             _ => "no hits yet",
         };
         vec![Line::from(why).dark_gray()]
@@ -408,11 +468,12 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
         match app.breakdown {
             Breakdown::Values => rows
                 .iter()
-                .map(|(_, text)| Line::from(text.clone()))
+                .map(|(_, text)| Line::from(printable(text).into_owned()))
                 .collect(),
             Breakdown::Stacks => rows
                 .iter()
                 .flat_map(|(n, stack)| {
+                    let stack = printable(stack);
                     let frames: Vec<&str> = stack.split(" ← ").collect();
                     let shown = frames.len().min(STACK_FRAMES);
                     let mut lines = vec![Line::from(vec![
@@ -442,12 +503,22 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
                             format!("{:>5.1}% ", *n as f64 * 100.0 / total as f64),
                             Style::new().dark_gray(),
                         ),
-                        Span::raw(label.clone()),
+                        Span::raw(printable(label).into_owned()),
                     ])
                 })
                 .collect(),
         }
     };
+    // Counted from the kept hits only: say so above the rows.
+    if let Some((counted, matching)) = app.breakdown_sample() {
+        lines.insert(
+            0,
+            Line::from(format!(
+                "filtered: the last {counted} of {matching} hits (older ones not kept)"
+            ))
+            .yellow(),
+        );
+    }
     let skip = match app.breakdown {
         // Scroll by stack, not by line.
         Breakdown::Stacks => lines
@@ -478,14 +549,33 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
         _ => (CHART_SECONDS, ["-5m", "-2.5m", "now"]),
     };
     let history = app.history(slot, seconds);
-    let max = history.iter().copied().max().unwrap_or(0);
+    let max = history.iter().flatten().copied().max().unwrap_or(0);
+    // Seconds older than a filter's kept hits are not drawn.
     let points: Vec<(f64, f64)> = history
         .iter()
         .enumerate()
-        .map(|(i, &v)| (i as f64 - (seconds - 1) as f64, v as f64))
+        .filter_map(|(i, v)| Some((i as f64 - (seconds - 1) as f64, (*v)? as f64)))
         .collect();
-    let name = app.targets.get(slot).map_or("", |t| t.target.as_str());
-    let title = format!(" {name} · {}/s now · max {max}/s ", app.rate(slot));
+    let name = app
+        .targets
+        .get(slot)
+        .map_or(Cow::Borrowed(""), |t| printable(&t.target));
+    let filter = app
+        .filter
+        .as_ref()
+        .map(|f| format!(" ~ {}", printable(f)))
+        .unwrap_or_default();
+    let title = format!(
+        " {name}{filter} · {}/s now · max {max}/s ",
+        rate_text(app.rate(slot))
+    );
+    let mut block = panel(title, false);
+    let unknown = history.iter().filter(|v| v.is_none()).count();
+    if unknown > 0 {
+        block = block.title_bottom(
+            Line::from(format!(" filtered: last {}s kept ", seconds - unknown)).yellow(),
+        );
+    }
     let top = max.max(1) as f64 * 1.1;
     let chart = Chart::new(vec![
         Dataset::default()
@@ -494,7 +584,7 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
             .style(Style::new().fg(ACCENT))
             .data(&points),
     ])
-    .block(panel(title, false))
+    .block(block)
     .x_axis(
         Axis::default()
             .bounds([-((seconds - 1) as f64), 0.0])
@@ -534,7 +624,10 @@ fn render_log(frame: &mut Frame, area: Rect, app: &App) {
         };
         vec![Line::from(why).dark_gray()]
     } else {
-        let texts: Vec<String> = log[start..end].iter().map(|h| h.line()).collect();
+        let texts: Vec<String> = log[start..end]
+            .iter()
+            .map(|h| printable(&h.line()).into_owned())
+            .collect();
         // The comm column is right-aligned in 16: drop the blanks every
         // shown line starts with, so that arguments and values fit.
         let blank = texts
@@ -553,7 +646,7 @@ fn render_log(frame: &mut Frame, area: Rect, app: &App) {
         block = block.title_top(
             Line::from(format!(
                 " {} output: {} (o) ",
-                output.name,
+                printable(&output.name),
                 plural(output.tail.written(), "line", "lines")
             ))
             .right_aligned(),
@@ -569,9 +662,9 @@ fn render_output(frame: &mut Frame, area: Rect, app: &App, output: &CommandOutpu
     let height = area.height.saturating_sub(2) as usize;
     let end = tail.kept().saturating_sub(output.scroll);
     let start = end.saturating_sub(height);
+    let name = printable(&output.name);
     let mut title = format!(
-        " output of {} · {}",
-        output.name,
+        " output of {name} · {}",
         plural(tail.written(), "line", "lines")
     );
     if tail.written() > tail.kept() as u64 {
@@ -583,8 +676,8 @@ fn render_output(frame: &mut Frame, area: Rect, app: &App, output: &CommandOutpu
     title.push(' ');
     let lines: Vec<Line> = if tail.kept() == 0 {
         let why = match tail.closed() {
-            true => format!("{} wrote nothing", output.name),
-            false => format!("{} has written nothing yet", output.name),
+            true => format!("{name} wrote nothing"),
+            false => format!("{name} has written nothing yet"),
         };
         vec![Line::from(why).dark_gray()]
     } else {
@@ -662,25 +755,28 @@ fn render_keys(frame: &mut Frame, area: Rect, app: &App) {
     let line = if let Some(input) = &app.input {
         Line::from(vec![
             key("/"),
-            Span::raw(format!(" filter comm: {input}▏ ")),
+            Span::raw(format!(" filter comm: {}▏ ", printable(input))),
             Span::raw("Enter apply · Esc cancel").dark_gray(),
         ])
     } else {
         let mut spans = Vec::new();
         if let Some(message) = &app.message {
             spans.push(Span::styled(
-                format!(" {message} "),
+                format!(" {} ", printable(message)),
                 Style::new().fg(Color::Yellow).bold(),
             ));
         }
         // What went wrong stays in view, before the keys.
         let error = Style::new().fg(Color::Red).bold();
         if let Some(e) = app.ended.as_ref().and_then(|e| e.error.as_ref()) {
-            spans.push(Span::styled(format!(" error: {e} "), error));
+            spans.push(Span::styled(format!(" error: {} ", printable(e)), error));
         }
         for (name, failed) in app.outputs() {
             if let Some(e) = failed {
-                spans.push(Span::styled(format!(" {name}: {e} "), error));
+                spans.push(Span::styled(
+                    format!(" {}: {} ", printable(name), printable(e)),
+                    error,
+                ));
             }
         }
         let pause = if app.paused { "resume" } else { "pause" };
@@ -704,7 +800,7 @@ fn render_keys(frame: &mut Frame, area: Rect, app: &App) {
 
 /// Every key, for the help overlay: the keys, then what they do. A test
 /// presses every key and requires each one that does something here.
-pub const KEYS: [(&str, &str); 13] = [
+pub const KEYS: [(&str, &str); 14] = [
     ("?", "this help (? Esc Enter close it)"),
     ("q  Ctrl-C", "quit: end the trace, print the summary"),
     ("p", "pause the display; collection goes on"),
@@ -712,7 +808,8 @@ pub const KEYS: [(&str, &str); 13] = [
     ("s", "sort targets: given, hits, rate, name"),
     ("/  Esc", "filter by comm / clear the filter"),
     ("Tab  S-Tab", "focus: targets, details, log"),
-    ("↑ ↓  j k", "select a target / scroll the panel"),
+    ("↑ ↓  j k", "select a target / scroll the panel or help"),
+    ("PgUp PgDn", "scroll the help by a page"),
     ("← →  h l", "details: caller comm pid cpu stacks values"),
     ("Home End  g G", "first / last"),
     ("o", "bottom panel: latest hits / -- CMD output"),
@@ -720,53 +817,157 @@ pub const KEYS: [(&str, &str); 13] = [
     ("Ctrl-L", "repaint the screen"),
 ];
 
-/// Below the keys in the help, where there is room.
-const HELP_NOTES: [&str; 3] = [
+/// Below the keys in the help.
+const HELP_NOTES: [&str; 5] = [
     "HITS/S: the last complete second",
     "HISTORY: 5 min, each cell the busiest second it covers",
     "DR n/4: debug registers taken per CPU (or thread)",
+    "filter: every figure follows it but LOST (no comm)",
+    // stats::RECENT_HITS
+    "? ·: filtered, before the last 256 hits kept",
 ];
 
-fn render_help(frame: &mut Frame, area: Rect) {
+/// The smallest terminal the help scrolls on: its longest key and word
+/// fit, and three lines between its borders.
+pub const HELP_MIN_WIDTH: u16 = 32;
+pub const HELP_MIN_HEIGHT: u16 = 5;
+
+/// `text` in lines of at most `width` characters, broken between words
+/// (inside a word only when it is longer than a line).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        let used = line.chars().count();
+        if used > 0 && used + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        while word.len() > width {
+            lines.push(word.drain(..width).collect());
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.extend(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// The help's lines for a popup `width` columns inside: a key and what it
+/// does on one line where they fit, else what it does below the key,
+/// indented; then the notes.
+fn help_lines(width: usize) -> Vec<Line<'static>> {
     let key_w = KEYS
         .iter()
         .map(|(k, _)| k.chars().count())
         .max()
         .unwrap_or(0);
-    let mut lines: Vec<Line> = KEYS
-        .iter()
-        .map(|(k, what)| {
-            Line::from(vec![
-                Span::styled(format!(" {k:<key_w$} "), Style::new().fg(ACCENT).bold()),
-                Span::raw(*what),
-            ])
-        })
-        .collect();
-    // Every key always; the notes when they fit too (at 60×16 they don't).
-    if area.height as usize >= KEYS.len() + HELP_NOTES.len() + 3 {
-        lines.push(Line::raw(""));
+    let key_style = Style::new().fg(ACCENT).bold();
+    let mut lines = Vec::new();
+    for (k, what) in KEYS {
+        if key_w + 2 + what.chars().count() <= width {
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {k:<key_w$} "), key_style),
+                Span::raw(what),
+            ]));
+        } else {
+            lines.push(Line::from(Span::styled(format!(" {k}"), key_style)));
+            lines.extend(
+                wrap(what, width.saturating_sub(4))
+                    .into_iter()
+                    .map(|l| Line::from(format!("    {l}"))),
+            );
+        }
+    }
+    lines.push(Line::raw(""));
+    for note in HELP_NOTES {
         lines.extend(
-            HELP_NOTES
-                .iter()
-                .map(|n| Line::from(format!(" {n}")).dark_gray()),
+            wrap(note, width.saturating_sub(1))
+                .into_iter()
+                .map(|l| Line::from(format!(" {l}")).dark_gray()),
         );
     }
+    lines
+}
+
+/// Where the help goes on `area`, and its lines; `None` when the terminal
+/// is too small for it even scrolled.
+fn help_layout(area: Rect) -> Option<(Rect, Vec<Line<'static>>)> {
+    if area.width < HELP_MIN_WIDTH || area.height < HELP_MIN_HEIGHT {
+        return None;
+    }
     let width = 64.min(area.width);
-    let height = (lines.len() as u16 + 2).min(area.height);
+    let lines = help_lines(width as usize - 2);
+    let height = (lines.len() as u16).saturating_add(2).min(area.height);
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,
         width,
         height,
     };
+    Some((popup, lines))
+}
+
+/// How the help fits a terminal of `size`: the event loop tells the
+/// [`App`] after each draw, so that its keys scroll no further than the end.
+pub fn help_fit(size: Size) -> HelpFit {
+    match help_layout(Rect::from((Position::ORIGIN, size))) {
+        Some((popup, lines)) => {
+            let page = popup.height.saturating_sub(2) as usize;
+            HelpFit {
+                page,
+                max_scroll: lines.len().saturating_sub(page),
+            }
+        }
+        None => HelpFit {
+            page: 1,
+            max_scroll: 0,
+        },
+    }
+}
+
+/// The help over the screen, scrolled by the keys (`↑ more`, `↓ more` on
+/// its borders where there is more); on a terminal too small for it, the
+/// size it needs.
+fn render_help(frame: &mut Frame, area: Rect, app: &App) {
+    let Some((popup, lines)) = help_layout(area) else {
+        frame.render_widget(Clear, area);
+        frame.render_widget(
+            Paragraph::new(vec![
+                Line::from(format!(
+                    "help needs at least {HELP_MIN_WIDTH}×{HELP_MIN_HEIGHT}; \
+                     this terminal is {}×{}",
+                    area.width, area.height
+                )),
+                Line::from("Esc closes it".dark_gray()),
+            ])
+            .wrap(Wrap { trim: true }),
+            area,
+        );
+        return;
+    };
+    let page = popup.height.saturating_sub(2) as usize;
+    let max_scroll = lines.len().saturating_sub(page);
+    let scroll = app.help_scroll.min(max_scroll);
+    let more = Style::new().fg(Color::Yellow).bold();
+    let mut block = Block::bordered()
+        .border_type(BorderType::Double)
+        .border_style(Style::new().fg(ACCENT))
+        .title(" hwbp-trace keys ".bold());
+    if scroll > 0 {
+        block = block.title(Line::from(Span::styled(" ↑ more ", more)).right_aligned());
+    }
+    if scroll < max_scroll {
+        block = block.title_bottom(Line::from(Span::styled(" ↓ more ", more)).right_aligned());
+    }
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .border_type(BorderType::Double)
-                .border_style(Style::new().fg(ACCENT))
-                .title(" hwbp-trace keys ".bold()),
-        ),
+        Paragraph::new(lines.into_iter().skip(scroll).collect::<Vec<_>>()).block(block),
         popup,
     );
 }
