@@ -766,7 +766,9 @@ fn kernel_data_watchpoints(kallsyms: Option<&Kallsyms>, cpu: u32) -> (Check, Opt
                         "this host's kernel refuses kernel watchpoints even as root: trace user-space targets \
                          here, and kernel variables in a VM (`cargo xtask vm`)"
                     }
-                    _ => "kernel variables cannot be watched on this host: trace them in a VM (`cargo xtask vm`)",
+                    _ => {
+                        "kernel variables cannot be watched on this host: trace them in a VM (`cargo xtask vm`)"
+                    }
                 },
             ),
             Some(false),

@@ -81,10 +81,11 @@ fn create_hint(e: &io::Error) -> &'static str {
 
 /// Creates `path` for writing: mode 0600, truncated, never through a link.
 ///
-/// Opened with O_NONBLOCK: a FIFO with no reader would otherwise block
-/// open() for good, with the command stopped at its entry point and Ctrl-C
-/// unheard. Without a reader it fails (ENXIO) and says so; with one, the
-/// flag is cleared, so writes wait for the reader as a pipe's should.
+/// Opened with O_NONBLOCK, which a regular file ignores: a FIFO with no
+/// reader would otherwise block open() for good, with the command stopped
+/// at its entry point and Ctrl-C unheard; without a reader it fails (ENXIO)
+/// and says so. The flag stays: a reader that stops reading makes writes
+/// wait at most [`crate::writer::STALL`], never for good.
 pub fn create_file(path: &Path) -> Result<File, ExportError> {
     if path
         .symlink_metadata()
@@ -99,7 +100,6 @@ pub fn create_file(path: &Path) -> Result<File, ExportError> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .and_then(blocking)
         .map_err(|error| match error.raw_os_error() {
             Some(libc::ELOOP) => ExportError::Symlink(path.to_owned()),
             Some(libc::ENXIO) => ExportError::FifoWithoutReader(path.to_owned()),
@@ -108,19 +108,6 @@ pub fn create_file(path: &Path) -> Result<File, ExportError> {
                 error,
             },
         })
-}
-
-/// Clears O_NONBLOCK, set only for open().
-fn blocking(file: File) -> io::Result<File> {
-    use std::os::fd::AsRawFd as _;
-    let fd = file.as_raw_fd();
-    // SAFETY: F_GETFL on a descriptor `file` owns; no memory is passed.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: F_SETFL with an int argument on the same descriptor.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(file)
 }
 
 /// Collapsed stacks, aggregated: one count per distinct stack.
@@ -535,8 +522,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fifo_without_reader_is_refused_at_once_and_one_with_a_reader_blocks_on_write() {
-        use std::{ffi::CString, os::fd::AsRawFd as _, os::unix::ffi::OsStrExt as _};
+    fn a_fifo_without_reader_is_refused_at_once_and_one_with_a_reader_opens() {
+        use std::{ffi::CString, os::unix::ffi::OsStrExt as _};
         let dir = std::env::temp_dir().join(format!("hwbp-fifo-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -556,9 +543,6 @@ mod tests {
             .open(&fifo)
             .expect("a reader");
         let file = create_file(&fifo).expect("a reader is there");
-        // SAFETY: F_GETFL on a descriptor `file` owns.
-        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
-        assert_eq!(flags & libc::O_NONBLOCK, 0, "writes wait for the reader");
         drop((reader, file));
         let _ = std::fs::remove_dir_all(&dir);
     }

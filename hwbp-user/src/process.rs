@@ -34,7 +34,9 @@ pub enum ProcessError {
     Trace { cmd: String, reason: String },
     #[error("no process {0}: check the PID (ps -e)")]
     NoSuchProcess(i32),
-    #[error("`-p {0}` is not a process ID: give the PID of a running process (pgrep NAME finds it)")]
+    #[error(
+        "`-p {0}` is not a process ID: give the PID of a running process (pgrep NAME finds it)"
+    )]
     NotAPid(i32),
     #[error(
         "process {0} is hwbp-trace itself: a tracer does not trace itself (its own hits are always left \
@@ -644,7 +646,10 @@ mod tests {
     #[test]
     fn pids_that_cannot_be_traced() {
         assert!(matches!(check_traceable(0), Err(ProcessError::NotAPid(0))));
-        assert!(matches!(check_traceable(-3), Err(ProcessError::NotAPid(-3))));
+        assert!(matches!(
+            check_traceable(-3),
+            Err(ProcessError::NotAPid(-3))
+        ));
         let me = std::process::id() as i32;
         assert!(matches!(check_traceable(me), Err(ProcessError::Itself(_))));
         // PID 2 is kthreadd on every Linux since 2.6.22, unless in a PID namespace.

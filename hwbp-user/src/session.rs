@@ -173,7 +173,9 @@ pub async fn run(
     // A `-p` process that is gone now took the attaching down with it:
     // say that, rather than the ENOENT of whichever /proc file went first.
     match (result, pid) {
-        (Err(err), Some(pid)) if !crate::process::exists(pid) || crate::process::check_traceable(pid).is_err() => {
+        (Err(err), Some(pid))
+            if !crate::process::exists(pid) || crate::process::check_traceable(pid).is_err() =>
+        {
             Err(ProcessError::ExitedWhileAttaching {
                 pid,
                 cause: format!("{err:#}"),
@@ -305,7 +307,12 @@ async fn arm_and_trace(
     let advice = breakpoints
         .iter()
         .filter_map(|bp| crate::resolve::advice::advice(bp, traced_pid))
-        .chain(filters.comm.as_deref().and_then(crate::resolve::advice::comm_advice));
+        .chain(
+            filters
+                .comm
+                .as_deref()
+                .and_then(crate::resolve::advice::comm_advice),
+        );
     for advice in advice {
         // Not eprintln!: a closed stderr must not panic the run.
         let _ = writeln!(io::stderr(), "hwbp-trace: warning: {advice}");

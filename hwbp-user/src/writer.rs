@@ -22,6 +22,7 @@ use std::{
         mpsc::{self, Receiver, SyncSender},
     },
     thread::{self, JoinHandle},
+    time::Duration,
 };
 
 /// Chunks that may wait for the writing thread: with the export's 64 KiB
@@ -111,11 +112,26 @@ impl Drop for Writer {
     }
 }
 
+/// How long a write may find no room in a FIFO or pipe before its reader
+/// is taken for gone. Meanwhile the collector may be waiting for this
+/// file (the queue is bounded), so the ring buffer drops hits and Ctrl-C
+/// is not heard: past this, the file is given up and tracing goes on.
+pub const STALL: Duration = Duration::from_secs(5);
+
 /// Writes the whole `chunk` at the end of `file`, which holds `committed`
 /// bytes of whole chunks; on an error, cuts a partly written chunk back so
 /// that the file still ends with a whole one.
 pub fn append(file: &mut File, chunk: &[u8], committed: &mut u64) -> io::Result<()> {
-    match file.write_all(chunk) {
+    append_within(file, chunk, committed, STALL)
+}
+
+fn append_within(
+    file: &mut File,
+    chunk: &[u8],
+    committed: &mut u64,
+    stall: Duration,
+) -> io::Result<()> {
+    match write_all_within(file, chunk, stall) {
         Ok(()) => {
             *committed += chunk.len() as u64;
             Ok(())
@@ -124,6 +140,53 @@ pub fn append(file: &mut File, chunk: &[u8], committed: &mut u64) -> io::Result<
             let _ = file.set_len(*committed);
             let _ = file.seek(io::SeekFrom::Start(*committed));
             Err(e)
+        }
+    }
+}
+
+/// write_all for a descriptor that may be non-blocking (trace files are
+/// opened with O_NONBLOCK, which a FIFO or pipe keeps): where there is no
+/// room, waits for some at most `stall`.
+fn write_all_within(file: &mut File, mut rest: &[u8], stall: Duration) -> io::Result<()> {
+    while !rest.is_empty() {
+        match file.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(file, stall)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn wait_writable(file: &File, stall: Duration) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let mut poll = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let timeout = i32::try_from(stall.as_millis()).unwrap_or(i32::MAX);
+    loop {
+        // SAFETY: one pollfd, valid for the call; the descriptor is `file`'s.
+        match unsafe { libc::poll(&mut poll, 1, timeout) } {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "its reader took nothing for {} s (a FIFO or pipe nobody reads)",
+                        stall.as_secs_f64()
+                    ),
+                ));
+            }
+            n if n > 0 => return Ok(()),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
 }
@@ -204,6 +267,43 @@ mod tests {
         assert_eq!(written.committed, 0);
         let error = written.error.expect("ENOSPC");
         assert_eq!(error.raw_os_error(), Some(libc::ENOSPC));
+    }
+
+    #[test]
+    fn a_pipe_nobody_reads_is_given_up_after_the_stall() {
+        use std::os::fd::{FromRawFd as _, OwnedFd};
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the two-int array it is given.
+        assert_eq!(
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
+            0
+        );
+        // SAFETY: fresh descriptors, each owned once.
+        let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        let mut file = writer;
+        let mut committed = 0;
+        let chunk = vec![b'x'; 4096];
+        let start = std::time::Instant::now();
+        let error = loop {
+            if let Err(e) = append_within(
+                &mut file,
+                &chunk,
+                &mut committed,
+                Duration::from_millis(100),
+            ) {
+                break e;
+            }
+            assert!(committed < 1 << 24, "a pipe holds far less than 16 MiB");
+        };
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert!(
+            error.to_string().contains("its reader took nothing"),
+            "{error}"
+        );
+        // The pipe's 64 KiB, in whole chunks.
+        assert_eq!(committed % chunk.len() as u64, 0);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        drop(reader);
     }
 
     #[test]

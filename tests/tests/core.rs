@@ -10,8 +10,9 @@ use std::{
 };
 
 use hwbp_tests::{
+    TempDir, first_stderr_line, fixture,
     host::{self, errno_name},
-    TempDir, first_stderr_line, fixture, hwbp_trace, root_or_skip, run, stderr, stdout,
+    hwbp_trace, root_or_skip, run, stderr, stdout,
 };
 use serde_json::Value;
 
@@ -638,7 +639,10 @@ fn one_breakpoint_too_many_fails_cleanly_and_leaves_nothing_armed() {
         "hwbp_fx_writer",
         "hwbp_fx_reader",
     ];
-    assert!(free < targets.len(), "x86 has 4 debug registers, probe says {free}");
+    assert!(
+        free < targets.len(),
+        "x86 has 4 debug registers, probe says {free}"
+    );
     let too_many = &targets[..free + 1];
     let mut args = vec!["--no-tui", "-q"];
     args.extend(too_many);
@@ -821,7 +825,11 @@ fn kernel_targets_agree_with_what_the_host_allows() {
         let err = stderr(&out);
         match probe {
             Ok(()) => {
-                assert_eq!(out.status.code(), Some(0), "{args:?}: the host accepts it: {err}");
+                assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "{args:?}: the host accepts it: {err}"
+                );
                 assert!(err.contains("Tracing"), "{args:?}: {err}");
             }
             Err(errno) => {
@@ -832,7 +840,10 @@ fn kernel_targets_agree_with_what_the_host_allows() {
                     errno_name(errno)
                 );
                 for needle in refused {
-                    assert!(err.contains(needle), "{args:?}: expected `{needle}` in: {err}");
+                    assert!(
+                        err.contains(needle),
+                        "{args:?}: expected `{needle}` in: {err}"
+                    );
                 }
                 assert!(!err.contains("run as root"), "{args:?}: we are root: {err}");
                 assert!(!err.contains("Tracing"), "{args:?}: nothing armed: {err}");
@@ -1393,7 +1404,10 @@ fn sigkill_leaves_nothing_armed() {
     }
     let free_before = host::free_debug_registers();
     let free = free_before.iter().copied().min().unwrap_or(0);
-    assert!(free > 0, "no debug register free on some CPU: {free_before:?}");
+    assert!(
+        free > 0,
+        "no debug register free on some CPU: {free_before:?}"
+    );
     let targets = [
         "hwbp_fx_target",
         "HWBP_FX_COUNTER",
@@ -1416,7 +1430,9 @@ fn sigkill_leaves_nothing_armed() {
     // threads are per-task, and x86 reserves their slots on every CPU).
     let held = host::free_debug_registers();
     assert!(
-        held.iter().zip(&free_before).all(|(now, before)| now < before),
+        held.iter()
+            .zip(&free_before)
+            .all(|(now, before)| now < before),
         "armed: {held:?}, before: {free_before:?}"
     );
     tracer.kill().expect("SIGKILL");

@@ -99,7 +99,11 @@ fn doctor_reports_this_host() {
         );
     } else {
         let expected = if min == 0 { "fail" } else { "warn" };
-        assert_eq!(status(&text, "debug registers"), expected, "{registers} (probe: {free:?})");
+        assert_eq!(
+            status(&text, "debug registers"),
+            expected,
+            "{registers} (probe: {free:?})"
+        );
     }
 
     // Kernel functions: accepted or refused as the host's own probe was.
@@ -122,11 +126,22 @@ fn doctor_reports_this_host() {
     // Kernel variables by name: listed in kallsyms or not.
     let variables = line(&text, "kernel variables by name");
     if variables_listed {
-        assert_eq!(status(&text, "kernel variables by name"), "ok", "{variables}");
+        assert_eq!(
+            status(&text, "kernel variables by name"),
+            "ok",
+            "{variables}"
+        );
         assert!(variables.contains("lists pid_max"), "{variables}");
     } else {
-        assert_eq!(status(&text, "kernel variables by name"), "warn", "{variables}");
-        assert!(variables.contains("/proc/kallsyms lists no variables"), "{variables}");
+        assert_eq!(
+            status(&text, "kernel variables by name"),
+            "warn",
+            "{variables}"
+        );
+        assert!(
+            variables.contains("/proc/kallsyms lists no variables"),
+            "{variables}"
+        );
     }
 
     // Kernel data watchpoints: accepted or refused as the probe was, and a
@@ -178,8 +193,15 @@ fn doctor_reports_this_host() {
         (_, Err(_)) => fails.push("kernel variables (w, rw)".into()),
     }
     let verdict = text.lines().last().unwrap_or("");
-    let fails = if fails.is_empty() { "nothing".to_owned() } else { fails.join(", ") };
-    let mut expected = format!("verdict: works here: {}; does not work: {fails}", works.join(", "));
+    let fails = if fails.is_empty() {
+        "nothing".to_owned()
+    } else {
+        fails.join(", ")
+    };
+    let mut expected = format!(
+        "verdict: works here: {}; does not work: {fails}",
+        works.join(", ")
+    );
     if !unknown.is_empty() {
         expected.push_str(&format!("; not known: {}", unknown.join(", ")));
     }
@@ -198,7 +220,10 @@ fn config_option(name: &str) -> Option<bool> {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .or_else(|| std::fs::read_to_string(format!("/boot/config-{}", release.trim())).ok())?;
-    Some(text.lines().any(|l| l == format!("{name}=y") || l == format!("{name}=m")))
+    Some(
+        text.lines()
+            .any(|l| l == format!("{name}=y") || l == format!("{name}=m")),
+    )
 }
 
 fn kprobes_configured() -> Option<bool> {

@@ -7,6 +7,7 @@
 use std::{
     fs,
     io::{BufRead as _, BufReader, Read as _},
+    os::unix::fs::OpenOptionsExt as _,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -21,7 +22,12 @@ fn fx() -> String {
 /// The state letter of a process in /proc/PID/stat, if it exists.
 fn state(pid: u32) -> Option<char> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
 }
 
 /// Asserts a run ended with `code` and one message holding `needle`,
@@ -30,7 +36,10 @@ fn refused(args: &[&str], code: i32, needle: &str) {
     let out = run(args);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-    assert!(err.contains(needle), "{args:?}: expected `{needle}` in: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected `{needle}` in: {err}"
+    );
     assert_eq!(
         err.matches("error:").count(),
         1,
@@ -45,8 +54,16 @@ fn pids_that_cannot_be_traced_say_why() {
     if !root_or_skip("pids_that_cannot_be_traced_say_why") {
         return;
     }
-    refused(&["--no-tui", "-p", "0", "malloc"], 2, "`-p 0` is not a process ID");
-    refused(&["--no-tui", "--pid=-7", "malloc"], 2, "`-p -7` is not a process ID");
+    refused(
+        &["--no-tui", "-p", "0", "malloc"],
+        2,
+        "`-p 0` is not a process ID",
+    );
+    refused(
+        &["--no-tui", "--pid=-7", "malloc"],
+        2,
+        "`-p -7` is not a process ID",
+    );
 
     // PID 2 is kthreadd, a kernel thread, outside PID namespaces.
     if fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
@@ -70,13 +87,19 @@ fn pids_that_cannot_be_traced_say_why() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("is hwbp-trace itself"), "{err}");
 
-    // A zombie: the subshell running `true` exits, and the `sleep` its
-    // parent became never reaps it.
-    let mut parent = Command::new("sh")
-        .args(["-c", "true & echo $!; exec sleep 10"])
+    // A zombie: a forked child that exits, whose parent never waits.
+    let mut parent = Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys, time\n\
+             pid = os.fork()\n\
+             if pid == 0: os._exit(0)\n\
+             print(pid, flush=True)\n\
+             time.sleep(10)",
+        ])
         .stdout(Stdio::piped())
         .spawn()
-        .expect("sh");
+        .expect("python3");
     let mut line = String::new();
     BufReader::new(parent.stdout.take().expect("piped"))
         .read_line(&mut line)
@@ -98,7 +121,11 @@ fn pids_that_cannot_be_traced_say_why() {
     let _ = parent.wait();
 
     // Gone before anything: no such process.
-    refused(&["--no-tui", "-p", "2147483647", "malloc"], 2, "no process 2147483647");
+    refused(
+        &["--no-tui", "-p", "2147483647", "malloc"],
+        2,
+        "no process 2147483647",
+    );
 }
 
 /// A process that exits while hwbp-trace attaches ends either armed (then
@@ -128,7 +155,10 @@ fn a_process_exiting_while_attached_to_is_named_as_such() {
             // Armed in time: the one call is counted, and the process's
             // exit ends the trace.
             Some(0) => {
-                assert!(err.contains("1 hit in") && err.contains("(process-exit)"), "{err}");
+                assert!(
+                    err.contains("1 hit in") && err.contains("(process-exit)"),
+                    "{err}"
+                );
                 armed += 1;
             }
             Some(_) => {
@@ -144,7 +174,10 @@ fn a_process_exiting_while_attached_to_is_named_as_such() {
             None => panic!("killed by a signal: {err}"),
         }
     }
-    eprintln!("of {} runs, {exited} saw the process exit first, {armed} were armed", delays.len());
+    eprintln!(
+        "of {} runs, {exited} saw the process exit first, {armed} were armed",
+        delays.len()
+    );
     assert!(exited > 0 && armed > 0, "{exited} exited, {armed} armed");
 }
 
@@ -164,7 +197,17 @@ fn a_fifo_as_the_trace_file_never_blocks_the_run() {
 
     let start = Instant::now();
     let mut tracer = Command::new(hwbp_trace())
-        .args(["--no-tui", "-q", "-o", &fifo, "hwbp_fx_target", "--", &fx, "calls", "3"])
+        .args([
+            "--no-tui",
+            "-q",
+            "-o",
+            &fifo,
+            "hwbp_fx_target",
+            "--",
+            &fx,
+            "calls",
+            "3",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -205,7 +248,17 @@ fn a_fifo_as_the_trace_file_never_blocks_the_run() {
     // Let the reader open its end first.
     let deadline = Instant::now() + Duration::from_secs(5);
     let out = loop {
-        let out = run(&["--no-tui", "-q", "-o", &fifo, "hwbp_fx_target", "--", &fx, "calls", "3"]);
+        let out = run(&[
+            "--no-tui",
+            "-q",
+            "-o",
+            &fifo,
+            "hwbp_fx_target",
+            "--",
+            &fx,
+            "calls",
+            "3",
+        ]);
         if out.status.success() || Instant::now() > deadline {
             break out;
         }
@@ -218,6 +271,75 @@ fn a_fifo_as_the_trace_file_never_blocks_the_run() {
         .filter(|l| l.starts_with("{\"type\":\"hit\""))
         .count();
     assert_eq!(hits, 3, "{text}");
+}
+
+/// A FIFO whose reader stops reading: the writes wait at most the stall
+/// (5 s), then the file is given up, and Ctrl-C still ends the run and
+/// the command with it.
+#[test]
+fn ctrl_c_ends_a_run_whose_fifo_reader_stopped_reading() {
+    if !root_or_skip("ctrl_c_ends_a_run_whose_fifo_reader_stopped_reading") {
+        return;
+    }
+    let dir = TempDir::new("stalled");
+    let fifo = dir.path("t.jsonl");
+    let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(status.success());
+    // A reader that opens the FIFO and never reads.
+    let stalled = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("open the FIFO for reading");
+    let mut tracer = Command::new(hwbp_trace())
+        .args([
+            "--no-tui",
+            "-q",
+            "-o",
+            &fifo,
+            "hwbp_fx_target",
+            "--",
+            &fx(),
+            "spin",
+            "45",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hwbp-trace");
+    let line = hwbp_tests::first_stderr_line(&mut tracer);
+    assert!(line.starts_with("Tracing"), "{line}");
+    // Enough hits to fill the pipe (64 KiB) and the writer's queue (1 MiB).
+    thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill(2) with a PID we started and a valid signal number.
+    assert_eq!(unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) }, 0);
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = tracer.try_wait().expect("wait") {
+            break status.code();
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = tracer.kill();
+            panic!("Ctrl-C did not end hwbp-trace in 30 s with a stalled FIFO reader");
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    // The command outlives the trace, as with perf (a terminal's Ctrl-C
+    // reaches it too); it holds the stderr pipe open.
+    let _ = Command::new("pkill")
+        .args(["-f", "fx_user spin 45"])
+        .status();
+    let mut err = String::new();
+    tracer
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert_eq!(code, Some(1), "the trace file is incomplete: {err}");
+    assert!(err.contains("its reader took nothing for 5 s"), "{err}");
+    assert!(err.contains("(signal)"), "ended by the signal: {err}");
+    drop(stalled);
 }
 
 /// Targets the kernel accepts but that will likely never fire get a warning
@@ -239,13 +361,22 @@ fn targets_that_will_never_fire_are_warned_about() {
         match needle {
             Some(needle) => {
                 assert!(err.contains("hwbp-trace: warning:"), "{args:?}: {err}");
-                assert!(err.contains(needle), "{args:?}: expected `{needle}` in: {err}");
+                assert!(
+                    err.contains(needle),
+                    "{args:?}: expected `{needle}` in: {err}"
+                );
             }
             None => assert!(!err.contains("warning"), "{args:?}: {err}"),
         }
     };
-    warned(&["hwbp_fx_target:w"], Some("code is executed, not read or written"));
-    warned(&["hwbp_fx_target:rw"], Some("code is executed, not read or written"));
+    warned(
+        &["hwbp_fx_target:w"],
+        Some("code is executed, not read or written"),
+    );
+    warned(
+        &["hwbp_fx_target:rw"],
+        Some("code is executed, not read or written"),
+    );
     warned(&["HWBP_FX_COUNTER:x"], Some("the CPU never executes data"));
     warned(
         &["--comm", "fx_user_is_long_", "hwbp_fx_target"],
@@ -258,7 +389,9 @@ fn targets_that_will_never_fire_are_warned_about() {
     warned(&[&format!("hwbp_fx_target+{boundary:#x}")], None);
     warned(
         &[&format!("hwbp_fx_target+{inside:#x}")],
-        Some(&format!("`hwbp_fx_target+{inside:#x}` is inside an instruction")),
+        Some(&format!(
+            "`hwbp_fx_target+{inside:#x}` is inside an instruction"
+        )),
     );
 }
 
@@ -267,7 +400,11 @@ fn targets_that_will_never_fire_are_warned_about() {
 /// byte.
 fn instruction_offsets(binary: &std::path::Path, function: &str) -> (u64, u64) {
     let out = Command::new("objdump")
-        .args(["-d", "--no-show-raw-insn", &format!("--disassemble={function}")])
+        .args([
+            "-d",
+            "--no-show-raw-insn",
+            &format!("--disassemble={function}"),
+        ])
         .arg(binary)
         .output()
         .expect("objdump (binutils)");

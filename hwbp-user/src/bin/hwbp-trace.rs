@@ -209,7 +209,8 @@ fn outputs_complete(summary: &Summary) -> anyhow::Result<()> {
     }
     anyhow::bail!(
         "writing trace files failed: {}. Each file holds whole records up to the failure and ends with a \
-         summary marked \"trace_truncated\" where the disk took it; free space and trace again",
+         summary marked \"trace_truncated\" where the file took it; free space (or keep the FIFO's reader \
+         reading) and trace again",
         summary.output_errors.join("; ")
     )
 }

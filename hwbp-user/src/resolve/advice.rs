@@ -114,6 +114,9 @@ mod tests {
         assert_eq!(comm_advice(b"fx_user"), None);
         assert_eq!(comm_advice(b"exactly15_bytes"), None);
         let advice = comm_advice(b"sixteen_bytes_ok").expect("16 bytes");
-        assert!(advice.contains("write `--comm sixteen_bytes_o`"), "{advice}");
+        assert!(
+            advice.contains("write `--comm sixteen_bytes_o`"),
+            "{advice}"
+        );
     }
 }
