@@ -274,10 +274,8 @@ mod tests {
         use std::os::fd::{FromRawFd as _, OwnedFd};
         let mut fds = [0; 2];
         // SAFETY: pipe2 fills the two-int array it is given.
-        assert_eq!(
-            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
-            0
-        );
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) };
+        assert_eq!(rc, 0);
         // SAFETY: fresh descriptors, each owned once.
         let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
         let mut file = writer;
