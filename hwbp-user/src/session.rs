@@ -91,16 +91,6 @@ pub struct Armament {
 const SYSCTL_RELEASE: &str = "/proc/sys/kernel/osrelease";
 const SYSCTL_HOSTNAME: &str = "/proc/sys/kernel/hostname";
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the local timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Runs a session; `on_armed` is called once everything is armed (the
 /// `Tracing` line or the dashboard's start).
 pub async fn run(
@@ -200,29 +190,16 @@ pub struct PrivilegeError {
 }
 
 fn missing_privileges() -> Result<(), PrivilegeError> {
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_SYSLOG: u32 = 34;
-    const CAP_PERFMON: u32 = 38;
-    const CAP_BPF: u32 = 39;
     let Some(caps) = fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| crate::doctor::parse_cap_eff(&s))
     else {
         return Ok(());
     };
-    let has = |cap: u32| caps & (1u64 << cap) != 0;
-    let admin = has(CAP_SYS_ADMIN);
-    let missing: Vec<&'static str> = [
-        (CAP_BPF, "CAP_BPF"),
-        (CAP_PERFMON, "CAP_PERFMON"),
-        (CAP_SYSLOG, "CAP_SYSLOG"),
-    ]
-    .into_iter()
-    // CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON (kernels
-    // before 5.8 have neither), not for CAP_SYSLOG.
-    .filter(|&(cap, _)| !(has(cap) || admin && cap != CAP_SYSLOG))
-    .map(|(_, name)| name)
-    .collect();
+    // The same rule as doctor's privileges check: CAP_SYS_ADMIN stands in
+    // for CAP_BPF and CAP_PERFMON (kernels before 5.8 have neither), not
+    // for CAP_SYSLOG.
+    let missing = crate::doctor::missing_capabilities(caps);
     if missing.is_empty() {
         Ok(())
     } else {
@@ -369,7 +346,7 @@ async fn arm_and_trace(
     let scope = armed.scope().clone();
     log::debug!("armed {} perf events in {:?}", armed.len(), phase.elapsed());
 
-    let start_monotonic_ns = monotonic_ns();
+    let start_monotonic_ns = crate::stats::monotonic_ns();
     let started = Instant::now();
     let header = Header {
         format_version: FORMAT_VERSION,
