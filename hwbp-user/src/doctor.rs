@@ -1275,7 +1275,7 @@ fn judge_self_test(test: SelfTest, faults: &[String]) -> Vec<Check> {
                 faults.join("; ")
             ),
             "this host loses breakpoint hits (seen on KVM guests, where `perf stat -e mem:ADDR:x` \
-             loses them too; README, Limitations): a trace here may count fewer hits than were made, \
+             loses them too; docs/limitations.md): a trace here may count fewer hits than were made, \
              and a traced program that does not handle SIGTRAP may die of one; trace on another host \
              for exact counts",
         ));

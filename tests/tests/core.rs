@@ -86,7 +86,7 @@ fn ustack_names(hit: &Value) -> Vec<&str> {
 /// at once, is a hit. The only test whose fixture does not sleep
 /// `$HWBP_FX_START_DELAY_MS` first (tests/src/bin/fx_user.rs): one call,
 /// so a host that silences breakpoints after a hit right after arming
-/// (README, Limitations) cannot change its count.
+/// (docs/limitations.md) cannot change its count.
 #[test]
 fn a_command_is_armed_before_its_first_instruction() {
     if !root_or_skip("a_command_is_armed_before_its_first_instruction") {

@@ -1005,7 +1005,7 @@ impl Bench {
 
     /// Where fx_user notes each SIGTRAP it gets (`$HWBP_FX_FAULTS`, set for
     /// the whole bench): a debug exception this host lost (DR6 empty;
-    /// README, Limitations). A lost write hit is counted by no tool; an
+    /// docs/limitations.md). A lost write hit is counted by no tool; an
     /// execute breakpoint traps again. Emptied once, as the bench starts;
     /// each run of [`Bench::fixture_waiting`] notes how many lines it holds
     /// then, and its own are those after.
@@ -2857,7 +2857,7 @@ fn write_report(out: &mut String, machine: &Machine, bench: &Bench, results: &Re
     let _ = writeln!(
         out,
         "- debug exceptions the host lost during the runs: {} (fx_user's SIGTRAPs, DR6 empty; see \
-         the README's Limitations: a lost write hit is in no count, an execute breakpoint traps \
+         docs/limitations.md: a lost write hit is in no count, an execute breakpoint traps \
          again)",
         lost_exceptions
     );

@@ -13,7 +13,7 @@
 //!
 //! The same host also silences breakpoints after their first hit when it
 //! comes within a millisecond or two of arming: a trace of 5 calls counted
-//! 1 in 3 to 8 of 300 runs, with no SIGTRAP (README, Limitations). Against
+//! 1 in 3 to 8 of 300 runs, with no SIGTRAP (docs/limitations.md). Against
 //! that one, every fixture sleeps START_DELAY_MS before its first hit (0 of
 //! 300 silenced with 2 ms), but for one test of a single call, which that
 //! fault cannot touch.

@@ -50,7 +50,7 @@ pub struct Options {
     pub boot_timeout: u64,
     /// Give each vCPU a host thread of its own (QEMU's multi-threaded TCG)
     /// instead of one thread for both: truly parallel vCPUs, but a guest
-    /// that flips a static key can crash (see the README's section on the VM).
+    /// that flips a static key can crash (see docs/vm.md).
     #[arg(long)]
     pub mttcg: bool,
     /// Skip set-up and build: boot what target/release holds (the harness
@@ -634,7 +634,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
         // __schedule. Seen twice in CI on 6.12, and in both of two runs of
         // a loop that opens and closes a per-task perf event every 1.1 s
         // (perf_sched_events) while both vCPUs schedule; 300 rounds of it
-        // ran clean with one thread. See the README's section on the VM.
+        // ran clean with one thread. See docs/vm.md.
         let accel = if *mttcg {
             "tcg,thread=multi"
         } else {
