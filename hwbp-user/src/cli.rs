@@ -14,6 +14,8 @@ use crate::{
 
 const AFTER_HELP: &str = "\
 TARGET grammar:  [BINARY:]SYMBOL[+OFFSET] | 0xADDRESS, then optional :MODE and /LEN
+  BINARY:0xADDRESS is an address of that file as nm/objdump print it (moved
+        to where the process loaded the file); a bare 0xADDRESS is a runtime one.
   MODE  x (execute), w (write), rw (read or write), r (read; not on x86);
         ksym_tracer's --x, -w-, rw-, r-- work too
   LEN   1, 2, 4 or 8 bytes (data targets)

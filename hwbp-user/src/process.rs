@@ -345,9 +345,11 @@ impl ExitWatch {
     }
 }
 
-/// What a process is running: the executable's inode and where its first
-/// mapping starts. An exec changes it (a new image, and a new ASLR base
-/// even when the same file is executed again).
+/// What a process is running: the executable's inode and where the
+/// executable's first mapping starts. An exec changes it (a new image, and
+/// a new ASLR base even when the same file is executed again). The lowest
+/// mapping of the process would not do: a static PIE is mapped at the mmap
+/// base, so its own first mmap lands below it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Image {
     inode: u64,
@@ -358,12 +360,13 @@ impl Image {
     pub fn of(pid: i32) -> Option<Self> {
         use std::os::unix::fs::MetadataExt as _;
         let inode = fs::metadata(format!("/proc/{pid}/exe")).ok()?.ino();
+        let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
         let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-        let base = maps.lines().next()?.split('-').next()?;
-        Some(Self {
-            inode,
-            base: u64::from_str_radix(base, 16).ok()?,
-        })
+        let base = crate::resolve::maps::parse_maps(&maps)
+            .iter()
+            .find(|m| m.path.as_deref() == Some(exe.as_path()))?
+            .start;
+        Some(Self { inode, base })
     }
 }
 

@@ -7,6 +7,9 @@
 //! LEN      := 1 | 2 | 4 | 8             (data targets only)
 //! ```
 //!
+//! `BINARY:0xADDRESS` is a link-time address of that file (what `nm` and
+//! `objdump -d` print), a bare `0xADDRESS` a runtime one.
+//!
 //! A `::` is part of a name (`fx_user::main`, as `list` prints demangled
 //! Rust and C++ names), never a separator.
 //!

@@ -226,11 +226,6 @@ fn map_through(image: &ElfImage, maps: &[String], addrs: &[u64]) {
     let symbols: Vec<u64> = image.symbols().iter().map(|s| s.addr).take(8).collect();
     for &addr in addrs.iter().chain(&symbols) {
         let _ = image.runtime_address(&refs, addr);
-        for m in &maps {
-            // link_address is asked only about addresses inside the mapping.
-            if m.start < m.end && addr >= m.start && addr < m.end {
-                let _ = image.link_address(m, addr);
-            }
-        }
+        let _ = image.link_address(&refs, addr);
     }
 }

@@ -23,13 +23,18 @@ use crate::exec::{exec, output, succeeds};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages: QEMU and the initramfs pieces for the VM, perf and tmux
-/// for comparisons and the dashboard tests.
+/// for comparisons and the dashboard tests, gcc, lld and gdb for the ELF
+/// layout corpus test (it links programs with lld and asks gdb where their
+/// variables are).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "cpio",
     "linux-perf",
     "tmux",
+    "gcc",
+    "lld",
+    "gdb",
 ];
 
 pub fn run() -> Result<()> {

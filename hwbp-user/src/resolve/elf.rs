@@ -1,4 +1,7 @@
-//! ELF symbols and segments (the `object` crate).
+//! ELF symbols and segments (the `object` crate), and the one translation
+//! between an ELF file's link-time addresses and a process's runtime
+//! addresses (the load bias), used both to arm symbols and to name
+//! addresses, so that the two directions cannot disagree.
 
 use std::{fs, path::Path};
 
@@ -18,7 +21,13 @@ pub struct ElfSymbol {
     pub kind: SymbolKind,
 }
 
+/// x86-64's page size: the granule in which the kernel and ld.so map
+/// segments (`ELF_PAGESTART`).
 const PAGE: u64 = 4096;
+
+fn page_down(x: u64) -> u64 {
+    x & !(PAGE - 1)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Segment {
@@ -127,46 +136,69 @@ impl ElfImage {
             .map(|s| (s, vaddr - s.addr))
     }
 
-    /// Runtime address of `vaddr` given where the process mapped this file.
+    /// The load bias of this file in a process: what to add to a link-time
+    /// address to get the runtime one, given the process's mappings of this
+    /// file (`maps`, any order).
     ///
-    /// A file page can be mapped twice (the tail of the RELRO segment and the
-    /// head of the next RW segment share a page), so a file offset alone is
-    /// ambiguous: find the segment holding `vaddr`, then the mapping that
-    /// starts at that segment's page-aligned file offset.
-    pub fn runtime_address(&self, maps: &[&super::Mapping], vaddr: u64) -> Option<u64> {
-        let seg = self
-            .segments
+    /// All PT_LOAD segments of an ELF object are mapped at one bias: the
+    /// kernel (`load_elf_binary`, fs/binfmt_elf.c) and ld.so
+    /// (`_dl_map_segments`) map the first PT_LOAD at `bias +
+    /// page_down(p_vaddr)` and every later one at the same bias. So the
+    /// bias is read off the mapping of the first PT_LOAD, which is the
+    /// lowest mapping of the file at that segment's page-aligned file
+    /// offset. Matching a later segment by its file offset alone is wrong:
+    /// with GNU ld's default layout the RELRO/data segment's first page has
+    /// the same file offset as the read-only data before it, and lld starts
+    /// every segment in file page 0 (hwbp's issue: variables 0x1000 too low,
+    /// functions of lld-linked programs never hit).
+    pub fn load_bias(&self, maps: &[&super::Mapping]) -> Option<u64> {
+        let first = self.segments.iter().min_by_key(|s| s.vaddr)?;
+        let offset = page_down(first.offset);
+        let map = maps
             .iter()
-            .find(|s| vaddr >= s.vaddr && vaddr < s.vaddr.saturating_add(s.memsz.max(s.filesz)))?;
-        let page_offset = seg.offset & !(PAGE - 1);
-        let page_vaddr = seg.vaddr & !(PAGE - 1);
-        let map = maps.iter().find(|m| m.offset == page_offset)?;
-        let runtime = map.start.checked_add(vaddr - page_vaddr)?;
-        // The address may lie past this mapping (.bss in anonymous memory
-        // right after it): still inside the process's image.
-        Some(runtime)
+            .filter(|m| m.offset == offset)
+            .min_by_key(|m| m.start)?;
+        Some(map.start.wrapping_sub(page_down(first.vaddr)))
     }
 
-    /// Link-time address of a runtime address inside mapping `map` of this file.
-    pub fn link_address(&self, map: &super::Mapping, addr: u64) -> Option<u64> {
-        let seg = self
-            .segments
-            .iter()
-            .find(|s| s.filesz > 0 && s.offset & !(PAGE - 1) == map.offset);
-        match seg {
-            Some(seg) => addr
-                .checked_sub(map.start)?
-                .checked_add(seg.vaddr & !(PAGE - 1)),
-            None => {
-                self.file_offset_to_vaddr(addr.checked_sub(map.start)?.checked_add(map.offset)?)
-            }
-        }
-    }
-
-    pub fn vaddr_to_file_offset(&self, vaddr: u64) -> Option<u64> {
+    /// The PT_LOAD segment holding a link-time address.
+    fn segment(&self, vaddr: u64) -> Option<&Segment> {
         self.segments
             .iter()
             .find(|s| vaddr >= s.vaddr && vaddr < s.vaddr.saturating_add(s.memsz.max(s.filesz)))
+    }
+
+    /// Runtime address of the link-time address `vaddr` given where the
+    /// process mapped this file (see [`Self::load_bias`]); None when no
+    /// PT_LOAD segment holds `vaddr` or the file's first segment is not
+    /// mapped.
+    pub fn runtime_address(&self, maps: &[&super::Mapping], vaddr: u64) -> Option<u64> {
+        self.segment(vaddr)?;
+        Some(vaddr.wrapping_add(self.load_bias(maps)?))
+    }
+
+    /// Link-time address of the runtime address `addr`, the inverse of
+    /// [`Self::runtime_address`]; also right for .bss past the file's last
+    /// mapped page, which no file offset describes.
+    pub fn link_address(&self, maps: &[&super::Mapping], addr: u64) -> Option<u64> {
+        let vaddr = addr.wrapping_sub(self.load_bias(maps)?);
+        self.segment(vaddr).map(|_| vaddr)
+    }
+
+    /// The range of link-time addresses the PT_LOAD segments span, for
+    /// messages.
+    pub fn link_range(&self) -> Option<(u64, u64)> {
+        let start = self.segments.iter().map(|s| s.vaddr).min()?;
+        let end = self
+            .segments
+            .iter()
+            .map(|s| s.vaddr.saturating_add(s.memsz.max(s.filesz)))
+            .max()?;
+        Some((start, end))
+    }
+
+    pub fn vaddr_to_file_offset(&self, vaddr: u64) -> Option<u64> {
+        self.segment(vaddr)
             .and_then(|s| (vaddr - s.vaddr).checked_add(s.offset))
     }
 
@@ -206,6 +238,104 @@ mod tests {
             .vaddr_to_file_offset(main[0].addr)
             .expect("in a segment");
         assert_eq!(image.file_offset_to_vaddr(file_off), Some(main[0].addr));
+    }
+
+    fn image(segments: &[(u64, u64, u64, u64)]) -> ElfImage {
+        ElfImage {
+            symbols: Vec::new(),
+            segments: segments
+                .iter()
+                .map(|&(offset, vaddr, filesz, memsz)| Segment {
+                    vaddr,
+                    memsz,
+                    offset,
+                    filesz,
+                })
+                .collect(),
+        }
+    }
+
+    fn maps(text: &str) -> Vec<super::super::Mapping> {
+        super::super::maps::parse_maps(text)
+    }
+
+    /// gcc 12 + GNU ld 2.40, `gcc -O1 app.c` (PIE, separate code, RELRO):
+    /// `readelf -lW` and /proc/PID/maps under `setarch -R`, where gdb
+    /// prints `&counter` = 0x55555555801c (nm: 0x401c).
+    #[test]
+    fn gnu_ld_pie_data_is_not_taken_from_the_rodata_mapping() {
+        let elf = image(&[
+            (0x0, 0x0, 0x618, 0x618),
+            (0x1000, 0x1000, 0x181, 0x181),
+            (0x2000, 0x2000, 0xd4, 0xd4),
+            (0x2dd0, 0x3dd0, 0x248, 0x250),
+        ]);
+        let maps = maps(
+            "\
+555555554000-555555555000 r--p 00000000 fe:01 7 /tmp/app
+555555555000-555555556000 r-xp 00001000 fe:01 7 /tmp/app
+555555556000-555555557000 r--p 00002000 fe:01 7 /tmp/app
+555555557000-555555558000 r--p 00002000 fe:01 7 /tmp/app
+555555558000-555555559000 rw-p 00003000 fe:01 7 /tmp/app
+",
+        );
+        let maps: Vec<&_> = maps.iter().collect();
+        assert_eq!(elf.load_bias(&maps), Some(0x555555554000));
+        assert_eq!(elf.runtime_address(&maps, 0x401c), Some(0x55555555801c));
+        assert_eq!(elf.runtime_address(&maps, 0x1139), Some(0x555555555139));
+        assert_eq!(elf.link_address(&maps, 0x55555555801c), Some(0x401c));
+        assert_eq!(elf.link_address(&maps, 0x555555555139), Some(0x1139));
+        // Past every segment: no address, rather than a wrong one.
+        assert_eq!(elf.runtime_address(&maps, 0x4020), None);
+        assert_eq!(elf.link_address(&maps, 0x555555558020), None);
+    }
+
+    /// The same program linked by lld 14: every segment starts in file
+    /// page 0, so every mapping has offset 0.
+    #[test]
+    fn lld_segments_all_at_file_page_zero() {
+        let elf = image(&[
+            (0x0, 0x0, 0x60c, 0x60c),
+            (0x610, 0x1610, 0x180, 0x180),
+            (0x790, 0x2790, 0x1d8, 0x1d8),
+            (0x968, 0x3968, 0x38, 0x40),
+        ]);
+        // Listed out of order on purpose: the lowest mapping decides.
+        let maps = maps(
+            "\
+555555557000-555555558000 rw-p 00000000 fe:01 7 /tmp/app
+555555555000-555555556000 r-xp 00000000 fe:01 7 /tmp/app
+555555554000-555555555000 r--p 00000000 fe:01 7 /tmp/app
+555555556000-555555557000 r--p 00000000 fe:01 7 /tmp/app
+",
+        );
+        let maps: Vec<&_> = maps.iter().collect();
+        assert_eq!(elf.runtime_address(&maps, 0x1610), Some(0x555555555610));
+        assert_eq!(elf.runtime_address(&maps, 0x39a0), Some(0x5555555579a0));
+        assert_eq!(elf.link_address(&maps, 0x555555555610), Some(0x1610));
+    }
+
+    /// A non-PIE executable (ET_EXEC) runs at its link addresses: bias 0.
+    #[test]
+    fn non_pie_has_no_bias() {
+        let elf = image(&[
+            (0x0, 0x400000, 0x4d8, 0x4d8),
+            (0x1000, 0x401000, 0x161, 0x161),
+            (0x2e10, 0x403e10, 0x218, 0x228),
+        ]);
+        let maps = maps(
+            "\
+00400000-00401000 r--p 00000000 fe:01 7 /tmp/app
+00401000-00402000 r-xp 00001000 fe:01 7 /tmp/app
+00403000-00404000 r--p 00002000 fe:01 7 /tmp/app
+00404000-00405000 rw-p 00003000 fe:01 7 /tmp/app
+",
+        );
+        let maps: Vec<&_> = maps.iter().collect();
+        assert_eq!(elf.load_bias(&maps), Some(0));
+        assert_eq!(elf.runtime_address(&maps, 0x404030), Some(0x404030));
+        // The first segment unmapped: no bias can be known.
+        assert_eq!(elf.runtime_address(&maps[1..], 0x404030), None);
     }
 
     #[test]

@@ -82,6 +82,34 @@ pub enum ResolveError {
         pid: i32,
         mapped: Vec<String>,
     },
+    #[error(
+        "`{target}`: link address {link:#x} of {file} translates to {addr:#x} in process {pid}, \
+         which is {found}, not where that file's {what} lives; refusing to arm a breakpoint that \
+         cannot fire. Compare `readelf -lW {file}` with /proc/{pid}/maps and report it, or \
+         name the runtime address yourself as 0xADDRESS"
+    )]
+    Misplaced {
+        target: String,
+        /// "code" or "data".
+        what: &'static str,
+        file: String,
+        link: u64,
+        addr: u64,
+        found: String,
+        pid: i32,
+    },
+    #[error(
+        "`{target}`: {addr:#x} is outside every loadable segment of {file} (link addresses \
+         {start:#x}..{end:#x}); BINARY:0xADDRESS takes the address as `nm` or `objdump -d` \
+         print it for that file; for a runtime address drop the BINARY: prefix"
+    )]
+    OutsideFile {
+        target: String,
+        file: String,
+        addr: u64,
+        start: u64,
+        end: u64,
+    },
     #[error("cannot read ELF file {}: {reason}", .path.display())]
     Elf { path: PathBuf, reason: String },
     #[error(
@@ -210,19 +238,92 @@ impl ProcessImage {
         Ok(image)
     }
 
-    /// Runtime address of a link-time address of `path` in this process.
-    pub fn runtime_address(&self, path: &Path, image: &ElfImage, vaddr: u64) -> Option<u64> {
-        let maps: Vec<&Mapping> = self
-            .maps
+    /// The mappings of one file.
+    fn maps_of(&self, path: &Path) -> Vec<&Mapping> {
+        self.maps
             .iter()
             .filter(|m| m.path.as_deref() == Some(path))
-            .collect();
-        image.runtime_address(&maps, vaddr)
+            .collect()
+    }
+
+    /// Runtime address of a link-time address of `path` in this process.
+    pub fn runtime_address(&self, path: &Path, image: &ElfImage, vaddr: u64) -> Option<u64> {
+        image.runtime_address(&self.maps_of(path), vaddr)
+    }
+
+    /// Link-time address in `path` of a runtime address of this process.
+    pub fn link_address(&self, path: &Path, image: &ElfImage, addr: u64) -> Option<u64> {
+        image.link_address(&self.maps_of(path), addr)
+    }
+
+    /// Checks that a user breakpoint computed from link address `link` of
+    /// `path` lands where such a target lives: code in an executable
+    /// mapping of the file, data in a mapping of the file or in the
+    /// anonymous .bss right after one. A wrong load bias would otherwise
+    /// arm a valid-looking address that never fires (or fires on
+    /// something else).
+    fn check_placement(&self, bp: &Breakpoint, path: &Path, link: u64) -> Result<(), ResolveError> {
+        let mapping = self.mapping(bp.addr);
+        let ok = match mapping {
+            None => false,
+            Some(m) if bp.mode == Mode::Execute => m.executable && m.path.as_deref() == Some(path),
+            Some(m) => match &m.path {
+                Some(p) => p == path,
+                None => self
+                    .maps
+                    .iter()
+                    .any(|f| f.end == m.start && f.path.as_deref() == Some(path)),
+            },
+        };
+        if ok {
+            return Ok(());
+        }
+        let found = match mapping {
+            None => "in no mapping".to_owned(),
+            Some(m) => format!(
+                "in the {}{} mapping {:#x}-{:#x} at offset {:#x}",
+                if m.executable { "executable " } else { "" },
+                m.path
+                    .as_deref()
+                    .map_or("anonymous".to_owned(), |p| format!("`{}`", p.display())),
+                m.start,
+                m.end,
+                m.offset
+            ),
+        };
+        Err(ResolveError::Misplaced {
+            target: bp.spec.text.clone(),
+            what: if bp.mode == Mode::Execute {
+                "code"
+            } else {
+                "data"
+            },
+            file: path.display().to_string(),
+            link,
+            addr: bp.addr,
+            found,
+            pid: self.pid,
+        })
     }
 
     /// The mapping holding a runtime address.
     pub fn mapping(&self, addr: u64) -> Option<&Mapping> {
         self.maps.iter().find(|m| addr >= m.start && addr < m.end)
+    }
+
+    /// The file whose image holds a runtime address: the file mapped there,
+    /// or, for anonymous memory right after a mapping of a file, that file
+    /// (the .bss pages past the file's end).
+    fn file_of(&self, addr: u64) -> Option<PathBuf> {
+        let m = self.mapping(addr)?;
+        match &m.path {
+            Some(path) => Some(path.clone()),
+            None => self
+                .maps
+                .iter()
+                .find(|f| f.end == m.start)
+                .and_then(|f| f.path.clone()),
+        }
     }
 
     fn match_binary(&self, binary: &Path) -> Option<PathBuf> {
@@ -313,27 +414,44 @@ impl Resolver {
 
     pub fn resolve(&mut self, spec: &TargetSpec) -> Result<Breakpoint, ResolveError> {
         let found = self.locate(spec)?;
-        finish(spec, found)
+        let placed = found
+            .file
+            .clone()
+            .map(|(path, link)| (path, link.wrapping_add(found.offset)));
+        let bp = finish(spec, found)?;
+        if let (Some((path, link)), Some(process)) = (placed, &self.process) {
+            process.check_placement(&bp, &path, link)?;
+        }
+        Ok(bp)
+    }
+
+    /// The file of the traced process that `BINARY:` names.
+    fn mapped_binary(&mut self, spec: &TargetSpec, binary: &Path) -> Result<PathBuf, ResolveError> {
+        let Some(process) = self.process.as_mut() else {
+            return Err(ResolveError::NeedsProcess(spec.text.clone()));
+        };
+        process
+            .match_binary(binary)
+            .ok_or_else(|| ResolveError::NotMapped {
+                binary: binary.display().to_string(),
+                pid: process.pid,
+                mapped: process
+                    .files()
+                    .iter()
+                    .map(|f| format!("  {}", f.display()))
+                    .collect(),
+            })
     }
 
     fn locate(&mut self, spec: &TargetSpec) -> Result<Found, ResolveError> {
         match (&spec.location, &spec.binary) {
-            (Location::Address(addr), _) => self.locate_address(spec, *addr),
+            (Location::Address(addr), Some(binary)) => {
+                let path = self.mapped_binary(spec, binary)?;
+                self.locate_file_address(spec, &path, *addr)
+            }
+            (Location::Address(addr), None) => self.locate_address(spec, *addr),
             (Location::Symbol { name, offset }, Some(binary)) => {
-                let Some(process) = self.process.as_mut() else {
-                    return Err(ResolveError::NeedsProcess(spec.text.clone()));
-                };
-                let path = process
-                    .match_binary(binary)
-                    .ok_or_else(|| ResolveError::NotMapped {
-                        binary: binary.display().to_string(),
-                        pid: process.pid,
-                        mapped: process
-                            .files()
-                            .iter()
-                            .map(|f| format!("  {}", f.display()))
-                            .collect(),
-                    })?;
+                let path = self.mapped_binary(spec, binary)?;
                 self.locate_in_file(&path, name, *offset)?.ok_or_else(|| {
                     let suggestions = self
                         .process
@@ -404,7 +522,50 @@ impl Resolver {
             size: sym.size,
             offset,
             space: Space::User,
+            file: Some((path.to_owned(), sym.addr)),
         }))
+    }
+
+    /// `BINARY:0xADDRESS`: a link-time address of that file (as `nm` and
+    /// `objdump -d` print it), moved by the file's load bias.
+    fn locate_file_address(
+        &mut self,
+        spec: &TargetSpec,
+        path: &Path,
+        vaddr: u64,
+    ) -> Result<Found, ResolveError> {
+        let Some(process) = self.process.as_mut() else {
+            return Err(ResolveError::NeedsProcess(spec.text.clone()));
+        };
+        let image = process.image(path)?;
+        let Some(addr) = process.runtime_address(path, &image, vaddr) else {
+            let (start, end) = image.link_range().unwrap_or((0, 0));
+            return Err(ResolveError::OutsideFile {
+                target: spec.text.clone(),
+                file: path.display().to_string(),
+                addr: vaddr,
+                start,
+                end,
+            });
+        };
+        let object = Some(path.display().to_string());
+        Ok(match image.symbolize(vaddr) {
+            Some((sym, off)) => Found {
+                name: sym.display.clone(),
+                object,
+                kind: sym.kind,
+                base: addr - off,
+                size: size_at_start(sym.size, off),
+                offset: off,
+                space: Space::User,
+                file: Some((path.to_owned(), sym.addr)),
+            },
+            None => Found {
+                object,
+                file: Some((path.to_owned(), vaddr)),
+                ..Found::raw(addr, Space::User)
+            },
+        })
     }
 
     fn locate_kernel(&mut self, name: &str, offset: u64) -> Result<Found, ResolveError> {
@@ -458,6 +619,7 @@ impl Resolver {
             size: sym.size,
             offset,
             space: Space::Kernel,
+            file: None,
         })
     }
 
@@ -473,6 +635,7 @@ impl Resolver {
                     size: size_at_start(sym.size, off),
                     offset: off,
                     space: Space::Kernel,
+                    file: None,
                 },
                 None => Found::raw(addr, Space::Kernel),
             });
@@ -482,15 +645,13 @@ impl Resolver {
                 target: spec.text.clone(),
             });
         };
-        let Some(path) = process.mapping(addr).and_then(|m| m.path.clone()) else {
+        let Some(path) = process.file_of(addr) else {
             return Ok(Found::raw(addr, Space::User));
         };
         let Ok(image) = process.image(&path) else {
             return Ok(Found::raw(addr, Space::User));
         };
-        let vaddr = process
-            .mapping(addr)
-            .and_then(|m| image.link_address(m, addr));
+        let vaddr = process.link_address(&path, &image, addr);
         Ok(match vaddr.and_then(|v| image.symbolize(v)) {
             Some((sym, off)) => Found {
                 name: sym.display.clone(),
@@ -500,6 +661,8 @@ impl Resolver {
                 size: size_at_start(sym.size, off),
                 offset: off,
                 space: Space::User,
+                // The user named the runtime address: arm it as named.
+                file: None,
             },
             None => Found::raw(addr, Space::User),
         })
@@ -525,6 +688,9 @@ struct Found {
     size: u64,
     offset: u64,
     space: Space,
+    /// For a symbol of a process's file: the file and the link-time
+    /// address of `base`, for the placement check before arming.
+    file: Option<(PathBuf, u64)>,
 }
 
 impl Found {
@@ -537,6 +703,7 @@ impl Found {
             size: 0,
             offset: 0,
             space,
+            file: None,
         }
     }
 }
@@ -552,6 +719,7 @@ fn finish(spec: &TargetSpec, found: Found) -> Result<Breakpoint, ResolveError> {
         size,
         offset,
         space,
+        file: _,
     } = found;
     if size > 0 && offset >= size {
         return Err(ResolveError::OffsetBeyond {
