@@ -262,11 +262,20 @@ impl ProcessImage {
     /// anonymous .bss right after one. A wrong load bias would otherwise
     /// arm a valid-looking address that never fires (or fires on
     /// something else).
+    ///
+    /// What lives there follows the symbol's kind, not the mode: a data
+    /// symbol armed with `:x` is still data (and gets a warning that it
+    /// cannot fire, see [`advice`]), not a misplaced function.
     fn check_placement(&self, bp: &Breakpoint, path: &Path, link: u64) -> Result<(), ResolveError> {
+        let code = match bp.kind {
+            SymbolKind::Function => true,
+            SymbolKind::Object => false,
+            SymbolKind::Unknown => bp.mode == Mode::Execute,
+        };
         let mapping = self.mapping(bp.addr);
         let ok = match mapping {
             None => false,
-            Some(m) if bp.mode == Mode::Execute => m.executable && m.path.as_deref() == Some(path),
+            Some(m) if code => m.executable && m.path.as_deref() == Some(path),
             Some(m) => match &m.path {
                 Some(p) => p == path,
                 None => self
@@ -293,11 +302,7 @@ impl ProcessImage {
         };
         Err(ResolveError::Misplaced {
             target: bp.spec.text.clone(),
-            what: if bp.mode == Mode::Execute {
-                "code"
-            } else {
-                "data"
-            },
+            what: if code { "code" } else { "data" },
             file: path.display().to_string(),
             link,
             addr: bp.addr,
