@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::{
     export::{self, Export, ExportError, Folded, Format},
+    printable::printable,
     symbolize::frame_functions,
     trace::{Header, HitRecord, Summary, TraceLine},
 };
@@ -56,17 +57,20 @@ impl By {
         }
     }
 
-    /// The key of `hit`, or None when it has none (a value for an execute hit).
+    /// The key of `hit` as the report prints it, control characters
+    /// escaped, or None when it has none (a value for an execute hit).
     pub fn key(self, hit: &HitRecord) -> Option<String> {
         match self {
-            Self::Comm => Some(hit.comm.to_string()),
+            Self::Comm => Some(printable(&hit.comm).into_owned()),
             Self::Pid => Some(hit.pid.to_string()),
             Self::Cpu => Some(hit.cpu.to_string()),
-            Self::Caller => Some(caller(hit)),
+            Self::Caller => Some(printable(&caller(hit)).into_owned()),
+            // Escaped already, as in the .folded export.
             Self::Stack => Some(export::folded_stack(hit)),
-            Self::Value => hit
-                .value
-                .map(|v| hit.value_text.clone().unwrap_or_else(|| format!("{v:#x}"))),
+            Self::Value => hit.value.map(|v| match &hit.value_text {
+                Some(text) => printable(text).into_owned(),
+                None => format!("{v:#x}"),
+            }),
         }
     }
 }
@@ -370,14 +374,16 @@ fn render(
     top: usize,
 ) -> String {
     let mut out = String::new();
+    // Every string from the file is escaped: a trace may come from anyone,
+    // and its comms and symbols from the traced program.
     if let Some(h) = header {
         let _ = writeln!(
             out,
             "trace of {} on {} ({}): {}",
-            h.tool,
-            h.hostname,
-            h.kernel_release,
-            h.command_line.join(" ")
+            printable(&h.tool),
+            printable(&h.hostname),
+            printable(&h.kernel_release),
+            printable(&h.command_line.join(" "))
         );
     }
     if let Some(s) = summary {
@@ -389,7 +395,9 @@ fn render(
         let _ = writeln!(
             out,
             "{hits} hits in {:.1} s ({}); lost: {}",
-            s.duration_s, s.end_reason, s.lost
+            s.duration_s,
+            printable(&s.end_reason),
+            s.lost
         );
     }
     let summaries: HashMap<&str, &crate::trace::TargetSummary> = summary
@@ -422,9 +430,9 @@ fn render(
             None => "-".into(),
         };
         rows.push([
-            name.clone(),
-            symbol.to_owned(),
-            mode.to_owned(),
+            printable(name).into_owned(),
+            printable(symbol).into_owned(),
+            printable(mode).into_owned(),
             t.hits.to_string(),
             dropped,
             rate,
@@ -441,7 +449,13 @@ fn render(
             }
             let mut entries: Vec<(&String, &u64)> = map.iter().collect();
             entries.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-            let _ = writeln!(out, "\n{name} by {} ({} distinct):", b.title(), map.len());
+            let _ = writeln!(
+                out,
+                "\n{} by {} ({} distinct):",
+                printable(name),
+                b.title(),
+                map.len()
+            );
             let mut rows = vec![["HITS", "SHARE", b.title()].map(str::to_owned)];
             let total = t.hits.max(1) as f64;
             for (key, n) in entries.iter().take(top) {
@@ -519,4 +533,108 @@ pub fn main(args: &ReportArgs) -> anyhow::Result<()> {
         eprintln!("hwbp-trace: warning: {warning}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trace in a temporary file, removed on drop.
+    struct TraceFile(PathBuf);
+
+    impl TraceFile {
+        fn new(name: &str, text: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("hwbp-report-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let path = dir.join("t.jsonl");
+            std::fs::write(&path, text).expect("write trace");
+            Self(path)
+        }
+    }
+
+    impl Drop for TraceFile {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    /// Comms and symbols from the traced program, and the header's strings,
+    /// reach the report escaped: one line each, no escape sequence.
+    #[test]
+    fn the_report_escapes_control_characters() {
+        let hit = |comm: &str| {
+            serde_json::to_string(&TraceLine::Hit(HitRecord {
+                ts_ns: 1_000_000_000,
+                comm: comm.into(),
+                target: "f\nx".into(),
+                symbol: "f\nx".into(),
+                mode: "x".into(),
+                ip_sym: "f\nx+0x0".into(),
+                ustack: vec!["f\nx+0x0".into(), "ma\x1bin+0x4".into()].into(),
+                ..Default::default()
+            }))
+            .expect("serialize")
+        };
+        let header = serde_json::to_string(&TraceLine::Header(Header {
+            format_version: crate::trace::FORMAT_VERSION,
+            tool: "hwbp-trace".into(),
+            kernel_release: "6.1".into(),
+            hostname: "h\x07".into(),
+            start_unix_s: 0.0,
+            start_monotonic_ns: 0,
+            command_line: vec!["hwbp-trace".into(), "f\nx".into()],
+            targets: vec![crate::trace::TargetInfo {
+                target: "f\nx".into(),
+                symbol: "f\nx".into(),
+                addr: "0x1000".into(),
+                mode: "x".into(),
+                len: 1,
+                space: "user".into(),
+            }],
+        }))
+        .expect("serialize");
+        let summary = serde_json::to_string(&TraceLine::Summary(Summary {
+            end_reason: "process-exit".into(),
+            ..Default::default()
+        }))
+        .expect("serialize");
+        let file = TraceFile::new(
+            "escape",
+            &[
+                header,
+                hit("\x1b[2J\x1b[41m"),
+                hit("\x1b[2J\x1b[41m"),
+                hit("a\nb"),
+                summary,
+            ]
+            .join("\n"),
+        );
+        let (text, outcome) =
+            report_string(&file.0, &[By::Comm, By::Caller, By::Stack]).expect("report");
+        assert_eq!(outcome.hits, 3);
+        assert_eq!(
+            text,
+            "trace of hwbp-trace on h\\x07 (6.1): hwbp-trace f\\nx\n\
+             0 hits in 0.0 s (process-exit); lost: 0\n\
+             \n\
+             TARGET  SYMBOL  MODE  HITS  DROPPED  RATE/s\n\
+             f\\nx    f\\nx    x        3        -       -\n\
+             \n\
+             f\\nx by comm (2 distinct):\n\
+             HITS  SHARE  comm\n   \
+             2  66.7%  \\e[2J\\e[41m\n   \
+             1  33.3%  a\\nb\n\
+             \n\
+             f\\nx by caller (1 distinct):\n\
+             HITS   SHARE  caller\n   \
+             3  100.0%  ma\\ein\n\
+             \n\
+             f\\nx by stack (1 distinct):\n\
+             HITS   SHARE  stack\n   \
+             3  100.0%  f\\nx;ma\\ein;f\\nx\n"
+        );
+    }
 }

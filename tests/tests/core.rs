@@ -1473,6 +1473,56 @@ fn non_utf8_comm() {
     assert_eq!(hits[0]["comm"], "fx\u{fffd}\u{fffd}user");
 }
 
+/// A traced program chooses its comm: one that would clear root's terminal
+/// and paint it red, or split a hit line in two, shows escaped in every text
+/// output (one line per hit, no ESC byte anywhere) and raw in JSON.
+#[test]
+fn a_comm_of_control_characters_is_escaped_in_text() {
+    if !root_or_skip("a_comm_of_control_characters_is_escaped_in_text") {
+        return;
+    }
+    let dir = TempDir::new("comm-escape");
+    for (comm, shown) in [("\x1b[2J\x1b[41m", "\\e[2J\\e[41m"), ("a\nb", "a\\nb")] {
+        let (txt, jsonl) = (dir.path("t.txt"), dir.path("t.jsonl"));
+        let out = Command::new(hwbp_trace())
+            .args(["--no-tui", "-o", &txt, "-o", &jsonl, "hwbp_fx_target", "--"])
+            .args([&fx(), "calls", "3"])
+            .env("HWBP_FX_COMM", comm)
+            .output()
+            .expect("run hwbp-trace");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let file = fs::read(&txt).expect("t.txt");
+        for (name, bytes) in [
+            ("stdout", &out.stdout),
+            ("stderr", &out.stderr),
+            ("t.txt", &file),
+        ] {
+            assert!(!bytes.contains(&0x1b), "an ESC byte in {name}: {bytes:?}");
+        }
+        // The hit lines, and the fixture's own `done 3` among them (two
+        // processes write into the one stdout).
+        let text = stdout(&out);
+        let mut lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{comm:?}: {text}");
+        lines.retain(|l| *l != "done 3");
+        assert_eq!(lines.len(), 3, "{comm:?}: {text}");
+        for line in &lines {
+            assert!(
+                line.trim_start().starts_with(&format!("{shown}-"))
+                    && line.contains(": hwbp_fx_target x "),
+                "{comm:?}: {line}"
+            );
+        }
+        let file = String::from_utf8(file).expect("t.txt is UTF-8");
+        assert_eq!(file.lines().collect::<Vec<_>>(), lines, "{file}");
+        let (_, hits, _) = read_trace(&jsonl);
+        assert_eq!(hits.len(), 3);
+        for hit in &hits {
+            assert_eq!(hit["comm"], comm, "JSON keeps the comm as it is");
+        }
+    }
+}
+
 /// A full disk: writing stops, the file keeps whole records (header first)
 /// and ends with a summary marked `trace_truncated`, the summary is still
 /// printed, and the run fails (exit 1) so that scripts notice.

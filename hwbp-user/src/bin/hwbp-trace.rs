@@ -13,6 +13,7 @@ use hwbp::{
     arm::Scope,
     cli::{Cli, Command, TraceArgs},
     collect::Filters,
+    printable::printable,
     process::CommandOutput,
     session::{self, Armament, Options},
     stats::Stats,
@@ -240,18 +241,21 @@ fn summary_table(summary: &Summary) -> String {
         "HITS".to_owned(),
         "DROPPED".to_owned(),
     ]];
+    // A target's name may come from the traced program (a symbol): one
+    // row, whatever it holds.
+    let cell = |s: &str| printable(s).into_owned();
     for t in &summary.targets {
         rows.push([
-            t.target.clone(),
-            t.symbol.clone(),
-            t.addr.clone(),
-            t.mode.clone(),
+            cell(&t.target),
+            cell(&t.symbol),
+            cell(&t.addr),
+            cell(&t.mode),
             t.hits.to_string(),
             t.dropped.to_string(),
         ]);
     }
     let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::from("\n");
     for row in &rows {
@@ -346,5 +350,28 @@ mod tests {
         for status in [Some(0), Some(1), None] {
             assert!(!said(status).contains("SIGTRAP"), "{}", said(status));
         }
+    }
+
+    /// A symbol name holding control characters stays on its row, escaped.
+    #[test]
+    fn the_summary_table_escapes_control_characters() {
+        let table = summary_table(&Summary {
+            targets: vec![hwbp::trace::TargetSummary {
+                target: "f\x1b[2J".into(),
+                symbol: "a\nb".into(),
+                addr: "0x1000".into(),
+                mode: "x".into(),
+                hits: 3,
+                ..Default::default()
+            }],
+            end_reason: "process-exit".into(),
+            ..Summary::default()
+        });
+        assert_eq!(
+            table,
+            "\nTARGET  SYMBOL  ADDRESS  MODE  HITS  DROPPED\n\
+             f\\e[2J  a\\nb    0x1000   x        3        0\n\
+             3 hits in 0.0 s (process-exit); lost: 0\n"
+        );
     }
 }

@@ -40,7 +40,9 @@
 //! Options before the command: `--wait PATH` waits until PATH exists before
 //! doing anything (so that -p can attach first); `--delay-ms MS` sleeps first.
 //! The environment's `HWBP_FX_START_DELAY_MS` sleeps before both (see
-//! `start_delay`). On stdout it prints `done CALLS` with the count it did.
+//! `start_delay`), and `HWBP_FX_COMM` renames the process first (its comm,
+//! as `prctl(PR_SET_NAME)` sets it: any bytes, cut to 15). On stdout it
+//! prints `done CALLS` with the count it did.
 //!
 //! A SIGTRAP does not kill it: it says so on stderr, appends the line to
 //! the file `$HWBP_FX_FAULTS` when that is set, and goes on. The kernel
@@ -599,7 +601,20 @@ fn note_sigtraps() {
     }
 }
 
+/// Renames the process to `$HWBP_FX_COMM`, when that is set: a traced
+/// program chooses its comm, control characters included.
+fn set_comm() {
+    if let Some(comm) = env::var_os("HWBP_FX_COMM")
+        && let Ok(comm) = CString::new(comm.as_bytes())
+    {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string (the kernel
+        // copies at most 16 bytes), which `comm` is and outlives the call.
+        unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
+    }
+}
+
 fn main() -> ExitCode {
+    set_comm();
     note_sigtraps();
     start_delay();
     // argv[0] may not be UTF-8 (tests run the fixture through such a link).
