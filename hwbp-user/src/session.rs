@@ -500,6 +500,26 @@ async fn arm_and_trace(
         }
     };
 
+    // Ctrl-C reaches the whole process group: the command can die of it
+    // before the runtime hands us our own SIGINT, which is pending by then
+    // (the kernel signals every member of the group before any runs on).
+    // The user ended the trace all the same.
+    let end_reason = match end_reason {
+        "process-exit" => {
+            let stopped = tokio::time::timeout(Duration::from_millis(20), async {
+                tokio::select! {
+                    _ = sigint.recv() => {}
+                    _ = sigterm.recv() => {}
+                    _ = sighup.recv() => {}
+                }
+            })
+            .await
+            .is_ok();
+            if stopped { "signal" } else { end_reason }
+        }
+        other => other,
+    };
+
     // Stop: disarm first, then take what is left; nothing recorded is lost.
     armed.disarm();
     loop {
@@ -519,12 +539,24 @@ async fn arm_and_trace(
     let kernel_counts = armed.kernel_counts(breakpoints.len());
     drop(armed);
 
-    let exit_status = match launched.as_mut() {
-        Some(child) if end_reason == "process-exit" => child.try_wait().ok().flatten().map(|s| {
-            use std::os::unix::process::ExitStatusExt as _;
-            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
-        }),
-        _ => None,
+    // How the command ended, when the trace ended with it: its exit code,
+    // or 128 + the signal's number as a shell's `$?` says, and the signal.
+    let (exit_status, signal) = match launched.as_mut() {
+        Some(child) if end_reason == "process-exit" => match child.try_wait() {
+            Ok(Some(status)) => {
+                use std::os::unix::process::ExitStatusExt as _;
+                match (status.code(), status.signal()) {
+                    (Some(code), _) => (Some(code), None),
+                    (None, Some(signal)) => (
+                        Some(128 + signal),
+                        Some(crate::process::signal_name(signal)),
+                    ),
+                    (None, None) => (None, None),
+                }
+            }
+            _ => (None, None),
+        },
+        _ => (None, None),
     };
     let summary = Summary {
         targets: breakpoints
@@ -555,6 +587,7 @@ async fn arm_and_trace(
         duration_s: started.elapsed().as_secs_f64(),
         end_reason: end_reason.to_owned(),
         exit_status,
+        signal,
         trace_truncated: false,
         output_errors: Vec::new(),
         error: collector.failure.clone(),

@@ -255,9 +255,14 @@ pub struct Summary {
     /// Why tracing ended early when `end_reason` is `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Exit status of the traced command, when it exited.
+    /// How a `-- CMD` ended, when the trace ended with it (`end_reason`
+    /// `process-exit`), as a shell's `$?` says it: its exit code, or 128 +
+    /// the signal's number when a signal killed it. hwbp-trace exits with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,
+    /// The signal that killed the command (`SIGKILL`), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
 }
 
 impl HitRecord {

@@ -1523,6 +1523,92 @@ fn a_comm_of_control_characters_is_escaped_in_text() {
     }
 }
 
+/// hwbp-trace exits as the command it started did, as timeout(1) does: N
+/// for `exit N`, 128 + S for death by signal S; the summary says which.
+#[test]
+fn the_exit_status_is_the_commands() {
+    if !root_or_skip("the_exit_status_is_the_commands") {
+        return;
+    }
+    let dir = TempDir::new("exit-status");
+    for (how, code, signal, said) in [
+        ("exit", 7, None, "; command exited with status 7\n"),
+        (
+            "signal",
+            137,
+            Some("SIGKILL"),
+            "; command killed by SIGKILL\n",
+        ),
+    ] {
+        let jsonl = dir.path("t.jsonl");
+        let arg = if how == "exit" { "7" } else { "9" };
+        let out = run(&[
+            "--no-tui",
+            "-q",
+            "-o",
+            &jsonl,
+            "hwbp_fx_target",
+            "--",
+            &fx(),
+            how,
+            "3",
+            arg,
+        ]);
+        assert_eq!(out.status.code(), Some(code), "{how}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{how}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "done 3\n");
+        let (_, hits, summary) = read_trace(&jsonl);
+        assert_eq!(hits.len(), 3, "{how}");
+        assert_eq!(summary["end_reason"], "process-exit", "{how}");
+        assert_eq!(summary["exit_status"], code, "{how}");
+        assert_eq!(
+            summary.get("signal"),
+            signal.map(Value::from).as_ref(),
+            "{how}: {summary}"
+        );
+    }
+}
+
+/// Ctrl-C in a shell sends SIGINT to the whole foreground process group,
+/// hwbp-trace and its command alike: that is how a user ends a trace, and
+/// it is a success (exit 0), not the command's 130.
+#[test]
+fn ctrl_c_ends_the_trace_with_success() {
+    if !root_or_skip("ctrl_c_ends_the_trace_with_success") {
+        return;
+    }
+    use std::os::unix::process::CommandExt as _;
+    let dir = TempDir::new("ctrl-c");
+    let jsonl = dir.path("t.jsonl");
+    let mut tracer = Command::new(hwbp_trace())
+        .args([
+            "--no-tui",
+            "-q",
+            "-o",
+            &jsonl,
+            "hwbp_fx_target",
+            "--",
+            &fx(),
+        ])
+        .args(["spin", "20", "200"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("start hwbp-trace");
+    let pid = traced_pid(&first_stderr_line(&mut tracer));
+    thread::sleep(Duration::from_millis(300));
+    // The group is hwbp-trace's: its pid is the group's id.
+    kill(-(tracer.id() as i32), libc::SIGINT);
+    let status = tracer.wait().expect("hwbp-trace");
+    kill(pid, libc::SIGKILL);
+    assert_eq!(status.code(), Some(0), "{status}");
+    let (_, hits, summary) = read_trace(&jsonl);
+    assert_eq!(summary["end_reason"], "signal", "{summary}");
+    assert!(!hits.is_empty(), "the fixture was calling");
+    assert_eq!(summary.get("exit_status"), None, "{summary}");
+}
+
 /// A full disk: writing stops, the file keeps whole records (header first)
 /// and ends with a summary marked `trace_truncated`, the summary is still
 /// printed, and the run fails (exit 1) so that scripts notice.

@@ -30,6 +30,10 @@
 //! fx_user topstack N              call hwbp_fx_target N times on a stack of
 //!                                 its own whose mapping ends 64 bytes above
 //!                                 the call: a read past that fails
+//! fx_user exit N STATUS           call hwbp_fx_target N times, print `done N`,
+//!                                 then exit with STATUS
+//! fx_user signal N SIGNAL         call hwbp_fx_target N times, print `done N`,
+//!                                 then die of SIGNAL (a number)
 //! fx_user paired calls|writes N BATCH OUT
 //!                                 N calls of (writes to) hwbp_fx_target
 //!                                 (HWBP_FX_COUNTER), of fx_bench_floor
@@ -373,6 +377,24 @@ fn run(args: &[String]) -> Result<u64, String> {
             let n = num(rest.first())?;
             hwbp_fx_caller(n);
             Ok(n)
+        }
+        "exit" => {
+            let n = num(rest.first())?;
+            let status = num(rest.get(1))?;
+            hwbp_fx_caller(n);
+            println!("done {n}");
+            std::process::exit(i32::try_from(status).map_err(|e| format!("bad status: {e}"))?)
+        }
+        "signal" => {
+            let n = num(rest.first())?;
+            let signal =
+                c_int::try_from(num(rest.get(1))?).map_err(|e| format!("bad signal: {e}"))?;
+            hwbp_fx_caller(n);
+            println!("done {n}");
+            // (Rust's stdout is line-buffered: `done N` is out already.)
+            // SAFETY: raise(3) takes a signal number and no pointers.
+            unsafe { libc::raise(signal) };
+            Err(format!("signal {signal} did not end the process"))
         }
         "writes" => {
             let n = num(rest.first())?;
