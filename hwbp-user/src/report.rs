@@ -107,7 +107,7 @@ pub struct ReportArgs {
     #[arg(long, value_enum, value_name = "KEY")]
     pub by: Vec<By>,
     /// Rows per breakdown.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = parse_top)]
     pub top: usize,
     /// Write collapsed stacks (flamegraph.pl, inferno, speedscope).
     #[arg(long, value_name = "OUT")]
@@ -118,6 +118,16 @@ pub struct ReportArgs {
     /// Write a flame graph SVG (inferno).
     #[arg(long, value_name = "OUT.svg")]
     pub flamegraph: Option<PathBuf>,
+}
+
+/// `--top N`: at least one row (`--top 0` would print every breakdown as
+/// one `[others]` row).
+fn parse_top(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("--top 0 would show no row: give the number of rows per breakdown, 1 or more (default 10)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("--top {s}: give the number of rows per breakdown, 1 or more (default 10)")),
+    }
 }
 
 #[derive(Debug, Error)]
@@ -135,6 +145,17 @@ pub enum ReportError {
         line: u64,
         reason: String,
     },
+    #[error(
+        "{} is empty: it holds no trace line; give a file written with `hwbp-trace -o FILE.jsonl`",
+        .path.display()
+    )]
+    Empty { path: PathBuf },
+    #[error(
+        "{}: no header line, which every trace starts with: not a whole trace written with \
+         `-o FILE.jsonl`; give the file as hwbp-trace wrote it",
+        .path.display()
+    )]
+    NoHeader { path: PathBuf },
     #[error(transparent)]
     Export(#[from] ExportError),
     #[error("writing {}: {error}", .path.display())]
@@ -282,6 +303,21 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
         }
     }
 
+    // Nothing to report is an error, not an empty report that a script
+    // would take for a trace without hits.
+    if header.is_none() {
+        // No line at all, or blank ones only.
+        let empty = outcome.hits == 0 && summary.is_none() && outcome.warnings.is_empty();
+        return Err(if empty {
+            ReportError::Empty {
+                path: input.clone(),
+            }
+        } else {
+            ReportError::NoHeader {
+                path: input.clone(),
+            }
+        });
+    }
     let finished = summary.clone().unwrap_or_default();
     for export in exports.iter_mut() {
         export
@@ -558,6 +594,58 @@ mod tests {
             if let Some(dir) = self.0.parent() {
                 let _ = std::fs::remove_dir_all(dir);
             }
+        }
+    }
+
+    /// A file with nothing to report is an error naming the file, whether
+    /// empty, blank, or without the header every trace starts with.
+    #[test]
+    fn no_trace_is_an_error() {
+        let hit = serde_json::to_string(&TraceLine::Hit(HitRecord::default())).expect("hit");
+        for (name, text, empty) in [
+            ("empty", String::new(), true),
+            ("blank", "\n \n".to_owned(), true),
+            ("headless", format!("{hit}\n{hit}\n"), false),
+        ] {
+            let file = TraceFile::new(name, &text);
+            let error = report_string(&file.0, &[]).expect_err(name);
+            let path = file.0.display();
+            assert_eq!(
+                error.to_string(),
+                if empty {
+                    format!(
+                        "{path} is empty: it holds no trace line; give a file written with `hwbp-trace -o FILE.jsonl`"
+                    )
+                } else {
+                    format!(
+                        "{path}: no header line, which every trace starts with: not a whole trace written with `-o FILE.jsonl`; give the file as hwbp-trace wrote it"
+                    )
+                },
+                "{name}"
+            );
+        }
+    }
+
+    /// `--top 0` is refused on the command line (exit status 2), saying
+    /// what to give instead.
+    #[test]
+    fn top_zero_is_a_usage_error() {
+        use clap::Parser as _;
+        let parse = |top: &str| {
+            crate::cli::Cli::try_parse_from(["hwbp-trace", "report", "t.jsonl", "--top", top])
+        };
+        let error = parse("0").expect_err("--top 0");
+        assert_eq!(error.exit_code(), 2);
+        assert!(
+            error.to_string().contains(
+                "--top 0 would show no row: give the number of rows per breakdown, 1 or more (default 10)"
+            ),
+            "{error}"
+        );
+        assert!(parse("x").is_err());
+        match parse("1").map(|cli| cli.command) {
+            Ok(Some(crate::cli::Command::Report(args))) => assert_eq!(args.top, 1),
+            other => panic!("{other:?}"),
         }
     }
 
