@@ -357,10 +357,12 @@ async fn arm_and_trace(
         command_line: command_line.clone(),
         targets: breakpoints.iter().map(target_info).collect(),
     };
-    let header = if redact_addresses {
-        crate::redact::header(header)
-    } else {
-        header
+    // Taken now, before the command runs its own code: its executable and
+    // libraries are mapped, and where they are tells its addresses.
+    let redactor = redact_addresses.then(|| crate::redact::Redactor::for_process(traced_pid));
+    let header = match &redactor {
+        Some(redactor) => redactor.header(header),
+        None => header,
     };
     for export in exports.iter_mut() {
         export.header(&header);
@@ -414,7 +416,7 @@ async fn arm_and_trace(
         per_slot: vec![0; breakpoints.len()],
         after_limit: vec![0; breakpoints.len()],
         write_errors_reported: vec![false; outputs],
-        redact_addresses,
+        redactor,
         failure: None,
         fault_after: std::env::var("HWBP_FAULT_PANIC_AFTER")
             .ok()
@@ -593,8 +595,8 @@ async fn arm_and_trace(
         error: collector.failure.clone(),
     };
     let mut summary = summary;
-    if redact_addresses {
-        crate::redact::summary(&mut summary);
+    if let Some(redactor) = &redactor {
+        redactor.summary(&mut summary);
     }
     if let Ok(mut s) = stats.lock() {
         s.counters = counters;
@@ -658,7 +660,8 @@ struct Collector<'a> {
     after_limit: Vec<u64>,
     /// Per `-o` file, whether its write error was reported already.
     write_errors_reported: Vec<bool>,
-    redact_addresses: bool,
+    /// `--redact-addresses`.
+    redactor: Option<crate::redact::Redactor>,
     /// Why recording stopped early (a caught panic, a ring buffer error).
     failure: Option<String>,
     /// Test hook: panic before recording hit N (HWBP_FAULT_PANIC_AFTER), so
@@ -742,8 +745,8 @@ impl Collector<'_> {
                 panic!("fault injection (HWBP_FAULT_PANIC_AFTER={})", self.recorded);
             }
             let mut record = self.record(bp, hit);
-            if self.redact_addresses {
-                crate::redact::hit(&mut record);
+            if let Some(redactor) = &self.redactor {
+                redactor.hit(&mut record);
             }
             self.recorded += 1;
             self.per_slot[slot] += 1;

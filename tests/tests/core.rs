@@ -10,7 +10,7 @@ use std::{
 };
 
 use hwbp_tests::{
-    TempDir, first_stderr_line, fixture, hwbp_trace, root_or_skip, run, stderr, stdout,
+    TempDir, compile_c, first_stderr_line, fixture, hwbp_trace, root_or_skip, run, stderr, stdout,
 };
 use serde_json::Value;
 
@@ -1444,6 +1444,99 @@ fn redacted_traces_keep_symbols_but_no_addresses() {
         .skip(1)
         .any(|rest| rest.chars().take_while(char::is_ascii_hexdigit).count() >= 9);
     assert!(!long_hex, "an address survived redaction");
+}
+
+/// A program built without PIE lives at 0x400000: its addresses have 6 or
+/// 7 hex digits, as short as any small number, and must go all the same.
+/// No address in the binary's range is left in stdout, stderr or the trace;
+/// offsets and small numbers stay.
+#[test]
+fn redaction_covers_a_non_pie_program() {
+    if !root_or_skip("redaction_covers_a_non_pie_program") {
+        return;
+    }
+    let dir = TempDir::new("redact-nopie");
+    let Some((program, _)) = compile_c(
+        "redaction_covers_a_non_pie_program",
+        &dir,
+        "nopie",
+        "#include <stdio.h>\n\
+         int hwbp_np_counter;\n\
+         __attribute__((noinline)) void hwbp_np_target(int *p, const char *s) { *p += s[0]; }\n\
+         int main(void) { for (int i = 0; i < 3; i++) hwbp_np_target(&hwbp_np_counter, \"x\");\n\
+           printf(\"%d\\n\", hwbp_np_counter); return 0; }\n",
+        &["-no-pie", "-fno-omit-frame-pointer", "-g", "-O1"],
+    ) else {
+        return;
+    };
+    // The binary's range, from its symbols: e.g. 0x401000 to 0x404030.
+    let nm = Command::new("nm").arg(&program).output().expect("nm");
+    let addresses: Vec<u64> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.split_whitespace().next()?, 16).ok())
+        .filter(|&a| a >= 0x400000)
+        .collect();
+    let (low, high) = (
+        addresses.iter().copied().min().expect("symbols"),
+        addresses.iter().copied().max().expect("symbols"),
+    );
+    assert!(high < 1 << 32, "not PIE: {low:#x}..{high:#x}");
+
+    let jsonl = dir.path("t.jsonl");
+    let out = run(&[
+        "--no-tui",
+        "--redact-addresses",
+        "-o",
+        &jsonl,
+        "hwbp_np_target",
+        "--",
+        &program,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let trace = fs::read_to_string(&jsonl).expect("trace");
+    for (name, text) in [
+        ("stdout", stdout(&out)),
+        ("stderr", stderr(&out)),
+        ("trace", trace),
+    ] {
+        for rest in text.split("0x").skip(1) {
+            let digits: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+            let value = u64::from_str_radix(&digits, 16).unwrap_or(0);
+            assert!(
+                !(low..=high + 0x1000).contains(&value),
+                "{name}: the address 0x{digits} survived redaction:\n{text}"
+            );
+        }
+    }
+    let (header, hits, summary) = read_trace(&jsonl);
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    assert_eq!(header["targets"][0]["addr"], "0x…");
+    assert_eq!(summary["targets"][0]["addr"], "0x…");
+    assert_eq!(summary["targets"][0]["hits"], 3);
+    for hit in &hits {
+        assert_eq!((&hit["addr"], &hit["ip"]), (&"0x…".into(), &"0x…".into()));
+    }
+    let call = &hits[0];
+    let args: Vec<(&str, &str)> = call["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap_or(""),
+                a["value"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        args,
+        [("p", "0x…"), ("s", "0x…")],
+        "pointers into the binary"
+    );
+    assert!(
+        ustack(call)[0].starts_with("hwbp_np_target+0x0") && ustack(call)[1].starts_with("main+0x"),
+        "symbols and offsets stay: {call}"
+    );
 }
 
 /// A comm that is not UTF-8 (the kernel takes any bytes) is matched by
