@@ -28,7 +28,9 @@ Examples:
   sudo hwbp-trace -o t.jsonl counter:rw -- ./app   watch a variable of a program
   sudo hwbp-trace -p 1234 libc.so.6:malloc -n 100  the first 100 malloc calls
 
-Exit status: 0 traced, 1 runtime failure, 2 bad usage.";
+Exit status: a `-- CMD` that ends the trace passes its own on (128+N for
+signal N), as timeout(1) does; otherwise 0 traced (Ctrl-C included);
+1 runtime failure, 2 bad usage.";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -136,9 +136,10 @@ impl Folded {
 }
 
 /// A frame name as a folded-stack element: `;` separates frames and the
-/// last space separates the count, so neither may be ambiguous.
+/// last space separates the count, so neither may be ambiguous, and a
+/// newline would split the line (control characters are escaped).
 fn folded_frame(name: &str) -> String {
-    name.replace(';', ":")
+    crate::printable::printable(name).replace(';', ":")
 }
 
 /// `target;root;…;leaf`: the target first (so several share a file), then

@@ -4,7 +4,10 @@ use std::io::{self, Write};
 
 use anyhow::{Context as _, Result};
 
-use crate::resolve::{ElfImage, Kallsyms, ProcessImage, SymbolKind};
+use crate::{
+    printable::printable,
+    resolve::{ElfImage, Kallsyms, ProcessImage, SymbolKind},
+};
 
 fn matches(pattern: &str, name: &str) -> bool {
     if !pattern.contains(['*', '?']) {
@@ -37,6 +40,11 @@ fn row(
         SymbolKind::Object => "object",
         SymbolKind::Unknown => "other",
     };
+    // Names and paths come from the file listed: one line each, whatever
+    // they hold.
+    let name = printable(name);
+    let object = object.to_string();
+    let object = printable(&object);
     writeln!(out, "{addr:#018x} {kind:<8} {size:>8} {name} [{object}]")
 }
 
@@ -129,6 +137,25 @@ fn list(
 #[cfg(test)]
 mod tests {
     use std::io;
+
+    /// A symbol name from an untrusted file stays on its line, escaped.
+    #[test]
+    fn a_row_escapes_control_characters() {
+        let mut out = Vec::new();
+        super::row(
+            &mut out,
+            0x401126,
+            crate::resolve::SymbolKind::Function,
+            16,
+            "evil\n\x1b[2J",
+            "/tmp/a\tb",
+        )
+        .expect("row");
+        assert_eq!(
+            String::from_utf8(out).expect("UTF-8"),
+            "0x0000000000401126 function       16 evil\\n\\e[2J [/tmp/a\\tb]\n"
+        );
+    }
 
     #[test]
     fn wildcard() {

@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::{
     export::{self, Export, ExportError, Folded, Format},
+    printable::printable,
     symbolize::frame_functions,
     trace::{Header, HitRecord, Summary, TraceLine},
 };
@@ -56,17 +57,20 @@ impl By {
         }
     }
 
-    /// The key of `hit`, or None when it has none (a value for an execute hit).
+    /// The key of `hit` as the report prints it, control characters
+    /// escaped, or None when it has none (a value for an execute hit).
     pub fn key(self, hit: &HitRecord) -> Option<String> {
         match self {
-            Self::Comm => Some(hit.comm.to_string()),
+            Self::Comm => Some(printable(&hit.comm).into_owned()),
             Self::Pid => Some(hit.pid.to_string()),
             Self::Cpu => Some(hit.cpu.to_string()),
-            Self::Caller => Some(caller(hit)),
+            Self::Caller => Some(printable(&caller(hit)).into_owned()),
+            // Escaped already, as in the .folded export.
             Self::Stack => Some(export::folded_stack(hit)),
-            Self::Value => hit
-                .value
-                .map(|v| hit.value_text.clone().unwrap_or_else(|| format!("{v:#x}"))),
+            Self::Value => hit.value.map(|v| match &hit.value_text {
+                Some(text) => printable(text).into_owned(),
+                None => format!("{v:#x}"),
+            }),
         }
     }
 }
@@ -103,7 +107,7 @@ pub struct ReportArgs {
     #[arg(long, value_enum, value_name = "KEY")]
     pub by: Vec<By>,
     /// Rows per breakdown.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = parse_top)]
     pub top: usize,
     /// Write collapsed stacks (flamegraph.pl, inferno, speedscope).
     #[arg(long, value_name = "OUT")]
@@ -114,6 +118,16 @@ pub struct ReportArgs {
     /// Write a flame graph SVG (inferno).
     #[arg(long, value_name = "OUT.svg")]
     pub flamegraph: Option<PathBuf>,
+}
+
+/// `--top N`: at least one row (`--top 0` would print every breakdown as
+/// one `[others]` row).
+fn parse_top(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("--top 0 would show no row: give the number of rows per breakdown, 1 or more (default 10)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("--top {s}: give the number of rows per breakdown, 1 or more (default 10)")),
+    }
 }
 
 #[derive(Debug, Error)]
@@ -131,6 +145,17 @@ pub enum ReportError {
         line: u64,
         reason: String,
     },
+    #[error(
+        "{} is empty: it holds no trace line; give a file written with `hwbp-trace -o FILE.jsonl`",
+        .path.display()
+    )]
+    Empty { path: PathBuf },
+    #[error(
+        "{}: no header line, which every trace starts with: not a whole trace written with \
+         `-o FILE.jsonl`; give the file as hwbp-trace wrote it",
+        .path.display()
+    )]
+    NoHeader { path: PathBuf },
     #[error(transparent)]
     Export(#[from] ExportError),
     #[error("writing {}: {error}", .path.display())]
@@ -278,6 +303,21 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
         }
     }
 
+    // Nothing to report is an error, not an empty report that a script
+    // would take for a trace without hits.
+    if header.is_none() {
+        // No line at all, or blank ones only.
+        let empty = outcome.hits == 0 && summary.is_none() && outcome.warnings.is_empty();
+        return Err(if empty {
+            ReportError::Empty {
+                path: input.clone(),
+            }
+        } else {
+            ReportError::NoHeader {
+                path: input.clone(),
+            }
+        });
+    }
     let finished = summary.clone().unwrap_or_default();
     for export in exports.iter_mut() {
         export
@@ -370,14 +410,16 @@ fn render(
     top: usize,
 ) -> String {
     let mut out = String::new();
+    // Every string from the file is escaped: a trace may come from anyone,
+    // and its comms and symbols from the traced program.
     if let Some(h) = header {
         let _ = writeln!(
             out,
             "trace of {} on {} ({}): {}",
-            h.tool,
-            h.hostname,
-            h.kernel_release,
-            h.command_line.join(" ")
+            printable(&h.tool),
+            printable(&h.hostname),
+            printable(&h.kernel_release),
+            printable(&h.command_line.join(" "))
         );
     }
     if let Some(s) = summary {
@@ -389,7 +431,9 @@ fn render(
         let _ = writeln!(
             out,
             "{hits} hits in {:.1} s ({}); lost: {}",
-            s.duration_s, s.end_reason, s.lost
+            s.duration_s,
+            printable(&s.end_reason),
+            s.lost
         );
     }
     let summaries: HashMap<&str, &crate::trace::TargetSummary> = summary
@@ -422,9 +466,9 @@ fn render(
             None => "-".into(),
         };
         rows.push([
-            name.clone(),
-            symbol.to_owned(),
-            mode.to_owned(),
+            printable(name).into_owned(),
+            printable(symbol).into_owned(),
+            printable(mode).into_owned(),
             t.hits.to_string(),
             dropped,
             rate,
@@ -441,7 +485,13 @@ fn render(
             }
             let mut entries: Vec<(&String, &u64)> = map.iter().collect();
             entries.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-            let _ = writeln!(out, "\n{name} by {} ({} distinct):", b.title(), map.len());
+            let _ = writeln!(
+                out,
+                "\n{} by {} ({} distinct):",
+                printable(name),
+                b.title(),
+                map.len()
+            );
             let mut rows = vec![["HITS", "SHARE", b.title()].map(str::to_owned)];
             let total = t.hits.max(1) as f64;
             for (key, n) in entries.iter().take(top) {
@@ -519,4 +569,160 @@ pub fn main(args: &ReportArgs) -> anyhow::Result<()> {
         eprintln!("hwbp-trace: warning: {warning}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trace in a temporary file, removed on drop.
+    struct TraceFile(PathBuf);
+
+    impl TraceFile {
+        fn new(name: &str, text: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("hwbp-report-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let path = dir.join("t.jsonl");
+            std::fs::write(&path, text).expect("write trace");
+            Self(path)
+        }
+    }
+
+    impl Drop for TraceFile {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    /// A file with nothing to report is an error naming the file, whether
+    /// empty, blank, or without the header every trace starts with.
+    #[test]
+    fn no_trace_is_an_error() {
+        let hit = serde_json::to_string(&TraceLine::Hit(HitRecord::default())).expect("hit");
+        for (name, text, empty) in [
+            ("empty", String::new(), true),
+            ("blank", "\n \n".to_owned(), true),
+            ("headless", format!("{hit}\n{hit}\n"), false),
+        ] {
+            let file = TraceFile::new(name, &text);
+            let error = report_string(&file.0, &[]).expect_err(name);
+            let path = file.0.display();
+            assert_eq!(
+                error.to_string(),
+                if empty {
+                    format!(
+                        "{path} is empty: it holds no trace line; give a file written with `hwbp-trace -o FILE.jsonl`"
+                    )
+                } else {
+                    format!(
+                        "{path}: no header line, which every trace starts with: not a whole trace written with `-o FILE.jsonl`; give the file as hwbp-trace wrote it"
+                    )
+                },
+                "{name}"
+            );
+        }
+    }
+
+    /// `--top 0` is refused on the command line (exit status 2), saying
+    /// what to give instead.
+    #[test]
+    fn top_zero_is_a_usage_error() {
+        use clap::Parser as _;
+        let parse = |top: &str| {
+            crate::cli::Cli::try_parse_from(["hwbp-trace", "report", "t.jsonl", "--top", top])
+        };
+        let error = parse("0").expect_err("--top 0");
+        assert_eq!(error.exit_code(), 2);
+        assert!(
+            error.to_string().contains(
+                "--top 0 would show no row: give the number of rows per breakdown, 1 or more (default 10)"
+            ),
+            "{error}"
+        );
+        assert!(parse("x").is_err());
+        match parse("1").map(|cli| cli.command) {
+            Ok(Some(crate::cli::Command::Report(args))) => assert_eq!(args.top, 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Comms and symbols from the traced program, and the header's strings,
+    /// reach the report escaped: one line each, no escape sequence.
+    #[test]
+    fn the_report_escapes_control_characters() {
+        let hit = |comm: &str| {
+            serde_json::to_string(&TraceLine::Hit(HitRecord {
+                ts_ns: 1_000_000_000,
+                comm: comm.into(),
+                target: "f\nx".into(),
+                symbol: "f\nx".into(),
+                mode: "x".into(),
+                ip_sym: "f\nx+0x0".into(),
+                ustack: vec!["f\nx+0x0".into(), "ma\x1bin+0x4".into()].into(),
+                ..Default::default()
+            }))
+            .expect("serialize")
+        };
+        let header = serde_json::to_string(&TraceLine::Header(Header {
+            format_version: crate::trace::FORMAT_VERSION,
+            tool: "hwbp-trace".into(),
+            kernel_release: "6.1".into(),
+            hostname: "h\x07".into(),
+            start_unix_s: 0.0,
+            start_monotonic_ns: 0,
+            command_line: vec!["hwbp-trace".into(), "f\nx".into()],
+            targets: vec![crate::trace::TargetInfo {
+                target: "f\nx".into(),
+                symbol: "f\nx".into(),
+                addr: "0x1000".into(),
+                mode: "x".into(),
+                len: 1,
+                space: "user".into(),
+            }],
+        }))
+        .expect("serialize");
+        let summary = serde_json::to_string(&TraceLine::Summary(Summary {
+            end_reason: "process-exit".into(),
+            ..Default::default()
+        }))
+        .expect("serialize");
+        let file = TraceFile::new(
+            "escape",
+            &[
+                header,
+                hit("\x1b[2J\x1b[41m"),
+                hit("\x1b[2J\x1b[41m"),
+                hit("a\nb"),
+                summary,
+            ]
+            .join("\n"),
+        );
+        let (text, outcome) =
+            report_string(&file.0, &[By::Comm, By::Caller, By::Stack]).expect("report");
+        assert_eq!(outcome.hits, 3);
+        assert_eq!(
+            text,
+            "trace of hwbp-trace on h\\x07 (6.1): hwbp-trace f\\nx\n\
+             0 hits in 0.0 s (process-exit); lost: 0\n\
+             \n\
+             TARGET  SYMBOL  MODE  HITS  DROPPED  RATE/s\n\
+             f\\nx    f\\nx    x        3        -       -\n\
+             \n\
+             f\\nx by comm (2 distinct):\n\
+             HITS  SHARE  comm\n   \
+             2  66.7%  \\e[2J\\e[41m\n   \
+             1  33.3%  a\\nb\n\
+             \n\
+             f\\nx by caller (1 distinct):\n\
+             HITS   SHARE  caller\n   \
+             3  100.0%  ma\\ein\n\
+             \n\
+             f\\nx by stack (1 distinct):\n\
+             HITS   SHARE  stack\n   \
+             3  100.0%  f\\nx;ma\\ein;f\\nx\n"
+        );
+    }
 }

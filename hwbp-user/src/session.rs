@@ -367,10 +367,12 @@ async fn arm_and_trace(
         command_line: command_line.clone(),
         targets: breakpoints.iter().map(target_info).collect(),
     };
-    let header = if redact_addresses {
-        crate::redact::header(header)
-    } else {
-        header
+    // Taken now, before the command runs its own code: its executable and
+    // libraries are mapped, and where they are tells its addresses.
+    let redactor = redact_addresses.then(|| crate::redact::Redactor::for_process(traced_pid));
+    let header = match &redactor {
+        Some(redactor) => redactor.header(header),
+        None => header,
     };
     for export in exports.iter_mut() {
         export.header(&header);
@@ -424,7 +426,7 @@ async fn arm_and_trace(
         per_slot: vec![0; breakpoints.len()],
         after_limit: vec![0; breakpoints.len()],
         write_errors_reported: vec![false; outputs],
-        redact_addresses,
+        redactor,
         failure: None,
         fault_after: std::env::var("HWBP_FAULT_PANIC_AFTER")
             .ok()
@@ -510,6 +512,26 @@ async fn arm_and_trace(
         }
     };
 
+    // Ctrl-C reaches the whole process group: the command can die of it
+    // before the runtime hands us our own SIGINT, which is pending by then
+    // (the kernel signals every member of the group before any runs on).
+    // The user ended the trace all the same.
+    let end_reason = match end_reason {
+        "process-exit" => {
+            let stopped = tokio::time::timeout(Duration::from_millis(20), async {
+                tokio::select! {
+                    _ = sigint.recv() => {}
+                    _ = sigterm.recv() => {}
+                    _ = sighup.recv() => {}
+                }
+            })
+            .await
+            .is_ok();
+            if stopped { "signal" } else { end_reason }
+        }
+        other => other,
+    };
+
     // Stop: disarm first, then take what is left; nothing recorded is lost.
     armed.disarm();
     loop {
@@ -529,12 +551,24 @@ async fn arm_and_trace(
     let kernel_counts = armed.kernel_counts(breakpoints.len());
     drop(armed);
 
-    let exit_status = match launched.as_mut() {
-        Some(child) if end_reason == "process-exit" => child.try_wait().ok().flatten().map(|s| {
-            use std::os::unix::process::ExitStatusExt as _;
-            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
-        }),
-        _ => None,
+    // How the command ended, when the trace ended with it: its exit code,
+    // or 128 + the signal's number as a shell's `$?` says, and the signal.
+    let (exit_status, signal) = match launched.as_mut() {
+        Some(child) if end_reason == "process-exit" => match child.try_wait() {
+            Ok(Some(status)) => {
+                use std::os::unix::process::ExitStatusExt as _;
+                match (status.code(), status.signal()) {
+                    (Some(code), _) => (Some(code), None),
+                    (None, Some(signal)) => (
+                        Some(128 + signal),
+                        Some(crate::process::signal_name(signal)),
+                    ),
+                    (None, None) => (None, None),
+                }
+            }
+            _ => (None, None),
+        },
+        _ => (None, None),
     };
     let summary = Summary {
         targets: breakpoints
@@ -565,13 +599,14 @@ async fn arm_and_trace(
         duration_s: started.elapsed().as_secs_f64(),
         end_reason: end_reason.to_owned(),
         exit_status,
+        signal,
         trace_truncated: false,
         output_errors: Vec::new(),
         error: collector.failure.clone(),
     };
     let mut summary = summary;
-    if redact_addresses {
-        crate::redact::summary(&mut summary);
+    if let Some(redactor) = &redactor {
+        redactor.summary(&mut summary);
     }
     if let Ok(mut s) = stats.lock() {
         s.counters = counters;
@@ -635,7 +670,8 @@ struct Collector<'a> {
     after_limit: Vec<u64>,
     /// Per `-o` file, whether its write error was reported already.
     write_errors_reported: Vec<bool>,
-    redact_addresses: bool,
+    /// `--redact-addresses`.
+    redactor: Option<crate::redact::Redactor>,
     /// Why recording stopped early (a caught panic, a ring buffer error).
     failure: Option<String>,
     /// Test hook: panic before recording hit N (HWBP_FAULT_PANIC_AFTER), so
@@ -719,8 +755,8 @@ impl Collector<'_> {
                 panic!("fault injection (HWBP_FAULT_PANIC_AFTER={})", self.recorded);
             }
             let mut record = self.record(bp, hit);
-            if self.redact_addresses {
-                crate::redact::hit(&mut record);
+            if let Some(redactor) = &self.redactor {
+                redactor.hit(&mut record);
             }
             self.recorded += 1;
             self.per_slot[slot] += 1;

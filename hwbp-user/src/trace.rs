@@ -255,21 +255,33 @@ pub struct Summary {
     /// Why tracing ended early when `end_reason` is `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Exit status of the traced command, when it exited.
+    /// How a `-- CMD` ended, when the trace ended with it (`end_reason`
+    /// `process-exit`), as a shell's `$?` says it: its exit code, or 128 +
+    /// the signal's number when a signal killed it. hwbp-trace exits with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,
+    /// The signal that killed the command (`SIGKILL`), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
 }
 
 impl HitRecord {
     /// The headless line, ftrace-like:
-    /// `comm-tid [cpu] seconds: target mode ip_sym value`.
+    /// `comm-tid [cpu] seconds: target mode ip_sym value`. One line whatever
+    /// the traced program named itself or its symbols: control characters
+    /// are escaped ([`crate::printable`]).
     pub fn line(&self) -> String {
         let secs = self.ts_ns / 1_000_000_000;
         let micros = (self.ts_ns % 1_000_000_000) / 1000;
-        let mut line = format!(
-            "{:>16}-{:<7} [{:03}] {secs}.{micros:06}: {} {}",
-            self.comm, self.tid, self.cpu, self.target, self.mode
+        // Everything after the comm is escaped at once below, so that no
+        // field can be forgotten; the comm first, so that it pads by what shows.
+        let head = format!(
+            "{:>16}-{:<7} [{:03}] {secs}.{micros:06}: ",
+            crate::printable::printable(&self.comm),
+            self.tid,
+            self.cpu
         );
+        let mut line = format!("{} {}", self.target, self.mode);
         // At a function's entry the ip names the function itself: the call
         // `vfs_read(file=…, …)` says it all.
         let entry = format!("{}+0x0", self.symbol);
@@ -298,7 +310,7 @@ impl HitRecord {
             let func = self.symbol.split('+').next().unwrap_or(&self.symbol);
             line.push_str(&format!(" {func}({})", args.join(", ")));
         }
-        line
+        head + &crate::printable::printable(&line)
     }
 }
 
@@ -349,6 +361,31 @@ mod tests {
             hit().line(),
             "         fx_user-101     [001] 12345.678901: counter w bump+0x1f value=42 (0x2a)"
         );
+    }
+
+    /// A comm chosen to clear the terminal, or to split the line in two,
+    /// shows escaped; so do symbols and argument values.
+    #[test]
+    fn headless_line_escapes_control_characters() {
+        let mut h = hit();
+        h.comm = "\x1b[2J\x1b[41m".into();
+        assert_eq!(
+            h.line(),
+            "     \\e[2J\\e[41m-101     [001] 12345.678901: counter w bump+0x1f value=42 (0x2a)"
+        );
+        h.comm = "a\nb".into();
+        h.ip_sym = "bu\rmp+0x1f".into();
+        assert_eq!(
+            h.line(),
+            "            a\\nb-101     [001] 12345.678901: counter w bu\\rmp+0x1f value=42 (0x2a)"
+        );
+        h.args = Some(vec![Arg {
+            name: "s".into(),
+            value: "\u{7}".into(),
+            ty: None,
+        }]);
+        assert!(h.line().ends_with(" counter(s=\\x07)"), "{}", h.line());
+        assert!(!h.line().chars().any(char::is_control), "{}", h.line());
     }
 
     #[test]

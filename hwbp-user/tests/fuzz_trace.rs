@@ -294,6 +294,21 @@ fn mutate(line: &str, mutations: &[Mutation]) -> String {
     line.replace(['\n', '\r'], " ")
 }
 
+/// The header line a trace starts with.
+fn header_line() -> String {
+    let header = TraceLine::Header(Header {
+        format_version: hwbp::trace::FORMAT_VERSION,
+        tool: "hwbp-trace".into(),
+        kernel_release: "6.1".into(),
+        hostname: "fuzz".into(),
+        start_unix_s: 0.0,
+        start_monotonic_ns: 0,
+        command_line: Vec::new(),
+        targets: Vec::new(),
+    });
+    serde_json::to_string(&header).unwrap_or_else(|e| panic!("a header serializes: {e}"))
+}
+
 /// A file in the temporary directory, removed on drop.
 struct TempFile(PathBuf);
 
@@ -410,6 +425,8 @@ proptest! {
         }
         let last = texts.pop().unwrap_or_default();
         let cut = cut.index(last.len() + 1);
+        // The header every trace starts with, then the lines.
+        texts.insert(0, header_line());
         let mut contents: Vec<u8> = texts.iter().flat_map(|t| [t.as_bytes(), b"\n"].concat()).collect();
         contents.extend_from_slice(&last.as_bytes()[..cut]);
         let file = TempFile::with_bytes(&contents);
@@ -426,7 +443,7 @@ proptest! {
         } else {
             prop_assert_eq!(outcome.hits, hits_before);
             prop_assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
-            prop_assert!(outcome.warnings[0].contains(&format!(":{}: the last line is cut short", lines.len())), "{:?}", outcome.warnings);
+            prop_assert!(outcome.warnings[0].contains(&format!(":{}: the last line is cut short", lines.len() + 1)), "{:?}", outcome.warnings);
         }
     }
 }
@@ -457,7 +474,7 @@ fn report_cut_at_every_byte_of_a_multibyte_line() {
         if !last.is_char_boundary(cut) {
             inside_a_char += 1;
         }
-        let mut contents = format!("{first}\n").into_bytes();
+        let mut contents = format!("{}\n{first}\n", header_line()).into_bytes();
         contents.extend_from_slice(&last.as_bytes()[..cut]);
         let file = TempFile::with_bytes(&contents);
         let (_, outcome) = report::report_string(&file.0, &[])
@@ -470,7 +487,7 @@ fn report_cut_at_every_byte_of_a_multibyte_line() {
             outcome.warnings
         );
         assert!(
-            outcome.warnings[0].contains(":2: the last line is cut short"),
+            outcome.warnings[0].contains(":3: the last line is cut short"),
             "cut after byte {cut}: {:?}",
             outcome.warnings
         );
@@ -480,7 +497,7 @@ fn report_cut_at_every_byte_of_a_multibyte_line() {
         "{inside_a_char} cuts inside a character"
     );
     // Not cut: both hits.
-    let file = TempFile::new(&format!("{first}\n{last}"));
+    let file = TempFile::new(&format!("{}\n{first}\n{last}", header_line()));
     let (_, outcome) = report::report_string(&file.0, &[]).expect("whole");
     assert_eq!(outcome.hits, 2);
     assert!(
@@ -499,20 +516,32 @@ fn check_report(
     mutations: Vec<Mutation>,
     final_newline: bool,
 ) -> Result<(), TestCaseError> {
-    let victim = victim.index(lines.len());
-    let mut texts = Vec::with_capacity(lines.len());
+    // The header every trace starts with (which may be the victim), then
+    // the lines.
+    let mut texts = vec![header_line()];
     for line in &lines {
         texts.push(serde_json::to_string(line).map_err(|e| TestCaseError::fail(e.to_string()))?);
     }
+    let lines = texts.len();
+    let victim = victim.index(lines);
     texts[victim] = mutate(&texts[victim], &mutations);
+    // Whether a header survived the mutation: without one, `report` has
+    // nothing to report and says so.
+    let has_header = texts.iter().any(|t| {
+        matches!(
+            serde_json::from_str::<TraceLine>(t.trim()),
+            Ok(TraceLine::Header(_))
+        )
+    });
     let mut contents = texts.join("\n");
     if final_newline {
         contents.push('\n');
     }
     let file = TempFile::new(&contents);
-    let last = victim == lines.len() - 1 && !final_newline;
+    let last = victim == lines - 1 && !final_newline;
     match report::report_string(&file.0, &[]) {
         Ok((_, outcome)) => {
+            prop_assert!(has_header, "a report without a header line");
             // `report` trims each line of any Unicode whitespace (a vertical
             // tab too, which JSON itself does not allow around a value).
             let trimmed = texts[victim].trim();
@@ -534,6 +563,9 @@ fn check_report(
         Err(ReportError::Corrupt { line, .. }) => {
             prop_assert_eq!(line, victim as u64 + 1, "the corrupt line is named");
             prop_assert!(!last, "a cut last line is a warning, not an error");
+        }
+        Err(ReportError::NoHeader { .. } | ReportError::Empty { .. }) => {
+            prop_assert!(!has_header, "the header was there");
         }
         Err(e) => return Err(TestCaseError::fail(format!("unexpected error: {e}"))),
     }

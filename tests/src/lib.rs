@@ -85,6 +85,36 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Compiles the C `source` into `dir/NAME` with `cc` and `flags` (`NAME.c`
+/// beside it); returns the program's and the source's paths, or None, after
+/// saying on stderr that `test` is skipped, when there is no working C
+/// compiler.
+pub fn compile_c(
+    test: &str,
+    dir: &TempDir,
+    name: &str,
+    source: &str,
+    flags: &[&str],
+) -> Option<(String, String)> {
+    let (program, source_path) = (dir.path(name), dir.path(&format!("{name}.c")));
+    std::fs::write(&source_path, source).unwrap_or_else(|e| panic!("writing {source_path}: {e}"));
+    match Command::new("cc")
+        .args(flags)
+        .args(["-o", &program, &source_path])
+        .status()
+    {
+        Ok(status) if status.success() => Some((program, source_path)),
+        other => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: no working C compiler (`cc`): {other:?}"
+            );
+            None
+        }
+    }
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hwbp_tests::{TempDir, fixture, hwbp_trace, root_or_skip, run, stderr, workspace};
+use hwbp_tests::{TempDir, compile_c, fixture, hwbp_trace, root_or_skip, run, stderr, workspace};
 use serde_json::Value;
 
 fn fx() -> String {
@@ -491,35 +491,20 @@ fn user_arguments_from_dwarf() {
         return;
     }
     let dir = TempDir::new("dwarf-args");
-    let source = dir.path("args.c");
-    fs::write(
-        &source,
+    let Some((program, source)) = compile_c(
+        "user_arguments_from_dwarf",
+        &dir,
+        "args",
         "#include <stdio.h>\n\
          __attribute__((noinline)) long hwbp_c_target(int delta, unsigned long count, const char *name)\n\
          { return delta + (long)count + name[0]; }\n\
          int main(void) { long acc = 0;\n\
            for (int i = 0; i < 3; i++) acc += hwbp_c_target(-i, 10 + i, \"x\");\n\
            printf(\"%ld\\n\", acc); return 0; }\n",
-    )
-    .expect("write args.c");
-    let program = dir.path("args");
-    match Command::new("cc")
-        .args([
-            "-g",
-            "-O1",
-            "-fno-omit-frame-pointer",
-            "-o",
-            &program,
-            &source,
-        ])
-        .status()
-    {
-        Ok(status) if status.success() => {}
-        other => {
-            eprintln!("SKIPPED user_arguments_from_dwarf: no working C compiler (`cc`): {other:?}");
-            return;
-        }
-    }
+        &["-g", "-O1", "-fno-omit-frame-pointer"],
+    ) else {
+        return;
+    };
     let jsonl = dir.path("a.jsonl");
     let out = run(&["--no-tui", "-o", &jsonl, "hwbp_c_target", "--", &program]);
     assert!(out.status.success(), "{}", stderr(&out));

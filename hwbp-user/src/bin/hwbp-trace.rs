@@ -13,6 +13,7 @@ use hwbp::{
     arm::Scope,
     cli::{Cli, Command, TraceArgs},
     collect::Filters,
+    printable::printable,
     process::CommandOutput,
     session::{self, Armament, Options},
     stats::Stats,
@@ -39,15 +40,17 @@ fn main() -> ExitCode {
                         args.pattern
                     )));
                 }
-                Ok(())
+                Ok(ExitCode::SUCCESS)
             })
         }
-        Some(Command::Report(args)) => hwbp::report::main(&args),
-        Some(Command::Doctor) => hwbp::doctor::run().map_err(anyhow::Error::from),
+        Some(Command::Report(args)) => hwbp::report::main(&args).map(|()| ExitCode::SUCCESS),
+        Some(Command::Doctor) => hwbp::doctor::run()
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
         None => trace(cli.trace),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => status,
         Err(err) => {
             eprintln!("hwbp-trace: error: {err:#}");
             if session::is_usage_error(&err) {
@@ -59,7 +62,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn trace(args: TraceArgs) -> anyhow::Result<()> {
+/// Traces; the exit status is the command's when the trace ended with it
+/// (see [`exit_status`]), else success.
+fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
     let TraceArgs {
         targets,
         pid,
@@ -139,7 +144,8 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
             on_armed(armed);
         }))?;
         let _ = write!(std::io::stderr(), "{}", summary_table(&summary));
-        return outputs_complete(&summary);
+        outputs_complete(&summary)?;
+        return Ok(exit_status(&summary));
     };
     // The dashboard takes the terminal once armed and keeps it, showing the
     // final state, until the user quits; the summary then prints on the
@@ -162,7 +168,26 @@ fn trace(args: TraceArgs) -> anyhow::Result<()> {
     let summary = result?;
     let _ = write!(std::io::stderr(), "{}", summary_table(&summary));
     closed?;
-    outputs_complete(&summary)
+    outputs_complete(&summary)?;
+    Ok(exit_status(&summary))
+}
+
+/// hwbp-trace's exit status after a complete trace, as timeout(1) passes
+/// its command's on: when the trace ended because the `-- CMD` it started
+/// ended, that command's status (N for `exit N`, 128 + S when signal S
+/// killed it); otherwise 0. A trace ended on purpose (Ctrl-C, the
+/// dashboard's `q`, `-d`, `-n`) is a success even when that interrupted
+/// the command: the SIGINT that Ctrl-C sends the whole process group, or
+/// `q` sends the command, is the user's way to end the trace, not a failure
+/// of it. `-p` gives 0: only a parent learns a process's status.
+fn exit_status(summary: &Summary) -> ExitCode {
+    match summary.exit_status.map(u8::try_from) {
+        Some(Ok(status)) => ExitCode::from(status),
+        // Not from wait(2), which gives 0..=255 or a signal; were it ever
+        // out of range, still a failure.
+        Some(Err(_)) => ExitCode::FAILURE,
+        None => ExitCode::SUCCESS,
+    }
 }
 
 /// What a `-- CMD` wrote while the dashboard had the terminal, on stdout
@@ -241,18 +266,21 @@ fn summary_table(summary: &Summary) -> String {
         "HITS".to_owned(),
         "DROPPED".to_owned(),
     ]];
+    // A target's name may come from the traced program (a symbol): one
+    // row, whatever it holds.
+    let cell = |s: &str| printable(s).into_owned();
     for t in &summary.targets {
         rows.push([
-            t.target.clone(),
-            t.symbol.clone(),
-            t.addr.clone(),
-            t.mode.clone(),
+            cell(&t.target),
+            cell(&t.symbol),
+            cell(&t.addr),
+            cell(&t.mode),
             t.hits.to_string(),
             t.dropped.to_string(),
         ]);
     }
     let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::from("\n");
     for row in &rows {
@@ -298,8 +326,10 @@ fn summary_table(summary: &Summary) -> String {
     if after > 0 {
         out.push_str(&format!("; not recorded after -n: {after}"));
     }
-    if let Some(status) = summary.exit_status {
-        out.push_str(&format!("; command exited with status {status}"));
+    match (&summary.signal, summary.exit_status) {
+        (Some(signal), _) => out.push_str(&format!("; command killed by {signal}")),
+        (None, Some(status)) => out.push_str(&format!("; command exited with status {status}")),
+        (None, None) => {}
     }
     out.push('\n');
     let dropped: u64 = summary.targets.iter().map(|t| t.dropped).sum();
@@ -315,7 +345,7 @@ fn summary_table(summary: &Summary) -> String {
              (another BPF program was running on that CPU); the HITS column misses them\n"
         ));
     }
-    if summary.exit_status == Some(128 + libc::SIGTRAP) {
+    if summary.signal.as_deref() == Some("SIGTRAP") {
         out.push_str(
             "hwbp-trace: the command died of SIGTRAP (status 133). Unless it traps itself, a \
              breakpoint hit reached the kernel without its cause (DR6 empty), which some virtual \
@@ -331,21 +361,91 @@ mod tests {
 
     #[test]
     fn a_command_dead_of_sigtrap_is_explained() {
-        let said = |status| {
+        let said = |status, signal: Option<&str>| {
             summary_table(&Summary {
                 end_reason: "process-exit".into(),
                 exit_status: status,
+                signal: signal.map(str::to_owned),
                 ..Summary::default()
             })
         };
-        let trapped = said(Some(133));
+        let trapped = said(Some(133), Some("SIGTRAP"));
         assert!(
-            trapped.contains("command exited with status 133\n")
+            trapped.contains("; command killed by SIGTRAP\n")
                 && trapped.contains("hwbp-trace: the command died of SIGTRAP (status 133)"),
             "{trapped}"
         );
-        for status in [Some(0), Some(1), None] {
-            assert!(!said(status).contains("SIGTRAP"), "{}", said(status));
+        // `exit 133` is no SIGTRAP.
+        for (status, signal) in [
+            (Some(0), None),
+            (Some(1), None),
+            (None, None),
+            (Some(133), None),
+        ] {
+            let said = said(status, signal);
+            assert!(!said.contains("SIGTRAP"), "{said}");
         }
+    }
+
+    #[test]
+    fn the_summary_says_how_the_command_ended() {
+        let ended = |status, signal: Option<&str>| {
+            let table = summary_table(&Summary {
+                end_reason: "process-exit".into(),
+                exit_status: status,
+                signal: signal.map(str::to_owned),
+                ..Summary::default()
+            });
+            let last = table.lines().last().unwrap_or_default().to_owned();
+            let code = exit_status(&Summary {
+                exit_status: status,
+                ..Summary::default()
+            });
+            (last, code)
+        };
+        assert_eq!(
+            ended(Some(7), None),
+            (
+                "0 hits in 0.0 s (process-exit); lost: 0; command exited with status 7".into(),
+                ExitCode::from(7)
+            )
+        );
+        assert_eq!(
+            ended(Some(137), Some("SIGKILL")),
+            (
+                "0 hits in 0.0 s (process-exit); lost: 0; command killed by SIGKILL".into(),
+                ExitCode::from(137)
+            )
+        );
+        assert_eq!(
+            ended(None, None),
+            (
+                "0 hits in 0.0 s (process-exit); lost: 0".into(),
+                ExitCode::SUCCESS
+            )
+        );
+    }
+
+    /// A symbol name holding control characters stays on its row, escaped.
+    #[test]
+    fn the_summary_table_escapes_control_characters() {
+        let table = summary_table(&Summary {
+            targets: vec![hwbp::trace::TargetSummary {
+                target: "f\x1b[2J".into(),
+                symbol: "a\nb".into(),
+                addr: "0x1000".into(),
+                mode: "x".into(),
+                hits: 3,
+                ..Default::default()
+            }],
+            end_reason: "process-exit".into(),
+            ..Summary::default()
+        });
+        assert_eq!(
+            table,
+            "\nTARGET  SYMBOL  ADDRESS  MODE  HITS  DROPPED\n\
+             f\\e[2J  a\\nb    0x1000   x        3        0\n\
+             3 hits in 0.0 s (process-exit); lost: 0\n"
+        );
     }
 }

@@ -30,6 +30,10 @@
 //! fx_user topstack N              call hwbp_fx_target N times on a stack of
 //!                                 its own whose mapping ends 64 bytes above
 //!                                 the call: a read past that fails
+//! fx_user exit N STATUS           call hwbp_fx_target N times, print `done N`,
+//!                                 then exit with STATUS
+//! fx_user signal N SIGNAL         call hwbp_fx_target N times, print `done N`,
+//!                                 then die of SIGNAL (a number)
 //! fx_user paired calls|writes N BATCH OUT
 //!                                 N calls of (writes to) hwbp_fx_target
 //!                                 (HWBP_FX_COUNTER), of fx_bench_floor
@@ -40,7 +44,9 @@
 //! Options before the command: `--wait PATH` waits until PATH exists before
 //! doing anything (so that -p can attach first); `--delay-ms MS` sleeps first.
 //! The environment's `HWBP_FX_START_DELAY_MS` sleeps before both (see
-//! `start_delay`). On stdout it prints `done CALLS` with the count it did.
+//! `start_delay`), and `HWBP_FX_COMM` renames the process first (its comm,
+//! as `prctl(PR_SET_NAME)` sets it: any bytes, cut to 15). On stdout it
+//! prints `done CALLS` with the count it did.
 //!
 //! A SIGTRAP does not kill it: it says so on stderr, appends the line to
 //! the file `$HWBP_FX_FAULTS` when that is set, and goes on. The kernel
@@ -372,6 +378,24 @@ fn run(args: &[String]) -> Result<u64, String> {
             hwbp_fx_caller(n);
             Ok(n)
         }
+        "exit" => {
+            let n = num(rest.first())?;
+            let status = num(rest.get(1))?;
+            hwbp_fx_caller(n);
+            println!("done {n}");
+            std::process::exit(i32::try_from(status).map_err(|e| format!("bad status: {e}"))?)
+        }
+        "signal" => {
+            let n = num(rest.first())?;
+            let signal =
+                c_int::try_from(num(rest.get(1))?).map_err(|e| format!("bad signal: {e}"))?;
+            hwbp_fx_caller(n);
+            println!("done {n}");
+            // (Rust's stdout is line-buffered: `done N` is out already.)
+            // SAFETY: raise(3) takes a signal number and no pointers.
+            unsafe { libc::raise(signal) };
+            Err(format!("signal {signal} did not end the process"))
+        }
         "writes" => {
             let n = num(rest.first())?;
             hwbp_fx_writer(n);
@@ -599,7 +623,20 @@ fn note_sigtraps() {
     }
 }
 
+/// Renames the process to `$HWBP_FX_COMM`, when that is set: a traced
+/// program chooses its comm, control characters included.
+fn set_comm() {
+    if let Some(comm) = env::var_os("HWBP_FX_COMM")
+        && let Ok(comm) = CString::new(comm.as_bytes())
+    {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string (the kernel
+        // copies at most 16 bytes), which `comm` is and outlives the call.
+        unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
+    }
+}
+
 fn main() -> ExitCode {
+    set_comm();
     note_sigtraps();
     start_delay();
     // argv[0] may not be UTF-8 (tests run the fixture through such a link).
