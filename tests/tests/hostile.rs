@@ -6,7 +6,7 @@
 
 use std::{
     fs,
-    io::{BufRead as _, BufReader, Read as _},
+    io::{BufRead as _, BufReader},
     os::unix::fs::OpenOptionsExt as _,
     process::{Command, Stdio},
     thread,
@@ -195,8 +195,7 @@ fn a_fifo_as_the_trace_file_never_blocks_the_run() {
     assert!(status.success());
     let fx = fx();
 
-    let start = Instant::now();
-    let mut tracer = Command::new(hwbp_trace())
+    let tracer = Command::new(hwbp_trace())
         .args([
             "--no-tui",
             "-q",
@@ -212,30 +211,7 @@ fn a_fifo_as_the_trace_file_never_blocks_the_run() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("hwbp-trace");
-    let code = loop {
-        if let Some(status) = tracer.try_wait().expect("wait") {
-            break status.code();
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = tracer.kill();
-            panic!("hwbp-trace blocked on a FIFO with no reader");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    tracer
-        .stderr
-        .take()
-        .expect("piped")
-        .read_to_string(&mut err)
-        .expect("stderr");
-    let mut out = String::new();
-    tracer
-        .stdout
-        .take()
-        .expect("piped")
-        .read_to_string(&mut out)
-        .expect("stdout");
+    let (code, out, err) = exit_within(tracer, Duration::from_secs(20), || {});
     assert_eq!(code, Some(2), "a usage error, as every unusable -o: {err}");
     assert!(err.contains("is a FIFO with no reader"), "{err}");
     assert!(!out.contains("done"), "the command never ran: {out}");
@@ -313,33 +289,49 @@ fn ctrl_c_ends_a_run_whose_fifo_reader_stopped_reading() {
     thread::sleep(Duration::from_secs(2));
     // SAFETY: kill(2) with a PID we started and a valid signal number.
     assert_eq!(unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) }, 0);
-    let start = Instant::now();
-    let code = loop {
-        if let Some(status) = tracer.try_wait().expect("wait") {
-            break status.code();
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = tracer.kill();
-            panic!("Ctrl-C did not end hwbp-trace in 30 s with a stalled FIFO reader");
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
     // The command outlives the trace, as with perf (a terminal's Ctrl-C
     // reaches it too); it holds the stderr pipe open.
-    let _ = Command::new("pkill")
-        .args(["-f", "fx_user spin 45"])
-        .status();
-    let mut err = String::new();
-    tracer
-        .stderr
-        .take()
-        .expect("piped")
-        .read_to_string(&mut err)
-        .expect("stderr");
+    let (code, _, err) = exit_within(tracer, Duration::from_secs(30), || {
+        let _ = Command::new("pkill")
+            .args(["-f", "fx_user spin 45"])
+            .status();
+    });
     assert_eq!(code, Some(1), "the trace file is incomplete: {err}");
     assert!(err.contains("its reader took nothing for 5 s"), "{err}");
     assert!(err.contains("(signal)"), "ended by the signal: {err}");
     drop(stalled);
+}
+
+/// Waits for `child` to exit, failing the test past `limit` (it blocked),
+/// runs `then` (ending what still holds its pipes), and reads its piped
+/// stdout and stderr: (exit code, stdout, stderr).
+fn exit_within(
+    mut child: std::process::Child,
+    limit: Duration,
+    then: impl FnOnce(),
+) -> (Option<i32>, String, String) {
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("hwbp-trace did not end within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    then();
+    let read = |pipe: Option<&mut dyn std::io::Read>| {
+        let mut text = String::new();
+        if let Some(pipe) = pipe {
+            pipe.read_to_string(&mut text).expect("reading a pipe");
+        }
+        text
+    };
+    let out = read(child.stdout.as_mut().map(|p| p as &mut dyn std::io::Read));
+    let err = read(child.stderr.as_mut().map(|p| p as &mut dyn std::io::Read));
+    (code, out, err)
 }
 
 /// Targets the kernel accepts but that will likely never fire get a warning
