@@ -626,7 +626,9 @@ fn render_log(frame: &mut Frame, area: Rect, app: &App) {
     } else {
         let texts: Vec<String> = log[start..end]
             .iter()
-            .map(|h| printable(&h.line()).into_owned())
+            // `line` escapes control characters itself (once is enough:
+            // twice would show `\\e` for ESC).
+            .map(|h| h.line())
             .collect();
         // The comm column is right-aligned in 16: drop the blanks every
         // shown line starts with, so that arguments and values fit.
