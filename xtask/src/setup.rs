@@ -76,7 +76,7 @@ fn rust_src() -> Result<()> {
 }
 
 /// A directory that outlives this build: bpf-linker keeps a run path to its
-/// lib/ (shared/PLATFORM.md), so it must not be under target/ or /tmp.
+/// lib/ (docs/platform.md), so it must not be under target/ or /tmp.
 fn llvm_prefix() -> Result<PathBuf> {
     let home = env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set"))?;
     Ok(PathBuf::from(home).join(".local/share/hwbp/llvm"))
