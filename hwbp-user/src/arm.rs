@@ -523,10 +523,8 @@ pub(crate) fn kernel_data_watchpoint_probe(addr: u64) -> Result<(), i32> {
 /// Whether this process holds CAP_PERFMON (or CAP_SYS_ADMIN, which covers
 /// it): an EPERM on a kernel address is then the host's policy.
 fn has_perfmon() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| crate::doctor::parse_cap_eff(&status))
-        .is_some_and(|caps| !crate::doctor::missing_capabilities(caps).contains(&"CAP_PERFMON"))
+    crate::doctor::own_missing_capabilities()
+        .is_some_and(|missing| !missing.contains(&"CAP_PERFMON"))
 }
 
 /// Whether the running kernel has a config option (`=y` or `=m`), from

@@ -377,6 +377,13 @@ fn privileges() -> Check {
     }
 }
 
+/// What hwbp-trace needs and this process lacks, from its effective
+/// capabilities in /proc/self/status; None when they cannot be read.
+pub fn own_missing_capabilities() -> Option<Vec<&'static str>> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    parse_cap_eff(&status).map(missing_capabilities)
+}
+
 /// What hwbp-trace needs and `caps` lacks: CAP_BPF (load the program),
 /// CAP_PERFMON (breakpoint events, system-wide), both covered by
 /// CAP_SYS_ADMIN, and CAP_SYSLOG (kernel addresses in /proc/kallsyms).
@@ -571,8 +578,9 @@ impl KernelConfig {
 }
 
 // ------------------------------------------------------ raw breakpoint probes
+// (opened with arm::open_disabled)
 
-/// perf_event_open of a disabled breakpoint; Err(errno).
+/// `EINVAL`, `EPERM`, …: the errno's name as the kernel's headers spell it.
 fn errno_name(errno: i32) -> String {
     let name = match errno {
         libc::EINVAL => "EINVAL",

@@ -163,9 +163,7 @@ pub async fn run(
     // A `-p` process that is gone now took the attaching down with it:
     // say that, rather than the ENOENT of whichever /proc file went first.
     match (result, pid) {
-        (Err(err), Some(pid))
-            if !crate::process::exists(pid) || crate::process::check_traceable(pid).is_err() =>
-        {
+        (Err(err), Some(pid)) if crate::process::check_traceable(pid).is_err() => {
             Err(ProcessError::ExitedWhileAttaching {
                 pid,
                 cause: format!("{err:#}"),
@@ -190,16 +188,12 @@ pub struct PrivilegeError {
 }
 
 fn missing_privileges() -> Result<(), PrivilegeError> {
-    let Some(caps) = fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| crate::doctor::parse_cap_eff(&s))
-    else {
-        return Ok(());
-    };
     // The same rule as doctor's privileges check: CAP_SYS_ADMIN stands in
     // for CAP_BPF and CAP_PERFMON (kernels before 5.8 have neither), not
     // for CAP_SYSLOG.
-    let missing = crate::doctor::missing_capabilities(caps);
+    let Some(missing) = crate::doctor::own_missing_capabilities() else {
+        return Ok(());
+    };
     if missing.is_empty() {
         Ok(())
     } else {

@@ -194,19 +194,20 @@ fn a_fifo_as_the_trace_file_never_blocks_the_run() {
     let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(status.success());
     let fx = fx();
+    let args = [
+        "--no-tui",
+        "-q",
+        "-o",
+        &fifo,
+        "hwbp_fx_target",
+        "--",
+        &fx,
+        "calls",
+        "3",
+    ];
 
     let tracer = Command::new(hwbp_trace())
-        .args([
-            "--no-tui",
-            "-q",
-            "-o",
-            &fifo,
-            "hwbp_fx_target",
-            "--",
-            &fx,
-            "calls",
-            "3",
-        ])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -224,17 +225,7 @@ fn a_fifo_as_the_trace_file_never_blocks_the_run() {
     // Let the reader open its end first.
     let deadline = Instant::now() + Duration::from_secs(5);
     let out = loop {
-        let out = run(&[
-            "--no-tui",
-            "-q",
-            "-o",
-            &fifo,
-            "hwbp_fx_target",
-            "--",
-            &fx,
-            "calls",
-            "3",
-        ]);
+        let out = run(&args);
         if out.status.success() || Instant::now() > deadline {
             break out;
         }
