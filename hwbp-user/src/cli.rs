@@ -67,6 +67,9 @@ pub struct ListArgs {
     /// Symbols of this ELF file instead of the kernel.
     #[arg(long)]
     pub binary: Option<PathBuf>,
+    /// Also print each symbol's mangled name.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,6 @@
-//! `hwbp-trace list PATTERN`: symbols a target can name.
+//! `hwbp-trace list PATTERN`: symbols a target can name, as a target names
+//! them: demangled (C++ with its parameters, Rust without its hash), with
+//! their ELF version (`realpath@@GLIBC_2.3`); `-v` adds the mangled name.
 
 use std::io::{self, Write};
 
@@ -6,7 +8,7 @@ use anyhow::{Context as _, Result};
 
 use crate::{
     printable::printable,
-    resolve::{ElfImage, Kallsyms, ProcessImage, SymbolKind},
+    resolve::{ElfImage, ElfSymbol, Kallsyms, ProcessImage, SymbolKind},
 };
 
 fn matches(pattern: &str, name: &str) -> bool {
@@ -30,16 +32,11 @@ fn matches(pattern: &str, name: &str) -> bool {
 fn row(
     out: &mut impl Write,
     addr: u64,
-    kind: SymbolKind,
+    kind: &str,
     size: u64,
     name: &str,
     object: impl std::fmt::Display,
 ) -> io::Result<()> {
-    let kind = match kind {
-        SymbolKind::Function => "function",
-        SymbolKind::Object => "object",
-        SymbolKind::Unknown => "other",
-    };
     // Names and paths come from the file listed: one line each, whatever
     // they hold.
     let name = printable(name);
@@ -48,13 +45,52 @@ fn row(
     writeln!(out, "{addr:#018x} {kind:<8} {size:>8} {name} [{object}]")
 }
 
+fn kind_name(kind: SymbolKind) -> &'static str {
+    match kind {
+        SymbolKind::Function => "function",
+        SymbolKind::Object => "object",
+        SymbolKind::Unknown => "other",
+    }
+}
+
+/// A user symbol's row: `tls` for thread-local variables (their address is
+/// an offset in each thread's TLS block); the mangled name too with `-v`.
+fn elf_row(
+    out: &mut impl Write,
+    addr: u64,
+    s: &ElfSymbol,
+    verbose: bool,
+    object: impl std::fmt::Display,
+) -> io::Result<()> {
+    let kind = if s.thread_local { "tls" } else { kind_name(s.kind) };
+    let mut name = s.versioned_display();
+    if verbose && s.name != s.display {
+        name = format!("{name} (mangled: {})", s.name);
+    }
+    row(out, addr, kind, s.size, &name, object)
+}
+
+/// Whether `pattern` matches a user symbol: its demangled name, with or
+/// without parameters and version, or its mangled name.
+fn matches_symbol(pattern: &str, s: &ElfSymbol) -> bool {
+    matches(pattern, &s.display)
+        || matches(pattern, &s.short)
+        || matches(pattern, &s.name)
+        || (s.version.is_some() && matches(pattern, &s.versioned_display()))
+}
+
 /// Prints the symbols matching `pattern`; returns how many matched (at
 /// least those printed). A reader that went away (`list … | head`: EPIPE)
 /// ends the listing quietly and successfully, as in ripgrep: the reader
 /// has what it wanted.
-pub fn run(pattern: &str, pid: Option<i32>, binary: Option<&std::path::Path>) -> Result<usize> {
+pub fn run(
+    pattern: &str,
+    pid: Option<i32>,
+    binary: Option<&std::path::Path>,
+    verbose: bool,
+) -> Result<usize> {
     let mut out = io::stdout().lock();
-    match list(&mut out, pattern, pid, binary) {
+    match list(&mut out, pattern, pid, binary, verbose) {
         Err(Listing::ReaderGone(count)) => Ok(count),
         Err(Listing::Failed(e)) => Err(e),
         Ok(count) => Ok(count),
@@ -87,20 +123,14 @@ fn list(
     pattern: &str,
     pid: Option<i32>,
     binary: Option<&std::path::Path>,
+    verbose: bool,
 ) -> Result<usize, Listing> {
     let mut count = 0;
     if let Some(path) = binary {
         let image = ElfImage::load(path)?;
-        for s in image
-            .symbols()
-            .iter()
-            .filter(|s| matches(pattern, &s.display))
-        {
+        for s in image.symbols().iter().filter(|s| matches_symbol(pattern, s)) {
             count += 1;
-            written(
-                row(out, s.addr, s.kind, s.size, &s.display, path.display()),
-                count,
-            )?;
+            written(elf_row(out, s.addr, s, verbose, path.display()), count)?;
         }
     } else if let Some(pid) = pid {
         let mut process = ProcessImage::open(pid)?;
@@ -108,19 +138,16 @@ fn list(
             let Ok(image) = process.image(&path) else {
                 continue;
             };
-            for s in image
-                .symbols()
-                .iter()
-                .filter(|s| matches(pattern, &s.display))
-            {
-                let addr = process
-                    .runtime_address(&path, &image, s.addr)
-                    .unwrap_or(s.addr);
+            for s in image.symbols().iter().filter(|s| matches_symbol(pattern, s)) {
+                let addr = if s.thread_local {
+                    s.addr
+                } else {
+                    process
+                        .runtime_address(&path, &image, s.addr)
+                        .unwrap_or(s.addr)
+                };
                 count += 1;
-                written(
-                    row(out, addr, s.kind, s.size, &s.display, path.display()),
-                    count,
-                )?;
+                written(elf_row(out, addr, s, verbose, path.display()), count)?;
             }
         }
     } else {
@@ -128,7 +155,10 @@ fn list(
         for s in kallsyms.symbols().filter(|s| matches(pattern, s.name)) {
             let module = s.module.unwrap_or("kernel");
             count += 1;
-            written(row(out, s.addr, s.kind, s.size, s.name, module), count)?;
+            written(
+                row(out, s.addr, kind_name(s.kind), s.size, s.name, module),
+                count,
+            )?;
         }
     }
     Ok(count)
@@ -145,7 +175,7 @@ mod tests {
         super::row(
             &mut out,
             0x401126,
-            crate::resolve::SymbolKind::Function,
+            "function",
             16,
             "evil\n\x1b[2J",
             "/tmp/a\tb",
@@ -193,7 +223,7 @@ mod tests {
             lines: 2,
             error: io::ErrorKind::BrokenPipe,
         };
-        match super::list(&mut out, "", None, Some(&exe)) {
+        match super::list(&mut out, "", None, Some(&exe), false) {
             Err(super::Listing::ReaderGone(n)) => assert_eq!(n, 3, "2 written, the 3rd refused"),
             Err(super::Listing::Failed(e)) => panic!("{e:#}"),
             Ok(n) => panic!("listed all {n}"),
@@ -203,7 +233,7 @@ mod tests {
             error: io::ErrorKind::StorageFull,
         };
         assert!(matches!(
-            super::list(&mut out, "", None, Some(&exe)),
+            super::list(&mut out, "", None, Some(&exe), false),
             Err(super::Listing::Failed(_))
         ));
     }

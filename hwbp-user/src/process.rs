@@ -1,6 +1,6 @@
-//! The traced process: starting `-- CMD` stopped at its entry point (its
-//! output captured while the dashboard has the terminal), and watching a
-//! process (ours or `-p`) until it exits.
+//! The traced process: starting `-- CMD` stopped before any of its code or
+//! its libraries' constructors ran (its output captured while the dashboard
+//! has the terminal), and watching a process (ours or `-p`) until it exits.
 
 use std::{
     collections::VecDeque,
@@ -30,7 +30,7 @@ pub enum ProcessError {
     NotExecutable(PathBuf),
     #[error("cannot start `{cmd}`: {source}")]
     Spawn { cmd: String, source: io::Error },
-    #[error("while stopping `{cmd}` at its entry point: {reason}")]
+    #[error("while starting `{cmd}` stopped before its first instruction: {reason}")]
     Trace { cmd: String, reason: String },
     #[error("no process {0}: check the PID (ps -e)")]
     NoSuchProcess(i32),
@@ -86,8 +86,9 @@ pub fn find_command(cmd: &std::ffi::OsStr) -> Result<PathBuf, ProcessError> {
         .unwrap_or_else(|| Err(not_found()))
 }
 
-/// A child started by hwbp, stopped (ptrace) at the first instruction of
-/// its own code, the ELF entry point, until [`Launched::resume`].
+/// A child started by hwbp, stopped (ptrace) before the first instruction
+/// of its own code or of its libraries' constructors (see
+/// [`Launched::run_to_entry`]), until [`Launched::resume`].
 pub struct Launched {
     pub pid: i32,
     child: Child,
@@ -162,30 +163,66 @@ impl Launched {
     }
 
     /// After exec the child stops with SIGTRAP; the dynamic loader has not
-    /// run yet. Put an int3 at AT_ENTRY, continue, and stop there: now the
-    /// executable and its shared libraries are mapped, and none of the
-    /// program's own code has run.
+    /// run yet. Run it to the point where every shared library is mapped and
+    /// relocated but no code of the program or its libraries has run: for
+    /// a dynamically linked program, where the loader tells debuggers that
+    /// its link map is complete (below), before it runs the libraries'
+    /// constructors; for a static one, its ELF entry point.
     fn run_to_entry(&mut self) -> Result<(), String> {
         let pid = self.pid;
         wait_stop(pid, libc::SIGTRAP)?;
-        let entry = auxv_entry(pid).map_err(|e| format!("reading /proc/{pid}/auxv: {e}"))?;
-        // SAFETY: ptrace on our own stopped tracee; PEEKTEXT returns the word.
-        let original = unsafe {
-            *libc::__errno_location() = 0;
-            libc::ptrace(libc::PTRACE_PEEKTEXT, pid, entry as *mut libc::c_void, 0)
-        };
-        // SAFETY: reading errno of this thread.
-        if original == -1 && unsafe { *libc::__errno_location() } != 0 {
-            return Err(format!("PTRACE_PEEKTEXT: {}", io::Error::last_os_error()));
+        let auxv = Auxv::read(pid).map_err(|e| format!("reading /proc/{pid}/auxv: {e}"))?;
+        if let Some(loader) = auxv.base.filter(|&b| b != 0).and_then(|b| DebugState::find(pid, b)) {
+            match self.run_to_link_map_complete(&loader) {
+                Ok(()) => return Ok(()),
+                // The loader is not glibc's, or not as expected: the entry
+                // point is always right, only later (after constructors).
+                Err(e) => log::info!("stopping {pid} in its dynamic loader: {e}; stopping at its entry point"),
+            }
         }
-        poke_text(pid, entry, (original & !0xff) | 0xcc)?;
+        let entry = auxv
+            .entry
+            .ok_or_else(|| format!("/proc/{pid}/auxv has no AT_ENTRY"))?;
+        self.run_to(entry)
+    }
+
+    /// glibc's loader calls `_dl_debug_state` (the `r_brk` of the r_debug
+    /// protocol that gdb follows) with `_r_debug.r_state` RT_ADD before it
+    /// maps the needed libraries and RT_CONSISTENT once they are mapped and
+    /// relocated, before `_dl_init` runs their constructors. Stop at the
+    /// first call that says RT_CONSISTENT.
+    fn run_to_link_map_complete(&mut self, loader: &DebugState) -> Result<(), String> {
+        const RT_CONSISTENT: i64 = 0;
+        // Two calls at start-up (RT_ADD, RT_CONSISTENT); more with audit
+        // modules or LD_PRELOAD are still few.
+        for _ in 0..16 {
+            self.run_to(loader.brk)?;
+            let state = peek(self.pid, loader.r_debug + R_STATE_OFFSET)?;
+            if i64::from(state as i32) == RT_CONSISTENT {
+                return Ok(());
+            }
+            // SAFETY: step our stopped tracee over the original instruction.
+            if unsafe { libc::ptrace(libc::PTRACE_SINGLESTEP, self.pid, 0, 0) } < 0 {
+                return Err(format!("PTRACE_SINGLESTEP: {}", io::Error::last_os_error()));
+            }
+            wait_stop(self.pid, libc::SIGTRAP)?;
+        }
+        Err("the loader never reported a complete link map".into())
+    }
+
+    /// Continues our stopped tracee until it executes `addr` (an int3
+    /// there, removed again), and leaves it stopped with rip = `addr`.
+    fn run_to(&mut self, addr: u64) -> Result<(), String> {
+        let pid = self.pid;
+        let original = peek(pid, addr)?;
+        poke_text(pid, addr, (original & !0xff) | 0xcc)?;
         // SAFETY: resume the stopped tracee without a signal.
         if unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, 0) } < 0 {
             return Err(format!("PTRACE_CONT: {}", io::Error::last_os_error()));
         }
         wait_stop(pid, libc::SIGTRAP)?;
-        // The original word back at the entry point.
-        poke_text(pid, entry, original)?;
+        // The original word back.
+        poke_text(pid, addr, original)?;
         // SAFETY: user_regs_struct is plain data; GETREGS/SETREGS fill/read it.
         unsafe {
             let mut regs: libc::user_regs_struct = std::mem::zeroed();
@@ -198,14 +235,14 @@ impl Launched {
             {
                 return Err(format!("PTRACE_GETREGS: {}", io::Error::last_os_error()));
             }
-            if regs.rip != entry + 1 {
+            if regs.rip != addr + 1 {
                 return Err(format!(
-                    "stopped at {:#x}, expected the entry point {:#x}",
+                    "stopped at {:#x}, expected {:#x}",
                     regs.rip,
-                    entry + 1
+                    addr + 1
                 ));
             }
-            regs.rip = entry;
+            regs.rip = addr;
             if libc::ptrace(
                 libc::PTRACE_SETREGS,
                 pid,
@@ -275,13 +312,13 @@ fn wait_stop(pid: i32, want: i32) -> Result<(), String> {
         }
         if libc::WIFEXITED(status) {
             return Err(format!(
-                "exited with status {} before its entry point",
+                "exited with status {} before it ran its own code",
                 libc::WEXITSTATUS(status)
             ));
         }
         if libc::WIFSIGNALED(status) {
             return Err(format!(
-                "killed by signal {} before its entry point",
+                "killed by signal {} before it ran its own code",
                 libc::WTERMSIG(status)
             ));
         }
@@ -297,17 +334,81 @@ fn wait_stop(pid: i32, want: i32) -> Result<(), String> {
     }
 }
 
-fn auxv_entry(pid: i32) -> io::Result<u64> {
-    let auxv = fs::read(format!("/proc/{pid}/auxv"))?;
-    auxv.chunks_exact(16)
-        .map(|pair| {
+/// One word of our stopped tracee's memory (PTRACE_PEEKTEXT).
+fn peek(pid: i32, addr: u64) -> Result<libc::c_long, String> {
+    // SAFETY: ptrace on our own stopped tracee; PEEKTEXT returns the word,
+    // and errno tells a word of -1 from an error.
+    let word = unsafe {
+        *libc::__errno_location() = 0;
+        libc::ptrace(libc::PTRACE_PEEKTEXT, pid, addr as *mut libc::c_void, 0)
+    };
+    // SAFETY: reading errno of this thread.
+    if word == -1 && unsafe { *libc::__errno_location() } != 0 {
+        return Err(format!("PTRACE_PEEKTEXT {addr:#x}: {}", io::Error::last_os_error()));
+    }
+    Ok(word)
+}
+
+/// The entries of a process's auxiliary vector that starting it needs.
+struct Auxv {
+    /// AT_ENTRY: the executable's entry point.
+    entry: Option<u64>,
+    /// AT_BASE: where the dynamic loader is mapped (0 for a static program).
+    base: Option<u64>,
+}
+
+impl Auxv {
+    fn read(pid: i32) -> io::Result<Self> {
+        let auxv = fs::read(format!("/proc/{pid}/auxv"))?;
+        let pairs = auxv.chunks_exact(16).map(|pair| {
             let key = u64::from_ne_bytes(pair[..8].try_into().unwrap_or_default());
             let value = u64::from_ne_bytes(pair[8..].try_into().unwrap_or_default());
             (key, value)
+        });
+        let mut out = Self {
+            entry: None,
+            base: None,
+        };
+        for (key, value) in pairs {
+            match key {
+                libc::AT_ENTRY => out.entry = Some(value),
+                libc::AT_BASE => out.base = Some(value),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Offset of `r_state` in glibc's `struct r_debug` on 64-bit targets:
+/// `int r_version; struct link_map *r_map; ElfW(Addr) r_brk; enum r_state`.
+const R_STATE_OFFSET: u64 = 24;
+
+/// The r_debug protocol of the dynamic loader mapped at `base`: the
+/// function it calls at each change of its link map, and the structure
+/// that says which change.
+struct DebugState {
+    brk: u64,
+    r_debug: u64,
+}
+
+impl DebugState {
+    fn find(pid: i32, base: u64) -> Option<Self> {
+        let maps = crate::resolve::maps::read_maps(pid).ok()?;
+        let path = maps.iter().find(|m| m.start == base)?.path.clone()?;
+        let mut process = crate::resolve::ProcessImage::open(pid).ok()?;
+        let image = process.image(&path).ok()?;
+        let address = |name: &str| {
+            let [sym] = image.lookup(name)[..] else {
+                return None;
+            };
+            process.runtime_address(&path, &image, sym.addr)
+        };
+        Some(Self {
+            brk: address("_dl_debug_state")?,
+            r_debug: address("_r_debug")?,
         })
-        .find(|&(key, _)| key == libc::AT_ENTRY)
-        .map(|(_, value)| value)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no AT_ENTRY"))
+    }
 }
 
 /// Becomes readable when a process exits (pidfd_open, Linux 5.3).

@@ -11,7 +11,10 @@
 //! `objdump -d` print), a bare `0xADDRESS` a runtime one.
 //!
 //! A `::` is part of a name (`fx_user::main`, as `list` prints demangled
-//! Rust and C++ names), never a separator.
+//! Rust and C++ names), never a separator. A SYMBOL may be a C++ name with
+//! its parameters (`app::Widget::poke(int)`: spaces allowed inside), a
+//! template (`twice<int>`), an operator (`operator+`), or carry an ELF
+//! symbol version (`realpath@GLIBC_2.2.5`, `pthread_cond_wait@@GLIBC_2.3.2`).
 //!
 //! Parsing is purely syntactic: whether a symbol exists, what it is (function
 //! or object) and what the defaults become is decided by [`crate::resolve`].
@@ -111,7 +114,10 @@ pub enum TargetError {
     Offset(String),
     #[error("bad address `{0}`: write it in hex with a 0x prefix (e.g. `0xffffffff81234560`)")]
     Address(String),
-    #[error("bad symbol name `{0}`: a symbol has no spaces or control characters")]
+    #[error(
+        "bad symbol name `{0}`: a symbol has no control characters, and spaces only inside a C++ \
+         parameter list or template (`f(int, char*)`)"
+    )]
     Symbol(String),
     #[error("empty binary path in `{0}`: write BINARY:SYMBOL (e.g. `/usr/bin/app:counter`)")]
     Binary(String),
@@ -216,17 +222,32 @@ fn parse_location(s: &str) -> Result<Location, TargetError> {
             .map(Location::Address)
             .ok_or_else(|| TargetError::Address(s.into()));
     }
-    let (name, offset) = match s.split_once('+') {
-        Some((name, offset)) => (
-            name,
-            parse_number(offset).ok_or_else(|| TargetError::Offset(offset.into()))?,
-        ),
+    // The offset follows the last `+`, unless that `+` is part of a C++
+    // operator's name (`operator+`, `operator++`, `operator+=`).
+    let split = s.rfind('+').filter(|&i| {
+        let head = &s[..i];
+        !head.ends_with("operator") && !head.ends_with("operator+")
+    });
+    let (name, offset) = match split {
+        Some(i) => {
+            let offset = &s[i + 1..];
+            (
+                &s[..i],
+                parse_number(offset).ok_or_else(|| TargetError::Offset(offset.into()))?,
+            )
+        }
         None => (s, 0),
     };
     if name.is_empty() {
         return Err(TargetError::Empty);
     }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // Spaces only inside a C++ signature or template: `f(int, char*)`,
+    // `std::max<unsigned long>`.
+    let signature = name.contains(['(', '<']);
+    if name
+        .chars()
+        .any(|c| c.is_control() || (c.is_whitespace() && !signature))
+    {
         return Err(TargetError::Symbol(name.into()));
     }
     Ok(Location::Symbol {
@@ -339,6 +360,32 @@ mod tests {
             split_at_last_colon("a:::b"),
             None,
             "a run of colons is never a separator"
+        );
+    }
+
+    /// C++ signatures, templates and operators, and ELF symbol versions,
+    /// are names: their spaces, commas, `+` and `@` are not separators.
+    #[test]
+    fn cxx_names_and_versions() {
+        let t = spec("app::Widget::poke(int, char const*):x");
+        assert_eq!(t.location, sym("app::Widget::poke(int, char const*)", 0));
+        assert_eq!((t.binary, t.mode), (None, Some(Mode::Execute)));
+        assert_eq!(spec("twice<unsigned long>").location, sym("twice<unsigned long>", 0));
+        assert_eq!(spec("V::operator+").location, sym("V::operator+", 0));
+        assert_eq!(spec("V::operator++").location, sym("V::operator++", 0));
+        assert_eq!(spec("V::operator+=").location, sym("V::operator+=", 0));
+        assert_eq!(spec("V::operator+(V const&)+0x4").location, sym("V::operator+(V const&)", 4));
+        let t = spec("libc.so.6:pthread_cond_wait@@GLIBC_2.3.2:x");
+        assert_eq!(t.binary.as_deref(), Some(std::path::Path::new("libc.so.6")));
+        assert_eq!(t.location, sym("pthread_cond_wait@@GLIBC_2.3.2", 0));
+        assert_eq!(
+            "a b".parse::<TargetSpec>(),
+            Err(TargetError::Symbol("a b".into())),
+            "spaces only inside a signature"
+        );
+        assert_eq!(
+            "f(int\n)".parse::<TargetSpec>(),
+            Err(TargetError::Symbol("f(int\n)".into()))
         );
     }
 

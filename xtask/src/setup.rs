@@ -23,9 +23,10 @@ use crate::exec::{exec, output, succeeds};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages: QEMU and the initramfs pieces for the VM, perf and tmux
-/// for comparisons and the dashboard tests, gcc, lld and gdb for the ELF
-/// layout corpus test (it links programs with lld and asks gdb where their
-/// variables are).
+/// for comparisons and the dashboard tests, gcc, g++, clang, lld and gdb for
+/// the corpus tests (they compile C and C++ programs with each compiler,
+/// link them with each linker, and ask gdb and perf where their symbols
+/// are and how often they are hit).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
@@ -33,6 +34,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "linux-perf",
     "tmux",
     "gcc",
+    "g++",
+    "clang",
     "lld",
     "gdb",
 ];

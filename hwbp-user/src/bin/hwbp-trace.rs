@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     .init();
     let result = match cli.command {
         Some(Command::List(args)) => {
-            hwbp::list::run(&args.pattern, args.pid, args.binary.as_deref()).and_then(|n| {
+            hwbp::list::run(&args.pattern, args.pid, args.binary.as_deref(), args.verbose).and_then(|n| {
                 if n == 0 {
                     anyhow::bail!(session::UsageError(format!(
                         "no symbol matches `{}`",

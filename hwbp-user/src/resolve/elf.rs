@@ -11,14 +11,157 @@ use super::{ResolveError, SymbolKind};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElfSymbol {
-    /// The name as in the symbol table (mangled).
+    /// The name as in the symbol table (mangled), without any `@VERSION`.
     pub name: String,
-    /// Demangled for display (equal to `name` for C symbols).
+    /// Demangled for display, with a C++ function's parameter list and
+    /// without its return type (`acc::ns::bump(int)`, `twice<int>(int)`);
+    /// Rust paths without their hash; equal to `name` for C symbols.
     pub display: String,
-    /// Link-time virtual address.
+    /// Demangled without the parameter list (`acc::ns::bump`, `twice<int>`):
+    /// the name that matches every overload, as in gdb and bpftrace.
+    pub short: String,
+    /// The symbol version (`GLIBC_2.3.2`), from .gnu.version for .dynsym or
+    /// from a `name@@VERSION` entry of .symtab.
+    pub version: Option<SymbolVersion>,
+    /// Link-time virtual address; for a thread-local variable, its offset
+    /// in the TLS block instead (see `thread_local`).
     pub addr: u64,
     pub size: u64,
     pub kind: SymbolKind,
+    /// A `__thread` / `thread_local` variable: one copy per thread, none of
+    /// them at `addr`.
+    pub thread_local: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymbolVersion {
+    pub name: String,
+    /// The default version (`@@`): what a program linked today binds to.
+    /// An old one (`@`, hidden) is kept for programs linked long ago.
+    pub default: bool,
+}
+
+impl ElfSymbol {
+    fn new(raw: &str, addr: u64, size: u64, kind: SymbolKind, thread_local: bool) -> Self {
+        // .symtab spells versions in the name: `realpath@@GLIBC_2.3`,
+        // `realpath@GLIBC_2.2.5`.
+        let (name, version) = match raw.split_once('@') {
+            Some((name, version)) => (
+                name,
+                Some(match version.strip_prefix('@') {
+                    Some(v) => SymbolVersion {
+                        name: v.to_owned(),
+                        default: true,
+                    },
+                    None => SymbolVersion {
+                        name: version.to_owned(),
+                        default: false,
+                    },
+                }),
+            ),
+            None => (raw, None),
+        };
+        let (display, short) = demangle(name);
+        Self {
+            name: name.to_owned(),
+            display,
+            short,
+            version,
+            addr,
+            size,
+            kind,
+            thread_local,
+        }
+    }
+
+    /// Whether `query` (a [`NameQuery`]'s name) names this symbol: the
+    /// mangled name, the demangled one with or without parameters; spaces
+    /// do not count (`f(int,char)` is `f(int, char)`).
+    fn is_named(&self, query: &str) -> bool {
+        if self.name == query || self.display == query || self.short == query {
+            return true;
+        }
+        if !query.contains(['(', '<', ' ', ',']) {
+            return false;
+        }
+        let squeezed = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        let query = squeezed(query);
+        squeezed(&self.display) == query || squeezed(&self.short) == query
+    }
+
+    /// The name with its version, as `list` and messages print it.
+    pub fn versioned_display(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}{}{}", self.display, if v.default { "@@" } else { "@" }, v.name),
+            None => self.display.clone(),
+        }
+    }
+}
+
+/// A demangled name with and without its parameters: C++ (Itanium ABI,
+/// `_Z…`) by cpp_demangle, Rust (legacy `_ZN…17h…E` and v0 `_R…`) by
+/// rustc-demangle, anything else as is.
+fn demangle(name: &str) -> (String, String) {
+    if let Ok(rust) = rustc_demangle::try_demangle(name) {
+        let display = format!("{rust:#}");
+        return (display.clone(), display);
+    }
+    if name.starts_with("_Z")
+        && let Ok(cpp) = cpp_demangle::Symbol::new(name)
+    {
+        let options = cpp_demangle::DemangleOptions::new().no_return_type();
+        if let Ok(display) = cpp.demangle_with_options(&options) {
+            let short = cpp
+                .demangle_with_options(&options.no_params())
+                .unwrap_or_else(|_| display.clone());
+            return (display, short);
+        }
+    }
+    (name.to_owned(), name.to_owned())
+}
+
+/// A symbol name as the user wrote it: `name`, `name@VERSION` (that
+/// version) or `name@@VERSION` (that version, and it must be the default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NameQuery<'a> {
+    name: &'a str,
+    version: Option<&'a str>,
+    default: bool,
+}
+
+impl<'a> NameQuery<'a> {
+    fn parse(text: &'a str) -> Self {
+        match text.split_once('@') {
+            Some((name, version)) => match version.strip_prefix('@') {
+                Some(version) => Self {
+                    name,
+                    version: Some(version),
+                    default: true,
+                },
+                None => Self {
+                    name,
+                    version: Some(version),
+                    default: false,
+                },
+            },
+            None => Self {
+                name: text,
+                version: None,
+                default: false,
+            },
+        }
+    }
+
+    fn matches(&self, sym: &ElfSymbol) -> bool {
+        if !sym.is_named(self.name) {
+            return false;
+        }
+        match (self.version, &sym.version) {
+            (None, _) => true,
+            (Some(want), Some(have)) => want == have.name && (!self.default || have.default),
+            (Some(_), None) => false,
+        }
+    }
 }
 
 /// x86-64's page size: the granule in which the kernel and ld.so map
@@ -58,29 +201,30 @@ impl ElfImage {
 
     pub fn parse(data: &[u8]) -> Result<Self, String> {
         let file = object::File::parse(data).map_err(|e| format!("not an ELF file ({e})"))?;
+        let symbol = |s: &object::Symbol<'_, '_>, version: Option<SymbolVersion>| {
+            if !s.is_definition() || s.address() == 0 && s.kind() != ObjKind::Tls {
+                return None;
+            }
+            let raw = s.name().ok().filter(|n| !n.is_empty())?;
+            let kind = match s.kind() {
+                ObjKind::Text => SymbolKind::Function,
+                ObjKind::Data | ObjKind::Tls => SymbolKind::Object,
+                _ => SymbolKind::Unknown,
+            };
+            let mut sym = ElfSymbol::new(raw, s.address(), s.size(), kind, s.kind() == ObjKind::Tls);
+            if version.is_some() {
+                sym.version = version;
+            }
+            Some(sym)
+        };
+        let versions = dynamic_versions(data);
         let mut symbols: Vec<ElfSymbol> = file
             .symbols()
-            .chain(file.dynamic_symbols())
-            .filter(|s| s.is_definition() && s.address() != 0)
-            .filter_map(|s| {
-                let name = s.name().ok()?.to_owned();
-                if name.is_empty() {
-                    return None;
-                }
-                let kind = match s.kind() {
-                    ObjKind::Text => SymbolKind::Function,
-                    ObjKind::Data | ObjKind::Tls => SymbolKind::Object,
-                    _ => SymbolKind::Unknown,
-                };
-                let display = format!("{:#}", rustc_demangle::demangle(&name));
-                Some(ElfSymbol {
-                    display,
-                    name,
-                    addr: s.address(),
-                    size: s.size(),
-                    kind,
-                })
-            })
+            .filter_map(|s| symbol(&s, None))
+            .chain(
+                file.dynamic_symbols()
+                    .filter_map(|s| symbol(&s, versions.get(s.index().0).cloned().flatten())),
+            )
             .collect();
         symbols.sort_by(|a, b| {
             a.addr
@@ -88,7 +232,15 @@ impl ElfImage {
                 .then(b.size.cmp(&a.size))
                 .then(a.name.cmp(&b.name))
         });
-        symbols.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
+        // The same symbol in .symtab and .dynsym: keep one, with the
+        // version when either table gives it.
+        symbols.dedup_by(|later, kept| {
+            let same = later.addr == kept.addr && later.name == kept.name;
+            if same && kept.version.is_none() {
+                kept.version = later.version.take();
+            }
+            same
+        });
         let segments = file
             .segments()
             .map(|seg| {
@@ -104,13 +256,17 @@ impl ElfImage {
         Ok(Self { symbols, segments })
     }
 
-    /// Symbols with this name (mangled, or demangled without the hash), one per address.
-    pub fn lookup(&self, name: &str) -> Vec<&ElfSymbol> {
-        let mut found: Vec<&ElfSymbol> = self
-            .symbols
-            .iter()
-            .filter(|s| s.name == name || s.display == name)
-            .collect();
+    /// Symbols named `query`, one per address: by mangled or demangled name
+    /// (a C++ name without parameters matches every overload), optionally
+    /// with `@VERSION` or `@@VERSION`. Without a version, a name that has a
+    /// default version (`@@`) means that one, as the linker would bind it
+    /// today, not the old versions kept for old programs.
+    pub fn lookup(&self, query: &str) -> Vec<&ElfSymbol> {
+        let query = NameQuery::parse(query);
+        let mut found: Vec<&ElfSymbol> = self.symbols.iter().filter(|s| query.matches(s)).collect();
+        if query.version.is_none() && found.iter().any(|s| s.version.as_ref().is_some_and(|v| v.default)) {
+            found.retain(|s| s.version.as_ref().is_none_or(|v| v.default));
+        }
         found.dedup_by_key(|s| s.addr);
         found
     }
@@ -220,6 +376,35 @@ impl ElfImage {
     }
 }
 
+/// The version of each .dynsym entry, by symbol index (None when
+/// unversioned or when the file has no .gnu.version).
+fn dynamic_versions(data: &[u8]) -> Vec<Option<SymbolVersion>> {
+    use object::read::elf::ElfFile64;
+    let Ok(elf) = ElfFile64::<object::Endianness>::parse(data) else {
+        return Vec::new();
+    };
+    let endian = elf.endian();
+    let Ok(Some(table)) = elf.elf_section_table().versions(endian, data) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for s in elf.dynamic_symbols() {
+        let index = table.version_index(endian, s.index());
+        let Ok(Some(version)) = table.version(index) else {
+            continue;
+        };
+        let i = s.index().0;
+        if out.len() <= i {
+            out.resize(i + 1, None);
+        }
+        out[i] = Some(SymbolVersion {
+            name: String::from_utf8_lossy(version.name()).into_owned(),
+            default: !index.is_hidden(),
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +423,85 @@ mod tests {
             .vaddr_to_file_offset(main[0].addr)
             .expect("in a segment");
         assert_eq!(image.file_offset_to_vaddr(file_off), Some(main[0].addr));
+    }
+
+    fn named(symbols: &[(&str, u64)]) -> ElfImage {
+        ElfImage {
+            symbols: symbols
+                .iter()
+                .map(|&(raw, addr)| ElfSymbol::new(raw, addr, 8, SymbolKind::Function, false))
+                .collect(),
+            segments: Vec::new(),
+        }
+    }
+
+    fn addrs(found: Vec<&ElfSymbol>) -> Vec<u64> {
+        found.iter().map(|s| s.addr).collect()
+    }
+
+    /// C++ names as gdb and bpftrace take them: with or without the
+    /// parameter list (which then matches every overload), templates
+    /// without their return type; spaces in a signature do not count.
+    #[test]
+    fn cxx_names_demangled_with_and_without_parameters() {
+        let image = named(&[
+            ("_ZN3acc2ns4bumpEi", 0x10),
+            ("_ZN3acc2ns4bumpEd", 0x20),
+            ("_Z5twiceIiET_S0_", 0x30),
+            ("_ZN3app6Widget4pokeEi", 0x40),
+            ("_ZN3app6Widget5countE", 0x50),
+            ("_ZN7fx_user4main17h0123456789abcdefE", 0x60),
+        ]);
+        let s = &image.symbols[0];
+        assert_eq!((s.display.as_str(), s.short.as_str()), ("acc::ns::bump(int)", "acc::ns::bump"));
+        assert_eq!(addrs(image.lookup("acc::ns::bump")), [0x10, 0x20]);
+        assert_eq!(addrs(image.lookup("acc::ns::bump(double)")), [0x20]);
+        assert_eq!(addrs(image.lookup("_ZN3acc2ns4bumpEd")), [0x20]);
+        assert_eq!(image.symbols[2].display, "twice<int>(int)");
+        assert_eq!(addrs(image.lookup("twice<int>")), [0x30]);
+        assert_eq!(addrs(image.lookup("twice<int>( int )")), [0x30]);
+        assert_eq!(addrs(image.lookup("app::Widget::poke(int)")), [0x40]);
+        assert_eq!(addrs(image.lookup("app::Widget::count")), [0x50]);
+        assert_eq!(addrs(image.lookup("fx_user::main")), [0x60]);
+        assert!(image.lookup("bump").is_empty(), "a name is whole, not a suffix");
+    }
+
+    /// A versioned name means its default version (`@@`), as a program
+    /// linked today binds it; `@VERSION` and `@@VERSION` select one.
+    #[test]
+    fn versioned_names_mean_the_default_version() {
+        let image = named(&[
+            ("realpath@GLIBC_2.2.5", 0x100),
+            ("realpath@@GLIBC_2.3", 0x200),
+            ("old_only@GLIBC_2.2.5", 0x300),
+        ]);
+        assert_eq!(image.symbols[0].name, "realpath");
+        assert_eq!(image.symbols[1].versioned_display(), "realpath@@GLIBC_2.3");
+        assert_eq!(addrs(image.lookup("realpath")), [0x200]);
+        assert_eq!(addrs(image.lookup("realpath@GLIBC_2.2.5")), [0x100]);
+        assert_eq!(addrs(image.lookup("realpath@GLIBC_2.3")), [0x200]);
+        assert_eq!(addrs(image.lookup("realpath@@GLIBC_2.3")), [0x200]);
+        assert!(image.lookup("realpath@@GLIBC_2.2.5").is_empty(), "not the default");
+        assert_eq!(addrs(image.lookup("old_only")), [0x300], "no default: the one there is");
+    }
+
+    /// The system's libc: its .dynsym versions come from .gnu.version, and
+    /// `realpath` is the default one (gdb and the linker agree).
+    #[test]
+    fn libc_dynamic_symbols_carry_their_versions() {
+        let Some(libc) = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+        else {
+            return;
+        };
+        let image = ElfImage::load(libc).expect("libc");
+        let all: Vec<&ElfSymbol> = image.symbols().iter().filter(|s| s.name == "realpath").collect();
+        assert!(all.len() >= 2, "realpath has an old and a default version: {all:?}");
+        let found = image.lookup("realpath");
+        assert_eq!(found.len(), 1, "{all:?}");
+        assert!(found[0].version.as_ref().is_some_and(|v| v.default), "{found:?}");
     }
 
     fn image(segments: &[(u64, u64, u64, u64)]) -> ElfImage {

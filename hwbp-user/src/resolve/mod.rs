@@ -17,7 +17,7 @@ use std::{
 use thiserror::Error;
 
 use crate::target::{Location, Mode, TargetSpec};
-pub use elf::ElfImage;
+pub use elf::{ElfImage, ElfSymbol};
 pub use kallsyms::{Kallsyms, is_kernel_address};
 pub use maps::Mapping;
 
@@ -65,15 +65,24 @@ pub enum ResolveError {
         suggestions: Vec<String>,
     },
     #[error(
-        "ambiguous symbol `{name}`: {} candidates:\n{}\nname one by address (e.g. `{}`)",
+        "ambiguous symbol `{name}`: {} candidates:\n{}\nname one {example}",
         .candidates.len(),
         .candidates.iter().map(|(a, m)| format!("  {a:#x} {m}")).collect::<Vec<_>>().join("\n"),
-        .candidates.first().map(|(a, _)| format!("{a:#x}")).unwrap_or_default()
     )]
     Ambiguous {
         name: String,
+        /// Address and what is there (name, signature, version, file).
         candidates: Vec<(u64, String)>,
+        /// How to name one: "by address (e.g. `0x…`)" or by its full name.
+        example: String,
     },
+    #[error(
+        "`{name}` in {file} is a thread-local variable: every thread has its own copy, at an \
+         address that differs per thread, and hwbp-trace cannot follow it from thread to thread. \
+         To watch one thread's copy, take its address (gdb: `thread N`, then `p &{name}`) and \
+         trace `0xADDRESS:w` with -p PID"
+    )]
+    ThreadLocal { name: String, file: String },
     #[error("`{0}` names a file of a process: add -p PID or -- CMD so hwbp knows which process")]
     NeedsProcess(String),
     #[error("`{binary}` is not mapped in process {pid}; mapped files are:\n{}", .mapped.join("\n"))]
@@ -502,20 +511,29 @@ impl Resolver {
             [] => return Ok(None),
             [one] => *one,
             many => {
+                let candidates: Vec<(u64, String)> = many
+                    .iter()
+                    .map(|s| {
+                        let addr = process
+                            .runtime_address(path, &image, s.addr)
+                            .unwrap_or(s.addr);
+                        (addr, format!("{} [{}]", s.versioned_display(), path.display()))
+                    })
+                    .collect();
+                let example = user_example(many, name, candidates[0].0);
                 return Err(ResolveError::Ambiguous {
                     name: name.to_owned(),
-                    candidates: many
-                        .iter()
-                        .map(|s| {
-                            let addr = process
-                                .runtime_address(path, &image, s.addr)
-                                .unwrap_or(s.addr);
-                            (addr, path.display().to_string())
-                        })
-                        .collect(),
+                    candidates,
+                    example,
                 });
             }
         };
+        if sym.thread_local {
+            return Err(ResolveError::ThreadLocal {
+                name: name.to_owned(),
+                file: path.display().to_string(),
+            });
+        }
         let Some(addr) = process.runtime_address(path, &image, sym.addr) else {
             return Ok(None);
         };
@@ -613,6 +631,7 @@ impl Resolver {
                             )
                         })
                         .collect(),
+                    example: by_address(many.first().map(|s| s.addr)),
                 });
             }
         };
@@ -671,6 +690,25 @@ impl Resolver {
             },
             None => Found::raw(addr, Space::User),
         })
+    }
+}
+
+fn by_address(addr: Option<u64>) -> String {
+    format!("by address (e.g. `{:#x}`)", addr.unwrap_or_default())
+}
+
+/// How to name one of several user symbols that `query` matched (the
+/// first at runtime address `addr`): by its full name when the names differ
+/// (C++ overloads, versions), else by address (two static functions of the
+/// same name).
+fn user_example(candidates: &[&ElfSymbol], query: &str, addr: u64) -> String {
+    let names: Vec<String> = candidates.iter().map(|c| c.versioned_display()).collect();
+    let distinct = names.iter().enumerate().all(|(i, n)| !names[..i].contains(n));
+    match names.first() {
+        Some(full) if distinct && full != query => {
+            format!("by its full name (e.g. `{full}`) or by address (e.g. `{addr:#x}`)")
+        }
+        _ => by_address(Some(addr)),
     }
 }
 
