@@ -62,7 +62,11 @@ fn elf_row(
     verbose: bool,
     object: impl std::fmt::Display,
 ) -> io::Result<()> {
-    let kind = if s.thread_local { "tls" } else { kind_name(s.kind) };
+    let kind = if s.thread_local {
+        "tls"
+    } else {
+        kind_name(s.kind)
+    };
     let mut name = s.versioned_display();
     if verbose && s.name != s.display {
         name = format!("{name} (mangled: {})", s.name);
@@ -128,7 +132,11 @@ fn list(
     let mut count = 0;
     if let Some(path) = binary {
         let image = ElfImage::load(path)?;
-        for s in image.symbols().iter().filter(|s| matches_symbol(pattern, s)) {
+        for s in image
+            .symbols()
+            .iter()
+            .filter(|s| matches_symbol(pattern, s))
+        {
             count += 1;
             written(elf_row(out, s.addr, s, verbose, path.display()), count)?;
         }
@@ -138,7 +146,11 @@ fn list(
             let Ok(image) = process.image(&path) else {
                 continue;
             };
-            for s in image.symbols().iter().filter(|s| matches_symbol(pattern, s)) {
+            for s in image
+                .symbols()
+                .iter()
+                .filter(|s| matches_symbol(pattern, s))
+            {
                 let addr = if s.thread_local {
                     s.addr
                 } else {

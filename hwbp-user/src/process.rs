@@ -172,12 +172,18 @@ impl Launched {
         let pid = self.pid;
         wait_stop(pid, libc::SIGTRAP)?;
         let auxv = Auxv::read(pid).map_err(|e| format!("reading /proc/{pid}/auxv: {e}"))?;
-        if let Some(loader) = auxv.base.filter(|&b| b != 0).and_then(|b| DebugState::find(pid, b)) {
+        if let Some(loader) = auxv
+            .base
+            .filter(|&b| b != 0)
+            .and_then(|b| DebugState::find(pid, b))
+        {
             match self.run_to_link_map_complete(&loader) {
                 Ok(()) => return Ok(()),
                 // The loader is not glibc's, or not as expected: the entry
                 // point is always right, only later (after constructors).
-                Err(e) => log::info!("stopping {pid} in its dynamic loader: {e}; stopping at its entry point"),
+                Err(e) => log::info!(
+                    "stopping {pid} in its dynamic loader: {e}; stopping at its entry point"
+                ),
             }
         }
         let entry = auxv
@@ -344,7 +350,10 @@ fn peek(pid: i32, addr: u64) -> Result<libc::c_long, String> {
     };
     // SAFETY: reading errno of this thread.
     if word == -1 && unsafe { *libc::__errno_location() } != 0 {
-        return Err(format!("PTRACE_PEEKTEXT {addr:#x}: {}", io::Error::last_os_error()));
+        return Err(format!(
+            "PTRACE_PEEKTEXT {addr:#x}: {}",
+            io::Error::last_os_error()
+        ));
     }
     Ok(word)
 }

@@ -370,11 +370,17 @@ mod tests {
         let t = spec("app::Widget::poke(int, char const*):x");
         assert_eq!(t.location, sym("app::Widget::poke(int, char const*)", 0));
         assert_eq!((t.binary, t.mode), (None, Some(Mode::Execute)));
-        assert_eq!(spec("twice<unsigned long>").location, sym("twice<unsigned long>", 0));
+        assert_eq!(
+            spec("twice<unsigned long>").location,
+            sym("twice<unsigned long>", 0)
+        );
         assert_eq!(spec("V::operator+").location, sym("V::operator+", 0));
         assert_eq!(spec("V::operator++").location, sym("V::operator++", 0));
         assert_eq!(spec("V::operator+=").location, sym("V::operator+=", 0));
-        assert_eq!(spec("V::operator+(V const&)+0x4").location, sym("V::operator+(V const&)", 4));
+        assert_eq!(
+            spec("V::operator+(V const&)+0x4").location,
+            sym("V::operator+(V const&)", 4)
+        );
         let t = spec("libc.so.6:pthread_cond_wait@@GLIBC_2.3.2:x");
         assert_eq!(t.binary.as_deref(), Some(std::path::Path::new("libc.so.6")));
         assert_eq!(t.location, sym("pthread_cond_wait@@GLIBC_2.3.2", 0));

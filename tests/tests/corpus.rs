@@ -18,7 +18,7 @@
 use std::{
     fs,
     path::Path,
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
 };
 
 use hwbp_tests::{TempDir, hwbp_trace, root_or_skip, stderr, stdout};
@@ -89,16 +89,27 @@ fn skip(what: &str) {
 
 /// Compiles `source` with gcc and `flags` into `dir/out`.
 fn gcc(dir: &TempDir, source: &str, out: &str, flags: &[&str]) {
-    let src = dir.path(&format!("{out}.c"));
+    compile("gcc", dir, source, out, flags);
+}
+
+/// Compiles `source` with `compiler` (gcc, g++, clang, clang++: the source
+/// file's extension follows the language) and `flags` into `dir/out`.
+fn compile(compiler: &str, dir: &TempDir, source: &str, out: &str, flags: &[&str]) {
+    let ext = if compiler.ends_with("++") { "cc" } else { "c" };
+    let src = dir.path(&format!("{out}.{ext}"));
     fs::write(&src, source).unwrap_or_else(|e| panic!("writing {src}: {e}"));
     // Flags after the source: `-lNAME` must follow what uses it.
-    let o = sh(Command::new("gcc")
+    let o = sh(Command::new(compiler)
         .args(["-O1", "-g"])
         .arg(&src)
         .args(flags)
         .arg("-o")
         .arg(dir.path(out)));
-    assert!(o.status.success(), "gcc {flags:?} {src}: {}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "{compiler} {flags:?} {src}: {}",
+        stderr(&o)
+    );
 }
 
 /// gdb's `&name` for each name, with the program stopped at main (shared
@@ -115,9 +126,13 @@ fn gdb_addresses(prog: &str, names: &[&str]) -> Vec<u64> {
         "-ex",
         "run",
     ]);
+    // In C's terms, with each name quoted: a C++ signature or a Rust path
+    // is then one linkage name (`&'ns::f(int)'`), whatever the language of
+    // the frame gdb stopped in.
+    cmd.args(["-ex", "set language c"]);
     for name in names {
         cmd.arg("-ex")
-            .arg(format!("printf \"ADDR {name} %lx\\n\", (long)&{name}"));
+            .arg(format!("printf \"ADDR {name} %lx\\n\", (long)&'{name}'"));
     }
     cmd.args(["--args", prog, "1"]);
     let o = sh(&mut cmd);
@@ -187,10 +202,15 @@ fn trace(dir: &TempDir, prog: &str, args: &[&str], targets: &[&str]) -> (Vec<u64
     (addrs, hits)
 }
 
-/// Builds the program with `flags` and checks every global and `bump`.
+/// Builds the program with gcc and `flags` and checks every global and
+/// `bump`.
 fn check_layout(layout: &str, flags: &[&str]) {
+    check_layout_with("gcc", layout, flags);
+}
+
+fn check_layout_with(compiler: &str, layout: &str, flags: &[&str]) {
     let dir = TempDir::new(&format!("corpus-{layout}"));
-    gcc(&dir, PROGRAM, "prog", flags);
+    compile(compiler, &dir, PROGRAM, "prog", flags);
     let prog = dir.path("prog");
     let names = ["g_bss", "g_data", "g_char", "g_short", "bump"];
     let want = gdb_addresses(&prog, &names);
@@ -236,6 +256,29 @@ fn gnu_ld_layouts_resolve_as_gdb_and_count_exactly() {
     check_layout("norelro", &["-Wl,-z,norelro"]);
     check_layout("noseparate-code", &["-Wl,-z,noseparate-code"]);
     check_layout("static-pie", &["-static-pie"]);
+    check_layout("static", &["-static"]);
+    check_layout("separate-code", &["-Wl,-z,separate-code"]);
+    check_layout("max-page-size-2m", &["-Wl,-z,max-page-size=0x200000"]);
+    // Without debug info: names from .symtab alone.
+    check_layout("no-debug-info", &["-g0"]);
+    check_layout("stripped-dynsym", &["-rdynamic", "-s"]);
+}
+
+/// clang (its own code generation, linked by GNU ld, and by lld).
+#[test]
+fn clang_layouts_resolve_as_gdb_and_count_exactly() {
+    if !ready("clang_layouts_resolve_as_gdb_and_count_exactly") {
+        return;
+    }
+    if !have("clang", &["--version"]) {
+        skip("the clang layouts: no clang (`cargo xtask setup` installs it)");
+        return;
+    }
+    check_layout_with("clang", "clang-pie", &[]);
+    check_layout_with("clang", "clang-no-pie", &["-no-pie"]);
+    if have("ld.lld", &["--version"]) {
+        check_layout_with("clang", "clang-lld", &["-fuse-ld=lld"]);
+    }
 }
 
 #[test]
@@ -326,4 +369,355 @@ fn a_system_programs_variable_is_where_gdb_says() {
     // after the entry point only (`perf stat -e mem:ADDR/4:w` counts from
     // the exec, and ld.so's copy relocation writes before the entry).
     assert_eq!(hits.len(), 1);
+}
+
+/// C++ names as people write them, from g++ and clang++ (linked by GNU ld
+/// and by lld): namespaces, overloads, a member function, a static member,
+/// templates. Each loop iteration calls and writes known counts.
+const CXX_PROGRAM: &str = r#"
+#include <cstdlib>
+#include <unistd.h>
+namespace acc { namespace ns {
+volatile long total;
+__attribute__((noinline)) void bump(int i) { total += i; }
+__attribute__((noinline)) void bump(double d) { total += static_cast<long>(d); }
+} }
+namespace app {
+struct Widget {
+    volatile int pokes = 0;
+    __attribute__((noinline)) void poke(int k);
+    static volatile int made;
+};
+void Widget::poke(int k) { pokes += k; }
+volatile int Widget::made;
+}
+template <typename T> __attribute__((noinline)) T twice(T x) { return x * 2; }
+volatile long sink;
+int main(int argc, char **argv) {
+    const char *delay = getenv("HWBP_FX_START_DELAY_MS");
+    if (delay) usleep(atoi(delay) * 1000);
+    int n = argc > 1 ? atoi(argv[1]) : 0;
+    app::Widget w;
+    for (int i = 0; i < n; i++) {
+        acc::ns::bump(i);
+        if (i % 2 == 0) acc::ns::bump(0.5);
+        w.poke(1);
+        app::Widget::made = app::Widget::made + 1;
+        sink = twice<int>(i);
+        if (i % 4 == 0) sink = twice<long>(i);
+    }
+    return 0;
+}
+"#;
+
+fn check_cxx(compiler: &str, layout: &str, flags: &[&str]) {
+    let dir = TempDir::new(&format!("corpus-{layout}"));
+    compile(compiler, &dir, CXX_PROGRAM, "prog", flags);
+    let prog = dir.path("prog");
+    let n = N.to_string();
+    // (target as the user writes it, gdb's linkage name, hits per run of N)
+    let runs: [&[(&str, &str, u64)]; 2] = [
+        &[
+            ("acc::ns::bump(int)", "acc::ns::bump(int)", N),
+            ("acc::ns::total", "acc::ns::total", N + N / 2),
+            ("twice<int>", "twice<int>(int)", N),
+        ],
+        &[
+            ("app::Widget::poke(int)", "app::Widget::poke(int)", N),
+            ("app::Widget::made", "app::Widget::made", N),
+            ("acc::ns::bump(double)", "acc::ns::bump(double)", N / 2),
+        ],
+    ];
+    for run in runs {
+        let targets: Vec<&str> = run.iter().map(|t| t.0).collect();
+        let gdb_names: Vec<&str> = run.iter().map(|t| t.1).collect();
+        let want = gdb_addresses(&prog, &gdb_names);
+        let (addrs, hits) = trace(&dir, &prog, &[&n], &targets);
+        let shown = |v: &[u64]| v.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>();
+        assert_eq!(
+            shown(&addrs),
+            shown(&want),
+            "{layout}: {targets:?} against gdb"
+        );
+        let counts: Vec<u64> = run.iter().map(|t| t.2).collect();
+        assert_eq!(hits, counts, "{layout}: hits of {targets:?}");
+    }
+    // A name without parameters matches every overload: refused, with each
+    // signature listed, and nothing armed.
+    let o = sh(Command::new(hwbp_trace())
+        .args(["--no-tui", "-q", "acc::ns::bump", "--"])
+        .arg(&prog)
+        .arg("1"));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{layout}: {err}");
+    for needle in [
+        "ambiguous symbol `acc::ns::bump`: 2 candidates",
+        "acc::ns::bump(int) [",
+        "acc::ns::bump(double) [",
+        "name one by its full name (e.g. `acc::ns::bump(int)`)",
+    ] {
+        assert!(err.contains(needle), "{layout}: `{needle}` in {err}");
+    }
+}
+
+#[test]
+fn cxx_names_resolve_as_gdb_and_count_exactly() {
+    if !ready("cxx_names_resolve_as_gdb_and_count_exactly") {
+        return;
+    }
+    let mut built = 0;
+    for compiler in ["g++", "clang++"] {
+        if !have(compiler, &["--version"]) {
+            skip(&format!(
+                "C++ built by {compiler}: not installed (`cargo xtask setup`)"
+            ));
+            continue;
+        }
+        check_cxx(compiler, &format!("{compiler}-gnu-ld"), &[]);
+        if have("ld.lld", &["--version"]) {
+            check_cxx(compiler, &format!("{compiler}-lld"), &["-fuse-ld=lld"]);
+        }
+        built += 1;
+    }
+    assert!(
+        built > 0,
+        "no C++ compiler: `cargo xtask setup` installs g++ and clang"
+    );
+}
+
+/// A Rust program linked by rustc's default linker on x86_64 Linux
+/// (rust-lld): a `#[no_mangle]` static and a function by its Rust path.
+#[test]
+fn rust_program_linked_by_rust_lld_resolves_as_gdb_and_counts_exactly() {
+    if !ready("rust_program_linked_by_rust_lld_resolves_as_gdb_and_counts_exactly") {
+        return;
+    }
+    let dir = TempDir::new("corpus-rust");
+    let src = dir.path("prog.rs");
+    fs::write(
+        &src,
+        r#"
+use std::hint::black_box;
+#[unsafe(no_mangle)]
+static mut G_COUNT: u64 = 0;
+#[inline(never)]
+fn bump(i: u64) {
+    // SAFETY: one thread.
+    unsafe {
+        let p = &raw mut G_COUNT;
+        std::ptr::write_volatile(p, std::ptr::read_volatile(p) + i);
+    }
+}
+fn main() {
+    if let Some(ms) = std::env::var("HWBP_FX_START_DELAY_MS").ok().and_then(|d| d.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(0);
+    for i in 0..n {
+        bump(black_box(i));
+    }
+}
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{src}: {e}"));
+    let o = sh(Command::new("rustc")
+        .args([
+            "-C",
+            "opt-level=1",
+            "-g",
+            "-C",
+            "force-frame-pointers=yes",
+            "-o",
+        ])
+        .arg(dir.path("prog"))
+        .arg(&src));
+    assert!(o.status.success(), "rustc: {}", stderr(&o));
+    let prog = dir.path("prog");
+    let want = gdb_addresses(&prog, &["G_COUNT", "prog::bump"]);
+    let (addrs, hits) = trace(&dir, &prog, &[&N.to_string()], &["G_COUNT", "prog::bump"]);
+    assert_eq!(addrs, want, "against gdb");
+    assert_eq!(hits, [N, N]);
+}
+
+/// `realpath` has two versions in glibc: the default (@@GLIBC_2.3), which
+/// programs linked today call, and an old one (@GLIBC_2.2.5). The plain
+/// name is the default, as the linker binds it; `@VERSION` selects one.
+/// (gdb's `&realpath` names the old one, so the oracle here is the
+/// program's own count.)
+#[test]
+fn versioned_names_mean_the_default_version() {
+    if !ready("versioned_names_mean_the_default_version") {
+        return;
+    }
+    let dir = TempDir::new("corpus-versions");
+    gcc(
+        &dir,
+        r#"
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    const char *delay = getenv("HWBP_FX_START_DELAY_MS");
+    if (delay) usleep(atoi(delay) * 1000);
+    int n = argc > 1 ? atoi(argv[1]) : 0;
+    for (int i = 0; i < n; i++) free(realpath("/", NULL));
+    return 0;
+}
+"#,
+        "prog",
+        &[],
+    );
+    let prog = dir.path("prog");
+    let targets = [
+        "realpath",
+        "realpath@GLIBC_2.2.5",
+        "libc.so.6:realpath@@GLIBC_2.3",
+    ];
+    let o = sh(Command::new(hwbp_trace())
+        .args(["--no-tui", "-q"])
+        .args(targets)
+        .arg("--")
+        .arg(&prog)
+        .arg("1"));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "`realpath` and `realpath@@GLIBC_2.3` are one address: {}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("both arm"), "{}", stderr(&o));
+    let (addrs, hits) = trace(&dir, &prog, &[&N.to_string()], &targets[..2]);
+    assert_ne!(addrs[0], addrs[1]);
+    assert_eq!(hits, [N, 0], "the default version is the one called");
+    let (by_version, hits) = trace(&dir, &prog, &[&N.to_string()], &targets[2..]);
+    assert_eq!((by_version[0], hits[0]), (addrs[0], N));
+}
+
+/// A `__thread` variable has one copy per thread: refused by name with
+/// what to do instead, never "unknown symbol" and never armed; `list`
+/// shows it as `tls`.
+#[test]
+fn thread_local_variables_are_refused_by_name() {
+    if !ready("thread_local_variables_are_refused_by_name") {
+        return;
+    }
+    let dir = TempDir::new("corpus-tls");
+    gcc(
+        &dir,
+        r#"
+__thread volatile int tls_counter;
+int main(int argc, char **argv) { for (int i = 0; i < argc; i++) tls_counter++; return 0; }
+"#,
+        "prog",
+        &[],
+    );
+    let prog = dir.path("prog");
+    let o = sh(Command::new(hwbp_trace())
+        .args(["--no-tui", "-q", "tls_counter:w", "--"])
+        .arg(&prog));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`tls_counter` in") && err.contains("is a thread-local variable"),
+        "{err}"
+    );
+    assert!(
+        err.contains("p &tls_counter"),
+        "says what to do instead: {err}"
+    );
+    let o = sh(Command::new(hwbp_trace())
+        .args(["list", "--binary"])
+        .arg(&prog)
+        .arg("tls_counter"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).split_whitespace().nth(1) == Some("tls"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Programs nobody wrote for this project, with libc's malloc and free as
+/// targets: hwbp-trace's count equals `perf stat -e mem:ADDR:x` at the same
+/// address (ASLR off, identical stdio: Python allocates differently when
+/// its stderr is a pipe). perf counts from the exec, so this also proves
+/// that `-- CMD` arms before the libraries' constructors run.
+#[test]
+fn system_programs_count_as_perf_stat() {
+    if !ready("system_programs_count_as_perf_stat") {
+        return;
+    }
+    if !have("perf", &["--version"]) {
+        skip(
+            "system programs against perf stat: no perf (`cargo xtask setup` installs linux-perf)",
+        );
+        return;
+    }
+    let dir = TempDir::new("corpus-system");
+    let cases: &[(&[&str], &str)] = &[
+        (&["ls", "/"], "malloc"),
+        (&["ls", "/"], "free"),
+        (&["git", "--version"], "malloc"),
+        (&["/usr/bin/python3", "-c", "pass"], "malloc"),
+    ];
+    let mut done = 0;
+    for (cmd, sym) in cases {
+        if !have(cmd[0], &["--version"]) {
+            skip(&format!("{sym} under {cmd:?}: no {}", cmd[0]));
+            continue;
+        }
+        let target = format!("libc.so.6:{sym}");
+        let out_file = dir.path("t.jsonl");
+        let o = sh(Command::new("setarch")
+            .arg("-R")
+            .arg(hwbp_trace())
+            .args(["--no-tui", "-q", "-o", &out_file, &target, "--"])
+            .args(*cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()));
+        assert!(
+            o.status.success(),
+            "hwbp-trace {target} -- {cmd:?}: {:?}",
+            o.status
+        );
+        let text = fs::read_to_string(&out_file).unwrap_or_else(|e| panic!("{out_file}: {e}"));
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let (Some(header), Some(summary)) = (lines.first(), lines.last()) else {
+            panic!("{out_file} is empty");
+        };
+        let addr = header["targets"][0]["addr"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no addr: {header}"))
+            .to_owned();
+        let hits = summary["targets"][0]["hits"].as_u64();
+        assert_eq!(summary["lost"], 0, "{cmd:?}");
+        let perf_out = dir.path("perf.txt");
+        let o = sh(Command::new("setarch")
+            .args(["-R", "perf", "stat", "-x,", "-o", &perf_out])
+            .arg("-e")
+            .arg(format!("mem:{addr}:x"))
+            .arg("--")
+            .args(*cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()));
+        assert!(o.status.success(), "perf stat -- {cmd:?}: {:?}", o.status);
+        let perf = fs::read_to_string(&perf_out).unwrap_or_else(|e| panic!("{perf_out}: {e}"));
+        let counted = perf
+            .lines()
+            .find(|l| l.contains(&format!("mem:{addr}:x")))
+            .and_then(|l| l.split(',').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no count in perf stat's output:\n{perf}"));
+        assert_eq!(
+            hits,
+            Some(counted),
+            "{sym} at {addr} under {cmd:?}: hwbp-trace vs perf stat"
+        );
+        done += 1;
+    }
+    assert!(done > 0, "no system program to trace");
 }

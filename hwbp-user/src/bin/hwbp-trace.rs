@@ -32,17 +32,21 @@ fn main() -> ExitCode {
     .format_timestamp(None)
     .init();
     let result = match cli.command {
-        Some(Command::List(args)) => {
-            hwbp::list::run(&args.pattern, args.pid, args.binary.as_deref(), args.verbose).and_then(|n| {
-                if n == 0 {
-                    anyhow::bail!(session::UsageError(format!(
-                        "no symbol matches `{}`",
-                        args.pattern
-                    )));
-                }
-                Ok(ExitCode::SUCCESS)
-            })
-        }
+        Some(Command::List(args)) => hwbp::list::run(
+            &args.pattern,
+            args.pid,
+            args.binary.as_deref(),
+            args.verbose,
+        )
+        .and_then(|n| {
+            if n == 0 {
+                anyhow::bail!(session::UsageError(format!(
+                    "no symbol matches `{}`",
+                    args.pattern
+                )));
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
         Some(Command::Report(args)) => hwbp::report::main(&args).map(|()| ExitCode::SUCCESS),
         Some(Command::Doctor) => hwbp::doctor::run()
             .map(|()| ExitCode::SUCCESS)

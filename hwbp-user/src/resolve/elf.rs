@@ -92,7 +92,12 @@ impl ElfSymbol {
     /// The name with its version, as `list` and messages print it.
     pub fn versioned_display(&self) -> String {
         match &self.version {
-            Some(v) => format!("{}{}{}", self.display, if v.default { "@@" } else { "@" }, v.name),
+            Some(v) => format!(
+                "{}{}{}",
+                self.display,
+                if v.default { "@@" } else { "@" },
+                v.name
+            ),
             None => self.display.clone(),
         }
     }
@@ -202,7 +207,14 @@ impl ElfImage {
     pub fn parse(data: &[u8]) -> Result<Self, String> {
         let file = object::File::parse(data).map_err(|e| format!("not an ELF file ({e})"))?;
         let symbol = |s: &object::Symbol<'_, '_>, version: Option<SymbolVersion>| {
-            if !s.is_definition() || s.address() == 0 && s.kind() != ObjKind::Tls {
+            // object's is_definition() leaves out STT_TLS; a TLS symbol's
+            // value is an offset in the TLS block, often 0.
+            let defined = if s.kind() == ObjKind::Tls {
+                !s.is_undefined()
+            } else {
+                s.is_definition() && s.address() != 0
+            };
+            if !defined {
                 return None;
             }
             let raw = s.name().ok().filter(|n| !n.is_empty())?;
@@ -211,7 +223,8 @@ impl ElfImage {
                 ObjKind::Data | ObjKind::Tls => SymbolKind::Object,
                 _ => SymbolKind::Unknown,
             };
-            let mut sym = ElfSymbol::new(raw, s.address(), s.size(), kind, s.kind() == ObjKind::Tls);
+            let mut sym =
+                ElfSymbol::new(raw, s.address(), s.size(), kind, s.kind() == ObjKind::Tls);
             if version.is_some() {
                 sym.version = version;
             }
@@ -264,7 +277,11 @@ impl ElfImage {
     pub fn lookup(&self, query: &str) -> Vec<&ElfSymbol> {
         let query = NameQuery::parse(query);
         let mut found: Vec<&ElfSymbol> = self.symbols.iter().filter(|s| query.matches(s)).collect();
-        if query.version.is_none() && found.iter().any(|s| s.version.as_ref().is_some_and(|v| v.default)) {
+        if query.version.is_none()
+            && found
+                .iter()
+                .any(|s| s.version.as_ref().is_some_and(|v| v.default))
+        {
             found.retain(|s| s.version.as_ref().is_none_or(|v| v.default));
         }
         found.dedup_by_key(|s| s.addr);
@@ -283,11 +300,13 @@ impl ElfImage {
                 s.kind == SymbolKind::Function && vaddr < s.addr.saturating_add(s.size.max(1))
             })
             .or_else(|| {
+                // A thread-local variable's value is an offset in the TLS
+                // block, not an address: it names nothing here.
                 self.symbols[..end]
                     .iter()
                     .rev()
                     .take(64)
-                    .find(|s| vaddr < s.addr.saturating_add(s.size.max(1)))
+                    .find(|s| !s.thread_local && vaddr < s.addr.saturating_add(s.size.max(1)))
             })
             .map(|s| (s, vaddr - s.addr))
     }
@@ -453,7 +472,10 @@ mod tests {
             ("_ZN7fx_user4main17h0123456789abcdefE", 0x60),
         ]);
         let s = &image.symbols[0];
-        assert_eq!((s.display.as_str(), s.short.as_str()), ("acc::ns::bump(int)", "acc::ns::bump"));
+        assert_eq!(
+            (s.display.as_str(), s.short.as_str()),
+            ("acc::ns::bump(int)", "acc::ns::bump")
+        );
         assert_eq!(addrs(image.lookup("acc::ns::bump")), [0x10, 0x20]);
         assert_eq!(addrs(image.lookup("acc::ns::bump(double)")), [0x20]);
         assert_eq!(addrs(image.lookup("_ZN3acc2ns4bumpEd")), [0x20]);
@@ -463,7 +485,10 @@ mod tests {
         assert_eq!(addrs(image.lookup("app::Widget::poke(int)")), [0x40]);
         assert_eq!(addrs(image.lookup("app::Widget::count")), [0x50]);
         assert_eq!(addrs(image.lookup("fx_user::main")), [0x60]);
-        assert!(image.lookup("bump").is_empty(), "a name is whole, not a suffix");
+        assert!(
+            image.lookup("bump").is_empty(),
+            "a name is whole, not a suffix"
+        );
     }
 
     /// A versioned name means its default version (`@@`), as a program
@@ -481,27 +506,46 @@ mod tests {
         assert_eq!(addrs(image.lookup("realpath@GLIBC_2.2.5")), [0x100]);
         assert_eq!(addrs(image.lookup("realpath@GLIBC_2.3")), [0x200]);
         assert_eq!(addrs(image.lookup("realpath@@GLIBC_2.3")), [0x200]);
-        assert!(image.lookup("realpath@@GLIBC_2.2.5").is_empty(), "not the default");
-        assert_eq!(addrs(image.lookup("old_only")), [0x300], "no default: the one there is");
+        assert!(
+            image.lookup("realpath@@GLIBC_2.2.5").is_empty(),
+            "not the default"
+        );
+        assert_eq!(
+            addrs(image.lookup("old_only")),
+            [0x300],
+            "no default: the one there is"
+        );
     }
 
     /// The system's libc: its .dynsym versions come from .gnu.version, and
     /// `realpath` is the default one (gdb and the linker agree).
     #[test]
     fn libc_dynamic_symbols_carry_their_versions() {
-        let Some(libc) = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6"]
-            .into_iter()
-            .map(Path::new)
-            .find(|p| p.exists())
-        else {
+        let Some(libc) = [
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        ]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists()) else {
             return;
         };
         let image = ElfImage::load(libc).expect("libc");
-        let all: Vec<&ElfSymbol> = image.symbols().iter().filter(|s| s.name == "realpath").collect();
-        assert!(all.len() >= 2, "realpath has an old and a default version: {all:?}");
+        let all: Vec<&ElfSymbol> = image
+            .symbols()
+            .iter()
+            .filter(|s| s.name == "realpath")
+            .collect();
+        assert!(
+            all.len() >= 2,
+            "realpath has an old and a default version: {all:?}"
+        );
         let found = image.lookup("realpath");
         assert_eq!(found.len(), 1, "{all:?}");
-        assert!(found[0].version.as_ref().is_some_and(|v| v.default), "{found:?}");
+        assert!(
+            found[0].version.as_ref().is_some_and(|v| v.default),
+            "{found:?}"
+        );
     }
 
     fn image(segments: &[(u64, u64, u64, u64)]) -> ElfImage {

@@ -517,7 +517,10 @@ impl Resolver {
                         let addr = process
                             .runtime_address(path, &image, s.addr)
                             .unwrap_or(s.addr);
-                        (addr, format!("{} [{}]", s.versioned_display(), path.display()))
+                        (
+                            addr,
+                            format!("{} [{}]", s.versioned_display(), path.display()),
+                        )
                     })
                     .collect();
                 let example = user_example(many, name, candidates[0].0);
@@ -703,7 +706,10 @@ fn by_address(addr: Option<u64>) -> String {
 /// same name).
 fn user_example(candidates: &[&ElfSymbol], query: &str, addr: u64) -> String {
     let names: Vec<String> = candidates.iter().map(|c| c.versioned_display()).collect();
-    let distinct = names.iter().enumerate().all(|(i, n)| !names[..i].contains(n));
+    let distinct = names
+        .iter()
+        .enumerate()
+        .all(|(i, n)| !names[..i].contains(n));
     match names.first() {
         Some(full) if distinct && full != query => {
             format!("by its full name (e.g. `{full}`) or by address (e.g. `{addr:#x}`)")
