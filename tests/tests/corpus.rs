@@ -36,6 +36,10 @@ const N: u64 = 400;
 const PROGRAM: &str = r#"
 #include <stdlib.h>
 #include <unistd.h>
+#ifdef LOW_MAPPINGS
+#define _GNU_SOURCE
+#include <sys/mman.h>
+#endif
 volatile int g_bss;
 volatile long g_data = 5;
 volatile char g_char;
@@ -56,6 +60,12 @@ int main(int argc, char **argv) {
     const char *delay = getenv("HWBP_FX_START_DELAY_MS");
     if (delay) usleep(atoi(delay) * 1000);
     int n = argc > 1 ? atoi(argv[1]) : 0;
+#ifdef LOW_MAPPINGS
+    /* Mappings below the executable, as JITs make them: they must not look
+       like an exec to the tracer. */
+    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    mmap((void *)0x10000, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+#endif
     for (int i = 0; i < n; i++) bump(i);
     return 0;
 }
@@ -182,6 +192,10 @@ fn trace(dir: &TempDir, prog: &str, args: &[&str], targets: &[&str]) -> (Vec<u64
         panic!("{out_file} is empty");
     };
     assert_eq!(summary["exit_status"], 0, "{prog} ran to its end");
+    assert_eq!(
+        summary["end_reason"], "process-exit",
+        "{prog} ran to its end"
+    );
     assert_eq!(summary["lost"], 0, "no hit lost");
     let addrs = (0..targets.len())
         .map(|i| {
@@ -262,6 +276,11 @@ fn gnu_ld_layouts_resolve_as_gdb_and_count_exactly() {
     // Without debug info: names from .symtab alone.
     check_layout("no-debug-info", &["-g0"]);
     check_layout("stripped-dynsym", &["-rdynamic", "-s"]);
+    check_layout("low-mappings", &["-DLOW_MAPPINGS"]);
+    check_layout(
+        "static-pie-low-mappings",
+        &["-static-pie", "-DLOW_MAPPINGS"],
+    );
 }
 
 /// clang (its own code generation, linked by GNU ld, and by lld).
