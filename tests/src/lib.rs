@@ -137,3 +137,4 @@ impl Drop for TempDir {
     }
 }
 pub mod host;
+pub mod traces;
