@@ -42,7 +42,7 @@ pub enum Scope {
 impl Scope {
     pub fn system_wide() -> io::Result<Self> {
         Ok(Self::SystemWide {
-            cpus: online_cpus()?,
+            cpus: crate::host::cpus::online()?,
         })
     }
 
@@ -438,7 +438,7 @@ fn explain(bp: &Breakpoint, errno: i32, requested: usize, armed_here: usize) -> 
             if armed_here == 1 { "was" } else { "were" }
         ),
         libc::EINVAL if bp.space == Space::Kernel && bp.mode == Mode::Execute => {
-            let cause = match kernel_option("CONFIG_KPROBES") {
+            let cause = match crate::host::kernel::option("CONFIG_KPROBES") {
                 Some(false) => "this kernel is built without CONFIG_KPROBES, and then x86 refuses execute \
                                 breakpoints on all kernel text"
                     .to_owned(),
@@ -523,19 +523,8 @@ pub(crate) fn kernel_data_watchpoint_probe(addr: u64) -> Result<(), i32> {
 /// Whether this process holds CAP_PERFMON (or CAP_SYS_ADMIN, which covers
 /// it): an EPERM on a kernel address is then the host's policy.
 fn has_perfmon() -> bool {
-    crate::doctor::own_missing_capabilities()
+    crate::host::caps::own_missing_capabilities()
         .is_some_and(|missing| !missing.contains(&"CAP_PERFMON"))
-}
-
-/// Whether the running kernel has a config option (`=y` or `=m`), from
-/// /boot/config-RELEASE or /proc/config.gz; None when neither says.
-pub fn kernel_option(name: &str) -> Option<bool> {
-    use crate::doctor::{ConfigOption, KernelConfig};
-    match KernelConfig::read().option(name) {
-        ConfigOption::Set(value) => Some(value == "y" || value == "m"),
-        ConfigOption::NotSet => Some(false),
-        ConfigOption::Unknown => None,
-    }
 }
 
 fn kprobe_blacklisted(addr: u64) -> bool {
@@ -547,24 +536,6 @@ fn kprobe_blacklisted(addr: u64) -> bool {
         let parse = |s: Option<&str>| s.and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok());
         matches!((parse(range.next()), parse(range.next())), (Some(start), Some(end)) if addr >= start && addr < end)
     })
-}
-
-/// Online CPUs from /sys/devices/system/cpu/online ("0-3,5").
-pub fn online_cpus() -> io::Result<Vec<u32>> {
-    let text = fs::read_to_string("/sys/devices/system/cpu/online")?;
-    parse_cpu_list(text.trim())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad CPU list `{text}`")))
-}
-
-fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {
-    let mut cpus = Vec::new();
-    for part in text.split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => cpus.extend(a.parse::<u32>().ok()?..=b.parse::<u32>().ok()?),
-            None => cpus.push(part.parse().ok()?),
-        }
-    }
-    Some(cpus)
 }
 
 #[cfg(test)]
@@ -649,12 +620,5 @@ mod tests {
             thread_gone_from_live_process(pid, i32::MAX),
             "no such thread"
         );
-    }
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(parse_cpu_list("0"), Some(vec![0]));
-        assert_eq!(parse_cpu_list("0-3,5,7-8"), Some(vec![0, 1, 2, 3, 5, 7, 8]));
-        assert_eq!(parse_cpu_list("x"), None);
     }
 }

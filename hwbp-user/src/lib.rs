@@ -14,6 +14,7 @@ pub mod collect;
 pub mod doctor;
 pub mod dwarf;
 pub mod export;
+pub mod host;
 pub mod list;
 pub mod metrics;
 pub mod printable;

@@ -191,7 +191,7 @@ fn missing_privileges() -> Result<(), PrivilegeError> {
     // The same rule as doctor's privileges check: CAP_SYS_ADMIN stands in
     // for CAP_BPF and CAP_PERFMON (kernels before 5.8 have neither), not
     // for CAP_SYSLOG.
-    let Some(missing) = crate::doctor::own_missing_capabilities() else {
+    let Some(missing) = crate::host::caps::own_missing_capabilities() else {
         return Ok(());
     };
     if missing.is_empty() {
