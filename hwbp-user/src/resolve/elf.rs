@@ -2,12 +2,19 @@
 //! between an ELF file's link-time addresses and a process's runtime
 //! addresses (the load bias), used both to arm symbols and to name
 //! addresses, so that the two directions cannot disagree.
+//!
+//! A stripped file's names come from its debug file or MiniDebugInfo
+//! ([`super::debugfile`]), added by [`ElfImage::load`] after the file's own
+//! tables; the addresses and segments are always the file's own.
 
 use std::{fs, path::Path};
 
 use object::{Object as _, ObjectSegment as _, ObjectSymbol as _, SymbolKind as ObjKind};
 
-use super::{ResolveError, SymbolKind};
+use super::{
+    ResolveError, SymbolKind,
+    debugfile::{self, Found},
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElfSymbol {
@@ -19,6 +26,17 @@ pub struct ElfSymbol {
     pub addr: u64,
     pub size: u64,
     pub kind: SymbolKind,
+    /// Which table the name came from.
+    pub origin: Origin,
+}
+
+/// Where a symbol's name came from, in the order they are looked in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Origin {
+    Symtab,
+    Dynsym,
+    /// The debug file or MiniDebugInfo of [`ElfImage::debug`].
+    Debug,
 }
 
 /// x86-64's page size: the granule in which the kernel and ld.so map
@@ -42,53 +60,49 @@ struct Segment {
 pub struct ElfImage {
     symbols: Vec<ElfSymbol>,
     segments: Vec<Segment>,
+    /// Where the names of [`Origin::Debug`] came from.
+    debug: Option<Found>,
+    /// The file has no .symtab.
+    stripped: bool,
 }
 
 impl ElfImage {
+    /// The file's symbols and, when it has no .symtab (stripped), those of
+    /// its debug file or MiniDebugInfo under [`debugfile::debug_root`].
     pub fn load(path: &Path) -> Result<Self, ResolveError> {
-        let data = fs::read(path).map_err(|source| ResolveError::Elf {
-            path: path.to_owned(),
-            reason: source.to_string(),
-        })?;
-        Self::parse(&data).map_err(|reason| ResolveError::Elf {
+        Self::load_with_debug_root(path, &debugfile::debug_root())
+    }
+
+    pub fn load_with_debug_root(path: &Path, root: &Path) -> Result<Self, ResolveError> {
+        let error = |reason: String| ResolveError::Elf {
             path: path.to_owned(),
             reason,
-        })
+        };
+        let data = fs::read(path).map_err(|source| error(source.to_string()))?;
+        let file =
+            object::File::parse(&*data).map_err(|e| error(format!("not an ELF file ({e})")))?;
+        let mut image = Self::from_file(&file);
+        if image.stripped
+            && let Some(debug) = debugfile::find(path, &file, root)
+        {
+            match object::File::parse(&*debug.data) {
+                Ok(names) => image.add_debug_symbols(&names, debug.found),
+                Err(e) => log::debug!("ignoring {} of {}: {e}", debug.found, path.display()),
+            }
+        }
+        Ok(image)
     }
 
     pub fn parse(data: &[u8]) -> Result<Self, String> {
         let file = object::File::parse(data).map_err(|e| format!("not an ELF file ({e})"))?;
-        let mut symbols: Vec<ElfSymbol> = file
-            .symbols()
-            .chain(file.dynamic_symbols())
-            .filter(|s| s.is_definition() && s.address() != 0)
-            .filter_map(|s| {
-                let name = s.name().ok()?.to_owned();
-                if name.is_empty() {
-                    return None;
-                }
-                let kind = match s.kind() {
-                    ObjKind::Text => SymbolKind::Function,
-                    ObjKind::Data | ObjKind::Tls => SymbolKind::Object,
-                    _ => SymbolKind::Unknown,
-                };
-                let display = format!("{:#}", rustc_demangle::demangle(&name));
-                Some(ElfSymbol {
-                    display,
-                    name,
-                    addr: s.address(),
-                    size: s.size(),
-                    kind,
-                })
-            })
+        Ok(Self::from_file(&file))
+    }
+
+    fn from_file(file: &object::File<'_>) -> Self {
+        let mut symbols: Vec<ElfSymbol> = symbols_of(file.symbols(), Origin::Symtab)
+            .chain(symbols_of(file.dynamic_symbols(), Origin::Dynsym))
             .collect();
-        symbols.sort_by(|a, b| {
-            a.addr
-                .cmp(&b.addr)
-                .then(b.size.cmp(&a.size))
-                .then(a.name.cmp(&b.name))
-        });
-        symbols.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
+        sort_symbols(&mut symbols);
         let segments = file
             .segments()
             .map(|seg| {
@@ -101,16 +115,124 @@ impl ElfImage {
                 }
             })
             .collect();
-        Ok(Self { symbols, segments })
+        Self {
+            symbols,
+            segments,
+            debug: None,
+            stripped: file.section_by_name(".symtab").is_none(),
+        }
     }
 
-    /// Symbols with this name (mangled, or demangled without the hash), one per address.
+    /// Adds the .symtab of a stripped file's debug file (or MiniDebugInfo)
+    /// `names`, found as `found`.
+    fn add_debug_symbols(&mut self, names: &object::File<'_>, found: Found) {
+        self.symbols
+            .extend(symbols_of(names.symbols(), Origin::Debug));
+        sort_symbols(&mut self.symbols);
+        self.debug = Some(found);
+    }
+
+    /// Where the names of [`Origin::Debug`] came from, if any were added.
+    pub fn debug(&self) -> Option<&Found> {
+        self.debug.as_ref()
+    }
+
+    /// For an unknown symbol: why this file may lack it, when it is
+    /// stripped and its debug file was not found, or only its
+    /// MiniDebugInfo (functions only) was.
+    pub fn stripped_note(&self, path: &Path) -> Option<String> {
+        if !self.stripped {
+            return None;
+        }
+        match &self.debug {
+            Some(Found::MiniDebugInfo) => Some(format!(
+                "{} is stripped and named only by its MiniDebugInfo, which holds functions, not \
+                 variables: install its debug file (docs/usage.md, \"Stripped programs\")",
+                path.display()
+            )),
+            Some(_) => None,
+            None => Some(format!(
+                "{} is stripped and no debug file of it was found (by build ID under {}, or by \
+                 .gnu_debuglink): install its debug file, e.g. the -dbgsym package \
+                 (docs/usage.md, \"Stripped programs\")",
+                path.display(),
+                debugfile::debug_root().display()
+            )),
+        }
+    }
+
+    /// Where `sym`'s name came from, for messages: `the .symtab of PATH`,
+    /// `/usr/lib/debug/.build-id/ab/cdef.debug (build ID)`.
+    pub fn origin_text(&self, sym: &ElfSymbol, path: &Path) -> String {
+        match (sym.origin, &self.debug) {
+            (Origin::Symtab, _) => format!("the .symtab of {}", path.display()),
+            (Origin::Dynsym, _) => format!("the .dynsym of {}", path.display()),
+            (Origin::Debug, Some(Found::MiniDebugInfo)) => {
+                format!("the MiniDebugInfo (.gnu_debugdata) of {}", path.display())
+            }
+            (Origin::Debug, Some(found)) => found.to_string(),
+            (Origin::Debug, None) => format!("a debug file of {}", path.display()),
+        }
+    }
+}
+
+/// The named definitions among `symbols`, from the table `origin`.
+fn symbols_of<'data, 'file>(
+    symbols: impl Iterator<Item = object::Symbol<'data, 'file>> + 'file,
+    origin: Origin,
+) -> impl Iterator<Item = ElfSymbol> + 'file
+where
+    'data: 'file,
+{
+    symbols
+        .filter(|s| s.is_definition() && s.address() != 0)
+        .filter_map(move |s| {
+            let name = s.name().ok()?.to_owned();
+            if name.is_empty() {
+                return None;
+            }
+            let kind = match s.kind() {
+                ObjKind::Text => SymbolKind::Function,
+                ObjKind::Data | ObjKind::Tls => SymbolKind::Object,
+                _ => SymbolKind::Unknown,
+            };
+            let display = format!("{:#}", rustc_demangle::demangle(&name));
+            Some(ElfSymbol {
+                display,
+                name,
+                addr: s.address(),
+                size: s.size(),
+                kind,
+                origin,
+            })
+        })
+}
+
+/// By address, larger first, then by name; a name at an address once,
+/// from the first table in [`Origin`]'s order that has it.
+fn sort_symbols(symbols: &mut Vec<ElfSymbol>) {
+    symbols.sort_by(|a, b| {
+        a.addr
+            .cmp(&b.addr)
+            .then(b.size.cmp(&a.size))
+            .then(a.name.cmp(&b.name))
+            .then(a.origin.cmp(&b.origin))
+    });
+    symbols.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
+}
+
+impl ElfImage {
+    /// Symbols with this name (mangled, or demangled without the hash), one
+    /// per address, from the first table in [`Origin`]'s order that has it.
     pub fn lookup(&self, name: &str) -> Vec<&ElfSymbol> {
         let mut found: Vec<&ElfSymbol> = self
             .symbols
             .iter()
             .filter(|s| s.name == name || s.display == name)
             .collect();
+        if let Some(first) = found.iter().map(|s| s.origin).min() {
+            found.retain(|s| s.origin == first);
+        }
         found.dedup_by_key(|s| s.addr);
         found
     }
@@ -243,6 +365,8 @@ mod tests {
     fn image(segments: &[(u64, u64, u64, u64)]) -> ElfImage {
         ElfImage {
             symbols: Vec::new(),
+            debug: None,
+            stripped: false,
             segments: segments
                 .iter()
                 .map(|&(offset, vaddr, filesz, memsz)| Segment {
