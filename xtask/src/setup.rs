@@ -25,7 +25,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: QEMU and the initramfs pieces for the VM, perf and tmux
 /// for comparisons and the dashboard tests, gcc, lld and gdb for the ELF
 /// layout corpus test (it links programs with lld and asks gdb where their
-/// variables are).
+/// variables are), binutils and xz-utils for the debug-file test (objcopy,
+/// strip and xz make its separate debug files and MiniDebugInfo).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
@@ -35,6 +36,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "gcc",
     "lld",
     "gdb",
+    "binutils",
+    "xz-utils",
 ];
 
 pub fn run() -> Result<()> {
