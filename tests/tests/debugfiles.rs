@@ -52,7 +52,8 @@ fn ok(cmd: &mut Command) -> Output {
 /// Where the program's debug information is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Layout {
-    /// `prog.debug` beside `prog`, named by `.gnu_debuglink`.
+    /// `.debug/prog.debug`, named by `.gnu_debuglink`; a stale
+    /// `prog.debug` of another build beside `prog`.
     DebugLink,
     /// `<root>/.build-id/xx/rest.debug`, no debuglink.
     BuildId,
@@ -71,11 +72,22 @@ fn build(dir: &TempDir, layout: Layout) -> Option<String> {
     fs::create_dir_all(dir.path("root")).unwrap_or_else(|e| panic!("mkdir root: {e}"));
     match layout {
         Layout::DebugLink => {
-            let debug = dir.path("prog.debug");
+            // The right one in .debug/, and beside the program, searched
+            // first, a stale one of another build (-O0: other addresses),
+            // which its checksum rules out.
+            let other = dir.path("other");
+            ok(Command::new("gcc").args(["-O0", "-g", &src, "-o", &other]));
+            ok(Command::new("objcopy").args([
+                "--only-keep-debug",
+                &other,
+                &dir.path("prog.debug"),
+            ]));
+            fs::create_dir_all(dir.path(".debug")).unwrap_or_else(|e| panic!("mkdir: {e}"));
+            let debug = dir.path(".debug/prog.debug");
             ok(Command::new("objcopy").args(["--only-keep-debug", &prog, &debug]));
             ok(Command::new("strip").args(["--strip-all", &prog]));
             ok(Command::new("objcopy")
-                .arg("--add-gnu-debuglink=prog.debug")
+                .arg("--add-gnu-debuglink=.debug/prog.debug")
                 .arg("prog")
                 .current_dir(&dir.0));
             Some(debug)
