@@ -171,9 +171,13 @@ fn hex(bytes: &[u8]) -> String {
 /// `/proc/PID/root` (a process's file, read through its root) counts from
 /// that root for the last place.
 pub fn debuglink_candidates(path: &Path, name: &OsStr, root: &Path) -> Vec<PathBuf> {
-    // A name with directories in it is not a debuglink: it could point
-    // anywhere.
-    if name.is_empty() || Path::new(name).components().count() != 1 {
+    // A debuglink is a file name: one with directories in it (or `..`)
+    // could point anywhere.
+    let mut parts = Path::new(name).components();
+    if !matches!(
+        (parts.next(), parts.next()),
+        (Some(Component::Normal(_)), None)
+    ) {
         return Vec::new();
     }
     let dir = path.parent().unwrap_or(Path::new("/"));
@@ -342,9 +346,13 @@ mod tests {
         );
         assert_eq!(got[2], PathBuf::from("/usr/lib/debug/usr/bin/prog.debug"));
         // A name that is a path, or the file itself, is no candidate.
-        assert!(
-            debuglink_candidates(Path::new("/a/p"), OsStr::new("../x"), Path::new("/r")).is_empty()
-        );
+        for name in ["../x", "..", ".", "a/b", "/abs", ""] {
+            assert!(
+                debuglink_candidates(Path::new("/a/p"), OsStr::new(name), Path::new("/r"))
+                    .is_empty(),
+                "{name}"
+            );
+        }
         let got = debuglink_candidates(Path::new("/a/p"), OsStr::new("p"), Path::new("/r"));
         assert_eq!(got, ["/a/.debug/p", "/r/a/p"].map(PathBuf::from));
     }
