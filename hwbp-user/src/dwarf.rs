@@ -1,22 +1,36 @@
 //! Parameters of user functions from DWARF (gimli): the names and types of
 //! a function's formal parameters, for programs built with full debug info
 //! (`-g`, Rust's `debug = 2`). Line tables alone (`debug = 1`) have none;
-//! the arguments then stay register names.
+//! the arguments then stay register names. A stripped file's DWARF is in
+//! its separate debug file, found as its names are (resolve/debugfile.rs).
 
 use std::{borrow::Cow, fs, path::Path};
 
 use gimli::{AttributeValue, EndianSlice, LittleEndian, Unit, UnitOffset, constants as dw};
 use object::{Object as _, ObjectSection as _};
 
-use crate::btf::{Decode, Param, TypeInfo};
+use crate::{
+    btf::{Decode, Param, TypeInfo},
+    resolve::debugfile,
+};
 
 type Reader<'a> = EndianSlice<'a, LittleEndian>;
 
 /// The parameters of the function whose code starts at link-time address
-/// `vaddr` in ELF file `path`, or None when its DWARF does not say.
+/// `vaddr` in ELF file `path` (or in its separate debug file), or None
+/// when its DWARF does not say.
 pub fn function_params(path: &Path, vaddr: u64) -> Option<Vec<Param>> {
+    // Declared first: the debug file's data outlives what borrows it.
+    let debug_data;
     let data = fs::read(path).ok()?;
-    let file = object::File::parse(&*data).ok()?;
+    let own = object::File::parse(&*data).ok()?;
+    let file = if own.section_by_name(".debug_info").is_some() {
+        own
+    } else {
+        let debug = debugfile::find_separate(path, &own, &debugfile::debug_root())?;
+        debug_data = debug.data;
+        object::File::parse(&*debug_data).ok()?
+    };
     if !file.is_little_endian() {
         return None;
     }

@@ -28,6 +28,15 @@
 //!
 //! The maps of the traced process are kept from [`Symbolizer::snapshot`] on,
 //! and files are opened by path, so hits are named after the process exited.
+//!
+//! A stripped file's names are in its debug file or MiniDebugInfo, found by
+//! resolve/debugfile.rs (its doc says why there and not by blazesym): when
+//! that found a separate debug file, blazesym reads it (its .symtab and
+//! DWARF, the address given as the link address both files share) for
+//! `func+0x1f (file:line)`; MiniDebugInfo has no DWARF, so its names come
+//! from [`ElfImage`] as `func+0x1f`. blazesym's own `.gnu_debuglink`
+//! following stays on for the files where nothing was found, pointed at
+//! the same debug root.
 
 use std::{
     collections::HashMap,
@@ -42,7 +51,7 @@ use blazesym::symbolize::{
 };
 
 use crate::{
-    resolve::{ElfImage, Kallsyms, Mapping, is_kernel_address, maps},
+    resolve::{ElfImage, Kallsyms, Mapping, debugfile, is_kernel_address, maps},
     trace::Stack,
 };
 
@@ -130,6 +139,7 @@ impl Symbolizer {
                 .enable_code_info(true)
                 .enable_inlined_fns(true)
                 .enable_demangling(true)
+                .set_debug_dirs(Some([debugfile::debug_root()]))
                 .build(),
         }
     }
@@ -300,16 +310,27 @@ impl Symbolizer {
         let Some(file) = self.file(pid, &path) else {
             return format!("[{short}+{file_offset:#x}]");
         };
-        let source = Source::Elf(Elf::new(file.clone()));
-        if let Ok(bz::Symbolized::Sym(sym)) = self
-            .blaze
-            .symbolize_single(&source, bz::Input::FileOffset(lookup))
-        {
+        let image = self.image(&file);
+        // A separate debug file: blazesym reads it at the link address
+        // (the debug file's own segments map no file offsets).
+        let separate = image.as_ref().and_then(|image| {
+            let debug = image.debug()?.path()?.to_owned();
+            Some((debug, image.file_offset_to_vaddr(lookup)?))
+        });
+        let symbolized = match separate {
+            Some((debug, vaddr)) => self
+                .blaze
+                .symbolize_single(&Source::Elf(Elf::new(debug)), bz::Input::VirtOffset(vaddr)),
+            None => self.blaze.symbolize_single(
+                &Source::Elf(Elf::new(file.clone())),
+                bz::Input::FileOffset(lookup),
+            ),
+        };
+        if let Ok(bz::Symbolized::Sym(sym)) = symbolized {
             return format_sym(&sym, u64::from(after));
         }
         // blazesym found nothing (or could not parse the file): the plain
         // symbol tables still may.
-        let image = self.image(&file);
         let named = image.and_then(|image| {
             let vaddr = image.file_offset_to_vaddr(lookup)?;
             image

@@ -26,7 +26,9 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// for comparisons and the dashboard tests, gcc, g++, clang, lld and gdb for
 /// the corpus tests (they compile C and C++ programs with each compiler,
 /// link them with each linker, and ask gdb and perf where their symbols
-/// are and how often they are hit).
+/// are and how often they are hit), binutils and xz-utils for the
+/// debug-file test (objcopy, strip and xz make its separate debug files and
+/// MiniDebugInfo).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
@@ -38,6 +40,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "clang",
     "lld",
     "gdb",
+    "binutils",
+    "xz-utils",
 ];
 
 pub fn run() -> Result<()> {

@@ -2,12 +2,19 @@
 //! between an ELF file's link-time addresses and a process's runtime
 //! addresses (the load bias), used both to arm symbols and to name
 //! addresses, so that the two directions cannot disagree.
+//!
+//! A stripped file's names come from its debug file or MiniDebugInfo
+//! ([`super::debugfile`]), added by [`ElfImage::load`] after the file's own
+//! tables; the addresses and segments are always the file's own.
 
 use std::{fs, path::Path};
 
 use object::{Object as _, ObjectSegment as _, ObjectSymbol as _, SymbolKind as ObjKind};
 
-use super::{ResolveError, SymbolKind};
+use super::{
+    ResolveError, SymbolKind,
+    debugfile::{self, Found},
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElfSymbol {
@@ -31,6 +38,17 @@ pub struct ElfSymbol {
     /// A `__thread` / `thread_local` variable: one copy per thread, none of
     /// them at `addr`.
     pub thread_local: bool,
+    /// Which table the name came from.
+    pub origin: Origin,
+}
+
+/// Where a symbol's name came from, in the order they are looked in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Origin {
+    Symtab,
+    Dynsym,
+    /// The debug file or MiniDebugInfo of [`ElfImage::debug`].
+    Debug,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +60,14 @@ pub struct SymbolVersion {
 }
 
 impl ElfSymbol {
-    fn new(raw: &str, addr: u64, size: u64, kind: SymbolKind, thread_local: bool) -> Self {
+    fn new(
+        raw: &str,
+        addr: u64,
+        size: u64,
+        kind: SymbolKind,
+        thread_local: bool,
+        origin: Origin,
+    ) -> Self {
         // .symtab spells versions in the name: `realpath@@GLIBC_2.3`,
         // `realpath@GLIBC_2.2.5`.
         let (name, version) = match raw.split_once('@') {
@@ -71,6 +96,7 @@ impl ElfSymbol {
             size,
             kind,
             thread_local,
+            origin,
         }
     }
 
@@ -190,70 +216,54 @@ struct Segment {
 pub struct ElfImage {
     symbols: Vec<ElfSymbol>,
     segments: Vec<Segment>,
+    /// Where the names of [`Origin::Debug`] came from.
+    debug: Option<Found>,
+    /// The file has no .symtab.
+    stripped: bool,
 }
 
 impl ElfImage {
+    /// The file's symbols and, when it has no .symtab (stripped), those of
+    /// its debug file or MiniDebugInfo under [`debugfile::debug_root`].
     pub fn load(path: &Path) -> Result<Self, ResolveError> {
-        let data = fs::read(path).map_err(|source| ResolveError::Elf {
-            path: path.to_owned(),
-            reason: source.to_string(),
-        })?;
-        Self::parse(&data).map_err(|reason| ResolveError::Elf {
+        Self::load_with_debug_root(path, &debugfile::debug_root())
+    }
+
+    pub fn load_with_debug_root(path: &Path, root: &Path) -> Result<Self, ResolveError> {
+        let error = |reason: String| ResolveError::Elf {
             path: path.to_owned(),
             reason,
-        })
+        };
+        let data = fs::read(path).map_err(|source| error(source.to_string()))?;
+        let file =
+            object::File::parse(&*data).map_err(|e| error(format!("not an ELF file ({e})")))?;
+        let mut image = Self::from_file(&file, &data);
+        if image.stripped
+            && let Some(debug) = debugfile::find(path, &file, root)
+        {
+            match object::File::parse(&*debug.data) {
+                Ok(names) => image.add_debug_symbols(&names, debug.found),
+                Err(e) => log::debug!("ignoring {} of {}: {e}", debug.found, path.display()),
+            }
+        }
+        Ok(image)
     }
 
     pub fn parse(data: &[u8]) -> Result<Self, String> {
         let file = object::File::parse(data).map_err(|e| format!("not an ELF file ({e})"))?;
-        let symbol = |s: &object::Symbol<'_, '_>, version: Option<SymbolVersion>| {
-            // object's is_definition() leaves out STT_TLS; a TLS symbol's
-            // value is an offset in the TLS block, often 0.
-            let defined = if s.kind() == ObjKind::Tls {
-                !s.is_undefined()
-            } else {
-                s.is_definition() && s.address() != 0
-            };
-            if !defined {
-                return None;
-            }
-            let raw = s.name().ok().filter(|n| !n.is_empty())?;
-            let kind = match s.kind() {
-                ObjKind::Text => SymbolKind::Function,
-                ObjKind::Data | ObjKind::Tls => SymbolKind::Object,
-                _ => SymbolKind::Unknown,
-            };
-            let mut sym =
-                ElfSymbol::new(raw, s.address(), s.size(), kind, s.kind() == ObjKind::Tls);
-            if version.is_some() {
-                sym.version = version;
-            }
-            Some(sym)
-        };
+        Ok(Self::from_file(&file, data))
+    }
+
+    fn from_file(file: &object::File<'_>, data: &[u8]) -> Self {
         let versions = dynamic_versions(data);
-        let mut symbols: Vec<ElfSymbol> = file
-            .symbols()
-            .filter_map(|s| symbol(&s, None))
-            .chain(
-                file.dynamic_symbols()
-                    .filter_map(|s| symbol(&s, versions.get(s.index().0).cloned().flatten())),
-            )
+        let mut symbols: Vec<ElfSymbol> = symbols_of(file.symbols(), Origin::Symtab, &[])
+            .chain(symbols_of(
+                file.dynamic_symbols(),
+                Origin::Dynsym,
+                &versions,
+            ))
             .collect();
-        symbols.sort_by(|a, b| {
-            a.addr
-                .cmp(&b.addr)
-                .then(b.size.cmp(&a.size))
-                .then(a.name.cmp(&b.name))
-        });
-        // The same symbol in .symtab and .dynsym: keep one, with the
-        // version when either table gives it.
-        symbols.dedup_by(|later, kept| {
-            let same = later.addr == kept.addr && later.name == kept.name;
-            if same && kept.version.is_none() {
-                kept.version = later.version.take();
-            }
-            same
-        });
+        sort_symbols(&mut symbols);
         let segments = file
             .segments()
             .map(|seg| {
@@ -266,9 +276,126 @@ impl ElfImage {
                 }
             })
             .collect();
-        Ok(Self { symbols, segments })
+        Self {
+            symbols,
+            segments,
+            debug: None,
+            stripped: file.section_by_name(".symtab").is_none(),
+        }
     }
 
+    /// Adds the .symtab of a stripped file's debug file (or MiniDebugInfo)
+    /// `names`, found as `found`.
+    fn add_debug_symbols(&mut self, names: &object::File<'_>, found: Found) {
+        self.symbols
+            .extend(symbols_of(names.symbols(), Origin::Debug, &[]));
+        sort_symbols(&mut self.symbols);
+        self.debug = Some(found);
+    }
+
+    /// Where the names of [`Origin::Debug`] came from, if any were added.
+    pub fn debug(&self) -> Option<&Found> {
+        self.debug.as_ref()
+    }
+
+    /// For an unknown symbol: why this file may lack it, when it is
+    /// stripped and its debug file was not found, or only its
+    /// MiniDebugInfo (functions only) was.
+    pub fn stripped_note(&self, path: &Path) -> Option<String> {
+        if !self.stripped {
+            return None;
+        }
+        match &self.debug {
+            Some(Found::MiniDebugInfo) => Some(format!(
+                "{} is stripped and named only by its MiniDebugInfo, which holds functions, not \
+                 variables: install its debug file (docs/usage.md, \"Stripped programs\")",
+                path.display()
+            )),
+            Some(_) => None,
+            None => Some(format!(
+                "{} is stripped and no debug file of it was found (by build ID under {}, or by \
+                 .gnu_debuglink): install its debug file, e.g. the -dbgsym package \
+                 (docs/usage.md, \"Stripped programs\")",
+                path.display(),
+                debugfile::debug_root().display()
+            )),
+        }
+    }
+
+    /// Where `sym`'s name came from, for messages: `the .symtab of PATH`,
+    /// `/usr/lib/debug/.build-id/ab/cdef.debug (build ID)`.
+    pub fn origin_text(&self, sym: &ElfSymbol, path: &Path) -> String {
+        match (sym.origin, &self.debug) {
+            (Origin::Symtab, _) => format!("the .symtab of {}", path.display()),
+            (Origin::Dynsym, _) => format!("the .dynsym of {}", path.display()),
+            (Origin::Debug, Some(Found::MiniDebugInfo)) => {
+                format!("the MiniDebugInfo (.gnu_debugdata) of {}", path.display())
+            }
+            (Origin::Debug, Some(found)) => found.to_string(),
+            (Origin::Debug, None) => format!("a debug file of {}", path.display()),
+        }
+    }
+}
+
+/// The named definitions among `symbols`, from the table `origin`, with
+/// the versions of .dynsym (`versions`, by symbol index; empty for the
+/// others, whose versioned names spell their version).
+fn symbols_of<'data, 'file>(
+    symbols: impl Iterator<Item = object::Symbol<'data, 'file>> + 'file,
+    origin: Origin,
+    versions: &'file [Option<SymbolVersion>],
+) -> impl Iterator<Item = ElfSymbol> + 'file
+where
+    'data: 'file,
+{
+    symbols.filter_map(move |s| {
+        // object's is_definition() leaves out STT_TLS; a TLS symbol's
+        // value is an offset in the TLS block, often 0.
+        let thread_local = s.kind() == ObjKind::Tls;
+        let defined = if thread_local {
+            !s.is_undefined()
+        } else {
+            s.is_definition() && s.address() != 0
+        };
+        if !defined {
+            return None;
+        }
+        let raw = s.name().ok().filter(|n| !n.is_empty())?;
+        let kind = match s.kind() {
+            ObjKind::Text => SymbolKind::Function,
+            ObjKind::Data | ObjKind::Tls => SymbolKind::Object,
+            _ => SymbolKind::Unknown,
+        };
+        let mut sym = ElfSymbol::new(raw, s.address(), s.size(), kind, thread_local, origin);
+        if let Some(Some(version)) = versions.get(s.index().0) {
+            sym.version = Some(version.clone());
+        }
+        Some(sym)
+    })
+}
+
+/// By address, larger first, then by name; a name at an address once,
+/// from the first table in [`Origin`]'s order that has it.
+fn sort_symbols(symbols: &mut Vec<ElfSymbol>) {
+    symbols.sort_by(|a, b| {
+        a.addr
+            .cmp(&b.addr)
+            .then(b.size.cmp(&a.size))
+            .then(a.name.cmp(&b.name))
+            .then(a.origin.cmp(&b.origin))
+    });
+    // The same symbol in .symtab and .dynsym: keep one, with the version
+    // when either table gives it.
+    symbols.dedup_by(|later, kept| {
+        let same = later.addr == kept.addr && later.name == kept.name;
+        if same && kept.version.is_none() {
+            kept.version = later.version.take();
+        }
+        same
+    });
+}
+
+impl ElfImage {
     /// Symbols named `query`, one per address: by mangled or demangled name
     /// (a C++ name without parameters matches every overload), optionally
     /// with `@VERSION` or `@@VERSION`. Without a version, a name that has a
@@ -283,6 +410,10 @@ impl ElfImage {
                 .any(|s| s.version.as_ref().is_some_and(|v| v.default))
         {
             found.retain(|s| s.version.as_ref().is_none_or(|v| v.default));
+        }
+        // The first table in [`Origin`]'s order that has the name.
+        if let Some(first) = found.iter().map(|s| s.origin).min() {
+            found.retain(|s| s.origin == first);
         }
         found.dedup_by_key(|s| s.addr);
         found
@@ -448,9 +579,13 @@ mod tests {
         ElfImage {
             symbols: symbols
                 .iter()
-                .map(|&(raw, addr)| ElfSymbol::new(raw, addr, 8, SymbolKind::Function, false))
+                .map(|&(raw, addr)| {
+                    ElfSymbol::new(raw, addr, 8, SymbolKind::Function, false, Origin::Symtab)
+                })
                 .collect(),
             segments: Vec::new(),
+            debug: None,
+            stripped: false,
         }
     }
 
@@ -551,6 +686,8 @@ mod tests {
     fn image(segments: &[(u64, u64, u64, u64)]) -> ElfImage {
         ElfImage {
             symbols: Vec::new(),
+            debug: None,
+            stripped: false,
             segments: segments
                 .iter()
                 .map(|&(offset, vaddr, filesz, memsz)| Segment {

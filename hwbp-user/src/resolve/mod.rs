@@ -1,8 +1,11 @@
 //! From what the user wrote ([`TargetSpec`]) to what the CPU is armed with
 //! ([`Breakpoint`]): symbol lookup in the kernel (kallsyms) and in the traced
-//! process (its ELF files as mapped), defaults, and the architecture's rules.
+//! process (its ELF files as mapped, their names from debug files where
+//! the files are stripped: [`debugfile`]), defaults, and the architecture's
+//! rules.
 
 pub mod advice;
+pub mod debugfile;
 pub mod elf;
 pub mod kallsyms;
 pub mod maps;
@@ -58,11 +61,18 @@ pub struct Breakpoint {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ResolveError {
-    #[error("unknown symbol `{name}` in {place}{}", did_you_mean(.suggestions))]
+    #[error(
+        "unknown symbol `{name}` in {place}{}{}",
+        did_you_mean(.suggestions),
+        .stripped.as_deref().map(|s| format!("; {s}")).unwrap_or_default()
+    )]
     UnknownSymbol {
         name: String,
         place: String,
         suggestions: Vec<String>,
+        /// Why the program may not have the name: it is stripped
+        /// ([`ElfImage::stripped_note`]).
+        stripped: Option<String>,
     },
     #[error(
         "ambiguous symbol `{name}`: {} candidates:\n{}\nname one {example}",
@@ -467,16 +477,15 @@ impl Resolver {
             (Location::Symbol { name, offset }, Some(binary)) => {
                 let path = self.mapped_binary(spec, binary)?;
                 self.locate_in_file(&path, name, *offset)?.ok_or_else(|| {
-                    let suggestions = self
-                        .process
-                        .as_mut()
-                        .and_then(|p| p.image(&path).ok())
-                        .map(|image| image.suggest(name, 5))
-                        .unwrap_or_default();
+                    let image = self.process.as_mut().and_then(|p| p.image(&path).ok());
                     ResolveError::UnknownSymbol {
                         name: name.clone(),
                         place: path.display().to_string(),
-                        suggestions,
+                        suggestions: image
+                            .as_ref()
+                            .map(|image| image.suggest(name, 5))
+                            .unwrap_or_default(),
+                        stripped: image.and_then(|image| image.stripped_note(&path)),
                     }
                 })
             }
@@ -540,6 +549,7 @@ impl Resolver {
         let Some(addr) = process.runtime_address(path, &image, sym.addr) else {
             return Ok(None);
         };
+        log::debug!("`{}` from {}", sym.display, image.origin_text(sym, path));
         Ok(Some(Found {
             name: sym.display.clone(),
             object: Some(path.display().to_string()),
@@ -604,6 +614,7 @@ impl Resolver {
                     None => "the kernel (/proc/kallsyms)".to_owned(),
                 };
                 let mut suggestions = kallsyms.suggest(name, 5);
+                let mut stripped = None;
                 if let Some(process) = self.process.as_mut()
                     && let Some(exe) = process.files().first().cloned()
                     && let Ok(image) = process.image(&exe)
@@ -612,11 +623,13 @@ impl Resolver {
                     user.append(&mut suggestions);
                     user.truncate(5);
                     suggestions = user;
+                    stripped = image.stripped_note(&exe);
                 }
                 return Err(ResolveError::UnknownSymbol {
                     name: name.to_owned(),
                     place,
                     suggestions,
+                    stripped,
                 });
             }
             [one] => *one,
