@@ -1,0 +1,150 @@
+//! Root integration tests of what a hit says about its call: arguments read
+//! from the registers the System V x86-64 calling convention puts them in.
+//! The C programs are built here with
+//! gcc -O1 -g; their functions are `noipa`, so gcc neither inlines them nor
+//! changes how they take their arguments.
+//! Run by `cargo xtask test` with --test-threads=1 (they share debug registers).
+
+use std::{collections::BTreeMap, fs};
+
+use hwbp_tests::{TempDir, compile_c, root_or_skip, run, stderr, stdout};
+use serde_json::{Value, json};
+
+/// Calls of each function in the programs below.
+const CALLS: u64 = 400;
+
+/// Sleeps `HWBP_FX_START_DELAY_MS` before the first hit, as the fixtures do
+/// (see docs/development.md: some hosts silence a breakpoint hit within a
+/// millisecond or two of arming).
+const START_DELAY: &str = "#include <stdlib.h>\n\
+     #include <unistd.h>\n\
+     static void start_delay(void) {\n\
+       const char *ms = getenv(\"HWBP_FX_START_DELAY_MS\");\n\
+       if (ms) usleep(atoi(ms) * 1000);\n\
+     }\n";
+
+const ARGUMENTS: &str = "struct pair { long a, b; };\n\
+     struct big { long a[4]; };\n\
+     volatile long sink;\n\
+     __attribute__((noipa)) int scale(double f, int k, float g) { return (int)(f * k * g); }\n\
+     __attribute__((noipa)) long mixed(struct pair p, int k) { return p.a + p.b + k; }\n\
+     __attribute__((noipa)) long big(struct big s, int k) { return s.a[0] + s.a[3] + k; }\n\
+     __attribute__((noipa)) struct big make_big(int k, long m) {\n\
+       struct big s = {{k, m, k, m}}; return s;\n\
+     }\n\
+     int main(void) {\n\
+       start_delay();\n\
+       for (int i = 0; i < 400; i++) {\n\
+         sink += scale(2.5, 7, 0.25f);\n\
+         sink += mixed((struct pair){3, 4}, 9);\n\
+         sink += big((struct big){{1, 2, 3, 4}}, 11);\n\
+         sink += make_big(5, -6).a[1];\n\
+       }\n\
+       return 0;\n\
+     }\n";
+
+/// The hit lines of a JSONL trace, with the summary's hits per target.
+fn read_trace(path: &str) -> (Vec<Value>, Vec<u64>) {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let lines: Vec<Value> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}:{}: {e}: {l}", i + 1))
+        })
+        .collect();
+    let summary = lines.last().expect("a summary line");
+    assert_eq!(summary["type"], "summary", "last line is the summary");
+    let per_target = summary["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .map(|t| t["hits"].as_u64().expect("hits"))
+        .collect();
+    let hits = lines.into_iter().filter(|l| l["type"] == "hit").collect();
+    (hits, per_target)
+}
+
+fn traced(dir: &TempDir, program: &str, targets: &[&str], args: &[&str]) -> (Vec<Value>, Vec<u64>) {
+    let jsonl = dir.path("t.jsonl");
+    let mut all = vec!["--no-tui", "-q", "-o", &jsonl];
+    all.extend(targets);
+    all.extend(["--", program]);
+    all.extend(args);
+    let out = run(&all);
+    assert!(out.status.success(), "hwbp-trace {all:?}: {}", stderr(&out));
+    read_trace(&jsonl)
+}
+
+/// Each argument is read from the register the ABI gives it, or shown as
+/// not captured with its type and where it is: a double first does not
+/// shift the int after it, a struct of two longs takes two registers, a
+/// struct of 32 bytes takes none, and a function returning one gets its
+/// address in rdi.
+#[test]
+fn arguments_are_read_where_the_abi_puts_them() {
+    const TEST: &str = "arguments_are_read_where_the_abi_puts_them";
+    if !root_or_skip(TEST) {
+        return;
+    }
+    let dir = TempDir::new("abi-args");
+    let source = format!("{START_DELAY}{ARGUMENTS}");
+    let Some((program, _)) = compile_c(TEST, &dir, "args", &source, &["-O1", "-g"]) else {
+        return;
+    };
+    let targets = ["scale", "mixed", "big", "make_big"];
+    let (hits, per_target) = traced(&dir, &program, &targets, &[]);
+    assert_eq!(per_target, [CALLS; 4], "hits per target");
+    let not_captured = |name: &str, ty: &str, location: &str| json!({"name": name, "value": null, "type": ty, "location": location});
+    let value =
+        |name: &str, ty: &str, value: &str| json!({"name": name, "value": value, "type": ty});
+    let expected = BTreeMap::from([
+        (
+            "scale",
+            json!([
+                not_captured("f", "double", "xmm0"),
+                value("k", "int", "7"),
+                not_captured("g", "float", "xmm1"),
+            ]),
+        ),
+        (
+            "mixed",
+            json!([
+                not_captured("p", "pair", "rdi, rsi"),
+                value("k", "int", "9"),
+            ]),
+        ),
+        (
+            "big",
+            json!([not_captured("s", "big", "stack"), value("k", "int", "11")]),
+        ),
+        (
+            "make_big",
+            json!([value("k", "int", "5"), value("m", "long int", "-6")]),
+        ),
+    ]);
+    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
+    for hit in &hits {
+        let target = hit["target"].as_str().expect("target");
+        assert_eq!(&hit["args"], &expected[target], "{target}: {hit}");
+        *seen.entry(target).or_default() += 1;
+    }
+    assert_eq!(
+        seen,
+        BTreeMap::from(targets.map(|t| (t, CALLS))),
+        "hit lines per target"
+    );
+
+    // The headless line says the same.
+    let out = run(&["--no-tui", "scale", "--", &program]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let calls = stdout(&out)
+        .lines()
+        .filter(|l| {
+            l.ends_with(
+                " scale(f=<not captured: double in xmm0>, k=7, g=<not captured: float in xmm1>)",
+            )
+        })
+        .count();
+    assert_eq!(calls as u64, CALLS, "{}", stdout(&out));
+}
