@@ -289,6 +289,32 @@ pub struct Summary {
 }
 
 impl HitRecord {
+    /// Who made the hit: the calling function of an execute hit (the frame
+    /// under the target in its stack; at a user function's first
+    /// instruction that is the return address at the stack pointer, which
+    /// the symbolizer puts there), the accessing function of a data hit;
+    /// `[unknown]` without a stack. The one answer the dashboard's callers
+    /// and `report --by caller` give, read from a live hit or a JSONL line.
+    pub fn caller(&self) -> &str {
+        let frame = if &*self.mode == "x" {
+            let stack = if self.kstack.is_empty() {
+                &self.ustack
+            } else {
+                &self.kstack
+            };
+            stack.get(1).map(|frame| &**frame)
+        } else {
+            Some(&*self.ip_sym)
+        };
+        match frame {
+            Some(frame) => crate::symbolize::frame_functions(frame)
+                .last()
+                .copied()
+                .unwrap_or(frame),
+            None => "[unknown]",
+        }
+    }
+
     /// The headless line, ftrace-like:
     /// `comm-tid [cpu] seconds: target mode ip_sym value`. One line whatever
     /// the traced program named itself or its symbols: control characters

@@ -1,6 +1,6 @@
 //! Root integration tests of what a hit says about its call: arguments read
-//! from the registers the System V x86-64 calling convention puts them in.
-//! The C programs are built here with
+//! from the registers the System V x86-64 calling convention puts them in,
+//! and the caller of a function hit at its first instruction. The C programs are built here with
 //! gcc -O1 -g; their functions are `noipa`, so gcc neither inlines them nor
 //! changes how they take their arguments.
 //! Run by `cargo xtask test` with --test-threads=1 (they share debug registers).
@@ -43,6 +43,22 @@ const ARGUMENTS: &str = "struct pair { long a, b; };\n\
        return 0;\n\
      }\n";
 
+/// `main` calls `caller_a`, which calls `target` N times, and `caller_b`,
+/// which calls it M times (N and M from the command line). Not `a` and `b`:
+/// gcc writes names of up to 3 bytes inline in DWARF (DW_FORM_string), and
+/// blazesym names such functions after another entry (`signed char`).
+const CALLERS: &str = "volatile long sink;\n\
+     __attribute__((noipa)) void target(int n) { sink += n; }\n\
+     __attribute__((noipa)) void caller_a(int n) { for (int i = 0; i < n; i++) target(1); }\n\
+     __attribute__((noipa)) void caller_b(int n) { for (int i = 0; i < n; i++) target(2); }\n\
+     int main(int argc, char **argv) {\n\
+       start_delay();\n\
+       if (argc < 3) return 2;\n\
+       caller_a(atoi(argv[1]));\n\
+       caller_b(atoi(argv[2]));\n\
+       return 0;\n\
+     }\n";
+
 /// The hit lines of a JSONL trace, with the summary's hits per target.
 fn read_trace(path: &str) -> (Vec<Value>, Vec<u64>) {
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
@@ -63,6 +79,13 @@ fn read_trace(path: &str) -> (Vec<Value>, Vec<u64>) {
         .collect();
     let hits = lines.into_iter().filter(|l| l["type"] == "hit").collect();
     (hits, per_target)
+}
+
+/// The function of a frame: `a+0x12 (prog.c:4)` → `a`.
+fn function(frame: &Value) -> &str {
+    let frame = frame.as_str().expect("a frame is a string");
+    let name = frame.split(' ').next().unwrap_or(frame);
+    name.rsplit_once("+0x").map_or(name, |(f, _)| f)
 }
 
 fn traced(dir: &TempDir, program: &str, targets: &[&str], args: &[&str]) -> (Vec<Value>, Vec<u64>) {
@@ -147,4 +170,62 @@ fn arguments_are_read_where_the_abi_puts_them() {
         })
         .count();
     assert_eq!(calls as u64, CALLS, "{}", stdout(&out));
+}
+
+/// A function hit at its first instruction is called by a function that
+/// has not yet a frame of its own: the trace's stack, `report --by caller`
+/// and hit counts agree that `caller_a` called it N times and `caller_b` M
+/// times.
+#[test]
+fn the_caller_of_a_function_is_who_called_it() {
+    const TEST: &str = "the_caller_of_a_function_is_who_called_it";
+    if !root_or_skip(TEST) {
+        return;
+    }
+    let dir = TempDir::new("abi-callers");
+    let source = format!("{START_DELAY}{CALLERS}");
+    let flags = ["-O1", "-g", "-fno-omit-frame-pointer"];
+    let Some((program, _)) = compile_c(TEST, &dir, "callers", &source, &flags) else {
+        return;
+    };
+    let (n, m) = (300u64, 100u64);
+    let (hits, per_target) = traced(
+        &dir,
+        &program,
+        &["target"],
+        &[&n.to_string(), &m.to_string()],
+    );
+    assert_eq!(per_target, [n + m]);
+    let mut callers: BTreeMap<&str, u64> = BTreeMap::new();
+    for hit in &hits {
+        let ustack = hit["ustack"].as_array().expect("ustack");
+        assert_eq!(function(&ustack[0]), "target", "{hit}");
+        *callers.entry(function(&ustack[1])).or_default() += 1;
+    }
+    assert_eq!(
+        callers,
+        BTreeMap::from([("caller_a", n), ("caller_b", m)]),
+        "callers in the JSONL"
+    );
+
+    let out = run(&["report", "--by", "caller", &dir.path("t.jsonl")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let rows: BTreeMap<String, u64> = text
+        .lines()
+        .skip_while(|l| !l.contains("by caller"))
+        .skip(2)
+        .map_while(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            match fields[..] {
+                [hits, _share, caller] => Some((caller.to_owned(), hits.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        BTreeMap::from([("caller_a".to_owned(), n), ("caller_b".to_owned(), m)]),
+        "report --by caller:\n{text}"
+    );
 }
