@@ -1,6 +1,7 @@
 //! Root integration tests of what a hit says about its call: arguments read
 //! from the registers the System V x86-64 calling convention puts them in,
-//! and the caller of a function hit at its first instruction. The C programs are built here with
+//! the caller of a function hit at its first instruction, and user stacks
+//! that end where the program starts. The C programs are built here with
 //! gcc -O1 -g; their functions are `noipa`, so gcc neither inlines them nor
 //! changes how they take their arguments.
 //! Run by `cargo xtask test` with --test-threads=1 (they share debug registers).
@@ -228,4 +229,54 @@ fn the_caller_of_a_function_is_who_called_it() {
         BTreeMap::from([("caller_a".to_owned(), n), ("caller_b".to_owned(), m)]),
         "report --by caller:\n{text}"
     );
+}
+
+/// A user stack ends at the program's start code (or at the last frame
+/// with a mapped return address), never in the junk a frame-pointer walk
+/// finds past it: in a dynamic PIE, a static binary and a static PIE.
+#[test]
+fn user_stacks_end_where_the_program_starts() {
+    const TEST: &str = "user_stacks_end_where_the_program_starts";
+    if !root_or_skip(TEST) {
+        return;
+    }
+    let dir = TempDir::new("abi-roots");
+    let source = format!("{START_DELAY}{CALLERS}");
+    let start = [
+        "_start",
+        "__libc_start_main",
+        "__libc_start_main_impl",
+        "__libc_start_call_main",
+    ];
+    for (name, link) in [
+        ("pie", "-pie"),
+        ("static", "-static"),
+        ("static-pie", "-static-pie"),
+    ] {
+        let flags = ["-O1", "-g", "-fno-omit-frame-pointer", "-fPIE", link];
+        let Some((program, _)) = compile_c(TEST, &dir, name, &source, &flags) else {
+            return;
+        };
+        let (hits, per_target) = traced(&dir, &program, &["target"], &["3", "2"]);
+        assert_eq!(per_target, [5], "{name}");
+        for hit in &hits {
+            let ustack = hit["ustack"].as_array().expect("ustack");
+            let functions: Vec<&str> = ustack.iter().map(function).collect();
+            let main = functions.iter().position(|f| *f == "main");
+            let Some(main) = main else {
+                panic!("{name}: no main in {functions:?}");
+            };
+            assert!(
+                matches!(functions[..main], ["target", "caller_a" | "caller_b"]),
+                "{name}: {functions:?}"
+            );
+            // glibc's __libc_start_call_main calls main: the root, named
+            // from libc's symbols (or its file and offset where libc has none).
+            let root = &functions[main + 1..];
+            assert!(
+                matches!(root, [f] if start.contains(f) || f.starts_with("[libc.so")),
+                "{name}: the stack does not end at the program's start: {functions:?}"
+            );
+        }
+    }
 }
