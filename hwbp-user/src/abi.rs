@@ -34,8 +34,8 @@ pub enum Shape {
     /// classes this way): its size and its fields at their byte offsets.
     /// Readers fill the fields only for aggregates of 16 bytes or less.
     Aggregate { size: u32, fields: Vec<Field> },
-    /// A C++ class that is not trivially copyable (DW_AT_calling_convention
-    /// pass_by_reference): the caller passes a pointer to a copy.
+    /// A C++ class that is non-trivial for the purposes of calls (Itanium
+    /// C++ ABI §3.1.2.3): the caller passes a pointer to a copy.
     ByReference,
     /// Anything else (vectors, types hwbp cannot lay out).
     Unknown,

@@ -356,12 +356,18 @@ fn shape(
             inner().map_or(Shape::Unknown, |t| shape(dwarf, unit, t, depth + 1))
         }
         dw::DW_TAG_structure_type | dw::DW_TAG_union_type | dw::DW_TAG_class_type => {
-            if entry.attr_value(dw::DW_AT_calling_convention)
-                == Some(AttributeValue::CallingConvention(
-                    dw::DW_CC_pass_by_reference,
-                ))
-            {
-                return Shape::ByReference;
+            match entry.attr_value(dw::DW_AT_calling_convention) {
+                Some(AttributeValue::CallingConvention(dw::DW_CC_pass_by_reference)) => {
+                    return Shape::ByReference;
+                }
+                Some(AttributeValue::CallingConvention(dw::DW_CC_pass_by_value)) => {}
+                // gcc does not say (clang does): C++ classes are worked out.
+                _ if is_cplusplus(unit) => match non_trivial_for_calls(dwarf, unit, offset, 0) {
+                    Some(true) => return Shape::ByReference,
+                    Some(false) => {}
+                    None => return Shape::Unknown,
+                },
+                _ => {}
             }
             match size {
                 Some(size) if size > 16 => Shape::Aggregate {
@@ -377,6 +383,160 @@ fn shape(
         }
         dw::DW_TAG_array_type => array(dwarf, unit, offset, depth, size),
         _ => Shape::Unknown,
+    }
+}
+
+fn is_cplusplus(unit: &Unit<Reader<'_>>) -> bool {
+    let mut entries = unit.entries();
+    matches!(
+        entries.next_dfs(),
+        Ok(Some(root)) if matches!(
+            root.attr_value(dw::DW_AT_language),
+            Some(AttributeValue::Language(
+                dw::DW_LANG_C_plus_plus
+                    | dw::DW_LANG_C_plus_plus_03
+                    | dw::DW_LANG_C_plus_plus_11
+                    | dw::DW_LANG_C_plus_plus_14
+            ))
+        )
+    )
+}
+
+/// Whether a C++ class is non-trivial for the purposes of calls (Itanium
+/// C++ ABI §3.1.2.3: a non-trivial copy or move constructor or destructor),
+/// in which case the caller passes a pointer to a copy: Some(true) when a
+/// destructor or copy/move constructor is user-provided or the class is
+/// polymorphic (its own or a base's or member's), Some(false) when DWARF
+/// declares none, None when it cannot tell (one is deleted, say).
+fn non_trivial_for_calls(
+    dwarf: &gimli::Dwarf<Reader<'_>>,
+    unit: &Unit<Reader<'_>>,
+    offset: UnitOffset,
+    depth: u32,
+) -> Option<bool> {
+    if depth > 16 {
+        return None;
+    }
+    let class = unit.entry(offset).ok()?;
+    // Declared here, defined elsewhere: its members are not known.
+    if class.attr_value(dw::DW_AT_declaration).is_some() {
+        return None;
+    }
+    let name = class
+        .attr_value(dw::DW_AT_name)
+        .and_then(|v| dwarf.attr_string(unit, v).ok())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // `Pair<int>`'s constructors are named `Pair`.
+    let bare = name.split('<').next().unwrap_or(&name).to_owned();
+    let mut tree = unit.entries_tree(Some(offset)).ok()?;
+    let root = tree.root().ok()?;
+    let mut children = root.children();
+    let mut unsure = false;
+    while let Some(child) = children.next().ok()? {
+        let entry = child.entry();
+        let child_name = entry
+            .attr_value(dw::DW_AT_name)
+            .and_then(|v| dwarf.attr_string(unit, v).ok())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match entry.tag() {
+            dw::DW_TAG_subprogram => {
+                let special = child_name.starts_with('~')
+                    || (child_name == bare && copies_or_moves(unit, entry.offset(), offset));
+                // Implicit members (artificial) are non-trivial only
+                // through a base or member, which are looked at below; one
+                // defaulted in the class is trivial on the same terms.
+                if !special || entry.attr_value(dw::DW_AT_artificial).is_some() {
+                    continue;
+                }
+                if entry.attr_value(dw::DW_AT_deleted).is_some() {
+                    unsure = true;
+                } else if entry
+                    .attr_value(dw::DW_AT_defaulted)
+                    .and_then(|v| v.udata_value())
+                    != Some(1)
+                {
+                    return Some(true);
+                }
+            }
+            dw::DW_TAG_member | dw::DW_TAG_inheritance => {
+                if child_name.starts_with("_vptr")
+                    || entry.attr_value(dw::DW_AT_virtuality).is_some()
+                {
+                    return Some(true);
+                }
+                if entry.attr_value(dw::DW_AT_declaration).is_some()
+                    || entry.attr_value(dw::DW_AT_external).is_some()
+                {
+                    continue;
+                }
+                let Some(AttributeValue::UnitRef(ty)) = entry.attr_value(dw::DW_AT_type) else {
+                    return None;
+                };
+                match class_of(unit, ty, 0)
+                    .map(|c| non_trivial_for_calls(dwarf, unit, c, depth + 1))
+                {
+                    Some(Some(true)) => return Some(true),
+                    Some(None) => unsure = true,
+                    Some(Some(false)) | None => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    if unsure { None } else { Some(false) }
+}
+
+/// Whether the constructor at `ctor` takes a reference to the class at
+/// `class` first (after `this`): a copy or move constructor.
+fn copies_or_moves(unit: &Unit<Reader<'_>>, ctor: UnitOffset, class: UnitOffset) -> bool {
+    let Ok(mut tree) = unit.entries_tree(Some(ctor)) else {
+        return false;
+    };
+    let Ok(root) = tree.root() else {
+        return false;
+    };
+    let mut children = root.children();
+    while let Ok(Some(child)) = children.next() {
+        let entry = child.entry();
+        if entry.tag() != dw::DW_TAG_formal_parameter
+            || entry.attr_value(dw::DW_AT_artificial).is_some()
+        {
+            continue;
+        }
+        let Some(AttributeValue::UnitRef(ty)) = entry.attr_value(dw::DW_AT_type) else {
+            return false;
+        };
+        return unit.entry(ty).is_ok_and(|r| {
+            matches!(
+                r.tag(),
+                dw::DW_TAG_reference_type | dw::DW_TAG_rvalue_reference_type
+            ) && matches!(r.attr_value(dw::DW_AT_type),
+                Some(AttributeValue::UnitRef(t)) if class_of(unit, t, 0) == Some(class))
+        });
+    }
+    false
+}
+
+/// The class, struct or union a type is, through typedefs, qualifiers and
+/// arrays.
+fn class_of(unit: &Unit<Reader<'_>>, offset: UnitOffset, depth: u32) -> Option<UnitOffset> {
+    if depth > 16 {
+        return None;
+    }
+    let entry = unit.entry(offset).ok()?;
+    match entry.tag() {
+        dw::DW_TAG_structure_type | dw::DW_TAG_union_type | dw::DW_TAG_class_type => Some(offset),
+        dw::DW_TAG_typedef
+        | dw::DW_TAG_const_type
+        | dw::DW_TAG_volatile_type
+        | dw::DW_TAG_atomic_type
+        | dw::DW_TAG_array_type => match entry.attr_value(dw::DW_AT_type) {
+            Some(AttributeValue::UnitRef(t)) => class_of(unit, t, depth + 1),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

@@ -173,6 +173,97 @@ fn arguments_are_read_where_the_abi_puts_them() {
     assert_eq!(calls as u64, CALLS, "{}", stdout(&out));
 }
 
+/// C++: `this` is the first parameter (rdi); a class with a non-trivial
+/// destructor (a `std::string` member) is passed as a pointer to a copy,
+/// which takes rdi, so the int after it is in rsi; a trivially copyable
+/// struct of two longs is passed by value, in two registers.
+#[test]
+fn cplusplus_this_and_classes_passed_by_reference() {
+    const TEST: &str = "cplusplus_this_and_classes_passed_by_reference";
+    if !root_or_skip(TEST) {
+        return;
+    }
+    let dir = TempDir::new("abi-cxx");
+    let (program, source) = (dir.path("cxx"), dir.path("cxx.cc"));
+    let code = format!(
+        "#include <string>\n{START_DELAY}\
+         struct Counter {{ long total = 0;\n\
+           __attribute__((noipa)) long add(int k, long m) {{ return total += k + m; }} }};\n\
+         struct Owned {{ std::string s; long n; }};\n\
+         struct Plain {{ long a, b; }};\n\
+         extern \"C\" __attribute__((noipa)) long take(Owned o, int k) {{ return o.n + k; }}\n\
+         extern \"C\" __attribute__((noipa)) long plain(Plain p, int k) {{ return p.a + k; }}\n\
+         volatile long sink;\n\
+         int main() {{\n\
+           start_delay();\n\
+           Counter c; Owned o{{\"hello\", 3}};\n\
+           for (int i = 0; i < 400; i++) {{\n\
+             sink += c.add(7, -8); sink += take(o, 9); sink += plain(Plain{{1, 2}}, 11);\n\
+           }}\n\
+           return 0;\n\
+         }}\n"
+    );
+    fs::write(&source, code).unwrap_or_else(|e| panic!("writing {source}: {e}"));
+    match std::process::Command::new("g++")
+        .args(["-O1", "-g", "-o", &program, &source])
+        .status()
+    {
+        Ok(status) if status.success() => {}
+        other => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {TEST}: no working g++: {other:?}"
+            );
+            return;
+        }
+    }
+    let targets = ["_ZN7Counter3addEil", "take", "plain"];
+    let (hits, per_target) = traced(&dir, &program, &targets, &[]);
+    assert_eq!(per_target, [CALLS; 3], "hits per target");
+    let shown = |hit: &Value| -> Vec<(String, Option<String>)> {
+        hit["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|a| {
+                let value = a["value"].as_str().map(|v| {
+                    // Addresses vary from run to run.
+                    if v.starts_with("0x7f") {
+                        "0x7f…".to_owned()
+                    } else {
+                        v.to_owned()
+                    }
+                });
+                (a["name"].as_str().expect("name").to_owned(), value)
+            })
+            .collect()
+    };
+    let arg = |name: &str, value: Option<&str>| (name.to_owned(), value.map(str::to_owned));
+    for hit in &hits {
+        let expected = match hit["target"].as_str().expect("target") {
+            "_ZN7Counter3addEil" => vec![
+                arg("this", Some("0x7f…")),
+                arg("k", Some("7")),
+                arg("m", Some("-8")),
+            ],
+            "take" => vec![arg("o", Some("0x7f…")), arg("k", Some("9"))],
+            _ => vec![arg("p", None), arg("k", Some("11"))],
+        };
+        assert_eq!(shown(hit), expected, "{hit}");
+    }
+    let take = hits
+        .iter()
+        .find(|h| h["target"] == "take")
+        .expect("a take hit");
+    assert_eq!(take["args"][0]["type"], "Owned (by reference)");
+    let plain = hits
+        .iter()
+        .find(|h| h["target"] == "plain")
+        .expect("a plain hit");
+    assert_eq!(plain["args"][0]["location"], "rdi, rsi");
+}
+
 /// A function hit at its first instruction is called by a function that
 /// has not yet a frame of its own: the trace's stack, `report --by caller`
 /// and hit counts agree that `caller_a` called it N times and `caller_b` M
