@@ -1,6 +1,7 @@
 //! Kernel types from BTF (/sys/kernel/btf/vmlinux): the parameter names and
 //! types of a function (FUNC → FUNC_PROTO) and the type of a variable (VAR),
-//! enough to name a hit's arguments and decode a watched value.
+//! enough to name a hit's arguments and decode a watched value, and each
+//! type's [`Shape`], from which [`crate::abi`] tells where an argument is.
 //!
 //! A small reader of the format in the kernel's Documentation/bpf/btf.rst:
 //! a header, then the type section (one record per type, ids from 1, each
@@ -9,6 +10,8 @@
 use std::{fs, io, path::Path};
 
 use thiserror::Error;
+
+use crate::abi::{Field, Shape};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
@@ -91,6 +94,16 @@ pub struct TypeInfo {
 pub struct Param {
     pub name: String,
     pub ty: TypeInfo,
+    /// How the calling convention passes it.
+    pub shape: Shape,
+}
+
+/// A function's parameters and the shape of what it returns (which decides
+/// whether rdi holds a hidden pointer to the returned value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature {
+    pub params: Vec<Param>,
+    pub returns: Shape,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -212,9 +225,9 @@ impl Btf {
         u32_at(&self.type_section, t.data + 4 * index).unwrap_or(0)
     }
 
-    /// The parameters of kernel function `name`, or None when BTF has no
-    /// such function.
-    pub fn function_params(&self, name: &str) -> Option<Vec<Param>> {
+    /// The parameters and return type of kernel function `name`, or None
+    /// when BTF has no such function.
+    pub fn function(&self, name: &str) -> Option<Signature> {
         let func = self.named(KIND_FUNC, name)?;
         let proto = self
             .ty(func.size_type)
@@ -226,12 +239,111 @@ impl Btf {
                 Param {
                     name: self.str_at(name_off).to_owned(),
                     ty: self.type_info(ty),
+                    shape: self.shape(ty, 0),
                 }
             })
             // A variadic function ends with a nameless parameter of type 0.
             .filter(|p| !(p.name.is_empty() && p.ty.name == "void"))
             .collect();
-        Some(params)
+        Some(Signature {
+            params,
+            returns: self.shape(proto.size_type, 0),
+        })
+    }
+
+    /// How the calling convention sees type `id` (see [`crate::abi`]).
+    fn shape(&self, id: u32, depth: u32) -> Shape {
+        if id == 0 {
+            return Shape::Void;
+        }
+        let Some(t) = self.ty(id).copied() else {
+            return Shape::Unknown;
+        };
+        if depth > 32 {
+            return Shape::Unknown;
+        }
+        match t.kind {
+            KIND_INT | KIND_ENUM | KIND_ENUM64 => Shape::Int(t.size_type),
+            KIND_PTR => Shape::Int(8),
+            KIND_TYPEDEF | KIND_CONST | KIND_VOLATILE | KIND_RESTRICT | KIND_TYPE_TAG => {
+                self.shape(t.size_type, depth + 1)
+            }
+            KIND_FLOAT => match (t.size_type, self.str_at(t.name_off)) {
+                (4 | 8, _) => Shape::Float(t.size_type),
+                (16, "long double") => Shape::X87,
+                _ => Shape::Unknown,
+            },
+            KIND_STRUCT | KIND_UNION if t.size_type > 16 => Shape::Aggregate {
+                size: t.size_type,
+                fields: Vec::new(),
+            },
+            KIND_STRUCT | KIND_UNION => {
+                self.members(&t, depth)
+                    .map_or(Shape::Unknown, |fields| Shape::Aggregate {
+                        size: t.size_type,
+                        fields,
+                    })
+            }
+            KIND_ARRAY => {
+                let (elem, count) = (self.data_u32(&t, 0), self.data_u32(&t, 2));
+                let (_, _, elem_size) = self.describe(elem, depth + 1);
+                let Some(size) = elem_size.checked_mul(count) else {
+                    return Shape::Unknown;
+                };
+                let fields = if size > 16 {
+                    Vec::new()
+                } else {
+                    let shape = self.shape(elem, depth + 1);
+                    (0..count)
+                        .map(|i| Field {
+                            offset: i * elem_size,
+                            shape: shape.clone(),
+                        })
+                        .collect()
+                };
+                Shape::Aggregate { size, fields }
+            }
+            _ => Shape::Unknown,
+        }
+    }
+
+    /// The fields of a struct or union of 16 bytes or less (BTF member
+    /// records: name, type, offset in bits), or None when one cannot be
+    /// placed.
+    fn members(&self, t: &RawType, depth: u32) -> Option<Vec<Field>> {
+        let mut fields = Vec::new();
+        for i in 0..t.vlen as usize {
+            let ty = self.data_u32(t, 3 * i + 1);
+            let offset = self.data_u32(t, 3 * i + 2);
+            // With kind_flag, the top 8 bits are a bit-field's size.
+            let (bit_offset, bits) = if t.kind_flag {
+                (offset & 0x00ff_ffff, offset >> 24)
+            } else {
+                (offset, 0)
+            };
+            if bits > 0 {
+                // A bit-field: only its integer storage matters.
+                for bit in [bit_offset, bit_offset + bits - 1] {
+                    fields.push(Field {
+                        offset: bit / 8,
+                        shape: Shape::Int(1),
+                    });
+                }
+                continue;
+            }
+            // An INT narrower than its size is an old-style bit-field.
+            let narrow_int = self.ty(ty).is_some_and(|m| {
+                m.kind == KIND_INT && self.data_u32(m, 0) & 0xff != m.size_type * 8
+            });
+            if bit_offset % 8 != 0 || narrow_int {
+                return None;
+            }
+            fields.push(Field {
+                offset: bit_offset / 8,
+                shape: self.shape(ty, depth + 1),
+            });
+        }
+        Some(fields)
     }
 
     /// The type of kernel variable `name`, when BTF describes it.
@@ -409,25 +521,43 @@ mod tests {
     #[test]
     fn params_and_types() {
         let btf = Btf::parse(&blob()).expect("parse");
-        let params = btf.function_params("vfs_x").expect("vfs_x");
-        let shown: Vec<(String, String, Decode)> = params
+        let signature = btf.function("vfs_x").expect("vfs_x");
+        let shown: Vec<(String, String, Decode, Shape)> = signature
+            .params
             .into_iter()
-            .map(|p| (p.name, p.ty.name, p.ty.decode))
+            .map(|p| (p.name, p.ty.name, p.ty.decode, p.shape))
             .collect();
         assert_eq!(
             shown,
             [
-                ("f".to_owned(), "struct file *".to_owned(), Decode::Hex),
-                ("n".to_owned(), "size_t".to_owned(), Decode::Unsigned),
-                ("s".to_owned(), "int".to_owned(), Decode::Signed),
+                (
+                    "f".to_owned(),
+                    "struct file *".to_owned(),
+                    Decode::Hex,
+                    Shape::Int(8)
+                ),
+                (
+                    "n".to_owned(),
+                    "size_t".to_owned(),
+                    Decode::Unsigned,
+                    Shape::Int(8)
+                ),
+                (
+                    "s".to_owned(),
+                    "int".to_owned(),
+                    Decode::Signed,
+                    Shape::Int(4)
+                ),
             ]
         );
+        // FUNC_PROTO's return type: int.
+        assert_eq!(signature.returns, Shape::Int(4));
         let flag = btf.variable_type("flag").expect("flag");
         assert_eq!(
             (flag.name.as_str(), flag.decode, flag.size),
             ("_Bool", Decode::Bool, 1)
         );
-        assert!(btf.function_params("nope").is_none());
+        assert!(btf.function("nope").is_none());
     }
 
     #[test]
@@ -449,8 +579,9 @@ mod tests {
             }
         };
         let params = btf
-            .function_params("vfs_read")
-            .expect("vfs_read is in vmlinux BTF");
+            .function("vfs_read")
+            .expect("vfs_read is in vmlinux BTF")
+            .params;
         let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["file", "buf", "count", "pos"]);
         let types: Vec<&str> = params.iter().map(|p| p.ty.name.as_str()).collect();

@@ -231,7 +231,7 @@ impl Perfetto {
         if let Some(call_args) = &hit.args {
             let text: Vec<String> = call_args
                 .iter()
-                .map(|a| format!("{}={}", a.name, a.value))
+                .map(|a| format!("{}={}", a.name, a.shown()))
                 .collect();
             args.insert("args".into(), json!(text.join(", ")));
         }

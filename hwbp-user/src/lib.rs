@@ -7,6 +7,7 @@
 //! events, all or nothing) → ring buffer → [`symbolize`] → [`trace`]
 //! records → [`export`] files, [`stats`] and the frontends.
 
+pub mod abi;
 pub mod arm;
 pub mod btf;
 pub mod cli;

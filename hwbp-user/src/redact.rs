@@ -127,8 +127,12 @@ impl Redactor {
         for t in [value_text, old_value_text].into_iter().flatten() {
             *t = self.text(t);
         }
-        for arg in args.iter_mut().flatten() {
-            arg.value = self.text(&arg.value);
+        for value in args
+            .iter_mut()
+            .flatten()
+            .filter_map(|arg| arg.value.as_mut())
+        {
+            *value = self.text(value);
         }
         for stack in [kstack, ustack] {
             *stack = stack.iter().map(|frame| self.text(frame).into()).collect();

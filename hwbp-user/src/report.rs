@@ -20,7 +20,6 @@ use thiserror::Error;
 use crate::{
     export::{self, Export, ExportError, Folded, Format},
     printable::printable,
-    symbolize::frame_functions,
     trace::{Header, HitRecord, Summary, TraceLine},
 };
 
@@ -64,7 +63,7 @@ impl By {
             Self::Comm => Some(printable(&hit.comm).into_owned()),
             Self::Pid => Some(hit.pid.to_string()),
             Self::Cpu => Some(hit.cpu.to_string()),
-            Self::Caller => Some(printable(&caller(hit)).into_owned()),
+            Self::Caller => Some(printable(hit.caller()).into_owned()),
             // Escaped already, as in the .folded export.
             Self::Stack => Some(export::folded_stack(hit)),
             Self::Value => hit.value.map(|v| match &hit.value_text {
@@ -72,29 +71,6 @@ impl By {
                 None => format!("{v:#x}"),
             }),
         }
-    }
-}
-
-/// The calling function of an execute hit (the frame under the target in
-/// the stack it was recorded with), the accessing one of a data hit.
-fn caller(hit: &HitRecord) -> String {
-    let frame = if &*hit.mode == "x" {
-        let stack = if hit.kstack.is_empty() {
-            &hit.ustack
-        } else {
-            &hit.kstack
-        };
-        stack.get(1).map(|frame| &**frame)
-    } else {
-        Some(&*hit.ip_sym)
-    };
-    match frame {
-        Some(frame) => frame_functions(frame)
-            .last()
-            .copied()
-            .unwrap_or(frame)
-            .to_owned(),
-        None => "[unknown]".to_owned(),
     }
 }
 

@@ -171,6 +171,19 @@ impl<K: Eq + Hash + Clone> Tally<K> {
     }
 }
 
+impl Tally<Arc<str>> {
+    /// [`Tally::add`] by the key's text: a key is allocated only when new.
+    pub fn add_text(&mut self, key: &str) {
+        if let Some(n) = self.counts.get_mut(key) {
+            *n += 1;
+        } else if self.counts.len() < self.limit {
+            self.counts.insert(key.into(), 1);
+        } else {
+            self.overflow += 1;
+        }
+    }
+}
+
 impl<K: Eq + Hash + Ord + Clone> Tally<K> {
     /// Entries by count, highest first, ties broken by key: a stable order
     /// for display.
@@ -231,7 +244,8 @@ pub struct TargetStats {
     pub by_comm: Tally<Arc<str>>,
     pub by_pid: Tally<u32>,
     pub by_cpu: Tally<u32>,
-    /// By instruction pointer symbol (the accessing code for data targets).
+    /// By [`HitRecord::caller`]: the calling function of an execute hit,
+    /// the accessing one of a data hit.
     pub by_caller: Tally<Arc<str>>,
     /// Hits by stack, for hits that carried one.
     pub stacks: Tally<StackKey>,
@@ -265,7 +279,7 @@ impl TargetStats {
         self.by_comm.add(&hit.comm);
         self.by_pid.add(&hit.pid);
         self.by_cpu.add(&hit.cpu);
-        self.by_caller.add(&hit.ip_sym);
+        self.by_caller.add_text(hit.caller());
         if !hit.kstack.is_empty() || !hit.ustack.is_empty() {
             self.stacks.add(&StackKey {
                 kernel: hit.kstack.clone(),
@@ -490,6 +504,30 @@ mod tests {
         assert_eq!(h.last(10_000, 2), vec![0, 1]);
     }
 
+    /// An execute hit at a function's first instruction counts under the
+    /// function that called it (the frame under the target), not under
+    /// the target itself.
+    #[test]
+    fn an_execute_hit_counts_under_its_caller() {
+        let mut s = Stats::new(1);
+        for (caller, n) in [("a", 3), ("b", 2)] {
+            for _ in 0..n {
+                let mut h = hit(1.0, "prog", 0);
+                h.mode = "x".into();
+                h.ip_sym = "target+0x0".into();
+                h.value = None;
+                h.ustack = Stack::new(vec![
+                    "target+0x0".into(),
+                    format!("{caller}+0x12 (prog.c:7)").into(),
+                    "main+0x20".into(),
+                ]);
+                s.record(0, h.into());
+            }
+        }
+        let callers = s.targets[0].by_caller.sorted();
+        assert_eq!(callers, vec![(&Arc::from("a"), 3), (&Arc::from("b"), 2)]);
+    }
+
     #[test]
     fn tallies_are_bounded() {
         let mut t = Tally::with_limit(2);
@@ -515,7 +553,8 @@ mod tests {
         assert_eq!(t.hits, 2);
         assert_eq!(t.by_comm.get(&Arc::from("a")), 1);
         assert_eq!(t.by_cpu.get(&1), 1);
-        assert_eq!(t.by_caller.get(&Arc::from("bump+0x1f")), 2);
+        // A data hit's caller is the accessing function.
+        assert_eq!(t.by_caller.sorted(), vec![(&Arc::from("bump"), 2)]);
         assert_eq!(
             t.top_stacks(),
             vec![(2, vec!["bump+0x1f".into(), "main+0x10".into()])]

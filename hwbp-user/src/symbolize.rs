@@ -64,6 +64,25 @@ const CACHE_LIMIT: usize = 1 << 20;
 const STACK_CACHE_BYTES: usize = 8 << 20;
 /// Processes whose maps are kept.
 const PROCESS_LIMIT: usize = 4096;
+/// Functions a process's code starts in: a user stack goes no further.
+/// glibc's `_start` calls `__libc_start_main` (`__libc_start_main_impl`
+/// since glibc 2.34), which calls `__libc_start_call_main`, which calls
+/// `main`; musl's `_start_c` calls `__libc_start_main`.
+pub const PROGRAM_START: [&str; 5] = [
+    "_start",
+    "_start_c",
+    "__libc_start_main",
+    "__libc_start_main_impl",
+    "__libc_start_call_main",
+];
+
+/// Whether `frame` is in one of the [`PROGRAM_START`] functions.
+fn is_program_start(frame: &str) -> bool {
+    frame_functions(frame)
+        .first()
+        .is_some_and(|f| PROGRAM_START.contains(f))
+}
+
 /// Separates a frame's inlined calls in its string.
 pub const INLINED: &str = " inlined ";
 
@@ -183,15 +202,31 @@ impl Symbolizer {
     /// A user stack of `pid`, innermost first. `ret`, when not 0, is the
     /// caller's return address at a function's entry, which the frame-pointer
     /// walk misses: it goes in second place.
+    ///
+    /// The stack ends where the program starts: at the first frame in
+    /// [`PROGRAM_START`], or before the first return address that is zero or
+    /// in no mapping. glibc's start code keeps no frame pointer, so a walk
+    /// goes on past it into whatever its registers held (in a static
+    /// binary, `register_tm_clones` and stray numbers), which would give
+    /// every flame graph a root of junk.
     pub fn user_stack(&mut self, pid: u32, addrs: &[u64], after: bool, ret: u64) -> Stack {
         self.interned(pid, after, ret, addrs, |this| {
-            let mut frames: Vec<Arc<str>> = addrs
-                .iter()
-                .enumerate()
-                .map(|(i, &addr)| this.user_frame(pid, addr, i > 0 || after))
-                .collect();
-            if ret != 0 && !frames.is_empty() {
-                frames.insert(1, this.user_frame(pid, ret, true));
+            let mut returns = addrs.get(1..).unwrap_or_default().to_vec();
+            if ret != 0 && !addrs.is_empty() {
+                returns.insert(0, ret);
+            }
+            let mut frames: Vec<Arc<str>> = Vec::with_capacity(addrs.len() + 1);
+            if let Some(&first) = addrs.first() {
+                frames.push(this.user_frame(pid, first, after));
+            }
+            for addr in returns {
+                if frames.last().is_some_and(|f| is_program_start(f))
+                    || addr == 0
+                    || this.mapping(pid, addr).is_none()
+                {
+                    break;
+                }
+                frames.push(this.user_frame(pid, addr, true));
             }
             frames
         })
@@ -560,6 +595,28 @@ mod tests {
         assert_eq!((user.len(), with_ret.len()), (2, 3));
         let other_pid = s.user_stack(pid + 1, &[addr, addr + 1], false, 0);
         assert!(!Stack::ptr_eq(&user, &other_pid));
+    }
+
+    /// A user stack stops at a zero or unmapped return address, and after
+    /// a frame of the program's start code.
+    #[test]
+    fn user_stacks_end_where_the_program_starts() {
+        let mut s = Symbolizer::new(None);
+        let pid = std::process::id();
+        let addr = marker as fn() -> u64 as usize as u64;
+        assert_eq!(
+            s.user_stack(pid, &[addr, addr + 1, 0, addr], false, 0)
+                .len(),
+            2
+        );
+        // Page 0 is mapped in no process.
+        assert_eq!(s.user_stack(pid, &[addr, 0x10, addr], false, 0).len(), 1);
+        assert_eq!(s.user_stack(pid, &[addr, 0x10], false, addr + 1).len(), 2);
+        for start in PROGRAM_START {
+            assert!(is_program_start(&format!("{start}+0x80 (libc-start.c:58)")));
+        }
+        assert!(!is_program_start("main+0x10"));
+        assert!(!is_program_start("_start_here+0x1"));
     }
 
     #[test]

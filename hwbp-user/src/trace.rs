@@ -158,10 +158,33 @@ pub struct TargetInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Arg {
     pub name: Arc<str>,
-    pub value: String,
+    /// None (null) when the argument is not captured: it is in an xmm
+    /// register, on the stack, or where hwbp cannot tell ([`crate::abi`]).
+    pub value: Option<String>,
     /// The C type, when BTF (kernel) or DWARF (user) names it.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub ty: Option<Arc<str>>,
+    /// Where an argument not captured is: `xmm0`, `rdi, rsi` (an
+    /// aggregate), `stack`, or `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Arc<str>>,
+}
+
+impl Arg {
+    /// The value as the headless line shows it: `7`, or
+    /// `<not captured: double in xmm0>`.
+    pub fn shown(&self) -> std::borrow::Cow<'_, str> {
+        if let Some(value) = &self.value {
+            return value.into();
+        }
+        let ty = self.ty.as_deref().unwrap_or("?");
+        match self.location.as_deref() {
+            Some("stack") => format!("<not captured: {ty} on the stack>"),
+            Some("unknown") | None => format!("<not captured: {ty}, register unknown>"),
+            Some(registers) => format!("<not captured: {ty} in {registers}>"),
+        }
+        .into()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -266,6 +289,32 @@ pub struct Summary {
 }
 
 impl HitRecord {
+    /// Who made the hit: the calling function of an execute hit (the frame
+    /// under the target in its stack; at a user function's first
+    /// instruction that is the return address at the stack pointer, which
+    /// the symbolizer puts there), the accessing function of a data hit;
+    /// `[unknown]` without a stack. The one answer the dashboard's callers
+    /// and `report --by caller` give, read from a live hit or a JSONL line.
+    pub fn caller(&self) -> &str {
+        let frame = if &*self.mode == "x" {
+            let stack = if self.kstack.is_empty() {
+                &self.ustack
+            } else {
+                &self.kstack
+            };
+            stack.get(1).map(|frame| &**frame)
+        } else {
+            Some(&*self.ip_sym)
+        };
+        match frame {
+            Some(frame) => crate::symbolize::frame_functions(frame)
+                .last()
+                .copied()
+                .unwrap_or(frame),
+            None => "[unknown]",
+        }
+    }
+
     /// The headless line, ftrace-like:
     /// `comm-tid [cpu] seconds: target mode ip_sym value`. One line whatever
     /// the traced program named itself or its symbols: control characters
@@ -305,7 +354,7 @@ impl HitRecord {
         if let Some(args) = &self.args {
             let args: Vec<String> = args
                 .iter()
-                .map(|a| format!("{}={}", a.name, a.value))
+                .map(|a| format!("{}={}", a.name, a.shown()))
                 .collect();
             let func = self.symbol.split('+').next().unwrap_or(&self.symbol);
             line.push_str(&format!(" {func}({})", args.join(", ")));
@@ -381,8 +430,9 @@ mod tests {
         );
         h.args = Some(vec![Arg {
             name: "s".into(),
-            value: "\u{7}".into(),
+            value: Some("\u{7}".into()),
             ty: None,
+            location: None,
         }]);
         assert!(h.line().ends_with(" counter(s=\\x07)"), "{}", h.line());
         assert!(!h.line().chars().any(char::is_control), "{}", h.line());
@@ -416,13 +466,15 @@ mod tests {
         h.args = Some(vec![
             Arg {
                 name: "file".into(),
-                value: "0xffff1".into(),
+                value: Some("0xffff1".into()),
                 ty: Some("struct file *".into()),
+                location: None,
             },
             Arg {
                 name: "count".into(),
-                value: "131072".into(),
+                value: Some("131072".into()),
                 ty: Some("size_t".into()),
+                location: None,
             },
         ]);
         assert!(
@@ -434,6 +486,51 @@ mod tests {
         let text = serde_json::to_string(&TraceLine::Hit(h.clone())).expect("serialize");
         assert!(
             text.contains(r#"{"name":"file","value":"0xffff1","type":"struct file *"}"#),
+            "{text}"
+        );
+        let back: TraceLine = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, TraceLine::Hit(h));
+
+        // Arguments not captured: a null value, the type, where it is.
+        let mut h = hit();
+        h.target = "scale".into();
+        h.symbol = "scale".into();
+        h.mode = "x".into();
+        h.ip_sym = "scale+0x0".into();
+        h.value = None;
+        let not_captured = |name: &str, ty: &str, location: &str| Arg {
+            name: name.into(),
+            value: None,
+            ty: Some(ty.into()),
+            location: Some(location.into()),
+        };
+        h.args = Some(vec![
+            not_captured("f", "double", "xmm0"),
+            Arg {
+                name: "k".into(),
+                value: Some("7".into()),
+                ty: Some("int".into()),
+                location: None,
+            },
+            not_captured("s", "struct big", "stack"),
+            not_captured("p", "struct pair", "rsi, rdx"),
+            not_captured("n", "int", "unknown"),
+        ]);
+        assert!(
+            h.line().ends_with(
+                ": scale x scale(f=<not captured: double in xmm0>, k=7, \
+                 s=<not captured: struct big on the stack>, \
+                 p=<not captured: struct pair in rsi, rdx>, \
+                 n=<not captured: int, register unknown>)"
+            ),
+            "{}",
+            h.line()
+        );
+        let text = serde_json::to_string(&TraceLine::Hit(h.clone())).expect("serialize");
+        assert!(
+            text.contains(
+                r#"{"name":"f","value":null,"type":"double","location":"xmm0"},{"name":"k","value":"7","type":"int"}"#
+            ),
             "{text}"
         );
         let back: TraceLine = serde_json::from_str(&text).expect("parse");

@@ -1,6 +1,9 @@
 //! What a hit's numbers mean: function arguments named and typed (kernel
-//! functions from BTF, user functions from DWARF), and data values decoded
-//! by type, with the previous value of the target (old → new).
+//! functions from BTF, user functions from DWARF) and read from the
+//! register the calling convention puts each in ([`crate::abi`]; those in
+//! xmm registers or on the stack are shown as not captured), and data
+//! values decoded by type, with the previous value of the target
+//! (old → new).
 //!
 //! The previous value is tracked here, in hit order, per target; the value
 //! before the first hit is read when the target is armed: from
@@ -10,7 +13,8 @@
 use std::{fs::File, io::Read as _, os::unix::fs::FileExt as _, sync::Arc};
 
 use crate::{
-    btf::{Btf, BtfError, Param, TypeInfo},
+    abi::{Location, Shape},
+    btf::{Btf, BtfError, Param, Signature, TypeInfo},
     resolve::{Breakpoint, Space, SymbolKind},
     trace::Arg,
 };
@@ -24,8 +28,9 @@ enum SlotType {
     /// Nothing: registers and hex.
     #[default]
     Unknown,
-    /// A function whose parameters BTF names.
-    Function(Vec<Param>),
+    /// A function whose parameters BTF or DWARF names, each with where it
+    /// is at the function's first instruction.
+    Function(Vec<(Param, Location)>),
     /// A variable whose type BTF names.
     Variable(TypeInfo),
 }
@@ -108,9 +113,13 @@ impl Values {
             .map(|t| match t {
                 SlotType::Function(params) => params
                     .iter()
-                    .map(|p| {
+                    .map(|(p, location)| {
                         let name = if p.name.is_empty() { "?" } else { &p.name };
-                        (Arc::from(name), Some(Arc::from(p.ty.name.as_str())))
+                        let ty = match location {
+                            Location::Reference(_) => format!("{} (by reference)", p.ty.name),
+                            _ => p.ty.name.clone(),
+                        };
+                        (Arc::from(name), Some(Arc::from(ty)))
                     })
                     .collect(),
                 _ => registers.clone(),
@@ -124,18 +133,29 @@ impl Values {
         }
     }
 
-    /// The arguments of an execute hit: named and typed when BTF knows the
-    /// function, else the register names and hex.
+    /// The arguments of an execute hit: named and typed when BTF or DWARF
+    /// knows the function (each read from its own register, or not
+    /// captured), else the register names and hex.
     pub fn args(&self, slot: usize, regs: &[u64; 6]) -> Vec<Arg> {
         match self.types.get(slot) {
             Some(SlotType::Function(params)) => params
                 .iter()
                 .zip(&self.arg_names[slot])
-                .zip(regs)
-                .map(|((p, (name, ty)), &v)| Arg {
-                    name: name.clone(),
-                    value: p.ty.decode.format(v, size_of_arg(&p.ty)),
-                    ty: ty.clone(),
+                .map(|((p, location), (name, ty))| {
+                    let register = |i: &u8| regs.get(usize::from(*i)).copied();
+                    let value = match location {
+                        Location::Int(i) => {
+                            register(i).map(|v| p.ty.decode.format(v, size_of_arg(&p.ty)))
+                        }
+                        Location::Reference(i) => register(i).map(|v| format!("{v:#x}")),
+                        _ => None,
+                    };
+                    Arg {
+                        name: name.clone(),
+                        location: value.is_none().then(|| Arc::from(location.describe())),
+                        value,
+                        ty: ty.clone(),
+                    }
                 })
                 .collect(),
             _ => self
@@ -146,8 +166,9 @@ impl Values {
                 .zip(regs)
                 .map(|((name, _), v)| Arg {
                     name: name.clone(),
-                    value: format!("{v:#x}"),
+                    value: Some(format!("{v:#x}")),
                     ty: None,
+                    location: None,
                 })
                 .collect(),
         }
@@ -238,8 +259,7 @@ fn slot_type(btf: Option<&Btf>, bp: &Breakpoint) -> SlotType {
             _ => SlotType::Unknown,
         }
     } else if bp.at_entry {
-        btf.function_params(name)
-            .map_or(SlotType::Unknown, SlotType::Function)
+        btf.function(name).map_or(SlotType::Unknown, located)
     } else {
         SlotType::Unknown
     }
@@ -265,13 +285,21 @@ fn user_slot_type(pid: i32, bp: &Breakpoint) -> SlotType {
     let params = crate::resolve::ElfImage::load(&file)
         .ok()
         .and_then(|image| image.file_offset_to_vaddr(bp.addr - mapping.start + mapping.offset))
-        .and_then(|vaddr| crate::dwarf::function_params(&file, vaddr));
+        .and_then(|vaddr| crate::dwarf::function(&file, vaddr));
     match params {
         // Line tables alone (debug = 1) list functions without their
         // parameters: that says nothing, keep the registers.
-        Some(params) if !params.is_empty() => SlotType::Function(params),
+        Some(signature) if !signature.params.is_empty() => located(signature),
         _ => SlotType::Unknown,
     }
+}
+
+/// A function's parameters with where each is at its first instruction.
+fn located(signature: Signature) -> SlotType {
+    let Signature { params, returns } = signature;
+    let shapes: Vec<Shape> = params.iter().map(|p| p.shape.clone()).collect();
+    let locations = crate::abi::locate(&returns, &shapes);
+    SlotType::Function(params.into_iter().zip(locations).collect())
 }
 
 fn from_le(bytes: &[u8]) -> u64 {
@@ -381,13 +409,82 @@ mod tests {
         let args = v.args(0, &[1, 2, 3, 4, 5, 0x10]);
         let shown: Vec<String> = args
             .iter()
-            .map(|a| format!("{}={}", a.name, a.value))
+            .map(|a| format!("{}={}", a.name, a.shown()))
             .collect();
         assert_eq!(
             shown,
             [
                 "rdi=0x1", "rsi=0x2", "rdx=0x3", "rcx=0x4", "r8=0x5", "r9=0x10"
             ]
+        );
+    }
+
+    /// `scale(double f, int k, float g)` called as `scale(2.5, 7, 0.25f)`:
+    /// k is in rdi (7), f and g in xmm registers; a struct returned by
+    /// value takes rdi and moves the int to rsi.
+    #[test]
+    fn typed_args_are_read_from_their_own_registers() {
+        let param = |name: &str, ty: &str, decode: Decode, size: u32, shape: Shape| Param {
+            name: name.into(),
+            ty: TypeInfo {
+                name: ty.into(),
+                decode,
+                size,
+            },
+            shape,
+        };
+        let scale = || {
+            vec![
+                param("f", "double", Decode::Hex, 8, Shape::Float(8)),
+                param("k", "int", Decode::Signed, 4, Shape::Int(4)),
+                param("g", "float", Decode::Hex, 4, Shape::Float(4)),
+            ]
+        };
+        let big = Shape::Aggregate {
+            size: 32,
+            fields: Vec::new(),
+        };
+        let v = Values::with_types(
+            vec![
+                located(Signature {
+                    params: scale(),
+                    returns: Shape::Int(4),
+                }),
+                located(Signature {
+                    params: scale(),
+                    returns: big,
+                }),
+            ],
+            vec![1, 1],
+            vec![None, None],
+        );
+        let regs = [7, 0xffff_fff9, 3, 4, 5, 6];
+        let shown = |slot| -> Vec<String> {
+            v.args(slot, &regs)
+                .iter()
+                .map(|a| format!("{}={}", a.name, a.shown()))
+                .collect()
+        };
+        assert_eq!(
+            shown(0),
+            [
+                "f=<not captured: double in xmm0>",
+                "k=7",
+                "g=<not captured: float in xmm1>"
+            ]
+        );
+        assert_eq!(
+            shown(1),
+            [
+                "f=<not captured: double in xmm0>",
+                "k=-7",
+                "g=<not captured: float in xmm1>"
+            ]
+        );
+        let f = &v.args(0, &regs)[0];
+        assert_eq!(
+            (f.value.as_deref(), f.location.as_deref()),
+            (None, Some("xmm0"))
         );
     }
 

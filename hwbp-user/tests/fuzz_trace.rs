@@ -30,11 +30,18 @@ fn frames() -> impl Strategy<Value = Vec<String>> {
 }
 
 fn arg() -> impl Strategy<Value = Arg> {
-    (text(), text(), prop::option::of(text())).prop_map(|(name, value, ty)| Arg {
-        name: name.into(),
-        value,
-        ty: ty.map(Into::into),
-    })
+    (
+        text(),
+        prop::option::of(text()),
+        prop::option::of(text()),
+        prop::option::of(text()),
+    )
+        .prop_map(|(name, value, ty, location)| Arg {
+            name: name.into(),
+            value,
+            ty: ty.map(Into::into),
+            location: location.map(Into::into),
+        })
 }
 
 /// Strategies are built from tuples of at most 12: a hit in two halves.

@@ -291,13 +291,15 @@ fn execute_hits_show_their_arguments() {
         h.args = Some(vec![
             crate::trace::Arg {
                 name: "file".into(),
-                value: format!("{:#x}", 0xffff_8880_03a4_c800u64 + i * 0x100),
+                value: Some(format!("{:#x}", 0xffff_8880_03a4_c800u64 + i * 0x100)),
                 ty: Some("struct file *".into()),
+                location: None,
             },
             crate::trace::Arg {
                 name: "count".into(),
-                value: "131072".into(),
+                value: Some("131072".into()),
                 ty: Some("size_t".into()),
+                location: None,
             },
         ]);
         stats.record(0, h.into());
@@ -311,6 +313,42 @@ fn execute_hits_show_their_arguments() {
     check("execute_hit_arguments", &text);
     // At 80 columns the call starts in view.
     assert!(screen(&app, 80, 24).contains("vfs_read x vfs_read(file=0xffff8880"));
+}
+
+/// A function hit at its first instruction from two callers: the callers
+/// pane counts each caller (the frame under the target, where the symbolizer
+/// puts the return address read at the stack pointer), not the target
+/// itself, and names them as `report --by caller` does.
+#[test]
+fn the_callers_pane_counts_who_called_the_function() {
+    let (mut app, mut stats) = busy(&[]);
+    let (n, m) = (30u64, 10u64);
+    let mut report_keys = std::collections::BTreeMap::new();
+    for (i, caller) in std::iter::repeat_n("caller_a", n as usize)
+        .chain(std::iter::repeat_n("caller_b", m as usize))
+        .enumerate()
+    {
+        let mut h = hit("vfs_read", T0 + S + i as u64, "prog", 300, 1, "target+0x0");
+        h.kstack = crate::trace::Stack::default();
+        h.ustack = crate::trace::Stack::new(vec![
+            "target+0x0 (prog.c:8)".into(),
+            format!("{caller}+0x1d (prog.c:9)").into(),
+            "main+0x60 (prog.c:14)".into(),
+            "__libc_start_call_main+0x7a".into(),
+        ]);
+        let key = crate::report::By::Caller.key(&h).expect("a caller");
+        *report_keys.entry(key).or_insert(0u64) += 1;
+        stats.record(0, h.into());
+    }
+    app.refresh(stats, T0 + 2 * S);
+    let text = screen(&app, 100, 30);
+    assert!(text.contains("     30  75.0% caller_a "), "{text}");
+    assert!(text.contains("     10  25.0% caller_b "), "{text}");
+    assert!(!text.contains("% target"), "{text}");
+    assert_eq!(
+        report_keys,
+        [("caller_a".to_owned(), n), ("caller_b".to_owned(), m)].into()
+    );
 }
 
 /// `-- fx_user spin`: an execute target, and the command's output
@@ -890,7 +928,8 @@ fn a_filter_matching_one_comm_shows_its_counts() {
         text.contains("vfs_write ~ bash · 0/s now · max 1/s"),
         "{text}"
     );
-    assert!(text.contains("  40 100.0% ksys_read+0x6b"), "{text}");
+    // The caller of vfs_write: the frame under it in the stack.
+    assert!(text.contains("  40 100.0% ksys_read "), "{text}");
     check("busy_filtered_by_bash", &text);
     app.breakdown = Breakdown::Comms;
     let text = screen(&app, 120, 32);
