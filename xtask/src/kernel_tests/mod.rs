@@ -217,3 +217,42 @@ fn exec_offset(kernel: &Kernel) -> Result<u64> {
         5
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashSet, process::Command};
+
+    use super::*;
+
+    /// Each test's name is its own and names the files its scenario
+    /// leaves (`run NAME`, `start NAME`, `rearm$i`, `demo.rc`).
+    #[test]
+    fn every_scenario_leaves_files_under_its_own_name() {
+        let mut names = HashSet::new();
+        for test in SERIAL.iter().chain(PARALLEL) {
+            assert!(names.insert(test.name), "{} twice", test.name);
+            assert!(
+                test.scenario.contains(test.name),
+                "the scenario of {} does not name its files after it",
+                test.name
+            );
+        }
+    }
+
+    /// The scenarios of each boot are valid sh (`sh -n`).
+    #[test]
+    fn the_scenarios_parse_as_sh() {
+        for tests in [SERIAL, PARALLEL] {
+            let script = scenarios(tests);
+            let out = Command::new("sh")
+                .args(["-n", "-c", &script])
+                .output()
+                .unwrap_or_else(|e| panic!("running sh -n: {e}"));
+            assert!(
+                out.status.success(),
+                "sh -n: {}\n{script}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
