@@ -20,7 +20,7 @@
 # hwbp-trace's reader on one vCPU does not take the fixture's time on the
 # other. Everything here is therefore system-wide: a per-task perf event
 # makes the kernel patch a static key, which such a guest may not survive
-# (xtask/src/vm.rs). hwbp-trace keeps the fixture's hits with --comm.
+# (xtask/src/vm/). hwbp-trace keeps the fixture's hits with --comm.
 
 . "${0%/*}/lib.sh"
 cd /out || exit 1

@@ -1,5 +1,5 @@
 //! The kernel-target part of `cargo xtask bench`: boots Debian's kernel
-//! (vm.rs) and runs tests/vm/bench.sh there, which times fx_kernel's loop of
+//! (vm/) and runs tests/vm/bench.sh there, which times fx_kernel's loop of
 //! getpgid calls alone, under a counting breakpoint (the floor) and under
 //! hwbp-trace; this side takes medians and slopes and writes the section.
 //! Under TCG the times are the emulator's: the section reports ratios.

@@ -1,6 +1,6 @@
 //! `cargo xtask demo`: the main job, shown on a kernel that allows it.
 //!
-//! Boots Debian's kernel in QEMU (see vm.rs) and runs tests/vm/demo.sh there:
+//! Boots Debian's kernel in QEMU (see vm/) and runs tests/vm/demo.sh there:
 //! `hwbp-trace vfs_read pid_max` system-wide while a workload reads files
 //! and writes /proc/sys/kernel/pid_max. Then checks the trace against what
 //! the workload's fixtures say they did (`check`, which the kernel tests of
@@ -15,8 +15,9 @@ use serde_json::Value;
 
 use crate::{
     build,
-    kernel_tests::{
-        FixtureReads, Trace, expect_hit_frame, number, parse_framing, text_field, values,
+    harness::{
+        fixture::{FixtureReads, printed},
+        trace::{Trace, expect_hit_frame, number, parse_framing, text_field, values},
     },
     setup, vm, workspace_root,
 };
@@ -154,15 +155,7 @@ pub fn check(dir: &Path, show: usize) -> Result<Demo> {
         "fx_kernel read-as reports {} reads, demo.sh asks for {FIXTURE_READS}",
         fixture.reads
     );
-    let written: Vec<u64> = read("pidmax.out")?
-        .lines()
-        .filter_map(|line| line.strip_prefix("wrote "))
-        .map(|n| {
-            n.trim()
-                .parse()
-                .with_context(|| format!("pidmax.out: {n:?}"))
-        })
-        .collect::<Result<_>>()?;
+    let written = printed(&read("pidmax.out")?, "wrote ").context("pidmax.out")?;
     ensure!(
         written.len() == FIXTURE_WRITES,
         "fx_kernel pidmax reports {} writes, demo.sh asks for {FIXTURE_WRITES}",

@@ -6,17 +6,15 @@
 //! breakpoint, so no perf event counts the hit, and it sends the task a
 //! SIGTRAP as if it had run `int1` (exc_debug_user in
 //! arch/x86/kernel/traps.c; si_code TRAP_BRKPT). `perf stat -e mem:ADDR:x`
-//! alone shows it: on one such host the workload died of SIGTRAP in
-//! between 1 of 30 and 16 of 40 runs of 2,000 hits, depending on the hour.
-//! A test of exact counts cannot pass then, and no tracer can do better:
-//! the hit never reached one.
+//! alone shows it (how often, on such a host: docs/limitations.md). A test
+//! of exact counts cannot pass then, and no tracer can do better: the hit
+//! never reached one.
 //!
 //! The same host also silences breakpoints after their first hit when it
-//! comes within a millisecond or two of arming: a trace of 5 calls counted
-//! 1 in 3 to 8 of 300 runs, with no SIGTRAP (docs/limitations.md). Against
-//! that one, every fixture sleeps START_DELAY_MS before its first hit (0 of
-//! 300 silenced with 2 ms), but for one test of a single call, which that
-//! fault cannot touch.
+//! comes within a millisecond or two of arming, with no SIGTRAP
+//! (docs/limitations.md). Against that one, every fixture sleeps
+//! START_DELAY_MS before its first hit, but for one test of a single call,
+//! which that fault cannot touch.
 //!
 //! So the fixture notes every SIGTRAP it gets in `$HWBP_FX_FAULTS` and goes
 //! on (tests/src/bin/fx_user.rs): at an execute breakpoint the instruction
@@ -41,7 +39,7 @@ const RERUNS: usize = 5;
 
 /// How long each fixture sleeps before its first hit
 /// (`$HWBP_FX_START_DELAY_MS`): past the window of the second fault above,
-/// ten times what sufficed there (2 ms: 0 of 300 runs silenced).
+/// ten times what sufficed there (docs/limitations.md).
 const START_DELAY_MS: &str = "20";
 
 /// A failed test: its test binary and its name.

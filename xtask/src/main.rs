@@ -10,6 +10,7 @@ mod cpio;
 mod demo;
 mod exec;
 mod fuzz;
+mod harness;
 mod install;
 mod integration;
 mod kernel_tests;

@@ -10,7 +10,7 @@
 //!   `getpgid called N times in T ns, counted C`, C summed over the CPUs.
 //!   System-wide rather than for this thread: a per-task perf event makes
 //!   the kernel patch a static key in and out, which a guest with a host
-//!   thread per vCPU may not survive (xtask/src/vm.rs).
+//!   thread per vCPU may not survive (xtask/src/vm/).
 //! - `pidmax N`: N writes to /proc/sys/kernel/pid_max, each a single store to
 //!   the kernel variable pid_max; the first N-1 write distinct new values, the
 //!   last restores the original. Prints `wrote VALUE` for each, in order.

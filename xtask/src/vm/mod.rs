@@ -23,10 +23,14 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
 
+mod kernel;
+
+use self::kernel::vm_dir;
+pub use self::kernel::{Kernel, fetch_kernel};
 use crate::{
     build,
     cpio::{Archive, Entry},
-    exec::{display, exec, output},
+    exec::{display, output},
     setup, workspace_root,
 };
 
@@ -112,173 +116,6 @@ pub fn run(options: Options) -> Result<i32> {
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// A Debian kernel, unpacked.
-pub struct Kernel {
-    /// The package, e.g. linux-image-6.1.0-56-amd64.
-    pub package: String,
-    pub vmlinuz: PathBuf,
-    /// boot/config-*: what the kernel was built with.
-    pub config: PathBuf,
-}
-
-fn vm_dir() -> PathBuf {
-    workspace_root().join("target/vm")
-}
-
-/// The kernel image package for `--kernel` (an ABI version such as
-/// 6.1.0-56 or 6.12.117+deb12, a series such as 6.12, or a package name),
-/// by default for linux-image-amd64. A metapackage (linux-image-amd64,
-/// linux-image-6.12-amd64) is followed to the image it depends on: the
-/// newest that apt offers.
-pub fn kernel_package(requested: Option<&str>) -> Result<String> {
-    let package = match requested {
-        None => DEFAULT_METAPACKAGE.to_owned(),
-        Some(requested) if requested.starts_with("linux-image-") => requested.to_owned(),
-        Some(requested) if requested.ends_with("-amd64") => format!("linux-image-{requested}"),
-        Some(requested) => format!("linux-image-{requested}-amd64"),
-    };
-    // Only images are cached: no need to ask apt about one.
-    if unpacked_kernel(&package, &vm_dir().join("kernels").join(&package)).is_some() {
-        return Ok(package);
-    }
-    let info = match apt_show(&package) {
-        Some(info) => info,
-        None => {
-            // A fresh machine may have no package lists yet.
-            apt_update()?;
-            match apt_show(&package) {
-                Some(info) => info,
-                None if requested.is_some() => {
-                    bail!(
-                        "apt knows no package {package}: see `apt-cache search linux-image` \
-                         for the kernels in apt's sources"
-                    )
-                }
-                None => bail!("apt knows no {package}: is this Debian (or a derivative)?"),
-            }
-        }
-    };
-    Ok(image_dependency(&info).unwrap_or(package))
-}
-
-/// The metapackage whose dependency is the default kernel.
-pub const DEFAULT_METAPACKAGE: &str = "linux-image-amd64";
-
-/// `apt-cache show` of the candidate version, if apt knows the package.
-fn apt_show(package: &str) -> Option<String> {
-    output(Command::new("apt-cache").args(["show", "--no-all-versions", package]))
-        .ok()
-        .filter(|info| !info.trim().is_empty())
-}
-
-/// The linux-image-* package a metapackage's Depends line names (an image
-/// package depends on no other image: None).
-fn image_dependency(info: &str) -> Option<String> {
-    info.lines()
-        .find_map(|line| line.strip_prefix("Depends:"))?
-        .split([',', ' ', '|'])
-        .find(|word| word.starts_with("linux-image-"))
-        .map(str::to_owned)
-}
-
-fn apt_update() -> Result<()> {
-    eprintln!("vm: running apt-get update (no package lists)");
-    exec(
-        Command::new("apt-get")
-            .arg("update")
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-}
-
-/// boot/PREFIX* in an unpacked package directory.
-fn find_boot_file(dir: &Path, prefix: &str) -> Option<PathBuf> {
-    let entries = fs::read_dir(dir.join("boot")).ok()?;
-    entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|path| {
-            path.file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with(prefix))
-        })
-}
-
-/// The kernel in an unpacked package directory, if complete.
-fn unpacked_kernel(package: &str, dir: &Path) -> Option<Kernel> {
-    Some(Kernel {
-        package: package.to_owned(),
-        vmlinuz: find_boot_file(dir, "vmlinuz-")?,
-        config: find_boot_file(dir, "config-")?,
-    })
-}
-
-/// Downloads and unpacks the kernel package unless target/vm/ has it already.
-pub fn fetch_kernel(requested: Option<&str>) -> Result<Kernel> {
-    let package = kernel_package(requested)?;
-    let kernels = vm_dir().join("kernels");
-    let dir = kernels.join(&package);
-    if let Some(kernel) = unpacked_kernel(&package, &dir) {
-        println!("vm: kernel {package} (cached in {})", dir.display());
-        return Ok(kernel);
-    }
-    println!("vm: downloading {package}");
-    let download = kernels.join("download");
-    if download.exists() {
-        fs::remove_dir_all(&download)
-            .with_context(|| format!("removing {}", download.display()))?;
-    }
-    fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
-    let mut apt = Command::new("apt-get");
-    apt.args(["download", &package]).current_dir(&download);
-    if exec(&mut apt).is_err() {
-        apt_update()?;
-        exec(&mut apt).with_context(|| {
-            format!(
-                "downloading {package}: is it in apt's sources? (`apt-cache search linux-image`)"
-            )
-        })?;
-    }
-    let deb = fs::read_dir(&download)
-        .with_context(|| format!("reading {}", download.display()))?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|path| path.extension().is_some_and(|ext| ext == "deb"))
-        .ok_or_else(|| anyhow!("apt-get download {package} left no .deb"))?;
-    // Only boot/ (vmlinuz, System.map, config) is needed: unpacking the
-    // modules as well would take ~400 MB.
-    let unpacked = download.join("unpacked");
-    fs::create_dir_all(&unpacked).with_context(|| format!("creating {}", unpacked.display()))?;
-    let mut dpkg = Command::new("dpkg-deb");
-    dpkg.arg("--fsys-tarfile").arg(&deb).stdout(Stdio::piped());
-    let mut dpkg_child = dpkg
-        .spawn()
-        .with_context(|| format!("starting `{}`", display(&dpkg)))?;
-    let tar_input = dpkg_child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("dpkg-deb has no stdout"))?;
-    exec(
-        Command::new("tar")
-            .args(["-x", "-C"])
-            .arg(&unpacked)
-            .arg("./boot")
-            .stdin(tar_input),
-    )?;
-    let status = dpkg_child.wait().context("waiting for dpkg-deb")?;
-    if !status.success() {
-        bail!("`{}` failed ({status})", display(&dpkg));
-    }
-    if unpacked_kernel(&package, &unpacked).is_none() {
-        bail!("{} has no boot/vmlinuz-* or boot/config-*", deb.display());
-    }
-    if dir.exists() {
-        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    fs::rename(&unpacked, &dir)
-        .with_context(|| format!("moving the kernel to {}", dir.display()))?;
-    fs::remove_dir_all(&download).with_context(|| format!("removing {}", download.display()))?;
-    unpacked_kernel(&package, &dir).ok_or_else(|| anyhow!("{} vanished", dir.display()))
-}
 
 /// One guest run.
 pub struct Boot<'a> {
@@ -474,8 +311,8 @@ fn build_initramfs(command: &[String], interactive: bool) -> Result<Archive> {
 
 /// Uncompressed: the kernel unpacks a plain newc archive as well as a
 /// gzip'd one (init/initramfs.c), and compressing ~60 MB (hwbp-trace keeps
-/// its debug info) took xtask's unoptimized flate2 about 6 s per boot, and
-/// the emulated guest seconds more to inflate.
+/// its debug info) in the unoptimized xtask, then inflating it in the
+/// emulated guest, costs seconds per boot (docs/vm.md).
 fn write_initramfs(archive: &Archive, path: &Path) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut writer = std::io::BufWriter::new(file);
@@ -571,8 +408,8 @@ impl std::error::Error for NoSignOfLife {}
 
 /// Builds the initramfs, boots, streams the console, collects /out. A boot
 /// that does not reach /init within `boot_timeout` is killed and booted
-/// once more: a Debian 6.1 guest under TCG once stayed silent after the
-/// firmware for 900 s, and the next boot of it ran in 28 s.
+/// once more: a guest under TCG can stay silent after the firmware, and its
+/// next boot run normally (docs/vm.md).
 pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
     match boot_once(boot) {
         Err(e) if e.downcast_ref::<NoSignOfLife>().is_some() => {
@@ -610,6 +447,14 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
     let archive = build_initramfs(command, *interactive)?;
     write_initramfs(&archive, &initrd)?;
     let transfer = run_dir.join("out.b64");
+    // A long word (a script) is shown by its size alone.
+    let shown: Vec<String> = command
+        .iter()
+        .map(|word| match word.lines().count() {
+            0 | 1 => word.clone(),
+            n => format!("<{n} lines>"),
+        })
+        .collect();
     println!(
         "vm: booting {} ({}) with `{}`",
         kernel.package,
@@ -618,9 +463,62 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
             (false, true) => "TCG, a thread per vCPU",
             (false, false) => "TCG",
         },
-        command.join(" ")
+        shown.join(" ")
     );
+    let mut qemu = qemu_command(kernel, &initrd, &transfer, kvm, *mttcg, *interactive);
+    let mut child = qemu
+        .spawn()
+        .with_context(|| format!("starting `{}` (install qemu-system-x86)", display(&qemu)))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("QEMU has no stdout"))?;
+    let receiver = read_console(stdout);
+    let Watched {
+        exit,
+        fatal,
+        recent,
+    } = watch_console(&mut child, &receiver, start, *timeout, *boot_timeout)?;
+    // QEMU closed its stdout: it is exiting (poweroff -f, or -no-reboot after
+    // a panic). Reap it, but do not hang on a wedged process.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    if child.try_wait().ok().flatten().is_none() {
+        stop(&mut child);
+    }
+    if let Some((line, _)) = fatal {
+        bail!(
+            "the guest kernel failed ({line}); its last lines:\n{}",
+            last_lines(&recent)
+        );
+    }
+    let exit = exit.ok_or_else(|| {
+        anyhow!(
+            "QEMU stopped before the guest reported an exit status (quit with Ctrl-A x?); \
+             its last lines:\n{}",
+            last_lines(&recent)
+        )
+    })?;
+    let files = receive_files(&transfer, out_dir)?;
+    println!(
+        "vm: guest command exited {exit} after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(Outcome { exit, files })
+}
 
+/// QEMU's command line: the kernel and initramfs, two vCPUs, the console
+/// on stdio, serial 1 into `transfer`.
+fn qemu_command(
+    kernel: &Kernel,
+    initrd: &Path,
+    transfer: &Path,
+    kvm: bool,
+    mttcg: bool,
+    interactive: bool,
+) -> Command {
     let mut qemu = Command::new("qemu-system-x86_64");
     if kvm {
         qemu.args(["-accel", "kvm", "-cpu", "host"]);
@@ -631,11 +529,11 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
         // first and the new bytes after (text_poke_bp), and a vCPU still
         // executes the int3 after the kernel stopped expecting one (a stale
         // translation, as we read it): `Oops: int3` at a jump label in
-        // __schedule. Seen twice in CI on 6.12, and in both of two runs of
-        // a loop that opens and closes a per-task perf event every 1.1 s
-        // (perf_sched_events) while both vCPUs schedule; 300 rounds of it
-        // ran clean with one thread. See docs/vm.md.
-        let accel = if *mttcg {
+        // __schedule, when a per-task perf event opens and closes
+        // (perf_sched_events) while both vCPUs schedule; one thread runs
+        // that clean. The runs that showed it: docs/vm.md, "Why one TCG
+        // thread".
+        let accel = if mttcg {
             "tcg,thread=multi"
         } else {
             "tcg,thread=single"
@@ -654,7 +552,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
     .arg("-kernel")
     .arg(&kernel.vmlinuz)
     .arg("-initrd")
-    .arg(&initrd)
+    .arg(initrd)
     .args(["-append", "console=ttyS0 quiet panic=-1 oops=panic"])
     // The console: serial 0 on stdio, muxed with the monitor (Ctrl-A x
     // quits); signal=off passes Ctrl-C to the guest.
@@ -670,17 +568,14 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
     .arg(format!("file:{}", transfer.display()))
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
-    if !*interactive {
+    if !interactive {
         qemu.stdin(Stdio::null());
     }
-    let mut child = qemu
-        .spawn()
-        .with_context(|| format!("starting `{}` (install qemu-system-x86)", display(&qemu)))?;
-    let mut stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("QEMU has no stdout"))?;
+    qemu
+}
 
+/// Passes QEMU's stdout to ours byte for byte, and sends its lines.
+fn read_console(mut stdout: std::process::ChildStdout) -> mpsc::Receiver<Console> {
     let (sender, receiver) = mpsc::channel();
     thread::spawn(move || {
         let mut buffer = [0u8; 4096];
@@ -712,6 +607,27 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
         let _ = sender.send(Console::Closed);
     });
 
+    receiver
+}
+
+/// What the console showed: the guest command's exit status, the first
+/// line that showed the guest kernel in trouble, and the last lines.
+struct Watched {
+    exit: Option<i32>,
+    fatal: Option<(String, Instant)>,
+    recent: VecDeque<String>,
+}
+
+/// Reads the console until QEMU closes it; kills QEMU and fails on a
+/// time-out (the boot's, with [`NoSignOfLife`], or the command's) or a few
+/// seconds after the guest kernel showed trouble.
+fn watch_console(
+    child: &mut Child,
+    receiver: &mpsc::Receiver<Console>,
+    start: Instant,
+    timeout: Option<Duration>,
+    boot_timeout: Duration,
+) -> Result<Watched> {
     let mut recent: VecDeque<String> = VecDeque::new();
     let mut exit = None;
     // The first line that showed the guest kernel in trouble, and when to
@@ -720,7 +636,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
     let time_limit = timeout.map(|timeout| start + timeout);
     // Whether init.sh has spoken (see [`shows_init`]).
     let mut alive = false;
-    let boot_limit = start + *boot_timeout;
+    let boot_limit = start + boot_timeout;
     loop {
         let deadline = fatal.as_ref().map(|(_, until)| *until).or(time_limit);
         // Until init speaks (or the kernel dies), the boot limit applies too.
@@ -734,7 +650,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() && booting && Instant::now() >= boot_limit {
-                    stop(&mut child);
+                    stop(child);
                     return Err(NoSignOfLife(format!(
                         "the guest did not reach /init within {} s; its last lines:\n{}",
                         boot_timeout.as_secs(),
@@ -743,7 +659,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
                     .into());
                 }
                 if left.is_zero() {
-                    stop(&mut child);
+                    stop(child);
                     let reason = match &fatal {
                         Some((line, _)) => format!("the guest kernel failed ({line})"),
                         None => format!(
@@ -774,34 +690,11 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
             recent.pop_front();
         }
     }
-    // QEMU closed its stdout: it is exiting (poweroff -f, or -no-reboot after
-    // a panic). Reap it, but do not hang on a wedged process.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-    }
-    if child.try_wait().ok().flatten().is_none() {
-        stop(&mut child);
-    }
-    if let Some((line, _)) = fatal {
-        bail!(
-            "the guest kernel failed ({line}); its last lines:\n{}",
-            last_lines(&recent)
-        );
-    }
-    let exit = exit.ok_or_else(|| {
-        anyhow!(
-            "QEMU stopped before the guest reported an exit status (quit with Ctrl-A x?); \
-             its last lines:\n{}",
-            last_lines(&recent)
-        )
-    })?;
-    let files = receive_files(&transfer, out_dir)?;
-    println!(
-        "vm: guest command exited {exit} after {:.1} s",
-        start.elapsed().as_secs_f64()
-    );
-    Ok(Outcome { exit, files })
+    Ok(Watched {
+        exit,
+        fatal,
+        recent,
+    })
 }
 
 /// Decodes the files the guest sent on serial 1 (see init.sh) into `out_dir`.
@@ -912,17 +805,6 @@ mod tests {
             null.contains("does not answer KVM_GET_API_VERSION"),
             "{null}"
         );
-    }
-
-    #[test]
-    fn metapackages_name_their_image() {
-        let meta = "Package: linux-image-6.12-amd64\nDepends: linux-image-6.12.117+deb12-amd64 (= 6.12.117-1~deb12u1)\n";
-        assert_eq!(
-            image_dependency(meta).as_deref(),
-            Some("linux-image-6.12.117+deb12-amd64")
-        );
-        let image = "Package: linux-image-6.1.0-56-amd64\nDepends: kmod, linux-base (>= 4.3~), initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool\n";
-        assert_eq!(image_dependency(image), None);
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! A program that needs a terminal (the dashboard), run in tmux and read
+//! from its screen: the benchmark's dashboard runs and the kernel tests'
+//! dashboard over the VM's serial console.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+
+use super::process::{process_state, remove, shell_word, shell_words};
+use crate::exec;
+
+/// A program that needs a terminal, in a detached tmux session on a
+/// private server. The server is our child (`tmux -D`), on its own socket
+/// and without the user's configuration; dropping this kills it, and with
+/// it whatever still runs in the session, and reaps it.
+///
+/// The pane runs a shell that runs the program and writes its exit status
+/// to a file: tmux, the program's parent otherwise, has been seen here not
+/// to reap it now and then (a zombie for good, its pane dead without a
+/// status).
+pub struct Tmux {
+    socket: PathBuf,
+    conf: PathBuf,
+    /// The program's pid, written before it starts.
+    pid_file: PathBuf,
+    /// Its exit status, written by the shell once it has reaped it.
+    status_file: PathBuf,
+    server: Child,
+}
+
+impl Tmux {
+    const SESSION: &str = "hwbp";
+    pub const WIDTH: u16 = 120;
+    pub const HEIGHT: u16 = 40;
+
+    /// `program` in a new WIDTH x HEIGHT session, its stderr to `stderr`.
+    pub fn start(scratch: &Path, program: &Command, stderr: &Path) -> Result<Self> {
+        let socket = std::env::temp_dir().join(format!("hwbp-tmux-{}", std::process::id()));
+        let conf = scratch.join("tmux.conf");
+        let pid_file = scratch.join("tmux-program.pid");
+        let status_file = scratch.join("tmux-program.status");
+        for file in [&socket, &pid_file, &status_file] {
+            remove(file);
+        }
+        // remain-on-exit: the screen stays readable for error messages; no
+        // status line: the program gets all HEIGHT rows.
+        fs::write(
+            &conf,
+            "set-option -g remain-on-exit on\n\
+             set-option -g status off\n\
+             set-option -g default-shell /bin/sh\n",
+        )
+        .with_context(|| format!("writing {}", conf.display()))?;
+        let server = Command::new("tmux")
+            .env_remove("TMUX")
+            .arg("-S")
+            .arg(&socket)
+            .arg("-f")
+            .arg(&conf)
+            .arg("-D")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting a tmux server (is tmux installed?)")?;
+        let tmux = Tmux {
+            socket,
+            conf,
+            pid_file,
+            status_file,
+            server,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !tmux.socket.exists() {
+            ensure!(
+                Instant::now() < deadline,
+                "the tmux server did not create {} within 5 s",
+                tmux.socket.display()
+            );
+            thread::sleep(Duration::from_millis(2));
+        }
+        // The inner sh writes its pid and execs the program, so the program
+        // has that pid and the outer sh, which waits for it, for parent.
+        let inner = format!(
+            "echo $$ >{}; exec {} 2>{}",
+            shell_word(&tmux.pid_file.to_string_lossy()),
+            shell_words(program),
+            shell_word(&stderr.to_string_lossy())
+        );
+        let line = format!(
+            "sh -c {}; echo $? >{}",
+            shell_word(&inner),
+            shell_word(&tmux.status_file.to_string_lossy())
+        );
+        let mut cmd = tmux.command();
+        cmd.args(["new-session", "-d", "-s", Self::SESSION])
+            .args(["-x", &Self::WIDTH.to_string()])
+            .args(["-y", &Self::HEIGHT.to_string(), &line]);
+        exec::output(&mut cmd)?;
+        Ok(tmux)
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        // $TMUX (a bench run inside tmux) must not redirect the commands.
+        cmd.arg("-S").arg(&self.socket).env_remove("TMUX");
+        cmd
+    }
+
+    /// A number the shell wrote to `file` (a whole line).
+    fn read_number(file: &Path) -> Option<i64> {
+        let text = fs::read_to_string(file).ok()?;
+        text.strip_suffix('\n')?.trim().parse().ok()
+    }
+
+    /// The program's exit status, once it has exited.
+    pub fn exit_status(&self) -> Option<i64> {
+        Self::read_number(&self.status_file)
+    }
+
+    /// The program's pid, once the shell has written it.
+    pub fn pid(&self, limit: Duration) -> Result<u32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(pid) = Self::read_number(&self.pid_file) {
+                return u32::try_from(pid)
+                    .with_context(|| format!("{} holds {pid}", self.pid_file.display()));
+            }
+            if let Some(status) = self.exit_status() {
+                bail!("the shell in tmux exited ({status}) before starting the program");
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the shell in tmux did not start the program within {} s",
+                limit.as_secs()
+            );
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// What the pane shows now.
+    pub fn screen(&self) -> Result<String> {
+        let mut cmd = self.command();
+        cmd.args(["capture-pane", "-p", "-t", Self::SESSION]);
+        exec::output(&mut cmd)
+    }
+
+    /// Waits until the screen shows `text`; fails if the program exits first.
+    pub fn wait_for_screen(&self, text: &str, limit: Duration) -> Result<()> {
+        self.wait_for(&format!("`{text}`"), limit, |screen| screen.contains(text))
+            .map(drop)
+    }
+
+    /// Waits until the screen satisfies `ok` (`what` names it in errors);
+    /// fails if the program exits first, or after `limit` (a safety net,
+    /// not a measurement). The screen that satisfied it.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let screen = self.screen()?;
+            if ok(&screen) {
+                return Ok(screen);
+            }
+            if let Some(status) = self.exit_status() {
+                bail!("it exited ({status}) before its screen showed {what}:\n{screen}");
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "its screen did not show {what} within {} s:\n{screen}",
+                    limit.as_secs()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn send_keys(&self, keys: &str) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.args(["send-keys", "-t", Self::SESSION, keys]);
+        exec::output(&mut cmd).map(drop)
+    }
+
+    /// Waits for the program (`pid`) to exit; its exit status.
+    pub fn wait_for_exit(&self, pid: u32, limit: Duration) -> Result<i64> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the program in tmux did not exit within {} s: {}",
+                    limit.as_secs(),
+                    process_state(pid)
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self
+            .command()
+            .arg("kill-server")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.server.try_wait(), Ok(None)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        for file in [&self.socket, &self.conf, &self.pid_file, &self.status_file] {
+            remove(file);
+        }
+    }
+}
