@@ -6,8 +6,8 @@ use std::{ffi::OsString, path::PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    collect::{DEFAULT_BUFFER_SIZE, check_buffer_size},
-    export::Format,
+    output::export::Format,
+    probe::load::{DEFAULT_BUFFER_SIZE, check_buffer_size},
     session::StackMode,
     target::TargetSpec,
 };
@@ -54,7 +54,7 @@ pub enum Command {
     /// Check what this host can trace (privileges, kernel, debug registers) with a self-test.
     Doctor,
     /// Summarize a trace written with `-o FILE.jsonl`; convert it to other formats.
-    Report(crate::report::ReportArgs),
+    Report(crate::output::report::ReportArgs),
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,7 @@ use std::{
     io::{self, Write as _},
     panic,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::Arc,
     thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -25,15 +25,15 @@ use tokio::{
 };
 
 use crate::{
-    arm::{Armed, Scope},
-    collect::{Batch, Filters, Probe, StackChoice},
-    export::{Export, Format},
-    process::{CommandOutput, ExitWatch, Launched, ProcessError},
-    resolve::{Breakpoint, ProcessImage, Resolver, Space},
-    stats::Stats,
-    symbolize::Symbolizer,
+    output::export::{Export, Format},
+    output::stats::{SharedStats, Stats},
+    probe::arm::{Armament, Armed, Scope},
+    probe::load::{Batch, Filters, Probe, StackChoice},
+    probe::process::{CommandOutput, ExitWatch, Launched, ProcessError},
+    record::format::{FORMAT_VERSION, Header, HitRecord, Summary, TargetInfo, TargetSummary},
+    record::symbolize::Symbolizer,
+    target::resolve::{Breakpoint, ProcessImage, Resolver, Space},
     target::{Mode, TargetSpec},
-    trace::{FORMAT_VERSION, Header, HitRecord, Summary, TargetInfo, TargetSummary},
 };
 
 /// Hits taken from the ring buffer at a time: memory stays bounded however
@@ -76,18 +76,6 @@ pub struct Options {
     pub command_output: Option<Arc<CommandOutput>>,
 }
 
-/// Shared with a frontend (the dashboard) that reads it on its own clock.
-pub type SharedStats = Arc<Mutex<Stats>>;
-
-/// What the run armed, for frontends.
-#[derive(Clone, Debug)]
-pub struct Armament {
-    pub breakpoints: Vec<Breakpoint>,
-    pub events: usize,
-    pub places: usize,
-    pub scope: Scope,
-}
-
 const SYSCTL_RELEASE: &str = "/proc/sys/kernel/osrelease";
 const SYSCTL_HOSTNAME: &str = "/proc/sys/kernel/hostname";
 
@@ -116,7 +104,7 @@ pub async fn run(
         ));
     }
     if let Some(pid) = pid {
-        crate::process::check_traceable(pid)?;
+        crate::probe::process::check_traceable(pid)?;
     }
     if let Some(0) = max_hits {
         bail!(UsageError(
@@ -131,7 +119,9 @@ pub async fn run(
     // run that fails before tracing leaves an existing file as it was.
     for (path, format) in outputs {
         if format.or_else(|| Format::from_path(path)).is_none() {
-            bail!(crate::export::ExportError::UnknownFormat(path.clone()));
+            bail!(crate::output::export::ExportError::UnknownFormat(
+                path.clone()
+            ));
         }
     }
 
@@ -163,7 +153,7 @@ pub async fn run(
     // A `-p` process that is gone now took the attaching down with it:
     // say that, rather than the ENOENT of whichever /proc file went first.
     match (result, pid) {
-        (Err(err), Some(pid)) if crate::process::check_traceable(pid).is_err() => {
+        (Err(err), Some(pid)) if crate::probe::process::check_traceable(pid).is_err() => {
             Err(ProcessError::ExitedWhileAttaching {
                 pid,
                 cause: format!("{err:#}"),
@@ -238,7 +228,7 @@ async fn arm_and_trace(
     // System-wide every target is a kernel target, whose values want BTF.
     let mut vmlinux_btf = traced_pid
         .is_none()
-        .then(|| thread::spawn(crate::btf::Btf::vmlinux));
+        .then(|| thread::spawn(crate::target::btf::Btf::vmlinux));
 
     let process = match traced_pid {
         Some(pid) => Some(ProcessImage::open(pid)?),
@@ -252,16 +242,16 @@ async fn arm_and_trace(
     // distance to the next symbol, 8 for pid_max where int is 4).
     let early_btf = breakpoints
         .iter()
-        .any(crate::values::wants_btf_len)
+        .any(crate::record::values::wants_btf_len)
         .then(|| {
             let btf = match vmlinux_btf.take() {
                 Some(parsing) => parsing
                     .join()
                     .unwrap_or_else(|panic| panic::resume_unwind(panic)),
-                None => crate::btf::Btf::vmlinux(),
+                None => crate::target::btf::Btf::vmlinux(),
             };
             if let Ok(btf) = &btf {
-                crate::values::lens_from_btf(&mut breakpoints, btf);
+                crate::record::values::lens_from_btf(&mut breakpoints, btf);
             }
             btf
         });
@@ -277,12 +267,12 @@ async fn arm_and_trace(
     // run, not discovered after it as 0 hits.
     let advice = breakpoints
         .iter()
-        .filter_map(|bp| crate::resolve::advice::advice(bp, traced_pid))
+        .filter_map(|bp| crate::target::resolve::advice::advice(bp, traced_pid))
         .chain(
             filters
                 .comm
                 .as_deref()
-                .and_then(crate::resolve::advice::comm_advice),
+                .and_then(crate::target::resolve::advice::comm_advice),
         );
     for advice in advice {
         // Not eprintln!: a closed stderr must not panic the run.
@@ -340,7 +330,7 @@ async fn arm_and_trace(
     let scope = armed.scope().clone();
     log::debug!("armed {} perf events in {:?}", armed.len(), phase.elapsed());
 
-    let start_monotonic_ns = crate::stats::monotonic_ns();
+    let start_monotonic_ns = crate::output::stats::monotonic_ns();
     let started = Instant::now();
     let header = Header {
         format_version: FORMAT_VERSION,
@@ -363,7 +353,8 @@ async fn arm_and_trace(
     };
     // Taken now, before the command runs its own code: its executable and
     // libraries are mapped, and where they are tells its addresses.
-    let redactor = redact_addresses.then(|| crate::redact::Redactor::for_process(traced_pid));
+    let redactor =
+        redact_addresses.then(|| crate::record::redact::Redactor::for_process(traced_pid));
     let header = match &redactor {
         Some(redactor) => redactor.header(header),
         None => header,
@@ -376,7 +367,7 @@ async fn arm_and_trace(
         *s = Stats::new(breakpoints.len());
     }
     // Before the command runs: the initial values of data targets.
-    let initial = crate::values::Values::initial(&breakpoints, traced_pid);
+    let initial = crate::record::values::Values::initial(&breakpoints, traced_pid);
     let mut symbolizer = Symbolizer::new(kallsyms);
     if let Some(pid) = traced_pid {
         symbolizer.snapshot(pid as u32);
@@ -397,13 +388,13 @@ async fn arm_and_trace(
             (None, Some(parsing)) => parsing
                 .join()
                 .unwrap_or_else(|panic| panic::resume_unwind(panic)),
-            (None, None) => crate::btf::Btf::vmlinux(),
+            (None, None) => crate::target::btf::Btf::vmlinux(),
         });
-    let values = crate::values::Values::new(&breakpoints, traced_pid, btf, initial);
+    let values = crate::record::values::Values::new(&breakpoints, traced_pid, btf, initial);
     // The image the user targets point into, taken before the command runs
     // any of its code: taken later, an early exec could already have
     // replaced it and go unnoticed.
-    let image_at_start = traced_pid.and_then(crate::process::Image::of);
+    let image_at_start = traced_pid.and_then(crate::probe::process::Image::of);
     if let Some(child) = launched.as_mut() {
         child.resume()?;
     }
@@ -495,7 +486,7 @@ async fn arm_and_trace(
             _ = counters_tick.tick() => {
                 // An exec replaces the image user targets point into: the
                 // kernel dropped those breakpoints (remove_on_exec); end.
-                if watch_exec && traced_pid.and_then(crate::process::Image::of).is_some_and(|now| Some(now) != image_at_start) {
+                if watch_exec && traced_pid.and_then(crate::probe::process::Image::of).is_some_and(|now| Some(now) != image_at_start) {
                     break "process-exec";
                 }
                 let counters = probe.counters();
@@ -555,7 +546,7 @@ async fn arm_and_trace(
                     (Some(code), _) => (Some(code), None),
                     (None, Some(signal)) => (
                         Some(128 + signal),
-                        Some(crate::process::signal_name(signal)),
+                        Some(crate::probe::process::signal_name(signal)),
                     ),
                     (None, None) => (None, None),
                 }
@@ -665,14 +656,14 @@ struct Collector<'a> {
     /// Per `-o` file, whether its write error was reported already.
     write_errors_reported: Vec<bool>,
     /// `--redact-addresses`.
-    redactor: Option<crate::redact::Redactor>,
+    redactor: Option<crate::record::redact::Redactor>,
     /// Why recording stopped early (a caught panic, a ring buffer error).
     failure: Option<String>,
     /// Test hook: panic before recording hit N (HWBP_FAULT_PANIC_AFTER), so
     /// that the tests can prove a bug does not lose the trace's summary.
     fault_after: Option<u64>,
     /// Argument names and types, decoded values, old values.
-    values: crate::values::Values,
+    values: crate::record::values::Values,
     /// Per slot, the names every hit of it carries, shared rather than
     /// copied per hit.
     names: Vec<SlotNames>,
@@ -818,7 +809,7 @@ impl Collector<'_> {
         let ustack = self
             .symbolizer
             .user_stack(hit.pid, hit.ustack(), bp.mode.is_data(), ret);
-        let crate::values::ValueFields {
+        let crate::record::values::ValueFields {
             value,
             old_value,
             value_type,
@@ -856,7 +847,7 @@ impl Collector<'_> {
 
 /// Whether an error is the user's to fix on the command line (exit 2).
 pub fn is_usage_error(err: &anyhow::Error) -> bool {
-    use crate::{export::ExportError, resolve::ResolveError, target::TargetError};
+    use crate::{output::export::ExportError, target::TargetError, target::resolve::ResolveError};
     err.chain().any(|e| {
         e.is::<TargetError>()
             || e.is::<UsageError>()
@@ -881,12 +872,12 @@ pub fn is_usage_error(err: &anyhow::Error) -> bool {
                         | ProcessError::Zombie { .. }
                 )
             })
-            || e.downcast_ref::<crate::collect::LoadError>()
+            || e.downcast_ref::<crate::probe::load::LoadError>()
                 .is_some_and(|l| {
                     matches!(
                         l,
-                        crate::collect::LoadError::BufferSize(_)
-                            | crate::collect::LoadError::TooManyTargets(_)
+                        crate::probe::load::LoadError::BufferSize(_)
+                            | crate::probe::load::LoadError::TooManyTargets(_)
                     )
                 })
     })

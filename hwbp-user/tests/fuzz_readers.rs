@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use hwbp::resolve::{
+use hwbp::target::resolve::{
     ElfImage, Kallsyms, Mapping,
     maps::{mapped_files, parse_maps},
 };

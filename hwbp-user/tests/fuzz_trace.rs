@@ -10,8 +10,8 @@
 use std::{fs, path::PathBuf};
 
 use hwbp::{
-    report::{self, ReportError},
-    trace::{Arg, Header, HitRecord, Summary, TargetInfo, TargetSummary, TraceLine},
+    output::report::{self, ReportError},
+    record::format::{Arg, Header, HitRecord, Summary, TargetInfo, TargetSummary, TraceLine},
 };
 use proptest::prelude::*;
 
@@ -304,7 +304,7 @@ fn mutate(line: &str, mutations: &[Mutation]) -> String {
 /// The header line a trace starts with.
 fn header_line() -> String {
     let header = TraceLine::Header(Header {
-        format_version: hwbp::trace::FORMAT_VERSION,
+        format_version: hwbp::record::format::FORMAT_VERSION,
         tool: "hwbp-trace".into(),
         kernel_release: "6.1".into(),
         hostname: "fuzz".into(),

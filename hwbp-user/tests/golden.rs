@@ -12,9 +12,9 @@ use std::{
 };
 
 use hwbp::{
-    export::{Export, Folded, Format},
-    report::{self, By, ReportError},
-    trace::{Header, HitRecord, Summary, TraceLine},
+    output::export::{Export, Folded, Format},
+    output::report::{self, By, ReportError},
+    record::format::{Header, HitRecord, Summary, TraceLine},
 };
 use serde_json::Value;
 

@@ -80,7 +80,7 @@ fn doctor_reports_this_host() {
         "{self_test}"
     );
 
-    // hwbp::resolve finds a function and a .bss variable of hwbp-trace itself
+    // hwbp::target::resolve finds a function and a .bss variable of hwbp-trace itself
     // where they are (the RELRO page shared by two segments once misled it).
     let symbols = line(&text, "symbols of executables");
     assert_eq!(status(&text, "symbols of executables"), "ok", "{symbols}");

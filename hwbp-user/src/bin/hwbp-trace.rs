@@ -10,14 +10,15 @@ use std::{
 
 use clap::Parser as _;
 use hwbp::{
-    arm::Scope,
     cli::{Cli, Command, TraceArgs},
-    collect::Filters,
+    output::stats::Stats,
     printable::printable,
-    process::CommandOutput,
-    session::{self, Armament, Options},
-    stats::Stats,
-    trace::Summary,
+    probe::arm::Armament,
+    probe::arm::Scope,
+    probe::load::Filters,
+    probe::process::CommandOutput,
+    record::format::Summary,
+    session::{self, Options},
     tui,
 };
 
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
     .format_timestamp(None)
     .init();
     let result = match cli.command {
-        Some(Command::List(args)) => hwbp::list::run(
+        Some(Command::List(args)) => hwbp::target::list::run(
             &args.pattern,
             args.pid,
             args.binary.as_deref(),
@@ -47,7 +48,9 @@ fn main() -> ExitCode {
             }
             Ok(ExitCode::SUCCESS)
         }),
-        Some(Command::Report(args)) => hwbp::report::main(&args).map(|()| ExitCode::SUCCESS),
+        Some(Command::Report(args)) => {
+            hwbp::output::report::main(&args).map(|()| ExitCode::SUCCESS)
+        }
         Some(Command::Doctor) => hwbp::doctor::run()
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),
@@ -135,7 +138,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
     // Bound before arming: a busy port fails the run before it starts.
     let metrics = metrics_addr
         .as_deref()
-        .map(|addr| hwbp::metrics::MetricsServer::start(addr, stats.clone()))
+        .map(|addr| hwbp::output::metrics::MetricsServer::start(addr, stats.clone()))
         .transpose()?;
     let on_armed = |armed: &Armament| {
         if let Some(metrics) = &metrics {
@@ -434,7 +437,7 @@ mod tests {
     #[test]
     fn the_summary_table_escapes_control_characters() {
         let table = summary_table(&Summary {
-            targets: vec![hwbp::trace::TargetSummary {
+            targets: vec![hwbp::record::format::TargetSummary {
                 target: "f\x1b[2J".into(),
                 symbol: "a\nb".into(),
                 addr: "0x1000".into(),

@@ -8,14 +8,14 @@ use perf_event_open_sys as sys;
 
 use super::Check;
 use crate::{
-    arm::{self, X86_DEBUG_REGISTERS},
-    collect::{DEFAULT_BUFFER_SIZE, Filters, Probe},
     host::{
         caps::{CAP_BPF, CAP_PERFMON, has_cap, missing_capabilities, parse_cap_eff},
         cpus,
         kernel::{ConfigOption, KernelConfig, parse_release, release},
     },
-    resolve::{Kallsyms, SymbolKind},
+    probe::arm::{self, X86_DEBUG_REGISTERS},
+    probe::load::{DEFAULT_BUFFER_SIZE, Filters, Probe},
+    target::resolve::{Kallsyms, SymbolKind},
 };
 
 /// The BPF ring buffer map type appeared in Linux 5.8.
@@ -138,12 +138,12 @@ pub(super) fn ring_buffer(privileged: bool) -> Check {
 
 pub(super) fn btf() -> Check {
     const NAME: &str = "BTF";
-    if fs::metadata(crate::btf::VMLINUX).is_ok() {
+    if fs::metadata(crate::target::btf::VMLINUX).is_ok() {
         Check::ok(
             NAME,
             format!(
                 "{}: kernel function arguments get names and types; watched kernel variables their C type only where BTF lists them (usually per-CPU variables only)",
-                crate::btf::VMLINUX
+                crate::target::btf::VMLINUX
             ),
         )
     } else {
@@ -151,7 +151,7 @@ pub(super) fn btf() -> Check {
             NAME,
             format!(
                 "no {}: kernel arguments show as raw registers, values as numbers",
-                crate::btf::VMLINUX
+                crate::target::btf::VMLINUX
             ),
             "optional; a kernel built with CONFIG_DEBUG_INFO_BTF=y names them",
         )

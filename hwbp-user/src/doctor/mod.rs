@@ -27,7 +27,7 @@ use crate::{
         cpus,
         kernel::{ConfigOption, KernelConfig},
     },
-    resolve::Kallsyms,
+    target::resolve::Kallsyms,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use std::{
 
 use super::Check;
 use crate::{
-    arm::{Armed, Scope},
-    collect::{DEFAULT_BUFFER_SIZE, Filters, Probe, StackChoice},
-    resolve::{Breakpoint, ProcessImage, Resolver, SymbolKind},
+    probe::arm::{Armed, Scope},
+    probe::load::{DEFAULT_BUFFER_SIZE, Filters, Probe, StackChoice},
+    target::resolve::{Breakpoint, ProcessImage, Resolver, SymbolKind},
     target::{Mode, TargetSpec},
 };
 
@@ -42,7 +42,7 @@ pub(super) fn gettid() -> i32 {
 /// How a self-test target was found by name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolution {
-    /// `hwbp::resolve` found it at the address the compiler knows.
+    /// `hwbp::target::resolve` found it at the address the compiler knows.
     Exact,
     /// Not found (a stripped executable): armed by address.
     NotFound(String),
@@ -76,7 +76,7 @@ pub(super) fn resolve_self(
         addr,
         mode,
         len: 8,
-        space: crate::resolve::Space::User,
+        space: crate::target::resolve::Space::User,
         at_entry: mode == Mode::Execute,
     };
     Ok(match resolver.resolve(&spec) {
@@ -213,7 +213,7 @@ pub fn run_self_test(calls: u64) -> Result<SelfTest, String> {
     drop(armed);
     let sigtrap_count = sigtraps.count();
     drop(sigtraps);
-    let mut batch = crate::collect::Batch::default();
+    let mut batch = crate::probe::load::Batch::default();
     while !events.drain(&mut batch, usize::MAX) {}
     let counters = probe.counters();
     let ours = |slot: u32| {
@@ -381,7 +381,7 @@ pub(super) fn judge_self_test(test: SelfTest, faults: &[String]) -> Vec<Check> {
     checks
 }
 
-/// Whether `hwbp::resolve` found the self-test's targets where they are.
+/// Whether `hwbp::target::resolve` found the self-test's targets where they are.
 pub(super) fn resolution_check(resolution: &[(&'static str, u64, Resolution)]) -> Check {
     const NAME: &str = "symbols of executables";
     let mut wrong = Vec::new();

@@ -8,7 +8,7 @@
 //! (rates, history, callers, pids, CPUs, stacks, values) are not kept per
 //! comm; they are exact when the filter matches all of a target's hits or
 //! none, or when the hits kept for the log (the last
-//! [`RECENT_HITS`](crate::stats::RECENT_HITS)) hold all the matching ones,
+//! [`RECENT_HITS`](crate::output::stats::RECENT_HITS)) hold all the matching ones,
 //! and are otherwise counted from those: a second older than them is
 //! unknown (`None`), a breakdown says it is a sample. Lost hits have no
 //! comm (the kernel drops them before they are read); the view says they
@@ -19,12 +19,12 @@ use std::collections::BTreeMap;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::{
-    arm::Scope,
-    process::OutputTail,
-    resolve::{Breakpoint, Space},
-    session::Armament,
-    stats::{RECENT_VALUES, STACK_DEPTH, Stats, TargetStats},
-    trace::{HitRecord, Summary},
+    output::stats::{RECENT_VALUES, STACK_DEPTH, Stats, TargetStats},
+    probe::arm::Armament,
+    probe::arm::Scope,
+    probe::process::OutputTail,
+    record::format::{HitRecord, Summary},
+    target::resolve::{Breakpoint, Space},
 };
 
 const NS_PER_S: u64 = 1_000_000_000;

@@ -13,7 +13,7 @@ use std::{
 
 use crossterm::event::{self as term, KeyEvent, KeyEventKind};
 
-use crate::{session::Armament, trace::Summary};
+use crate::{probe::arm::Armament, record::format::Summary};
 
 /// How often the input thread checks whether to stop.
 const INPUT_POLL: Duration = Duration::from_millis(50);

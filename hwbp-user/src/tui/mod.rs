@@ -43,10 +43,8 @@ use ratatui::{
 use tokio::sync::{Notify, oneshot};
 
 use crate::{
-    process::CommandOutput,
-    session::{Armament, SharedStats},
-    stats::monotonic_ns,
-    trace::Summary,
+    output::stats::SharedStats, output::stats::monotonic_ns, probe::arm::Armament,
+    probe::process::CommandOutput, record::format::Summary,
 };
 use app::{Action, App, CommandOutputView, Traced};
 use event::{Event, Events};
@@ -172,12 +170,12 @@ fn dashboard(
         output,
     } = config;
     let name = match &armament.scope {
-        crate::arm::Scope::Process { pid, .. } => {
+        crate::probe::arm::Scope::Process { pid, .. } => {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .map(|c| c.trim().to_owned())
                 .unwrap_or_default()
         }
-        crate::arm::Scope::SystemWide { .. } => String::new(),
+        crate::probe::arm::Scope::SystemWide { .. } => String::new(),
     };
     let mut app = App::armed(&armament, name, launched, outputs);
     app.redact = redact_addresses;

@@ -12,7 +12,7 @@ use super::{
     },
     view_text,
 };
-use crate::{process::OutputTail, stats::Stats, trace::Summary};
+use crate::{output::stats::Stats, probe::process::OutputTail, record::format::Summary};
 
 const S: u64 = 1_000_000_000;
 
@@ -289,13 +289,13 @@ fn execute_hits_show_their_arguments() {
     for i in 0..3u64 {
         let mut h = hit("vfs_read", T0 + S + i * 1000, "cat", 300, 1, "vfs_read+0x0");
         h.args = Some(vec![
-            crate::trace::Arg {
+            crate::record::format::Arg {
                 name: "file".into(),
                 value: Some(format!("{:#x}", 0xffff_8880_03a4_c800u64 + i * 0x100)),
                 ty: Some("struct file *".into()),
                 location: None,
             },
-            crate::trace::Arg {
+            crate::record::format::Arg {
                 name: "count".into(),
                 value: Some("131072".into()),
                 ty: Some("size_t".into()),
@@ -329,14 +329,14 @@ fn the_callers_pane_counts_who_called_the_function() {
         .enumerate()
     {
         let mut h = hit("vfs_read", T0 + S + i as u64, "prog", 300, 1, "target+0x0");
-        h.kstack = crate::trace::Stack::default();
-        h.ustack = crate::trace::Stack::new(vec![
+        h.kstack = crate::record::format::Stack::default();
+        h.ustack = crate::record::format::Stack::new(vec![
             "target+0x0 (prog.c:8)".into(),
             format!("{caller}+0x1d (prog.c:9)").into(),
             "main+0x60 (prog.c:14)".into(),
             "__libc_start_call_main+0x7a".into(),
         ]);
-        let key = crate::report::By::Caller.key(&h).expect("a caller");
+        let key = crate::output::report::By::Caller.key(&h).expect("a caller");
         *report_keys.entry(key).or_insert(0u64) += 1;
         stats.record(0, h.into());
     }
@@ -765,7 +765,7 @@ fn hostile_app() -> App {
         h.mode = "w".into();
         h.value = Some(1);
         h.value_text = Some(format!("v{CLEAR}"));
-        h.kstack = crate::trace::Stack::new(vec![format!("k{CLEAR}+0x0").into()]);
+        h.kstack = crate::record::format::Stack::new(vec![format!("k{CLEAR}+0x0").into()]);
         stats.record(0, h.into());
     }
     app.refresh(stats, T0 + 2 * S);
@@ -1050,7 +1050,7 @@ mod event_loop {
     fn reads_the_command_output_on_its_clock() {
         let (mut app, stats) = exited_run();
         app.output = Some(CommandOutputView::new("fx_user".into()));
-        let output = crate::process::CommandOutput::of(&["./fx_user".into()]);
+        let output = crate::probe::process::CommandOutput::of(&["./fx_user".into()]);
         output.push(b"done 7\n");
         let mut events = Events::new(Duration::from_millis(5));
         let tx = events.sender();

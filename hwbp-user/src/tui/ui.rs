@@ -278,7 +278,7 @@ fn panel(title: String, focused: bool) -> Block<'static> {
 /// snapshots can be shared like the trace files.
 fn address(app: &App, addr: u64) -> String {
     match app.redact {
-        true => crate::redact::REDACTED.to_owned(),
+        true => crate::record::redact::REDACTED.to_owned(),
         false => format!("{addr:#x}"),
     }
 }

@@ -12,6 +12,9 @@ use std::{
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+/// Separates a frame's inlined calls in its string.
+pub const INLINED: &str = " inlined ";
+
 /// A symbolized stack, innermost frame first. Hits with the same raw stack
 /// share one (the symbolizer interns them), and its JSON array is rendered
 /// once, on the first hit written: escaping the same frames for every hit
@@ -159,7 +162,7 @@ pub struct TargetInfo {
 pub struct Arg {
     pub name: Arc<str>,
     /// None (null) when the argument is not captured: it is in an xmm
-    /// register, on the stack, or where hwbp cannot tell ([`crate::abi`]).
+    /// register, on the stack, or where hwbp cannot tell ([`crate::target::abi`]).
     pub value: Option<String>,
     /// The C type, when BTF (kernel) or DWARF (user) names it.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
@@ -222,7 +225,7 @@ pub struct HitRecord {
     pub args: Option<Vec<Arg>>,
     /// Innermost frame first. A frame reads `func+0xOFF`, then
     /// ` (file:line)` where debug info has it, then ` inlined FUNC (file:line)`
-    /// for each call inlined at that address (see [`crate::symbolize`]).
+    /// for each call inlined at that address (see [`crate::record::symbolize`]).
     #[serde(default)]
     pub kstack: Stack,
     #[serde(default)]
@@ -307,10 +310,7 @@ impl HitRecord {
             Some(&*self.ip_sym)
         };
         match frame {
-            Some(frame) => crate::symbolize::frame_functions(frame)
-                .last()
-                .copied()
-                .unwrap_or(frame),
+            Some(frame) => frame_functions(frame).last().copied().unwrap_or(frame),
             None => "[unknown]",
         }
     }
@@ -339,7 +339,7 @@ impl HitRecord {
         {
             line.push(' ');
             // The full frame (inlined calls, paths) is in the JSONL.
-            line.push_str(&crate::symbolize::short_frame(&self.ip_sym));
+            line.push_str(&short_frame(&self.ip_sym));
         }
         if let Some(value) = self.value {
             match (&self.value_text, &self.old_value_text, self.old_value) {
@@ -360,6 +360,46 @@ impl HitRecord {
             line.push_str(&format!(" {func}({})", args.join(", ")));
         }
         head + &crate::printable::printable(&line)
+    }
+}
+
+/// The function names in a frame string, outermost first: the frame's own
+/// function, then the functions inlined into it at that address.
+/// `vfs_read+0x10` → `[vfs_read]`; `f+0x4 (a.rs:3) inlined g (b.rs:9)` →
+/// `[f, g]`; a raw address stays as it is.
+pub fn frame_functions(frame: &str) -> Vec<&str> {
+    let mut parts = frame.split(INLINED);
+    let mut out = Vec::new();
+    if let Some(first) = parts.next() {
+        let name = first.split(" (").next().unwrap_or(first);
+        // `func+0x1f [module]`: the module goes, like the offset.
+        let func = match name.split_once(" [") {
+            Some((f, _)) if !name.starts_with('[') => f,
+            _ => name,
+        };
+        let func = match func.rfind("+0x") {
+            Some(i) if i > 0 && !func.starts_with('[') => &func[..i],
+            _ => func,
+        };
+        out.push(func);
+    }
+    for part in parts {
+        out.push(part.split(" (").next().unwrap_or(part));
+    }
+    out
+}
+
+/// A frame for one line of text: without inlined calls, the file's
+/// directories or the toolchain's path: `f+0x1f (main.rs:42)`.
+pub fn short_frame(frame: &str) -> String {
+    let own = frame.split(INLINED).next().unwrap_or(frame);
+    match own.split_once(" (") {
+        Some((func, loc)) => {
+            let loc = loc.trim_end_matches(')');
+            let short = loc.rsplit('/').next().unwrap_or(loc);
+            format!("{func} ({short})")
+        }
+        None => own.to_owned(),
     }
 }
 
@@ -535,5 +575,30 @@ mod tests {
         );
         let back: TraceLine = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, TraceLine::Hit(h));
+    }
+
+    #[test]
+    fn short_frames() {
+        assert_eq!(
+            short_frame("f+0x1f (/work/src/main.rs:42) inlined g (/x/y.rs:1)"),
+            "f+0x1f (main.rs:42)"
+        );
+        assert_eq!(short_frame("vfs_read+0x0"), "vfs_read+0x0");
+        assert_eq!(short_frame("xfs_read+0x10 [xfs]"), "xfs_read+0x10 [xfs]");
+    }
+
+    #[test]
+    fn functions_of_frames() {
+        assert_eq!(frame_functions("vfs_read+0x10"), ["vfs_read"]);
+        assert_eq!(frame_functions("xfs_read+0x10 [xfs]"), ["xfs_read"]);
+        assert_eq!(frame_functions("0xffff8000"), ["0xffff8000"]);
+        assert_eq!(
+            frame_functions("[libc.so.6+0x1234]"),
+            ["[libc.so.6+0x1234]"]
+        );
+        assert_eq!(
+            frame_functions("main+0x4 (src/main.rs:3) inlined a::<b>::c (src/lib.rs:9) inlined d"),
+            ["main", "a::<b>::c", "d"]
+        );
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 
 use crate::{
     printable::printable,
-    resolve::{ElfImage, ElfSymbol, Kallsyms, ProcessImage, SymbolKind},
+    target::resolve::{ElfImage, ElfSymbol, Kallsyms, ProcessImage, SymbolKind},
 };
 
 fn matches(pattern: &str, name: &str) -> bool {

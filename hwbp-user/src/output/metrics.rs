@@ -32,7 +32,7 @@ use prometheus_client::{
 };
 use thiserror::Error;
 
-use crate::{session::Armament, session::SharedStats};
+use crate::{output::stats::SharedStats, probe::arm::Armament};
 
 /// Command names kept as label values per target.
 pub const COMM_LABELS_LIMIT: usize = 20;
@@ -374,7 +374,7 @@ impl Drop for RingFill {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{stats::Stats, trace::HitRecord};
+    use crate::{output::stats::Stats, record::format::HitRecord};
 
     /// Stats of one target `t` (symbol `sym`, mode `w`) with a hit per
     /// comm in `comms`, and the target's labels as armed.

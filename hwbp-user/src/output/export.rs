@@ -19,9 +19,9 @@ use serde_json::json;
 use thiserror::Error;
 
 use crate::{
-    symbolize::frame_functions,
-    trace::{Header, HitRecord, Summary, TraceLine},
-    writer::{Writer as FileWriter, Written},
+    output::writer::{Writer as FileWriter, Written},
+    record::format::frame_functions,
+    record::format::{Header, HitRecord, Summary, TraceLine},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -85,7 +85,7 @@ fn create_hint(e: &io::Error) -> &'static str {
 /// reader would otherwise block open() for good, with the command stopped
 /// at its entry point and Ctrl-C unheard; without a reader it fails (ENXIO)
 /// and says so. The flag stays: a reader that stops reading makes writes
-/// wait at most [`crate::writer::STALL`], never for good.
+/// wait at most [`crate::output::writer::STALL`], never for good.
 pub fn create_file(path: &Path) -> Result<File, ExportError> {
     if path
         .symlink_metadata()
@@ -268,7 +268,7 @@ enum Writer {
 
 /// Where an export's chunks go.
 enum Sink {
-    /// While tracing: a thread of its own writes them (crate::writer).
+    /// While tracing: a thread of its own writes them (crate::output::writer).
     Thread(FileWriter),
     /// The closing records, written after that thread has ended.
     Direct(File),
@@ -356,7 +356,8 @@ impl Export {
                 self.buf = writer.send(chunk);
             }
             Sink::Direct(file) => {
-                if let Err(e) = crate::writer::append(file, &self.buf, &mut self.committed) {
+                if let Err(e) = crate::output::writer::append(file, &self.buf, &mut self.committed)
+                {
                     self.failed = Some(e);
                 }
                 self.buf.clear();
@@ -598,14 +599,14 @@ mod tests {
         let path = dir.join("t.perfetto.json");
         let mut export = Export::create(&path, None).expect("create");
         export.header(&Header {
-            format_version: crate::trace::FORMAT_VERSION,
+            format_version: crate::record::format::FORMAT_VERSION,
             tool: String::new(),
             kernel_release: String::new(),
             hostname: String::new(),
             start_unix_s: 0.0,
             start_monotonic_ns: 1000,
             command_line: Vec::new(),
-            targets: vec![crate::trace::TargetInfo {
+            targets: vec![crate::record::format::TargetInfo {
                 target: "jiffies:w".into(),
                 symbol: "jiffies".into(),
                 addr: "0xffffffff82a05000".into(),

@@ -21,8 +21,8 @@ use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 
 use crate::{
-    resolve::{Breakpoint, Space},
     target::Mode,
+    target::resolve::{Breakpoint, Space},
 };
 
 /// The BPF object built by hwbp-user/build.rs from hwbp-ebpf.

@@ -18,9 +18,9 @@ use clap::Args;
 use thiserror::Error;
 
 use crate::{
-    export::{self, Export, ExportError, Folded, Format},
+    output::export::{self, Export, ExportError, Folded, Format},
     printable::printable,
-    trace::{Header, HitRecord, Summary, TraceLine},
+    record::format::{Header, HitRecord, Summary, TraceLine},
 };
 
 /// Distinct keys kept per breakdown; further ones count as `[other]`.
@@ -412,7 +412,7 @@ fn render(
             s.lost
         );
     }
-    let summaries: HashMap<&str, &crate::trace::TargetSummary> = summary
+    let summaries: HashMap<&str, &crate::record::format::TargetSummary> = summary
         .map(|s| s.targets.iter().map(|t| (t.target.as_str(), t)).collect())
         .unwrap_or_default();
     let symbols: HashMap<&str, (&str, &str)> = header
@@ -643,14 +643,14 @@ mod tests {
             .expect("serialize")
         };
         let header = serde_json::to_string(&TraceLine::Header(Header {
-            format_version: crate::trace::FORMAT_VERSION,
+            format_version: crate::record::format::FORMAT_VERSION,
             tool: "hwbp-trace".into(),
             kernel_release: "6.1".into(),
             hostname: "h\x07".into(),
             start_unix_s: 0.0,
             start_monotonic_ns: 0,
             command_line: vec!["hwbp-trace".into(), "f\nx".into()],
-            targets: vec![crate::trace::TargetInfo {
+            targets: vec![crate::record::format::TargetInfo {
                 target: "f\nx".into(),
                 symbol: "f\nx".into(),
                 addr: "0x1000".into(),

@@ -2,7 +2,7 @@
 //! a function's formal parameters, for programs built with full debug info
 //! (`-g`, Rust's `debug = 2`). Line tables alone (`debug = 1`) have none;
 //! the arguments then stay register names. With each type comes its
-//! [`Shape`], from which [`crate::abi`] tells where the argument is. A
+//! [`Shape`], from which [`crate::target::abi`] tells where the argument is. A
 //! stripped file's DWARF is in its separate debug file, found as its names
 //! are (resolve/debugfile.rs).
 
@@ -12,9 +12,9 @@ use gimli::{AttributeValue, EndianSlice, LittleEndian, Unit, UnitOffset, constan
 use object::{Object as _, ObjectSection as _};
 
 use crate::{
-    abi::{Field, Shape},
-    btf::{Decode, Param, Signature, TypeInfo},
-    resolve::debugfile,
+    target::abi::{Field, Shape},
+    target::btf::{Decode, Param, Signature, TypeInfo},
+    target::resolve::debugfile,
 };
 
 type Reader<'a> = EndianSlice<'a, LittleEndian>;
@@ -289,7 +289,7 @@ fn type_info(
     }
 }
 
-/// How the calling convention sees the type at `offset` (see [`crate::abi`]).
+/// How the calling convention sees the type at `offset` (see [`crate::target::abi`]).
 fn shape(
     dwarf: &gimli::Dwarf<Reader<'_>>,
     unit: &Unit<Reader<'_>>,
@@ -696,7 +696,7 @@ fn array(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resolve::{ElfImage, maps};
+    use crate::target::resolve::{ElfImage, maps};
 
     #[inline(never)]
     #[unsafe(no_mangle)]

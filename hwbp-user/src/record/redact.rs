@@ -13,7 +13,7 @@
 
 use std::fs;
 
-use crate::trace::{Header, HitRecord, Summary};
+use crate::record::format::{Header, HitRecord, Summary};
 
 /// What replaces an address.
 pub const REDACTED: &str = "0x…";
@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn address_fields_always_go() {
         let mut summary = Summary {
-            targets: vec![crate::trace::TargetSummary {
+            targets: vec![crate::record::format::TargetSummary {
                 addr: "0x1000".into(),
                 target: "0x1000:w".into(),
                 ..Default::default()

@@ -1,6 +1,6 @@
 //! What a hit's numbers mean: function arguments named and typed (kernel
 //! functions from BTF, user functions from DWARF) and read from the
-//! register the calling convention puts each in ([`crate::abi`]; those in
+//! register the calling convention puts each in ([`crate::target::abi`]; those in
 //! xmm registers or on the stack are shown as not captured), and data
 //! values decoded by type, with the previous value of the target
 //! (old → new).
@@ -13,14 +13,12 @@
 use std::{fs::File, io::Read as _, os::unix::fs::FileExt as _, sync::Arc};
 
 use crate::{
-    abi::{Location, Shape},
-    btf::{Btf, BtfError, Param, Signature, TypeInfo},
-    resolve::{Breakpoint, Space, SymbolKind},
-    trace::Arg,
+    record::format::Arg,
+    target::abi::ARG_REGISTERS,
+    target::abi::{Location, Shape},
+    target::btf::{Btf, BtfError, Param, Signature, TypeInfo},
+    target::resolve::{Breakpoint, Space, SymbolKind},
 };
-
-/// Names of the x86-64 argument registers, in calling-convention order.
-pub const ARG_REGISTERS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
 
 /// What is known of one target's type.
 #[derive(Clone, Debug, Default)]
@@ -270,7 +268,7 @@ fn user_slot_type(pid: i32, bp: &Breakpoint) -> SlotType {
     if bp.mode.is_data() || !bp.at_entry {
         return SlotType::Unknown;
     }
-    let Ok(maps) = crate::resolve::maps::read_maps(pid) else {
+    let Ok(maps) = crate::target::resolve::maps::read_maps(pid) else {
         return SlotType::Unknown;
     };
     let Some((mapping, path)) = maps
@@ -282,10 +280,10 @@ fn user_slot_type(pid: i32, bp: &Breakpoint) -> SlotType {
     };
     let in_root = std::path::PathBuf::from(format!("/proc/{pid}/root{}", path.display()));
     let file = if in_root.is_file() { in_root } else { path };
-    let params = crate::resolve::ElfImage::load(&file)
+    let params = crate::target::resolve::ElfImage::load(&file)
         .ok()
         .and_then(|image| image.file_offset_to_vaddr(bp.addr - mapping.start + mapping.offset))
-        .and_then(|vaddr| crate::dwarf::function(&file, vaddr));
+        .and_then(|vaddr| crate::target::dwarf::function(&file, vaddr));
     match params {
         // Line tables alone (debug = 1) list functions without their
         // parameters: that says nothing, keep the registers.
@@ -298,7 +296,7 @@ fn user_slot_type(pid: i32, bp: &Breakpoint) -> SlotType {
 fn located(signature: Signature) -> SlotType {
     let Signature { params, returns } = signature;
     let shapes: Vec<Shape> = params.iter().map(|p| p.shape.clone()).collect();
-    let locations = crate::abi::locate(&returns, &shapes);
+    let locations = crate::target::abi::locate(&returns, &shapes);
     SlotType::Function(params.into_iter().zip(locations).collect())
 }
 
@@ -373,7 +371,7 @@ fn kcore_offset(head: &[u8], addr: u64, len: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf::{Decode, TypeInfo};
+    use crate::target::btf::{Decode, TypeInfo};
 
     #[test]
     fn old_and_new_values() {
@@ -496,8 +494,8 @@ mod tests {
         use std::sync::Arc;
 
         use crate::{
-            btf::test_blobs::blob,
-            resolve::{Kallsyms, Resolver},
+            target::btf::test_blobs::blob,
+            target::resolve::{Kallsyms, Resolver},
         };
 
         let btf = Btf::parse(&blob()).expect("blob");

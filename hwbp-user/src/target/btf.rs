@@ -1,7 +1,7 @@
 //! Kernel types from BTF (/sys/kernel/btf/vmlinux): the parameter names and
 //! types of a function (FUNC → FUNC_PROTO) and the type of a variable (VAR),
 //! enough to name a hit's arguments and decode a watched value, and each
-//! type's [`Shape`], from which [`crate::abi`] tells where an argument is.
+//! type's [`Shape`], from which [`crate::target::abi`] tells where an argument is.
 //!
 //! A small reader of the format in the kernel's Documentation/bpf/btf.rst:
 //! a header, then the type section (one record per type, ids from 1, each
@@ -11,7 +11,7 @@ use std::{fs, io, path::Path};
 
 use thiserror::Error;
 
-use crate::abi::{Field, Shape};
+use crate::target::abi::{Field, Shape};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
@@ -251,7 +251,7 @@ impl Btf {
         })
     }
 
-    /// How the calling convention sees type `id` (see [`crate::abi`]).
+    /// How the calling convention sees type `id` (see [`crate::target::abi`]).
     fn shape(&self, id: u32, depth: u32) -> Shape {
         if id == 0 {
             return Shape::Void;

@@ -51,8 +51,8 @@ use blazesym::symbolize::{
 };
 
 use crate::{
-    resolve::{ElfImage, Kallsyms, Mapping, debugfile, is_kernel_address, maps},
-    trace::Stack,
+    record::format::{INLINED, Stack, frame_functions},
+    target::resolve::{ElfImage, Kallsyms, Mapping, debugfile, is_kernel_address, maps},
 };
 
 /// Entries kept per cache before it is emptied (bounds memory on long runs).
@@ -82,9 +82,6 @@ fn is_program_start(frame: &str) -> bool {
         .first()
         .is_some_and(|f| PROGRAM_START.contains(f))
 }
-
-/// Separates a frame's inlined calls in its string.
-pub const INLINED: &str = " inlined ";
 
 #[derive(Default)]
 struct ProcessMaps {
@@ -460,46 +457,6 @@ fn format_sym(sym: &bz::Sym<'_>, skew: u64) -> String {
     out
 }
 
-/// The function names in a frame string, outermost first: the frame's own
-/// function, then the functions inlined into it at that address.
-/// `vfs_read+0x10` → `[vfs_read]`; `f+0x4 (a.rs:3) inlined g (b.rs:9)` →
-/// `[f, g]`; a raw address stays as it is.
-pub fn frame_functions(frame: &str) -> Vec<&str> {
-    let mut parts = frame.split(INLINED);
-    let mut out = Vec::new();
-    if let Some(first) = parts.next() {
-        let name = first.split(" (").next().unwrap_or(first);
-        // `func+0x1f [module]`: the module goes, like the offset.
-        let func = match name.split_once(" [") {
-            Some((f, _)) if !name.starts_with('[') => f,
-            _ => name,
-        };
-        let func = match func.rfind("+0x") {
-            Some(i) if i > 0 && !func.starts_with('[') => &func[..i],
-            _ => func,
-        };
-        out.push(func);
-    }
-    for part in parts {
-        out.push(part.split(" (").next().unwrap_or(part));
-    }
-    out
-}
-
-/// A frame for one line of text: without inlined calls, the file's
-/// directories or the toolchain's path: `f+0x1f (main.rs:42)`.
-pub fn short_frame(frame: &str) -> String {
-    let own = frame.split(INLINED).next().unwrap_or(frame);
-    match own.split_once(" (") {
-        Some((func, loc)) => {
-            let loc = loc.trim_end_matches(')');
-            let short = loc.rsplit('/').next().unwrap_or(loc);
-            format!("{func} ({short})")
-        }
-        None => own.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,11 +472,11 @@ mod tests {
         let addr = marker as fn() -> u64 as usize as u64;
         let name = s.user(std::process::id(), addr);
         assert!(
-            name.starts_with("hwbp::symbolize::tests::marker+0x0 ("),
+            name.starts_with("hwbp::record::symbolize::tests::marker+0x0 ("),
             "{name}"
         );
         assert!(
-            name.contains("src/symbolize.rs:"),
+            name.contains("src/record/symbolize.rs:"),
             "test binaries have line tables: {name}"
         );
         // Cached: the same Arc comes back.
@@ -632,31 +589,6 @@ mod tests {
         assert_eq!(
             openable([own]),
             Some(exe.canonicalize().expect("canonical"))
-        );
-    }
-
-    #[test]
-    fn short_frames() {
-        assert_eq!(
-            short_frame("f+0x1f (/work/src/main.rs:42) inlined g (/x/y.rs:1)"),
-            "f+0x1f (main.rs:42)"
-        );
-        assert_eq!(short_frame("vfs_read+0x0"), "vfs_read+0x0");
-        assert_eq!(short_frame("xfs_read+0x10 [xfs]"), "xfs_read+0x10 [xfs]");
-    }
-
-    #[test]
-    fn functions_of_frames() {
-        assert_eq!(frame_functions("vfs_read+0x10"), ["vfs_read"]);
-        assert_eq!(frame_functions("xfs_read+0x10 [xfs]"), ["xfs_read"]);
-        assert_eq!(frame_functions("0xffff8000"), ["0xffff8000"]);
-        assert_eq!(
-            frame_functions("[libc.so.6+0x1234]"),
-            ["[libc.so.6+0x1234]"]
-        );
-        assert_eq!(
-            frame_functions("main+0x4 (src/main.rs:3) inlined a::<b>::c (src/lib.rs:9) inlined d"),
-            ["main", "a::<b>::c", "d"]
         );
     }
 }

@@ -22,8 +22,8 @@ use perf_event_open_sys::{self as sys, bindings::perf_event_attr};
 use thiserror::Error;
 
 use crate::{
-    resolve::{Breakpoint, Space},
     target::Mode,
+    target::resolve::{Breakpoint, Space},
 };
 
 /// Debug registers an x86 CPU has for breakpoints (DR0-DR3).
@@ -536,6 +536,15 @@ fn kprobe_blacklisted(addr: u64) -> bool {
         let parse = |s: Option<&str>| s.and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok());
         matches!((parse(range.next()), parse(range.next())), (Some(start), Some(end)) if addr >= start && addr < end)
     })
+}
+
+/// What the run armed, for frontends.
+#[derive(Clone, Debug)]
+pub struct Armament {
+    pub breakpoints: Vec<Breakpoint>,
+    pub events: usize,
+    pub places: usize,
+    pub scope: Scope,
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@
 
 use std::fmt;
 
+/// Names of the x86-64 argument registers, in calling-convention order.
+pub const ARG_REGISTERS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
+
 /// What the calling convention needs to know of a type, read from DWARF or
 /// BTF.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -76,12 +79,7 @@ pub enum Register {
 impl fmt::Display for Register {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::Int(i) => f.write_str(
-                crate::values::ARG_REGISTERS
-                    .get(usize::from(i))
-                    .copied()
-                    .unwrap_or("?"),
-            ),
+            Self::Int(i) => f.write_str(ARG_REGISTERS.get(usize::from(i)).copied().unwrap_or("?")),
             Self::Xmm(i) => write!(f, "xmm{i}"),
         }
     }

@@ -403,9 +403,9 @@ struct DebugState {
 
 impl DebugState {
     fn find(pid: i32, base: u64) -> Option<Self> {
-        let maps = crate::resolve::maps::read_maps(pid).ok()?;
+        let maps = crate::target::resolve::maps::read_maps(pid).ok()?;
         let path = maps.iter().find(|m| m.start == base)?.path.clone()?;
-        let mut process = crate::resolve::ProcessImage::open(pid).ok()?;
+        let mut process = crate::target::resolve::ProcessImage::open(pid).ok()?;
         let image = process.image(&path).ok()?;
         let address = |name: &str| {
             let [sym] = image.lookup(name)[..] else {
@@ -472,7 +472,7 @@ impl Image {
         let inode = fs::metadata(format!("/proc/{pid}/exe")).ok()?.ino();
         let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
         let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-        let base = crate::resolve::maps::parse_maps(&maps)
+        let base = crate::target::resolve::maps::parse_maps(&maps)
             .iter()
             .find(|m| m.path.as_deref() == Some(exe.as_path()))?
             .start;

@@ -17,7 +17,7 @@
 //! symbol version (`realpath@GLIBC_2.2.5`, `pthread_cond_wait@@GLIBC_2.3.2`).
 //!
 //! Parsing is purely syntactic: whether a symbol exists, what it is (function
-//! or object) and what the defaults become is decided by [`crate::resolve`].
+//! or object) and what the defaults become is decided by [`crate::target::resolve`].
 //! A [`TargetSpec`] is the stable, extensible interface the LKML review of
 //! ksym_tracer asked for: new suffixes add fields, never positions.
 

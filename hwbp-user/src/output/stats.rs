@@ -9,12 +9,12 @@
 use std::{
     collections::{HashMap, VecDeque},
     hash::Hash,
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use hwbp_common::Counters;
 
-use crate::trace::{HitRecord, Stack};
+use crate::record::format::{HitRecord, Stack};
 
 /// Hits kept for the live log.
 pub const RECENT_HITS: usize = 256;
@@ -452,6 +452,9 @@ fn counters_since(c: &Counters, base: &Counters) -> Counters {
         value_errors: value_errors.saturating_sub(base.value_errors),
     }
 }
+
+/// Shared with a frontend (the dashboard) that reads it on its own clock.
+pub type SharedStats = Arc<Mutex<Stats>>;
 
 #[cfg(test)]
 mod tests {
