@@ -1,0 +1,177 @@
+//! Collecting: hits from the ring buffer into records until the end
+//! condition (a signal, `-d`, `-n`, the traced process's exit or exec, an
+//! error), with the live counters refreshed for the dashboard.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    time::sleep,
+};
+
+use super::{BATCH, Options, collector::Collector};
+use crate::{
+    output::stats::SharedStats,
+    probe::{
+        load::{Batch, Events, Probe},
+        process::{ExitWatch, Image},
+    },
+    target::resolve::Space,
+};
+
+/// Why a trace ended, as the summary's `end_reason` says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// SIGINT, SIGTERM, SIGHUP or the dashboard's `q`.
+    Signal,
+    /// `-d SECONDS` passed.
+    Duration,
+    /// `-n HITS` recorded.
+    MaxHits,
+    /// The traced process exited.
+    ProcessExit,
+    /// The traced process ran exec: the kernel dropped its breakpoints.
+    ProcessExec,
+    /// Recording failed (a ring buffer error, a caught panic).
+    Error,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signal => "signal",
+            Self::Duration => "duration",
+            Self::MaxHits => "max-hits",
+            Self::ProcessExit => "process-exit",
+            Self::ProcessExec => "process-exec",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// What the collecting loop reads from and writes to.
+pub(super) struct Sources<'a> {
+    pub events: &'a mut Events,
+    pub probe: &'a mut Probe,
+    pub batch: &'a mut Batch,
+    pub stats: &'a SharedStats,
+    pub exit_watch: Option<&'a ExitWatch>,
+    pub traced_pid: Option<i32>,
+    pub image_at_start: Option<Image>,
+}
+
+/// Records hits until the trace ends; says why it ended.
+pub(super) async fn collect(
+    options: &Options,
+    collector: &mut Collector<'_>,
+    sources: Sources<'_>,
+) -> Result<EndReason> {
+    let Options {
+        duration, ref stop, ..
+    } = *options;
+    let Sources {
+        events,
+        probe,
+        batch,
+        stats,
+        exit_watch,
+        traced_pid,
+        image_at_start,
+    } = sources;
+    let watch_exec = collector
+        .breakpoints
+        .iter()
+        .any(|bp| bp.space == Space::User);
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let deadline =
+        sleep(duration.unwrap_or(Duration::MAX.saturating_sub(Duration::from_secs(1 << 40))));
+    tokio::pin!(deadline);
+    let mut counters_tick = tokio::time::interval(Duration::from_millis(250));
+    let mut drain_tick = tokio::time::interval(Duration::from_millis(20));
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    // Hits are waiting that no wakeup will announce: take them now.
+    let mut backlog = false;
+    let end_reason = loop {
+        tokio::select! {
+            // Ordered: a stop request wins, then hits before a process exit
+            // (the exit path drains the ring buffer anyway).
+            biased;
+            _ = sigint.recv() => break EndReason::Signal,
+            _ = sigterm.recv() => break EndReason::Signal,
+            _ = sighup.recv() => break EndReason::Signal,
+            () = async { if let Some(stop) = stop { stop.notified().await } }, if stop.is_some() => break EndReason::Signal,
+            () = &mut deadline, if duration.is_some() => break EndReason::Duration,
+            r = events.next_batch(batch, BATCH) => {
+                if let Err(e) = r {
+                    collector.failure = Some(format!("reading the ring buffer: {e}"));
+                    break EndReason::Error;
+                }
+                if let Some(end) = collector.record_batch(batch) {
+                    break end;
+                }
+                // AsyncFd readiness takes no cooperative budget: while hits
+                // keep coming this branch is always ready, and without a
+                // yield the runtime would never poll its driver, so signals,
+                // the deadline and the exit watch would go unseen until the
+                // hits stop. yield_now defers us until after a driver poll.
+                tokio::task::yield_now().await;
+            }
+            // The program wakes us only when the waiting bytes cross a
+            // threshold (fewer interrupts per hit), so: take whatever is
+            // waiting on a timer too, and once a drain leaves hits behind,
+            // go on until none is left. A crossing can go unannounced (two
+            // CPUs each see the buffer below it, then both add), and above
+            // the threshold no record wakes us: waiting for a wakeup there
+            // took one batch per tick, less than the CPUs make.
+            () = async { if !backlog { drain_tick.tick().await; } } => {
+                backlog = !events.drain(batch, BATCH);
+                if let Some(end) = collector.record_batch(batch) {
+                    break end;
+                }
+                // As above: let the runtime see signals and timers.
+                tokio::task::yield_now().await;
+            }
+            () = async { if let Some(w) = exit_watch { w.exited().await } }, if exit_watch.is_some() => break EndReason::ProcessExit,
+            _ = counters_tick.tick() => {
+                // An exec replaces the image user targets point into: the
+                // kernel dropped those breakpoints (remove_on_exec); end.
+                if watch_exec && traced_pid.and_then(Image::of).is_some_and(|now| Some(now) != image_at_start) {
+                    break EndReason::ProcessExec;
+                }
+                let counters = probe.counters();
+                if let Ok(mut s) = stats.lock() {
+                    s.counters = counters;
+                }
+            }
+        }
+    };
+
+    // Ctrl-C reaches the whole process group: the command can die of it
+    // before the runtime hands us our own SIGINT, which is pending by then
+    // (the kernel signals every member of the group before any runs on).
+    // The user ended the trace all the same.
+    let end_reason = match end_reason {
+        EndReason::ProcessExit => {
+            let stopped = tokio::time::timeout(Duration::from_millis(20), async {
+                tokio::select! {
+                    _ = sigint.recv() => {}
+                    _ = sigterm.recv() => {}
+                    _ = sighup.recv() => {}
+                }
+            })
+            .await
+            .is_ok();
+            if stopped {
+                EndReason::Signal
+            } else {
+                end_reason
+            }
+        }
+        other => other,
+    };
+    Ok(end_reason)
+}
