@@ -39,6 +39,11 @@ fn needs_escape(c: char) -> bool {
     c == '\\' || c.is_control()
 }
 
+/// `1 hit`, `2 hits`.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,8 @@ use clap::Parser as _;
 use hwbp::{
     cli::{Cli, Command, TraceArgs},
     output::stats::Stats,
-    printable::printable,
+    output::summary::summary_table,
+    printable::plural,
     probe::arm::Armament,
     probe::arm::Scope,
     probe::load::Filters,
@@ -247,10 +248,6 @@ fn outputs_complete(summary: &Summary) -> anyhow::Result<()> {
     )
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
 fn tracing_line(armed: &Armament) -> String {
     let targets = plural(armed.breakpoints.len(), "target", "targets");
     let events = plural(armed.events, "breakpoint", "breakpoints");
@@ -264,135 +261,9 @@ fn tracing_line(armed: &Armament) -> String {
     format!("Tracing {targets} ({events} on {place})... Hit Ctrl-C to end.")
 }
 
-fn summary_table(summary: &Summary) -> String {
-    let mut rows = vec![[
-        "TARGET".to_owned(),
-        "SYMBOL".to_owned(),
-        "ADDRESS".to_owned(),
-        "MODE".to_owned(),
-        "HITS".to_owned(),
-        "DROPPED".to_owned(),
-    ]];
-    // A target's name may come from the traced program (a symbol): one
-    // row, whatever it holds.
-    let cell = |s: &str| printable(s).into_owned();
-    for t in &summary.targets {
-        rows.push([
-            cell(&t.target),
-            cell(&t.symbol),
-            cell(&t.addr),
-            cell(&t.mode),
-            t.hits.to_string(),
-            t.dropped.to_string(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::from("\n");
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (cell, w))| {
-                if i >= 4 {
-                    format!("{cell:>w$}")
-                } else {
-                    format!("{cell:<w$}")
-                }
-            })
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out.push_str(&format!(
-        "{} in {:.1} s ({}); lost: {}",
-        plural(
-            summary.targets.iter().map(|t| t.hits as usize).sum(),
-            "hit",
-            "hits"
-        ),
-        summary.duration_s,
-        summary.end_reason,
-        summary.lost
-    ));
-    let filtered: u64 = summary.targets.iter().map(|t| t.filtered).sum();
-    let stack_errors: u64 = summary
-        .targets
-        .iter()
-        .map(|t| t.kstack_errors + t.ustack_errors)
-        .sum();
-    let after: u64 = summary.targets.iter().map(|t| t.after_limit).sum();
-    if filtered > 0 {
-        out.push_str(&format!("; filtered out: {filtered}"));
-    }
-    if stack_errors > 0 {
-        out.push_str(&format!("; stacks not captured: {stack_errors}"));
-    }
-    if after > 0 {
-        out.push_str(&format!("; not recorded after -n: {after}"));
-    }
-    match (&summary.signal, summary.exit_status) {
-        (Some(signal), _) => out.push_str(&format!("; command killed by {signal}")),
-        (None, Some(status)) => out.push_str(&format!("; command exited with status {status}")),
-        (None, None) => {}
-    }
-    out.push('\n');
-    let dropped: u64 = summary.targets.iter().map(|t| t.dropped).sum();
-    let missed: u64 = summary.targets.iter().map(|t| t.missed).sum();
-    if dropped > 0 {
-        out.push_str(&format!(
-            "hwbp-trace: {dropped} hits were lost because the ring buffer was full: raise --buffer-size\n"
-        ));
-    }
-    if missed > 0 {
-        out.push_str(&format!(
-            "hwbp-trace: the kernel counted {missed} hits that never reached the BPF program \
-             (another BPF program was running on that CPU); the HITS column misses them\n"
-        ));
-    }
-    if summary.signal.as_deref() == Some("SIGTRAP") {
-        out.push_str(
-            "hwbp-trace: the command died of SIGTRAP (status 133). Unless it traps itself, a \
-             breakpoint hit reached the kernel without its cause (DR6 empty), which some virtual \
-             machines do: that hit is in no count. `hwbp-trace doctor` checks this host\n",
-        );
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_command_dead_of_sigtrap_is_explained() {
-        let said = |status, signal: Option<&str>| {
-            summary_table(&Summary {
-                end_reason: "process-exit".into(),
-                exit_status: status,
-                signal: signal.map(str::to_owned),
-                ..Summary::default()
-            })
-        };
-        let trapped = said(Some(133), Some("SIGTRAP"));
-        assert!(
-            trapped.contains("; command killed by SIGTRAP\n")
-                && trapped.contains("hwbp-trace: the command died of SIGTRAP (status 133)"),
-            "{trapped}"
-        );
-        // `exit 133` is no SIGTRAP.
-        for (status, signal) in [
-            (Some(0), None),
-            (Some(1), None),
-            (None, None),
-            (Some(133), None),
-        ] {
-            let said = said(status, signal);
-            assert!(!said.contains("SIGTRAP"), "{said}");
-        }
-    }
 
     #[test]
     fn the_summary_says_how_the_command_ended() {
@@ -430,29 +301,6 @@ mod tests {
                 "0 hits in 0.0 s (process-exit); lost: 0".into(),
                 ExitCode::SUCCESS
             )
-        );
-    }
-
-    /// A symbol name holding control characters stays on its row, escaped.
-    #[test]
-    fn the_summary_table_escapes_control_characters() {
-        let table = summary_table(&Summary {
-            targets: vec![hwbp::record::format::TargetSummary {
-                target: "f\x1b[2J".into(),
-                symbol: "a\nb".into(),
-                addr: "0x1000".into(),
-                mode: "x".into(),
-                hits: 3,
-                ..Default::default()
-            }],
-            end_reason: "process-exit".into(),
-            ..Summary::default()
-        });
-        assert_eq!(
-            table,
-            "\nTARGET  SYMBOL  ADDRESS  MODE  HITS  DROPPED\n\
-             f\\e[2J  a\\nb    0x1000   x        3        0\n\
-             3 hits in 0.0 s (process-exit); lost: 0\n"
         );
     }
 }

@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::{
     output::export::{self, Export, ExportError, Folded, Format},
+    output::summary::table,
     printable::printable,
     record::format::{Header, HitRecord, Summary, TraceLine},
 };
@@ -491,31 +492,6 @@ fn render(
             }
             out.push_str(&table(&rows, |i| i < 2));
         }
-    }
-    out
-}
-
-/// Columns padded to their widest cell; `numeric` ones aligned right.
-fn table<const N: usize>(rows: &[[String; N]], numeric: fn(usize) -> bool) -> String {
-    let widths: Vec<usize> = (0..N)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (cell, w))| {
-                if numeric(i) {
-                    format!("{cell:>w$}")
-                } else {
-                    format!("{cell:<w$}")
-                }
-            })
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
     }
     out
 }
