@@ -12,7 +12,7 @@ use std::{
 
 use hwbp_common::{COMM_LEN, HIT_NO_VALUE, Hit};
 
-use super::run::EndReason;
+use super::{Options, run::EndReason};
 use crate::{
     output::{export::Export, stats::SharedStats},
     probe::load::Batch,
@@ -70,9 +70,13 @@ impl<'a> Collector<'a> {
         values: Values,
         redactor: Option<Redactor>,
         stats: SharedStats,
-        print_hits: bool,
-        max_hits: Option<u64>,
+        options: &Options,
     ) -> Self {
+        let Options {
+            print_hits,
+            max_hits,
+            ..
+        } = *options;
         let outputs = exports.len();
         Self {
             breakpoints,

@@ -218,8 +218,7 @@ async fn arm_and_trace(
         values,
         redactor,
         stats.clone(),
-        options.print_hits,
-        options.max_hits,
+        options,
     );
     let mut batch = Batch::default();
     let end_reason = run::collect(
