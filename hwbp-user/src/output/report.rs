@@ -212,18 +212,7 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
         }
         line_no += 1;
         let complete = buf.ends_with(b"\n");
-        let parsed = std::str::from_utf8(&buf)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                let text = text.trim();
-                if text.is_empty() {
-                    return Ok(None);
-                }
-                serde_json::from_str::<TraceLine>(text)
-                    .map(Some)
-                    .map_err(|e| e.to_string())
-            });
-        let line = match parsed {
+        let line = match parse_line(&buf) {
             Ok(Some(line)) => line,
             Ok(None) => continue,
             Err(e) if !complete => {
@@ -253,22 +242,7 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
             }
             TraceLine::Hit(hit) => {
                 outcome.hits += 1;
-                let t = target_entry(&mut targets, &hit.target, by.len());
-                t.hits += 1;
-                t.first_ns.get_or_insert(hit.ts_ns);
-                t.last_ns = hit.ts_ns;
-                for (i, b) in by.iter().enumerate() {
-                    if let Some(key) = b.key(&hit) {
-                        let map = &mut t.breakdowns[i];
-                        if let Some(n) = map.get_mut(&key) {
-                            *n += 1;
-                        } else if map.len() < KEYS_LIMIT {
-                            map.insert(key, 1);
-                        } else {
-                            t.other[i] += 1;
-                        }
-                    }
-                }
+                target_entry(&mut targets, &hit.target, by.len()).tally(&hit, &by);
                 for export in exports.iter_mut() {
                     export.hit(&hit);
                 }
@@ -323,6 +297,41 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
             error,
         })?;
     Ok(outcome)
+}
+
+/// One line of a JSONL trace: None for a blank line.
+fn parse_line(bytes: &[u8]) -> Result<Option<TraceLine>, String> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| e.to_string())?
+        .trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str::<TraceLine>(text)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+impl TargetReport {
+    /// Counts `hit` and its key in each breakdown of `by` (at most
+    /// KEYS_LIMIT keys each; the rest counted as others).
+    fn tally(&mut self, hit: &HitRecord, by: &[By]) {
+        self.hits += 1;
+        self.first_ns.get_or_insert(hit.ts_ns);
+        self.last_ns = hit.ts_ns;
+        for (i, b) in by.iter().enumerate() {
+            if let Some(key) = b.key(hit) {
+                let map = &mut self.breakdowns[i];
+                if let Some(n) = map.get_mut(&key) {
+                    *n += 1;
+                } else if map.len() < KEYS_LIMIT {
+                    map.insert(key, 1);
+                } else {
+                    self.other[i] += 1;
+                }
+            }
+        }
+    }
 }
 
 fn target_entry<'a>(
