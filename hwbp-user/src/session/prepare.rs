@@ -7,7 +7,9 @@
 use std::{
     fs,
     io::{self, Write as _},
-    panic, thread,
+    panic,
+    path::PathBuf,
+    thread,
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -16,7 +18,7 @@ use anyhow::{Context as _, Result};
 use super::{Options, SYSCTL_HOSTNAME, SYSCTL_RELEASE, StackMode, target_info};
 use crate::{
     output::{
-        export::Export,
+        export::{Export, Format},
         stats::{SharedStats, Stats},
     },
     probe::{
@@ -30,7 +32,10 @@ use crate::{
         symbolize::Symbolizer,
         values::Values,
     },
-    target::resolve::{Breakpoint, ProcessImage, Resolver, Space},
+    target::{
+        btf::{Btf, BtfError},
+        resolve::{Breakpoint, ProcessImage, Resolver, Space},
+    },
 };
 
 /// A run armed and its command resumed: what collecting and finishing need.
@@ -73,9 +78,7 @@ pub(super) fn prepare(
     // run beside the resolution of the targets (kallsyms is the slow part).
     let loading = thread::spawn(move || Probe::load_program(buffer_size));
     // System-wide every target is a kernel target, whose values want BTF.
-    let mut vmlinux_btf = traced_pid
-        .is_none()
-        .then(|| thread::spawn(crate::target::btf::Btf::vmlinux));
+    let mut vmlinux_btf = traced_pid.is_none().then(|| thread::spawn(Btf::vmlinux));
 
     let process = match traced_pid {
         Some(pid) => Some(ProcessImage::open(pid)?),
@@ -95,7 +98,7 @@ pub(super) fn prepare(
                 Some(parsing) => parsing
                     .join()
                     .unwrap_or_else(|panic| panic::resume_unwind(panic)),
-                None => crate::target::btf::Btf::vmlinux(),
+                None => Btf::vmlinux(),
             };
             if let Ok(btf) = &btf {
                 crate::record::values::lens_from_btf(&mut breakpoints, btf);
@@ -138,17 +141,8 @@ pub(super) fn prepare(
         }
         None => Scope::system_wide().context("listing online CPUs")?,
     };
-    let phase = Instant::now();
-    let opened = Armed::open(&breakpoints, &scope, probe.program_fd()?)?;
-    // Everything that can fail for the user's reasons has been checked: now
-    // the output files may be created (truncated).
-    let mut exports = outputs
-        .iter()
-        .map(|(path, format)| Export::create(path, *format))
-        .collect::<Result<Vec<_>, _>>()?;
-    let armed = opened.enable()?;
+    let (armed, mut exports) = arm(&breakpoints, &scope, &probe, outputs)?;
     let scope = armed.scope().clone();
-    log::debug!("armed {} perf events in {:?}", armed.len(), phase.elapsed());
 
     let start_monotonic_ns = crate::output::stats::monotonic_ns();
     let started = Instant::now();
@@ -181,16 +175,7 @@ pub(super) fn prepare(
     });
     // Types for arguments and values: the BTF parse may still be running
     // (hits wait in the ring buffer meanwhile, and the command has not run).
-    let btf = breakpoints
-        .iter()
-        .any(|bp| bp.space == Space::Kernel)
-        .then(|| match (early_btf, vmlinux_btf) {
-            (Some(btf), _) => btf,
-            (None, Some(parsing)) => parsing
-                .join()
-                .unwrap_or_else(|panic| panic::resume_unwind(panic)),
-            (None, None) => crate::target::btf::Btf::vmlinux(),
-        });
+    let btf = kernel_btf(&breakpoints, early_btf, vmlinux_btf);
     let values = Values::new(&breakpoints, traced_pid, btf, initial);
     // The image the user targets point into, taken before the command runs
     // any of its code: taken later, an early exec could already have
@@ -271,4 +256,43 @@ fn header(breakpoints: &[Breakpoint], command_line: &[String], start_monotonic_n
         command_line: command_line.to_vec(),
         targets: breakpoints.iter().map(target_info).collect(),
     }
+}
+
+/// Opens every breakpoint, creates the output files, then arms them all:
+/// the files are created (truncated) only once everything that can fail
+/// for the user's reasons has been checked.
+fn arm(
+    breakpoints: &[Breakpoint],
+    scope: &Scope,
+    probe: &Probe,
+    outputs: &[(PathBuf, Option<Format>)],
+) -> Result<(Armed, Vec<Export>)> {
+    let phase = Instant::now();
+    let opened = Armed::open(breakpoints, scope, probe.program_fd()?)?;
+    let exports = outputs
+        .iter()
+        .map(|(path, format)| Export::create(path, *format))
+        .collect::<Result<Vec<_>, _>>()?;
+    let armed = opened.enable()?;
+    log::debug!("armed {} perf events in {:?}", armed.len(), phase.elapsed());
+    Ok((armed, exports))
+}
+
+/// The kernel's BTF when a kernel target wants it for types: parsed early
+/// for LEN, or being parsed, or parsed now.
+fn kernel_btf(
+    breakpoints: &[Breakpoint],
+    early: Option<Result<Btf, BtfError>>,
+    parsing: Option<thread::JoinHandle<Result<Btf, BtfError>>>,
+) -> Option<Result<Btf, BtfError>> {
+    breakpoints
+        .iter()
+        .any(|bp| bp.space == Space::Kernel)
+        .then(|| match (early, parsing) {
+            (Some(btf), _) => btf,
+            (None, Some(parsing)) => parsing
+                .join()
+                .unwrap_or_else(|panic| panic::resume_unwind(panic)),
+            (None, None) => Btf::vmlinux(),
+        })
 }
