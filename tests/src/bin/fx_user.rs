@@ -406,64 +406,8 @@ fn run(args: &[String]) -> Result<u64, String> {
             hwbp_fx_reader(n);
             Ok(n)
         }
-        "threads" => {
-            let before = num(rest.first())?;
-            let after = num(rest.get(1))?;
-            let n = num(rest.get(2))?;
-            let go = env::var("HWBP_FX_GO").map_err(|_| "threads needs $HWBP_FX_GO")?;
-            let gate = std::sync::Arc::new(std::sync::Barrier::new(before as usize + 1));
-            let mut handles = Vec::new();
-            for _ in 0..before {
-                let gate = gate.clone();
-                let go = go.clone();
-                handles.push(thread::spawn(move || {
-                    gate.wait();
-                    wait_for(&go);
-                    hwbp_fx_caller(n);
-                }));
-            }
-            gate.wait();
-            println!("ready");
-            wait_for(&go);
-            for _ in 0..after {
-                handles.push(thread::spawn(move || {
-                    hwbp_fx_caller(n);
-                }));
-            }
-            for h in handles {
-                h.join().map_err(|_| "thread panicked")?;
-            }
-            Ok((before + after) * n)
-        }
-        "spin" => {
-            let secs: f64 = rest
-                .first()
-                .ok_or("missing seconds")?
-                .parse()
-                .map_err(|e| format!("bad seconds: {e}"))?;
-            let pause = match rest.get(1) {
-                Some(us) => Some(Duration::from_micros(
-                    us.parse().map_err(|e| format!("bad pause: {e}"))?,
-                )),
-                None => None,
-            };
-            let end = Instant::now() + Duration::from_secs_f64(secs);
-            let mut calls = 0;
-            while Instant::now() < end {
-                match pause {
-                    Some(pause) => {
-                        hwbp_fx_caller(1);
-                        calls += 1;
-                        thread::sleep(pause);
-                    }
-                    None => {
-                        hwbp_fx_caller(100);
-                        calls += 100;
-                    }
-                }
-            }
-            Ok(calls)
-        }
+        "threads" => threads(rest),
+        "spin" => spin(rest),
         "exec" => {
             let n = num(rest.first())?;
             hwbp_fx_caller(n);
@@ -654,4 +598,68 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `threads BEFORE AFTER N`: BEFORE threads started and waiting, then
+/// AFTER more once `$HWBP_FX_GO` exists, each calling the target N times.
+fn threads(rest: &[String]) -> Result<u64, String> {
+    let before = num(rest.first())?;
+    let after = num(rest.get(1))?;
+    let n = num(rest.get(2))?;
+    let go = env::var("HWBP_FX_GO").map_err(|_| "threads needs $HWBP_FX_GO")?;
+    let gate = std::sync::Arc::new(std::sync::Barrier::new(before as usize + 1));
+    let mut handles = Vec::new();
+    for _ in 0..before {
+        let gate = gate.clone();
+        let go = go.clone();
+        handles.push(thread::spawn(move || {
+            gate.wait();
+            wait_for(&go);
+            hwbp_fx_caller(n);
+        }));
+    }
+    gate.wait();
+    println!("ready");
+    wait_for(&go);
+    for _ in 0..after {
+        handles.push(thread::spawn(move || {
+            hwbp_fx_caller(n);
+        }));
+    }
+    for h in handles {
+        h.join().map_err(|_| "thread panicked")?;
+    }
+    Ok((before + after) * n)
+}
+
+/// `spin SECONDS [PAUSE_US]`: calls the target for SECONDS, in bursts of
+/// 100, or one call per PAUSE_US.
+fn spin(rest: &[String]) -> Result<u64, String> {
+    let secs: f64 = rest
+        .first()
+        .ok_or("missing seconds")?
+        .parse()
+        .map_err(|e| format!("bad seconds: {e}"))?;
+    let pause = match rest.get(1) {
+        Some(us) => Some(Duration::from_micros(
+            us.parse().map_err(|e| format!("bad pause: {e}"))?,
+        )),
+        None => None,
+    };
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut calls = 0;
+    while Instant::now() < end {
+        match pause {
+            Some(pause) => {
+                hwbp_fx_caller(1);
+                calls += 1;
+                thread::sleep(pause);
+            }
+            None => {
+                hwbp_fx_caller(100);
+                calls += 100;
+            }
+        }
+    }
+    Ok(calls)
 }
