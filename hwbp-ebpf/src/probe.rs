@@ -164,37 +164,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         if config.flags & SLOT_EXECUTE != 0 {
             (*hit).args = [regs.rdi, regs.rsi, regs.rdx, regs.rcx, regs.r8, regs.r9];
         }
-        (*hit).value = 0;
-        // In a user-mode hit the debug registers stay armed while this
-        // runs, so reading the bytes of a watchpoint that traps on reads
-        // would trap once per byte: 8 nested debug exceptions, about 70 us,
-        // each counted by the kernel as a hit no program saw.
-        let value_traps = config.flags & SLOT_READS != 0 && flags & HIT_USER_MODE != 0;
-        if config.flags & SLOT_EXECUTE == 0 && !value_traps {
-            let mut buf = [0u8; 8];
-            // A constant size per watch length: a size the compiler only
-            // clamps can reach older verifiers (6.1) unbounded.
-            let dst: &mut [u8] = match config.len {
-                1 => &mut buf[..1],
-                2 => &mut buf[..2],
-                4 => &mut buf[..4],
-                _ => &mut buf[..8],
-            };
-            let read = if config.flags & SLOT_KERNEL != 0 {
-                bpf_probe_read_kernel_buf(addr as *const u8, dst)
-            } else {
-                bpf_probe_read_user_buf(addr as *const u8, dst)
-            };
-            match read {
-                Ok(()) => (*hit).value = u64::from_le_bytes(buf),
-                Err(_) => {
-                    flags |= HIT_NO_VALUE;
-                    (*counters).value_errors += 1;
-                }
-            }
-        } else {
-            flags |= HIT_NO_VALUE;
-        }
+        flags = read_value(&config, addr, flags, hit, counters);
 
         let frames = (*hit).frames.as_mut_ptr();
         // A hit in user mode has no kernel frames (the kernel's unwinder
@@ -256,6 +226,57 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         }
     }
     Ok(0)
+}
+
+/// Reads the watched bytes of a data hit into `(*hit).value`; returns
+/// `flags` with HIT_NO_VALUE when they are not read.
+///
+/// # Safety
+/// `hit` and `counters` point to this CPU's scratch Hit and counters, which
+/// no other program uses while this one runs.
+#[inline(always)]
+unsafe fn read_value(
+    config: &SlotConfig,
+    addr: u64,
+    mut flags: u32,
+    hit: *mut Hit,
+    counters: *mut Counters,
+) -> u32 {
+    // SAFETY: see the function's safety section.
+    unsafe {
+        (*hit).value = 0;
+        // In a user-mode hit the debug registers stay armed while this
+        // runs, so reading the bytes of a watchpoint that traps on reads
+        // would trap once per byte: 8 nested debug exceptions, about 70 us,
+        // each counted by the kernel as a hit no program saw.
+        let value_traps = config.flags & SLOT_READS != 0 && flags & HIT_USER_MODE != 0;
+        if config.flags & SLOT_EXECUTE == 0 && !value_traps {
+            let mut buf = [0u8; 8];
+            // A constant size per watch length: a size the compiler only
+            // clamps can reach older verifiers (6.1) unbounded.
+            let dst: &mut [u8] = match config.len {
+                1 => &mut buf[..1],
+                2 => &mut buf[..2],
+                4 => &mut buf[..4],
+                _ => &mut buf[..8],
+            };
+            let read = if config.flags & SLOT_KERNEL != 0 {
+                bpf_probe_read_kernel_buf(addr as *const u8, dst)
+            } else {
+                bpf_probe_read_user_buf(addr as *const u8, dst)
+            };
+            match read {
+                Ok(()) => (*hit).value = u64::from_le_bytes(buf),
+                Err(_) => {
+                    flags |= HIT_NO_VALUE;
+                    (*counters).value_errors += 1;
+                }
+            }
+        } else {
+            flags |= HIT_NO_VALUE;
+        }
+    }
+    flags
 }
 
 /// The configuration of the target armed at `addr`.
