@@ -44,16 +44,30 @@ volatile int g_bss;
 volatile long g_data = 5;
 volatile char g_char;
 volatile short g_short = 1;
+/* Array elements and struct members, named as SYMBOL+OFFSET. */
+volatile int g_array[4];
+struct pair { volatile int a; volatile long b; };
+struct pair g_pair;
 #ifdef WITH_LIB
 void lib_bump(void);
+/* Defined by the library, written by both: a -no-pie program holds the
+   one copy (a copy relocation), and the library's code writes that copy. */
+extern volatile int lib_copied;
 #endif
+/* A static function: in .symtab only. */
+static __attribute__((noinline)) void s_touch(int i) {
+    g_array[2] = i;
+    g_pair.b += i;
+}
 __attribute__((noinline, used)) void bump(int i) {
     g_bss++;
     g_data += i;
     g_char++;
     g_short++;
+    s_touch(i);
 #ifdef WITH_LIB
     lib_bump();
+    lib_copied++;
 #endif
 }
 int main(int argc, char **argv) {
@@ -76,7 +90,8 @@ int main(int argc, char **argv) {
 /// written.
 const LIBRARY: &str = r#"
 volatile int lib_counter;
-__attribute__((noinline)) void lib_bump(void) { lib_counter++; }
+volatile int lib_copied;
+__attribute__((noinline)) void lib_bump(void) { lib_counter++; lib_copied++; }
 "#;
 
 fn sh(cmd: &mut Command) -> Output {
@@ -233,6 +248,26 @@ fn check_layout_with(compiler: &str, layout: &str, flags: &[&str]) {
     // other users of this machine.
     let (a1, h1) = trace(&dir, &prog, &[&n], &["g_bss", "g_data", "bump"]);
     let (a2, h2) = trace(&dir, &prog, &[&n], &["g_char", "g_short"]);
+    // An array element, a struct member (SYMBOL+OFFSET) and a static
+    // function, against gdb's `&g_array[2]`, `&g_pair.b` and `&s_touch`
+    // (a stripped program keeps no static function: .dynsym has none).
+    let stripped = flags.contains(&"-s");
+    let names: &[&str] = if stripped {
+        &["g_array", "g_pair"]
+    } else {
+        &["g_array", "g_pair", "s_touch"]
+    };
+    let targets: &[&str] = if stripped {
+        &["g_array+8/4", "g_pair+8"]
+    } else {
+        &["g_array+8/4", "g_pair+8", "s_touch"]
+    };
+    let mut parts = gdb_addresses(&prog, names);
+    parts[0] += 8;
+    parts[1] += 8;
+    let (a3, h3) = trace(&dir, &prog, &[&n], targets);
+    assert_eq!(a3, parts, "{layout}: {targets:?} against gdb");
+    assert_eq!(h3, vec![N; targets.len()], "{layout}: hits of {targets:?}");
     let got: Vec<u64> = [a1[0], a1[1], a2[0], a2[1], a1[2]].into();
     let shown = |v: &[u64]| v.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>();
     assert_eq!(
@@ -340,6 +375,37 @@ fn shared_library_symbols_and_file_addresses() {
     );
     let prog = dir.path("prog");
     let want = gdb_addresses(&prog, &["lib_counter", "lib_bump"]);
+    // lib_copied is written once by the program and once by the library
+    // per call: both writes go to the one copy gdb names.
+    let copied = gdb_addresses(&prog, &["lib_copied"]);
+    let (addrs, hits) = trace(&dir, &prog, &[&N.to_string()], &["lib_copied"]);
+    assert_eq!((addrs, hits), (copied, vec![2 * N]), "lib_copied (PIE)");
+    let nopie = dir.path("prog-no-pie");
+    gcc(
+        &dir,
+        PROGRAM,
+        "prog-no-pie",
+        &[
+            "-no-pie",
+            "-DWITH_LIB",
+            &format!("-L{}", dir.0.display()),
+            "-Wl,-rpath,$ORIGIN",
+            "-lcorpus",
+        ],
+    );
+    let relocs = sh(Command::new("readelf").args(["-rW"]).arg(&nopie));
+    assert!(
+        stdout(&relocs).contains("R_X86_64_COPY") && stdout(&relocs).contains("lib_copied"),
+        "a -no-pie program holds lib_copied by copy relocation: {}",
+        stdout(&relocs)
+    );
+    let copied = gdb_addresses(&nopie, &["lib_copied"]);
+    let (addrs, hits) = trace(&dir, &nopie, &[&N.to_string()], &["lib_copied"]);
+    assert_eq!(
+        (addrs, hits),
+        (copied, vec![2 * N]),
+        "lib_copied (copy-relocated)"
+    );
     let nm = sh(Command::new("nm").arg(dir.path("libcorpus.so")));
     let link = stdout(&nm)
         .lines()
