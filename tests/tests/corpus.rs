@@ -477,6 +477,10 @@ void Widget::poke(int k) { pokes += k; }
 volatile int Widget::made;
 }
 template <typename T> __attribute__((noinline)) T twice(T x) { return x * 2; }
+struct V {
+    long x;
+    __attribute__((noinline)) V operator+(const V &o) const { return V{x + o.x}; }
+};
 volatile long sink;
 int main(int argc, char **argv) {
     const char *delay = getenv("HWBP_FX_START_DELAY_MS");
@@ -490,6 +494,7 @@ int main(int argc, char **argv) {
         app::Widget::made = app::Widget::made + 1;
         sink = twice<int>(i);
         if (i % 4 == 0) sink = twice<long>(i);
+        sink = (V{i} + V{1}).x;
     }
     return 0;
 }
@@ -501,7 +506,7 @@ fn check_cxx(compiler: &str, layout: &str, flags: &[&str]) {
     let prog = dir.path("prog");
     let n = N.to_string();
     // (target as the user writes it, gdb's linkage name, hits per run of N)
-    let runs: [&[(&str, &str, u64)]; 2] = [
+    let runs: [&[(&str, &str, u64)]; 3] = [
         &[
             ("acc::ns::bump(int)", "acc::ns::bump(int)", N),
             ("acc::ns::total", "acc::ns::total", N + N / 2),
@@ -512,6 +517,7 @@ fn check_cxx(compiler: &str, layout: &str, flags: &[&str]) {
             ("app::Widget::made", "app::Widget::made", N),
             ("acc::ns::bump(double)", "acc::ns::bump(double)", N / 2),
         ],
+        &[("V::operator+", "V::operator+(V const&) const", N)],
     ];
     for run in runs {
         let targets: Vec<&str> = run.iter().map(|t| t.0).collect();
