@@ -268,9 +268,8 @@ pub(super) fn self_test() -> Vec<Check> {
 /// Runs of the self-test, at most: the last is judged. A run the host
 /// spoiled (see [`host_fault`]) is run again, so that on such a host the
 /// self-test still shows whether hwbp itself records every hit, and a
-/// `warn` line says what the host lost. On this project's faulty KVM host
-/// 7 of 30 doctor runs failed their one self-test (3 silent after the
-/// first hit, 4 with SIGTRAPs).
+/// `warn` line says what the host lost. How often a host that loses debug
+/// exceptions spoils one run is measured in docs/limitations.md.
 pub(super) const SELF_TEST_ATTEMPTS: usize = 5;
 
 /// What the host lost in a self-test run, if that is why it fell short:

@@ -533,12 +533,11 @@ extern "C" fn on_sigtrap(_: c_int, info: *mut libc::siginfo_t, _: *mut c_void) {
 ///
 /// Some KVM hosts silence every breakpoint of a thread after its first
 /// hit when that hit comes within a millisecond or two of the thread's
-/// first run with them armed: `hwbp-trace hwbp_fx_target -- fx_user calls
-/// 5` counted 1 of 5 in 3 to 8 of 300 runs there, and 0 of 300 with the
-/// fixture sleeping 2 ms (or 20) first; perf's own count was 1 as well, so
-/// no tracer could have seen the others. One test runs without it, with a
+/// first run with them armed (perf's own count misses those hits too; the
+/// measurements are in docs/limitations.md); a short sleep first keeps
+/// every hit clear of that window. One test runs without it, with a
 /// single call, which that fault cannot touch (`a_command_is_armed_before_
-/// its_first_instruction` in tests/tests/core.rs).
+/// its_first_instruction` in tests/tests/counting.rs).
 fn start_delay() {
     let ms = env::var("HWBP_FX_START_DELAY_MS")
         .ok()
