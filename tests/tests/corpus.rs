@@ -6,7 +6,7 @@
 //! segment's file page, which with GNU ld's default layout is the read-only
 //! data before the RELRO segment (variables 0x1000 too low, 0 hits) and with
 //! lld the file's first page (functions never hit). The unit tests in
-//! hwbp-user/src/resolve/elf.rs pin the arithmetic on recorded layouts; this
+//! hwbp-user/src/target/resolve/elf.rs pin the arithmetic on recorded layouts; this
 //! file checks it end to end on programs linked here and now, against two
 //! independent ground truths: the loop count of the program, and the
 //! address gdb prints for `&variable`. Both hwbp-trace and gdb run under

@@ -434,7 +434,7 @@ pub(super) fn sample_rate(config: &KernelConfig) -> Check {
     };
     // Breakpoints are not throttled: a sample period of 1 makes every hit a
     // first overflow, which perf_swevent_overflow never throttles (tested:
-    // tests/tests/core.rs, low_max_sample_rate_does_not_throttle_breakpoints).
+    // tests/tests/counting.rs, low_max_sample_rate_does_not_throttle_breakpoints).
     // The limit still governs other perf users, and hwbp would show any
     // throttled hit as `missed` (the events' own counts against BPF's).
     Check::ok(
