@@ -135,3 +135,35 @@ pub fn threads_of(pid: u32) -> Vec<u32> {
     tids.sort_unstable();
     tids
 }
+
+/// The header's target addresses, in target order.
+pub fn target_addrs(header: &Value) -> Vec<u64> {
+    let targets = header["targets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no targets in the header: {header}"));
+    targets
+        .iter()
+        .map(|t| {
+            let addr = t["addr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no addr in the header: {header}"));
+            u64::from_str_radix(addr.trim_start_matches("0x"), 16)
+                .unwrap_or_else(|e| panic!("header addr `{addr}`: {e}"))
+        })
+        .collect()
+}
+
+/// The summary's hits per target, in target order.
+pub fn target_hits(summary: &Value) -> Vec<u64> {
+    let targets = summary["targets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no targets in the summary: {summary}"));
+    targets
+        .iter()
+        .map(|t| {
+            t["hits"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no hits in the summary: {summary}"))
+        })
+        .collect()
+}

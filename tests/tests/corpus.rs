@@ -21,8 +21,10 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use hwbp_tests::{TempDir, hwbp_trace, root_or_skip, stderr, stdout};
-use serde_json::Value;
+use hwbp_tests::{
+    TempDir, hwbp_trace, root_or_skip, stderr, stdout,
+    traces::{read_trace, target_addrs, target_hits},
+};
 
 /// Loop count of every program: each call of `bump` writes each variable
 /// once.
@@ -198,36 +200,15 @@ fn trace(dir: &TempDir, prog: &str, args: &[&str], targets: &[&str]) -> (Vec<u64
         "hwbp-trace {targets:?} -- {prog}: {}",
         stderr(&o)
     );
-    let text = fs::read_to_string(&out_file).unwrap_or_else(|e| panic!("{out_file}: {e}"));
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{out_file}: {e}: {l}")))
-        .collect();
-    let (Some(header), Some(summary)) = (lines.first(), lines.last()) else {
-        panic!("{out_file} is empty");
-    };
+    let (header, _, summary) = read_trace(&out_file);
     assert_eq!(summary["exit_status"], 0, "{prog} ran to its end");
     assert_eq!(
         summary["end_reason"], "process-exit",
         "{prog} ran to its end"
     );
     assert_eq!(summary["lost"], 0, "no hit lost");
-    let addrs = (0..targets.len())
-        .map(|i| {
-            let addr = header["targets"][i]["addr"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no addr in the header: {header}"));
-            u64::from_str_radix(addr.trim_start_matches("0x"), 16)
-                .unwrap_or_else(|e| panic!("header addr `{addr}`: {e}"))
-        })
-        .collect();
-    let hits = (0..targets.len())
-        .map(|i| {
-            summary["targets"][i]["hits"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("no hits in the summary: {summary}"))
-        })
-        .collect();
+    let (addrs, hits) = (target_addrs(&header), target_hits(&summary));
+    assert_eq!((addrs.len(), hits.len()), (targets.len(), targets.len()));
     (addrs, hits)
 }
 
@@ -771,19 +752,9 @@ fn system_programs_count_as_perf_stat() {
             "hwbp-trace {target} -- {cmd:?}: {:?}",
             o.status
         );
-        let text = fs::read_to_string(&out_file).unwrap_or_else(|e| panic!("{out_file}: {e}"));
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect();
-        let (Some(header), Some(summary)) = (lines.first(), lines.last()) else {
-            panic!("{out_file} is empty");
-        };
-        let addr = header["targets"][0]["addr"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no addr: {header}"))
-            .to_owned();
-        let hits = summary["targets"][0]["hits"].as_u64();
+        let (header, _, summary) = read_trace(&out_file);
+        let addr = format!("{:#x}", target_addrs(&header)[0]);
+        let hits = target_hits(&summary).first().copied();
         assert_eq!(summary["lost"], 0, "{cmd:?}");
         let perf_out = dir.path("perf.txt");
         let o = sh(Command::new("setarch")

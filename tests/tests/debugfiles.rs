@@ -17,7 +17,10 @@ use std::{
     time::Duration,
 };
 
-use hwbp_tests::{TempDir, hwbp_trace, root_or_skip, stderr, stdout};
+use hwbp_tests::{
+    TempDir, hwbp_trace, root_or_skip, stderr, stdout,
+    traces::{read_trace, target_addrs, target_hits},
+};
 use serde_json::Value;
 
 /// Calls of `bump`, each writing `counter` once.
@@ -216,36 +219,15 @@ fn trace(dir: &TempDir, targets: &[&str]) -> Run {
     }
     let o = sh(&mut cmd);
     assert!(o.status.success(), "hwbp-trace {targets:?}: {}", stderr(&o));
-    let text = fs::read_to_string(&out_file).unwrap_or_else(|e| panic!("{out_file}: {e}"));
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{out_file}: {e}: {l}")))
-        .collect();
-    let (Some(header), Some(summary)) = (lines.first(), lines.last()) else {
-        panic!("{out_file} is empty");
-    };
+    let (header, records, summary) = read_trace(&out_file);
     assert_eq!(summary["exit_status"], 0, "the program ran to its end");
     assert_eq!(summary["lost"], 0, "no hit lost");
-    let addrs = (0..targets.len())
-        .map(|i| {
-            let addr = header["targets"][i]["addr"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no addr in the header: {header}"));
-            u64::from_str_radix(addr.trim_start_matches("0x"), 16)
-                .unwrap_or_else(|e| panic!("header addr `{addr}`: {e}"))
-        })
-        .collect();
-    let hits = (0..targets.len())
-        .map(|i| {
-            summary["targets"][i]["hits"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("no hits in the summary: {summary}"))
-        })
-        .collect();
+    let (addrs, hits) = (target_addrs(&header), target_hits(&summary));
+    assert_eq!((addrs.len(), hits.len()), (targets.len(), targets.len()));
     Run {
         addrs,
         hits,
-        records: lines[1..lines.len() - 1].to_vec(),
+        records,
         stderr: stderr(&o),
     }
 }
