@@ -8,7 +8,10 @@
 
 use std::{collections::BTreeMap, fs};
 
-use hwbp_tests::{TempDir, compile_c, root_or_skip, run, stderr, stdout};
+use hwbp_tests::{
+    TempDir, compile_c, root_or_skip, run, stderr, stdout,
+    traces::{read_trace, target_hits},
+};
 use serde_json::{Value, json};
 
 /// Calls of each function in the programs below.
@@ -61,25 +64,9 @@ const CALLERS: &str = "volatile long sink;\n\
      }\n";
 
 /// The hit lines of a JSONL trace, with the summary's hits per target.
-fn read_trace(path: &str) -> (Vec<Value>, Vec<u64>) {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let lines: Vec<Value> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}:{}: {e}: {l}", i + 1))
-        })
-        .collect();
-    let summary = lines.last().expect("a summary line");
-    assert_eq!(summary["type"], "summary", "last line is the summary");
-    let per_target = summary["targets"]
-        .as_array()
-        .expect("targets")
-        .iter()
-        .map(|t| t["hits"].as_u64().expect("hits"))
-        .collect();
-    let hits = lines.into_iter().filter(|l| l["type"] == "hit").collect();
-    (hits, per_target)
+fn read_hits(path: &str) -> (Vec<Value>, Vec<u64>) {
+    let (_, hits, summary) = read_trace(path);
+    (hits, target_hits(&summary))
 }
 
 /// The function of a frame: `a+0x12 (prog.c:4)` → `a`.
@@ -97,7 +84,7 @@ fn traced(dir: &TempDir, program: &str, targets: &[&str], args: &[&str]) -> (Vec
     all.extend(args);
     let out = run(&all);
     assert!(out.status.success(), "hwbp-trace {all:?}: {}", stderr(&out));
-    read_trace(&jsonl)
+    read_hits(&jsonl)
 }
 
 /// Each argument is read from the register the ABI gives it, or shown as
