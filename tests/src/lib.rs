@@ -136,5 +136,6 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+pub mod harness;
 pub mod host;
 pub mod traces;

@@ -8,33 +8,19 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{fixture, run, stderr};
+use crate::{
+    fixture,
+    harness::trace::{hex_field, number, parse_framing},
+    run, stderr,
+};
 
-/// Parses a JSONL trace into (header, hits, summary), checking its shape.
+/// Parses a JSONL trace into (header, hits, summary), checking its framing
+/// and accounting as the kernel tests and the benchmark do
+/// ([`parse_framing`]).
 pub fn read_trace(path: &str) -> (Value, Vec<Value>, Value) {
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let lines: Vec<Value> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}:{}: {e}: {l}", i + 1))
-        })
-        .collect();
-    assert!(
-        lines.len() >= 2,
-        "{path}: header and summary at least, got {} lines",
-        lines.len()
-    );
-    let header = lines[0].clone();
-    let summary = lines[lines.len() - 1].clone();
-    assert_eq!(header["type"], "header", "first line is the header");
-    assert_eq!(summary["type"], "summary", "last line is the summary");
-    let hits: Vec<Value> = lines[1..lines.len() - 1].to_vec();
-    assert!(
-        hits.iter().all(|h| h["type"] == "hit"),
-        "only hits between header and summary"
-    );
-    (header, hits, summary)
+    let trace = parse_framing(&text).unwrap_or_else(|e| panic!("{path}: {e:#}"));
+    (trace.header, trace.hits, trace.summary)
 }
 
 /// Runs hwbp-trace headless with `-o out_file` and `args`, asserts that it
@@ -138,32 +124,19 @@ pub fn threads_of(pid: u32) -> Vec<u32> {
 
 /// The header's target addresses, in target order.
 pub fn target_addrs(header: &Value) -> Vec<u64> {
-    let targets = header["targets"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no targets in the header: {header}"));
-    targets
-        .iter()
-        .map(|t| {
-            let addr = t["addr"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no addr in the header: {header}"));
-            u64::from_str_radix(addr.trim_start_matches("0x"), 16)
-                .unwrap_or_else(|e| panic!("header addr `{addr}`: {e}"))
-        })
-        .collect()
+    per_target(header, |t| hex_field(t, "addr"))
 }
 
 /// The summary's hits per target, in target order.
 pub fn target_hits(summary: &Value) -> Vec<u64> {
-    let targets = summary["targets"]
+    per_target(summary, |t| number(t, "hits"))
+}
+
+fn per_target(record: &Value, field: impl Fn(&Value) -> anyhow::Result<u64>) -> Vec<u64> {
+    record["targets"]
         .as_array()
-        .unwrap_or_else(|| panic!("no targets in the summary: {summary}"));
-    targets
+        .unwrap_or_else(|| panic!("no targets in {record}"))
         .iter()
-        .map(|t| {
-            t["hits"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("no hits in the summary: {summary}"))
-        })
+        .map(|t| field(t).unwrap_or_else(|e| panic!("{e:#}")))
         .collect()
 }

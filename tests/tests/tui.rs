@@ -7,115 +7,43 @@
 use std::{
     fs,
     os::unix::fs::PermissionsExt as _,
-    process::{Command, Output},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
-use hwbp_tests::{TempDir, fixture, hwbp_trace, root_or_skip};
+use hwbp_tests::{TempDir, fixture, harness::tmux::Tmux, hwbp_trace, root_or_skip};
 
-/// A detached tmux session on a server of its own (so that no other tmux
-/// user can disturb it, nor it them), killed on drop.
-struct Tmux {
-    socket: String,
-    name: String,
+/// `line` in a tmux pane of 100×30 (hwbp_tests::harness::tmux), its
+/// files in `dir`.
+fn pane(dir: &TempDir, line: &str) -> Tmux {
+    ok(Tmux::shell(&dir.0, (100, 30), line))
 }
 
-impl Tmux {
-    fn start(name: &str, width: u16, height: u16, command: &str) -> Self {
-        let socket = format!("{name}-socket");
-        let out = tmux(
-            &socket,
-            &[
-                "new-session",
-                "-d",
-                "-s",
-                name,
-                "-x",
-                &width.to_string(),
-                "-y",
-                &height.to_string(),
-                command,
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "tmux new-session: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self {
-            socket,
-            name: name.to_owned(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        tmux(&self.socket, args)
-    }
-
-    fn screen(&self) -> String {
-        let out = self.run(&["capture-pane", "-p", "-t", &self.name]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &str) {
-        let out = self.run(&["send-keys", "-t", &self.name, keys]);
-        assert!(out.status.success(), "tmux send-keys {keys}");
-    }
-
-    /// The pid of the program the pane's shell runs (hwbp-trace).
-    fn tracer(&self) -> u32 {
-        let out = self.run(&["display-message", "-p", "-t", &self.name, "#{pane_pid}"]);
-        let shell: u32 = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("the pane's pid");
-        *children(shell)
-            .first()
-            .expect("hwbp-trace runs in the pane")
-    }
-
-    /// Whether the pane is on the alternate screen.
-    fn alternate_on(&self) -> bool {
-        let out = self.run(&["display-message", "-p", "-t", &self.name, "#{alternate_on}"]);
-        String::from_utf8_lossy(&out.stdout).trim() == "1"
-    }
-
-    /// Waits until the screen satisfies `ok`; panics with the screen after
-    /// `timeout`.
-    fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.screen();
-            if ok(&screen) {
-                return screen;
-            }
-            if start.elapsed() > timeout {
-                panic!("timed out after {timeout:?} waiting for {what}; the screen:\n{screen}");
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// Waits until the screen satisfies `until`; panics with the screen after
+/// `timeout`.
+fn wait_for(pane: &Tmux, what: &str, timeout: Duration, until: impl Fn(&str) -> bool) -> String {
+    ok(pane.wait_for(what, timeout, until))
 }
 
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-        // tmux may leave its socket file behind.
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
-        let dir = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
-        let _ = fs::remove_file(format!("{dir}/tmux-{uid}/{}", self.socket));
-    }
+fn keys(pane: &Tmux, keys: &str) {
+    ok(pane.send_keys(keys));
 }
 
-fn tmux(socket: &str, args: &[&str]) -> Output {
-    Command::new("tmux")
-        .arg("-L")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running tmux {args:?}: {e}"))
+/// Whether the pane is on the alternate screen.
+fn alternate_on(pane: &Tmux) -> bool {
+    ok(pane.alternate_on())
+}
+
+/// The pid of the program the pane's shell runs (hwbp-trace).
+fn tracer(pane: &Tmux) -> u32 {
+    *children(ok(pane.pane_pid()))
+        .first()
+        .expect("hwbp-trace runs in the pane")
+}
+
+fn ok<T>(result: anyhow::Result<T>) -> T {
+    result.unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The HITS cell of a target's row in the targets table.
@@ -152,15 +80,11 @@ fn dashboard_shows_exact_hits_help_and_quits_cleanly() {
         "cd '{}' && '{trace}' HWBP_FX_COUNTER:w -- '{fx}' writes 50; echo EXIT=$?; stty -a; sleep 600",
         dir.0.display()
     );
-    let pane = Tmux::start(
-        &format!("hwbp-tui-{}", std::process::id()),
-        100,
-        30,
-        &command,
-    );
+    let pane = pane(&dir, &command);
 
     // The fixture finishes at once; the dashboard stays up with the final state.
-    let screen = pane.wait_for(
+    let screen = wait_for(
+        &pane,
         "50 hits and the process exited",
         Duration::from_secs(30),
         |s| {
@@ -178,13 +102,14 @@ fn dashboard_shows_exact_hits_help_and_quits_cleanly() {
         "the caller is named:\n{screen}"
     );
     assert!(
-        pane.alternate_on(),
+        alternate_on(&pane),
         "the dashboard is on the alternate screen"
     );
 
     // The fixture's `done 50` went into a pipe, not onto the dashboard's
     // screen; the hits panel says where it is.
-    let screen = pane.wait_for(
+    let screen = wait_for(
+        &pane,
         "the command's output counted",
         Duration::from_secs(5),
         |s| s.contains("fx_user output: 1 line (o)"),
@@ -193,22 +118,22 @@ fn dashboard_shows_exact_hits_help_and_quits_cleanly() {
         !screen.contains("done 50"),
         "the command's output is not on the screen:\n{screen}"
     );
-    pane.keys("o");
-    let output = pane.wait_for("the command's output", Duration::from_secs(5), |s| {
+    keys(&pane, "o");
+    let output = wait_for(&pane, "the command's output", Duration::from_secs(5), |s| {
         s.contains("output of fx_user · 1 line")
     });
     assert!(
         output.lines().any(|l| l.starts_with("│done 50 ")),
         "o shows the command's output:\n{output}"
     );
-    pane.keys("o");
-    let hits = pane.wait_for("the hits again", Duration::from_secs(5), |s| {
+    keys(&pane, "o");
+    let hits = wait_for(&pane, "the hits again", Duration::from_secs(5), |s| {
         s.contains("latest hits")
     });
     assert!(!hits.contains("done 50"), "{hits}");
 
-    pane.keys("?");
-    let help = pane.wait_for("the help overlay", Duration::from_secs(5), |s| {
+    keys(&pane, "?");
+    let help = wait_for(&pane, "the help overlay", Duration::from_secs(5), |s| {
         s.contains("hwbp-trace keys")
     });
     for line in [
@@ -219,14 +144,14 @@ fn dashboard_shows_exact_hits_help_and_quits_cleanly() {
     ] {
         assert!(help.contains(line), "the help lists `{line}`:\n{help}");
     }
-    pane.keys("Escape");
-    pane.wait_for("the help closed", Duration::from_secs(5), |s| {
+    keys(&pane, "Escape");
+    wait_for(&pane, "the help closed", Duration::from_secs(5), |s| {
         !s.contains("hwbp-trace keys")
     });
 
     // e writes the view to a file of the current directory, mode 0600.
-    pane.keys("e");
-    pane.wait_for("the snapshot notice", Duration::from_secs(5), |s| {
+    keys(&pane, "e");
+    wait_for(&pane, "the snapshot notice", Duration::from_secs(5), |s| {
         s.contains("view written to")
     });
     let snapshots: Vec<_> = fs::read_dir(&dir.0)
@@ -252,12 +177,12 @@ fn dashboard_shows_exact_hits_help_and_quits_cleanly() {
         .mode();
     assert_eq!(mode & 0o777, 0o600, "the snapshot is private");
 
-    pane.keys("q");
-    let end = pane.wait_for("hwbp-trace to exit", Duration::from_secs(10), |s| {
+    keys(&pane, "q");
+    let end = wait_for(&pane, "hwbp-trace to exit", Duration::from_secs(10), |s| {
         s.contains("EXIT=")
     });
     assert!(end.contains("EXIT=0"), "exit status 0:\n{end}");
-    assert!(!pane.alternate_on(), "back on the normal screen");
+    assert!(!alternate_on(&pane), "back on the normal screen");
     // The command's output printed on the normal screen, after a note and
     // before the summary.
     let lines: Vec<&str> = end.lines().map(str::trim_end).collect();
@@ -315,17 +240,15 @@ fn a_terminal_hang_up_ends_the_dashboard() {
     }
     let trace = hwbp_trace().display().to_string();
     let fx = fixture("fx_user").display().to_string();
-    let name = format!("hwbp-tui-hup-{}", std::process::id());
-    let pane = Tmux::start(
-        &name,
-        100,
-        30,
+    let dir = TempDir::new("tui-hup");
+    let pane = pane(
+        &dir,
         &format!("'{trace}' hwbp_fx_target -- '{fx}' spin 30; sleep 600"),
     );
-    pane.wait_for("tracing with hits", Duration::from_secs(30), |s| {
+    wait_for(&pane, "tracing with hits", Duration::from_secs(30), |s| {
         s.contains("● tracing") && hits_cell(s, "hwbp_fx_target").is_some_and(|h| h != "0")
     });
-    let tracer = pane.tracer();
+    let tracer = tracer(&pane);
     // The terminal goes away under the dashboard (a closed window, a lost ssh).
     drop(pane);
     let start = Instant::now();
@@ -353,14 +276,14 @@ fn root_and_tmux_or_skip(test: &str) -> bool {
 /// After `...; echo EXIT=$?; stty -a`: hwbp-trace's exit status, and
 /// the terminal in cooked mode again (raw mode shows -icanon -echo).
 fn assert_exit_and_cooked(pane: &Tmux, status: i32) -> String {
-    let end = pane.wait_for("hwbp-trace to exit", Duration::from_secs(15), |s| {
+    let end = wait_for(pane, "hwbp-trace to exit", Duration::from_secs(15), |s| {
         s.contains("EXIT=") && s.contains("icanon")
     });
     assert!(
         end.contains(&format!("EXIT={status}\n")),
         "exit status {status}:\n{end}"
     );
-    assert!(!pane.alternate_on(), "back on the normal screen:\n{end}");
+    assert!(!alternate_on(pane), "back on the normal screen:\n{end}");
     let modes: Vec<&str> = end.split_whitespace().collect();
     for mode in ["icanon", "echo", "isig"] {
         assert!(
@@ -369,10 +292,6 @@ fn assert_exit_and_cooked(pane: &Tmux, status: i32) -> String {
         );
     }
     end
-}
-
-fn pane_name(test: &str) -> String {
-    format!("hwbp-tui-{test}-{}", std::process::id())
 }
 
 /// `-o t.jsonl` is written while the dashboard runs: every hit and the
@@ -389,8 +308,9 @@ fn the_dashboard_writes_o_files() {
         "cd '{}' && '{trace}' HWBP_FX_COUNTER:w -o t.jsonl -- '{fx}' writes 50; echo EXIT=$?; stty -a; sleep 600",
         dir.0.display()
     );
-    let pane = Tmux::start(&pane_name("o"), 100, 30, &command);
-    let screen = pane.wait_for(
+    let pane = pane(&dir, &command);
+    let screen = wait_for(
+        &pane,
         "50 hits and the process exited",
         Duration::from_secs(30),
         |s| {
@@ -399,7 +319,7 @@ fn the_dashboard_writes_o_files() {
         },
     );
     assert!(screen.contains("writing t.jsonl"), "{screen}");
-    pane.keys("q");
+    keys(&pane, "q");
     assert_exit_and_cooked(&pane, 0);
     let text = fs::read_to_string(dir.path("t.jsonl")).expect("reading t.jsonl");
     let kinds: Vec<String> = text
@@ -438,12 +358,16 @@ fn with_p_the_dashboard_outlives_the_process() {
          until readlink /proc/$p/exe | grep -q 'fx_user$'; do sleep 0.01; done; \
          '{trace}' -p $p HWBP_FX_COUNTER:w; echo EXIT=$?; stty -a; sleep 600"
     );
-    let pane = Tmux::start(&pane_name("p"), 100, 30, &command);
-    pane.wait_for("the dashboard, armed", Duration::from_secs(30), |s| {
-        s.contains("● tracing") && s.contains("fx_user running")
-    });
+    let pane = pane(&dir, &command);
+    wait_for(
+        &pane,
+        "the dashboard, armed",
+        Duration::from_secs(30),
+        |s| s.contains("● tracing") && s.contains("fx_user running"),
+    );
     fs::write(&go, b"").expect("creating the go file");
-    let screen = pane.wait_for(
+    let screen = wait_for(
+        &pane,
         "50 hits and the process exited",
         Duration::from_secs(30),
         |s| {
@@ -457,13 +381,16 @@ fn with_p_the_dashboard_outlives_the_process() {
         "-p cannot know the exit status:\n{screen}"
     );
     // Still up, on the alternate screen, until q.
-    assert!(pane.alternate_on(), "{screen}");
-    pane.keys("?");
-    pane.wait_for("the help after the exit", Duration::from_secs(5), |s| {
-        s.contains("hwbp-trace keys")
-    });
-    pane.keys("Escape");
-    pane.keys("q");
+    assert!(alternate_on(&pane), "{screen}");
+    keys(&pane, "?");
+    wait_for(
+        &pane,
+        "the help after the exit",
+        Duration::from_secs(5),
+        |s| s.contains("hwbp-trace keys"),
+    );
+    keys(&pane, "Escape");
+    keys(&pane, "q");
     let end = assert_exit_and_cooked(&pane, 0);
     assert!(end.contains("50 hits in"), "the summary:\n{end}");
 }
@@ -477,16 +404,16 @@ fn sigterm_restores_the_terminal_and_prints_the_summary() {
     }
     let trace = hwbp_trace().display().to_string();
     let fx = fixture("fx_user").display().to_string();
-    let name = pane_name("term");
+    let dir = TempDir::new("tui-term");
     // One call per millisecond: little CPU for the other users.
     let command = format!(
         "'{trace}' hwbp_fx_target -- '{fx}' spin 30 1000; echo EXIT=$?; stty -a; sleep 600"
     );
-    let pane = Tmux::start(&name, 100, 30, &command);
-    pane.wait_for("tracing with hits", Duration::from_secs(30), |s| {
+    let pane = pane(&dir, &command);
+    wait_for(&pane, "tracing with hits", Duration::from_secs(30), |s| {
         s.contains("● tracing") && hits_cell(s, "hwbp_fx_target").is_some_and(|h| h != "0")
     });
-    let tracer = pane.tracer();
+    let tracer = tracer(&pane);
     let traced = children(tracer);
     // SAFETY: kill(2) takes no pointers; `tracer` is the pane's child.
     assert_eq!(unsafe { libc::kill(tracer as i32, libc::SIGTERM) }, 0);
@@ -520,10 +447,14 @@ fn a_caught_collector_panic_keeps_the_dashboard_until_q() {
     let command = format!(
         "HWBP_FAULT_PANIC_AFTER=10 '{trace}' HWBP_FX_COUNTER:w -- '{fx}' writes 50; echo EXIT=$?; stty -a; sleep 600"
     );
-    let pane = Tmux::start(&pane_name("panic"), 100, 30, &command);
-    let screen = pane.wait_for("the error on the dashboard", Duration::from_secs(30), |s| {
-        s.contains("ended: error")
-    });
+    let dir = TempDir::new("tui-panic");
+    let pane = pane(&dir, &command);
+    let screen = wait_for(
+        &pane,
+        "the error on the dashboard",
+        Duration::from_secs(30),
+        |s| s.contains("ended: error"),
+    );
     assert!(
         screen.contains("error: internal error while recording hits: fault injection"),
         "{screen}"
@@ -533,17 +464,17 @@ fn a_caught_collector_panic_keeps_the_dashboard_until_q() {
         Some("10"),
         "{screen}"
     );
-    assert!(pane.alternate_on(), "the dashboard is still up:\n{screen}");
+    assert!(alternate_on(&pane), "the dashboard is still up:\n{screen}");
     assert!(
         !screen.contains("panicked at"),
         "nothing written over it:\n{screen}"
     );
     // Keys still work: the terminal is still in raw mode.
-    pane.keys("?");
-    pane.wait_for("the help", Duration::from_secs(5), |s| {
+    keys(&pane, "?");
+    wait_for(&pane, "the help", Duration::from_secs(5), |s| {
         s.contains("hwbp-trace keys")
     });
-    pane.keys("q");
+    keys(&pane, "q");
     let end = assert_exit_and_cooked(&pane, 1);
     assert!(
         end.contains("panicked at"),

@@ -13,14 +13,12 @@ use anyhow::{Context as _, Result, ensure};
 use clap::Args;
 use serde_json::Value;
 
-use crate::{
-    build,
-    harness::{
-        fixture::{FixtureReads, printed},
-        trace::{Trace, expect_hit_frame, number, parse_framing, text_field, values},
-    },
-    setup, vm, workspace_root,
+use hwbp_tests::harness::{
+    fixture::{FixtureReads, printed},
+    trace::{Trace, expect_hit_frame, number, parse_framing, text_field, values},
 };
+
+use crate::{build, setup, vm, workspace_root};
 
 #[derive(Args)]
 pub struct Options {

@@ -3,13 +3,8 @@
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
-
-/// A command line as a person would type it (for messages).
-pub fn display(cmd: &Command) -> String {
-    let mut words = vec![cmd.get_program().to_string_lossy().into_owned()];
-    words.extend(cmd.get_args().map(|arg| arg.to_string_lossy().into_owned()));
-    words.join(" ")
-}
+// Shared with the tests' harness, which runs tmux with them.
+pub use hwbp_tests::harness::process::{display, output};
 
 /// Runs `cmd` with inherited stdio; fails unless it exits 0.
 pub fn exec(cmd: &mut Command) -> Result<()> {
@@ -21,23 +16,6 @@ pub fn exec(cmd: &mut Command) -> Result<()> {
         bail!("`{line}` failed ({status})");
     }
     Ok(())
-}
-
-/// Runs `cmd` and returns its stdout; fails (with its stderr) unless it exits 0.
-pub fn output(cmd: &mut Command) -> Result<String> {
-    let line = display(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("failed to start `{line}` (is it installed?)"))?;
-    if !out.status.success() {
-        bail!(
-            "`{line}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    String::from_utf8(out.stdout).with_context(|| format!("`{line}` printed non-UTF-8 output"))
 }
 
 /// Whether `cmd` runs and exits 0, its output discarded: for probes.

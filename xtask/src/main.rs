@@ -10,7 +10,6 @@ mod cpio;
 mod demo;
 mod exec;
 mod fuzz;
-mod harness;
 mod install;
 mod integration;
 mod kernel_tests;

@@ -12,15 +12,13 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
-use crate::{
-    exec::display,
-    harness::{
-        process::remove,
-        tmux::Tmux,
-        trace::{distinct_ustacks, jsonl_summary},
-    },
-    integration::count_lines,
+use hwbp_tests::harness::{
+    process::remove,
+    tmux::Tmux,
+    trace::{distinct_ustacks, jsonl_summary},
 };
+
+use crate::{exec::display, integration::count_lines};
 
 use super::{
     process::{

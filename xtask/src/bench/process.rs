@@ -15,10 +15,9 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
-use crate::{
-    exec::display,
-    harness::process::{timeval, wait4},
-};
+use hwbp_tests::harness::process::{timeval, wait4};
+
+use crate::exec::display;
 
 /// Reads a child's stderr on a thread: all of it at the end, and a signal
 /// when the `Tracing` line comes.

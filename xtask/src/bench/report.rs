@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use crate::{exec::display, harness::tmux::Tmux};
+use hwbp_tests::harness::tmux::Tmux;
+
+use crate::exec::display;
 
 use super::{
     results::{

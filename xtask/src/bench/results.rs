@@ -10,7 +10,9 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
-use crate::{exec::display, harness::trace::JsonlSummary, workspace_root};
+use hwbp_tests::harness::trace::JsonlSummary;
+
+use crate::{exec::display, workspace_root};
 
 use super::{strace::Phases, workload::Variant};
 

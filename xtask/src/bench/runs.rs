@@ -10,10 +10,9 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
-use crate::{
-    exec::display,
-    harness::process::{remove, signal},
-};
+use hwbp_tests::harness::process::{remove, signal};
+
+use crate::exec::display;
 
 use super::{
     process::{BpfSampler, BpfStatsOn, bpf_prog_stats, perf_enable, read_stderr, touch},

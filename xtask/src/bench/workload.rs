@@ -12,11 +12,9 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
-use crate::{
-    build,
-    exec::display,
-    harness::{process::remove, trace::jsonl_summary},
-};
+use hwbp_tests::harness::{process::remove, trace::jsonl_summary};
+
+use crate::{build, exec::display};
 
 use super::process::{no_aslr, on_path, touch};
 

@@ -5,7 +5,7 @@
 use anyhow::{Context as _, Result, ensure};
 
 use super::results::{KernelTest, Results, expect_frame, expect_hits};
-use crate::harness::{
+use hwbp_tests::harness::{
     fixture::{FixtureReads, printed},
     trace::{expect_hit_frame, hex_field, text_field, values},
 };

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, ensure};
 
-use crate::harness::trace::{Trace, expect_hit_frame, hex_field, parse_trace, text_field};
+use hwbp_tests::harness::trace::{Trace, expect_hit_frame, hex_field, parse_trace, text_field};
 
 /// One kernel test: what it runs in the guest and what it asserts.
 pub(super) struct KernelTest {

@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail, ensure};
 
 use super::results::{KernelTest, Results};
-use crate::{
-    demo,
-    harness::trace::{Trace, number, text_field},
-};
+use hwbp_tests::harness::trace::{Trace, number, text_field};
+
+use crate::demo;
 
 /// Hits per (comm, cpu).
 fn by_comm_and_cpu(trace: &Trace) -> Result<BTreeMap<(String, u64), usize>> {

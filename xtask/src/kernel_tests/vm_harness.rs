@@ -11,7 +11,9 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
-use crate::{harness::tmux::Tmux, workspace_root};
+use hwbp_tests::harness::tmux::Tmux;
+
+use crate::workspace_root;
 
 /// A check of the harness: `xtask vm` run as a user would, with these
 /// arguments before its own (`vm [--kvm] [--kernel V]`).

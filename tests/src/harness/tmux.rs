@@ -1,19 +1,20 @@
 //! A program that needs a terminal (the dashboard), run in tmux and read
-//! from its screen: the benchmark's dashboard runs and the kernel tests'
-//! dashboard over the VM's serial console.
+//! from its screen: the root tests of the dashboard (tests/tests/tui.rs),
+//! the benchmark's dashboard runs and the kernel tests' dashboard over the
+//! VM's serial console.
 
 use std::{
     fs,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-use super::process::{process_state, remove, shell_word, shell_words};
-use crate::exec;
+use super::process::{output, process_state, remove, shell_word, shell_words};
 
 /// A program that needs a terminal, in a detached tmux session on a
 /// private server. The server is our child (`tmux -D`), on its own socket
@@ -39,30 +40,57 @@ impl Tmux {
     pub const WIDTH: u16 = 120;
     pub const HEIGHT: u16 = 40;
 
-    /// `program` in a new WIDTH x HEIGHT session, its stderr to `stderr`.
+    /// `program` in a new WIDTH x HEIGHT session, its stderr to `stderr`;
+    /// [`Tmux::pid`] and [`Tmux::exit_status`] follow it.
     pub fn start(scratch: &Path, program: &Command, stderr: &Path) -> Result<Self> {
-        let socket = std::env::temp_dir().join(format!("hwbp-tmux-{}", std::process::id()));
-        let conf = scratch.join("tmux.conf");
-        let pid_file = scratch.join("tmux-program.pid");
-        let status_file = scratch.join("tmux-program.status");
-        for file in [&socket, &pid_file, &status_file] {
-            remove(file);
-        }
+        let files = Files::new(scratch);
+        // The inner sh writes its pid and execs the program, so the program
+        // has that pid and the outer sh, which waits for it, for parent.
+        let inner = format!(
+            "echo $$ >{}; exec {} 2>{}",
+            shell_word(&files.pid.to_string_lossy()),
+            shell_words(program),
+            shell_word(&stderr.to_string_lossy())
+        );
+        let line = format!(
+            "sh -c {}; echo $? >{}",
+            shell_word(&inner),
+            shell_word(&files.status.to_string_lossy())
+        );
+        Self::open(files, (Self::WIDTH, Self::HEIGHT), &line)
+    }
+
+    /// A shell command `line` in a new session of `size` (columns, rows),
+    /// as a user would type it: whatever it writes goes to the screen. Its
+    /// pid and status are not followed ([`Tmux::pane_pid`] is the shell's).
+    pub fn shell(scratch: &Path, size: (u16, u16), line: &str) -> Result<Self> {
+        Self::open(Files::new(scratch), size, line)
+    }
+
+    fn open(files: Files, (width, height): (u16, u16), line: &str) -> Result<Self> {
+        // One server per session, even for several at once in a process.
+        static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+        let socket = std::env::temp_dir().join(format!(
+            "hwbp-tmux-{}-{}",
+            std::process::id(),
+            SESSIONS.fetch_add(1, Ordering::Relaxed)
+        ));
+        remove(&socket);
         // remain-on-exit: the screen stays readable for error messages; no
-        // status line: the program gets all HEIGHT rows.
+        // status line: the program gets all the rows.
         fs::write(
-            &conf,
+            &files.conf,
             "set-option -g remain-on-exit on\n\
              set-option -g status off\n\
              set-option -g default-shell /bin/sh\n",
         )
-        .with_context(|| format!("writing {}", conf.display()))?;
+        .with_context(|| format!("writing {}", files.conf.display()))?;
         let server = Command::new("tmux")
             .env_remove("TMUX")
             .arg("-S")
             .arg(&socket)
             .arg("-f")
-            .arg(&conf)
+            .arg(&files.conf)
             .arg("-D")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -71,9 +99,9 @@ impl Tmux {
             .context("starting a tmux server (is tmux installed?)")?;
         let tmux = Tmux {
             socket,
-            conf,
-            pid_file,
-            status_file,
+            conf: files.conf,
+            pid_file: files.pid,
+            status_file: files.status,
             server,
         };
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -85,24 +113,11 @@ impl Tmux {
             );
             thread::sleep(Duration::from_millis(2));
         }
-        // The inner sh writes its pid and execs the program, so the program
-        // has that pid and the outer sh, which waits for it, for parent.
-        let inner = format!(
-            "echo $$ >{}; exec {} 2>{}",
-            shell_word(&tmux.pid_file.to_string_lossy()),
-            shell_words(program),
-            shell_word(&stderr.to_string_lossy())
-        );
-        let line = format!(
-            "sh -c {}; echo $? >{}",
-            shell_word(&inner),
-            shell_word(&tmux.status_file.to_string_lossy())
-        );
         let mut cmd = tmux.command();
         cmd.args(["new-session", "-d", "-s", Self::SESSION])
-            .args(["-x", &Self::WIDTH.to_string()])
-            .args(["-y", &Self::HEIGHT.to_string(), &line]);
-        exec::output(&mut cmd)?;
+            .args(["-x", &width.to_string()])
+            .args(["-y", &height.to_string(), line]);
+        output(&mut cmd)?;
         Ok(tmux)
     }
 
@@ -144,11 +159,30 @@ impl Tmux {
         }
     }
 
+    /// The pid of the pane's own process (the shell of [`Tmux::shell`]).
+    pub fn pane_pid(&self) -> Result<u32> {
+        let text = self.format("#{pane_pid}")?;
+        text.parse()
+            .with_context(|| format!("tmux gave {text:?} for the pane's pid"))
+    }
+
+    /// Whether the pane shows the alternate screen (a full-screen program's).
+    pub fn alternate_on(&self) -> Result<bool> {
+        Ok(self.format("#{alternate_on}")? == "1")
+    }
+
+    /// One of tmux's formats, for the pane.
+    fn format(&self, format: &str) -> Result<String> {
+        let mut cmd = self.command();
+        cmd.args(["display-message", "-p", "-t", Self::SESSION, format]);
+        Ok(output(&mut cmd)?.trim().to_owned())
+    }
+
     /// What the pane shows now.
     pub fn screen(&self) -> Result<String> {
         let mut cmd = self.command();
         cmd.args(["capture-pane", "-p", "-t", Self::SESSION]);
-        exec::output(&mut cmd)
+        output(&mut cmd)
     }
 
     /// Waits until the screen shows `text`; fails if the program exits first.
@@ -188,7 +222,7 @@ impl Tmux {
     pub fn send_keys(&self, keys: &str) -> Result<()> {
         let mut cmd = self.command();
         cmd.args(["send-keys", "-t", Self::SESSION, keys]);
-        exec::output(&mut cmd).map(drop)
+        output(&mut cmd).map(drop)
     }
 
     /// Waits for the program (`pid`) to exit; its exit status.
@@ -207,6 +241,28 @@ impl Tmux {
             }
             thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// The files of a session, in the caller's scratch directory.
+struct Files {
+    conf: PathBuf,
+    /// The program's pid, written before it starts.
+    pid: PathBuf,
+    /// Its exit status, written by the shell once it has reaped it.
+    status: PathBuf,
+}
+
+impl Files {
+    fn new(scratch: &Path) -> Self {
+        let files = Files {
+            conf: scratch.join("tmux.conf"),
+            pid: scratch.join("tmux-program.pid"),
+            status: scratch.join("tmux-program.status"),
+        };
+        remove(&files.pid);
+        remove(&files.status);
+        files
     }
 }
 

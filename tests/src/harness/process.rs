@@ -1,9 +1,15 @@
-//! Waiting for, signalling and describing processes the harness started,
-//! and quoting their command lines for sh.
+//! Running, waiting for, signalling and describing processes the harness
+//! started, and quoting their command lines for sh.
 
-use std::{fmt::Write as _, fs, path::Path, process::Command, time::Duration};
+use std::{
+    fmt::Write as _,
+    fs,
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
 /// Sends `sig` to a child of ours.
 pub fn signal(pid: u32, sig: libc::c_int) -> Result<()> {
@@ -85,4 +91,28 @@ pub fn wait4(pid: u32) -> Result<(i32, libc::rusage)> {
             return Err(error).with_context(|| format!("waiting for process {pid}"));
         }
     }
+}
+
+/// A command line as a person would type it (for messages).
+pub fn display(cmd: &Command) -> String {
+    let mut words = vec![cmd.get_program().to_string_lossy().into_owned()];
+    words.extend(cmd.get_args().map(|arg| arg.to_string_lossy().into_owned()));
+    words.join(" ")
+}
+
+/// Runs `cmd` and returns its stdout; fails (with its stderr) unless it exits 0.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let line = display(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("failed to start `{line}` (is it installed?)"))?;
+    if !out.status.success() {
+        bail!(
+            "`{line}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    String::from_utf8(out.stdout).with_context(|| format!("`{line}` printed non-UTF-8 output"))
 }

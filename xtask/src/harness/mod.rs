@@ -1,9 +1,0 @@
-//! What the demo, the benchmark and the kernel tests share in driving and
-//! reading hwbp-trace: its JSONL traces ([`trace`]), what the fixtures say
-//! they did ([`fixture`]), the processes they start ([`process`]) and the
-//! dashboard in a terminal ([`tmux`]). It depends on none of them.
-
-pub mod fixture;
-pub mod process;
-pub mod tmux;
-pub mod trace;
