@@ -305,11 +305,9 @@ fn find_slot(config: &Config, addr: u64) -> Option<SlotConfig> {
 /// all). Larger records, and any the one reservation fails for (a full
 /// buffer, or its lock taken on another CPU), go through [`output`].
 ///
-/// BPF time per hit (fx_user; medians of 7 to 11 alternating runs): write
-/// hits with a user stack 1097 → 1038 ns, without stacks 564 → 509 ns;
-/// execute hits with a user stack 665 → 628 ns. The verifier's count went
-/// down too (39,834 → 35,856 instructions): the fallback reads the frame
-/// count back from the map, so it is checked once, not once per arm.
+/// The fallback reads the frame count back from the map, so the verifier
+/// checks it once, not once per arm. What it saved: BENCHMARKS.md,
+/// "Tuning the BPF hit path".
 #[inline(always)]
 unsafe fn emit(hit: *const Hit, frames: usize, flags: u64) -> bool {
     macro_rules! direct {
@@ -408,30 +406,12 @@ const MIN_USER_FRAME: u64 = 0x1_0000;
 ///   the same way, a tail at a time (WINDOW_BYTES when the last walk had no
 ///   jump).
 ///
-/// BPF time per hit with a user stack (kernel.bpf_stats_enabled; medians
-/// of 7 to 9 alternating runs; fx_user `calls` and `writes`, 7 frames
-/// within 1,136 bytes of rsp, of which 768 are main's locals; the same
-/// with the stack 800 bytes lower (an environment variable), so that the
-/// frames cross a page end; `stacks`, 24 frames across a 5,000-byte frame,
-/// with a data watchpoint armed too):
-///
-/// | reads | execute | write | across a page end | deep, data watchpoint |
-/// |---|---:|---:|---:|---:|
-/// | 512 bytes each | 680-695 ns | 1070-1098 ns | 688, 1073 ns | 1626-1658 ns |
-/// | sized by the last walk, then 512 | 587-602 ns | 1000-1020 ns | 598, 1004 ns | 1638-1641 ns |
-/// | the row above again, a slower day | 645 ns | 1258 ns | 757, 1105 ns | 2029 ns |
-/// | split at a jump when a watchpoint is armed, alongside | 667 ns | 982 ns | 779, 924 ns | 1576 ns |
-///
 /// The first read crosses a page end when its frames do (they are on the
-/// stack, so mapped); read only up to the page end, as the later windows
-/// are, a walk across it took two reads (1255 ns a write hit). Fixed sizes
-/// measured before: 64-byte windows cost execute 865 ns, write 965 ns and
-/// the deep stack 2150 ns; 2048-byte windows, 670 and 1310 ns. A stack
-/// deeper than BUFFER_BYTES starts with at most WINDOW_BYTES. The last row
-/// includes [`emit`]'s saving; later reads of 512 bytes whatever the tail
-/// (41,008 verified instructions) cost write hits 70 to 100 ns of it. The
-/// verifier checks 42,517 instructions (39,834 before; 35,856 with
-/// [`emit`] alone).
+/// stack, so mapped): read only up to the page end, as the later windows
+/// are, a walk across it would take two reads. A stack deeper than
+/// BUFFER_BYTES starts with at most WINDOW_BYTES. How each of these
+/// choices was measured, against fixed sizes: BENCHMARKS.md, "Tuning the
+/// BPF hit path".
 const WINDOW_BYTES: u64 = 512;
 /// The longest first read (see [`walk_user_stack`]), a power of two.
 const BUFFER_BYTES: u64 = 2048;

@@ -204,6 +204,7 @@ pub fn run(options: Options) -> Result<()> {
         },
     );
     let out = out.unwrap_or_else(|| workspace_root().join("BENCHMARKS.md"));
+    let report = with_kept_part(report, fs::read_to_string(&out).ok().as_deref());
     fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
     println!(
         "bench: wrote {} ({:.0} s of measuring)",
@@ -216,3 +217,18 @@ pub fn run(options: Options) -> Result<()> {
 /// Call paths of `fx_user stacks` (17 levels of two functions): the most
 /// distinct stacks it can make.
 const FX_STACK_PATHS: u64 = 1 << 17;
+
+/// The line after which BENCHMARKS.md is kept by hand: measurements made
+/// while tuning the code, which no run of this benchmark repeats.
+pub(crate) const KEPT_BY_HAND: &str = "<!-- Kept by hand: `cargo xtask bench` rewrites everything above this line and keeps what follows. -->";
+
+/// `report`, then the hand-kept part of the `old` report, if it has one.
+fn with_kept_part(mut report: String, old: Option<&str>) -> String {
+    if let Some(kept) = old.and_then(|old| old.find(KEPT_BY_HAND).map(|at| &old[at..])) {
+        if !report.ends_with("\n\n") {
+            report.push('\n');
+        }
+        report.push_str(kept);
+    }
+    report
+}

@@ -8,7 +8,7 @@ use super::{
     strace::Phases,
     workload::Variant,
 };
-use crate::harness::{
+use hwbp_tests::harness::{
     process::{remove, shell_words},
     trace::distinct_ustacks,
 };
@@ -210,4 +210,16 @@ fn cpu_time_of_this_process() {
     let pid = std::process::id();
     cpu_time(pid).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(status_kib(pid, "VmHWM:").is_some_and(|kib| kib > 0));
+}
+
+#[test]
+fn the_hand_kept_part_of_the_report_survives_a_rewrite() {
+    let kept = format!("{}\n## Tuning\n\nmeasured by hand\n", super::KEPT_BY_HAND);
+    let old = format!("# Benchmarks\n\nold numbers\n\n{kept}");
+    let new = super::with_kept_part("# Benchmarks\n\nnew numbers\n".to_owned(), Some(&old));
+    assert_eq!(new, format!("# Benchmarks\n\nnew numbers\n\n{kept}"));
+    // Nothing kept by hand: the report alone.
+    let plain = super::with_kept_part("# B\n".to_owned(), Some("# old\n"));
+    assert_eq!(plain, "# B\n");
+    assert_eq!(super::with_kept_part("# B\n".to_owned(), None), "# B\n");
 }
