@@ -592,6 +592,23 @@ fn a_panic_while_recording_still_ends_with_a_summary() {
     assert_eq!(hits.len(), 5, "the hits before the fault");
     assert_eq!(summary["end_reason"], "error");
     assert_eq!(summary_hits(&summary, 0), 5);
+    // The hits the program recorded after the fault are in no line: each
+    // is counted as unrecorded and lost, and said (read_trace checked
+    // that kernel_count adds up).
+    let target = &summary["targets"][0];
+    let unrecorded = target["unrecorded"].as_u64().expect("unrecorded");
+    assert_eq!(
+        unrecorded + 5,
+        target["kernel_count"].as_u64().expect("kernel_count"),
+        "{summary}"
+    );
+    assert_eq!(summary["lost"].as_u64(), Some(unrecorded), "{summary}");
+    assert!(
+        err.contains(&format!(
+            "{unrecorded} hits were recorded by the kernel but never written"
+        )),
+        "{err}"
+    );
     assert!(
         summary["error"]
             .as_str()

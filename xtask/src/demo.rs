@@ -111,8 +111,10 @@ pub fn check(dir: &Path, show: usize) -> Result<Demo> {
     for target in trace.summary["targets"].as_array().into_iter().flatten() {
         let name = text_field(target, "target")?;
         ensure!(
-            number(target, "missed")? == 0 && number(target, "after_limit")? == 0,
-            "{name}: hits missed or after a limit: {target}"
+            number(target, "missed")? == 0
+                && number(target, "after_limit")? == 0
+                && number(target, "unrecorded")? == 0,
+            "{name}: hits missed, after a limit or unrecorded: {target}"
         );
         ensure!(
             name == "vfs_read" || number(target, "dropped")? == 0,

@@ -101,6 +101,13 @@ pub fn summary_table(summary: &Summary) -> String {
              (another BPF program was running on that CPU); the HITS column misses them\n"
         ));
     }
+    let unrecorded: u64 = summary.targets.iter().map(|t| t.unrecorded).sum();
+    if unrecorded > 0 {
+        out.push_str(&format!(
+            "hwbp-trace: {unrecorded} hits were recorded by the kernel but never written: \
+             tracing ended on an error before they were read\n"
+        ));
+    }
     if summary.signal.as_deref() == Some("SIGTRAP") {
         out.push_str(
             "hwbp-trace: the command died of SIGTRAP (status 133). Unless it traps itself, a \

@@ -261,6 +261,10 @@ pub struct TargetSummary {
     /// (`kernel_count - hits_seen_by_bpf`): lost before recording.
     #[serde(default)]
     pub missed: u64,
+    /// Hits the BPF program recorded that hwbp-trace never wrote: tracing
+    /// ended on an error before it read them (or a record was malformed).
+    #[serde(default)]
+    pub unrecorded: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -18,16 +18,23 @@ use crate::{
     record::format::Summary,
 };
 
-/// Every hit that fired but was not recorded, per target and in all:
-/// `missed[slot]` is the perf event's own count less what the program saw
-/// (recorded or filtered), never handed to BPF by the kernel; `lost` adds
-/// the ring buffer's drops and the malformed records to every target's
-/// missed hits.
-pub(super) fn losses(
-    counters: &[Counters],
-    kernel_counts: &[u64],
-    malformed: u64,
-) -> (Vec<u64>, u64) {
+/// Every hit that fired but was not recorded, per target and in all.
+pub(super) struct Losses {
+    /// Per target, the perf event's own count less what the program saw
+    /// (recorded or filtered): never handed to BPF by the kernel.
+    pub missed: Vec<u64>,
+    /// Per target, what the program put in the ring buffer (its hits less
+    /// its drops) less what hwbp-trace took from there (recorded, or past
+    /// `-n`): records left unread, or read but not recorded, when tracing
+    /// ended on an error (and malformed records, which name no target).
+    pub unrecorded: Vec<u64>,
+    /// The ring buffer's drops, missed and unrecorded hits, all targets.
+    pub lost: u64,
+}
+
+/// The [`Losses`] of a run, from the program's counters, the perf events'
+/// own counts and what the collector took per target (`consumed`).
+pub(super) fn losses(counters: &[Counters], kernel_counts: &[u64], consumed: &[u64]) -> Losses {
     let missed: Vec<u64> = counters
         .iter()
         .enumerate()
@@ -39,11 +46,21 @@ pub(super) fn losses(
                 .saturating_sub(c.hits + c.filtered)
         })
         .collect();
+    let unrecorded: Vec<u64> = counters
+        .iter()
+        .enumerate()
+        .map(|(slot, c)| {
+            (c.hits.saturating_sub(c.dropped))
+                .saturating_sub(consumed.get(slot).copied().unwrap_or(0))
+        })
+        .collect();
     let dropped: u64 = counters.iter().map(|c| c.dropped).sum();
-    (
-        missed.clone(),
-        malformed + dropped + missed.iter().sum::<u64>(),
-    )
+    let lost = dropped + missed.iter().sum::<u64>() + unrecorded.iter().sum::<u64>();
+    Losses {
+        missed,
+        unrecorded,
+        lost,
+    }
 }
 
 /// What finishing a run needs.
@@ -111,7 +128,14 @@ pub(super) fn finish(
         },
         _ => (None, None),
     };
-    let (missed, lost) = losses(&counters, &kernel_counts, batch.malformed());
+    let consumed: Vec<u64> = (0..breakpoints.len())
+        .map(|slot| collector.recorded_for(slot) + collector.after_limit[slot])
+        .collect();
+    let Losses {
+        missed,
+        unrecorded,
+        lost,
+    } = losses(&counters, &kernel_counts, &consumed);
     let summary = Summary {
         targets: breakpoints
             .iter()
@@ -126,11 +150,12 @@ pub(super) fn finish(
                 );
                 t.kernel_count = kernel_counts.get(slot).copied().unwrap_or(0);
                 t.missed = missed[slot];
+                t.unrecorded = unrecorded[slot];
                 t
             })
             .collect(),
         // Everything that fired but was not recorded: ring buffer full,
-        // never handed to BPF by the kernel, or a malformed record.
+        // never handed to BPF by the kernel, or left unrecorded by an error.
         lost,
         duration_s: started.elapsed().as_secs_f64(),
         end_reason: end_reason.as_str().to_owned(),
@@ -176,20 +201,38 @@ mod tests {
         }
     }
 
-    /// Every hit the perf events counted is recorded, filtered, dropped or
-    /// missed: what is not recorded or filtered is lost, and said.
+    /// Every hit the perf events counted is recorded, filtered, dropped,
+    /// missed or unrecorded: what is not recorded or filtered is lost, and
+    /// said.
     #[test]
     fn every_hit_is_accounted_for() {
         let c = [counters(10, 2, 3), counters(5, 0, 0)];
-        // Target 0: the kernel counted 16, the program saw 12: 4 missed.
-        // Target 1: all 5 seen.
-        let (missed, lost) = losses(&c, &[16, 5], 1);
-        assert_eq!(missed, [4, 0]);
-        assert_eq!(lost, 1 + 3 + 4, "malformed + dropped + missed");
+        // Target 0: the kernel counted 16, the program saw 12: 4 missed;
+        // 7 of its 10 hits reached the ring buffer, all 7 taken.
+        // Target 1: all 5 seen and taken.
+        let all = losses(&c, &[16, 5], &[7, 5]);
+        assert_eq!(all.missed, [4, 0]);
+        assert_eq!(all.unrecorded, [0, 0]);
+        assert_eq!(all.lost, 3 + 4, "dropped + missed");
         // A perf event that counted less than the program saw (its count
         // read first) is no negative loss.
-        assert_eq!(losses(&c, &[11, 5], 0), (vec![0, 0], 3));
+        let early = losses(&c, &[11, 5], &[7, 5]);
+        assert_eq!((early.missed, early.lost), (vec![0, 0], 3));
         // No kernel count (the event is gone): nothing missed is claimed.
-        assert_eq!(losses(&c, &[], 0), (vec![0, 0], 3));
+        assert_eq!(losses(&c, &[], &[7, 5]).lost, 3);
+    }
+
+    /// Tracing that ends on an error leaves records in the ring buffer (or
+    /// in a batch taken from it) that no line holds: each is counted.
+    #[test]
+    fn records_an_error_left_behind_are_lost_and_said() {
+        // 20 hits, 5 recorded before the error (the fault-injection test).
+        let c = [counters(20, 0, 0)];
+        let early = losses(&c, &[20], &[5]);
+        assert_eq!(early.unrecorded, [15]);
+        assert_eq!(early.missed, [0]);
+        assert_eq!(early.lost, 15);
+        // Records taken past -n are consumed, not lost.
+        assert_eq!(losses(&c, &[20], &[20]).lost, 0);
     }
 }

@@ -278,6 +278,7 @@ fn target_summary(bp: &Breakpoint, c: &Counters, hits: u64, after_limit: u64) ->
         after_limit,
         kernel_count: 0,
         missed: 0,
+        unrecorded: 0,
     }
 }
 
