@@ -20,7 +20,7 @@ use crate::{
 
 /// Every hit that fired but was not recorded, per target and in all:
 /// `missed[slot]` is the perf event's own count less what the program saw
-/// (recorded or filtered), never handed to BPF by the kernel; `lost` adds
+/// (recorded, filtered or rejected by a condition), never handed to BPF by the kernel; `lost` adds
 /// the ring buffer's drops and the malformed records to every target's
 /// missed hits.
 pub(super) fn losses(
@@ -36,7 +36,7 @@ pub(super) fn losses(
                 .get(slot)
                 .copied()
                 .unwrap_or(0)
-                .saturating_sub(c.hits + c.filtered)
+                .saturating_sub(c.hits + c.filtered + c.cond_rejected)
         })
         .collect();
     let dropped: u64 = counters.iter().map(|c| c.dropped).sum();

@@ -41,7 +41,8 @@ pub fn parse_trace(text: &str) -> Result<Trace> {
 
 /// The framing alone (a header first, a summary last, hits between, the
 /// summary's hits equal to the hit lines), and the accounting: per target,
-/// `kernel_count = hits + dropped + filtered + missed + after_limit`.
+/// `kernel_count = hits + dropped + filtered + rejected + missed + after_limit`
+/// (`rejected`, by a condition, is there only when not 0).
 pub fn parse_framing(text: &str) -> Result<Trace> {
     let lines: Vec<Value> = text
         .lines()
@@ -88,10 +89,11 @@ pub fn parse_framing(text: &str) -> Result<Trace> {
         let accounted = ["hits", "dropped", "filtered", "missed", "after_limit"]
             .into_iter()
             .map(|key| number(target, key))
-            .sum::<Result<u64>>()?;
+            .sum::<Result<u64>>()?
+            + target["rejected"].as_u64().unwrap_or(0);
         ensure!(
             number(target, "kernel_count")? == accounted,
-            "kernel_count is not hits + dropped + filtered + missed + after_limit for \
+            "kernel_count is not hits + dropped + filtered + rejected + missed + after_limit for \
              {name}: {target}"
         );
     }
