@@ -162,6 +162,8 @@ pub struct JsonlSummary {
     pub lost: u64,
     pub kernel_count: u64,
     pub stack_errors: u64,
+    /// Hits conditions rejected (`TARGET if COND`).
+    pub rejected: u64,
 }
 
 /// How many different `ustack` arrays the hit records of a JSONL file hold
@@ -232,5 +234,6 @@ pub fn jsonl_summary(path: &Path) -> Result<JsonlSummary> {
         lost: summary["lost"].as_u64().unwrap_or(0),
         kernel_count: sum("kernel_count"),
         stack_errors: sum("kstack_errors") + sum("ustack_errors"),
+        rejected: sum("rejected"),
     })
 }
