@@ -162,9 +162,13 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     // SAFETY: `hit` and `counters` are this CPU's (see below).
     flags = unsafe { read_value(&config, addr, flags, hit, counters) };
     // A data target whose value could not be read is recorded (without its
-    // value, counted in value_errors), its condition not evaluated.
+    // value, counted in value_errors), its condition not evaluated; one
+    // whose value is never read (execute, or reads trapping in user mode)
+    // has a condition without `value` (userspace refuses it there).
+    let unread = config.flags & SLOT_EXECUTE != 0
+        || (config.flags & SLOT_READS != 0 && flags & HIT_USER_MODE != 0);
     if config.flags & SLOT_COND != 0
-        && (config.flags & SLOT_EXECUTE != 0 || flags & HIT_NO_VALUE == 0)
+        && (unread || flags & HIT_NO_VALUE == 0)
         // SAFETY: `scratch` and `hit` are this CPU's (see below).
         && !unsafe { condition(config.slot, &regs, scratch, hit, pid_tgid, comm) }
     {

@@ -89,6 +89,14 @@ fn conditions_on_values_keep_exactly_the_true_hits() {
     );
     assert_eq!(counts(&targets[0]), (40, 60), "level");
     assert_eq!(counts(&targets[1]), (29, 91), "state");
+    // A user `rw` watchpoint has no value, but the task's operands work.
+    let (_, rw) = traced(
+        &dir,
+        &program,
+        &["level:rw if comm == \"cond\"", "state:rw if comm != \"cond\""],
+    );
+    assert_eq!(counts(&rw[0]), (100, 0), "level, every write kept");
+    assert_eq!(counts(&rw[1]), (0, 120), "state, every write rejected");
     let values = |target: &str| -> Vec<u64> {
         hits.iter()
             .filter(|h| h["target"] == target)
