@@ -93,7 +93,10 @@ fn conditions_on_values_keep_exactly_the_true_hits() {
     let (_, rw) = traced(
         &dir,
         &program,
-        &["level:rw if comm == \"cond\"", "state:rw if comm != \"cond\""],
+        &[
+            "level:rw if comm == \"cond\"",
+            "state:rw if comm != \"cond\"",
+        ],
     );
     assert_eq!(counts(&rw[0]), (100, 0), "level, every write kept");
     assert_eq!(counts(&rw[1]), (0, 120), "state, every write rejected");
