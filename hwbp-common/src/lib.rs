@@ -119,8 +119,8 @@ pub struct Config {
 const _: () = assert!(size_of::<Config>() == size_of::<Filter>() + 24 * MAX_SLOTS);
 
 /// Per-target, per-CPU counters (the `COUNTERS` per-CPU array, indexed by
-/// slot). `hits` counts every hit that passed the filters, so
-/// `hits == records delivered + dropped` always holds.
+/// slot). `hits` counts every hit that passed the filters and the target's
+/// condition, so `hits == records delivered + dropped` always holds.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
