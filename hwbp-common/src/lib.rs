@@ -23,6 +23,8 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_SCRATCH: &str = "SCRATCH";
+pub const MAP_CONDS: &str = "CONDS";
+pub const MAP_OLD: &str = "OLD";
 pub const PROGRAM: &str = "hwbp";
 
 /// [`SlotConfig::flags`]: the target address is in the kernel (read its value
@@ -39,6 +41,9 @@ pub const SLOT_USTACK: u32 = 1 << 3;
 /// mode (exc_debug_user in arch/x86/kernel/traps.c), so there the program
 /// must not read the watched bytes: every byte read would trap again.
 pub const SLOT_READS: u32 = 1 << 4;
+/// [`SlotConfig::flags`]: the target has a condition, its program in
+/// `CONDS[slot]` (see [`CondProgram`]); targets without one never look there.
+pub const SLOT_COND: u32 = 1 << 5;
 
 /// Per-target configuration, found by breakpoint address in [`Config`]: a
 /// hit's `bpf_perf_event_data::addr` is the address the breakpoint was
@@ -114,8 +119,8 @@ pub struct Config {
 const _: () = assert!(size_of::<Config>() == size_of::<Filter>() + 24 * MAX_SLOTS);
 
 /// Per-target, per-CPU counters (the `COUNTERS` per-CPU array, indexed by
-/// slot). `hits` counts every hit that passed the filters, so
-/// `hits == records delivered + dropped` always holds.
+/// slot). `hits` counts every hit that passed the filters and the target's
+/// condition, so `hits == records delivered + dropped` always holds.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -131,8 +136,11 @@ pub struct Counters {
     pub filtered: u64,
     /// Value reads that failed (the hit is recorded with `HIT_NO_VALUE`).
     pub value_errors: u64,
+    /// Hits the target's condition (`TARGET if COND`) rejected: not in
+    /// `hits`, nothing reserved for them.
+    pub cond_rejected: u64,
 }
-const _: () = assert!(size_of::<Counters>() == 48);
+const _: () = assert!(size_of::<Counters>() == 56);
 
 /// [`Hit::flags`]: the value could not be read.
 pub const HIT_NO_VALUE: u32 = 1 << 0;
@@ -202,8 +210,82 @@ impl Hit {
     }
 }
 
+/// Instructions in one [`CondProgram`]: one per comparison of a condition.
+pub const MAX_COND_INSNS: usize = 16;
+
+/// [`CondInsn::jt`]/[`CondInsn::jf`]: keep the hit.
+pub const COND_ACCEPT: u8 = 0xff;
+/// [`CondInsn::jt`]/[`CondInsn::jf`]: reject the hit.
+pub const COND_REJECT: u8 = 0xfe;
+
+/// [`CondInsn::lhs`]/[`CondInsn::rhs`]: the operands the program gathers
+/// per hit, by index. `COND_VALUE` is the watched bytes after the access,
+/// `COND_OLD` the value the program read at this target's previous hit (or
+/// userspace at arming), `COND_ARG0 + i` argument register i.
+pub const COND_VALUE: u8 = 0;
+pub const COND_OLD: u8 = 1;
+pub const COND_ARG0: u8 = 2;
+pub const COND_PID: u8 = 8;
+pub const COND_TID: u8 = 9;
+pub const COND_CPU: u8 = 10;
+/// An integer literal: [`CondInsn::imm`]`[0]` (rhs only).
+pub const COND_IMM: u8 = 11;
+/// Operands the program gathers: the first eleven above, then the comm's
+/// two words (compared only by [`COND_OP_COMM`]).
+pub const COND_OPERANDS: usize = 16;
+pub const COND_COMM_LO: usize = 12;
+pub const COND_COMM_HI: usize = 13;
+
+/// [`CondInsn::op`]: how lhs compares with rhs; true jumps to `jt`.
+pub const COND_OP_EQ: u8 = 0;
+pub const COND_OP_LT: u8 = 1;
+pub const COND_OP_LE: u8 = 2;
+/// `lhs & rhs != 0`.
+pub const COND_OP_MASK: u8 = 3;
+/// The comm equals `imm` (16 bytes, NUL-padded); lhs and rhs unused.
+pub const COND_OP_COMM: u8 = 4;
+
+/// [`CondInsn::flags`]: compare as signed (both operands sign-extended
+/// from their widths by [`CondInsn::lshift`]/[`CondInsn::rshift`]).
+pub const COND_SIGNED: u8 = 1 << 0;
+
+/// One comparison of a condition program: take operand `lhs`, shift it left
+/// by `lshift` then right by as much (arithmetic when signed: that narrows it
+/// to its type's width, an argument's register has garbage above), the same
+/// for `rhs` (a literal is stored already normalized), compare, and go on
+/// at instruction `jt` when true, `jf` when false, or stop at
+/// [`COND_ACCEPT`]/[`COND_REJECT`]. Jumps go forward only, so a program
+/// ends within [`MAX_COND_INSNS`] steps. `!=`, `>` and `>=` are `==`, `<=`
+/// and `<` with their targets swapped.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CondInsn {
+    pub op: u8,
+    pub flags: u8,
+    pub lhs: u8,
+    pub rhs: u8,
+    pub lshift: u8,
+    pub rshift: u8,
+    pub jt: u8,
+    pub jf: u8,
+    /// The literal (`imm[0]`), or the comm (both words).
+    pub imm: [u64; 2],
+}
+const _: () = assert!(size_of::<CondInsn>() == 24);
+
+/// A target's condition, compiled by userspace (`CONDS[slot]`): it starts
+/// at instruction 0. An unused instruction rejects.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CondProgram {
+    pub insns: [CondInsn; MAX_COND_INSNS],
+}
+const _: () = assert!(size_of::<CondProgram>() == 24 * MAX_COND_INSNS);
+
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: as below.
+    unsafe impl aya::Pod for super::CondProgram {}
     // SAFETY: each type is repr(C), Copy, made only of integers and integer
     // arrays, and explicitly padded, so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::Config {}

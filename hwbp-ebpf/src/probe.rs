@@ -19,9 +19,11 @@ use aya_ebpf::{
 };
 use hwbp_common::{
     COMM_LEN, Config, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, HIT_HEADER_SIZE, HIT_NO_VALUE,
-    HIT_USER_MODE, Hit, MAX_SLOTS, MAX_STACK_DEPTH, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK,
-    SLOT_READS, SLOT_USTACK, SlotConfig,
+    HIT_USER_MODE, Hit, MAX_SLOTS, MAX_STACK_DEPTH, SLOT_COND, SLOT_EXECUTE, SLOT_KERNEL,
+    SLOT_KSTACK, SLOT_READS, SLOT_USTACK, SlotConfig,
 };
+
+use crate::condition::{COND_SCRATCH, condition};
 
 /// Hits, in order per CPU. Sized by userspace (`--buffer-size`) at load time.
 #[map(name = "EVENTS")]
@@ -37,7 +39,7 @@ static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_SLOTS
 
 /// This CPU's working memory (neither fits on the 512-byte BPF stack).
 #[repr(C)]
-struct Scratch {
+pub(crate) struct Scratch {
     /// Where a hit is assembled before its used part goes to `EVENTS`.
     hit: Hit,
     /// How many bytes from rsp the last user stack walk on this CPU read
@@ -61,6 +63,20 @@ struct Scratch {
     /// from; a word longer than the longest read, for the verifier (see
     /// there).
     window: [u64; BUFFER_WORDS as usize + 1],
+    /// A condition's operands, gathered per hit (see [`condition`]).
+    operands: [u64; COND_SCRATCH],
+}
+
+impl Scratch {
+    /// Where [`condition`] gathers its operands.
+    ///
+    /// # Safety
+    /// `scratch` is this CPU's scratch entry.
+    #[inline(always)]
+    pub(crate) unsafe fn operands(scratch: *mut Self) -> *mut u64 {
+        // SAFETY: see the function's safety section.
+        unsafe { (&raw mut (*scratch).operands).cast() }
+    }
 }
 
 /// One map for both parts of [`Scratch`]: each map a hit looks up is a
@@ -137,14 +153,31 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         unsafe { (*counters).filtered += 1 };
         return Ok(0);
     }
-    // SAFETY: as above.
-    unsafe { (*counters).hits += 1 };
-
     let mut flags = 0u32;
     // The user-mode bit of the code segment selector (CPL 3).
     if regs.cs & 3 == 3 {
         flags |= HIT_USER_MODE;
     }
+    // Before the condition, which may compare it.
+    // SAFETY: `hit` and `counters` are this CPU's (see below).
+    flags = unsafe { read_value(&config, addr, flags, hit, counters) };
+    // A data target whose value could not be read is recorded (without its
+    // value, counted in value_errors), its condition not evaluated; one
+    // whose value is never read (execute, or reads trapping in user mode)
+    // has a condition without `value` (userspace refuses it there).
+    let unread = config.flags & SLOT_EXECUTE != 0
+        || (config.flags & SLOT_READS != 0 && flags & HIT_USER_MODE != 0);
+    if config.flags & SLOT_COND != 0
+        && (unread || flags & HIT_NO_VALUE == 0)
+        // SAFETY: `scratch` and `hit` are this CPU's (see below).
+        && !unsafe { condition(config.slot, &regs, scratch, hit, pid_tgid, comm) }
+    {
+        // SAFETY: per-CPU slot of this CPU, as above.
+        unsafe { (*counters).cond_rejected += 1 };
+        return Ok(0);
+    }
+    // SAFETY: as above.
+    unsafe { (*counters).hits += 1 };
 
     // SAFETY: `hit` points to this CPU's scratch Hit, which no other program
     // uses while this one runs (perf_event programs do not nest on a CPU);
@@ -164,7 +197,6 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         if config.flags & SLOT_EXECUTE != 0 {
             (*hit).args = [regs.rdi, regs.rsi, regs.rdx, regs.rcx, regs.r8, regs.r9];
         }
-        flags = read_value(&config, addr, flags, hit, counters);
 
         let frames = (*hit).frames.as_mut_ptr();
         // A hit in user mode has no kernel frames (the kernel's unwinder

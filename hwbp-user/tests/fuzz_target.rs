@@ -1,4 +1,5 @@
-//! Property tests (fuzzing) of the target grammar, [`TargetSpec::from_str`].
+//! Property tests (fuzzing) of the target grammar, [`TargetSpec::from_str`],
+//! and of conditions (`TARGET if COND`, [`Condition::parse`]).
 //!
 //! 256 cases per property in the normal test suite; `cargo xtask fuzz` runs
 //! the same properties with many more (PROPTEST_CASES). A failure is shrunk
@@ -7,7 +8,10 @@
 
 use std::path::PathBuf;
 
-use hwbp::target::{Location, Mode, TargetError, TargetSpec};
+use hwbp::target::{
+    Location, Mode, TargetError, TargetSpec,
+    condition::{Arguments, Condition, IntType, Operands},
+};
 use proptest::prelude::*;
 
 /// Every way the grammar spells each mode.
@@ -69,7 +73,7 @@ proptest! {
     #[test]
     fn never_panics(input in any::<String>()) {
         if let Ok(spec) = input.parse::<TargetSpec>() {
-            prop_assert_eq!(spec.text, input.trim());
+            text_kept(&spec, &input)?;
         }
     }
 
@@ -78,7 +82,7 @@ proptest! {
     #[test]
     fn never_panics_on_grammar_characters(input in "[a-z0-9xXrw_:+/. \\-]{0,24}") {
         if let Ok(spec) = input.parse::<TargetSpec>() {
-            prop_assert_eq!(spec.text, input.trim());
+            text_kept(&spec, &input)?;
             if let Location::Symbol { name, .. } = &spec.location {
                 prop_assert!(!name.is_empty());
             }
@@ -121,7 +125,8 @@ proptest! {
         }
         let input = format!("{}{text}{}", pad.0, pad.1);
         let spec = input.parse::<TargetSpec>().map_err(|e| TestCaseError::fail(format!("{input:?}: {e}")))?;
-        let TargetSpec { text: parsed_text, binary: parsed_binary, location, mode: parsed_mode, len: parsed_len } = spec;
+        let TargetSpec { text: parsed_text, binary: parsed_binary, location, mode: parsed_mode, len: parsed_len, condition } = spec;
+        prop_assert_eq!(condition, None);
         prop_assert_eq!(parsed_text, text);
         prop_assert_eq!(parsed_binary, binary.map(PathBuf::from));
         prop_assert_eq!(location, Location::Symbol { name, offset: offset.map_or(0, |(n, _)| n) });
@@ -169,6 +174,122 @@ proptest! {
     fn bad_offsets_are_refused(name in symbol(), offset in "[g-z_]{1,8}") {
         let text = format!("{name}+{offset}");
         prop_assert_eq!(text.parse::<TargetSpec>(), Err(TargetError::Offset(offset)));
+    }
+}
+
+/// The text a target keeps: all of it, or what comes before ` if `.
+fn text_kept(spec: &TargetSpec, input: &str) -> Result<(), TestCaseError> {
+    match &spec.condition {
+        None => prop_assert_eq!(&spec.text, input.trim()),
+        Some(_) => prop_assert!(input.trim().starts_with(&spec.text), "{input:?}"),
+    }
+    Ok(())
+}
+
+/// An operand of a condition, as written.
+fn cond_operand() -> impl Strategy<Value = String> {
+    prop::sample::select(
+        &[
+            "value", "old", "arg0", "arg5", "pid", "tid", "cpu", "delta", "count",
+        ][..],
+    )
+    .prop_map(str::to_owned)
+}
+
+/// One comparison: an operand, an operator and a literal or operand, or a
+/// comm test, or a bare operand.
+fn comparison() -> impl Strategy<Value = String> {
+    let op = prop::sample::select(&["==", "!=", "<", "<=", ">", ">=", "&"][..]);
+    let literal = prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| format!("{n:#x}")),
+        cond_operand(),
+    ];
+    prop_oneof![
+        (cond_operand(), op, literal, any::<bool>()).prop_map(|(a, op, b, flip)| {
+            if flip {
+                format!("{b} {op} {a}")
+            } else {
+                format!("{a} {op} {b}")
+            }
+        }),
+        "[a-z\\\"]{0,8}".prop_map(|s| {
+            let escaped = s.replace('\\', "\\\\").replace('"', "\\\"");
+            format!("comm != \"{escaped}\"")
+        }),
+        cond_operand(),
+    ]
+}
+
+/// A condition of comparisons joined by &&, ||, ! and parentheses.
+fn condition() -> impl Strategy<Value = String> {
+    comparison().prop_recursive(4, 16, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} && {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) || {b}")),
+            inner.prop_map(|a| format!("!({a})")),
+        ]
+    })
+}
+
+/// What the compiler is given in the properties: a signed 4-byte value and
+/// two named arguments.
+fn operands(data: bool) -> Operands {
+    let int = IntType {
+        bytes: 4,
+        signed: true,
+        name: "int".into(),
+    };
+    if data {
+        Operands {
+            value: Ok(int),
+            args: Err("a data watchpoint".into()),
+        }
+    } else {
+        Operands {
+            value: Err("an execute breakpoint".into()),
+            args: Ok(Arguments {
+                function: "f".into(),
+                named: vec![
+                    ("delta".into(), Ok((0, int))),
+                    ("count".into(), Err("xmm0".into())),
+                ],
+            }),
+        }
+    }
+}
+
+proptest! {
+    /// Whatever the text after `if`, parsing and compiling return Ok or
+    /// Err, and an error points inside the text (or at its end).
+    #[test]
+    fn conditions_never_panic(input in "[a-z0-9 ()!&|<>=\"x_-]{0,40}", data in any::<bool>()) {
+        match Condition::parse(&input) {
+            Ok(cond) => {
+                if let Err(e) = cond.compile(&operands(data)) {
+                    prop_assert!(e.pos <= e.text.len(), "{e}");
+                }
+            }
+            Err(e) => prop_assert!(e.pos <= e.text.len(), "{e}"),
+        }
+    }
+
+    /// A generated condition parses; printed, it parses back to the same
+    /// condition (the printed form is a fixed point), and compiling either
+    /// gives the same program.
+    #[test]
+    fn conditions_print_and_parse_back(cond in condition(), data in any::<bool>()) {
+        let parsed = Condition::parse(&cond).map_err(|e| TestCaseError::fail(format!("{cond:?}: {e}")))?;
+        let printed = parsed.to_string();
+        let again = Condition::parse(&printed).map_err(|e| TestCaseError::fail(format!("{printed:?}: {e}")))?;
+        prop_assert_eq!(&again.to_string(), &printed);
+        let operands = operands(data);
+        prop_assert_eq!(parsed.compile(&operands).ok(), again.compile(&operands).ok());
+        // In a target too, after a C++ signature with spaces.
+        let target = format!("f(int, char*) if {cond}");
+        let spec = target.parse::<TargetSpec>().map_err(|e| TestCaseError::fail(format!("{target:?}: {e}")))?;
+        prop_assert_eq!(spec.text, "f(int, char*)");
+        prop_assert_eq!(spec.condition.map(|c| c.to_string()), Some(printed));
     }
 }
 

@@ -10,6 +10,8 @@
 //!   busiest [`COMM_LABELS_LIMIT`] per target, the rest as `comm="[other]"`
 //!   (label values are unbounded: a cap keeps Prometheus healthy).
 //! - `hwbp_dropped_total`: hits lost because the ring buffer was full.
+//! - `hwbp_rejected_total{target,symbol,mode}`: hits a target's condition
+//!   (`TARGET if COND`) rejected in the kernel (targets with one only).
 //! - `hwbp_armed_breakpoints`: perf events armed (targets × CPUs or threads).
 //! - `hwbp_ringbuf_fill_ratio`: how full the BPF ring buffer is, 0 to 1
 //!   (once armed: the ring buffer is found among the process's descriptors).
@@ -52,6 +54,8 @@ struct TargetLabels {
     target: String,
     symbol: String,
     mode: String,
+    /// It has a condition: its rejected hits are a series.
+    condition: bool,
 }
 
 /// What the server shows besides the statistics: set once armed.
@@ -116,6 +120,7 @@ impl MetricsServer {
                     target: bp.spec.text.clone(),
                     symbol: bp.symbol.clone(),
                     mode: bp.mode.as_str().to_owned(),
+                    condition: bp.spec.condition.is_some(),
                 })
                 .collect();
         }
@@ -171,9 +176,10 @@ fn serve(server: &tiny_http::Server, stats: &SharedStats, armed: &Armed) {
 fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error> {
     let targets = armed.targets.lock().map(|t| t.clone()).unwrap_or_default();
     // Copy under the lock, encode after it.
-    let (hits, comms, dropped) = match stats.lock() {
+    let (hits, comms, dropped, rejected) = match stats.lock() {
         Ok(s) => {
             let hits: Vec<u64> = s.targets.iter().map(|t| t.hits).collect();
+            let rejected: Vec<u64> = s.counters.iter().map(|c| c.cond_rejected).collect();
             let comms: Vec<Vec<(String, u64)>> = s
                 .targets
                 .iter()
@@ -198,14 +204,15 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
                     c
                 })
                 .collect();
-            (hits, comms, s.dropped())
+            (hits, comms, s.dropped(), rejected)
         }
-        Err(_) => (Vec::new(), Vec::new(), 0),
+        Err(_) => (Vec::new(), Vec::new(), 0, Vec::new()),
     };
 
     let mut registry = Registry::default();
     let hits_family = Family::<Labels, Counter>::default();
     let comm_family = Family::<Labels, Counter>::default();
+    let rejected_family = Family::<Labels, Counter>::default();
     for (i, t) in targets.iter().enumerate() {
         let labels = vec![
             ("target".to_owned(), t.target.clone()),
@@ -215,6 +222,11 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
         hits_family
             .get_or_create(&labels)
             .inc_by(hits.get(i).copied().unwrap_or(0));
+        if t.condition {
+            rejected_family
+                .get_or_create(&labels)
+                .inc_by(rejected.get(i).copied().unwrap_or(0));
+        }
         for (comm, n) in comms.get(i).map(Vec::as_slice).unwrap_or_default() {
             let labels = vec![
                 ("target".to_owned(), t.target.clone()),
@@ -229,6 +241,13 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
         format!("Hits recorded per target and command name (the busiest {COMM_LABELS_LIMIT}, then [other])"),
         comm_family,
     );
+    if targets.iter().any(|t| t.condition) {
+        registry.register(
+            "hwbp_rejected",
+            "Hits a target's condition rejected in the kernel",
+            rejected_family,
+        );
+    }
     let dropped_counter = Counter::<u64>::default();
     dropped_counter.inc_by(dropped);
     registry.register(
@@ -396,6 +415,7 @@ mod tests {
                 target: "t".into(),
                 symbol: "sym".into(),
                 mode: "w".into(),
+                condition: false,
             });
         }
         (stats, armed)
@@ -423,6 +443,25 @@ mod tests {
                 "missing `{line}` in:\n{text}"
             );
         }
+        assert!(!text.contains("hwbp_rejected"), "no condition: {text}");
+    }
+
+    /// A target with a condition has its rejected hits as a series.
+    #[test]
+    fn rejected_hits_of_conditions() {
+        let (stats, armed) = one_target(["a"].map(String::from));
+        if let Ok(mut t) = armed.targets.lock() {
+            t[0].condition = true;
+        }
+        if let Ok(mut s) = stats.lock() {
+            s.counters[0].cond_rejected = 7;
+        }
+        let text = render(&stats, &armed).expect("render");
+        let line = "hwbp_rejected_total{target=\"t\",symbol=\"sym\",mode=\"w\"} 7";
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
     }
 
     #[test]

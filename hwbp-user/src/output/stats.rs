@@ -442,6 +442,7 @@ fn counters_since(c: &Counters, base: &Counters) -> Counters {
         ustack_errors,
         filtered,
         value_errors,
+        cond_rejected,
     } = *c;
     Counters {
         hits: hits.saturating_sub(base.hits),
@@ -450,6 +451,7 @@ fn counters_since(c: &Counters, base: &Counters) -> Counters {
         ustack_errors: ustack_errors.saturating_sub(base.ustack_errors),
         filtered: filtered.saturating_sub(base.filtered),
         value_errors: value_errors.saturating_sub(base.value_errors),
+        cond_rejected: cond_rejected.saturating_sub(base.cond_rejected),
     }
 }
 

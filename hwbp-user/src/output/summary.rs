@@ -76,6 +76,10 @@ pub fn summary_table(summary: &Summary) -> String {
     if filtered > 0 {
         out.push_str(&format!("; filtered out: {filtered}"));
     }
+    let rejected: u64 = summary.targets.iter().map(|t| t.rejected).sum();
+    if rejected > 0 {
+        out.push_str(&format!("; rejected by conditions: {rejected}"));
+    }
     if stack_errors > 0 {
         out.push_str(&format!("; stacks not captured: {stack_errors}"));
     }

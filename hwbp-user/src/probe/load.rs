@@ -13,9 +13,10 @@ use aya::{
     programs::PerfEvent,
 };
 use hwbp_common::{
-    COMM_LEN, Config, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, HIT_HEADER_SIZE, Hit,
-    MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAX_SLOTS, MAX_STACK_DEPTH, PROGRAM, SLOT_EXECUTE,
-    SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, STACK_GAP_WATCHED, SlotConfig,
+    COMM_LEN, CondProgram, Config, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, HIT_HEADER_SIZE,
+    Hit, MAP_CONDS, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_OLD, MAX_SLOTS, MAX_STACK_DEPTH,
+    PROGRAM, SLOT_COND, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK,
+    STACK_GAP_WATCHED, SlotConfig,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -260,6 +261,49 @@ impl Loaded {
 }
 
 impl Probe {
+    /// Gives targets their conditions, before anything is armed: per slot,
+    /// the compiled program and the value `old` starts from (None for a
+    /// target without a condition, which never looks at either map).
+    pub fn set_conditions(
+        &mut self,
+        conditions: &[Option<(CondProgram, u64)>],
+    ) -> Result<(), LoadError> {
+        if conditions.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        for (name, program) in [(MAP_CONDS, true), (MAP_OLD, false)] {
+            let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+            for (slot, (cond, old)) in conditions
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| Some((i as u32, c.as_ref()?)))
+            {
+                if program {
+                    let mut array: Array<_, CondProgram> =
+                        Array::try_from(&mut *map).map_err(|e| map_err(name, e))?;
+                    array.set(slot, *cond, 0).map_err(|e| map_err(name, e))?;
+                } else {
+                    let mut array: Array<_, u64> =
+                        Array::try_from(&mut *map).map_err(|e| map_err(name, e))?;
+                    array.set(slot, *old, 0).map_err(|e| map_err(name, e))?;
+                }
+            }
+        }
+        let map = self
+            .ebpf
+            .map_mut(MAP_CONFIG)
+            .ok_or(LoadError::MissingMap(MAP_CONFIG))?;
+        let mut array: Array<_, Config> =
+            Array::try_from(map).map_err(|e| map_err(MAP_CONFIG, e))?;
+        let mut config = array.get(&0, 0).map_err(|e| map_err(MAP_CONFIG, e))?;
+        for (slot, c) in config.slots.iter_mut().zip(conditions) {
+            if c.is_some() {
+                slot.flags |= SLOT_COND;
+            }
+        }
+        array.set(0, config, 0).map_err(|e| map_err(MAP_CONFIG, e))
+    }
+
     pub fn program_fd(&self) -> Result<BorrowedFd<'_>, LoadError> {
         let program: &PerfEvent = self
             .ebpf
@@ -305,6 +349,7 @@ impl Probe {
                             ustack_errors: acc.ustack_errors + c.ustack_errors,
                             filtered: acc.filtered + c.filtered,
                             value_errors: acc.value_errors + c.value_errors,
+                            cond_rejected: acc.cond_rejected + c.cond_rejected,
                         })
                     })
                     .unwrap_or_default()

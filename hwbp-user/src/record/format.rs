@@ -246,6 +246,11 @@ pub struct TargetSummary {
     /// (a tracer never records itself).
     #[serde(default)]
     pub filtered: u64,
+    /// Hits the target's condition (`TARGET if COND`) rejected in the
+    /// kernel: not recorded, not in `hits`. Left out when 0 (a target
+    /// without a condition).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rejected: u64,
     #[serde(default)]
     pub kstack_errors: u64,
     #[serde(default)]
@@ -405,6 +410,10 @@ pub fn short_frame(frame: &str) -> String {
         }
         None => own.to_owned(),
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

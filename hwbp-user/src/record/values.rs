@@ -16,7 +16,8 @@ use crate::{
     record::format::Arg,
     target::abi::ARG_REGISTERS,
     target::abi::{Location, Shape},
-    target::btf::{Btf, BtfError, Param, Signature, TypeInfo},
+    target::btf::{Btf, BtfError, Decode, Param, Signature, TypeInfo},
+    target::condition::{Arguments, IntType, Operands},
     target::resolve::{Breakpoint, Space, SymbolKind},
 };
 
@@ -230,6 +231,106 @@ pub fn lens_from_btf(breakpoints: &mut [Breakpoint], btf: &Btf) {
             );
             bp.len = len;
         }
+    }
+}
+
+/// What each target's condition may compare (see
+/// [`crate::target::condition`]): the value's type, from BTF where the
+/// kernel has it (user variables are not typed yet: unsigned, as wide as
+/// the watch), and a function's arguments by name from BTF or DWARF.
+pub fn condition_operands(
+    breakpoints: &[Breakpoint],
+    pid: Option<i32>,
+    btf: Option<&Btf>,
+) -> Vec<Operands> {
+    breakpoints
+        .iter()
+        .map(|bp| {
+            if bp.spec.condition.is_none() {
+                return Operands {
+                    value: Err(String::new()),
+                    args: Err(String::new()),
+                };
+            }
+            let ty = match bp.space {
+                Space::Kernel => slot_type(btf, bp),
+                Space::User => pid.map_or(SlotType::Unknown, |pid| user_slot_type(pid, bp)),
+            };
+            operands(bp, ty)
+        })
+        .collect()
+}
+
+fn operands(bp: &Breakpoint, ty: SlotType) -> Operands {
+    if !bp.mode.is_data() {
+        let named = match ty {
+            SlotType::Function(params) => params
+                .into_iter()
+                .filter(|(p, _)| !p.name.is_empty())
+                .map(|(p, location)| {
+                    let place = match location {
+                        Location::Int(i) => Ok((
+                            i,
+                            IntType {
+                                bytes: size_of_arg(&p.ty),
+                                signed: p.ty.decode == Decode::Signed,
+                                name: p.ty.name.clone(),
+                            },
+                        )),
+                        Location::Reference(i) => Err(format!(
+                            "memory the caller passes a pointer to in {} (by reference)",
+                            crate::target::abi::Register::Int(i)
+                        )),
+                        Location::Stack => Err("memory (on the stack)".into()),
+                        Location::Unknown => Err(
+                            "a place hwbp cannot tell (its type, or an earlier argument's, is \
+                             not known)"
+                                .into(),
+                        ),
+                        other => Err(other.describe()),
+                    };
+                    (p.name, place)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        return Operands {
+            value: Err(format!(
+                "`{}` is an execute breakpoint, which has no value: compare its arguments \
+                 (arg0..arg5, or by name)",
+                bp.spec.text
+            )),
+            args: Ok(Arguments {
+                function: format!("`{}`", bp.symbol),
+                named,
+            }),
+        };
+    }
+    let args = Err(format!(
+        "`{}` is a data watchpoint: arguments are a function's, at an execute breakpoint",
+        bp.spec.text
+    ));
+    if bp.space == Space::User && bp.mode != crate::target::Mode::Write {
+        return Operands {
+            value: Err(format!(
+                "`{}` traps on reads: in user space the BPF program cannot read the bytes it \
+                 watches (each read would trap again), so it has no value; watch writes (`:w`)",
+                bp.spec.text
+            )),
+            args,
+        };
+    }
+    let value = match ty {
+        SlotType::Variable(ty) => IntType {
+            bytes: bp.len,
+            signed: ty.decode == Decode::Signed,
+            name: ty.name,
+        },
+        _ => IntType::unsigned(bp.len),
+    };
+    Operands {
+        value: Ok(value),
+        args,
     }
 }
 

@@ -21,7 +21,8 @@ use crate::{
 /// Every hit that fired but was not recorded, per target and in all.
 pub(super) struct Losses {
     /// Per target, the perf event's own count less what the program saw
-    /// (recorded or filtered): never handed to BPF by the kernel.
+    /// (recorded, filtered or rejected by a condition): never handed to BPF
+    /// by the kernel.
     pub missed: Vec<u64>,
     /// Per target, what the program put in the ring buffer (its hits less
     /// its drops) less what hwbp-trace took from there (recorded, or past
@@ -43,7 +44,7 @@ pub(super) fn losses(counters: &[Counters], kernel_counts: &[u64], consumed: &[u
                 .get(slot)
                 .copied()
                 .unwrap_or(0)
-                .saturating_sub(c.hits + c.filtered)
+                .saturating_sub(c.hits + c.filtered + c.cond_rejected)
         })
         .collect();
     let unrecorded: Vec<u64> = counters

@@ -22,6 +22,7 @@ use crate::{
 };
 
 mod collector;
+mod conditions;
 mod finish;
 mod prepare;
 mod run;
@@ -273,6 +274,7 @@ fn target_summary(bp: &Breakpoint, c: &Counters, hits: u64, after_limit: u64) ->
         hits,
         dropped: c.dropped,
         filtered: c.filtered,
+        rejected: c.cond_rejected,
         kstack_errors: c.kstack_errors,
         ustack_errors: c.ustack_errors,
         after_limit,
@@ -287,6 +289,7 @@ pub fn is_usage_error(err: &anyhow::Error) -> bool {
     use crate::{output::export::ExportError, target::TargetError, target::resolve::ResolveError};
     err.chain().any(|e| {
         e.is::<TargetError>()
+            || e.is::<conditions::CompileError>()
             || e.is::<UsageError>()
             || e.is::<ExportError>()
             || e.downcast_ref::<ResolveError>().is_some_and(|r| {

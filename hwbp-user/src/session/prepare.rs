@@ -92,7 +92,10 @@ pub(super) fn prepare(
     // distance to the next symbol, 8 for pid_max where int is 4).
     let early_btf = breakpoints
         .iter()
-        .any(crate::record::values::wants_btf_len)
+        .any(|bp| {
+            crate::record::values::wants_btf_len(bp)
+                || (bp.space == Space::Kernel && bp.spec.condition.is_some())
+        })
         .then(|| {
             let btf = match vmlinux_btf.take() {
                 Some(parsing) => parsing
@@ -130,6 +133,12 @@ pub(super) fn prepare(
         .join()
         .unwrap_or_else(|panic| panic::resume_unwind(panic))?;
     let mut probe = loaded.configure(&breakpoints, &stacks, filters)?;
+    let conditions = super::conditions::compile(
+        &breakpoints,
+        traced_pid,
+        early_btf.as_ref().and_then(|btf| btf.as_ref().ok()),
+    )?;
+    probe.set_conditions(&conditions)?;
     log::debug!(
         "BPF program loaded, verified and configured (waited {:?})",
         phase.elapsed()

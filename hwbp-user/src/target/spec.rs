@@ -7,6 +7,8 @@
 //! LEN      := 1 | 2 | 4 | 8             (data targets only)
 //! ```
 //!
+//! Any target may end with ` if COND` ([`crate::target::condition`]).
+//!
 //! `BINARY:0xADDRESS` is a link-time address of that file (what `nm` and
 //! `objdump -d` print), a bare `0xADDRESS` a runtime one.
 //!
@@ -24,6 +26,8 @@
 use std::{fmt, path::PathBuf, str::FromStr};
 
 use thiserror::Error;
+
+use crate::target::condition::{Condition, ConditionError, split_condition};
 
 /// What the CPU must do at the address for the breakpoint to fire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,6 +99,8 @@ pub struct TargetSpec {
     pub mode: Option<Mode>,
     /// `/LEN`, when given.
     pub len: Option<u8>,
+    /// ` if COND`, when given (not part of `text`).
+    pub condition: Option<Condition>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -121,6 +127,11 @@ pub enum TargetError {
     Symbol(String),
     #[error("empty binary path in `{0}`: write BINARY:SYMBOL (e.g. `/usr/bin/app:counter`)")]
     Binary(String),
+    #[error("bad condition in `{target} if {}`: {error}", .error.text)]
+    Condition {
+        target: String,
+        error: ConditionError,
+    },
 }
 
 impl FromStr for TargetSpec {
@@ -128,6 +139,16 @@ impl FromStr for TargetSpec {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
+        let (text, condition) = match split_condition(text) {
+            Some((target, cond)) => {
+                let condition = Condition::parse(cond).map_err(|error| TargetError::Condition {
+                    target: target.to_owned(),
+                    error,
+                })?;
+                (target, Some(condition))
+            }
+            None => (text, None),
+        };
         if text.is_empty() {
             return Err(TargetError::Empty);
         }
@@ -166,6 +187,7 @@ impl FromStr for TargetSpec {
             location,
             mode,
             len,
+            condition,
         })
     }
 }

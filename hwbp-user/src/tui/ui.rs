@@ -427,6 +427,25 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
         ),
         None => " details ".to_owned(),
     };
+    // The hits a condition rejected, which the targets table's HITS leave
+    // out, and the condition: first after the target, as the title may be
+    // cut.
+    let title = match app.selected_target() {
+        Some((v, _)) if v.condition.is_some() => {
+            let rejected = app
+                .view
+                .counters
+                .get(app.selected)
+                .map_or(0, |c| c.cond_rejected);
+            let target = printable(&v.target);
+            let rest = title.strip_prefix(&format!(" {target} ")).unwrap_or(&title);
+            format!(
+                " {target} · rejected {rejected} · if {} {rest}",
+                printable(v.condition.as_deref().unwrap_or_default())
+            )
+        }
+        _ => title,
+    };
     let block = panel(title, app.focus == Focus::Details);
     let inner = block.inner(area);
     frame.render_widget(block, area);

@@ -42,7 +42,8 @@ pub fn parse_trace(text: &str) -> Result<Trace> {
 /// The framing alone (a header first, a summary last, hits between, the
 /// summary's hits equal to the hit lines, or at least them in a file marked
 /// `trace_truncated`), and the accounting: per target, `kernel_count =
-/// hits + dropped + filtered + missed + after_limit + unrecorded`.
+/// hits + dropped + filtered + rejected + missed + after_limit + unrecorded`
+/// (`rejected`, by a condition, is there only when not 0).
 pub fn parse_framing(text: &str) -> Result<Trace> {
     let lines: Vec<Value> = text
         .lines()
@@ -98,10 +99,11 @@ pub fn parse_framing(text: &str) -> Result<Trace> {
         ]
         .into_iter()
         .map(|key| number(target, key))
-        .sum::<Result<u64>>()?;
+        .sum::<Result<u64>>()?
+            + target["rejected"].as_u64().unwrap_or(0);
         ensure!(
             number(target, "kernel_count")? == accounted,
-            "kernel_count is not hits + dropped + filtered + missed + after_limit + \
+            "kernel_count is not hits + dropped + filtered + rejected + missed + after_limit + \
              unrecorded for {name}: {target}"
         );
     }
@@ -170,6 +172,8 @@ pub struct JsonlSummary {
     pub lost: u64,
     pub kernel_count: u64,
     pub stack_errors: u64,
+    /// Hits conditions rejected (`TARGET if COND`).
+    pub rejected: u64,
 }
 
 /// How many different `ustack` arrays the hit records of a JSONL file hold
@@ -240,5 +244,6 @@ pub fn jsonl_summary(path: &Path) -> Result<JsonlSummary> {
         lost: summary["lost"].as_u64().unwrap_or(0),
         kernel_count: sum("kernel_count"),
         stack_errors: sum("kstack_errors") + sum("ustack_errors"),
+        rejected: sum("rejected"),
     })
 }

@@ -60,7 +60,7 @@ use self::{
     report::write_report,
     results::{Machine, Results},
     runs::BPF_TIME_RUNS,
-    workload::Bench,
+    workload::{Bench, Variant},
 };
 
 #[derive(Args)]
@@ -108,6 +108,11 @@ pub struct Options {
     /// Where to write the report [default: BENCHMARKS.md in the workspace root].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only the paired runs of conditions (`TARGET if COND`: a kept and a
+    /// rejected hit against the floor), their table printed, no report
+    /// written.
+    #[arg(long)]
+    only_conditions: bool,
 }
 
 pub fn run(options: Options) -> Result<()> {
@@ -126,6 +131,7 @@ pub fn run(options: Options) -> Result<()> {
         no_vm,
         kernel,
         out,
+        only_conditions,
     } = options;
     ensure!(
         small < large,
@@ -157,8 +163,15 @@ pub fn run(options: Options) -> Result<()> {
     let machine = Machine::probe();
     println!("bench: {}", machine.one_line());
 
+    if only_conditions {
+        let paired = bench.paired(&Variant::CONDITIONS, paired_runs, paired_hits, batch)?;
+        let mut table = String::new();
+        report::write_paired(&mut table, &bench, &paired, batch);
+        println!("{table}");
+        return Ok(());
+    }
     let mut report = String::new();
-    let paired = bench.paired(paired_runs, paired_hits, batch)?;
+    let paired = bench.paired(&Variant::PAIRED, paired_runs, paired_hits, batch)?;
     let per_hit = bench.per_hit(runs, small, large)?;
     let bpf_time = bench.bpf_time(BPF_TIME_RUNS, large)?;
     let startup = bench.startup(runs)?;

@@ -165,7 +165,7 @@ fn write_goals(out: &mut String, bench: &Bench, results: &Results) {
 }
 
 /// The paired runs' table.
-fn write_paired(out: &mut String, bench: &Bench, paired: &[Paired], batch: u64) {
+pub(super) fn write_paired(out: &mut String, bench: &Bench, paired: &[Paired], batch: u64) {
     let (Some(first), Some(rounds)) = (
         paired.first(),
         paired.first().and_then(|p| p.runs.first()).map(Vec::len),

@@ -266,11 +266,17 @@ impl Bench {
     /// the machine's drift between runs (the exception's own cost moves by
     /// a tenth from one second to the next here) cancels in their ratio.
     /// perf stat against perf stat is the method's own check (1.00x).
-    pub(super) fn paired(&self, runs: u64, n: u64, batch: u64) -> Result<Vec<Paired>> {
+    pub(super) fn paired(
+        &self,
+        variants: &[Variant],
+        runs: u64,
+        n: u64,
+        batch: u64,
+    ) -> Result<Vec<Paired>> {
         let mut results = Vec::new();
         for workload in [&self.execute, &self.write] {
             println!("bench: per-hit cost, paired, {}", workload.name);
-            let mut rows: Vec<Paired> = Variant::PAIRED
+            let mut rows: Vec<Paired> = variants
                 .iter()
                 .map(|&variant| Paired {
                     workload: workload.name,

@@ -46,13 +46,23 @@ pub(super) enum Variant {
     /// `perf record` without -g: the kernel's own smallest sample (ip, tid,
     /// time), what any tracer that records each hit pays at least.
     PerfRecordNoStacks,
+    /// hwbp-trace without stacks, the target with a condition that keeps
+    /// every hit (`if pid != 0`): a kept hit's cost with a condition.
+    HwbpCondKept,
+    /// The same with a condition that rejects every hit (`if pid == 0`):
+    /// what a rejected hit costs (nothing is recorded).
+    HwbpCondRejected,
 }
 
 impl Variant {
     pub(super) fn is_hwbp(self) -> bool {
         matches!(
             self,
-            Variant::HwbpTrace | Variant::HwbpNoStacks | Variant::HwbpKernelSide
+            Variant::HwbpTrace
+                | Variant::HwbpNoStacks
+                | Variant::HwbpKernelSide
+                | Variant::HwbpCondKept
+                | Variant::HwbpCondRejected
         )
     }
 
@@ -67,12 +77,24 @@ impl Variant {
     ];
 
     /// The tools of a paired run (perf stat: the method's check).
-    pub(super) const PAIRED: [Variant; 5] = [
+    pub(super) const PAIRED: [Variant; 7] = [
         Variant::PerfStat,
         Variant::HwbpTrace,
         Variant::HwbpNoStacks,
+        Variant::HwbpCondKept,
+        Variant::HwbpCondRejected,
         Variant::PerfRecord,
         Variant::PerfRecordNoStacks,
+    ];
+
+    /// The paired runs of `cargo xtask bench --only-conditions`: what a
+    /// condition costs a kept and a rejected hit, beside the same tool
+    /// without one and the method's check.
+    pub(super) const CONDITIONS: [Variant; 4] = [
+        Variant::PerfStat,
+        Variant::HwbpNoStacks,
+        Variant::HwbpCondKept,
+        Variant::HwbpCondRejected,
     ];
 
     pub(super) fn name(self) -> &'static str {
@@ -84,6 +106,8 @@ impl Variant {
             Variant::HwbpKernelSide => "hwbp-trace, reader stopped (kernel side only)",
             Variant::PerfRecord => "perf record -c 1 -g",
             Variant::PerfRecordNoStacks => "perf record -c 1 (no stacks)",
+            Variant::HwbpCondKept => "hwbp-trace, no stacks, condition keeps every hit",
+            Variant::HwbpCondRejected => "hwbp-trace, condition rejects every hit",
         }
     }
 }
@@ -303,21 +327,29 @@ impl Bench {
         let mut cmd = match variant {
             Variant::Alone => return None,
             Variant::PerfStat => self.perf_stat(&workload.perf_event, Perf::Tool, pid),
-            Variant::HwbpTrace | Variant::HwbpNoStacks | Variant::HwbpKernelSide => {
+            Variant::HwbpTrace
+            | Variant::HwbpNoStacks
+            | Variant::HwbpKernelSide
+            | Variant::HwbpCondKept
+            | Variant::HwbpCondRejected => {
                 let mut cmd = Command::new(&self.hwbp_trace);
                 if variant == Variant::HwbpKernelSide {
                     // 32 MiB: room for every hit of the large run (about
                     // 200 bytes each), so that none takes the drop path.
                     cmd.args(["--buffer-size", "33554432"]);
                 }
-                let stack = if variant == Variant::HwbpNoStacks {
-                    "none"
-                } else {
-                    "both"
+                let stack = match variant {
+                    Variant::HwbpTrace | Variant::HwbpKernelSide => "both",
+                    _ => "none",
+                };
+                let target = match variant {
+                    Variant::HwbpCondKept => format!("{} if pid != 0", workload.target),
+                    Variant::HwbpCondRejected => format!("{} if pid == 0", workload.target),
+                    _ => workload.target.to_owned(),
                 };
                 cmd.args(["--no-tui", "-q", "--stack", stack, "-o"])
                     .arg(self.jsonl())
-                    .args(["-p", pid, workload.target]);
+                    .args(["-p", pid, &target]);
                 cmd
             }
             Variant::PerfRecord | Variant::PerfRecordNoStacks => {
@@ -373,8 +405,14 @@ impl Bench {
                         .and_then(|(count, _)| count.trim().parse().ok())
                 })
             }
-            Variant::HwbpTrace | Variant::HwbpNoStacks | Variant::HwbpKernelSide => {
-                Some(jsonl_summary(&self.jsonl())?.hits)
+            Variant::HwbpTrace
+            | Variant::HwbpNoStacks
+            | Variant::HwbpKernelSide
+            | Variant::HwbpCondKept => Some(jsonl_summary(&self.jsonl())?.hits),
+            // Every hit rejected: seen by the program, none recorded.
+            Variant::HwbpCondRejected => {
+                let summary = jsonl_summary(&self.jsonl())?;
+                Some(summary.hits + summary.rejected)
             }
         })
     }

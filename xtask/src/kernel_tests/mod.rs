@@ -8,11 +8,13 @@
 //! matrix, and once, checks of the VM harness itself ([`vm_harness`]).
 //!
 //! To add a kernel test: a `KernelTest` const beside its check function in
-//! the module of its kind ([`by_command`], [`system_wide`], [`limits`]),
+//! the module of its kind ([`by_command`], [`system_wide`], [`limits`],
+//! [`conditions`]),
 //! and its name in [`SERIAL`] (or [`PARALLEL`], for the boot whose vCPUs
 //! run in parallel).
 
 mod by_command;
+mod conditions;
 mod limits;
 mod results;
 mod system_wide;
@@ -47,6 +49,8 @@ const SERIAL: &[KernelTest] = &[
     by_command::VFS_ARGS,
     by_command::THROTTLE,
     by_command::REARM,
+    conditions::VFS_COND,
+    conditions::PIDMAX_COND,
     system_wide::SYSWIDE,
     system_wide::SYSCOMM,
     limits::FIVE,

@@ -44,6 +44,7 @@ pub(crate) fn targets() -> Vec<TargetView> {
             data: false,
             len: 8,
             kernel: true,
+            condition: None,
         },
         TargetView {
             target: "vfs_write".into(),
@@ -53,6 +54,7 @@ pub(crate) fn targets() -> Vec<TargetView> {
             data: false,
             len: 8,
             kernel: true,
+            condition: None,
         },
         TargetView {
             target: "pid_max:w".into(),
@@ -62,6 +64,7 @@ pub(crate) fn targets() -> Vec<TargetView> {
             data: true,
             len: 4,
             kernel: true,
+            condition: None,
         },
     ]
 }

@@ -20,6 +20,8 @@ pub struct TargetView {
     pub data: bool,
     pub len: u8,
     pub kernel: bool,
+    /// ` if COND`, as parsed (shown with the hits it rejected).
+    pub condition: Option<String>,
 }
 
 impl From<&Breakpoint> for TargetView {
@@ -32,6 +34,7 @@ impl From<&Breakpoint> for TargetView {
             data: bp.mode.is_data(),
             len: bp.len,
             kernel: bp.space == Space::Kernel,
+            condition: bp.spec.condition.as_ref().map(|c| c.text.clone()),
         }
     }
 }

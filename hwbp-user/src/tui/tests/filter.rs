@@ -37,6 +37,7 @@ fn hostile_app() -> App {
         data: true,
         len: 8,
         kernel: false,
+        condition: None,
     };
     let mut app = App::new(
         vec![target.clone()],

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{output::stats::Stats, probe::process::OutputTail, record::format::Summary};
 
+mod condition;
 mod event_loop;
 mod filter;
 mod help;
@@ -135,6 +136,7 @@ pub(super) fn exited_app() -> App {
         data: true,
         len: 8,
         kernel: false,
+        condition: None,
     };
     let mut app = App::new(
         vec![counter],
@@ -366,6 +368,7 @@ pub(super) fn launched_app(output: &[u8]) -> App {
         data: false,
         len: 8,
         kernel: false,
+        condition: None,
     };
     let mut app = App::new(vec![target], process(true), 1, vec![]);
     let mut stats = Stats::new(1);

@@ -1,0 +1,122 @@
+//! Conditions (`TARGET if COND`), evaluated per hit before anything is
+//! recorded: userspace compiles each into a [`CondProgram`] (hwbp-user
+//! target/condition.rs), a few comparisons with forward jumps, and this
+//! interprets it. One interpreter for every condition keeps the program
+//! one program, verified once at start-up, whatever the conditions; a
+//! rejected hit costs the value read, the operands and a few steps.
+
+use aya_ebpf::{bindings::pt_regs, helpers::bpf_get_smp_processor_id, macros::map, maps::Array};
+use hwbp_common::{
+    COND_ACCEPT, COND_COMM_HI, COND_COMM_LO, COND_CPU, COND_IMM, COND_OP_COMM, COND_OP_EQ,
+    COND_OP_LE, COND_OP_LT, COND_OP_MASK, COND_OPERANDS, COND_REJECT, COND_SIGNED, CondProgram,
+    Hit, MAX_COND_INSNS, MAX_SLOTS,
+};
+
+use crate::probe::Scratch;
+
+/// Words of [`Scratch`] the operands take.
+pub const COND_SCRATCH: usize = COND_OPERANDS;
+
+/// Each target's condition, by slot; read only for targets with
+/// `SLOT_COND`, so targets without one pay nothing for it.
+#[map(name = "CONDS")]
+static CONDS: Array<CondProgram> = Array::with_max_entries(MAX_SLOTS as u32, 0);
+
+/// Each target's last value read (the `old` of its next hit), by slot;
+/// userspace sets the first before arming. Shared by every CPU: two CPUs
+/// writing the same target at once may both see the same `old`.
+#[map(name = "OLD")]
+static OLD: Array<u64> = Array::with_max_entries(MAX_SLOTS as u32, 0);
+
+/// Whether the hit passes the condition of `slot`; also stores the hit's
+/// value as that target's next `old`. A missing program keeps the hit.
+///
+/// # Safety
+/// `scratch` and `hit` are this CPU's scratch entry and its Hit, which no
+/// other program uses while this one runs; `(*hit).value` is read.
+#[inline(always)]
+pub unsafe fn condition(
+    slot: u32,
+    regs: &pt_regs,
+    scratch: *mut Scratch,
+    hit: *const Hit,
+    pid_tgid: u64,
+    comm: [u64; 2],
+) -> bool {
+    let Some(program) = CONDS.get(slot) else {
+        return true;
+    };
+    // SAFETY: see the function's safety section; the operand array has
+    // COND_OPERANDS words, every index below is masked into it.
+    unsafe {
+        let ops = Scratch::operands(scratch);
+        let value = (*hit).value;
+        let old = match OLD.get_ptr_mut(slot) {
+            Some(last) => {
+                let old = *last;
+                *last = value;
+                old
+            }
+            None => 0,
+        };
+        *ops = value;
+        *ops.add(1) = old;
+        *ops.add(2) = regs.rdi;
+        *ops.add(3) = regs.rsi;
+        *ops.add(4) = regs.rdx;
+        *ops.add(5) = regs.rcx;
+        *ops.add(6) = regs.r8;
+        *ops.add(7) = regs.r9;
+        *ops.add(8) = pid_tgid >> 32;
+        *ops.add(9) = pid_tgid & 0xffff_ffff;
+        *ops.add(COND_CPU as usize) = u64::from(bpf_get_smp_processor_id());
+        *ops.add(COND_IMM as usize) = 0;
+        *ops.add(COND_COMM_LO) = comm[0];
+        *ops.add(COND_COMM_HI) = comm[1];
+        let mask = COND_OPERANDS - 1;
+        let mut pc = 0usize;
+        for _ in 0..MAX_COND_INSNS {
+            let insn = &program.insns[pc & (MAX_COND_INSNS - 1)];
+            let signed = insn.flags & COND_SIGNED != 0;
+            let ls = u64::from(insn.lshift & 63);
+            let rs = u64::from(insn.rshift & 63);
+            let a = *ops.add(usize::from(insn.lhs) & mask) << ls;
+            let a = if signed {
+                ((a as i64) >> ls) as u64
+            } else {
+                a >> ls
+            };
+            let b = if insn.rhs == COND_IMM {
+                insn.imm[0]
+            } else {
+                let b = *ops.add(usize::from(insn.rhs) & mask) << rs;
+                if signed {
+                    ((b as i64) >> rs) as u64
+                } else {
+                    b >> rs
+                }
+            };
+            let taken = match insn.op {
+                COND_OP_EQ => a == b,
+                COND_OP_LT if signed => (a as i64) < (b as i64),
+                COND_OP_LT => a < b,
+                COND_OP_LE if signed => (a as i64) <= (b as i64),
+                COND_OP_LE => a <= b,
+                COND_OP_MASK => a & b != 0,
+                COND_OP_COMM => {
+                    *ops.add(COND_COMM_LO) == insn.imm[0] && *ops.add(COND_COMM_HI) == insn.imm[1]
+                }
+                _ => false,
+            };
+            let next = if taken { insn.jt } else { insn.jf };
+            if next == COND_ACCEPT {
+                return true;
+            }
+            if next == COND_REJECT {
+                return false;
+            }
+            pc = usize::from(next);
+        }
+        false
+    }
+}
