@@ -12,4 +12,4 @@ pub mod list;
 pub mod resolve;
 pub mod spec;
 
-pub use spec::{Location, Mode, TargetError, TargetSpec};
+pub use spec::{Access, Location, Mode, TargetError, TargetSpec};
