@@ -8,6 +8,7 @@
 pub mod abi;
 pub mod btf;
 pub mod dwarf;
+pub mod fields;
 pub mod list;
 pub mod resolve;
 pub mod spec;
