@@ -261,20 +261,18 @@ pub(crate) fn split_fields(name: &str) -> Result<Option<(&str, Vec<Access>)>, Ta
         match b {
             b'(' | b'<' => depth += 1,
             b')' | b'>' => depth -= 1,
-            b'.' if depth == 0 && i > 0 => {
-                if bytes
+            b'.' if depth == 0
+                && i > 0
+                && bytes
                     .get(i + 1)
-                    .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
-                {
-                    start = Some(i);
-                    break;
-                }
+                    .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+            {
+                start = Some(i);
+                break;
             }
-            b'[' if depth == 0 && i > 0 => {
-                if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                    start = Some(i);
-                    break;
-                }
+            b'[' if depth == 0 && i > 0 && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                start = Some(i);
+                break;
             }
             _ => {}
         }

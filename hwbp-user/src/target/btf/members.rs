@@ -158,7 +158,8 @@ impl Types for Btf {
         };
         let chars = match stripped {
             Some(t) if t.kind == KIND_ARRAY => self.is_char(self.data_u32(&t, 0)),
-            _ => self.is_char(id),
+            // A lone char is a number; an array of them is text.
+            _ => false,
         };
         FieldType {
             name: info.name,

@@ -319,7 +319,7 @@ impl Types for DwarfTypes<'_, '_> {
         if tag == Some(dw::DW_TAG_array_type)
             && let Some((elem, dims)) = self.dimensions(stripped)
         {
-            let elem_info = type_info(self.dwarf, self.unit, elem, 0);
+            let elem_info = self.info((elem, 0));
             let rest = dims.get(usize::from(dim)..).unwrap_or_default();
             let count: u64 = rest.iter().map(|c| c.unwrap_or(0)).product();
             let dims_text: String = rest
@@ -328,7 +328,7 @@ impl Types for DwarfTypes<'_, '_> {
                 .collect();
             return FieldType {
                 name: format!("{}{dims_text}", elem_info.name),
-                size: count * u64::from(elem_info.size),
+                size: count * elem_info.size,
                 decode: Decode::Hex,
                 enumerators: Vec::new(),
                 chars: self.is_char(elem),
@@ -355,7 +355,8 @@ impl Types for DwarfTypes<'_, '_> {
             size: u64::from(info.size),
             decode,
             enumerators,
-            chars: self.is_char(offset),
+            // A lone char is a number; an array of them is text.
+            chars: false,
         }
     }
 }

@@ -51,7 +51,7 @@ pub struct FieldType {
     pub decode: Decode,
     /// An enum's names and values.
     pub enumerators: Vec<(i64, String)>,
-    /// A char or an array of chars: shown as text.
+    /// An array of chars: shown as text.
     pub chars: bool,
 }
 
@@ -64,7 +64,8 @@ impl FieldType {
             let bytes = value.to_le_bytes();
             let bytes = &bytes[..usize::from(len.clamp(1, 8))];
             let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-            return format!("{:?}", String::from_utf8_lossy(&bytes[..end]));
+            let text = String::from_utf8_lossy(&bytes[..end]);
+            return format!("\"{}\"", crate::printable::printable(&text));
         }
         if u64::from(len) != self.size {
             return Decode::Hex.format(value, len);
@@ -249,7 +250,7 @@ pub fn walk<T: Types>(
                 };
                 let bit_offset = at + member.bit_offset;
                 path.push_str(&access.to_string());
-                if member.bit_size > 0 || bit_offset % 8 != 0 {
+                if member.bit_size > 0 || !bit_offset.is_multiple_of(8) {
                     return Err(FieldError::BitField {
                         path,
                         base: base.to_owned(),
@@ -307,9 +308,9 @@ pub fn walk<T: Types>(
 
 /// The member named `name`, looking through anonymous members, with the
 /// bit offset of the struct that holds it.
-fn find_member<'m, T: Types>(
+fn find_member<T: Types>(
     types: &T,
-    members: &'m [Member<T::Id>],
+    members: &[Member<T::Id>],
     name: &str,
     depth: u32,
 ) -> Option<(Member<T::Id>, u64)> {
@@ -403,6 +404,26 @@ pub fn rows<T: Types>(types: &T, id: T::Id, path: &str, base_offset: u64) -> Vec
     out
 }
 
+/// The rows of what `accesses` lead to from variable `base`: an error
+/// when that has no members or elements.
+pub fn member_rows<T: Types>(
+    types: &T,
+    root: T::Id,
+    base: &str,
+    accesses: &[Access],
+) -> Result<Vec<MemberRow>, FieldError> {
+    let (resolved, id) = walk(types, root, base, accesses)?;
+    let rows = rows(types, id, &resolved.path, resolved.offset);
+    if rows.is_empty() {
+        return Err(FieldError::NotStruct {
+            path: resolved.path,
+            access: ".*".into(),
+            ty: resolved.ty.name,
+        });
+    }
+    Ok(rows)
+}
+
 fn struct_rows<T: Types>(
     types: &T,
     members: &[Member<T::Id>],
@@ -422,7 +443,7 @@ fn struct_rows<T: Types>(
             continue;
         }
         let info = types.info(m.ty);
-        let bitfield = m.bit_size > 0 || bit % 8 != 0;
+        let bitfield = m.bit_size > 0 || !bit.is_multiple_of(8);
         out.push(MemberRow {
             path: format!("{path}.{}", m.name),
             offset: bit / 8,

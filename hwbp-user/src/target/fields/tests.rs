@@ -58,10 +58,7 @@ impl Types for Table {
             1 => scalar("struct limit", 8, Decode::Hex),
             2 => scalar("struct limit[4]", 32, Decode::Hex),
             3 => scalar("struct config", 64, Decode::Hex),
-            4 => FieldType {
-                chars: true,
-                ..scalar("char", 1, Decode::Signed)
-            },
+            4 => scalar("char", 1, Decode::Signed),
             5 => FieldType {
                 chars: true,
                 ..scalar("char[16]", 16, Decode::Hex)
@@ -95,7 +92,7 @@ fn members_elements_and_anonymous_unions() {
     let r = walk_text("cfg.b").expect("anonymous union member");
     assert_eq!((r.offset, r.ty.name.as_str()), (40, "int"));
     let r = walk_text("cfg.name[3]").expect("char");
-    assert_eq!((r.offset, r.ty.chars), (47, true));
+    assert_eq!((r.offset, r.ty.chars), (47, false), "one char is a number");
     let r = walk_text("cfg.state").expect("enum");
     assert_eq!(r.offset, 60);
 }
@@ -146,7 +143,8 @@ fn errors_say_what_is_there() {
 #[test]
 fn rows_for_list() {
     let rows = rows(&Table, 3, "cfg", 0);
-    let shown: Vec<(&str, u64, u64, Option<(u32, u32)>)> = rows
+    type Shown<'a> = (&'a str, u64, u64, Option<(u32, u32)>);
+    let shown: Vec<Shown<'_>> = rows
         .iter()
         .map(|r| (r.path.as_str(), r.offset, r.size, r.bits))
         .collect();
