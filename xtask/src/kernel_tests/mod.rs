@@ -13,6 +13,7 @@
 //! run in parallel).
 
 mod by_command;
+mod fields;
 mod limits;
 mod results;
 mod system_wide;
@@ -47,6 +48,7 @@ const SERIAL: &[KernelTest] = &[
     by_command::VFS_ARGS,
     by_command::THROTTLE,
     by_command::REARM,
+    fields::SOMAXCONN,
     system_wide::SYSWIDE,
     system_wide::SYSCOMM,
     limits::FIVE,
