@@ -176,8 +176,8 @@ pub enum FieldError {
     NotVariable(String),
     #[error(
         "{file} has no DWARF debug info{}, and member names come from it: build it with -g \
-         (Rust: debug = 2), or install its separate debug file (Debian: the -dbgsym package; \
-         see `hwbp-trace --help` on debug files), or name the bytes as `{symbol}+OFFSET/LEN`",
+         (Rust: debug = 2), or install its separate debug file (Debian: the -dbgsym package), \
+         or name the bytes as `{symbol}+OFFSET/LEN`",
         if *.stripped { " (it is stripped, and no separate debug file was found)" } else { "" }
     )]
     NoDwarf {
