@@ -250,6 +250,72 @@ fn members_by_name_clang() {
     members_by_name("clang");
 }
 
+const RUST_PROGRAM: &str = r#"mod app {
+    pub struct State {
+        pub count: u64,
+        pub ticks: [u32; 4],
+    }
+    pub static mut STATE: State = State { count: 0, ticks: [0; 4] };
+}
+fn main() {
+    // SAFETY: one thread; the pointers are to a static.
+    unsafe {
+        let count = &raw mut app::STATE.count;
+        let tick = &raw mut app::STATE.ticks[2];
+        println!("show count {count:p} 0 8");
+        println!("show ticks[2] {tick:p} 0 4");
+        println!("writes count 5 ticks[2] 3");
+        if let Some(ms) = std::env::var("HWBP_FX_START_DELAY_MS").ok().and_then(|m| m.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        for i in 1..=5u64 {
+            std::ptr::write_volatile(count, i * 10);
+        }
+        for i in 0..3u32 {
+            std::ptr::write_volatile(tick, i);
+        }
+    }
+}
+"#;
+
+/// A Rust static inside a module, by its path (`prog::app::STATE`:
+/// `::` belongs to the name) and member: rustc reorders the struct's
+/// fields, and the address is still the one the program prints.
+#[test]
+fn rust_path_and_member() {
+    const TEST: &str = "rust_path_and_member";
+    if !root_or_skip(TEST) {
+        return;
+    }
+    let dir = TempDir::new("fields-rust");
+    let (program, source) = (dir.path("prog"), dir.path("prog.rs"));
+    std::fs::write(&source, RUST_PROGRAM).expect("writing the source");
+    match Command::new("rustc")
+        .args(["-g", "-C", "opt-level=0", "-o", &program, &source])
+        .status()
+    {
+        Ok(status) if status.success() => {}
+        other => {
+            eprintln!("SKIPPED {TEST}: rustc does not build the program: {other:?}");
+            return;
+        }
+    }
+    let targets = ["prog::app::STATE.count", "prog::app::STATE.ticks[2]"];
+    let ((header, hits, summary), out) = trace(&dir, &program, &targets);
+    let (shown, writes) = ground_truth(&out);
+    assert_eq!(
+        target_addrs(&header),
+        [shown["count"].addr, shown["ticks[2]"].addr]
+    );
+    assert_eq!(target_hits(&summary), [writes["count"], writes["ticks[2]"]]);
+    let texts = values_of(&hits);
+    assert_eq!(
+        texts["prog::app::STATE.count"],
+        ["10", "20", "30", "40", "50"]
+    );
+    assert_eq!(texts["prog::app::STATE.ticks[2]"], ["0", "1", "2"]);
+}
+
 /// Each bad expression: exit 2, one message naming what is wrong and what
 /// to write instead, nothing traced.
 #[test]
