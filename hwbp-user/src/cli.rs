@@ -21,10 +21,13 @@ TARGET grammar:  [BINARY:]SYMBOL[+OFFSET] | 0xADDRESS, then optional :MODE and /
   LEN   1, 2, 4 or 8 bytes (data targets)
   Defaults: functions x, variables w; LEN = the variable's size if 1/2/4/8, else 8.
   A `::` belongs to the name (app::bump, app:app::bump:x), as `list` prints it.
+  SYMBOL.MEMBER[INDEX]...: a struct member or array element by name, from DWARF
+        or BTF: cfg.limits[2].max; `list 'cfg.*'` shows the members.
 
 Examples:
   sudo hwbp-trace vfs_read                      who calls vfs_read, from where
   sudo hwbp-trace pid_max:w -d 10               who writes pid_max, for 10 s
+  sudo hwbp-trace init_net.core.sysctl_somaxconn  who writes a struct member
   sudo hwbp-trace -o t.jsonl counter:rw -- ./app   watch a variable of a program
   sudo hwbp-trace -p 1234 libc.so.6:malloc -n 100  the first 100 malloc calls
 

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use hwbp::target::{
-    Location, Mode, TargetError, TargetSpec,
+    Access, Location, Mode, TargetError, TargetSpec,
     condition::{Arguments, Condition, IntType, Operands},
 };
 use proptest::prelude::*;
@@ -125,7 +125,7 @@ proptest! {
         }
         let input = format!("{}{text}{}", pad.0, pad.1);
         let spec = input.parse::<TargetSpec>().map_err(|e| TestCaseError::fail(format!("{input:?}: {e}")))?;
-        let TargetSpec { text: parsed_text, binary: parsed_binary, location, mode: parsed_mode, len: parsed_len, condition } = spec;
+        let TargetSpec { text: parsed_text, binary: parsed_binary, location, mode: parsed_mode, len: parsed_len, condition, .. } = spec;
         prop_assert_eq!(condition, None);
         prop_assert_eq!(parsed_text, text);
         prop_assert_eq!(parsed_binary, binary.map(PathBuf::from));
@@ -167,6 +167,54 @@ proptest! {
     fn bad_mode_letters_are_refused(name in symbol(), letter in "[a-qs-vyzA-Z]") {
         let text = format!("{name}:{letter}");
         prop_assert_eq!(text.parse::<TargetSpec>(), Err(TargetError::Mode(letter)));
+    }
+
+    /// SYMBOL(.MEMBER|[INDEX])* with the usual prefix and suffixes: the
+    /// accesses come back in order, the name stays the whole text, and the
+    /// base is the symbol (C names and `::` paths).
+    #[test]
+    fn field_round_trip(
+        binary in prop::option::of(binary()),
+        base in "[A-Za-z_][A-Za-z0-9_]{0,12}(::[A-Za-z_][A-Za-z0-9_]{0,8}){0,2}",
+        accesses in prop::collection::vec(prop_oneof![
+            "[A-Za-z_][A-Za-z0-9_]{0,12}".prop_map(Access::Member),
+            any::<u32>().prop_map(|i| Access::Index(u64::from(i))),
+        ], 1..5),
+        hex in any::<bool>(),
+        mode in prop::option::of(mode()),
+        len in prop::option::of(len()),
+    ) {
+        let mut expr = base.clone();
+        for access in &accesses {
+            match access {
+                Access::Index(i) if hex => expr.push_str(&format!("[{i:#x}]")),
+                other => expr.push_str(&other.to_string()),
+            }
+        }
+        let mut text = binary.as_ref().map(|b| format!("{b}:")).unwrap_or_default();
+        text.push_str(&expr);
+        if let Some((m, _)) = mode {
+            text.push_str(&format!(":{m}"));
+        }
+        if let Some(l) = len {
+            text.push_str(&format!("/{l}"));
+        }
+        let spec = text.parse::<TargetSpec>().map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?;
+        prop_assert_eq!(spec.field_base(), Some(base.as_str()));
+        prop_assert_eq!(&spec.fields, &accesses);
+        prop_assert_eq!(&spec.location, &Location::Symbol { name: expr, offset: 0 });
+        prop_assert_eq!(spec.binary, binary.map(PathBuf::from));
+        prop_assert_eq!(spec.mode, mode.map(|(_, m)| m));
+        prop_assert_eq!(spec.len, len);
+    }
+
+    /// A bracket after a member that is not `[NUMBER]` is refused as a
+    /// field expression, never read as a name.
+    #[test]
+    fn bad_indexes_are_refused(base in "[a-z_]{1,8}", member in "[a-z_]{1,8}", index in "[g-z_]{1,6}") {
+        let text = format!("{base}.{member}[{index}]");
+        let refused = matches!(text.parse::<TargetSpec>(), Err(TargetError::Field { .. }));
+        prop_assert!(refused, "{}", text);
     }
 
     /// An offset that is not a number is refused as an offset.

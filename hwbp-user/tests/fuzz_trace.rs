@@ -180,13 +180,13 @@ fn target_summary(count: fn() -> BoxedStrategy<u64>) -> impl Strategy<Value = Ta
     (
         (text(), text(), text(), text()),
         (count(), count(), count(), count(), count(), count()),
-        (count(), count(), count()),
+        (count(), count(), count(), count()),
     )
         .prop_map(
             |(
                 (target, symbol, addr, mode),
                 (hits, dropped, filtered, kstack_errors, ustack_errors, after_limit),
-                (kernel_count, missed, unrecorded),
+                (rejected, kernel_count, missed, unrecorded),
             )| {
                 TargetSummary {
                     target,
@@ -199,6 +199,7 @@ fn target_summary(count: fn() -> BoxedStrategy<u64>) -> impl Strategy<Value = Ta
                     kstack_errors,
                     ustack_errors,
                     after_limit,
+                    rejected,
                     kernel_count,
                     missed,
                     unrecorded,

@@ -78,6 +78,7 @@ pub(super) fn resolve_self(
         len: 8,
         space: crate::target::resolve::Space::User,
         at_entry: mode == Mode::Execute,
+        field: None,
     };
     Ok(match resolver.resolve(&spec) {
         Ok(bp) if bp.addr == addr => (bp, Resolution::Exact),

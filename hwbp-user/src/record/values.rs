@@ -32,6 +32,8 @@ enum SlotType {
     Function(Vec<(Param, Location)>),
     /// A variable whose type BTF names.
     Variable(TypeInfo),
+    /// A member named by a field expression, with its type.
+    Field(Arc<crate::target::fields::FieldType>),
 }
 
 /// The value fields of a hit record.
@@ -90,9 +92,10 @@ impl Values {
         });
         let types = breakpoints
             .iter()
-            .map(|bp| match bp.space {
-                Space::Kernel => slot_type(btf.as_ref(), bp),
-                Space::User => pid.map_or(SlotType::Unknown, |pid| user_slot_type(pid, bp)),
+            .map(|bp| match (&bp.field, bp.space) {
+                (Some(field), _) if bp.mode.is_data() => SlotType::Field(field.clone()),
+                (_, Space::Kernel) => slot_type(btf.as_ref(), bp),
+                (_, Space::User) => pid.map_or(SlotType::Unknown, |pid| user_slot_type(pid, bp)),
             })
             .collect();
         Self::with_types(
@@ -188,6 +191,13 @@ impl Values {
                 value_type: Some(ty.name.clone()),
                 value_text: Some(ty.decode.format(value, len)),
                 old_value_text: old.map(|o| ty.decode.format(o, len)),
+            },
+            Some(SlotType::Field(ty)) => ValueFields {
+                value: Some(value),
+                old_value: old,
+                value_type: Some(ty.name.clone()),
+                value_text: Some(ty.format(value, len)),
+                old_value_text: old.map(|o| ty.format(o, len)),
             },
             _ => ValueFields {
                 value: Some(value),

@@ -15,6 +15,10 @@ use crate::target::abi::{Field, Shape};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
+mod members;
+mod split;
+pub use members::variable_root;
+
 const MAGIC: u16 = 0xeb9f;
 
 // Kinds (include/uapi/linux/btf.h).
@@ -129,6 +133,62 @@ fn u32_at(b: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
 }
 
+/// The type and string sections of a BTF blob.
+fn sections(data: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let magic = data.get(0..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    if magic != Some(MAGIC) {
+        return Err("bad magic (only little-endian BTF is read)".into());
+    }
+    let field = |off| u32_at(data, off).ok_or_else(|| "truncated header".to_owned());
+    let hdr_len = field(4)? as usize;
+    let (type_off, type_len, str_off, str_len) = (field(8)?, field(12)?, field(16)?, field(20)?);
+    let section = |off: u32, len: u32| {
+        let start = hdr_len + off as usize;
+        data.get(start..start + len as usize)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| "section beyond the end of the data".to_owned())
+    };
+    Ok((section(type_off, type_len)?, section(str_off, str_len)?))
+}
+
+/// The type records of a type section, their data offsets counted from
+/// `base` (where the section starts in a split BTF's combined section).
+fn parse_types(type_section: &[u8], base: usize) -> Result<Vec<RawType>, String> {
+    let mut types = Vec::new();
+    let mut pos = 0;
+    while pos < type_section.len() {
+        let (Some(name_off), Some(info), Some(size_type)) = (
+            u32_at(type_section, pos),
+            u32_at(type_section, pos + 4),
+            u32_at(type_section, pos + 8),
+        ) else {
+            return Err(format!("truncated type record at offset {pos}"));
+        };
+        let vlen = info & 0xffff;
+        let kind = (info >> 24) & 0x1f;
+        let data = pos + 12;
+        let extra = match kind {
+            KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+            KIND_ARRAY => 12,
+            KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen as usize,
+            KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen as usize,
+            KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
+            | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => 0,
+            other => return Err(format!("unknown kind {other} at offset {pos}")),
+        };
+        types.push(RawType {
+            name_off,
+            kind,
+            vlen,
+            kind_flag: info >> 31 == 1,
+            size_type,
+            data: base + data,
+        });
+        pos = data + extra;
+    }
+    Ok(types)
+}
+
 impl Btf {
     pub fn load(path: &Path) -> Result<Self, BtfError> {
         let data = fs::read(path).map_err(|source| BtfError::Read {
@@ -146,55 +206,8 @@ impl Btf {
     }
 
     pub fn parse(data: &[u8]) -> Result<Self, String> {
-        let magic = data.get(0..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-        if magic != Some(MAGIC) {
-            return Err("bad magic (only little-endian BTF is read)".into());
-        }
-        let field = |off| u32_at(data, off).ok_or_else(|| "truncated header".to_owned());
-        let hdr_len = field(4)? as usize;
-        let (type_off, type_len, str_off, str_len) =
-            (field(8)?, field(12)?, field(16)?, field(20)?);
-        let section = |off: u32, len: u32| {
-            let start = hdr_len + off as usize;
-            data.get(start..start + len as usize)
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| "section beyond the end of the data".to_owned())
-        };
-        let type_section = section(type_off, type_len)?;
-        let strings = section(str_off, str_len)?;
-
-        let mut types = Vec::new();
-        let mut pos = 0;
-        while pos < type_section.len() {
-            let (Some(name_off), Some(info), Some(size_type)) = (
-                u32_at(&type_section, pos),
-                u32_at(&type_section, pos + 4),
-                u32_at(&type_section, pos + 8),
-            ) else {
-                return Err(format!("truncated type record at offset {pos}"));
-            };
-            let vlen = info & 0xffff;
-            let kind = (info >> 24) & 0x1f;
-            let data = pos + 12;
-            let extra = match kind {
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
-                KIND_ARRAY => 12,
-                KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen as usize,
-                KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen as usize,
-                KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
-                | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => 0,
-                other => return Err(format!("unknown kind {other} at offset {pos}")),
-            };
-            types.push(RawType {
-                name_off,
-                kind,
-                vlen,
-                kind_flag: info >> 31 == 1,
-                size_type,
-                data,
-            });
-            pos = data + extra;
-        }
+        let (type_section, strings) = sections(data)?;
+        let types = parse_types(&type_section, 0)?;
         Ok(Self {
             types,
             type_section,

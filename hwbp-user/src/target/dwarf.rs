@@ -19,6 +19,8 @@ use crate::{
 
 type Reader<'a> = EndianSlice<'a, LittleEndian>;
 
+pub mod fields;
+
 /// The parameters and return type of the function whose code starts at
 /// link-time address `vaddr` in ELF file `path` (or in its separate debug
 /// file), or None when its DWARF does not say.

@@ -8,7 +8,10 @@ use anyhow::{Context as _, Result};
 
 use crate::{
     printable::printable,
-    target::resolve::{ElfImage, ElfSymbol, Kallsyms, ProcessImage, SymbolKind},
+    target::{
+        TargetSpec, fields,
+        resolve::{ElfImage, ElfSymbol, Kallsyms, ProcessImage, Resolver, SymbolKind},
+    },
 };
 
 fn matches(pattern: &str, name: &str) -> bool {
@@ -129,6 +132,9 @@ fn list(
     binary: Option<&std::path::Path>,
     verbose: bool,
 ) -> Result<usize, Listing> {
+    if let Some((expr, members)) = fields::list_pattern(pattern) {
+        return list_members(out, expr, members, pid, binary);
+    }
     let mut count = 0;
     if let Some(path) = binary {
         let image = ElfImage::load(path)?;
@@ -172,6 +178,69 @@ fn list(
                 count,
             )?;
         }
+    }
+    Ok(count)
+}
+
+/// `list 'cfg.*'`: the members of a variable (or of a member, or the
+/// elements of an array) whose names match, with their address, offset,
+/// size and type. Bit-fields show their bits instead of a size.
+fn list_members(
+    out: &mut impl Write,
+    expr: &str,
+    members: &str,
+    pid: Option<i32>,
+    binary: Option<&std::path::Path>,
+) -> Result<usize, Listing> {
+    let spec: TargetSpec = expr.parse()?;
+    let (base_addr, rows) = match (binary, pid) {
+        (Some(path), None) => {
+            let base = spec.field_base().unwrap_or(expr);
+            let image = ElfImage::load(path)?;
+            let Some(sym) = image
+                .lookup(base)
+                .into_iter()
+                .find(|s| s.kind != SymbolKind::Function)
+            else {
+                return Err(anyhow::anyhow!("no variable `{base}` in {}", path.display()).into());
+            };
+            let rows =
+                crate::target::dwarf::fields::with_variable(path, sym.addr, base, |t, root| {
+                    fields::member_rows(t, root, base, &spec.fields)
+                })
+                .with_context(|| format!("`{expr}`"))?;
+            (sym.addr, rows)
+        }
+        _ => {
+            let spec = match binary {
+                Some(path) => format!("{}:{expr}", path.display()).parse()?,
+                None => spec,
+            };
+            let process = pid.map(ProcessImage::open).transpose()?;
+            Resolver::new(process).members(&spec)?
+        }
+    };
+    let mut count = 0;
+    for row in rows {
+        let name = row.path.rsplit(['.', '[']).next().unwrap_or(&row.path);
+        let wanted = members == "[*]" || matches(members, name);
+        if !wanted {
+            continue;
+        }
+        let size = match row.bits {
+            Some((bit, bits)) => format!("{bits}b@{bit}"),
+            None => row.size.to_string(),
+        };
+        count += 1;
+        let line = writeln!(
+            out,
+            "{:#018x} +{:<#8x} {size:>8} {} ({})",
+            base_addr.wrapping_add(row.offset),
+            row.offset,
+            printable(&row.path),
+            printable(&row.ty)
+        );
+        written(line, count)?;
     }
     Ok(count)
 }

@@ -10,8 +10,9 @@ pub mod abi;
 pub mod btf;
 pub mod condition;
 pub mod dwarf;
+pub mod fields;
 pub mod list;
 pub mod resolve;
 pub mod spec;
 
-pub use spec::{Location, Mode, TargetError, TargetSpec};
+pub use spec::{Access, Location, Mode, TargetError, TargetSpec};

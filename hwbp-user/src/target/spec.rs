@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! TARGET   := [BINARY ':'] LOCATION [':' MODE] ['/' LEN]
-//! LOCATION := SYMBOL ['+' OFFSET] | 0xADDRESS
+//! LOCATION := SYMBOL ACCESS* ['+' OFFSET] | 0xADDRESS
+//! ACCESS   := '.' MEMBER | '[' INDEX ']'   (struct members by name: fields.rs)
 //! MODE     := x | w | rw | r            (also ksym_tracer's --x -w- rw- r--)
 //! LEN      := 1 | 2 | 4 | 8             (data targets only)
 //! ```
@@ -101,6 +102,42 @@ pub struct TargetSpec {
     pub len: Option<u8>,
     /// ` if COND`, when given (not part of `text`).
     pub condition: Option<Condition>,
+    /// Member and index accesses after the symbol (`cfg.limits[2].max`):
+    /// one reading of a SYMBOL that has them. The name in [`Location`]
+    /// stays the whole text, which is tried first as a symbol
+    /// (`foo.cold`, `counter.0` are ELF names); see [`crate::target::fields`].
+    pub fields: Vec<Access>,
+}
+
+/// One step of a field expression.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// `.name`
+    Member(String),
+    /// `[N]`
+    Index(u64),
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Member(name) => write!(f, ".{name}"),
+            Self::Index(i) => write!(f, "[{i}]"),
+        }
+    }
+}
+
+impl TargetSpec {
+    /// The variable that [`TargetSpec::fields`] start from (`cfg` in
+    /// `cfg.limits[2]`), when there are fields.
+    pub fn field_base(&self) -> Option<&str> {
+        match &self.location {
+            Location::Symbol { name, .. } if !self.fields.is_empty() => {
+                split_fields(name).ok().flatten().map(|(base, _)| base)
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -132,6 +169,11 @@ pub enum TargetError {
         target: String,
         error: ConditionError,
     },
+    #[error(
+        "bad field expression `{text}` at `{at}`: write members as `.name` and indexes as `[N]` \
+         (e.g. `cfg.limits[2].max`)"
+    )]
+    Field { text: String, at: String },
 }
 
 impl FromStr for TargetSpec {
@@ -181,6 +223,12 @@ impl FromStr for TargetSpec {
             None => (None, rest),
         };
         let location = parse_location(location)?;
+        let fields = match &location {
+            Location::Symbol { name, .. } => {
+                split_fields(name)?.map(|(_, f)| f).unwrap_or_default()
+            }
+            Location::Address(_) => Vec::new(),
+        };
         Ok(Self {
             text: text.to_owned(),
             binary,
@@ -188,6 +236,7 @@ impl FromStr for TargetSpec {
             mode,
             len,
             condition,
+            fields,
         })
     }
 }
@@ -218,6 +267,76 @@ fn looks_like_mode(s: &str) -> bool {
     let letters = !s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b"rwx-".contains(&b));
     let single = s.len() == 1 && s.bytes().all(|b| b.is_ascii_alphabetic());
     letters || single
+}
+
+/// Splits `cfg.limits[2].max` into `cfg` and its accesses: Ok(None) when
+/// the name has none. The accesses start at the first `.` followed by a
+/// letter or `_`, or `[` followed by a digit, outside a C++ parameter list
+/// or template; from there the rest must be accesses. A rest made of
+/// other characters after a `.` leaves the name whole (an assembler's
+/// `a.b$c`); a bad `[…]` is an error.
+pub(crate) fn split_fields(name: &str) -> Result<Option<(&str, Vec<Access>)>, TargetError> {
+    let bytes = name.as_bytes();
+    let mut depth = 0i32;
+    let mut start = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'(' | b'<' => depth += 1,
+            b')' | b'>' => depth -= 1,
+            b'.' if depth == 0
+                && i > 0
+                && bytes
+                    .get(i + 1)
+                    .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+            {
+                start = Some(i);
+                break;
+            }
+            b'[' if depth == 0 && i > 0 && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                start = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let Some(start) = start else {
+        return Ok(None);
+    };
+    let mut rest = &name[start..];
+    // With an index in it, the text is a field expression for certain.
+    let strict = rest.contains('[');
+    let mut accesses = Vec::new();
+    let bad = |at: &str| TargetError::Field {
+        text: name.to_owned(),
+        at: at.to_owned(),
+    };
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            if end == 0 {
+                return if strict { Err(bad(rest)) } else { Ok(None) };
+            }
+            accesses.push(Access::Member(after[..end].to_owned()));
+            rest = &after[end..];
+        } else if let Some(after) = rest.strip_prefix('[') {
+            let index = after
+                .split_once(']')
+                .and_then(|(n, tail)| Some((parse_number(n.trim())?, tail)));
+            let Some((index, tail)) = index else {
+                return Err(bad(rest));
+            };
+            accesses.push(Access::Index(index));
+            rest = tail;
+        } else if strict {
+            return Err(bad(rest));
+        } else {
+            // `a.b$c`: not a field expression, a name with dots.
+            return Ok(None);
+        }
+    }
+    Ok(Some((&name[..start], accesses)))
 }
 
 fn parse_len(s: &str) -> Result<u8, TargetError> {
@@ -298,6 +417,71 @@ mod tests {
         let t = spec("vfs_read");
         assert_eq!(t.location, sym("vfs_read", 0));
         assert_eq!((t.mode, t.len, t.binary), (None, None, None));
+    }
+
+    /// Members and indexes after a symbol, as gdb writes them; the name
+    /// stays whole (it may be an ELF name with dots, tried first).
+    #[test]
+    fn field_expressions() {
+        let t = spec("init_net.core.sysctl_somaxconn:w");
+        assert_eq!(t.location, sym("init_net.core.sysctl_somaxconn", 0));
+        assert_eq!(
+            t.fields,
+            [
+                Access::Member("core".into()),
+                Access::Member("sysctl_somaxconn".into())
+            ]
+        );
+        assert_eq!(t.field_base(), Some("init_net"));
+        assert_eq!(t.mode, Some(Mode::Write));
+        let t = spec("app:cfg.limits[2].max/4");
+        assert_eq!(t.binary.as_deref(), Some(std::path::Path::new("app")));
+        assert_eq!(
+            t.fields,
+            [
+                Access::Member("limits".into()),
+                Access::Index(2),
+                Access::Member("max".into())
+            ]
+        );
+        assert_eq!((t.field_base(), t.len), (Some("cfg"), Some(4)));
+        let t = spec("app::STATE.count");
+        assert_eq!(t.field_base(), Some("app::STATE"));
+        assert_eq!(t.fields, [Access::Member("count".into())]);
+        let t = spec("table[0x3]");
+        assert_eq!(
+            (t.field_base(), &t.fields[..]),
+            (Some("table"), &[Access::Index(3)][..])
+        );
+        let t = spec("cfg.name+8/8");
+        assert_eq!(t.location, sym("cfg.name", 8));
+        assert_eq!(t.fields, [Access::Member("name".into())]);
+        // Names that are not field expressions keep no fields.
+        for name in [
+            "counter.0",
+            "operator[]",
+            "V::operator[](int)",
+            "a.b$c",
+            ".hidden",
+            "f(a.b)",
+        ] {
+            let t = spec(name);
+            assert_eq!((t.fields.len(), t.field_base()), (0, None), "{name}");
+            assert_eq!(t.location, sym(name, 0));
+        }
+        assert_eq!(spec("foo.part.0").fields.len(), 2);
+        assert!(matches!(
+            "cfg.limits[x]".parse::<TargetSpec>(),
+            Err(TargetError::Field { at, .. }) if at == "[x]"
+        ));
+        assert!(matches!(
+            "cfg[1].".parse::<TargetSpec>(),
+            Err(TargetError::Field { at, .. }) if at == "."
+        ));
+        assert!(matches!(
+            "cfg[1]x".parse::<TargetSpec>(),
+            Err(TargetError::Field { at, .. }) if at == "x"
+        ));
     }
 
     #[test]

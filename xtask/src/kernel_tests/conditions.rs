@@ -6,7 +6,7 @@
 use anyhow::{Result, ensure};
 
 use super::results::{KernelTest, Results};
-use crate::harness::{
+use hwbp_tests::harness::{
     fixture::{FixtureReads, printed},
     trace::{number, values},
 };

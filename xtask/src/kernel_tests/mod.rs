@@ -15,6 +15,7 @@
 
 mod by_command;
 mod conditions;
+mod fields;
 mod limits;
 mod results;
 mod system_wide;
@@ -51,6 +52,7 @@ const SERIAL: &[KernelTest] = &[
     by_command::REARM,
     conditions::VFS_COND,
     conditions::PIDMAX_COND,
+    fields::SOMAXCONN,
     system_wide::SYSWIDE,
     system_wide::SYSCOMM,
     limits::FIVE,

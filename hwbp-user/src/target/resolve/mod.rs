@@ -7,6 +7,7 @@
 pub mod advice;
 pub mod debugfile;
 pub mod elf;
+mod fields;
 pub mod kallsyms;
 pub mod maps;
 
@@ -57,6 +58,8 @@ pub struct Breakpoint {
     /// At the first instruction of a function (the caller's return address
     /// is then at the stack pointer).
     pub at_entry: bool,
+    /// The member's type, for a field expression (`cfg.limits[2].max`).
+    pub field: Option<Arc<crate::target::fields::FieldType>>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -172,6 +175,11 @@ pub enum ResolveError {
          add -p PID or -- CMD to name the process; with neither, only kernel targets can be armed"
     )]
     UserAddressWithoutProcess { target: String },
+    #[error("`{target}`: {error}")]
+    Field {
+        target: String,
+        error: Box<crate::target::fields::FieldError>,
+    },
 }
 
 fn did_you_mean(suggestions: &[String]) -> String {
@@ -437,12 +445,15 @@ impl Resolver {
     }
 
     pub fn resolve(&mut self, spec: &TargetSpec) -> Result<Breakpoint, ResolveError> {
-        let found = self.locate(spec)?;
+        let (found, field) = self.locate_fields(spec)?;
         let placed = found
             .file
             .clone()
             .map(|(path, link)| (path, link.wrapping_add(found.offset)));
-        let bp = finish(spec, found)?;
+        let bp = Breakpoint {
+            field,
+            ..finish(spec, found)?
+        };
         if let (Some((path, link)), Some(process)) = (placed, &self.process) {
             process.check_placement(&bp, &path, link)?;
         }
@@ -839,6 +850,7 @@ fn finish(spec: &TargetSpec, found: Found) -> Result<Breakpoint, ResolveError> {
         mode,
         len,
         space,
+        field: None,
     })
 }
 
