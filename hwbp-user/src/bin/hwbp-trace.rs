@@ -88,6 +88,8 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         buffer_size,
         metrics_addr,
         redact_addresses,
+        control,
+        ack,
         verbose: _,
         command,
     } = args;
@@ -130,6 +132,8 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         stop: dashboard.is_some().then(|| stop.clone()),
         redact_addresses,
         command_output: command_output.clone(),
+        control,
+        ack,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -22,7 +22,9 @@ use crate::{
 };
 
 mod collector;
+mod control;
 mod finish;
+pub mod live;
 mod prepare;
 mod run;
 
@@ -69,6 +71,9 @@ pub struct Options {
     /// terminal (its stdin is then /dev/null); `None`: hwbp-trace's own
     /// stdin, stdout and stderr.
     pub command_output: Option<Arc<CommandOutput>>,
+    /// `--control PATH` and `--ack PATH`: change the targets while tracing.
+    pub control: Option<PathBuf>,
+    pub ack: Option<PathBuf>,
 }
 
 const SYSCTL_RELEASE: &str = "/proc/sys/kernel/osrelease";
@@ -120,6 +125,12 @@ pub async fn run(
         }
     }
 
+    // The control FIFOs before anything starts: a bad path is a usage error.
+    let mut control = match &options.control {
+        Some(path) => Some(control::Control::open(path, options.ack.as_deref())?),
+        None => None,
+    };
+
     // The process: started stopped at its entry point, or found.
     let mut launched = match command.is_empty() {
         true => None,
@@ -136,6 +147,7 @@ pub async fn run(
         traced_pid,
         &mut launched,
         exit_watch.as_ref(),
+        control.as_mut(),
         stats,
         on_armed,
     )
@@ -196,6 +208,7 @@ async fn arm_and_trace(
     traced_pid: Option<i32>,
     launched: &mut Option<Launched>,
     exit_watch: Option<&ExitWatch>,
+    control: Option<&mut control::Control>,
     stats: SharedStats,
     on_armed: impl FnOnce(&Armament),
 ) -> Result<Summary> {
@@ -203,7 +216,7 @@ async fn arm_and_trace(
         breakpoints,
         mut probe,
         mut events,
-        armed,
+        mut armed,
         mut exports,
         redactor,
         symbolizer,
@@ -221,6 +234,7 @@ async fn arm_and_trace(
         options,
     );
     let mut batch = Batch::default();
+    let mut live = live::Live::new(traced_pid, options.stack, breakpoints.len());
     let end_reason = run::collect(
         options,
         &mut collector,
@@ -232,6 +246,9 @@ async fn arm_and_trace(
             exit_watch,
             traced_pid,
             image_at_start,
+            armed: &mut armed,
+            control,
+            live: &mut live,
         },
     )
     .await?;
@@ -278,6 +295,8 @@ fn target_summary(bp: &Breakpoint, c: &Counters, hits: u64, after_limit: u64) ->
         after_limit,
         kernel_count: 0,
         missed: 0,
+        watches: Vec::new(),
+        removed: false,
     }
 }
 
@@ -288,6 +307,7 @@ pub fn is_usage_error(err: &anyhow::Error) -> bool {
         e.is::<TargetError>()
             || e.is::<UsageError>()
             || e.is::<ExportError>()
+            || e.is::<control::ControlError>()
             || e.downcast_ref::<ResolveError>().is_some_and(|r| {
                 !matches!(
                     r,

@@ -10,10 +10,16 @@ use tokio::{
     time::sleep,
 };
 
-use super::{BATCH, Options, collector::Collector};
+use super::{
+    BATCH, Options,
+    collector::Collector,
+    control::Control,
+    live::{self, Live},
+};
 use crate::{
     output::stats::SharedStats,
     probe::{
+        arm::Armed,
         load::{Batch, Events, Probe},
         process::{ExitWatch, Image},
     },
@@ -59,6 +65,10 @@ pub(super) struct Sources<'a> {
     pub exit_watch: Option<&'a ExitWatch>,
     pub traced_pid: Option<i32>,
     pub image_at_start: Option<Image>,
+    pub armed: &'a mut Armed,
+    /// `--control`: commands that change the targets.
+    pub control: Option<&'a mut Control>,
+    pub live: &'a mut Live,
 }
 
 /// Records hits until the trace ends; says why it ended.
@@ -78,6 +88,9 @@ pub(super) async fn collect(
         exit_watch,
         traced_pid,
         image_at_start,
+        armed,
+        mut control,
+        live,
     } = sources;
     let watch_exec = collector
         .breakpoints
@@ -136,6 +149,40 @@ pub(super) async fn collect(
                 tokio::task::yield_now().await;
             }
             () = async { if let Some(w) = exit_watch { w.exited().await } }, if exit_watch.is_some() => break EndReason::ProcessExit,
+            line = async {
+                match control.as_mut() {
+                    Some(c) => c.next().await,
+                    None => std::future::pending().await,
+                }
+            }, if control.is_some() => {
+                let Some(line) = line else {
+                    control = None;
+                    continue;
+                };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                // Hits made before the change are recorded before it.
+                loop {
+                    let empty = events.drain(batch, BATCH);
+                    collector.process(batch);
+                    if empty {
+                        break;
+                    }
+                }
+                let result = live::run_line(live, &line, live::Parts {
+                    armed: &mut *armed,
+                    probe: &mut *probe,
+                    collector: &mut *collector,
+                    stats,
+                });
+                if let Some(c) = control.as_mut() {
+                    c.answer(result.map(drop));
+                }
+                if let Some(end) = collector.record_batch(batch) {
+                    break end;
+                }
+            }
             _ = counters_tick.tick() => {
                 // An exec replaces the image user targets point into: the
                 // kernel dropped those breakpoints (remove_on_exec); end.
