@@ -86,6 +86,42 @@ pub enum ChangeError {
     Load(#[from] LoadError),
 }
 
+/// Commands from the dashboard: lines as `--control` takes them, each
+/// answered with the change made or the error.
+pub struct Requests {
+    lines: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
+    answer: Box<dyn Fn(Result<ChangeRecord, String>) + Send + Sync>,
+}
+
+impl Requests {
+    pub fn new(
+        lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+        answer: impl Fn(Result<ChangeRecord, String>) + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            lines: tokio::sync::Mutex::new(lines),
+            answer: Box::new(answer),
+        }
+    }
+
+    /// The receiving end, taken for the run (None when it is taken).
+    pub(super) fn take(
+        &self,
+    ) -> Option<tokio::sync::MutexGuard<'_, tokio::sync::mpsc::UnboundedReceiver<String>>> {
+        self.lines.try_lock().ok()
+    }
+
+    pub(super) fn answer(&self, result: Result<ChangeRecord, String>) {
+        (self.answer)(result);
+    }
+}
+
+impl std::fmt::Debug for Requests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Requests")
+    }
+}
+
 /// What changing targets needs to know about the run, and which targets
 /// are paused.
 pub(super) struct Live {

@@ -74,6 +74,9 @@ pub struct Options {
     /// `--control PATH` and `--ack PATH`: change the targets while tracing.
     pub control: Option<PathBuf>,
     pub ack: Option<PathBuf>,
+    /// The dashboard's changes (`a`, `m`, `x`, space): command lines as
+    /// `--control` takes them, each answered through the callback.
+    pub changes: Option<Arc<live::Requests>>,
 }
 
 const SYSCTL_RELEASE: &str = "/proc/sys/kernel/osrelease";

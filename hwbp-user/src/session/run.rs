@@ -23,6 +23,7 @@ use crate::{
         load::{Batch, Events, Probe},
         process::{ExitWatch, Image},
     },
+    record::format::ChangeRecord,
     target::resolve::Space,
 };
 
@@ -78,8 +79,12 @@ pub(super) async fn collect(
     sources: Sources<'_>,
 ) -> Result<EndReason> {
     let Options {
-        duration, ref stop, ..
+        duration,
+        ref stop,
+        ref changes,
+        ..
     } = *options;
+    let mut requests = changes.as_deref().and_then(live::Requests::take);
     let Sources {
         events,
         probe,
@@ -162,15 +167,7 @@ pub(super) async fn collect(
                 if line.trim().is_empty() {
                     continue;
                 }
-                // Hits made before the change are recorded before it.
-                loop {
-                    let empty = events.drain(batch, BATCH);
-                    collector.process(batch);
-                    if empty {
-                        break;
-                    }
-                }
-                let result = live::run_line(live, &line, live::Parts {
+                let result = apply_change(&line, live, events, batch, live::Parts {
                     armed: &mut *armed,
                     probe: &mut *probe,
                     collector: &mut *collector,
@@ -178,6 +175,29 @@ pub(super) async fn collect(
                 });
                 if let Some(c) = control.as_mut() {
                     c.answer(result.map(drop));
+                }
+                if let Some(end) = collector.record_batch(batch) {
+                    break end;
+                }
+            }
+            line = async {
+                match requests.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            }, if requests.is_some() => {
+                let Some(line) = line else {
+                    requests = None;
+                    continue;
+                };
+                let result = apply_change(&line, live, events, batch, live::Parts {
+                    armed: &mut *armed,
+                    probe: &mut *probe,
+                    collector: &mut *collector,
+                    stats,
+                });
+                if let Some(changes) = changes {
+                    changes.answer(result);
                 }
                 if let Some(end) = collector.record_batch(batch) {
                     break end;
@@ -221,4 +241,23 @@ pub(super) async fn collect(
         other => other,
     };
     Ok(end_reason)
+}
+
+/// Records the hits waiting (made before the change, so written before
+/// it), then applies one change line.
+fn apply_change(
+    line: &str,
+    live: &mut Live,
+    events: &mut Events,
+    batch: &mut Batch,
+    parts: live::Parts<'_, '_>,
+) -> Result<ChangeRecord, String> {
+    loop {
+        let empty = events.drain(batch, BATCH);
+        parts.collector.process(batch);
+        if empty {
+            break;
+        }
+    }
+    live::run_line(live, line, parts)
 }
