@@ -105,6 +105,11 @@ impl Values {
         values
     }
 
+    /// The kernel's BTF, when it was parsed (kernel targets).
+    pub fn btf(&self) -> Option<&Btf> {
+        self.btf.as_ref()
+    }
+
     /// Target `slot` watches `bp` from now on (moved while tracing), or is
     /// a new target: its type, length and current value. Hits of the old
     /// watch still waiting in the ring buffer are decoded as the new one.

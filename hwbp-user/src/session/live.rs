@@ -212,7 +212,13 @@ impl Live {
         )))
     }
 
-    fn resolve(&mut self, text: &str) -> Result<Breakpoint, ChangeError> {
+    /// Resolves a target as at start-up (a kernel variable's default LEN
+    /// from `btf`, when the run parsed it).
+    fn resolve(
+        &mut self,
+        text: &str,
+        btf: Option<&crate::target::btf::Btf>,
+    ) -> Result<Breakpoint, ChangeError> {
         let spec: TargetSpec = text.parse()?;
         let process = match self.traced_pid {
             Some(pid) => Some(ProcessImage::open(pid)?),
@@ -222,7 +228,10 @@ impl Live {
         if let Some(kallsyms) = &self.kallsyms {
             resolver = resolver.with_kallsyms(kallsyms.clone());
         }
-        let bp = resolver.resolve(&spec)?;
+        let mut bp = resolver.resolve(&spec)?;
+        if let Some(btf) = btf {
+            crate::record::values::lens_from_btf(std::slice::from_mut(&mut bp), btf);
+        }
         if bp.space == Space::User && self.traced_pid.is_none() {
             return Err(ChangeError::Usage(format!(
                 "`{text}` is a user-space target, and this run traces the whole system: user \
@@ -279,7 +288,7 @@ impl Live {
                  keeps its number): start a new run to add more"
             )));
         }
-        let bp = self.resolve(text)?;
+        let bp = self.resolve(text, collector.values.btf())?;
         self.check_free(&bp, None, collector)?;
         let entry = probe.add_entry(&bp, self.stack_choice(&bp), slot)?;
         let program = probe.program_fd()?;
@@ -318,7 +327,7 @@ impl Live {
         } = parts;
         let slot = self.find(name, collector)?;
         let from = collector.breakpoints[slot].clone();
-        let to = self.resolve(text)?;
+        let to = self.resolve(text, collector.values.btf())?;
         self.check_free(&to, Some(slot), collector)?;
         let before = armed.event_ids(slot);
         let old_entry = probe.entry_of(slot, from.addr);
@@ -454,8 +463,12 @@ pub(super) fn run_line(
             },
         )
         .map_err(|e| e.to_string())?;
+    let mut written = record.clone();
+    if let Some(redactor) = &collector.redactor {
+        redactor.change(&mut written);
+    }
     for export in collector.exports.iter_mut() {
-        export.change(&record);
+        export.change(&written);
     }
     Ok(record)
 }
