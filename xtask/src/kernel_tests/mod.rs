@@ -14,6 +14,7 @@
 
 mod by_command;
 mod limits;
+mod live;
 mod results;
 mod system_wide;
 mod vm_harness;
@@ -49,6 +50,7 @@ const SERIAL: &[KernelTest] = &[
     by_command::REARM,
     system_wide::SYSWIDE,
     system_wide::SYSCOMM,
+    live::LIVE_MOVE,
     limits::FIVE,
     limits::FOUR,
     limits::BLACKLISTED,
