@@ -135,6 +135,17 @@ pub struct TraceArgs {
     #[arg(long)]
     pub redact_addresses: bool,
 
+    /// Take commands from the FIFO PATH (created if missing), one a line:
+    /// `add TARGET`, `move NAME TARGET`, `remove NAME`, `pause NAME`,
+    /// `resume NAME` (NAME: the target as written, or its number).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+
+    /// Answer each --control command on the FIFO PATH (created if missing)
+    /// with `ok` or `error: WHY` [default: on stderr].
+    #[arg(long, value_name = "PATH", requires = "control")]
+    pub ack: Option<PathBuf>,
+
     /// More diagnostics on stderr.
     #[arg(short, long)]
     pub verbose: bool,

@@ -203,6 +203,7 @@ fn target_summary(count: fn() -> BoxedStrategy<u64>) -> impl Strategy<Value = Ta
                     kernel_count,
                     missed,
                     unrecorded,
+                    ..Default::default()
                 }
             },
         )

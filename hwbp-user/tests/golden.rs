@@ -84,6 +84,7 @@ fn parse_trace() -> (Header, Vec<HitRecord>, Summary) {
             TraceLine::Header(h) => header = Some(h),
             TraceLine::Hit(h) => hits.push(h),
             TraceLine::Summary(s) => summary = Some(s),
+            TraceLine::Change(c) => panic!("trace.jsonl:{}: no change expected: {c:?}", i + 1),
         }
     }
     (header.expect("header"), hits, summary.expect("summary"))

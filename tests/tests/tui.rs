@@ -483,3 +483,104 @@ fn a_caught_collector_panic_keeps_the_dashboard_until_q() {
     assert!(end.contains("tracing ended early"), "{end}");
     assert!(end.contains("10 hits in"), "the summary:\n{end}");
 }
+
+/// The dashboard's keys change the targets while tracing (`m` moves, `a`
+/// adds, space pauses, `x` then `y` removes), each answer in the status
+/// line, each change a `change` record in `-o t.jsonl`: the fixture writes
+/// FX_LIVE_A 50 times, waits, then FX_LIVE_A and FX_LIVE_B 50 times each
+/// (tests/tests/live.rs does the same through --control).
+#[test]
+fn dashboard_keys_change_the_targets() {
+    if !root_and_tmux_or_skip("dashboard_keys_change_the_targets") {
+        return;
+    }
+    let dir = TempDir::new("tui-live");
+    let trace = hwbp_trace().display().to_string();
+    let fx = fixture("fx_user").display().to_string();
+    let (ready, go) = (dir.path("ready"), dir.path("go"));
+    let command = format!(
+        "cd '{}' && '{trace}' FX_LIVE_A:w -o t.jsonl -- '{fx}' phases 50 '{ready}' '{go}'; echo EXIT=$?; stty -a; sleep 600",
+        dir.0.display()
+    );
+    let pane = ok(Tmux::shell(&dir.0, (120, 30), &command));
+    wait_for(&pane, "the first phase", Duration::from_secs(30), |s| {
+        hits_cell(s, "FX_LIVE_A:w").as_deref() == Some("50")
+    });
+    assert!(std::path::Path::new(&ready).exists());
+    let wait = |what: &str, text: &str| {
+        wait_for(&pane, what, Duration::from_secs(10), |s| s.contains(text))
+    };
+    // m: the prompt starts from the target as written.
+    keys(&pane, "m");
+    wait("the move prompt", "move `FX_LIVE_A:w` to: FX_LIVE_A:w");
+    for _ in 0.."FX_LIVE_A:w".len() {
+        keys(&pane, "BSpace");
+    }
+    keys(&pane, "FX_LIVE_B:w");
+    keys(&pane, "Enter");
+    wait("the move", "moved `FX_LIVE_A:w` to `FX_LIVE_B:w` (modify)");
+    // An error changes nothing and says why.
+    keys(&pane, "a");
+    wait("the add prompt", "add target:");
+    keys(&pane, "no_such_symbol_here:w");
+    keys(&pane, "Enter");
+    wait("the refusal", "error: unknown symbol `no_such_symbol_here`");
+    keys(&pane, "a");
+    keys(&pane, "FX_LIVE_A:w");
+    keys(&pane, "Enter");
+    wait("the add", "added `FX_LIVE_A:w`");
+    keys(&pane, "j");
+    keys(&pane, "Space");
+    wait("the pause", "paused `FX_LIVE_A:w`");
+    keys(&pane, "x");
+    wait("the confirmation", "remove `FX_LIVE_A:w [paused]`? y/n");
+    keys(&pane, "y");
+    let screen = wait("the removal", "removed `FX_LIVE_A:w`");
+    assert!(screen.contains("FX_LIVE_A:w [removed]"), "{screen}");
+    fs::write(&go, "").expect("creating go");
+    let screen = wait_for(
+        &pane,
+        "the second phase and the exit",
+        Duration::from_secs(30),
+        |s| hits_cell(s, "FX_LIVE_B:w").as_deref() == Some("100") && s.contains("exited, status 0"),
+    );
+    assert_eq!(
+        hits_cell(&screen, "FX_LIVE_A:w [removed]").as_deref(),
+        Some("0"),
+        "{screen}"
+    );
+    keys(&pane, "q");
+    assert_exit_and_cooked(&pane, 0);
+    let text = fs::read_to_string(dir.path("t.jsonl")).expect("reading t.jsonl");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let changes: Vec<(String, u64)> = lines
+        .iter()
+        .filter(|l| l["type"] == "change")
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap_or("").to_owned(),
+                c["id"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    let expected = [("move", 0), ("add", 1), ("pause", 1), ("remove", 1)];
+    assert_eq!(
+        changes,
+        expected.map(|(a, id)| (a.to_owned(), id)),
+        "{text}"
+    );
+    let hits = |symbol: &str| {
+        lines
+            .iter()
+            .filter(|l| l["type"] == "hit" && l["symbol"] == symbol)
+            .count()
+    };
+    assert_eq!(hits("FX_LIVE_A"), 50, "{text}");
+    assert_eq!(hits("FX_LIVE_B"), 50, "{text}");
+    let summary = lines.last().expect("a summary");
+    assert_eq!(summary["targets"][1]["removed"], true, "{summary}");
+    assert_eq!(summary["lost"], 0, "{summary}");
+}

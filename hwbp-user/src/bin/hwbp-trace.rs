@@ -88,6 +88,8 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         buffer_size,
         metrics_addr,
         redact_addresses,
+        control,
+        ack,
         verbose: _,
         command,
     } = args;
@@ -97,7 +99,10 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     // A terminal gets the dashboard; a pipe or --no-tui the headless lines.
+    // The dashboard's `a`, `m`, `x` and space, to the session.
+    let (change_tx, change_rx) = tokio::sync::mpsc::unbounded_channel();
     let dashboard = (!no_tui && std::io::stdout().is_terminal()).then(|| tui::Config {
+        changes: Some(change_tx),
         outputs: outputs.iter().map(|p| p.display().to_string()).collect(),
         launched: !command.is_empty(),
         redact_addresses,
@@ -107,7 +112,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
     });
     let command_output = dashboard.as_ref().and_then(|d| d.output.clone());
     let stop = Arc::new(tokio::sync::Notify::new());
-    let options = Options {
+    let mut options = Options {
         targets,
         pid,
         command,
@@ -130,6 +135,9 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         stop: dashboard.is_some().then(|| stop.clone()),
         redact_addresses,
         command_output: command_output.clone(),
+        control,
+        ack,
+        changes: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -160,6 +168,10 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
     // normal screen.
     let mut dashboard = tui::Dashboard::spawn(stats.clone(), stop, config)
         .map_err(|e| anyhow::anyhow!("cannot start the dashboard: {e}; try --no-tui"))?;
+    options.changes = Some(Arc::new(session::live::Requests::new(
+        change_rx,
+        dashboard.change_answers(),
+    )));
     let result = runtime.block_on(session::run(options, stats.clone(), |armed| {
         on_armed(armed);
         dashboard.armed(armed);

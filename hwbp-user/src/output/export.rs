@@ -21,7 +21,7 @@ use thiserror::Error;
 use crate::{
     output::writer::{Writer as FileWriter, Written},
     record::format::frame_functions,
-    record::format::{Header, HitRecord, Summary, TraceLine},
+    record::format::{ChangeRecord, Header, HitRecord, Summary, TraceLine},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -417,6 +417,36 @@ impl Export {
                         "pid": PERFETTO_COUNTER_PID, "args": {"hits": 0}})
                 }));
                 self.write_events(events);
+            }
+            _ => {}
+        }
+    }
+
+    /// A change of the targets while tracing: a `change` line in JSONL, a
+    /// `# change` line in text; the other formats show it through the
+    /// names and addresses of the hits that follow.
+    pub fn change(&mut self, change: &ChangeRecord) {
+        if self.error().is_some() {
+            return;
+        }
+        match (&self.writer, self.format) {
+            (Writer::Stream, Format::Jsonl) => {
+                self.write_json(&TraceLine::Change(change.clone()));
+            }
+            (Writer::Stream, _) => {
+                let what = |t: &Option<crate::record::format::TargetInfo>| {
+                    t.as_ref().map_or("-".to_owned(), |t| {
+                        format!("{} ({} {}/{})", t.target, t.addr, t.mode, t.len)
+                    })
+                };
+                let line = format!(
+                    "# change {} #{}: {} -> {}",
+                    change.action,
+                    change.id,
+                    what(&change.from),
+                    what(&change.to)
+                );
+                self.write_line(&crate::printable::printable(&line));
             }
             _ => {}
         }

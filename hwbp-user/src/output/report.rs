@@ -251,6 +251,8 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
                 }
             }
             TraceLine::Summary(s) => summary = Some(s),
+            // Its hits carry the target's new name already.
+            TraceLine::Change(_) => {}
         }
     }
 

@@ -103,9 +103,11 @@ impl ArmError {
     }
 }
 
-struct Event {
-    fd: OwnedFd,
-    slot: usize,
+pub(super) struct Event {
+    pub(super) fd: OwnedFd,
+    /// The target's id (its index in the session's list).
+    pub(super) slot: usize,
+    pub(super) place: Place,
 }
 
 /// Every breakpoint opened at every place and the program attached, none
@@ -114,7 +116,7 @@ struct Event {
 /// debug register, a refused address) fails before this exists, so a caller
 /// can create its output files in between and touch none on such a failure.
 pub struct Opened {
-    events: Vec<(Event, Place)>,
+    pub(super) events: Vec<(Event, Place)>,
     /// The targets as written, per slot, for messages.
     targets: Vec<String>,
     scope: Scope,
@@ -123,8 +125,11 @@ pub struct Opened {
 /// Armed breakpoints. Dropping disarms them (the kernel frees the debug
 /// registers when the last descriptor closes, even after SIGKILL).
 pub struct Armed {
-    events: Vec<Event>,
-    scope: Scope,
+    pub(super) events: Vec<Event>,
+    pub(super) scope: Scope,
+    /// Per target id, the counts of its events closed while tracing (a
+    /// target removed, or moved by reopening: see [`super::live`]).
+    pub(super) retired: Vec<u64>,
 }
 
 impl Armed {
@@ -181,7 +186,7 @@ impl Armed {
                         source: io::Error::last_os_error(),
                     });
                 }
-                Ok(Event { fd, slot })
+                Ok(Event { fd, slot, place })
             },
             |err, place| match (pid, place) {
                 (Some(pid), Place::Thread(tid)) => {
@@ -257,6 +262,9 @@ impl Armed {
                 *c += value;
             }
         }
+        for (c, retired) in counts.iter_mut().zip(&self.retired) {
+            *c += retired;
+        }
         counts
     }
 
@@ -294,6 +302,7 @@ impl Opened {
         Ok(Armed {
             events: events.into_iter().map(|(event, _)| event).collect(),
             scope,
+            retired: Vec::new(),
         })
     }
 }
@@ -351,12 +360,12 @@ impl Drop for Armed {
     }
 }
 
-fn disable(event: &Event) {
+pub(super) fn disable(event: &Event) {
     // SAFETY: an open perf event descriptor; DISABLE takes no pointer.
     let _ = unsafe { sys::ioctls::DISABLE(event.fd.as_raw_fd(), 0) };
 }
 
-fn attr(bp: &Breakpoint, place: Place) -> perf_event_attr {
+pub(super) fn attr(bp: &Breakpoint, place: Place) -> perf_event_attr {
     let mut attr = perf_event_attr {
         type_: sys::bindings::PERF_TYPE_BREAKPOINT,
         size: size_of::<perf_event_attr>() as u32,
@@ -391,7 +400,7 @@ fn attr(bp: &Breakpoint, place: Place) -> perf_event_attr {
 }
 
 /// perf_event_open; Err(errno).
-fn open(bp: &Breakpoint, place: Place) -> Result<OwnedFd, i32> {
+pub(super) fn open(bp: &Breakpoint, place: Place) -> Result<OwnedFd, i32> {
     let mut attr = attr(bp, place);
     let (pid, cpu) = match place {
         Place::Cpu(cpu) => (-1, cpu as i32),
@@ -428,7 +437,7 @@ pub(crate) fn perf_event_open(
 }
 
 /// Turns the kernel's errno into what happened and what to do.
-fn explain(bp: &Breakpoint, errno: i32, requested: usize, armed_here: usize) -> String {
+pub(super) fn explain(bp: &Breakpoint, errno: i32, requested: usize, armed_here: usize) -> String {
     let err = io::Error::from_raw_os_error(errno);
     match errno {
         libc::ENOSPC => format!(

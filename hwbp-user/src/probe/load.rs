@@ -117,7 +117,9 @@ pub struct Probe {
     /// Rare diagnostics from the program (aya-log), flushed by [`Probe::counters`].
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     counters: PerCpuArray<MapData, Counters>,
-    slots: usize,
+    pub(super) slots: usize,
+    /// What the `CONFIG` map holds (changed while tracing by [`super::live`]).
+    pub(super) config: Config,
 }
 
 /// The program, loaded and verified but not yet told its targets: loading
@@ -179,28 +181,8 @@ impl Loaded {
         }
         let mut config = Config::default();
         for (i, (bp, stack)) in breakpoints.iter().zip(stacks).enumerate() {
-            let mut flags = 0;
-            if bp.space == Space::Kernel {
-                flags |= SLOT_KERNEL;
-            }
-            match bp.mode {
-                Mode::Execute => flags |= SLOT_EXECUTE,
-                Mode::ReadWrite | Mode::Read => flags |= SLOT_READS,
-                Mode::Write => {}
-            }
-            if stack.kernel {
-                flags |= SLOT_KSTACK;
-            }
-            if stack.user {
-                flags |= SLOT_USTACK;
-            }
             config.addrs[i] = bp.addr;
-            config.slots[i] = SlotConfig {
-                slot: i as u32,
-                flags,
-                len: u32::from(bp.len),
-                _pad: 0,
-            };
+            config.slots[i] = slot_config(bp, *stack, i);
         }
         let filter = &mut config.filter;
         // A quarter of the buffer, at most 256 KiB: few wakeups, and the
@@ -256,7 +238,33 @@ impl Loaded {
             logger,
             counters,
             slots: breakpoints.len(),
+            config,
         })
+    }
+}
+
+/// How the program handles the hits of `bp`, target `slot`.
+pub fn slot_config(bp: &Breakpoint, stack: StackChoice, slot: usize) -> SlotConfig {
+    let mut flags = 0;
+    if bp.space == Space::Kernel {
+        flags |= SLOT_KERNEL;
+    }
+    match bp.mode {
+        Mode::Execute => flags |= SLOT_EXECUTE,
+        Mode::ReadWrite | Mode::Read => flags |= SLOT_READS,
+        Mode::Write => {}
+    }
+    if stack.kernel {
+        flags |= SLOT_KSTACK;
+    }
+    if stack.user {
+        flags |= SLOT_USTACK;
+    }
+    SlotConfig {
+        slot: slot as u32,
+        flags,
+        len: u32::from(bp.len),
+        _pad: 0,
     }
 }
 
@@ -313,6 +321,19 @@ impl Probe {
             .map_err(|e| LoadError::Load(error_chain(&e)))?;
         let fd = program.fd().map_err(|e| LoadError::Load(error_chain(&e)))?;
         Ok(fd.as_fd())
+    }
+
+    /// Writes [`Probe::config`] to the `CONFIG` map.
+    pub(super) fn write_config(&mut self) -> Result<(), LoadError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_CONFIG)
+            .ok_or(LoadError::MissingMap(MAP_CONFIG))?;
+        let mut array: Array<_, Config> =
+            Array::try_from(map).map_err(|e| map_err(MAP_CONFIG, e))?;
+        array
+            .set(0, self.config, 0)
+            .map_err(|e| map_err(MAP_CONFIG, e))
     }
 
     /// The ring buffer, registered with tokio. Call once.

@@ -129,7 +129,53 @@ pub const FORMAT_VERSION: u32 = 1;
 pub enum TraceLine {
     Header(Header),
     Hit(HitRecord),
+    /// A target added, moved, removed, paused or resumed while tracing.
+    Change(ChangeRecord),
     Summary(Summary),
+}
+
+/// One change of the targets while tracing (`--control`, the dashboard's
+/// keys): hits after it carry the target's new name and address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    /// CLOCK_MONOTONIC nanoseconds when the change was made.
+    pub ts_ns: u64,
+    /// `add`, `move`, `remove`, `pause` or `resume`.
+    pub action: String,
+    /// The target's number: its place in the header's `targets`, then in
+    /// the order targets were added (a removed target keeps its number).
+    pub id: usize,
+    /// What the target watched before (not for `add`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<TargetInfo>,
+    /// What it watches now (not for `remove`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<TargetInfo>,
+    /// How a move was made: `modify` (PERF_EVENT_IOC_MODIFY_ATTRIBUTES, the
+    /// same events and debug registers) or `reopen` (new events armed
+    /// before the old ones closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Why a move was made by reopening: the kernel's refusal to modify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// The kernel's ids of the target's events (PERF_EVENT_IOC_ID) before
+    /// and after the change: a move by `modify` keeps them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_ids_before: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_ids: Vec<u64>,
+}
+
+/// One address a target watched, when it was moved while tracing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchSummary {
+    pub target: String,
+    pub symbol: String,
+    pub addr: String,
+    pub mode: String,
+    /// Hits recorded while it watched this.
+    pub hits: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -270,6 +316,13 @@ pub struct TargetSummary {
     /// ended on an error before it read them (or a record was malformed).
     #[serde(default)]
     pub unrecorded: u64,
+    /// For a target moved while tracing, what it watched in turn, each
+    /// with its hits: they add up to `hits`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watches: Vec<WatchSummary>,
+    /// The target was removed while tracing (`--control`, the dashboard).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

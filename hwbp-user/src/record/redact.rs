@@ -13,7 +13,7 @@
 
 use std::fs;
 
-use crate::record::format::{Header, HitRecord, Summary};
+use crate::record::format::{ChangeRecord, Header, HitRecord, Summary};
 
 /// What replaces an address.
 pub const REDACTED: &str = "0x…";
@@ -154,6 +154,20 @@ impl Redactor {
             address(&mut t.addr);
             t.target = self.text(&t.target);
             t.symbol = self.text(&t.symbol);
+            for w in &mut t.watches {
+                address(&mut w.addr);
+                w.target = self.text(&w.target);
+                w.symbol = self.text(&w.symbol);
+            }
+        }
+    }
+
+    /// A change while tracing: what was and is watched, as in the header.
+    pub fn change(&self, change: &mut ChangeRecord) {
+        for t in [&mut change.from, &mut change.to].into_iter().flatten() {
+            address(&mut t.addr);
+            t.target = self.text(&t.target);
+            t.symbol = self.text(&t.symbol);
         }
     }
 }
@@ -217,6 +231,28 @@ mod tests {
         assert_eq!((&*hit.addr, &*hit.ip, &*hit.ip_sym), ("0x…", "0x…", "0x…"));
         assert_eq!((hit.value, hit.old_value), (None, Some(7)));
         assert_eq!(&hit.ustack[..], ["f+0x6".into(), "0x…".into()]);
+    }
+
+    /// A change record's addresses go, in what was and what is watched.
+    #[test]
+    fn change_addresses_go() {
+        let info = |addr: &str| crate::record::format::TargetInfo {
+            target: "t:w".into(),
+            symbol: "t".into(),
+            addr: addr.into(),
+            mode: "w".into(),
+            len: 8,
+            space: "user".into(),
+        };
+        let mut change = ChangeRecord {
+            action: "move".into(),
+            from: Some(info("0x55aa00001000")),
+            to: Some(info("0x55aa00002000")),
+            ..Default::default()
+        };
+        Redactor::default().change(&mut change);
+        assert_eq!(change.from.map(|t| t.addr).as_deref(), Some("0x…"));
+        assert_eq!(change.to.map(|t| t.addr).as_deref(), Some("0x…"));
     }
 
     /// Fields that are addresses go whatever they hold, even below the floor.

@@ -57,6 +57,8 @@ pub struct Values {
     arg_names: Vec<Vec<ArgName>>,
     lens: Vec<u8>,
     last: Vec<Option<u64>>,
+    /// The kernel's BTF, kept for targets added or moved while tracing.
+    btf: Option<Btf>,
 }
 
 impl Values {
@@ -98,11 +100,53 @@ impl Values {
                 (_, Space::User) => pid.map_or(SlotType::Unknown, |pid| user_slot_type(pid, bp)),
             })
             .collect();
-        Self::with_types(
+        let mut values = Self::with_types(
             types,
             breakpoints.iter().map(|bp| bp.len).collect(),
             initial,
-        )
+        );
+        values.btf = btf;
+        values
+    }
+
+    /// The kernel's BTF, when it was parsed (kernel targets).
+    pub fn btf(&self) -> Option<&Btf> {
+        self.btf.as_ref()
+    }
+
+    /// Target `slot` watches `bp` from now on (moved while tracing), or is
+    /// a new target: its type, length and current value. Hits of the old
+    /// watch still waiting in the ring buffer are decoded as the new one.
+    pub fn set_target(&mut self, slot: usize, bp: &Breakpoint, pid: Option<i32>) {
+        let ty = match bp.space {
+            Space::Kernel => slot_type(self.btf.as_ref(), bp),
+            Space::User => pid.map_or(SlotType::Unknown, |pid| user_slot_type(pid, bp)),
+        };
+        let initial = Self::initial(std::slice::from_ref(bp), pid);
+        let one = Self::with_types(vec![ty], vec![bp.len], initial);
+        let len = self.types.len().max(slot + 1);
+        self.types.resize_with(len, || SlotType::Unknown);
+        self.arg_names.resize_with(len, Vec::new);
+        self.lens.resize(len, 8);
+        self.last.resize(len, None);
+        let Self {
+            types,
+            arg_names,
+            lens,
+            last,
+            ..
+        } = one;
+        (
+            self.types[slot],
+            self.arg_names[slot],
+            self.lens[slot],
+            self.last[slot],
+        ) = (
+            types.into_iter().next().unwrap_or(SlotType::Unknown),
+            arg_names.into_iter().next().unwrap_or_default(),
+            lens.first().copied().unwrap_or(8),
+            last.first().copied().flatten(),
+        );
     }
 
     fn with_types(types: Vec<SlotType>, lens: Vec<u8>, last: Vec<Option<u64>>) -> Self {
@@ -132,6 +176,7 @@ impl Values {
             arg_names,
             lens,
             last,
+            btf: None,
         }
     }
 

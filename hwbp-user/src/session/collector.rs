@@ -16,7 +16,12 @@ use super::{Options, run::EndReason};
 use crate::{
     output::{export::Export, stats::SharedStats},
     probe::load::Batch,
-    record::{format::HitRecord, redact::Redactor, symbolize::Symbolizer, values::Values},
+    record::{
+        format::{HitRecord, WatchSummary},
+        redact::Redactor,
+        symbolize::Symbolizer,
+        values::Values,
+    },
     target::{
         Mode,
         resolve::{Breakpoint, Space},
@@ -24,7 +29,9 @@ use crate::{
 };
 
 pub(super) struct Collector<'a> {
-    pub breakpoints: &'a [Breakpoint],
+    /// What each target watches now (by target id; a removed target keeps
+    /// its last watch).
+    pub breakpoints: Vec<Breakpoint>,
     symbolizer: Symbolizer,
     stats: SharedStats,
     pub exports: &'a mut [Export],
@@ -43,19 +50,36 @@ pub(super) struct Collector<'a> {
     /// that the tests can prove a bug does not lose the trace's summary.
     fault_after: Option<u64>,
     /// Argument names and types, decoded values, old values.
-    values: Values,
-    /// Per slot, the names every hit of it carries, shared rather than
-    /// copied per hit.
-    names: Vec<SlotNames>,
+    pub values: Values,
+    /// Per target, whether it was removed while tracing.
+    pub removed: Vec<bool>,
+    /// Per target, what it watched in turn (one entry unless it was moved
+    /// while tracing): a hit is named after the watch at its address.
+    pub watches: Vec<Vec<Watch>>,
     /// comm → its shared text (cleared when it grows past COMMS_KEPT).
     comms: HashMap<[u8; COMM_LEN], Arc<str>, foldhash::fast::RandomState>,
 }
 
-/// What every hit of one target says about the target.
-struct SlotNames {
+/// One thing a target watched: what its hits say about the target, shared
+/// rather than copied per hit, and how many it recorded.
+pub(super) struct Watch {
+    pub bp: Breakpoint,
     target: Arc<str>,
     symbol: Arc<str>,
     mode: Arc<str>,
+    pub hits: u64,
+}
+
+impl Watch {
+    pub fn new(bp: &Breakpoint) -> Self {
+        Self {
+            bp: bp.clone(),
+            target: bp.spec.text.as_str().into(),
+            symbol: bp.symbol.as_str().into(),
+            mode: bp.mode.as_str().into(),
+            hits: 0,
+        }
+    }
 }
 
 /// Distinct comms kept shared before the table starts again.
@@ -64,7 +88,7 @@ const COMMS_KEPT: usize = 4096;
 impl<'a> Collector<'a> {
     /// A collector of the hits of `breakpoints`, writing to `exports`.
     pub fn new(
-        breakpoints: &'a [Breakpoint],
+        breakpoints: &[Breakpoint],
         exports: &'a mut [Export],
         symbolizer: Symbolizer,
         values: Values,
@@ -79,7 +103,7 @@ impl<'a> Collector<'a> {
         } = *options;
         let outputs = exports.len();
         Self {
-            breakpoints,
+            breakpoints: breakpoints.to_vec(),
             symbolizer,
             stats,
             exports,
@@ -95,14 +119,8 @@ impl<'a> Collector<'a> {
                 .ok()
                 .and_then(|n| n.parse().ok()),
             values,
-            names: breakpoints
-                .iter()
-                .map(|bp| SlotNames {
-                    target: bp.spec.text.as_str().into(),
-                    symbol: bp.symbol.as_str().into(),
-                    mode: bp.mode.as_str().into(),
-                })
-                .collect(),
+            watches: breakpoints.iter().map(|bp| vec![Watch::new(bp)]).collect(),
+            removed: vec![false; breakpoints.len()],
             comms: HashMap::default(),
         }
     }
@@ -127,6 +145,48 @@ impl Collector<'_> {
 
     pub fn recorded_for(&self, slot: usize) -> u64 {
         self.per_slot.get(slot).copied().unwrap_or(0)
+    }
+
+    /// Target `slot` watches `bp` from now on (moved), or a new target.
+    pub fn watch(&mut self, slot: usize, bp: &Breakpoint) {
+        if slot < self.breakpoints.len() {
+            self.breakpoints[slot] = bp.clone();
+            self.watches[slot].push(Watch::new(bp));
+        } else {
+            self.breakpoints.push(bp.clone());
+            self.watches.push(vec![Watch::new(bp)]);
+            self.per_slot.push(0);
+            self.after_limit.push(0);
+            self.removed.push(false);
+        }
+    }
+
+    /// What target `slot` watched in turn with its hits, when it was moved.
+    pub fn watch_summaries(&self, slot: usize) -> Vec<WatchSummary> {
+        match self.watches.get(slot) {
+            Some(watches) if watches.len() > 1 => watches
+                .iter()
+                .map(|w| WatchSummary {
+                    target: w.bp.spec.text.clone(),
+                    symbol: w.bp.symbol.clone(),
+                    addr: format!("{:#x}", w.bp.addr),
+                    mode: w.bp.mode.as_str().to_owned(),
+                    hits: w.hits,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The watch of target `slot` that made a hit at `addr`: the latest
+    /// at that address (a hit of the old address that was still in the
+    /// ring buffer at a move keeps the old name), else the current one.
+    fn watch_of(&self, slot: usize, addr: u64) -> Option<usize> {
+        let watches = self.watches.get(slot)?;
+        watches
+            .iter()
+            .rposition(|w| w.bp.addr == addr)
+            .or(watches.len().checked_sub(1))
     }
 
     /// Records a batch. A panic while doing so (a bug) does not lose the
@@ -156,7 +216,7 @@ impl Collector<'_> {
         let mut stdout = io::stdout().lock();
         for hit in batch.hits() {
             let slot = hit.slot as usize;
-            let Some(bp) = self.breakpoints.get(slot) else {
+            let Some(watch) = self.watch_of(slot, hit.addr) else {
                 continue;
             };
             if self.limit_reached() {
@@ -166,7 +226,8 @@ impl Collector<'_> {
             if self.fault_after == Some(self.recorded) {
                 panic!("fault injection (HWBP_FAULT_PANIC_AFTER={})", self.recorded);
             }
-            let mut record = self.record(bp, hit);
+            let mut record = self.record(slot, watch, hit);
+            self.watches[slot][watch].hits += 1;
             if let Some(redactor) = &self.redactor {
                 redactor.hit(&mut record);
             }
@@ -205,7 +266,7 @@ impl Collector<'_> {
         }
     }
 
-    fn record(&mut self, bp: &Breakpoint, hit: &Hit) -> HitRecord {
+    fn record(&mut self, slot: usize, watch: usize, hit: &Hit) -> HitRecord {
         let comm = match self.comms.get(&hit.comm) {
             Some(comm) => comm.clone(),
             None => {
@@ -222,20 +283,24 @@ impl Collector<'_> {
                 comm
             }
         };
-        let names = &self.names[hit.slot as usize];
-        let kstack = self
-            .symbolizer
-            .kernel_stack(hit.kstack(), bp.mode.is_data());
+        let names = &self.watches[slot][watch];
+        let (target, symbol, mode_text) = (
+            names.target.clone(),
+            names.symbol.clone(),
+            names.mode.clone(),
+        );
+        let (mode, at_entry, space) = (names.bp.mode, names.bp.at_entry, names.bp.space);
+        let kstack = self.symbolizer.kernel_stack(hit.kstack(), mode.is_data());
         // At a user function's entry the frame-pointer walk skips the
         // immediate caller: its return address is still at the stack pointer.
-        let ret = if bp.at_entry && bp.space == Space::User {
+        let ret = if at_entry && space == Space::User {
             hit.ret
         } else {
             0
         };
         let ustack = self
             .symbolizer
-            .user_stack(hit.pid, hit.ustack(), bp.mode.is_data(), ret);
+            .user_stack(hit.pid, hit.ustack(), mode.is_data(), ret);
         let crate::record::values::ValueFields {
             value,
             old_value,
@@ -244,7 +309,7 @@ impl Collector<'_> {
             old_value_text,
         } = self.values.value(
             hit.slot as usize,
-            (bp.mode != Mode::Execute && hit.flags & HIT_NO_VALUE == 0).then_some(hit.value),
+            (mode != Mode::Execute && hit.flags & HIT_NO_VALUE == 0).then_some(hit.value),
         );
         HitRecord {
             ts_ns: hit.ts_ns,
@@ -252,20 +317,19 @@ impl Collector<'_> {
             pid: hit.pid,
             tid: hit.tid,
             comm,
-            target: names.target.clone(),
-            symbol: names.symbol.clone(),
+            target,
+            symbol,
             addr: format!("{:#x}", hit.addr),
-            mode: names.mode.clone(),
+            mode: mode_text,
             ip: format!("{:#x}", hit.ip),
             // A watchpoint traps after the access: name the accessing instruction.
-            ip_sym: self.symbolizer.frame(hit.pid, hit.ip, bp.mode.is_data()),
+            ip_sym: self.symbolizer.frame(hit.pid, hit.ip, mode.is_data()),
             value,
             old_value,
             value_type,
             value_text,
             old_value_text,
-            args: (bp.mode == Mode::Execute)
-                .then(|| self.values.args(hit.slot as usize, &hit.args)),
+            args: (mode == Mode::Execute).then(|| self.values.args(hit.slot as usize, &hit.args)),
             kstack,
             ustack,
         }

@@ -90,7 +90,7 @@ pub(super) fn finish(
         stats,
         started,
     } = ending;
-    let breakpoints = collector.breakpoints;
+    let breakpoints = collector.breakpoints.clone();
     // Stop: disarm first, then take what is left; nothing recorded is lost.
     armed.disarm();
     loop {
@@ -152,6 +152,8 @@ pub(super) fn finish(
                 t.kernel_count = kernel_counts.get(slot).copied().unwrap_or(0);
                 t.missed = missed[slot];
                 t.unrecorded = unrecorded[slot];
+                t.watches = collector.watch_summaries(slot);
+                t.removed = collector.removed.get(slot).copied().unwrap_or(false);
                 t
             })
             .collect(),

@@ -23,7 +23,9 @@ use crate::{
 
 mod collector;
 mod conditions;
+mod control;
 mod finish;
+pub mod live;
 mod prepare;
 mod run;
 
@@ -70,6 +72,12 @@ pub struct Options {
     /// terminal (its stdin is then /dev/null); `None`: hwbp-trace's own
     /// stdin, stdout and stderr.
     pub command_output: Option<Arc<CommandOutput>>,
+    /// `--control PATH` and `--ack PATH`: change the targets while tracing.
+    pub control: Option<PathBuf>,
+    pub ack: Option<PathBuf>,
+    /// The dashboard's changes (`a`, `m`, `x`, space): command lines as
+    /// `--control` takes them, each answered through the callback.
+    pub changes: Option<Arc<live::Requests>>,
 }
 
 const SYSCTL_RELEASE: &str = "/proc/sys/kernel/osrelease";
@@ -121,6 +129,12 @@ pub async fn run(
         }
     }
 
+    // The control FIFOs before anything starts: a bad path is a usage error.
+    let mut control = match &options.control {
+        Some(path) => Some(control::Control::open(path, options.ack.as_deref())?),
+        None => None,
+    };
+
     // The process: started stopped at its entry point, or found.
     let mut launched = match command.is_empty() {
         true => None,
@@ -137,6 +151,7 @@ pub async fn run(
         traced_pid,
         &mut launched,
         exit_watch.as_ref(),
+        control.as_mut(),
         stats,
         on_armed,
     )
@@ -197,6 +212,7 @@ async fn arm_and_trace(
     traced_pid: Option<i32>,
     launched: &mut Option<Launched>,
     exit_watch: Option<&ExitWatch>,
+    control: Option<&mut control::Control>,
     stats: SharedStats,
     on_armed: impl FnOnce(&Armament),
 ) -> Result<Summary> {
@@ -204,7 +220,7 @@ async fn arm_and_trace(
         breakpoints,
         mut probe,
         mut events,
-        armed,
+        mut armed,
         mut exports,
         redactor,
         symbolizer,
@@ -222,6 +238,7 @@ async fn arm_and_trace(
         options,
     );
     let mut batch = Batch::default();
+    let mut live = live::Live::new(traced_pid, options.stack, breakpoints.len());
     let end_reason = run::collect(
         options,
         &mut collector,
@@ -233,6 +250,9 @@ async fn arm_and_trace(
             exit_watch,
             traced_pid,
             image_at_start,
+            armed: &mut armed,
+            control,
+            live: &mut live,
         },
     )
     .await?;
@@ -281,6 +301,8 @@ fn target_summary(bp: &Breakpoint, c: &Counters, hits: u64, after_limit: u64) ->
         kernel_count: 0,
         missed: 0,
         unrecorded: 0,
+        watches: Vec::new(),
+        removed: false,
     }
 }
 
@@ -292,6 +314,7 @@ pub fn is_usage_error(err: &anyhow::Error) -> bool {
             || e.is::<conditions::CompileError>()
             || e.is::<UsageError>()
             || e.is::<ExportError>()
+            || e.is::<control::ControlError>()
             || e.downcast_ref::<ResolveError>().is_some_and(|r| {
                 !matches!(
                     r,

@@ -227,7 +227,10 @@ fn warn_of_silent_targets(breakpoints: &[Breakpoint], traced_pid: Option<i32>, f
 }
 
 /// The stacks each target takes (`--stack`; by default its own side's).
-fn stack_choices(breakpoints: &[Breakpoint], stack: Option<StackMode>) -> Vec<StackChoice> {
+pub(super) fn stack_choices(
+    breakpoints: &[Breakpoint],
+    stack: Option<StackMode>,
+) -> Vec<StackChoice> {
     breakpoints
         .iter()
         .map(|bp| {

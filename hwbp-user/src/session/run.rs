@@ -10,13 +10,20 @@ use tokio::{
     time::sleep,
 };
 
-use super::{BATCH, Options, collector::Collector};
+use super::{
+    BATCH, Options,
+    collector::Collector,
+    control::Control,
+    live::{self, Live},
+};
 use crate::{
     output::stats::SharedStats,
     probe::{
+        arm::Armed,
         load::{Batch, Events, Probe},
         process::{ExitWatch, Image},
     },
+    record::format::ChangeRecord,
     target::resolve::Space,
 };
 
@@ -59,6 +66,10 @@ pub(super) struct Sources<'a> {
     pub exit_watch: Option<&'a ExitWatch>,
     pub traced_pid: Option<i32>,
     pub image_at_start: Option<Image>,
+    pub armed: &'a mut Armed,
+    /// `--control`: commands that change the targets.
+    pub control: Option<&'a mut Control>,
+    pub live: &'a mut Live,
 }
 
 /// Records hits until the trace ends; says why it ended.
@@ -68,8 +79,12 @@ pub(super) async fn collect(
     sources: Sources<'_>,
 ) -> Result<EndReason> {
     let Options {
-        duration, ref stop, ..
+        duration,
+        ref stop,
+        ref changes,
+        ..
     } = *options;
+    let mut requests = changes.as_deref().and_then(live::Requests::take);
     let Sources {
         events,
         probe,
@@ -78,6 +93,9 @@ pub(super) async fn collect(
         exit_watch,
         traced_pid,
         image_at_start,
+        armed,
+        mut control,
+        live,
     } = sources;
     let watch_exec = collector
         .breakpoints
@@ -136,6 +154,55 @@ pub(super) async fn collect(
                 tokio::task::yield_now().await;
             }
             () = async { if let Some(w) = exit_watch { w.exited().await } }, if exit_watch.is_some() => break EndReason::ProcessExit,
+            line = async {
+                match control.as_mut() {
+                    Some(c) => c.next().await,
+                    None => std::future::pending().await,
+                }
+            }, if control.is_some() => {
+                let Some(line) = line else {
+                    control = None;
+                    continue;
+                };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let result = apply_change(&line, live, events, batch, live::Parts {
+                    armed: &mut *armed,
+                    probe: &mut *probe,
+                    collector: &mut *collector,
+                    stats,
+                });
+                if let Some(c) = control.as_mut() {
+                    c.answer(result.map(drop));
+                }
+                if let Some(end) = collector.record_batch(batch) {
+                    break end;
+                }
+            }
+            line = async {
+                match requests.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            }, if requests.is_some() => {
+                let Some(line) = line else {
+                    requests = None;
+                    continue;
+                };
+                let result = apply_change(&line, live, events, batch, live::Parts {
+                    armed: &mut *armed,
+                    probe: &mut *probe,
+                    collector: &mut *collector,
+                    stats,
+                });
+                if let Some(changes) = changes {
+                    changes.answer(result);
+                }
+                if let Some(end) = collector.record_batch(batch) {
+                    break end;
+                }
+            }
             _ = counters_tick.tick() => {
                 // An exec replaces the image user targets point into: the
                 // kernel dropped those breakpoints (remove_on_exec); end.
@@ -174,4 +241,23 @@ pub(super) async fn collect(
         other => other,
     };
     Ok(end_reason)
+}
+
+/// Records the hits waiting (made before the change, so written before
+/// it), then applies one change line.
+fn apply_change(
+    line: &str,
+    live: &mut Live,
+    events: &mut Events,
+    batch: &mut Batch,
+    parts: live::Parts<'_, '_>,
+) -> Result<ChangeRecord, String> {
+    loop {
+        let empty = events.drain(batch, BATCH);
+        parts.collector.process(batch);
+        if empty {
+            break;
+        }
+    }
+    live::run_line(live, line, parts)
 }

@@ -13,7 +13,10 @@ use std::{
 
 use crossterm::event::{self as term, KeyEvent, KeyEventKind};
 
-use crate::{probe::arm::Armament, record::format::Summary};
+use crate::{
+    probe::arm::Armament,
+    record::format::{ChangeRecord, Summary},
+};
 
 /// How often the input thread checks whether to stop.
 const INPUT_POLL: Duration = Duration::from_millis(50);
@@ -26,6 +29,8 @@ pub enum Event {
     Resize,
     /// The session armed its breakpoints: the dashboard opens.
     Armed(Armament),
+    /// The session made a change the dashboard asked for, or refused it.
+    Changed(Box<Result<ChangeRecord, String>>),
     /// The session ended (or failed with this message).
     Finished(Result<Summary, String>),
     /// Leave now (a signal after the session ended).

@@ -15,6 +15,7 @@
 
 pub mod app;
 pub mod event;
+mod prompt;
 pub mod ui;
 
 use std::{
@@ -44,7 +45,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::{
     output::stats::SharedStats, output::stats::monotonic_ns, probe::arm::Armament,
-    probe::process::CommandOutput, record::format::Summary,
+    probe::process::CommandOutput, record::format::ChangeRecord, record::format::Summary,
 };
 use app::{Action, App, CommandOutputView, Traced};
 use event::{Event, Events};
@@ -65,6 +66,9 @@ pub struct Config {
     /// The launched command's output, read from a pipe so that it does not
     /// write on the dashboard's screen (`o` shows it).
     pub output: Option<Arc<CommandOutput>>,
+    /// Where `a`, `m`, `x` and space send their commands (`--control`'s
+    /// lines); the session answers through [`Dashboard::change_answers`].
+    pub changes: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 /// The dashboard thread, seen from the session's side.
@@ -94,6 +98,14 @@ impl Dashboard {
 
     pub fn armed(&self, armament: &Armament) {
         let _ = self.tx.send(Event::Armed(armament.clone()));
+    }
+
+    /// Where the session answers the dashboard's changes.
+    pub fn change_answers(&self) -> impl Fn(Result<ChangeRecord, String>) + Send + Sync + 'static {
+        let tx = self.tx.clone();
+        move |result| {
+            let _ = tx.send(Event::Changed(Box::new(result)));
+        }
     }
 
     /// The session returned; the dashboard shows the final state, or
@@ -160,7 +172,7 @@ fn dashboard(
         match events.wait() {
             Event::Armed(armament) => break armament,
             Event::Finished(_) | Event::Quit => return Ok(()),
-            Event::Tick | Event::Key(_) | Event::Resize => {}
+            Event::Tick | Event::Key(_) | Event::Resize | Event::Changed(_) => {}
         }
     };
     let Config {
@@ -168,6 +180,7 @@ fn dashboard(
         launched,
         redact_addresses,
         output,
+        changes,
     } = config;
     let name = match &armament.scope {
         crate::probe::arm::Scope::Process { pid, .. } => {
@@ -190,6 +203,7 @@ fn dashboard(
         &mut events,
         stats,
         output.as_deref(),
+        changes.as_ref(),
     );
     // Stop reading keys before the terminal goes back to the shell.
     drop(events);
@@ -219,6 +233,7 @@ pub fn run<B: Backend>(
     events: &mut Events,
     stats: &SharedStats,
     output: Option<&CommandOutput>,
+    changes: Option<&tokio::sync::mpsc::UnboundedSender<String>>,
 ) -> io::Result<Exit> {
     refresh(app, stats, output);
     draw(terminal, app)?;
@@ -229,6 +244,10 @@ pub fn run<B: Backend>(
                 Action::None => {}
                 Action::Quit => return Ok(Exit::Quit),
                 Action::Redraw => terminal.clear()?,
+                Action::Change(line) => match changes {
+                    Some(changes) if changes.send(line).is_ok() => {}
+                    _ => app.message = Some("the trace has ended: nothing to change".into()),
+                },
                 Action::Snapshot => {
                     app.message = Some(
                         match terminal.size().and_then(|size| write_snapshot(app, size)) {
@@ -249,6 +268,11 @@ pub fn run<B: Backend>(
                 // The traced command may have written on the screen (through
                 // /dev/tty, or all of it under -p).
                 terminal.clear()?;
+            }
+            Event::Changed(result) => {
+                // The stats hold an added target by now.
+                refresh(app, stats, output);
+                app.changed(*result);
             }
             Event::Finished(Err(_)) | Event::Quit => return Ok(Exit::Closed),
             Event::Armed(_) => {}

@@ -773,7 +773,9 @@ pub fn plain_line(bytes: &[u8]) -> String {
 
 fn render_keys(frame: &mut Frame, area: Rect, app: &App) {
     let key = |k: &str| Span::styled(format!(" {k} "), Style::new().fg(Color::Black).bg(ACCENT));
-    let line = if let Some(input) = &app.input {
+    let line = if let Some(p) = &app.prompt {
+        super::prompt::line(p, &app.targets, key(" "))
+    } else if let Some(input) = &app.input {
         Line::from(vec![
             key("/"),
             Span::raw(format!(" filter comm: {}▏ ", printable(input))),
@@ -822,7 +824,7 @@ fn render_keys(frame: &mut Frame, area: Rect, app: &App) {
 /// Every key, for the help overlay: the keys, then what they do. A test
 /// presses every key and requires each one that does something here.
 pub const KEYS: [(&str, &str); 14] = [
-    ("?", "this help (? Esc Enter close it)"),
+    ("?", "this help (? Esc Enter close, PgUp PgDn)"),
     ("q  Ctrl-C", "quit: end the trace, print the summary"),
     ("p", "pause the display; collection goes on"),
     ("c", "clear counters (the display's baseline)"),
@@ -830,12 +832,12 @@ pub const KEYS: [(&str, &str); 14] = [
     ("/  Esc", "filter by comm / clear the filter"),
     ("Tab  S-Tab", "focus: targets, details, log"),
     ("↑ ↓  j k", "select a target / scroll the panel or help"),
-    ("PgUp PgDn", "scroll the help by a page"),
     ("← →  h l", "details: caller comm pid cpu stacks values"),
     ("Home End  g G", "first / last"),
     ("o", "bottom panel: latest hits / -- CMD output"),
     ("e", "write this view to hwbp-dashboard-*.txt"),
     ("Ctrl-L", "repaint the screen"),
+    ("a m x space", "add, move, remove, (un)pause a target"),
 ];
 
 /// Below the keys in the help.

@@ -34,6 +34,11 @@
 //!                                 then exit with STATUS
 //! fx_user signal N SIGNAL         call hwbp_fx_target N times, print `done N`,
 //!                                 then die of SIGNAL (a number)
+//! fx_user phases N READY GO      write FX_LIVE_A N times, create the file
+//!                                 READY, wait for the file GO, then write
+//!                                 FX_LIVE_A N times and FX_LIVE_B N times
+//!                                 (tests/tests/live.rs moves a watch
+//!                                 between the phases)
 //! fx_user paired calls|writes N BATCH OUT
 //!                                 N calls of (writes to) hwbp_fx_target
 //!                                 (HWBP_FX_COUNTER), of fx_bench_floor
@@ -73,6 +78,13 @@ use std::{
 /// The watched variable. `no_mangle` keeps a stable symbol name.
 #[unsafe(no_mangle)]
 pub static HWBP_FX_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The two variables tests/tests/live.rs moves a watch between (not
+/// `hwbp_fx_*`: the tests list those).
+#[unsafe(no_mangle)]
+pub static FX_LIVE_A: AtomicU64 = AtomicU64::new(0);
+#[unsafe(no_mangle)]
+pub static FX_LIVE_B: AtomicU64 = AtomicU64::new(0);
 
 /// The traced function.
 #[unsafe(no_mangle)]
@@ -370,7 +382,7 @@ fn run(args: &[String]) -> Result<u64, String> {
         }
     }
     let (cmd, rest) = args.split_first().ok_or(
-        "usage: fx_user calls|writes|reads|threads|spin|exec|stacks|depths|levels|gapdepths|topstack|paired ...",
+        "usage: fx_user calls|writes|reads|threads|spin|phases|exec|stacks|depths|levels|gapdepths|topstack|paired ...",
     )?;
     match cmd.as_str() {
         "calls" => {
@@ -408,6 +420,25 @@ fn run(args: &[String]) -> Result<u64, String> {
         }
         "threads" => threads(rest),
         "spin" => spin(rest),
+        "phases" => {
+            let n = num(rest.first())?;
+            let (ready, go) = match rest {
+                [_, ready, go, ..] => (ready, go),
+                _ => return Err("phases needs N READY GO".into()),
+            };
+            for i in 1..=n {
+                FX_LIVE_A.store(i, Ordering::SeqCst);
+            }
+            std::fs::write(ready, "").map_err(|e| format!("creating {ready}: {e}"))?;
+            wait_for(go);
+            for i in 1..=n {
+                FX_LIVE_A.store(i, Ordering::SeqCst);
+            }
+            for i in 1..=n {
+                FX_LIVE_B.store(i, Ordering::SeqCst);
+            }
+            Ok(n)
+        }
         "exec" => {
             let n = num(rest.first())?;
             hwbp_fx_caller(n);

@@ -17,6 +17,7 @@ mod by_command;
 mod conditions;
 mod fields;
 mod limits;
+mod live;
 mod results;
 mod system_wide;
 mod vm_harness;
@@ -55,6 +56,7 @@ const SERIAL: &[KernelTest] = &[
     fields::SOMAXCONN,
     system_wide::SYSWIDE,
     system_wide::SYSCOMM,
+    live::LIVE_MOVE,
     limits::FIVE,
     limits::FOUR,
     limits::BLACKLISTED,

@@ -26,8 +26,10 @@ use crate::{
     record::format::{HitRecord, Summary},
 };
 
+mod change;
 mod view;
 
+pub use change::{PAUSED, Prompt, PromptKind, REMOVED};
 use view::value_row;
 pub use view::*;
 
@@ -104,6 +106,11 @@ pub struct App {
     pub output: Option<CommandOutputView>,
     /// The log panel shows the command's output instead of the hits (`o`).
     pub show_output: bool,
+    /// A change being typed (`a`, `m`, `x`).
+    pub prompt: Option<Prompt>,
+    /// Per target, paused (space) or removed (`x`) while tracing.
+    pub paused_targets: Vec<bool>,
+    pub removed_targets: Vec<bool>,
 }
 
 impl App {
@@ -113,6 +120,7 @@ impl App {
         events: usize,
         outputs: Vec<String>,
     ) -> Self {
+        let targets_len = targets.len();
         let stats = Stats {
             targets: vec![TargetStats::default(); targets.len()],
             counters: vec![Default::default(); targets.len()],
@@ -145,6 +153,9 @@ impl App {
             message: None,
             output: None,
             show_output: false,
+            prompt: None,
+            paused_targets: vec![false; targets_len],
+            removed_targets: vec![false; targets_len],
         }
     }
 
@@ -728,6 +739,9 @@ impl App {
             }
             return Action::None;
         }
+        if self.prompt.is_some() {
+            return self.prompt_key(key);
+        }
         self.message = None;
         if self.help {
             let HelpFit { page, max_scroll } = self.help_fit;
@@ -746,6 +760,9 @@ impl App {
                 _ => {}
             }
             return Action::None;
+        }
+        if let Some(action) = self.change_key(key) {
+            return action;
         }
         match key.code {
             KeyCode::Char('q') => return Action::Quit,

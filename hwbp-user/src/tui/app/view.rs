@@ -165,7 +165,7 @@ impl Breakdown {
 }
 
 /// What the event loop must do after a key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     None,
     /// End the session and leave.
@@ -174,6 +174,8 @@ pub enum Action {
     Snapshot,
     /// Repaint the whole screen (Ctrl-L: something else wrote on it).
     Redraw,
+    /// Change the targets: a line as `--control` takes it.
+    Change(String),
 }
 
 /// The output of a `-- CMD` started under the dashboard, which reads it

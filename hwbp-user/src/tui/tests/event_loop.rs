@@ -53,7 +53,8 @@ fn draws_the_end_then_help_then_quits() {
         // The SendError carries the (large) event back: only say whether it went.
         tx.send(Event::Key(key(KeyCode::Char('q')))).is_ok()
     });
-    let exit = run(&mut terminal, &mut app, &mut events, &stats, None).expect("the loop runs");
+    let exit =
+        run(&mut terminal, &mut app, &mut events, &stats, None, None).expect("the loop runs");
     assert!(quit.join().expect("the sender thread"), "sent");
     assert_eq!(exit, Exit::Quit);
     assert!(app.process_exited());
@@ -79,8 +80,15 @@ fn reads_the_command_output_on_its_clock() {
         tx.send(event).expect("the channel is open");
     }
     let mut terminal = Terminal::new(TestBackend::new(100, 30)).expect("a test terminal");
-    let exit =
-        run(&mut terminal, &mut app, &mut events, &stats, Some(&output)).expect("the loop runs");
+    let exit = run(
+        &mut terminal,
+        &mut app,
+        &mut events,
+        &stats,
+        Some(&output),
+        None,
+    )
+    .expect("the loop runs");
     assert_eq!(exit, Exit::Quit);
     let text = buffer_text(terminal.backend().buffer());
     assert!(text.contains("output of fx_user · 1 line"), "{text}");
@@ -98,7 +106,8 @@ fn a_signal_or_an_error_closes_it() {
         let mut events = Events::new(Duration::from_millis(5));
         events.sender().send(event).expect("the channel is open");
         let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("a test terminal");
-        let exit = run(&mut terminal, &mut app, &mut events, &stats, None).expect("the loop runs");
+        let exit =
+            run(&mut terminal, &mut app, &mut events, &stats, None, None).expect("the loop runs");
         assert_eq!(exit, Exit::Closed);
     }
 }
