@@ -7,3 +7,4 @@
 pub mod arm;
 pub mod load;
 pub mod process;
+mod trap;
