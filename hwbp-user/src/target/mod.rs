@@ -6,6 +6,7 @@
 //! ([`list`]). Depends on nothing downstream: no perf events, no records.
 
 pub mod abi;
+pub mod abi_aapcs64;
 pub mod btf;
 pub mod dwarf;
 pub mod list;
