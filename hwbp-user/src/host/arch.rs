@@ -52,6 +52,17 @@ pub const NAME: &str = if cfg!(target_arch = "x86_64") {
 /// it (x86: the value written).
 pub const TRAPS_BEFORE_ACCESS: bool = cfg!(not(target_arch = "x86_64"));
 
+/// Whether a wakeup of the ring buffer's reader from the BPF program makes
+/// the hit trap again (arm64). The wakeup is an irq_work, raised on arm64
+/// by an IPI to the CPU itself: that interrupt is pending when the kernel
+/// returns to the trapping instruction to single-step it, is taken first,
+/// and the step ends in the interrupt handler, which re-arms the
+/// breakpoint; back from it, the same instruction traps again and the hit
+/// is recorded twice (seen in the arm64 demo: the first hit of a run, the
+/// one that woke the reader, twice, with the same registers and value).
+/// There the program never wakes the reader, which polls instead.
+pub const WAKEUP_RETRAPS: bool = cfg!(not(target_arch = "x86_64"));
+
 /// Whether the running kernel steps over a BPF-attached breakpoint, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SingleStep {
