@@ -27,6 +27,12 @@ pub const MAX_DEBUG_REGISTERS: usize = 4;
 #[cfg(not(target_arch = "x86_64"))]
 pub const MAX_DEBUG_REGISTERS: usize = 16;
 
+/// Whether the kernel takes a kernel breakpoint scoped to a task. arm64's
+/// refuses it (EINVAL: "Disallow per-task kernel breakpoints since these
+/// would complicate the stepping code", hw_breakpoint_arch_parse): kernel
+/// targets are armed system-wide only.
+pub const PER_TASK_KERNEL_BREAKPOINTS: bool = cfg!(target_arch = "x86_64");
+
 /// What the hardware has, for the message when none is left.
 #[cfg(target_arch = "x86_64")]
 pub const REGISTERS: &str = "x86 CPUs have 4 debug registers for breakpoints";

@@ -12,6 +12,7 @@
 //! and its name in [`SERIAL`] (or [`PARALLEL`], for the boot whose vCPUs
 //! run in parallel).
 
+pub mod arm64;
 mod by_command;
 mod limits;
 mod results;

@@ -932,6 +932,32 @@ mod tests {
     }
 
     #[test]
+    fn in_band_transfer_leaves_the_screen() {
+        let path = std::env::temp_dir().join(format!("hwbp-in-band-{}", std::process::id()));
+        let mut filter = InBand::new(path.clone());
+        let console = "hello\r\n\r\nhwbp-out-file a.txt\r\nYWJj\r\n[  1.0] a kernel line\r\n\
+                       hwbp-out-end\r\nhwbp-out-done\r\ninit: exit=0\r\n";
+        let shown: Vec<u8> = console.bytes().flat_map(|b| filter.byte(b)).collect();
+        assert_eq!(
+            String::from_utf8_lossy(&shown),
+            "hello\r\n\r\n[  1.0] a kernel line\r\ninit: exit=0\r\n"
+        );
+        drop(filter);
+        let sent = fs::read_to_string(&path).expect("the transfer file");
+        let _ = fs::remove_file(&path);
+        assert_eq!(
+            sent,
+            "hwbp-out-file a.txt\r\nYWJj\r\nhwbp-out-end\r\nhwbp-out-done\r\n"
+        );
+        let out = std::env::temp_dir().join(format!("hwbp-in-band-out-{}", std::process::id()));
+        fs::write(&path, &sent).expect("writing the transfer");
+        let files = receive_files(&path, &out).expect("decoding");
+        assert_eq!(fs::read(&files[0]).expect("a.txt"), b"abc");
+        let _ = fs::remove_file(&path);
+        let _ = fs::remove_dir_all(&out);
+    }
+
+    #[test]
     fn quoting() {
         assert_eq!(sh_quote("a b"), "'a b'");
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
