@@ -5,14 +5,14 @@
 //! one program, verified once at start-up, whatever the conditions; a
 //! rejected hit costs the value read, the operands and a few steps.
 
-use aya_ebpf::{bindings::pt_regs, helpers::bpf_get_smp_processor_id, macros::map, maps::Array};
+use aya_ebpf::{helpers::bpf_get_smp_processor_id, macros::map, maps::Array};
 use hwbp_common::{
     COND_ACCEPT, COND_COMM_HI, COND_COMM_LO, COND_CPU, COND_IMM, COND_OP_COMM, COND_OP_EQ,
     COND_OP_LE, COND_OP_LT, COND_OP_MASK, COND_OPERANDS, COND_REJECT, COND_SIGNED, CondProgram,
     Hit, MAX_COND_INSNS, MAX_SLOTS,
 };
 
-use crate::probe::Scratch;
+use crate::{arch, probe::Scratch};
 
 /// Words of [`Scratch`] the operands take.
 pub const COND_SCRATCH: usize = COND_OPERANDS;
@@ -37,7 +37,7 @@ static OLD: Array<u64> = Array::with_max_entries(MAX_SLOTS as u32, 0);
 #[inline(always)]
 pub unsafe fn condition(
     slot: u32,
-    regs: &pt_regs,
+    regs: &arch::Regs,
     scratch: *mut Scratch,
     hit: *const Hit,
     pid_tgid: u64,
@@ -61,12 +61,13 @@ pub unsafe fn condition(
         };
         *ops = value;
         *ops.add(1) = old;
-        *ops.add(2) = regs.rdi;
-        *ops.add(3) = regs.rsi;
-        *ops.add(4) = regs.rdx;
-        *ops.add(5) = regs.rcx;
-        *ops.add(6) = regs.r8;
-        *ops.add(7) = regs.r9;
+        let args = arch::args(regs);
+        *ops.add(2) = args[0];
+        *ops.add(3) = args[1];
+        *ops.add(4) = args[2];
+        *ops.add(5) = args[3];
+        *ops.add(6) = args[4];
+        *ops.add(7) = args[5];
         *ops.add(8) = pid_tgid >> 32;
         *ops.add(9) = pid_tgid & 0xffff_ffff;
         *ops.add(COND_CPU as usize) = u64::from(bpf_get_smp_processor_id());

@@ -2,11 +2,12 @@
 
 use core::ffi::c_void;
 
+use crate::arch;
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{
         BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
-        BPF_RB_RING_SIZE, bpf_perf_event_data, pt_regs,
+        BPF_RB_RING_SIZE, bpf_perf_event_data,
     },
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
@@ -154,8 +155,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         return Ok(0);
     }
     let mut flags = 0u32;
-    // The user-mode bit of the code segment selector (CPL 3).
-    if regs.cs & 3 == 3 {
+    if arch::user_mode(&regs) {
         flags |= HIT_USER_MODE;
     }
     // Before the condition, which may compare it.
@@ -184,7 +184,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     // every header field is written before the record is copied out.
     unsafe {
         (*hit).ts_ns = bpf_ktime_get_ns();
-        (*hit).ip = regs.rip;
+        (*hit).ip = arch::ip(&regs);
         (*hit).addr = addr;
         (*hit).pid = (pid_tgid >> 32) as u32;
         (*hit).tid = tid;
@@ -195,7 +195,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         (*hit).args = [0; 6];
         (*hit).ret = 0;
         if config.flags & SLOT_EXECUTE != 0 {
-            (*hit).args = [regs.rdi, regs.rsi, regs.rdx, regs.rcx, regs.r8, regs.r9];
+            (*hit).args = arch::args(&regs);
         }
 
         let frames = (*hit).frames.as_mut_ptr();
@@ -491,7 +491,7 @@ unsafe fn read_window(window: *mut u64, at: u64, size: u64) -> Option<u64> {
 /// end, which the ABI's 16-byte alignment rules out) ends the walk.
 #[inline(always)]
 unsafe fn walk_user_stack(
-    regs: &pt_regs,
+    regs: &arch::Regs,
     scratch: *mut Scratch,
     gap: u64,
     dst: *mut u64,
@@ -511,7 +511,7 @@ unsafe fn walk_user_stack(
         )
     };
     // SAFETY: `dst` has room for MAX_STACK_DEPTH frames.
-    unsafe { *dst = regs.rip };
+    unsafe { *dst = arch::ip(regs) };
     // The sizes, rounded up to FIRST_MIN bytes. The masks keep them within
     // FIRST_MIN..=BUFFER_BYTES and FIRST_MIN..=WINDOW_BYTES, plain to the
     // verifier: an extent of 0 (no walk yet on this CPU) reads FIRST_MIN,
@@ -531,13 +531,13 @@ unsafe fn walk_user_stack(
     // those bytes), it is read again up to the page end. The page at rsp is
     // mapped (the thread uses it); a read there fails only where no user
     // memory can be read (nmi_uaccess_okay), and then no frame could be.
+    let sp = arch::sp(regs);
     // SAFETY: the window has room for BUFFER_BYTES; the helper checks rsp.
-    let read =
-        unsafe { bpf_probe_read_user(window.cast(), first as u32, regs.rsp as *const c_void) };
-    let mut base = regs.rsp;
+    let read = unsafe { bpf_probe_read_user(window.cast(), first as u32, sp as *const c_void) };
+    let mut base = sp;
     if read != 0 {
         // SAFETY: as read_window asks.
-        match unsafe { read_window(window, regs.rsp, first) } {
+        match unsafe { read_window(window, sp, first) } {
             Some(start) => base = start,
             None => return 1,
         }
@@ -553,12 +553,17 @@ unsafe fn walk_user_stack(
     if !ret.is_null() {
         // SAFETY: `ret` points into this CPU's scratch Hit; the window
         // holds rsp's word, and the mask keeps that plain to the verifier.
-        unsafe { *ret = *window.add((((regs.rsp - base) / 8) & (BUFFER_WORDS - 1)) as usize) };
+        unsafe {
+            *ret = match arch::link_register(regs) {
+                Some(lr) => lr,
+                None => *window.add((((sp - base) / 8) & (BUFFER_WORDS - 1)) as usize),
+            }
+        };
     }
-    let mut fp = regs.rbp;
+    let mut fp = arch::fp(regs);
     // SAFETY: as above.
     unsafe {
-        *last_frame = regs.rsp;
+        *last_frame = sp;
         // jump_to is read only once jump_from is set, and set with it.
         *jump_from = 0;
     }
@@ -632,7 +637,7 @@ unsafe fn walk_user_stack(
     // SAFETY: as above.
     unsafe {
         *extent = first_end
-            .wrapping_sub(regs.rsp)
+            .wrapping_sub(sp)
             .clamp(1, BUFFER_BYTES + WINDOW_BYTES)
             - 1;
         *tail = rest.clamp(0, WINDOW_BYTES);

@@ -3,6 +3,7 @@
 //! One module per command; each command first runs `setup` so that a fresh
 //! machine needs nothing but `cargo xtask test` (which is what CI runs).
 
+mod arch;
 mod bench;
 mod bench_vm;
 mod build;
@@ -15,6 +16,7 @@ mod integration;
 mod kernel_tests;
 mod man;
 mod setup;
+mod setup_cross;
 mod test;
 mod vm;
 
@@ -38,7 +40,7 @@ enum Command {
     /// friends. Idempotent and quick when already done.
     Setup,
     /// Release build of hwbp-trace and the test fixtures (frame pointers on).
-    Build,
+    Build(build::Options),
     /// Build, then copy hwbp-trace to /usr/local/bin.
     Install(install::Options),
     /// Boot Debian's kernel in QEMU and run a command there (default: a shell).
@@ -68,7 +70,7 @@ fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     let result = match command {
         Command::Setup => setup::run().map(|()| 0),
-        Command::Build => setup::run().and_then(|()| build::run()).map(|()| 0),
+        Command::Build(options) => build::command(options).map(|()| 0),
         Command::Install(options) => install::run(options).map(|()| 0),
         Command::Vm(options) => vm::run(options),
         Command::Test(options) => test::run(options).map(|()| 0),

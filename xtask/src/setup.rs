@@ -18,7 +18,10 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
-use crate::exec::{exec, output, succeeds};
+use crate::{
+    arch::Arch,
+    exec::{exec, output, succeeds},
+};
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -51,6 +54,11 @@ pub fn run() -> Result<()> {
     debian_packages().context("setup: Debian packages")?;
     println!("setup: ready ({:.1} s)", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// What a build, boot or test for `arch` needs besides the host's set-up.
+pub fn cross(arch: Arch) -> Result<()> {
+    crate::setup_cross::run(arch).with_context(|| format!("setup: {arch}"))
 }
 
 fn nightly_sysroot() -> Result<PathBuf> {
@@ -205,12 +213,12 @@ fn is_wanted_linker(version_output: &str) -> bool {
         .is_some_and(|found| series(BPF_LINKER_VERSION) == Some(found))
 }
 
-fn is_installed(package: &str) -> bool {
+pub fn is_installed(package: &str) -> bool {
     output(Command::new("dpkg-query").args(["-W", "-f=${db:Status-Abbrev}", package]))
         .is_ok_and(|status| status.starts_with("ii"))
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

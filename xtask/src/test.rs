@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 
-use crate::{build, exec::exec, integration, kernel_tests, setup};
+use crate::{arch::Arch, build, exec::exec, integration, kernel_tests, setup};
 
 #[derive(Args)]
 pub struct Options {
@@ -27,6 +27,11 @@ pub struct Options {
     /// linux-image-amd64 and linux-image-6.12-amd64 depend on).
     #[arg(long, value_name = "VERSION")]
     kernel: Option<String>,
+    /// arm64 (opt-in, not part of the default run yet): set-up and cross
+    /// build for arm64, then only the arm64 kernel and user tests in the
+    /// arm64 guest, on Debian's arm64 6.1 and newest 6.12 (docs/arm64.md).
+    #[arg(long, value_enum, default_value_t = Arch::X86_64)]
+    arch: Arch,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -37,8 +42,26 @@ enum Step {
 }
 
 pub fn run(options: Options) -> Result<()> {
-    let Options { only, kvm, kernel } = options;
+    let Options {
+        only,
+        kvm,
+        kernel,
+        arch,
+    } = options;
     let start = Instant::now();
+    if arch == Arch::Arm64 {
+        banner("arm64: set-up and cross build");
+        setup::run().and_then(|()| setup::cross(arch))?;
+        build::run_for(arch)?;
+        banner("arm64: kernel and user tests in the arm64 guest");
+        kernel_tests::arm64::run_matrix(kernel.as_deref())
+            .context("the arm64 kernel tests failed")?;
+        println!(
+            "test: arm64 passed in {:.0} s",
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let wanted = |step: Step| only.is_none_or(|only| only == step);
     // SAFETY: geteuid has no preconditions and cannot fail.
     needs_root(only, unsafe { libc::geteuid() })?;

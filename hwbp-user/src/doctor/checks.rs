@@ -9,11 +9,12 @@ use perf_event_open_sys as sys;
 use super::Check;
 use crate::{
     host::{
+        arch::{self as host_arch, MAX_DEBUG_REGISTERS},
         caps::{CAP_BPF, CAP_PERFMON, has_cap, missing_capabilities, parse_cap_eff},
         cpus,
         kernel::{ConfigOption, KernelConfig, parse_release, release},
     },
-    probe::arm::{self, X86_DEBUG_REGISTERS},
+    probe::arm,
     probe::load::{DEFAULT_BUFFER_SIZE, Filters, Probe},
     target::resolve::{Kallsyms, SymbolKind},
 };
@@ -36,8 +37,8 @@ pub(super) const KERNEL_VARIABLES: &[&str] = &["pid_max", "jiffies_64", "jiffies
 
 /// Addresses for counting free debug registers: one watchpoint each, never
 /// written while watched.
-pub(super) static REGISTER_PROBES: [AtomicU64; X86_DEBUG_REGISTERS] =
-    [const { AtomicU64::new(0) }; X86_DEBUG_REGISTERS];
+pub(super) static REGISTER_PROBES: [AtomicU64; MAX_DEBUG_REGISTERS] =
+    [const { AtomicU64::new(0) }; MAX_DEBUG_REGISTERS];
 
 pub(super) fn privileges() -> Check {
     const NAME: &str = "privileges";
@@ -451,15 +452,21 @@ pub(super) fn sample_rate(config: &KernelConfig) -> Check {
 /// Takes free debug registers on one CPU (disabled write watchpoints, bound
 /// to the CPU like a system-wide trace) until the kernel says none is left.
 pub(super) fn free_registers_on(cpu: u32) -> Result<usize, i32> {
-    let mut held = Vec::with_capacity(X86_DEBUG_REGISTERS);
+    free_of_kind_on(cpu, false)
+}
+
+/// [`free_registers_on`] for watchpoints, or for execute breakpoints (at
+/// the self-test's function) where they have registers of their own.
+fn free_of_kind_on(cpu: u32, execute: bool) -> Result<usize, i32> {
+    let mut held = Vec::with_capacity(MAX_DEBUG_REGISTERS);
     for slot in &REGISTER_PROBES {
-        match arm::open_disabled(
-            slot.as_ptr() as u64,
-            sys::bindings::HW_BREAKPOINT_W,
-            8,
-            -1,
-            cpu as i32,
-        ) {
+        let (addr, kind, len) = if execute {
+            let function = super::self_test::hwbp_doctor_target as *const () as u64;
+            (function, sys::bindings::HW_BREAKPOINT_X, 4)
+        } else {
+            (slot.as_ptr() as u64, sys::bindings::HW_BREAKPOINT_W, 8)
+        };
+        match arm::open_disabled(addr, kind, len, -1, cpu as i32) {
             Ok(fd) => held.push(fd),
             Err(libc::ENOSPC) => break,
             Err(errno) => return Err(errno),
@@ -481,8 +488,15 @@ pub(super) fn debug_registers() -> Check {
         }
     };
     let mut free = Vec::with_capacity(cpus.len());
+    let mut execute = Vec::new();
     for &cpu in &cpus {
-        match free_registers_on(cpu) {
+        let counted = free_registers_on(cpu).and_then(|n| {
+            if host_arch::SEPARATE_POOLS {
+                execute.push(free_of_kind_on(cpu, true)?);
+            }
+            Ok(n)
+        });
+        match counted {
             Ok(n) => free.push((cpu, n)),
             Err(errno) => {
                 let hint = match errno {
@@ -504,9 +518,12 @@ pub(super) fn debug_registers() -> Check {
         }
     }
     let min = free.iter().map(|&(_, n)| n).min().unwrap_or(0);
+    if host_arch::SEPARATE_POOLS {
+        return separate_pools(min, execute.iter().copied().min().unwrap_or(0), cpus.len());
+    }
     let summary = if free.iter().all(|&(_, n)| n == min) {
         format!(
-            "{min} of {X86_DEBUG_REGISTERS} free on each of {} CPUs",
+            "{min} of {MAX_DEBUG_REGISTERS} free on each of {} CPUs",
             cpus.len()
         )
     } else {
@@ -515,7 +532,7 @@ pub(super) fn debug_registers() -> Check {
             .map(|(cpu, n)| format!("CPU {cpu}: {n}"))
             .collect();
         format!(
-            "free of {X86_DEBUG_REGISTERS} per CPU: {}",
+            "free of {MAX_DEBUG_REGISTERS} per CPU: {}",
             per_cpu.join(", ")
         )
     };
@@ -523,9 +540,48 @@ pub(super) fn debug_registers() -> Check {
                 targets at once";
     match min {
         0 => Check::fail(NAME, format!("{summary}; none free"), held),
-        n if n < X86_DEBUG_REGISTERS => {
+        n if n < MAX_DEBUG_REGISTERS => {
             Check::warn(NAME, format!("{summary}; up to {n} targets at once"), held)
         }
         n => Check::ok(NAME, format!("{summary}: up to {n} targets at once")),
+    }
+}
+
+/// The debug registers check where breakpoints and watchpoints have
+/// registers of their own (arm64): how many of each the hardware has free
+/// (ID_AA64DFR0 says how many it has; the kernel refuses one more with
+/// ENOSPC), the fewest on any CPU.
+fn separate_pools(watchpoints: usize, breakpoints: usize, cpus: usize) -> Check {
+    const NAME: &str = "debug registers";
+    let summary = format!(
+        "{breakpoints} breakpoints and {watchpoints} watchpoints free on each of {cpus} CPUs \
+         ({} has separate registers for each, at most {MAX_DEBUG_REGISTERS})",
+        host_arch::NAME
+    );
+    if watchpoints == 0 || breakpoints == 0 {
+        return Check::fail(
+            NAME,
+            format!("{summary}; none free of a kind"),
+            "debuggers (gdb watch/hbreak), perf or another tracer hold them: stop them",
+        );
+    }
+    Check::ok(
+        NAME,
+        format!("{summary}: up to {breakpoints} execute and {watchpoints} data targets at once"),
+    )
+}
+
+/// Whether this kernel steps over a breakpoint that has a BPF program
+/// (see host::arch): where it would not, every armed breakpoint would trap
+/// forever, so hwbp-trace refuses to arm and the self-test is not run.
+pub(super) fn single_step() -> Check {
+    const NAME: &str = "single step";
+    match host_arch::single_step() {
+        host_arch::SingleStep::Safe(reason) => Check::ok(NAME, reason),
+        host_arch::SingleStep::Loops(reason) => Check::fail(
+            NAME,
+            reason,
+            "hwbp-trace refuses to arm on this kernel: boot a kernel with the fix",
+        ),
     }
 }

@@ -132,7 +132,12 @@ impl fmt::Display for Verdict {
             Some(false) => fails.push(what),
             None => unknown.push(what),
         };
-        sort("user-space targets (x, w, rw)".into(), Some(*user_targets));
+        let modes = if cfg!(target_arch = "x86_64") {
+            "x, w, rw"
+        } else {
+            "x, w, rw, r"
+        };
+        sort(format!("user-space targets ({modes})"), Some(*user_targets));
         match kernel_functions {
             Some(false) => sort(
                 format!("kernel functions ({kernel_functions_why})"),
@@ -262,7 +267,20 @@ pub fn examine(mut progress: impl FnMut(&Check)) -> Report {
     let registers = debug_registers();
     let registers_ok = registers.status != Status::Fail;
     push(registers);
-    let tests = if ring_ok && registers_ok {
+    // Only where it matters (arm): x86 needs no step, and its report stays
+    // as it was.
+    let step = single_step();
+    let step_ok = step.status != Status::Fail;
+    if !cfg!(target_arch = "x86_64") {
+        push(step);
+    }
+    let tests = if !step_ok {
+        vec![Check::fail(
+            "self-test",
+            "not run: this kernel would trap forever on a breakpoint with a BPF program",
+            "see the single step check",
+        )]
+    } else if ring_ok && registers_ok {
         self_test()
     } else {
         vec![Check::fail(

@@ -3,6 +3,7 @@
 //! build configuration) and its online CPUs. Nothing here depends on any
 //! other stage of hwbp.
 
+pub mod arch;
 pub mod caps;
 pub mod cpus;
 pub mod kernel;

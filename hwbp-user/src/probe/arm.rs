@@ -441,9 +441,10 @@ pub(super) fn explain(bp: &Breakpoint, errno: i32, requested: usize, armed_here:
     let err = io::Error::from_raw_os_error(errno);
     match errno {
         libc::ENOSPC => format!(
-            "no free debug register ({err}). x86 CPUs have {X86_DEBUG_REGISTERS} debug registers for breakpoints; \
+            "no free debug register ({err}). {}; \
              this run asked for {requested} and {armed_here} of them fit, so {armed_here} {} free. Debuggers \
              (gdb watch/hbreak), perf or other tracers may hold the others: stop them or trace fewer targets at once",
+            crate::host::arch::REGISTERS,
             if armed_here == 1 { "was" } else { "were" }
         ),
         libc::EINVAL if bp.space == Space::Kernel && bp.mode == Mode::Execute => {

@@ -189,10 +189,17 @@ impl Loaded {
         // reader, which also polls every 20 ms, never far behind. Test hook:
         // HWBP_WAKEUP_BYTES sets it (4294967295: never), so that a test can
         // prove the reader keeps up without them.
+        // On arm64 the program never wakes the reader (see
+        // host::arch::WAKEUP_RETRAPS): the 20 ms poll alone reads.
+        let default_wakeup = if crate::host::arch::WAKEUP_RETRAPS {
+            u32::MAX
+        } else {
+            (buffer_size / 4).min(256 << 10) as u32
+        };
         filter.wakeup_bytes = std::env::var("HWBP_WAKEUP_BYTES")
             .ok()
             .and_then(|bytes| bytes.parse().ok())
-            .unwrap_or((buffer_size / 4).min(256 << 10) as u32);
+            .unwrap_or(default_wakeup);
         // With a watchpoint armed, user stacks are read around the large
         // frames rather than across them (see STACK_GAP_WATCHED).
         filter.stack_gap = if breakpoints.iter().any(|bp| bp.mode != Mode::Execute) {

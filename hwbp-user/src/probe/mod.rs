@@ -8,3 +8,4 @@ pub mod arm;
 pub mod live;
 pub mod load;
 pub mod process;
+mod trap;

@@ -217,11 +217,12 @@ impl Launched {
     }
 
     /// Continues our stopped tracee until it executes `addr` (an int3
-    /// there, removed again), and leaves it stopped with rip = `addr`.
+    /// there, removed again; see trap.rs), and leaves it stopped with its
+    /// program counter at `addr`.
     fn run_to(&mut self, addr: u64) -> Result<(), String> {
         let pid = self.pid;
         let original = peek(pid, addr)?;
-        poke_text(pid, addr, (original & !0xff) | 0xcc)?;
+        poke_text(pid, addr, super::trap::with_trap(original))?;
         // SAFETY: resume the stopped tracee without a signal.
         if unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, 0) } < 0 {
             return Err(format!("PTRACE_CONT: {}", io::Error::last_os_error()));
@@ -229,37 +230,7 @@ impl Launched {
         wait_stop(pid, libc::SIGTRAP)?;
         // The original word back.
         poke_text(pid, addr, original)?;
-        // SAFETY: user_regs_struct is plain data; GETREGS/SETREGS fill/read it.
-        unsafe {
-            let mut regs: libc::user_regs_struct = std::mem::zeroed();
-            if libc::ptrace(
-                libc::PTRACE_GETREGS,
-                pid,
-                0,
-                &mut regs as *mut _ as *mut libc::c_void,
-            ) < 0
-            {
-                return Err(format!("PTRACE_GETREGS: {}", io::Error::last_os_error()));
-            }
-            if regs.rip != addr + 1 {
-                return Err(format!(
-                    "stopped at {:#x}, expected {:#x}",
-                    regs.rip,
-                    addr + 1
-                ));
-            }
-            regs.rip = addr;
-            if libc::ptrace(
-                libc::PTRACE_SETREGS,
-                pid,
-                0,
-                &regs as *const _ as *mut libc::c_void,
-            ) < 0
-            {
-                return Err(format!("PTRACE_SETREGS: {}", io::Error::last_os_error()));
-            }
-        }
-        Ok(())
+        super::trap::rewind_to(pid, addr)
     }
 
     /// Lets the child run (detaches ptrace).

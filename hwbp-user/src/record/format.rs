@@ -251,7 +251,8 @@ pub struct HitRecord {
     pub mode: Arc<str>,
     pub ip: String,
     pub ip_sym: Arc<str>,
-    /// The value at a data target after the access.
+    /// The value at a data target after the access (none where the hit
+    /// comes before it: an arm64 write or rw watchpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<u64>,
     /// The value before this access: the previous hit's, or the one read
@@ -411,6 +412,12 @@ impl HitRecord {
                     line.push_str(&format!(" value={old}→{value} ({old:#x}→{value:#x})"))
                 }
                 (None, _, None) => line.push_str(&format!(" value={value} ({value:#x})")),
+            }
+        } else if let Some(old) = self.old_value {
+            // Read before the access (arm64): the new value is not known yet.
+            match &self.old_value_text {
+                Some(text) => line.push_str(&format!(" value={text}→?")),
+                None => line.push_str(&format!(" value={old}→? ({old:#x}→?)")),
             }
         }
         if let Some(args) = &self.args {

@@ -14,6 +14,7 @@ use std::{fs::File, io::Read as _, os::unix::fs::FileExt as _, sync::Arc};
 
 use crate::{
     record::format::Arg,
+    target::Mode,
     target::abi::ARG_REGISTERS,
     target::abi::{Location, Shape},
     target::btf::{Btf, BtfError, Decode, Param, Signature, TypeInfo},
@@ -59,6 +60,10 @@ pub struct Values {
     last: Vec<Option<u64>>,
     /// The kernel's BTF, kept for targets added or moved while tracing.
     btf: Option<Btf>,
+    /// Per slot, whether the value a hit reads is the one before an access
+    /// that may change it (a write or rw watchpoint on arm64, which traps
+    /// before the access; see host::arch).
+    before: Vec<bool>,
 }
 
 impl Values {
@@ -106,6 +111,13 @@ impl Values {
             initial,
         );
         values.btf = btf;
+        values.before = breakpoints
+            .iter()
+            .map(|bp| {
+                crate::host::arch::TRAPS_BEFORE_ACCESS
+                    && matches!(bp.mode, Mode::Write | Mode::ReadWrite)
+            })
+            .collect();
         values
     }
 
@@ -118,9 +130,10 @@ impl Values {
     /// a new target: its type, length and current value. Hits of the old
     /// watch still waiting in the ring buffer are decoded as the new one.
     pub fn set_target(&mut self, slot: usize, bp: &Breakpoint, pid: Option<i32>) {
-        let ty = match bp.space {
-            Space::Kernel => slot_type(self.btf.as_ref(), bp),
-            Space::User => pid.map_or(SlotType::Unknown, |pid| user_slot_type(pid, bp)),
+        let ty = match (&bp.field, bp.space) {
+            (Some(field), _) if bp.mode.is_data() => SlotType::Field(field.clone()),
+            (_, Space::Kernel) => slot_type(self.btf.as_ref(), bp),
+            (_, Space::User) => pid.map_or(SlotType::Unknown, |pid| user_slot_type(pid, bp)),
         };
         let initial = Self::initial(std::slice::from_ref(bp), pid);
         let one = Self::with_types(vec![ty], vec![bp.len], initial);
@@ -129,6 +142,9 @@ impl Values {
         self.arg_names.resize_with(len, Vec::new);
         self.lens.resize(len, 8);
         self.last.resize(len, None);
+        self.before.resize(len, false);
+        self.before[slot] = crate::host::arch::TRAPS_BEFORE_ACCESS
+            && matches!(bp.mode, Mode::Write | Mode::ReadWrite);
         let Self {
             types,
             arg_names,
@@ -177,6 +193,7 @@ impl Values {
             lens,
             last,
             btf: None,
+            before: Vec::new(),
         }
     }
 
@@ -223,10 +240,32 @@ impl Values {
 
     /// The value fields of a data hit (`value` as read by the BPF program,
     /// None when it could not be read); remembers it as the target's last.
+    ///
+    /// Where the hit comes before the access (see [`Values::before`]) the
+    /// value read is the old one: it is given as `old_value` alone, the new
+    /// one being unknown at this hit (the next hit's `old_value` is it).
     pub fn value(&mut self, slot: usize, value: Option<u64>) -> ValueFields {
         let Some(value) = value else {
             return ValueFields::default();
         };
+        if self.before.get(slot).copied().unwrap_or(false) {
+            if let Some(last) = self.last.get_mut(slot) {
+                *last = Some(value);
+            }
+            let len = self.lens.get(slot).copied().unwrap_or(8);
+            return match self.types.get(slot) {
+                Some(SlotType::Variable(ty)) => ValueFields {
+                    old_value: Some(value),
+                    value_type: Some(ty.name.clone()),
+                    old_value_text: Some(ty.decode.format(value, len)),
+                    ..Default::default()
+                },
+                _ => ValueFields {
+                    old_value: Some(value),
+                    ..Default::default()
+                },
+            };
+        }
         let old = self.last.get_mut(slot).and_then(|last| last.replace(value));
         let len = self.lens.get(slot).copied().unwrap_or(8);
         match self.types.get(slot) {
@@ -365,7 +404,7 @@ fn operands(bp: &Breakpoint, ty: SlotType) -> Operands {
         "`{}` is a data watchpoint: arguments are a function's, at an execute breakpoint",
         bp.spec.text
     ));
-    if bp.space == Space::User && bp.mode != crate::target::Mode::Write {
+    if bp.space == Space::User && bp.mode != Mode::Write {
         return Operands {
             value: Err(format!(
                 "`{}` traps on reads: in user space the BPF program cannot read the bytes it \
@@ -730,5 +769,19 @@ mod tests {
         let addr = &WORD as *const u64 as u64;
         assert_eq!(read_user(pid, addr, 8), Some(0x1122_3344_5566_7788));
         assert_eq!(read_user(pid, addr, 2), Some(0x7788));
+    }
+
+    #[test]
+    fn a_value_read_before_the_access_is_only_the_old_one() {
+        // arm64's write watchpoints: the program reads the value before the
+        // store; it must not be given as the value after it.
+        let mut values = Values::with_types(vec![SlotType::Unknown], vec![4], vec![Some(7)]);
+        values.before = vec![true];
+        let fields = values.value(0, Some(9));
+        assert_eq!((fields.value, fields.old_value), (None, Some(9)));
+        // Where the hit comes after the access (x86), as before.
+        values.before = vec![false];
+        let fields = values.value(0, Some(10));
+        assert_eq!((fields.value, fields.old_value), (Some(10), Some(9)));
     }
 }

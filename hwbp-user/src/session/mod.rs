@@ -117,6 +117,7 @@ pub async fn run(
     }
 
     missing_privileges()?;
+    crate::host::arch::refuse_looping_kernel()?;
 
     // Output formats now, before a command starts; the files themselves only
     // once the targets are resolved and the breakpoints opened, so that a

@@ -116,6 +116,19 @@ pub(super) fn prepare(
     for bp in &breakpoints {
         log::debug!("  {} → {bp}", bp.spec.text);
     }
+    if let (Some(_), Some(kernel)) = (
+        traced_pid,
+        breakpoints.iter().find(|bp| bp.space == Space::Kernel),
+    ) && !crate::host::arch::PER_TASK_KERNEL_BREAKPOINTS
+    {
+        anyhow::bail!(super::UsageError(format!(
+            "`{}` is a kernel target, and {} kernels refuse kernel breakpoints scoped to a task \
+             (only system-wide ones): trace it system-wide, without -p or -- CMD, and keep one \
+             program's hits with --comm NAME",
+            kernel.spec.text,
+            crate::host::arch::NAME
+        )));
+    }
     warn_of_silent_targets(&breakpoints, traced_pid, filters);
 
     let stacks = stack_choices(&breakpoints, stack);

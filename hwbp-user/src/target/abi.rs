@@ -19,7 +19,19 @@
 use std::fmt;
 
 /// Names of the x86-64 argument registers, in calling-convention order.
-pub const ARG_REGISTERS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
+#[cfg(not(target_arch = "aarch64"))]
+pub const ARG_REGISTERS: &[&str] = &["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
+/// Names of the arm64 argument registers (AAPCS64), in order: the BPF
+/// program captures the first six (see abi_aapcs64.rs).
+#[cfg(target_arch = "aarch64")]
+pub const ARG_REGISTERS: &[&str] = &["x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7"];
+
+/// The floating-point argument registers' name: xmmN, or vN on arm64.
+const FLOAT_REGISTER: &str = if cfg!(target_arch = "aarch64") {
+    "v"
+} else {
+    "xmm"
+};
 
 /// What the calling convention needs to know of a type, read from DWARF or
 /// BTF.
@@ -80,7 +92,7 @@ impl fmt::Display for Register {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::Int(i) => f.write_str(ARG_REGISTERS.get(usize::from(i)).copied().unwrap_or("?")),
-            Self::Xmm(i) => write!(f, "xmm{i}"),
+            Self::Xmm(i) => write!(f, "{FLOAT_REGISTER}{i}"),
         }
     }
 }
@@ -121,8 +133,12 @@ impl Location {
 const INT_REGISTERS: u8 = 6;
 const XMM_REGISTERS: u8 = 8;
 
-/// Where each of `params` is when a function returning `returns` is entered.
+/// Where each of `params` is when a function returning `returns` is entered
+/// (on arm64 by AAPCS64, see abi_aapcs64.rs).
 pub fn locate(returns: &Shape, params: &[Shape]) -> Vec<Location> {
+    if cfg!(target_arch = "aarch64") {
+        return super::abi_aapcs64::locate(returns, params);
+    }
     // A return value of class MEMORY is written where the caller says: the
     // address comes in rdi, as a hidden first argument.
     let mut next_int = match returns {

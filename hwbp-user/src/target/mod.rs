@@ -7,6 +7,7 @@
 //! downstream: no perf events, no records.
 
 pub mod abi;
+pub mod abi_aapcs64;
 pub mod btf;
 pub mod condition;
 pub mod dwarf;

@@ -333,6 +333,7 @@ fn fx_topstack(n: u64) -> Result<u64, String> {
         // `top` for hwbp_fx_target's frame; rsp is restored from r12
         // (callee-saved) after it, and every register the C ABI lets a
         // call change is declared clobbered.
+        #[cfg(target_arch = "x86_64")]
         unsafe {
             core::arch::asm!(
                 "mov r12, rsp",
@@ -344,6 +345,23 @@ fn fx_topstack(n: u64) -> Result<u64, String> {
                 inout("rdi") i => _,
                 out("rax") result,
                 out("r12") _,
+                clobber_abi("C"),
+            );
+        }
+        // SAFETY: as above, on arm64: sp is restored from x20
+        // (callee-saved; x19 is LLVM's), bl sets the link register, which
+        // clobber_abi("C") declares clobbered with the rest.
+        #[cfg(target_arch = "aarch64")]
+        unsafe {
+            core::arch::asm!(
+                "mov x20, sp",
+                "mov sp, {top}",
+                "bl {target}",
+                "mov sp, x20",
+                top = in(reg) top,
+                target = sym hwbp_fx_target,
+                inout("x0") i => result,
+                out("x20") _,
                 clobber_abi("C"),
             );
         }

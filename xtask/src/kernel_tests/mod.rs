@@ -13,6 +13,7 @@
 //! and its name in [`SERIAL`] (or [`PARALLEL`], for the boot whose vCPUs
 //! run in parallel).
 
+pub mod arm64;
 mod by_command;
 mod conditions;
 mod fields;

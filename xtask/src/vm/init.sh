@@ -41,7 +41,7 @@ fi
         echo "hwbp-out-end"
     done
     echo "hwbp-out-done"
-} > /dev/ttyS1
+} > "$(cat /etc/hwbp/transfer 2>/dev/null || echo /dev/ttyS1)"
 
 echo "init: exit=$status"
 sync

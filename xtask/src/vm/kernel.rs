@@ -11,6 +11,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::{
+    arch::Arch,
     exec::{display, exec, output},
     workspace_root,
 };
@@ -19,6 +20,8 @@ use crate::{
 pub struct Kernel {
     /// The package, e.g. linux-image-6.1.0-56-amd64.
     pub package: String,
+    /// Its architecture: the guest's (QEMU's machine, the binaries).
+    pub arch: Arch,
     pub vmlinuz: PathBuf,
     /// boot/config-*: what the kernel was built with.
     pub config: PathBuf,
@@ -30,26 +33,27 @@ pub(super) fn vm_dir() -> PathBuf {
 
 /// The kernel image package for `--kernel` (an ABI version such as
 /// 6.1.0-56 or 6.12.117+deb12, a series such as 6.12, or a package name),
-/// by default for linux-image-amd64. A metapackage (linux-image-amd64,
-/// linux-image-6.12-amd64) is followed to the image it depends on: the
-/// newest that apt offers.
-pub fn kernel_package(requested: Option<&str>) -> Result<String> {
+/// by default for linux-image-amd64 (linux-image-arm64 for arm64). A
+/// metapackage (linux-image-amd64, linux-image-6.12-amd64) is followed to
+/// the image it depends on: the newest that apt offers.
+pub fn kernel_package(arch: Arch, requested: Option<&str>) -> Result<String> {
+    let suffix = format!("-{}", arch.debian());
     let package = match requested {
-        None => DEFAULT_METAPACKAGE.to_owned(),
+        None => format!("linux-image{suffix}"),
         Some(requested) if requested.starts_with("linux-image-") => requested.to_owned(),
-        Some(requested) if requested.ends_with("-amd64") => format!("linux-image-{requested}"),
-        Some(requested) => format!("linux-image-{requested}-amd64"),
+        Some(requested) if requested.ends_with(&suffix) => format!("linux-image-{requested}"),
+        Some(requested) => format!("linux-image-{requested}{suffix}"),
     };
     // Only images are cached: no need to ask apt about one.
-    if unpacked_kernel(&package, &vm_dir().join("kernels").join(&package)).is_some() {
+    if unpacked_kernel(arch, &package, &vm_dir().join("kernels").join(&package)).is_some() {
         return Ok(package);
     }
-    let info = match apt_show(&package) {
+    let info = match apt_show(arch, &package) {
         Some(info) => info,
         None => {
             // A fresh machine may have no package lists yet.
             apt_update()?;
-            match apt_show(&package) {
+            match apt_show(arch, &package) {
                 Some(info) => info,
                 None if requested.is_some() => {
                     bail!(
@@ -64,12 +68,9 @@ pub fn kernel_package(requested: Option<&str>) -> Result<String> {
     Ok(image_dependency(&info).unwrap_or(package))
 }
 
-/// The metapackage whose dependency is the default kernel.
-pub const DEFAULT_METAPACKAGE: &str = "linux-image-amd64";
-
 /// `apt-cache show` of the candidate version, if apt knows the package.
-fn apt_show(package: &str) -> Option<String> {
-    output(Command::new("apt-cache").args(["show", "--no-all-versions", package]))
+fn apt_show(arch: Arch, package: &str) -> Option<String> {
+    output(Command::new("apt-cache").args(["show", "--no-all-versions", &apt_name(arch, package)]))
         .ok()
         .filter(|info| !info.trim().is_empty())
 }
@@ -84,7 +85,16 @@ fn image_dependency(info: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn apt_update() -> Result<()> {
+/// `package:arch` for a foreign architecture (dpkg's multiarch name).
+pub(super) fn apt_name(arch: Arch, package: &str) -> String {
+    if arch == Arch::X86_64 {
+        package.to_owned()
+    } else {
+        format!("{package}:{arch}")
+    }
+}
+
+pub(super) fn apt_update() -> Result<()> {
     eprintln!("vm: running apt-get update (no package lists)");
     exec(
         Command::new("apt-get")
@@ -106,9 +116,10 @@ fn find_boot_file(dir: &Path, prefix: &str) -> Option<PathBuf> {
 }
 
 /// The kernel in an unpacked package directory, if complete.
-fn unpacked_kernel(package: &str, dir: &Path) -> Option<Kernel> {
+fn unpacked_kernel(arch: Arch, package: &str, dir: &Path) -> Option<Kernel> {
     Some(Kernel {
         package: package.to_owned(),
+        arch,
         vmlinuz: find_boot_file(dir, "vmlinuz-")?,
         config: find_boot_file(dir, "config-")?,
     })
@@ -116,10 +127,15 @@ fn unpacked_kernel(package: &str, dir: &Path) -> Option<Kernel> {
 
 /// Downloads and unpacks the kernel package unless target/vm/ has it already.
 pub fn fetch_kernel(requested: Option<&str>) -> Result<Kernel> {
-    let package = kernel_package(requested)?;
+    fetch_kernel_for(Arch::X86_64, requested)
+}
+
+/// [`fetch_kernel`] for `arch`'s kernels.
+pub fn fetch_kernel_for(arch: Arch, requested: Option<&str>) -> Result<Kernel> {
+    let package = kernel_package(arch, requested)?;
     let kernels = vm_dir().join("kernels");
     let dir = kernels.join(&package);
-    if let Some(kernel) = unpacked_kernel(&package, &dir) {
+    if let Some(kernel) = unpacked_kernel(arch, &package, &dir) {
         println!("vm: kernel {package} (cached in {})", dir.display());
         return Ok(kernel);
     }
@@ -131,7 +147,8 @@ pub fn fetch_kernel(requested: Option<&str>) -> Result<Kernel> {
     }
     fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
     let mut apt = Command::new("apt-get");
-    apt.args(["download", &package]).current_dir(&download);
+    apt.args(["download", &apt_name(arch, &package)])
+        .current_dir(&download);
     if exec(&mut apt).is_err() {
         apt_update()?;
         exec(&mut apt).with_context(|| {
@@ -170,7 +187,7 @@ pub fn fetch_kernel(requested: Option<&str>) -> Result<Kernel> {
     if !status.success() {
         bail!("`{}` failed ({status})", display(&dpkg));
     }
-    if unpacked_kernel(&package, &unpacked).is_none() {
+    if unpacked_kernel(arch, &package, &unpacked).is_none() {
         bail!("{} has no boot/vmlinuz-* or boot/config-*", deb.display());
     }
     if dir.exists() {
@@ -179,7 +196,7 @@ pub fn fetch_kernel(requested: Option<&str>) -> Result<Kernel> {
     fs::rename(&unpacked, &dir)
         .with_context(|| format!("moving the kernel to {}", dir.display()))?;
     fs::remove_dir_all(&download).with_context(|| format!("removing {}", download.display()))?;
-    unpacked_kernel(&package, &dir).ok_or_else(|| anyhow!("{} vanished", dir.display()))
+    unpacked_kernel(arch, &package, &dir).ok_or_else(|| anyhow!("{} vanished", dir.display()))
 }
 
 #[cfg(test)]

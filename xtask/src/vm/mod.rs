@@ -23,11 +23,13 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
 
+mod busybox;
 mod kernel;
 
 use self::kernel::vm_dir;
-pub use self::kernel::{Kernel, fetch_kernel};
+pub use self::kernel::{Kernel, fetch_kernel, fetch_kernel_for};
 use crate::{
+    arch::Arch,
     build,
     cpio::{Archive, Entry},
     exec::{display, output},
@@ -36,6 +38,10 @@ use crate::{
 
 #[derive(Args)]
 pub struct Options {
+    /// The guest's architecture: x86-64, or arm64 (Debian's arm64 kernel
+    /// under qemu-system-aarch64 -M virt -cpu max, binaries cross-built).
+    #[arg(long, value_enum, default_value_t = Arch::X86_64)]
+    pub arch: Arch,
     /// Use KVM instead of TCG if /dev/kvm works, else warn and use TCG
     /// (nested KVM hangs on some hosts: TCG is the default).
     #[arg(long)]
@@ -68,6 +74,7 @@ pub struct Options {
 
 pub fn run(options: Options) -> Result<i32> {
     let Options {
+        arch,
         kvm,
         kernel,
         timeout,
@@ -78,9 +85,10 @@ pub fn run(options: Options) -> Result<i32> {
     } = options;
     if !no_build {
         setup::run()?;
-        build::run()?;
+        setup::cross(arch)?;
+        build::run_for(arch)?;
     }
-    let kernel = fetch_kernel(kernel.as_deref())?;
+    let kernel = fetch_kernel_for(arch, kernel.as_deref())?;
     let interactive = std::io::stdin().is_terminal();
     let command = if command.is_empty() {
         if !interactive {
@@ -228,8 +236,8 @@ fn add_host_file(archive: &mut Archive, host: &Path, guest: &str, mode: u32) -> 
     Ok(())
 }
 
-/// The guest's whole file system.
-fn build_initramfs(command: &[String], interactive: bool) -> Result<Archive> {
+/// The guest's whole file system, for `arch`'s binaries.
+fn build_initramfs(arch: Arch, command: &[String], interactive: bool) -> Result<Archive> {
     let mut archive = Archive::default();
     for dir in [
         "proc", "sys", "dev", "tmp", "run", "out", "root", "etc/hwbp",
@@ -247,27 +255,34 @@ fn build_initramfs(command: &[String], interactive: bool) -> Result<Archive> {
     );
     archive.file("init", include_bytes!("init.sh").to_vec(), 0o755);
 
-    let busybox = Path::new("/bin/busybox");
-    if !shared_libraries(busybox)?.is_empty() {
+    let busybox = busybox::busybox(arch)?;
+    if !shared_libraries(&busybox)?.is_empty() {
         bail!("/bin/busybox is not static: install busybox-static (`cargo xtask setup` does)");
     }
-    add_host_file(&mut archive, busybox, "bin/busybox", 0o755)?;
-    let applets = output(Command::new(busybox).arg("--list-full"))?;
+    add_host_file(&mut archive, &busybox, "bin/busybox", 0o755)?;
+    // The applets' names from this host's busybox: a foreign one cannot run
+    // here, and both come from the same Debian source package (bookworm's).
+    let applets = output(Command::new("/bin/busybox").arg("--list-full"))?;
     for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty()) {
         if applet != "bin/busybox" {
             archive.symlink(applet, "/bin/busybox");
         }
     }
 
-    let mut binaries = vec![build::hwbp_trace()];
-    binaries.extend(build::fixtures()?);
+    let mut binaries = vec![arch.release_dir().join("hwbp-trace")];
+    binaries.extend(build::fixtures_for(arch)?);
     for binary in &binaries {
         let name = binary
             .file_name()
             .ok_or_else(|| anyhow!("{} has no file name", binary.display()))?
             .to_string_lossy();
         add_host_file(&mut archive, binary, &format!("usr/bin/{name}"), 0o755)
-            .context("run `cargo xtask build` first")?;
+            .with_context(|| format!("run `cargo xtask build --arch {arch}` first"))?;
+        // Cross-built binaries are static (.cargo/config.toml): this host's
+        // ldd cannot read them anyway.
+        if arch.cross_target().is_some() {
+            continue;
+        }
         for library in shared_libraries(binary)? {
             let guest = library.to_string_lossy().into_owned();
             if !archive.contains(&guest) {
@@ -290,6 +305,16 @@ fn build_initramfs(command: &[String], interactive: bool) -> Result<Archive> {
             }
         }
     }
+
+    // Where init.sh sends /out: the second serial port, or on arm64 (whose
+    // virt machine has one UART, and whose Debian 6.1 kernel has virtio
+    // consoles only as modules) the console itself, which the host's
+    // reader takes the files from (see [`read_console`]).
+    let transfer = match arch {
+        Arch::X86_64 => "/dev/ttyS1\n",
+        Arch::Arm64 => "/dev/console\n",
+    };
+    archive.file("etc/hwbp/transfer", transfer.as_bytes().to_vec(), 0o644);
 
     let mut script = String::from("# written by cargo xtask vm\n");
     if interactive {
@@ -444,7 +469,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
                 false
             }
         };
-    let archive = build_initramfs(command, *interactive)?;
+    let archive = build_initramfs(kernel.arch, command, *interactive)?;
     write_initramfs(&archive, &initrd)?;
     let transfer = run_dir.join("out.b64");
     // A long word (a script) is shown by its size alone.
@@ -466,14 +491,19 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
         shown.join(" ")
     );
     let mut qemu = qemu_command(kernel, &initrd, &transfer, kvm, *mttcg, *interactive);
-    let mut child = qemu
-        .spawn()
-        .with_context(|| format!("starting `{}` (install qemu-system-x86)", display(&qemu)))?;
+    let mut child = qemu.spawn().with_context(|| {
+        format!(
+            "starting `{}` (install {})",
+            display(&qemu),
+            kernel.arch.qemu().1
+        )
+    })?;
     let stdout = child
         .stdout
         .take()
         .ok_or_else(|| anyhow!("QEMU has no stdout"))?;
-    let receiver = read_console(stdout);
+    let in_band = (kernel.arch == Arch::Arm64).then(|| transfer.clone());
+    let receiver = read_console(stdout, in_band);
     let Watched {
         exit,
         fatal,
@@ -510,7 +540,14 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
 }
 
 /// QEMU's command line: the kernel and initramfs, two vCPUs, the console
-/// on stdio, serial 1 into `transfer`.
+/// on stdio, serial 1 into `transfer` (x86-64; arm64 sends /out on the
+/// console, see [`build_initramfs`]).
+///
+/// arm64 boots on QEMU's `virt` board with `-cpu max` (every feature TCG
+/// emulates, the debug architecture's 16 breakpoints and 16 watchpoints
+/// included), with QEMU's own pointer-authentication algorithm
+/// (pauth-impdef), which TCG runs many times faster than the architected
+/// one. There is no KVM for it on an x86 host.
 fn qemu_command(
     kernel: &Kernel,
     initrd: &Path,
@@ -519,8 +556,19 @@ fn qemu_command(
     mttcg: bool,
     interactive: bool,
 ) -> Command {
-    let mut qemu = Command::new("qemu-system-x86_64");
-    if kvm {
+    let arch = kernel.arch;
+    let mut qemu = Command::new(arch.qemu().0);
+    if arch == Arch::Arm64 {
+        if kvm {
+            eprintln!("vm: warning: --kvm: no KVM for an arm64 guest on this host; using TCG");
+        }
+        let accel = if mttcg {
+            "tcg,thread=multi"
+        } else {
+            "tcg,thread=single"
+        };
+        qemu.args(["-M", "virt", "-accel", accel, "-cpu", "max,pauth-impdef=on"]);
+    } else if kvm {
         qemu.args(["-accel", "kvm", "-cpu", "host"]);
     } else {
         // By default one host thread runs both vCPUs in turn. With a
@@ -553,7 +601,11 @@ fn qemu_command(
     .arg(&kernel.vmlinuz)
     .arg("-initrd")
     .arg(initrd)
-    .args(["-append", "console=ttyS0 quiet panic=-1 oops=panic"])
+    .arg("-append")
+    .arg(format!(
+        "console={} quiet panic=-1 oops=panic",
+        arch.console()
+    ))
     // The console: serial 0 on stdio, muxed with the monitor (Ctrl-A x
     // quits); signal=off passes Ctrl-C to the guest.
     .args(["-chardev", "stdio,id=console,mux=on,signal=off"])
@@ -563,32 +615,44 @@ fn qemu_command(
         "-mon",
         "chardev=console,mode=readline",
     ])
-    // Serial 1 carries /out back (see init.sh).
-    .arg("-serial")
-    .arg(format!("file:{}", transfer.display()))
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
+    if arch == Arch::X86_64 {
+        // Serial 1 carries /out back (see init.sh).
+        qemu.arg("-serial")
+            .arg(format!("file:{}", transfer.display()));
+    }
     if !interactive {
         qemu.stdin(Stdio::null());
     }
     qemu
 }
 
-/// Passes QEMU's stdout to ours byte for byte, and sends its lines.
-fn read_console(mut stdout: std::process::ChildStdout) -> mpsc::Receiver<Console> {
+/// Passes QEMU's stdout to ours byte for byte, and sends its lines. With
+/// `in_band` (arm64), the lines of init.sh's transfer of /out (from
+/// `hwbp-out-file` to `hwbp-out-done`) go to that file instead of the
+/// terminal, except kernel messages (`[`, which base64 never has).
+fn read_console(
+    mut stdout: std::process::ChildStdout,
+    in_band: Option<PathBuf>,
+) -> mpsc::Receiver<Console> {
     let (sender, receiver) = mpsc::channel();
     thread::spawn(move || {
         let mut buffer = [0u8; 4096];
         let mut line = Vec::new();
         let mut host = std::io::stdout();
+        let mut filter = in_band.map(InBand::new);
         loop {
             match stdout.read(&mut buffer) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    // Byte for byte: the guest may be drawing a dashboard.
-                    let _ = host.write_all(&buffer[..n]);
-                    let _ = host.flush();
                     for &byte in &buffer[..n] {
+                        // Byte for byte: the guest may be drawing a dashboard.
+                        let shown = match filter.as_mut() {
+                            Some(filter) => filter.byte(byte),
+                            None => vec![byte],
+                        };
+                        let _ = host.write_all(&shown);
                         if byte == b'\n' {
                             let text = String::from_utf8_lossy(&line)
                                 .trim_end_matches('\r')
@@ -601,6 +665,7 @@ fn read_console(mut stdout: std::process::ChildStdout) -> mpsc::Receiver<Console
                             line.push(byte);
                         }
                     }
+                    let _ = host.flush();
                 }
             }
         }
@@ -608,6 +673,65 @@ fn read_console(mut stdout: std::process::ChildStdout) -> mpsc::Receiver<Console
     });
 
     receiver
+}
+
+/// Takes init.sh's transfer of /out off the console (see [`read_console`]):
+/// the bytes of a line are held while they could start a marker line, then
+/// shown, or, between the markers, written to the transfer file.
+struct InBand {
+    file: Option<fs::File>,
+    path: PathBuf,
+    /// The current line's bytes not yet shown or written.
+    held: Vec<u8>,
+    /// Whether the line being read started before a marker was seen.
+    inside: bool,
+}
+
+const MARKER: &[u8] = b"hwbp-out-";
+
+impl InBand {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            file: None,
+            path,
+            held: Vec::new(),
+            inside: false,
+        }
+    }
+
+    /// Takes one console byte; returns the bytes to show now.
+    fn byte(&mut self, byte: u8) -> Vec<u8> {
+        self.held.push(byte);
+        let text = self.held.trim_ascii_start();
+        let may_be_marker = MARKER.starts_with(&text[..text.len().min(MARKER.len())]);
+        let kernel = text.first() == Some(&b'[');
+        if !self.inside && !may_be_marker || self.inside && kernel {
+            if byte == b'\n' || !self.inside {
+                return std::mem::take(&mut self.held);
+            }
+            return Vec::new();
+        }
+        if byte != b'\n' {
+            return Vec::new();
+        }
+        // A whole line of the transfer (or a marker): to the file.
+        let line = std::mem::take(&mut self.held);
+        let is_marker = line.trim_ascii_start().starts_with(MARKER);
+        if !self.inside && !is_marker {
+            // A blank line, or one of blanks: nothing of the transfer.
+            return line;
+        }
+        if is_marker {
+            self.inside = !line.trim_ascii().ends_with(b"hwbp-out-done");
+        }
+        if self.file.is_none() {
+            self.file = fs::File::create(&self.path).ok();
+        }
+        if let Some(file) = self.file.as_mut() {
+            let _ = file.write_all(&line);
+        }
+        Vec::new()
+    }
 }
 
 /// What the console showed: the guest command's exit status, the first
@@ -805,6 +929,32 @@ mod tests {
             null.contains("does not answer KVM_GET_API_VERSION"),
             "{null}"
         );
+    }
+
+    #[test]
+    fn in_band_transfer_leaves_the_screen() {
+        let path = std::env::temp_dir().join(format!("hwbp-in-band-{}", std::process::id()));
+        let mut filter = InBand::new(path.clone());
+        let console = "hello\r\n\r\nhwbp-out-file a.txt\r\nYWJj\r\n[  1.0] a kernel line\r\n\
+                       hwbp-out-end\r\nhwbp-out-done\r\ninit: exit=0\r\n";
+        let shown: Vec<u8> = console.bytes().flat_map(|b| filter.byte(b)).collect();
+        assert_eq!(
+            String::from_utf8_lossy(&shown),
+            "hello\r\n\r\n[  1.0] a kernel line\r\ninit: exit=0\r\n"
+        );
+        drop(filter);
+        let sent = fs::read_to_string(&path).expect("the transfer file");
+        let _ = fs::remove_file(&path);
+        assert_eq!(
+            sent,
+            "hwbp-out-file a.txt\r\nYWJj\r\nhwbp-out-end\r\nhwbp-out-done\r\n"
+        );
+        let out = std::env::temp_dir().join(format!("hwbp-in-band-out-{}", std::process::id()));
+        fs::write(&path, &sent).expect("writing the transfer");
+        let files = receive_files(&path, &out).expect("decoding");
+        assert_eq!(fs::read(&files[0]).expect("a.txt"), b"abc");
+        let _ = fs::remove_file(&path);
+        let _ = fs::remove_dir_all(&out);
     }
 
     #[test]

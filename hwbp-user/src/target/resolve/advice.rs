@@ -50,6 +50,9 @@ fn inside_instruction(bp: &Breakpoint, pid: i32) -> Option<String> {
     let Location::Symbol { offset, .. } = bp.spec.location else {
         return None;
     };
+    if cfg!(target_arch = "aarch64") {
+        return inside_fixed_width(bp, offset);
+    }
     if offset == 0 || offset > MAX_DECODED || bp.space != Space::User {
         return None;
     }
@@ -77,6 +80,23 @@ fn inside_instruction(bp: &Breakpoint, pid: i32) -> Option<String> {
         }
     }
     None
+}
+
+/// [`inside_instruction`] on arm64, whose instructions are 4 bytes each,
+/// aligned: no decoding needed.
+fn inside_fixed_width(bp: &Breakpoint, offset: u64) -> Option<String> {
+    if bp.addr.is_multiple_of(4) {
+        return None;
+    }
+    let func = bp.symbol.split('+').next().unwrap_or(&bp.symbol);
+    let at = offset - bp.addr % 4;
+    Some(format!(
+        "`{}` is inside an instruction (arm64 instructions are 4 bytes, aligned: the one at \
+         {func}+{at:#x}); the CPU matches execute breakpoints only at an instruction's start, so this \
+         will likely see nothing: use `{func}+{at:#x}` or `{func}+{:#x}`",
+        bp.spec.text,
+        at + 4
+    ))
 }
 
 /// The target as written, without its `:MODE` (and `/LEN`).

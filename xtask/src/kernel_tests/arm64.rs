@@ -1,0 +1,420 @@
+//! Kernel tests in the arm64 guest (`cargo xtask test --arch arm64`), on
+//! Debian's arm64 6.1 and newest 6.12: each a [`KernelTest`] as for
+//! x86-64, run by the same tests/vm/kernel-tests.sh, checked against the
+//! same kind of ground truth (fx_kernel's and fx_user's own counts).
+//!
+//! What differs from the x86-64 tests: arm64 refuses kernel breakpoints
+//! scoped to a task, so every kernel target is traced system-wide, with
+//! `--comm` keeping the fixture's hits (ended by SIGTERM after it); the
+//! system call wrapper is
+//! `__arm64_sys_getpgid`, stacks go through `invoke_syscall`, a write
+//! watchpoint's hit holds the value before the store (`old_value`, no
+//! `value`), `:r` works, the watchpoint registers are counted by `doctor`
+//! (QEMU's `max` CPU has 4), and user-space targets run in the guest with
+//! the cross-built fx_user. Debian's arm64 6.1 lists no variables in
+//! /proc/kallsyms and ships no System.map, so the kernel-variable tests
+//! need 6.12 (CONFIG_KALLSYMS_ALL); on 6.1 they check that the variable is
+//! indeed absent and say so, rather than pass silently.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+
+use super::results::{KernelTest, Results, expect_frame, expect_hits};
+use crate::{
+    arch::Arch,
+    vm::{self, Kernel},
+    workspace_root,
+};
+use hwbp_tests::harness::{
+    fixture::{FixtureReads, printed},
+    trace::{Trace, number, text_field},
+};
+
+/// Execute breakpoint on the arm64 system call wrapper, with its BTF
+/// argument and a kernel stack.
+const GETPGID: KernelTest = KernelTest {
+    name: "a64_getpgid",
+    scenario: r#"
+        fact a64_getpgid_addr "$(addr_of __arm64_sys_getpgid)"
+        start a64_getpgid -q --no-tui --comm fx_kernel -o a64_getpgid.jsonl __arm64_sys_getpgid
+        fx_kernel getpgid 100 > a64_getpgid.fx
+        kill -TERM "$bg_pid"
+        finish
+    "#,
+    check: getpgid,
+};
+
+fn getpgid(results: &Results) -> Result<()> {
+    let (_, trace) = results.traced("a64_getpgid")?;
+    expect_hits(&trace, 100, results.addr("a64_getpgid_addr")?, "x")?;
+    expect_frame(&trace, "invoke_syscall")?;
+    for hit in &trace.hits {
+        ensure!(
+            text_field(hit, "ip_sym")? == "__arm64_sys_getpgid+0x0",
+            "ip_sym is not the function's first instruction: {hit}"
+        );
+        let args = hit["args"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        ensure!(
+            args.len() == 1
+                && args[0]["name"] == "regs"
+                && args[0]["type"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("struct pt_regs")),
+            "expected the BTF argument `regs` (struct pt_regs *) in x0: {hit}"
+        );
+    }
+    Ok(())
+}
+
+/// vfs_read's four arguments from BTF, read from x0..x3, exactly for the
+/// fixture's reads.
+const VFS_ARGS: KernelTest = KernelTest {
+    name: "a64_vfs",
+    scenario: r#"
+        start a64_vfs -q --no-tui --comm fx_reads -o a64_vfs.jsonl vfs_read
+        fx_kernel read-as fx_reads /proc/version 5 > a64_vfs.fx
+        kill -TERM "$bg_pid"
+        finish
+    "#,
+    check: vfs_args,
+};
+
+fn vfs_args(results: &Results) -> Result<()> {
+    let (_, trace) = results.traced("a64_vfs")?;
+    let fixture = FixtureReads::parse(&results.read("a64_vfs.fx")?)?;
+    let reads: Vec<_> = trace
+        .hits
+        .iter()
+        .filter(|hit| hit["comm"] == "fx_reads")
+        .collect();
+    ensure!(
+        reads.len() == fixture.reads && fixture.reads == 5,
+        "{} vfs_read hits by fx_reads, which made {} reads (5 asked)",
+        reads.len(),
+        fixture.reads
+    );
+    for hit in reads {
+        fixture.expect_vfs_read(hit)?;
+    }
+    Ok(())
+}
+
+/// Where /proc/kallsyms has no pid_max (Debian's arm64 6.1): the variable
+/// tests cannot name it, and say why.
+fn no_variables(results: &Results, name: &str) -> Result<bool> {
+    if results
+        .fact("pid_max_addr")
+        .is_ok_and(|addr| !addr.is_empty())
+    {
+        return Ok(false);
+    }
+    let release = results.fact("release")?;
+    ensure!(
+        release.starts_with("6.1.0-"),
+        "{name}: pid_max is missing from /proc/kallsyms on {release}, which should list it"
+    );
+    println!(
+        "kernel test {name}: {release} lists no variables in /proc/kallsyms (no \
+         CONFIG_KALLSYMS_ALL, no System.map in its package): checked on 6.12"
+    );
+    Ok(true)
+}
+
+/// A write watchpoint: three stores, each hit holding the value before it.
+const PIDMAX_W: KernelTest = KernelTest {
+    name: "a64_pidmax_w",
+    scenario: r#"
+        if [ -n "$(addr_of pid_max)" ]; then
+            start a64_pidmax_w -q --no-tui --comm fx_kernel -o a64_pidmax_w.jsonl pid_max:w
+            fx_kernel pidmax 3 > a64_pidmax_w.fx
+            kill -TERM "$bg_pid"
+            finish
+        fi
+    "#,
+    check: pidmax_w,
+};
+
+fn pidmax_w(results: &Results) -> Result<()> {
+    if no_variables(results, "a64_pidmax_w")? {
+        return Ok(());
+    }
+    let (_, trace) = results.traced("a64_pidmax_w")?;
+    let written = printed(&results.read("a64_pidmax_w.fx")?, "wrote ")?;
+    ensure!(written.len() == 3, "fx_kernel pidmax reported {written:?}");
+    expect_hits(&trace, 3, results.addr("pid_max_addr")?, "w")?;
+    expect_frame(&trace, "proc_sys_call_handler")?;
+    let old = old_values(&trace)?;
+    // The last store restores the value pid_max had before the first.
+    let expected = [written[2], written[0], written[1]];
+    ensure!(
+        old == expected,
+        "values before each store {old:?}, expected {expected:?} (the fixture wrote {written:?})"
+    );
+    Ok(())
+}
+
+/// Each hit's `old_value`; none may claim a `value` (the one after).
+fn old_values(trace: &Trace) -> Result<Vec<u64>> {
+    trace
+        .hits
+        .iter()
+        .map(|hit| {
+            ensure!(
+                hit.get("value").is_none(),
+                "a hit before the store claims the value after it: {hit}"
+            );
+            number(hit, "old_value")
+        })
+        .collect()
+}
+
+/// A read-only watchpoint (`:r`, which x86 lacks): exactly the fixture's
+/// loads, with the value each read.
+const PIDMAX_R: KernelTest = KernelTest {
+    name: "a64_pidmax_r",
+    scenario: r#"
+        if [ -n "$(addr_of pid_max)" ]; then
+            start a64_pidmax_r -q --no-tui --comm fx_kernel -o a64_pidmax_r.jsonl pid_max:r
+            fx_kernel read-pidmax 5 > a64_pidmax_r.fx
+            kill -TERM "$bg_pid"
+            finish
+        fi
+    "#,
+    check: pidmax_r,
+};
+
+fn pidmax_r(results: &Results) -> Result<()> {
+    if no_variables(results, "a64_pidmax_r")? {
+        return Ok(());
+    }
+    let (_, trace) = results.traced("a64_pidmax_r")?;
+    let read = printed(&results.read("a64_pidmax_r.fx")?, "read ")?;
+    ensure!(read.len() == 5, "fx_kernel read-pidmax reported {read:?}");
+    expect_hits(&trace, 5, results.addr("pid_max_addr")?, "r")?;
+    let seen: Vec<u64> = trace
+        .hits
+        .iter()
+        .map(|hit| number(hit, "value"))
+        .collect::<Result<_>>()?;
+    ensure!(seen == read, "values {seen:?}, the fixture read {read:?}");
+    Ok(())
+}
+
+/// All or nothing with more watchpoints than the hardware has (doctor
+/// counts them): refused with the reason, nothing armed, and the same
+/// number less one then works at once.
+const SLOTS: KernelTest = KernelTest {
+    name: "a64_slots",
+    scenario: r#"
+        if [ -n "$(addr_of pid_max)" ]; then
+            wps=$(hwbp-trace doctor 2> /dev/null | sed -n 's/.* and \([0-9]*\) watchpoints free.*/\1/p')
+            fact a64_watchpoints "$wps"
+            set -- pid_max:w max_threads:w panic_timeout:w nr_threads:w overflowuid:w overflowgid:w \
+                   panic_on_oops:w randomize_va_space:w
+            more="" i=0
+            for t in "$@"; do [ "$i" -le "$wps" ] && more="$more $t"; i=$((i + 1)); done
+            fewer="" i=0
+            for t in "$@"; do [ "$i" -lt "$wps" ] && fewer="$fewer $t"; i=$((i + 1)); done
+            # Refused before anything is armed; the time-out only bounds a
+            # run that would wrongly arm and then wait.
+            echo "hwbp-trace$more" > a64_slots.cmd
+            timeout 60 hwbp-trace -q --no-tui -o a64_slots.jsonl $more > a64_slots.stdout 2> a64_slots.stderr
+            echo $? > a64_slots.rc
+            start a64_slots_fit -q --no-tui --comm fx_kernel -o a64_slots_fit.jsonl $fewer
+            fx_kernel pidmax 3 > a64_slots_fit.fx
+            kill -TERM "$bg_pid"
+            finish
+        fi
+    "#,
+    check: slots,
+};
+
+fn slots(results: &Results) -> Result<()> {
+    if no_variables(results, "a64_slots")? {
+        return Ok(());
+    }
+    let wps: usize = results.fact("a64_watchpoints")?.parse().unwrap_or(0);
+    ensure!(
+        (2..=16).contains(&wps),
+        "doctor counted {wps} watchpoints; arm64 has 2 to 16"
+    );
+    let refused = results.run("a64_slots")?;
+    ensure!(
+        refused.rc != 0 && refused.stderr.contains("no free debug register"),
+        "{} watchpoints with {wps} registers: expected a refusal, got exit {}: {}",
+        wps + 1,
+        refused.rc,
+        refused.stderr
+    );
+    let (_, trace) = results.traced("a64_slots_fit")?;
+    let on_pid_max = Trace {
+        header: trace.header.clone(),
+        hits: trace
+            .hits
+            .iter()
+            .filter(|hit| hit["symbol"] == "pid_max")
+            .cloned()
+            .collect(),
+        summary: serde_json::Value::Null,
+    };
+    expect_hits(&on_pid_max, 3, results.addr("pid_max_addr")?, "w")?;
+    Ok(())
+}
+
+/// User-space targets in the guest: the cross-built fx_user's calls
+/// (execute, with the argument in x0 and a user stack by frame pointers)
+/// and writes (each hit with the value before the store: 0..N).
+const USER: KernelTest = KernelTest {
+    name: "a64_user",
+    scenario: r#"
+        run a64_user -q --no-tui -o a64_user.jsonl hwbp_fx_target -- fx_user calls 100
+        run a64_user_w -q --no-tui -o a64_user_w.jsonl HWBP_FX_COUNTER:w -- fx_user writes 50
+    "#,
+    check: user,
+};
+
+fn user(results: &Results) -> Result<()> {
+    let (_, calls) = results.traced("a64_user")?;
+    ensure!(
+        calls.hits.len() == 100,
+        "hwbp_fx_target: {} hits for 100 calls",
+        calls.hits.len()
+    );
+    for hit in &calls.hits {
+        ensure!(
+            text_field(hit, "ip_sym")?.starts_with("hwbp_fx_target+0x0"),
+            "not at hwbp_fx_target's first instruction: {hit}"
+        );
+        let ustack: Vec<&str> = hit["ustack"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|frame| frame.as_str())
+            .collect();
+        ensure!(
+            ustack
+                .iter()
+                .any(|frame| frame.starts_with("hwbp_fx_caller"))
+                && ustack.iter().any(|frame| frame.contains("main")),
+            "the user stack does not go through hwbp_fx_caller to main: {hit}"
+        );
+    }
+    let (_, writes) = results.traced("a64_user_w")?;
+    let old = old_values(&writes)?;
+    let expected: Vec<u64> = (0..50).collect();
+    ensure!(
+        old == expected,
+        "HWBP_FX_COUNTER: values before each store {old:?}, expected 0..50"
+    );
+    Ok(())
+}
+
+/// The arm64 tests, in the order they run.
+pub(super) const TESTS: &[KernelTest] = &[GETPGID, VFS_ARGS, PIDMAX_W, PIDMAX_R, SLOTS, USER];
+
+/// Debian's arm64 kernels: what linux-image-arm64 depends on (6.1) and the
+/// newest 6.12.
+const MATRIX: &[Option<&str>] = &[None, Some("6.12")];
+
+/// The arm64 kernel tests on both kernels (or only `requested`).
+pub fn run_matrix(requested: Option<&str>) -> Result<()> {
+    let kernels: Vec<Option<&str>> = match requested {
+        Some(_) => vec![requested],
+        None => MATRIX.to_vec(),
+    };
+    let mut failed = Vec::new();
+    for request in kernels {
+        let kernel = vm::fetch_kernel_for(Arch::Arm64, request)?;
+        if let Err(error) = run(&kernel) {
+            println!("kernel-tests: {}: FAILED: {error:#}", kernel.package);
+            failed.push(kernel.package);
+        }
+    }
+    ensure!(
+        failed.is_empty(),
+        "arm64 kernel tests failed on {}",
+        failed.join(", ")
+    );
+    Ok(())
+}
+
+fn run(kernel: &Kernel) -> Result<usize> {
+    let out_dir = workspace_root()
+        .join("target/vm-tests")
+        .join(&kernel.package);
+    let command = [
+        "/vm/kernel-tests.sh".to_owned(),
+        // No SYMBOL+OFFSET test here: the offset is not used.
+        "0x0".to_owned(),
+        super::scenarios(TESTS),
+    ];
+    let outcome = vm::boot(&vm::Boot {
+        kernel,
+        command: &command,
+        kvm: false,
+        timeout: Some(Duration::from_secs(900)),
+        boot_timeout: vm::BOOT_TIMEOUT,
+        mttcg: false,
+        interactive: false,
+        out_dir: &out_dir,
+    })?;
+    ensure!(
+        outcome.exit == 0,
+        "the guest test script exited {} (see the console above)",
+        outcome.exit
+    );
+    let results = Results::load(&out_dir, 0)?;
+    let mut failed = Vec::new();
+    for KernelTest { name, check, .. } in TESTS {
+        match check(&results) {
+            Ok(()) => println!("kernel test {name} ... ok"),
+            Err(error) => {
+                println!("kernel test {name} ... FAILED\n    {error:#}");
+                failed.push(*name);
+            }
+        }
+    }
+    // Alone on its line: CI reads it as the test count.
+    println!(
+        "kernel-tests: {}: {} passed, {} failed",
+        kernel.package,
+        TESTS.len() - failed.len(),
+        failed.len()
+    );
+    ensure!(
+        failed.is_empty(),
+        "kernel tests failed: {}",
+        failed.join(", ")
+    );
+    Ok(TESTS.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashSet, process::Command};
+
+    use super::*;
+
+    #[test]
+    fn scenarios_are_named_and_parse_as_sh() {
+        let mut names = HashSet::new();
+        for test in TESTS {
+            assert!(names.insert(test.name), "{} twice", test.name);
+            assert!(test.scenario.contains(test.name), "{}", test.name);
+        }
+        let script = super::super::scenarios(TESTS);
+        let out = Command::new("sh")
+            .args(["-n", "-c", &script])
+            .output()
+            .unwrap_or_else(|e| panic!("running sh -n: {e}"));
+        assert!(
+            out.status.success(),
+            "sh -n: {}\n{script}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
