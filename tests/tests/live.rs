@@ -448,3 +448,40 @@ fn a_control_path_that_is_no_fifo_is_refused() {
     assert!(stderr.contains("is not a FIFO"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// Conditions follow live changes: a target's condition stays in force
+/// while another target is removed (every change rewrites the program's
+/// configuration), and a move installs the new expression's condition in
+/// place of the old one. Phase 1 writes FX_LIVE_A 1..=N: `value <= 10`
+/// keeps 10. The move to `FX_LIVE_B:w if value > N - 10` keeps the last 10
+/// of phase 2's writes of FX_LIVE_B, and nothing of FX_LIVE_A's.
+#[test]
+fn conditions_follow_live_changes() {
+    if !root_or_skip("conditions_follow_live_changes") {
+        return;
+    }
+    let mut run = LiveRun::start(
+        "live-cond",
+        &["FX_LIVE_A:w if value <= 10", "HWBP_FX_COUNTER:w"],
+    );
+    run.ok("remove HWBP_FX_COUNTER");
+    let bad = run.command("add HWBP_FX_COUNTER:w if nosuchthing > 1");
+    assert!(bad.starts_with("error: "), "{bad}");
+    run.ok(&format!("move FX_LIVE_A FX_LIVE_B:w if value > {}", N - 10));
+    let lines = run.finish();
+    assert_eq!(hits_on(&lines, "FX_LIVE_A"), 10);
+    assert_eq!(hits_on(&lines, "FX_LIVE_B"), 10);
+    let values: Vec<u64> = of_type(&lines, "hit")
+        .iter()
+        .map(|h| h["value"].as_u64().expect("a value"))
+        .collect();
+    let expected: Vec<u64> = (1..=10).chain(N - 9..=N).collect();
+    assert_eq!(values, expected);
+    let summary = summary(&lines);
+    let target = &summary["targets"][0];
+    assert_eq!(target["hits"], 20, "{summary}");
+    // Phase 1: 990 of A's writes rejected; phase 2: 990 of B's.
+    assert_eq!(target["rejected"], 2 * (N - 10), "{summary}");
+    assert_eq!(target["kernel_count"], 2 * N, "{summary}");
+    assert_eq!(summary["lost"], 0, "{summary}");
+}

@@ -391,6 +391,9 @@ impl super::load::Probe {
                 hwbp_common::MAX_SLOTS + 1,
             ))?;
         self.config.slots[index] = super::load::slot_config(bp, stack, slot);
+        if self.condition(slot).is_some() {
+            self.config.slots[index].flags |= hwbp_common::SLOT_COND;
+        }
         if bp.mode.is_data() {
             // User stacks are read around large frames from now on.
             self.config.filter.stack_gap = hwbp_common::STACK_GAP_WATCHED;

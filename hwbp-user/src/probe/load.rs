@@ -120,6 +120,9 @@ pub struct Probe {
     pub(super) slots: usize,
     /// What the `CONFIG` map holds (changed while tracing by [`super::live`]).
     pub(super) config: Config,
+    /// Each target's condition program, by target id (what `CONDS` holds
+    /// for it): every entry of a target with one carries `SLOT_COND`.
+    conditions: [Option<CondProgram>; MAX_SLOTS],
 }
 
 /// The program, loaded and verified but not yet told its targets: loading
@@ -246,6 +249,7 @@ impl Loaded {
             counters,
             slots: breakpoints.len(),
             config,
+            conditions: [None; MAX_SLOTS],
         })
     }
 }
@@ -283,40 +287,63 @@ impl Probe {
         &mut self,
         conditions: &[Option<(CondProgram, u64)>],
     ) -> Result<(), LoadError> {
-        if conditions.iter().all(Option::is_none) {
-            return Ok(());
+        for (slot, condition) in conditions.iter().enumerate() {
+            if let Some((program, old)) = condition {
+                self.set_condition(slot, Some(*program), Some(*old))?;
+            }
         }
-        for (name, program) in [(MAP_CONDS, true), (MAP_OLD, false)] {
-            let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
-            for (slot, (cond, old)) in conditions
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| Some((i as u32, c.as_ref()?)))
-            {
-                if program {
-                    let mut array: Array<_, CondProgram> =
-                        Array::try_from(&mut *map).map_err(|e| map_err(name, e))?;
-                    array.set(slot, *cond, 0).map_err(|e| map_err(name, e))?;
-                } else {
-                    let mut array: Array<_, u64> =
-                        Array::try_from(&mut *map).map_err(|e| map_err(name, e))?;
-                    array.set(slot, *old, 0).map_err(|e| map_err(name, e))?;
+        Ok(())
+    }
+
+    /// Gives target `slot` the condition `program` (None: none), and `old`
+    /// its value unless None; every entry of the target follows (see
+    /// [`super::live`]). The program is in place before the entries say
+    /// it is there, and they stop saying so before it goes.
+    pub fn set_condition(
+        &mut self,
+        slot: usize,
+        program: Option<CondProgram>,
+        old: Option<u64>,
+    ) -> Result<(), LoadError> {
+        if slot >= MAX_SLOTS {
+            return Err(LoadError::TooManyTargets(slot + 1));
+        }
+        let index = slot as u32;
+        if let Some(old) = old {
+            let map = self
+                .ebpf
+                .map_mut(MAP_OLD)
+                .ok_or(LoadError::MissingMap(MAP_OLD))?;
+            let mut array: Array<_, u64> = Array::try_from(map).map_err(|e| map_err(MAP_OLD, e))?;
+            array.set(index, old, 0).map_err(|e| map_err(MAP_OLD, e))?;
+        }
+        if let Some(program) = program {
+            let map = self
+                .ebpf
+                .map_mut(MAP_CONDS)
+                .ok_or(LoadError::MissingMap(MAP_CONDS))?;
+            let mut array: Array<_, CondProgram> =
+                Array::try_from(map).map_err(|e| map_err(MAP_CONDS, e))?;
+            array
+                .set(index, program, 0)
+                .map_err(|e| map_err(MAP_CONDS, e))?;
+        }
+        self.conditions[slot] = program;
+        let Config { addrs, slots, .. } = &mut self.config;
+        for (addr, entry) in addrs.iter().zip(slots.iter_mut()) {
+            if *addr != 0 && entry.slot == index {
+                entry.flags &= !SLOT_COND;
+                if program.is_some() {
+                    entry.flags |= SLOT_COND;
                 }
             }
         }
-        let map = self
-            .ebpf
-            .map_mut(MAP_CONFIG)
-            .ok_or(LoadError::MissingMap(MAP_CONFIG))?;
-        let mut array: Array<_, Config> =
-            Array::try_from(map).map_err(|e| map_err(MAP_CONFIG, e))?;
-        let mut config = array.get(&0, 0).map_err(|e| map_err(MAP_CONFIG, e))?;
-        for (slot, c) in config.slots.iter_mut().zip(conditions) {
-            if c.is_some() {
-                slot.flags |= SLOT_COND;
-            }
-        }
-        array.set(0, config, 0).map_err(|e| map_err(MAP_CONFIG, e))
+        self.write_config()
+    }
+
+    /// Target `slot`'s condition program, if it has one.
+    pub fn condition(&self, slot: usize) -> Option<CondProgram> {
+        self.conditions.get(slot).copied().flatten()
     }
 
     pub fn program_fd(&self) -> Result<BorrowedFd<'_>, LoadError> {

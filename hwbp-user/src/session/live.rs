@@ -12,7 +12,7 @@
 
 use std::{str::FromStr, sync::Arc};
 
-use hwbp_common::MAX_SLOTS;
+use hwbp_common::{CondProgram, MAX_SLOTS};
 use thiserror::Error;
 
 use super::{StackMode, collector::Collector, target_info};
@@ -274,6 +274,25 @@ impl Live {
             })
     }
 
+    /// The compiled condition of `bp` (` if COND`) and the value its `old`
+    /// starts from; (None, None) without one.
+    fn condition(
+        &self,
+        bp: &Breakpoint,
+        collector: &Collector<'_>,
+    ) -> Result<(Option<CondProgram>, Option<u64>), ChangeError> {
+        let compiled = super::conditions::compile(
+            std::slice::from_ref(bp),
+            self.traced_pid,
+            collector.values.btf(),
+        )
+        .map_err(|e| ChangeError::Usage(e.to_string()))?;
+        Ok(match compiled.into_iter().next().flatten() {
+            Some((program, old)) => (Some(program), Some(old)),
+            None => (None, None),
+        })
+    }
+
     fn add(&mut self, text: &str, parts: Parts<'_, '_>) -> Result<ChangeRecord, ChangeError> {
         let Parts {
             armed,
@@ -290,10 +309,13 @@ impl Live {
         }
         let bp = self.resolve(text, collector.values.btf())?;
         self.check_free(&bp, None, collector)?;
+        let (condition, old) = self.condition(&bp, collector)?;
+        probe.set_condition(slot, condition, old)?;
         let entry = probe.add_entry(&bp, self.stack_choice(&bp), slot)?;
         let program = probe.program_fd()?;
         if let Err(e) = armed.add_target(slot, &bp, program) {
             probe.remove_entry(entry)?;
+            probe.set_condition(slot, None, None)?;
             return Err(e.into());
         }
         collector.watch(slot, &bp);
@@ -331,8 +353,12 @@ impl Live {
         self.check_free(&to, Some(slot), collector)?;
         let before = armed.event_ids(slot);
         let old_entry = probe.entry_of(slot, from.addr);
-        // The new address's entry first: a hit there, on a CPU or thread
-        // already moved, finds this target's id.
+        // The new target's condition (none unless it has ` if COND`), then
+        // the new address's entry: a hit there, on a CPU or thread already
+        // moved, finds this target's id and condition.
+        let (condition, old) = self.condition(&to, collector)?;
+        let previous = probe.condition(slot);
+        probe.set_condition(slot, condition, old)?;
         let new_entry = probe.add_entry(&to, self.stack_choice(&to), slot)?;
         let enabled = !self.paused[slot];
         let moved = {
@@ -343,6 +369,7 @@ impl Live {
             Ok(method) => method,
             Err(e) => {
                 probe.remove_entry(new_entry)?;
+                probe.set_condition(slot, previous, None)?;
                 return Err(e.into());
             }
         };
