@@ -11,7 +11,9 @@
 //! that step only for events with perf's default overflow handler, and an
 //! event with a BPF program has another: the instruction trapped again,
 //! forever (in the kernel, a hung CPU). The fix went to the stable series
-//! 6.5.5, 6.1.55 and 5.15.133 (their release notes list it); Linux 6.10
+//! 6.5.5, 6.1.55, 5.15.133 and 5.10.197 (5.15.133's release notes list it;
+//! Debian's kernel changelogs, which list each stable update's commits,
+//! place it in 6.1.55 and 5.10.197); Linux 6.10
 //! then dropped the BPF overflow handler altogether (the program is called
 //! directly, and the default handler steps). x86 traps after a data
 //! access and resumes over an execute breakpoint with RF: no step needed.
@@ -39,6 +41,14 @@ pub const REGISTERS: &str = "x86 CPUs have 4 debug registers for breakpoints";
 #[cfg(not(target_arch = "x86_64"))]
 pub const REGISTERS: &str = "arm64 CPUs have 2 to 16 breakpoint registers and 2 to 16 watchpoint registers \
                              (`hwbp-trace doctor` counts this machine's)";
+
+/// The bp_len of an execute breakpoint: x86 wants sizeof(long); arm64 one
+/// A64 instruction, 4 bytes (arm64 kernels take 8 too, as a byte mask
+/// wider than the 4 bits a breakpoint has: 4 is what the hardware means).
+#[cfg(target_arch = "x86_64")]
+pub const EXECUTE_LEN: u8 = 8;
+#[cfg(not(target_arch = "x86_64"))]
+pub const EXECUTE_LEN: u8 = 4;
 
 /// Whether breakpoints and watchpoints take separate registers (arm64) or
 /// share one set (x86).
@@ -80,7 +90,7 @@ pub enum SingleStep {
 
 /// Upstream versions that have the fix, per stable series (see the module
 /// comment): (major, minor, first fixed patch level).
-const FIXED_IN: &[(u32, u32, u32)] = &[(6, 5, 5), (6, 1, 55), (5, 15, 133)];
+const FIXED_IN: &[(u32, u32, u32)] = &[(6, 5, 5), (6, 1, 55), (5, 15, 133), (5, 10, 197)];
 /// The first mainline release with the fix.
 const FIXED_MAINLINE: (u32, u32) = (6, 6);
 
@@ -146,7 +156,7 @@ pub fn single_step_for(proc_version: &str) -> SingleStep {
     }
     SingleStep::Loops(format!(
         "Linux {version} is not known to have d11a69873d9a (\"hw_breakpoint: fix single-stepping \
-         when using bpf_overflow_handler\": 6.6, 6.5.5, 6.1.55, 5.15.133): without it a breakpoint \
+         when using bpf_overflow_handler\": 6.6, 6.5.5, 6.1.55, 5.15.133, 5.10.197): without it a breakpoint \
          with a BPF program traps on the same instruction forever; use one of those kernels or later"
     ))
 }
@@ -184,12 +194,12 @@ mod tests {
         let verdict =
             |version: &str| single_step_for(&format!("Linux version {version} (x) #1 SMP"));
         for safe in [
-            "6.6.0", "6.12.118", "6.1.55", "6.1.192", "6.5.5", "5.15.133",
+            "6.6.0", "6.12.118", "6.1.55", "6.1.192", "6.5.5", "5.15.133", "5.10.197",
         ] {
             assert!(matches!(verdict(safe), SingleStep::Safe(_)), "{safe}");
         }
         for loops in [
-            "6.1.54", "6.1.38", "5.15.132", "6.5.4", "6.4.16", "5.10.200",
+            "6.1.54", "6.1.38", "5.15.132", "6.5.4", "6.4.16", "5.10.196", "5.4.280",
         ] {
             assert!(matches!(verdict(loops), SingleStep::Loops(_)), "{loops}");
         }

@@ -817,8 +817,9 @@ fn finish(spec: &TargetSpec, found: Found) -> Result<Breakpoint, ResolveError> {
             });
         }
         // x86 execute breakpoints must have bp_len == sizeof(long)
-        // (arch/x86/kernel/hw_breakpoint.c, arch_build_bp_info).
-        8
+        // (arch/x86/kernel/hw_breakpoint.c, arch_build_bp_info); arm64's
+        // one instruction, 4 (see host::arch).
+        crate::host::arch::EXECUTE_LEN
     } else {
         spec.len.unwrap_or({
             let remaining = size.saturating_sub(offset);
