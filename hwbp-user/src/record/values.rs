@@ -346,9 +346,10 @@ pub fn condition_operands(
                     args: Err(String::new()),
                 };
             }
-            let ty = match bp.space {
-                Space::Kernel => slot_type(btf, bp),
-                Space::User => pid.map_or(SlotType::Unknown, |pid| user_slot_type(pid, bp)),
+            let ty = match (&bp.field, bp.space) {
+                (Some(field), _) if bp.mode.is_data() => SlotType::Field(field.clone()),
+                (_, Space::Kernel) => slot_type(btf, bp),
+                (_, Space::User) => pid.map_or(SlotType::Unknown, |pid| user_slot_type(pid, bp)),
             };
             operands(bp, ty)
         })
@@ -414,11 +415,29 @@ fn operands(bp: &Breakpoint, ty: SlotType) -> Operands {
             args,
         };
     }
+    if crate::host::arch::TRAPS_BEFORE_ACCESS {
+        return Operands {
+            value: Err(format!(
+                "on this architecture a watchpoint traps before the access, so a hit of `{}` \
+                 holds the value before it: conditions on `value` and `old` need one that \
+                 traps after it (x86-64); compare comm, pid, tid or cpu here",
+                bp.spec.text
+            )),
+            args,
+        };
+    }
     let value = match ty {
         SlotType::Variable(ty) => IntType {
             bytes: bp.len,
             signed: ty.decode == Decode::Signed,
             name: ty.name,
+        },
+        // A member narrower than its type's number is compared as the
+        // watched bytes, unsigned (as it is shown, in hex).
+        SlotType::Field(field) if u64::from(bp.len) == field.size => IntType {
+            bytes: bp.len,
+            signed: field.decode == Decode::Signed,
+            name: field.name.clone(),
         },
         _ => IntType::unsigned(bp.len),
     };
