@@ -44,14 +44,26 @@ pub fn summary_table(summary: &Summary) -> String {
     // row, whatever it holds.
     let cell = |s: &str| printable(s).into_owned();
     for t in &summary.targets {
+        let removed = if t.removed { " (removed)" } else { "" };
         rows.push([
-            cell(&t.target),
+            cell(&t.target) + removed,
             cell(&t.symbol),
             cell(&t.addr),
             cell(&t.mode),
             t.hits.to_string(),
             t.dropped.to_string(),
         ]);
+        // A target moved while tracing: what it watched in turn, its hits there.
+        for (i, w) in t.watches.iter().enumerate() {
+            rows.push([
+                format!("  {}. {}", i + 1, cell(&w.target)),
+                cell(&w.symbol),
+                cell(&w.addr),
+                cell(&w.mode),
+                w.hits.to_string(),
+                String::new(),
+            ]);
+        }
     }
     let mut out = String::from("\n");
     out.push_str(&table(&rows, |i| i >= 4));
@@ -152,6 +164,53 @@ mod tests {
             let said = said(status, signal);
             assert!(!said.contains("SIGTRAP"), "{said}");
         }
+    }
+
+    /// A target moved while tracing lists what it watched in turn, each
+    /// with its hits; a removed one says so.
+    #[test]
+    fn the_summary_table_lists_a_moved_targets_watches() {
+        use crate::record::format::{TargetSummary, WatchSummary};
+        let watch = |target: &str, addr: &str, hits| WatchSummary {
+            target: target.into(),
+            symbol: target.trim_end_matches(":w").into(),
+            addr: addr.into(),
+            mode: "w".into(),
+            hits,
+        };
+        let table = summary_table(&Summary {
+            targets: vec![
+                TargetSummary {
+                    target: "b:w".into(),
+                    symbol: "b".into(),
+                    addr: "0x2000".into(),
+                    mode: "w".into(),
+                    hits: 5,
+                    watches: vec![watch("a:w", "0x1000", 2), watch("b:w", "0x2000", 3)],
+                    ..Default::default()
+                },
+                TargetSummary {
+                    target: "c:w".into(),
+                    symbol: "c".into(),
+                    addr: "0x3000".into(),
+                    mode: "w".into(),
+                    hits: 1,
+                    removed: true,
+                    ..Default::default()
+                },
+            ],
+            end_reason: "process-exit".into(),
+            ..Summary::default()
+        });
+        assert_eq!(
+            table,
+            "\nTARGET         SYMBOL  ADDRESS  MODE  HITS  DROPPED\n\
+             b:w            b       0x2000   w        5        0\n\
+             \x20 1. a:w       a       0x1000   w        2\n\
+             \x20 2. b:w       b       0x2000   w        3\n\
+             c:w (removed)  c       0x3000   w        1        0\n\
+             6 hits in 0.0 s (process-exit); lost: 0\n"
+        );
     }
 
     /// A symbol name holding control characters stays on its row, escaped.

@@ -246,8 +246,9 @@ impl Armed {
         self.events = kept;
     }
 
-    /// Arms `bp` as target `slot` at every place, or nowhere. A full set
-    /// of debug registers is an error naming how many this run holds.
+    /// Arms `bp` as target `slot` at every place (every CPU, or every
+    /// thread the process has now), or nowhere. A full set of debug
+    /// registers is an error naming how many this run holds.
     pub fn add_target(
         &mut self,
         slot: usize,
@@ -258,9 +259,16 @@ impl Armed {
             super::arm::Scope::SystemWide { cpus } => {
                 cpus.iter().copied().map(Place::Cpu).collect()
             }
-            super::arm::Scope::Process { tids, .. } => {
-                tids.iter().copied().map(Place::Thread).collect()
+            // Every thread the process has now: one started since the run
+            // began carries the other targets as inherited events, and
+            // needs this one opened on it.
+            super::arm::Scope::Process { pid, tids } => match super::arm::Scope::process(*pid) {
+                Ok(super::arm::Scope::Process { tids: now, .. }) => now,
+                _ => tids.clone(),
             }
+            .into_iter()
+            .map(Place::Thread)
+            .collect(),
         };
         let held = self.targets_per_place();
         let mut new = Vec::with_capacity(places.len());

@@ -245,6 +245,41 @@ fn list_members(
     Ok(count)
 }
 
+/// The names a target may start with `prefix`, as `list` gives them (the
+/// demangled short name for user symbols), sorted, each once: what the
+/// dashboard's prompts complete from. Process `pid`'s files, or the
+/// kernel's symbols without one.
+pub fn names(prefix: &str, pid: Option<i32>) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    if let Some(pid) = pid {
+        let mut process = ProcessImage::open(pid)?;
+        for path in process.files() {
+            let Ok(image) = process.image(&path) else {
+                continue;
+            };
+            names.extend(
+                image
+                    .symbols()
+                    .iter()
+                    .filter(|s| s.short.starts_with(prefix))
+                    .map(|s| s.short.clone()),
+            );
+        }
+    }
+    if pid.is_none() || names.is_empty() {
+        let kallsyms = Kallsyms::load().context("reading /proc/kallsyms")?;
+        names.extend(
+            kallsyms
+                .symbols()
+                .filter(|s| s.name.starts_with(prefix))
+                .map(|s| s.name.to_owned()),
+        );
+    }
+    names.sort_unstable();
+    names.dedup();
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io;

@@ -244,6 +244,14 @@ pub fn run<B: Backend>(
                 Action::None => {}
                 Action::Quit => return Ok(Exit::Quit),
                 Action::Redraw => terminal.clear()?,
+                Action::Complete(prefix) => {
+                    let pid = match app.traced {
+                        Traced::Process { pid, .. } => Some(pid),
+                        Traced::SystemWide { .. } => None,
+                    };
+                    let names = crate::target::list::names(&prefix, pid);
+                    app.completed(names.map_err(|e| format!("{e:#}")));
+                }
                 Action::Change(line) => match changes {
                     Some(changes) if changes.send(line).is_ok() => {}
                     _ => app.message = Some("the trace has ended: nothing to change".into()),

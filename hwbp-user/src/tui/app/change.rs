@@ -115,6 +115,10 @@ impl App {
                 });
             }
             KeyCode::Esc => self.prompt = None,
+            // A bare symbol's start completes (not after BINARY:, +, :MODE).
+            KeyCode::Tab if !prompt.text.is_empty() && !prompt.text.contains([':', '+', '/']) => {
+                return Action::Complete(prompt.text.clone());
+            }
             KeyCode::Backspace => {
                 prompt.text.pop();
             }
@@ -122,6 +126,42 @@ impl App {
             _ => {}
         }
         Action::None
+    }
+
+    /// The names that start with the prompt's text (Tab): one completes
+    /// it, several extend it to what they share and show in the status
+    /// line, none says so.
+    pub fn completed(&mut self, names: Result<Vec<String>, String>) {
+        let Some(prompt) = self.prompt.as_mut() else {
+            return;
+        };
+        let names = match names {
+            Ok(names) => names,
+            Err(e) => {
+                self.message = Some(format!("cannot list names: {e}"));
+                return;
+            }
+        };
+        let Some(first) = names.first() else {
+            self.message = Some(format!("no symbol starts with `{}`", prompt.text));
+            return;
+        };
+        // The longest start every name shares.
+        let shared = names.iter().skip(1).fold(first.len(), |len, name| {
+            first[..len]
+                .char_indices()
+                .zip(name.chars())
+                .find(|((_, a), b)| a != b)
+                .map_or(len.min(name.len()), |((i, _), _)| i)
+        });
+        if shared >= prompt.text.len() {
+            prompt.text = first[..shared].to_owned();
+        }
+        self.message = (names.len() > 1).then(|| {
+            let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+            let more = if names.len() > 5 { ", …" } else { "" };
+            format!("{} names: {}{more}", names.len(), shown.join(", "))
+        });
     }
 
     /// The session's answer to a change: the targets follow it, and the
@@ -275,6 +315,41 @@ mod tests {
         assert_eq!(
             app.handle_key(key(KeyCode::Char(' '))),
             Action::Change("pause 2".into())
+        );
+    }
+
+    /// Tab asks for the names starting with a bare symbol's text; one
+    /// completes it, several extend it to what they share.
+    #[test]
+    fn tab_completes_from_the_names() {
+        let mut app = app();
+        app.handle_key(key(KeyCode::Char('a')));
+        typed(&mut app, "vfs_r");
+        assert_eq!(
+            app.handle_key(key(KeyCode::Tab)),
+            Action::Complete("vfs_r".into())
+        );
+        app.completed(Ok(vec!["vfs_read".into(), "vfs_readv".into()]));
+        assert_eq!(
+            app.prompt.as_ref().map(|p| p.text.as_str()),
+            Some("vfs_read")
+        );
+        assert_eq!(app.message.as_deref(), Some("2 names: vfs_read, vfs_readv"));
+        app.completed(Ok(vec!["vfs_readv".into()]));
+        assert_eq!(
+            app.prompt.as_ref().map(|p| p.text.as_str()),
+            Some("vfs_readv")
+        );
+        app.completed(Ok(vec![]));
+        assert_eq!(
+            app.message.as_deref(),
+            Some("no symbol starts with `vfs_readv`")
+        );
+        typed(&mut app, ":w");
+        assert_eq!(
+            app.handle_key(key(KeyCode::Tab)),
+            Action::None,
+            "not after :MODE"
         );
     }
 

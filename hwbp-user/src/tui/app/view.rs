@@ -176,6 +176,9 @@ pub enum Action {
     Redraw,
     /// Change the targets: a line as `--control` takes it.
     Change(String),
+    /// Tab in a prompt: the names starting with this text are wanted
+    /// ([`App::completed`] takes them).
+    Complete(String),
 }
 
 /// The output of a `-- CMD` started under the dashboard, which reads it
