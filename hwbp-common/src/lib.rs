@@ -246,7 +246,9 @@ pub const COND_OP_MASK: u8 = 3;
 pub const COND_OP_COMM: u8 = 4;
 
 /// [`CondInsn::flags`]: compare as signed (both operands sign-extended
-/// from their widths by [`CondInsn::lshift`]/[`CondInsn::rshift`]).
+/// from their widths by [`CondInsn::lshift`]/[`CondInsn::rshift`]; a
+/// literal is stored sign-extended to 64 bits). Never with
+/// [`COND_OP_MASK`], which tests bits.
 pub const COND_SIGNED: u8 = 1 << 0;
 
 /// One comparison of a condition program: take operand `lhs`, shift it left

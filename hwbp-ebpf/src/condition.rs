@@ -71,37 +71,30 @@ pub unsafe fn condition(
         *ops.add(8) = pid_tgid >> 32;
         *ops.add(9) = pid_tgid & 0xffff_ffff;
         *ops.add(COND_CPU as usize) = u64::from(bpf_get_smp_processor_id());
-        *ops.add(COND_IMM as usize) = 0;
         *ops.add(COND_COMM_LO) = comm[0];
         *ops.add(COND_COMM_HI) = comm[1];
         let mask = COND_OPERANDS - 1;
         let mut pc = 0usize;
+        // Without a branch on signedness (each one doubled the paths the
+        // verifier walks per step): zero-extend, then sign-extend by
+        // (x ^ m) - m with m the sign bit, 0 when unsigned; a signed
+        // comparison is an unsigned one with both sign bits flipped.
         for _ in 0..MAX_COND_INSNS {
             let insn = &program.insns[pc & (MAX_COND_INSNS - 1)];
-            let signed = insn.flags & COND_SIGNED != 0;
+            let signed = u64::from(insn.flags & COND_SIGNED);
             let ls = u64::from(insn.lshift & 63);
             let rs = u64::from(insn.rshift & 63);
-            let a = *ops.add(usize::from(insn.lhs) & mask) << ls;
-            let a = if signed {
-                ((a as i64) >> ls) as u64
-            } else {
-                a >> ls
-            };
-            let b = if insn.rhs == COND_IMM {
-                insn.imm[0]
-            } else {
-                let b = *ops.add(usize::from(insn.rhs) & mask) << rs;
-                if signed {
-                    ((b as i64) >> rs) as u64
-                } else {
-                    b >> rs
-                }
-            };
+            // The literal is an operand too (rshift 0): one load for both.
+            *ops.add(COND_IMM as usize) = insn.imm[0];
+            let a = (*ops.add(usize::from(insn.lhs) & mask) << ls) >> ls;
+            let b = (*ops.add(usize::from(insn.rhs) & mask) << rs) >> rs;
+            let (ma, mb) = (signed << (63 - ls), signed << (63 - rs));
+            let flip = signed << 63;
+            let a = ((a ^ ma).wrapping_sub(ma)) ^ flip;
+            let b = ((b ^ mb).wrapping_sub(mb)) ^ flip;
             let taken = match insn.op {
                 COND_OP_EQ => a == b,
-                COND_OP_LT if signed => (a as i64) < (b as i64),
                 COND_OP_LT => a < b,
-                COND_OP_LE if signed => (a as i64) <= (b as i64),
                 COND_OP_LE => a <= b,
                 COND_OP_MASK => a & b != 0,
                 COND_OP_COMM => {

@@ -371,6 +371,11 @@ impl Condition {
                 }
             }
         }
+        // A mask tests the bits as they are (a signed comparison flips
+        // the sign bits).
+        if op == CmpOp::Mask {
+            insn.flags &= !COND_SIGNED;
+        }
         Ok(insn)
     }
 
