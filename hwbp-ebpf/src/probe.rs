@@ -19,9 +19,9 @@ use aya_ebpf::{
     programs::PerfEventContext,
 };
 use hwbp_common::{
-    COMM_LEN, Config, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, HIT_HEADER_SIZE, HIT_NO_VALUE,
-    HIT_USER_MODE, Hit, MAX_SLOTS, MAX_STACK_DEPTH, SLOT_COND, SLOT_EXECUTE, SLOT_KERNEL,
-    SLOT_KSTACK, SLOT_READS, SLOT_USTACK, SlotConfig,
+    COMM_LEN, Config, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, Filter, HIT_HEADER_SIZE,
+    HIT_NO_VALUE, HIT_USER_MODE, Hit, MAX_SLOTS, MAX_STACK_DEPTH, SLOT_COND, SLOT_EXECUTE,
+    SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, SlotConfig,
 };
 
 use crate::condition::{COND_SCRATCH, condition};
@@ -142,13 +142,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     };
 
     let filter = &all.filter;
-    let rejected = (filter.flags & FILTER_OWN != 0 && (pid_tgid >> 32) as u32 == filter.own_pid)
-        || (filter.flags & FILTER_TID != 0 && filter.tid != tid)
-        || (filter.flags & FILTER_COMM != 0
-            // SAFETY: Filter::comm is 8-byte aligned (offset 8 of a
-            // repr(C) struct of u32s).
-            && unsafe { filter.comm.as_ptr().cast::<[u64; 2]>().read() } != comm);
-    if rejected {
+    if filtered_out(filter, pid_tgid, comm) {
         // SAFETY: per-CPU slot of this CPU; programs on one CPU do not nest
         // for the same perf event.
         unsafe { (*counters).filtered += 1 };
@@ -242,22 +236,40 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
 
         let frames = klen as usize + ulen as usize;
         let size = HIT_HEADER_SIZE + frames * 8;
-        // Wake the reader only when this record makes the waiting data cross
-        // the threshold (not on every record past it: a reader that fell
-        // behind would then get an interrupt per record again).
-        let threshold = u64::from(filter.wakeup_bytes);
-        let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-        let wakeup =
-            if threshold == 0 || (waiting < threshold && waiting + size as u64 >= threshold) {
-                BPF_RB_FORCE_WAKEUP
-            } else {
-                BPF_RB_NO_WAKEUP
-            };
-        if !emit(hit, frames, wakeup as u64) {
+        if !emit(hit, frames, wakeup(filter, size as u64)) {
             (*counters).dropped += 1;
         }
     }
     Ok(0)
+}
+
+/// Whether the in-kernel filters reject a hit of `pid_tgid` with `comm`:
+/// hwbp-trace's own, another thread than `--tid`'s, another comm than
+/// `--comm`'s.
+#[inline(always)]
+fn filtered_out(filter: &Filter, pid_tgid: u64, comm: [u64; 2]) -> bool {
+    (filter.flags & FILTER_OWN != 0 && (pid_tgid >> 32) as u32 == filter.own_pid)
+        || (filter.flags & FILTER_TID != 0 && filter.tid != pid_tgid as u32)
+        || (filter.flags & FILTER_COMM != 0
+            // SAFETY: Filter::comm is 8-byte aligned (offset 8 of a
+            // repr(C) struct of u32s).
+            && unsafe { filter.comm.as_ptr().cast::<[u64; 2]>().read() } != comm)
+}
+
+/// The ring buffer flag for a record of `size` bytes: wake the reader only
+/// when this record makes the waiting data cross the threshold (not on
+/// every record past it: a reader that fell behind would then get an
+/// interrupt per record again).
+#[inline(always)]
+fn wakeup(filter: &Filter, size: u64) -> u64 {
+    let threshold = u64::from(filter.wakeup_bytes);
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let flag = if threshold == 0 || (waiting < threshold && waiting + size >= threshold) {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    flag as u64
 }
 
 /// Reads the watched bytes of a data hit into `(*hit).value`; returns
@@ -613,15 +625,37 @@ unsafe fn walk_user_stack(
         }
         n += 1;
     }
-    // What this walk read frames from, for the next one: the frames up to
-    // the first jump, or all of them, and those after the jump. A stack
-    // deeper than BUFFER_BYTES (or a chain that strays below rsp, which
-    // wraps) is kept to at most BUFFER_BYTES + WINDOW_BYTES, so that its
+    // SAFETY: `scratch` is this CPU's scratch entry (see above).
+    unsafe { remember_extent(scratch, sp) };
+    n as u32
+}
+
+/// Notes in `scratch` what the walk that just ended read frames from
+/// (from `sp`), for the next walk on this CPU: the frames up to the first
+/// jump, or all of them, and those after the jump (see [`WINDOW_BYTES`]).
+///
+/// # Safety
+/// `scratch` is this CPU's scratch entry, which no other program uses while
+/// this one runs.
+#[inline(always)]
+unsafe fn remember_extent(scratch: *mut Scratch, sp: u64) {
+    // SAFETY: see the function's safety section.
+    let (extent, tail, last_frame, jump_from, jump_to) = unsafe {
+        (
+            &raw mut (*scratch).extent,
+            &raw mut (*scratch).tail,
+            &raw mut (*scratch).last_frame,
+            &raw mut (*scratch).jump_from,
+            &raw mut (*scratch).jump_to,
+        )
+    };
+    // A stack deeper than BUFFER_BYTES (or a chain that strays below rsp,
+    // which wraps) is kept to at most BUFFER_BYTES + WINDOW_BYTES, so that its
     // next first read is at most WINDOW_BYTES: far frames are read where
     // they are, not all the bytes between. (clamp() bounds the sizes: min()
     // or an if there doubled the verifier's work, as LLVM lays the branches
     // out otherwise; the if choosing them below did not.)
-    // SAFETY: as above.
+    // SAFETY: see the function's safety section.
     let (last_end, from, to) = unsafe {
         (
             core::ptr::read_volatile(last_frame) + 16,
@@ -634,7 +668,7 @@ unsafe fn walk_user_stack(
     } else {
         (last_end, 0)
     };
-    // SAFETY: as above.
+    // SAFETY: see the function's safety section.
     unsafe {
         *extent = first_end
             .wrapping_sub(sp)
@@ -642,7 +676,6 @@ unsafe fn walk_user_stack(
             - 1;
         *tail = rest.clamp(0, WINDOW_BYTES);
     }
-    n as u32
 }
 
 /// Captures the kernel stack, or the user stack with `BPF_F_USER_STACK`,
