@@ -120,40 +120,7 @@ pub fn check_for(arch: Arch, dir: &Path, show: usize) -> Result<Demo> {
     // Not parse_trace: system-wide, another task's vfs_read hit may be
     // dropped (see `dropped` below); the fixtures' hits may not.
     let trace = parse_framing(&read("trace.jsonl")?).context("the demo's trace.jsonl")?;
-    for target in trace.summary["targets"].as_array().into_iter().flatten() {
-        let name = text_field(target, "target")?;
-        ensure!(
-            number(target, "missed")? == 0
-                && number(target, "after_limit")? == 0
-                && number(target, "unrecorded")? == 0,
-            "{name}: hits missed, after a limit or unrecorded: {target}"
-        );
-        ensure!(
-            name == "vfs_read" || number(target, "dropped")? == 0,
-            "{name}: hits dropped: {target}"
-        );
-    }
-    let reason = trace.summary["end_reason"].as_str().unwrap_or("");
-    ensure!(
-        reason == "signal",
-        "the demo's trace ended by {reason:?}, not by demo.sh's SIGTERM after the workload"
-    );
-    let targets: Vec<(&str, &str)> = trace.summary["targets"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|t| {
-            (
-                t["target"].as_str().unwrap_or(""),
-                t["mode"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
-    ensure!(
-        targets == [("vfs_read", "x"), ("pid_max", "w")],
-        "expected the targets vfs_read (x) and pid_max (w), the summary has {targets:?}"
-    );
+    check_summary(&trace)?;
     let stderr = read("hwbp-trace.stderr")?;
     let tracing = stderr
         .lines()
@@ -205,6 +172,74 @@ pub fn check_for(arch: Arch, dir: &Path, show: usize) -> Result<Demo> {
     let by_wc = demo.hits("vfs_read").filter(|h| h["comm"] == "wc").count();
     ensure!(by_wc > 0, "vfs_read: no hit by wc, which read two files");
 
+    check_pid_max_writes(&demo, arch)?;
+    // Where system calls enter the kernel's C code.
+    let entry = match arch {
+        Arch::X86_64 => "do_syscall_64",
+        Arch::Arm64 => "invoke_syscall",
+    };
+
+    let shown = ["vfs_read", "pid_max"]
+        .into_iter()
+        .map(|target| {
+            let hits = pick(demo.hits(target), show);
+            for hit in &hits {
+                expect_hit_frame(hit, entry)
+                    .with_context(|| format!("a {target} hit the demo shows"))?;
+            }
+            Ok((target.to_owned(), hits))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Demo { shown, ..demo })
+}
+
+/// The summary's accounting: no target missed a hit, stopped at a limit or
+/// left one unrecorded, none but vfs_read dropped one (see
+/// `Demo::dropped`), demo.sh's SIGTERM ended the trace, and the targets are
+/// vfs_read (x) and pid_max (w).
+fn check_summary(trace: &Trace) -> Result<()> {
+    for target in trace.summary["targets"].as_array().into_iter().flatten() {
+        let name = text_field(target, "target")?;
+        ensure!(
+            number(target, "missed")? == 0
+                && number(target, "after_limit")? == 0
+                && number(target, "unrecorded")? == 0,
+            "{name}: hits missed, after a limit or unrecorded: {target}"
+        );
+        ensure!(
+            name == "vfs_read" || number(target, "dropped")? == 0,
+            "{name}: hits dropped: {target}"
+        );
+    }
+    let reason = trace.summary["end_reason"].as_str().unwrap_or("");
+    ensure!(
+        reason == "signal",
+        "the demo's trace ended by {reason:?}, not by demo.sh's SIGTERM after the workload"
+    );
+    let targets: Vec<(&str, &str)> = trace.summary["targets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            (
+                t["target"].as_str().unwrap_or(""),
+                t["mode"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    ensure!(
+        targets == [("vfs_read", "x"), ("pid_max", "w")],
+        "expected the targets vfs_read (x) and pid_max (w), the summary has {targets:?}"
+    );
+    Ok(())
+}
+
+/// pid_max's hits: exactly the writing fixture's stores, each from
+/// fx_kernel through proc_sys_call_handler, with the values it wrote (on
+/// arm64, each hit the value before its store: the one the store before it
+/// wrote).
+fn check_pid_max_writes(demo: &Demo, arch: Arch) -> Result<()> {
     let writes = Trace {
         header: demo.trace.header.clone(),
         hits: demo.hits("pid_max").cloned().collect(),
@@ -247,24 +282,7 @@ pub fn check_for(arch: Arch, dir: &Path, show: usize) -> Result<Demo> {
             demo.written
         );
     }
-    // Where system calls enter the kernel's C code.
-    let entry = match arch {
-        Arch::X86_64 => "do_syscall_64",
-        Arch::Arm64 => "invoke_syscall",
-    };
-
-    let shown = ["vfs_read", "pid_max"]
-        .into_iter()
-        .map(|target| {
-            let hits = pick(demo.hits(target), show);
-            for hit in &hits {
-                expect_hit_frame(hit, entry)
-                    .with_context(|| format!("a {target} hit the demo shows"))?;
-            }
-            Ok((target.to_owned(), hits))
-        })
-        .collect::<Result<_>>()?;
-    Ok(Demo { shown, ..demo })
+    Ok(())
 }
 
 /// Up to `show` hits, one per task first, the workload's tasks before the
@@ -367,34 +385,47 @@ pub fn run(options: Options) -> Result<()> {
             demo.by_task(name)
         );
         for hit in hits {
-            let value = match (hit["value"].as_u64(), hit["old_value"].as_u64()) {
-                (Some(value), _) => format!(" value={value}"),
-                // arm64: the value before the store.
-                (None, Some(old)) => format!(" value before the store={old}"),
-                (None, None) => String::new(),
-            };
-            let args = hit["args"]
-                .as_array()
-                .map(|args| {
-                    let args: Vec<String> = args
-                        .iter()
-                        .map(|arg| format!("{}={}", str_of(arg, "name"), str_of(arg, "value")))
-                        .collect();
-                    format!(" ({})", args.join(", "))
-                })
-                .unwrap_or_default();
-            println!(
-                "  {}-{} [cpu {}] at {}{args}{value}",
-                str_of(hit, "comm"),
-                hit["tid"].as_u64().unwrap_or(0),
-                hit["cpu"].as_u64().unwrap_or(0),
-                str_of(hit, "ip_sym"),
-            );
-            for frame in hit["kstack"].as_array().into_iter().flatten() {
-                println!("      {}", frame.as_str().unwrap_or("?"));
-            }
+            print_hit(hit);
         }
     }
+    print_what_it_showed(&demo, arch, &release, &trace_path);
+    Ok(())
+}
+
+/// One hit the demo shows: task, CPU, instruction, arguments and value,
+/// then its kernel stack.
+fn print_hit(hit: &Value) {
+    let str_of = |value: &Value, key: &str| value[key].as_str().unwrap_or("?").to_owned();
+    let value = match (hit["value"].as_u64(), hit["old_value"].as_u64()) {
+        (Some(value), _) => format!(" value={value}"),
+        // arm64: the value before the store.
+        (None, Some(old)) => format!(" value before the store={old}"),
+        (None, None) => String::new(),
+    };
+    let args = hit["args"]
+        .as_array()
+        .map(|args| {
+            let args: Vec<String> = args
+                .iter()
+                .map(|arg| format!("{}={}", str_of(arg, "name"), str_of(arg, "value")))
+                .collect();
+            format!(" ({})", args.join(", "))
+        })
+        .unwrap_or_default();
+    println!(
+        "  {}-{} [cpu {}] at {}{args}{value}",
+        str_of(hit, "comm"),
+        hit["tid"].as_u64().unwrap_or(0),
+        hit["cpu"].as_u64().unwrap_or(0),
+        str_of(hit, "ip_sym"),
+    );
+    for frame in hit["kstack"].as_array().into_iter().flatten() {
+        println!("      {}", frame.as_str().unwrap_or("?"));
+    }
+}
+
+/// The closing paragraph: what the run showed, with its figures.
+fn print_what_it_showed(demo: &Demo, arch: Arch, release: &str, trace_path: &Path) {
     let tasks = |name: &str| {
         demo.by_task(name)
             .iter()
@@ -449,5 +480,4 @@ pub fn run(options: Options) -> Result<()> {
         },
         path = trace_path.display(),
     );
-    Ok(())
 }

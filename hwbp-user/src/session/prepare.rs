@@ -87,27 +87,7 @@ pub(super) fn prepare(
     let mut resolver = Resolver::new(process);
     let phase = Instant::now();
     let mut breakpoints = resolver.resolve_all(targets)?;
-    // A kernel variable's default LEN from its BTF type, when BTF has it:
-    // before arming, so this waits for the parse (kallsyms only gives the
-    // distance to the next symbol, 8 for pid_max where int is 4).
-    let early_btf = breakpoints
-        .iter()
-        .any(|bp| {
-            crate::record::values::wants_btf_len(bp)
-                || (bp.space == Space::Kernel && bp.spec.condition.is_some())
-        })
-        .then(|| {
-            let btf = match vmlinux_btf.take() {
-                Some(parsing) => parsing
-                    .join()
-                    .unwrap_or_else(|panic| panic::resume_unwind(panic)),
-                None => Btf::vmlinux(),
-            };
-            if let Ok(btf) = &btf {
-                crate::record::values::lens_from_btf(&mut breakpoints, btf);
-            }
-            btf
-        });
+    let early_btf = early_btf(&mut breakpoints, &mut vmlinux_btf);
     log::debug!(
         "resolved {} targets in {:?}",
         breakpoints.len(),
@@ -116,19 +96,7 @@ pub(super) fn prepare(
     for bp in &breakpoints {
         log::debug!("  {} → {bp}", bp.spec.text);
     }
-    if let (Some(_), Some(kernel)) = (
-        traced_pid,
-        breakpoints.iter().find(|bp| bp.space == Space::Kernel),
-    ) && !crate::host::arch::PER_TASK_KERNEL_BREAKPOINTS
-    {
-        anyhow::bail!(super::UsageError(format!(
-            "`{}` is a kernel target, and {} kernels refuse kernel breakpoints scoped to a task \
-             (only system-wide ones): trace it system-wide, without -p or -- CMD, and keep one \
-             program's hits with --comm NAME",
-            kernel.spec.text,
-            crate::host::arch::NAME
-        )));
-    }
+    refuse_task_scoped_kernel_targets(&breakpoints, traced_pid)?;
     warn_of_silent_targets(&breakpoints, traced_pid, filters);
 
     let stacks = stack_choices(&breakpoints, stack);
@@ -157,12 +125,7 @@ pub(super) fn prepare(
         phase.elapsed()
     );
     let events = probe.events()?;
-    let scope = match traced_pid {
-        Some(pid) => {
-            Scope::process(pid).with_context(|| format!("listing the threads of process {pid}"))?
-        }
-        None => Scope::system_wide().context("listing online CPUs")?,
-    };
+    let scope = scope_of(traced_pid)?;
     let (armed, mut exports) = arm(&breakpoints, &scope, &probe, outputs)?;
     let scope = armed.scope().clone();
 
@@ -218,6 +181,72 @@ pub(super) fn prepare(
         values,
         image_at_start,
         started,
+    })
+}
+
+/// The kernel's BTF, parsed now (waiting for the parse started beside the
+/// resolution, taken from `parsing`) when a target needs it before arming,
+/// with the default LEN of kernel variables set from their BTF types; `None`
+/// when no target needs it yet.
+///
+/// A kernel variable's default LEN comes from its BTF type, when BTF has
+/// it: before arming, so this waits for the parse (kallsyms only gives the
+/// distance to the next symbol, 8 for pid_max where int is 4).
+fn early_btf(
+    breakpoints: &mut [Breakpoint],
+    parsing: &mut Option<thread::JoinHandle<Result<Btf, BtfError>>>,
+) -> Option<Result<Btf, BtfError>> {
+    breakpoints
+        .iter()
+        .any(|bp| {
+            crate::record::values::wants_btf_len(bp)
+                || (bp.space == Space::Kernel && bp.spec.condition.is_some())
+        })
+        .then(|| {
+            let btf = match parsing.take() {
+                Some(parsing) => parsing
+                    .join()
+                    .unwrap_or_else(|panic| panic::resume_unwind(panic)),
+                None => Btf::vmlinux(),
+            };
+            if let Ok(btf) = &btf {
+                crate::record::values::lens_from_btf(breakpoints, btf);
+            }
+            btf
+        })
+}
+
+/// Refuses a kernel target traced in one process (`-p`, `-- CMD`) on an
+/// architecture whose kernels take kernel breakpoints only system-wide,
+/// saying how to trace it instead.
+fn refuse_task_scoped_kernel_targets(
+    breakpoints: &[Breakpoint],
+    traced_pid: Option<i32>,
+) -> Result<()> {
+    if let (Some(_), Some(kernel)) = (
+        traced_pid,
+        breakpoints.iter().find(|bp| bp.space == Space::Kernel),
+    ) && !crate::host::arch::PER_TASK_KERNEL_BREAKPOINTS
+    {
+        anyhow::bail!(super::UsageError(format!(
+            "`{}` is a kernel target, and {} kernels refuse kernel breakpoints scoped to a task \
+             (only system-wide ones): trace it system-wide, without -p or -- CMD, and keep one \
+             program's hits with --comm NAME",
+            kernel.spec.text,
+            crate::host::arch::NAME
+        )));
+    }
+    Ok(())
+}
+
+/// Where the breakpoints go: every thread of the traced process, or every
+/// online CPU.
+fn scope_of(traced_pid: Option<i32>) -> Result<Scope> {
+    Ok(match traced_pid {
+        Some(pid) => {
+            Scope::process(pid).with_context(|| format!("listing the threads of process {pid}"))?
+        }
+        None => Scope::system_wide().context("listing online CPUs")?,
     })
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use tokio::{
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
     time::sleep,
 };
 
@@ -101,9 +101,7 @@ pub(super) async fn collect(
         .breakpoints
         .iter()
         .any(|bp| bp.space == Space::User);
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut signals = StopSignals::install()?;
     let deadline =
         sleep(duration.unwrap_or(Duration::MAX.saturating_sub(Duration::from_secs(1 << 40))));
     tokio::pin!(deadline);
@@ -118,9 +116,7 @@ pub(super) async fn collect(
             // Ordered: a stop request wins, then hits before a process exit
             // (the exit path drains the ring buffer anyway).
             biased;
-            _ = sigint.recv() => break EndReason::Signal,
-            _ = sigterm.recv() => break EndReason::Signal,
-            _ = sighup.recv() => break EndReason::Signal,
+            () = signals.recv() => break EndReason::Signal,
             () = async { if let Some(stop) = stop { stop.notified().await } }, if stop.is_some() => break EndReason::Signal,
             () = &mut deadline, if duration.is_some() => break EndReason::Duration,
             r = events.next_batch(batch, BATCH) => {
@@ -209,38 +205,71 @@ pub(super) async fn collect(
                 if watch_exec && traced_pid.and_then(Image::of).is_some_and(|now| Some(now) != image_at_start) {
                     break EndReason::ProcessExec;
                 }
-                let counters = probe.counters();
-                if let Ok(mut s) = stats.lock() {
-                    s.counters = counters;
-                }
+                refresh_counters(probe, stats);
             }
         }
     };
 
-    // Ctrl-C reaches the whole process group: the command can die of it
-    // before the runtime hands us our own SIGINT, which is pending by then
-    // (the kernel signals every member of the group before any runs on).
-    // The user ended the trace all the same.
-    let end_reason = match end_reason {
-        EndReason::ProcessExit => {
-            let stopped = tokio::time::timeout(Duration::from_millis(20), async {
-                tokio::select! {
-                    _ = sigint.recv() => {}
-                    _ = sigterm.recv() => {}
-                    _ = sighup.recv() => {}
-                }
-            })
+    Ok(signals.after_exit(end_reason).await)
+}
+
+/// The signals that end a trace: SIGINT, SIGTERM and SIGHUP.
+struct StopSignals {
+    sigint: Signal,
+    sigterm: Signal,
+    sighup: Signal,
+}
+
+impl StopSignals {
+    /// Installs the three handlers (from then on these signals no longer
+    /// kill the process).
+    fn install() -> Result<Self> {
+        Ok(Self {
+            sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            sighup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
+
+    /// Waits for any of the three.
+    async fn recv(&mut self) {
+        tokio::select! {
+            biased;
+            _ = self.sigint.recv() => {}
+            _ = self.sigterm.recv() => {}
+            _ = self.sighup.recv() => {}
+        }
+    }
+
+    /// The end reason as the user sees it: a process exit with one of the
+    /// signals pending right behind it was the user's stop.
+    ///
+    /// Ctrl-C reaches the whole process group: the command can die of it
+    /// before the runtime hands us our own SIGINT, which is pending by then
+    /// (the kernel signals every member of the group before any runs on).
+    /// The user ended the trace all the same.
+    async fn after_exit(&mut self, end_reason: EndReason) -> EndReason {
+        if end_reason != EndReason::ProcessExit {
+            return end_reason;
+        }
+        let stopped = tokio::time::timeout(Duration::from_millis(20), self.recv())
             .await
             .is_ok();
-            if stopped {
-                EndReason::Signal
-            } else {
-                end_reason
-            }
+        if stopped {
+            EndReason::Signal
+        } else {
+            end_reason
         }
-        other => other,
-    };
-    Ok(end_reason)
+    }
+}
+
+/// Copies the probe's kernel-side counters into the shared stats the
+/// dashboard and the summary read.
+fn refresh_counters(probe: &mut Probe, stats: &SharedStats) {
+    let counters = probe.counters();
+    if let Ok(mut s) = stats.lock() {
+        s.counters = counters;
+    }
 }
 
 /// Records the hits waiting (made before the change, so written before
