@@ -6,7 +6,7 @@
 //! arm nothing.
 //! Run by `cargo xtask test` with --test-threads=1 (they share debug registers).
 
-use hwbp_tests::{TempDir, compile_c, root_or_skip, run, stderr, traces::read_trace};
+use hwbp_tests::{TempDir, compile_c, root_or_skip, run, stderr, traces::trace_ok};
 use serde_json::Value;
 
 /// Writes and calls, each loop's count in its comment.
@@ -31,17 +31,9 @@ const ADJUST_CALLS: u64 = 60;
 
 /// Traces `targets` over the program; the summary's targets.
 fn traced(dir: &TempDir, program: &str, targets: &[&str]) -> (Vec<Value>, Vec<Value>) {
-    let jsonl = dir.path("t.jsonl");
-    let mut args = vec!["--no-tui", "-q", "-o", &jsonl];
-    args.extend(targets);
+    let mut args = targets.to_vec();
     args.extend(["--", program]);
-    let out = run(&args);
-    assert!(
-        out.status.success(),
-        "hwbp-trace {args:?}: {}",
-        stderr(&out)
-    );
-    let (_, hits, summary) = read_trace(&jsonl);
+    let (_, hits, summary) = trace_ok(&dir.path("t.jsonl"), &args);
     let targets = summary["targets"].as_array().expect("targets").clone();
     (hits, targets)
 }

@@ -508,6 +508,11 @@ pub(crate) mod test_blobs {
         t.extend([off("limit"), info(KIND_VAR, 0), 1, 1]);
         t.extend([off("ticks"), info(KIND_VAR, 0), 2, 1]);
         t.extend([off("table"), info(KIND_VAR, 0), 4, 1]);
+        assemble(&t, strings)
+    }
+
+    /// A BTF file of the type words `t` and the string section `strings`.
+    pub fn assemble(t: &[u32], strings: &[u8]) -> Vec<u8> {
         let types: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
         let mut out = Vec::new();
         out.extend(MAGIC.to_le_bytes());

@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 
-use super::results::{KernelTest, Results, expect_frame, expect_hits};
+use super::{
+    by_command,
+    results::{KernelTest, Results, expect_frame, expect_hits},
+};
 use crate::{
     arch::Arch,
     vm::{self, Kernel},
@@ -47,27 +50,12 @@ const GETPGID: KernelTest = KernelTest {
 
 fn getpgid(results: &Results) -> Result<()> {
     let (_, trace) = results.traced("a64_getpgid")?;
-    expect_hits(&trace, 100, results.addr("a64_getpgid_addr")?, "x")?;
-    expect_frame(&trace, "invoke_syscall")?;
-    for hit in &trace.hits {
-        ensure!(
-            text_field(hit, "ip_sym")? == "__arm64_sys_getpgid+0x0",
-            "ip_sym is not the function's first instruction: {hit}"
-        );
-        let args = hit["args"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        ensure!(
-            args.len() == 1
-                && args[0]["name"] == "regs"
-                && args[0]["type"]
-                    .as_str()
-                    .is_some_and(|t| t.contains("struct pt_regs")),
-            "expected the BTF argument `regs` (struct pt_regs *) in x0: {hit}"
-        );
-    }
-    Ok(())
+    by_command::expect_getpgid(
+        &trace,
+        results.addr("a64_getpgid_addr")?,
+        "__arm64_sys_getpgid",
+        "invoke_syscall",
+    )
 }
 
 /// vfs_read's four arguments from BTF, read from x0..x3, exactly for the

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, ensure};
 use super::results::{KernelTest, Results, expect_frame, expect_hits};
 use hwbp_tests::harness::{
     fixture::{FixtureReads, printed},
-    trace::{expect_hit_frame, hex_field, text_field, values},
+    trace::{Trace, expect_hit_frame, hex_field, text_field, values},
 };
 
 /// Execute breakpoint on a system call, scoped to the command.
@@ -20,15 +20,27 @@ pub(super) const GETPGID: KernelTest = KernelTest {
 
 fn getpgid(results: &Results) -> Result<()> {
     let (_, trace) = results.traced("getpgid")?;
-    expect_hits(&trace, 100, results.addr("getpgid_addr")?, "x")?;
-    expect_frame(&trace, "do_syscall_64")?;
+    expect_getpgid(
+        &trace,
+        results.addr("getpgid_addr")?,
+        "__x64_sys_getpgid",
+        "do_syscall_64",
+    )
+}
+
+/// Exactly the fixture's 100 getpgid(2) calls at `function` (the
+/// architecture's syscall wrapper, armed at `addr`), each at its first
+/// instruction, with `frame` in its kernel stack and the wrapper's one
+/// parameter, `const struct pt_regs *regs`, named and typed from the guest
+/// kernel's BTF.
+pub(super) fn expect_getpgid(trace: &Trace, addr: u64, function: &str, frame: &str) -> Result<()> {
+    expect_hits(trace, 100, addr, "x")?;
+    expect_frame(trace, frame)?;
     for hit in &trace.hits {
         ensure!(
-            text_field(hit, "ip_sym")? == "__x64_sys_getpgid+0x0",
-            "ip_sym is not the function's first byte: {hit}"
+            text_field(hit, "ip_sym")? == format!("{function}+0x0"),
+            "ip_sym is not the function's first instruction: {hit}"
         );
-        // Named and typed from the guest kernel's BTF: the syscall wrapper
-        // takes one parameter, `const struct pt_regs *regs`.
         let args = hit["args"]
             .as_array()
             .map(Vec::as_slice)

@@ -45,7 +45,10 @@ impl Btf {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{KIND_STRUCT, KIND_VAR, MAGIC, test_blobs::blob};
+    use super::super::{
+        KIND_STRUCT, KIND_VAR,
+        test_blobs::{assemble, blob},
+    };
     use super::*;
     use crate::target::{Access, fields};
 
@@ -78,22 +81,7 @@ mod tests {
             first,
             1,
         ];
-        let types: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let mut out = Vec::new();
-        out.extend(MAGIC.to_le_bytes());
-        out.extend([1u8, 0]);
-        for v in [
-            24u32,
-            0,
-            types.len() as u32,
-            types.len() as u32,
-            strings.len() as u32,
-        ] {
-            out.extend(v.to_le_bytes());
-        }
-        out.extend(types);
-        out.extend(strings);
-        out
+        assemble(&t, strings)
     }
 
     #[test]

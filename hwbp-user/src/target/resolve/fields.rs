@@ -30,15 +30,7 @@ impl Resolver {
             Err(ResolveError::UnknownSymbol { .. }) => {}
             other => return Ok((other?, None)),
         }
-        let base_spec = TargetSpec {
-            location: Location::Symbol {
-                name: base.to_owned(),
-                offset: 0,
-            },
-            fields: Vec::new(),
-            ..spec.clone()
-        };
-        let found = self.locate(&base_spec)?;
+        let found = self.locate(&variable_of(spec, base))?;
         let field_error = |error| ResolveError::Field {
             target: spec.text.clone(),
             error: Box::new(error),
@@ -81,15 +73,7 @@ impl Resolver {
             Location::Symbol { name, .. } => name,
             Location::Address(_) => expr,
         });
-        let base_spec = TargetSpec {
-            location: Location::Symbol {
-                name: base.to_owned(),
-                offset: 0,
-            },
-            fields: Vec::new(),
-            ..spec.clone()
-        };
-        let found = self.locate(&base_spec)?;
+        let found = self.locate(&variable_of(spec, base))?;
         let rows = self
             .with_type(&found, base, &Rows(&spec.fields))
             .map_err(|error| ResolveError::Field {
@@ -190,5 +174,17 @@ impl FieldOp for Rows<'_> {
 
     fn run<T: Types>(&self, types: &T, root: T::Id, base: &str) -> Result<Self::Out, FieldError> {
         fields::member_rows(types, root, base, self.0)
+    }
+}
+
+/// `spec` without its member accesses: the variable `base` they start from.
+fn variable_of(spec: &TargetSpec, base: &str) -> TargetSpec {
+    TargetSpec {
+        location: Location::Symbol {
+            name: base.to_owned(),
+            offset: 0,
+        },
+        fields: Vec::new(),
+        ..spec.clone()
     }
 }
