@@ -32,43 +32,39 @@ pub const PC_AFTER_TRAP: u64 = 0;
 fn get_regs(pid: i32) -> Result<libc::user_regs_struct, String> {
     // SAFETY: user_regs_struct is plain data, for which zeroes are valid.
     let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
-    let mut iov = libc::iovec {
-        iov_base: (&raw mut regs).cast(),
-        iov_len: size_of::<libc::user_regs_struct>(),
-    };
-    // SAFETY: GETREGSET writes at most iov_len bytes to iov_base, which
-    // points to `regs`, live for the whole call.
-    let rc = unsafe {
-        libc::ptrace(
-            libc::PTRACE_GETREGSET,
-            pid,
-            libc::NT_PRSTATUS as libc::c_long,
-            &raw mut iov,
-        )
-    };
-    if rc < 0 {
-        return Err(format!("PTRACE_GETREGSET: {}", io::Error::last_os_error()));
-    }
+    regset(pid, libc::PTRACE_GETREGSET, &mut regs, "PTRACE_GETREGSET")?;
     Ok(regs)
 }
 
 fn set_regs(pid: i32, regs: &mut libc::user_regs_struct) -> Result<(), String> {
+    regset(pid, libc::PTRACE_SETREGSET, regs, "PTRACE_SETREGSET")
+}
+
+/// PTRACE_GETREGSET or PTRACE_SETREGSET (`request`, named `name` in its
+/// error) of the NT_PRSTATUS set of our stopped tracee `pid`, into or from
+/// `regs`.
+fn regset(
+    pid: i32,
+    request: libc::c_uint,
+    regs: &mut libc::user_regs_struct,
+    name: &str,
+) -> Result<(), String> {
     let mut iov = libc::iovec {
         iov_base: std::ptr::from_mut(regs).cast(),
         iov_len: size_of::<libc::user_regs_struct>(),
     };
-    // SAFETY: SETREGSET reads iov_len bytes from iov_base, which points to
-    // `regs`, live for the whole call.
+    // SAFETY: both requests access at most iov_len bytes at iov_base,
+    // which points to `regs`, live for the whole call.
     let rc = unsafe {
         libc::ptrace(
-            libc::PTRACE_SETREGSET,
+            request,
             pid,
             libc::NT_PRSTATUS as libc::c_long,
             &raw mut iov,
         )
     };
     if rc < 0 {
-        return Err(format!("PTRACE_SETREGSET: {}", io::Error::last_os_error()));
+        return Err(format!("{name}: {}", io::Error::last_os_error()));
     }
     Ok(())
 }
