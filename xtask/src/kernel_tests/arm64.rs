@@ -383,7 +383,7 @@ fn run(kernel: &Kernel) -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::HashSet, process::Command};
+    use std::collections::HashSet;
 
     use super::*;
 
@@ -394,15 +394,6 @@ mod tests {
             assert!(names.insert(test.name), "{} twice", test.name);
             assert!(test.scenario.contains(test.name), "{}", test.name);
         }
-        let script = super::super::scenarios(TESTS);
-        let out = Command::new("sh")
-            .args(["-n", "-c", &script])
-            .output()
-            .unwrap_or_else(|e| panic!("running sh -n: {e}"));
-        assert!(
-            out.status.success(),
-            "sh -n: {}\n{script}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::super::assert_scenarios_parse(TESTS);
     }
 }

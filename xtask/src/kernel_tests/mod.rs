@@ -227,9 +227,24 @@ fn exec_offset(kernel: &Kernel) -> Result<u64> {
     })
 }
 
+/// The scenarios of `tests`, as one script, are valid sh (`sh -n`).
+#[cfg(test)]
+fn assert_scenarios_parse(tests: &[KernelTest]) {
+    let script = scenarios(tests);
+    let out = std::process::Command::new("sh")
+        .args(["-n", "-c", &script])
+        .output()
+        .unwrap_or_else(|e| panic!("running sh -n: {e}"));
+    assert!(
+        out.status.success(),
+        "sh -n: {}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
-    use std::{collections::HashSet, process::Command};
+    use std::collections::HashSet;
 
     use super::*;
 
@@ -252,16 +267,7 @@ mod tests {
     #[test]
     fn the_scenarios_parse_as_sh() {
         for tests in [SERIAL, PARALLEL] {
-            let script = scenarios(tests);
-            let out = Command::new("sh")
-                .args(["-n", "-c", &script])
-                .output()
-                .unwrap_or_else(|e| panic!("running sh -n: {e}"));
-            assert!(
-                out.status.success(),
-                "sh -n: {}\n{script}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert_scenarios_parse(tests);
         }
     }
 }
