@@ -331,7 +331,23 @@ pub(super) const VFS_ARGS: KernelTest = KernelTest {
 /// vfs_read's BTF arguments on exactly the fixture's 25 reads (`--comm`
 /// keeps the ones it makes after renaming itself).
 fn vfs_args(results: &Results) -> Result<()> {
-    let (run, trace) = results.traced("vfs_args")?;
+    let (fixture, trace) = fixture_reads(results, "vfs_args")?;
+    for hit in &trace.hits {
+        ensure!(
+            text_field(hit, "comm")? == "fx_reads",
+            "hit from another task: {hit}"
+        );
+        fixture.expect_vfs_read(hit)?;
+        expect_hit_frame(hit, "ksys_read")?;
+    }
+    Ok(())
+}
+
+/// The trace of kernel test `name`, whose fixture (`fx_kernel read-as
+/// fx_reads ... 25`) made 25 reads, and what it printed: exactly one hit
+/// per read.
+pub(super) fn fixture_reads(results: &Results, name: &str) -> Result<(FixtureReads, Trace)> {
+    let (run, trace) = results.traced(name)?;
     let fixture = FixtureReads::parse(&run.stdout)?;
     ensure!(
         fixture.reads == 25,
@@ -343,13 +359,5 @@ fn vfs_args(results: &Results) -> Result<()> {
         "expected exactly the fixture's 25 vfs_read calls, the trace has {} hits",
         trace.hits.len()
     );
-    for hit in &trace.hits {
-        ensure!(
-            text_field(hit, "comm")? == "fx_reads",
-            "hit from another task: {hit}"
-        );
-        fixture.expect_vfs_read(hit)?;
-        expect_hit_frame(hit, "ksys_read")?;
-    }
-    Ok(())
+    Ok((fixture, trace))
 }

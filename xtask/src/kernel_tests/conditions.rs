@@ -5,9 +5,12 @@
 
 use anyhow::{Result, ensure};
 
-use super::results::{KernelTest, Results};
+use super::{
+    by_command,
+    results::{KernelTest, Results},
+};
 use hwbp_tests::harness::{
-    fixture::{FixtureReads, printed},
+    fixture::printed,
     trace::{number, values},
 };
 
@@ -22,18 +25,8 @@ pub(super) const VFS_COND: KernelTest = KernelTest {
 };
 
 fn vfs_cond(results: &Results) -> Result<()> {
-    let (run, trace) = results.traced("vfs_cond")?;
-    let fixture = FixtureReads::parse(&run.stdout)?;
-    ensure!(
-        fixture.reads == 25,
-        "the fixture reports {} reads, not 25",
-        fixture.reads
-    );
-    ensure!(
-        trace.hits.len() == 25,
-        "expected exactly the fixture's 25 vfs_read calls of 4000 bytes, the trace has {} hits",
-        trace.hits.len()
-    );
+    // Exactly the fixture's 25 calls of 4000 bytes.
+    let (fixture, trace) = by_command::fixture_reads(results, "vfs_cond")?;
     // The fixture's other reads (the loader's, before it renamed itself)
     // are rejected, not lost: kernel_count adds up (parse_trace checks).
     for hit in &trace.hits {
