@@ -16,6 +16,7 @@ use hwbp::{
     printable::plural,
     probe::arm::Armament,
     probe::arm::Scope,
+    probe::aggregates::MapSizes,
     probe::load::Filters,
     probe::process::CommandOutput,
     record::format::Summary,
@@ -86,6 +87,9 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         comm,
         tid,
         buffer_size,
+        records,
+        max_keys,
+        max_stacks,
         metrics_addr,
         redact_addresses,
         control,
@@ -126,8 +130,13 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
             tid,
             // A tracer never records itself.
             exclude_pid: Some(std::process::id()),
+            records,
         },
-        buffer_size,
+        sizes: MapSizes {
+            buffer: buffer_size,
+            keys: max_keys,
+            stacks: max_stacks,
+        },
         // args_os: an argument need not be UTF-8 (std::env::args panics then).
         command_line: std::env::args_os()
             .map(|a| a.to_string_lossy().into_owned())

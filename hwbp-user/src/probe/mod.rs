@@ -4,6 +4,7 @@
 //! ([`process`]); and changing them while tracing ([`live`]). Takes resolved targets from [`crate::target`]; hands raw
 //! hits, read from the ring buffer, to [`crate::record`].
 
+pub mod aggregates;
 pub mod arm;
 pub mod live;
 pub mod load;

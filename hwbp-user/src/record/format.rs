@@ -3,6 +3,7 @@
 //! same types feed the headless output, the dashboard and the exports.
 
 use std::{
+    collections::BTreeMap,
     fmt,
     hash::{BuildHasher as _, Hash, Hasher},
     ops::Deref,
@@ -131,7 +132,45 @@ pub enum TraceLine {
     Hit(HitRecord),
     /// A target added, moved, removed, paused or resumed while tracing.
     Change(ChangeRecord),
+    /// Exact counts from the kernel, written at the end (before the
+    /// summary): one per target, process, comm and stack.
+    Aggregate(AggregateRecord),
     Summary(Summary),
+}
+
+/// The hits of one target by one process (and comm) with one stack, as the
+/// BPF program counted them: every hit, recorded or not.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AggregateRecord {
+    /// The target as the user wrote it (its current name, if it was moved).
+    pub target: Arc<str>,
+    /// The instruction at the hits, named: the accessing one of a data
+    /// target, the target itself for an execute one.
+    pub ip_sym: Arc<str>,
+    pub pid: u32,
+    pub comm: Arc<str>,
+    pub count: u64,
+    /// Hits per CPU, by CPU number.
+    pub cpus: BTreeMap<u32, u64>,
+    /// The calling function of an execute target, the accessing one of a
+    /// data target (as [`HitRecord::caller`]); `[unknown]` without a stack.
+    pub caller: Arc<str>,
+    /// False when the kernel had no room left for this stack's frames
+    /// (`--max-stacks`): its hits are counted here, without frames.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub stack_stored: bool,
+    #[serde(default)]
+    pub kstack: Stack,
+    #[serde(default)]
+    pub ustack: Stack,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// One change of the targets while tracing (`--control`, the dashboard's
@@ -287,6 +326,23 @@ pub struct TargetSummary {
     pub mode: String,
     /// Hits recorded (lines in the trace).
     pub hits: u64,
+    /// Every hit the BPF program counted (that passed the filters and the
+    /// condition), recorded or not: `hits + dropped + unsampled +
+    /// unrecorded + after_limit`.
+    #[serde(default)]
+    pub counted: u64,
+    /// Hits counted but given no record by choice (`--records sample:N`
+    /// or `none`); not lost. Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unsampled: u64,
+    /// Hits missing from the aggregates because the kernel's table was full
+    /// (`--max-keys`). Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub agg_full: u64,
+    /// Hits counted under a stack whose frames the kernel had no room for
+    /// (`--max-stacks`). Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stack_full: u64,
     /// Hits lost because the ring buffer was full.
     pub dropped: u64,
     /// Hits rejected in the kernel: by --comm/--tid, and hwbp-trace's own
@@ -352,6 +408,29 @@ pub struct Summary {
     /// The signal that killed the command (`SIGKILL`), when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    /// Which hits got a record (`--records`): `all`, `sample:N` or `none`.
+    #[serde(default = "all_records")]
+    pub records: String,
+}
+
+fn all_records() -> String {
+    "all".to_owned()
+}
+
+/// The frame under an execute target's own in its stacks (the kernel one
+/// when there is one): its caller's.
+pub fn stack_caller<'a>(kstack: &'a Stack, ustack: &'a Stack) -> Option<&'a str> {
+    let stack = if kstack.is_empty() { ustack } else { kstack };
+    stack.get(1).map(|frame| &**frame)
+}
+
+/// The function a caller's frame names (the outermost of its inlined
+/// calls); `[unknown]` without one.
+pub fn frame_caller(frame: Option<&str>) -> &str {
+    match frame {
+        Some(frame) => frame_functions(frame).last().copied().unwrap_or(frame),
+        None => "[unknown]",
+    }
 }
 
 impl HitRecord {
@@ -363,19 +442,11 @@ impl HitRecord {
     /// and `report --by caller` give, read from a live hit or a JSONL line.
     pub fn caller(&self) -> &str {
         let frame = if &*self.mode == "x" {
-            let stack = if self.kstack.is_empty() {
-                &self.ustack
-            } else {
-                &self.kstack
-            };
-            stack.get(1).map(|frame| &**frame)
+            stack_caller(&self.kstack, &self.ustack)
         } else {
             Some(&*self.ip_sym)
         };
-        match frame {
-            Some(frame) => frame_functions(frame).last().copied().unwrap_or(frame),
-            None => "[unknown]",
-        }
+        frame_caller(frame)
     }
 
     /// The headless line, ftrace-like:

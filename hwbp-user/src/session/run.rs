@@ -205,7 +205,7 @@ pub(super) async fn collect(
                 if watch_exec && traced_pid.and_then(Image::of).is_some_and(|now| Some(now) != image_at_start) {
                     break EndReason::ProcessExec;
                 }
-                refresh_counters(probe, stats);
+                refresh(probe, collector, stats);
             }
         }
     };
@@ -263,12 +263,25 @@ impl StopSignals {
     }
 }
 
-/// Copies the probe's kernel-side counters into the shared stats the
-/// dashboard and the summary read.
-fn refresh_counters(probe: &mut Probe, stats: &SharedStats) {
+/// Copies the probe's kernel-side counters and aggregates into the shared
+/// stats the dashboard and the metrics read. Naming the aggregates' stacks
+/// while the processes that made them still run is what lets their user
+/// frames be named at the end too (the symbolizer keeps what it learned).
+fn refresh(probe: &mut Probe, collector: &mut Collector<'_>, stats: &SharedStats) {
     let counters = probe.counters();
-    if let Ok(mut s) = stats.lock() {
-        s.counters = counters;
+    match probe.aggregates() {
+        Ok(aggregates) => {
+            let named = collector.aggregate_records(&aggregates);
+            if let Ok(mut s) = stats.lock() {
+                s.set_aggregates(&named, &counters);
+            }
+        }
+        Err(e) => {
+            log::warn!("reading the kernel's aggregates: {e}");
+            if let Ok(mut s) = stats.lock() {
+                s.counters = counters;
+            }
+        }
     }
 }
 
