@@ -220,7 +220,10 @@ impl StackEntry {
 #[inline(always)]
 pub fn stack_hash_start(kstack_len: u32, ustack_len: u32, ret: u64) -> u64 {
     stack_hash_step(
-        stack_hash_step(0x243f_6a88_85a3_08d3, (u64::from(kstack_len) << 32) | u64::from(ustack_len)),
+        stack_hash_step(
+            0x243f_6a88_85a3_08d3,
+            (u64::from(kstack_len) << 32) | u64::from(ustack_len),
+        ),
         ret,
     )
 }
@@ -229,7 +232,9 @@ pub fn stack_hash_start(kstack_len: u32, ustack_len: u32, ret: u64) -> u64 {
 /// FxHash: cheap in BPF, where every instruction of the loop is verified).
 #[inline(always)]
 pub fn stack_hash_step(h: u64, word: u64) -> u64 {
-    (h ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
+    (h ^ word)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .rotate_left(29)
 }
 
 /// The id: never 0, which means "no stack".

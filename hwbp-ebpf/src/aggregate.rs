@@ -17,8 +17,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuHashMap},
 };
 use hwbp_common::{
-    AggKey, Counters, Hit, MAX_STACK_DEPTH, StackEntry, stack_hash_finish,
-    stack_hash_start, stack_hash_step,
+    AggKey, Counters, Hit, MAX_STACK_DEPTH, StackEntry, stack_hash_finish, stack_hash_start,
+    stack_hash_step,
 };
 
 use crate::probe::Scratch;
@@ -39,7 +39,12 @@ static STACKS: HashMap<u64, StackEntry> = HashMap::with_max_entries(4096, 0);
 /// and this CPU's counters of `slot`, which no other program uses while
 /// this one runs.
 #[inline(always)]
-pub unsafe fn aggregate(slot: u32, scratch: *mut Scratch, hit: *const Hit, counters: *mut Counters) {
+pub unsafe fn aggregate(
+    slot: u32,
+    scratch: *mut Scratch,
+    hit: *const Hit,
+    counters: *mut Counters,
+) {
     // SAFETY: see the function's safety section.
     let stack = unsafe { store_stack(scratch, hit, counters) };
     // SAFETY: as above.
@@ -117,7 +122,11 @@ unsafe fn store_stack(scratch: *mut Scratch, hit: *const Hit, counters: *mut Cou
         bpf_probe_read_kernel_buf((&raw const (*hit).frames).cast::<u8>(), frames).is_ok()
     };
     // SAFETY: as above.
-    if !copied || STACKS.insert(&id, unsafe { &*entry }, BPF_NOEXIST as u64).is_err() {
+    if !copied
+        || STACKS
+            .insert(&id, unsafe { &*entry }, BPF_NOEXIST as u64)
+            .is_err()
+    {
         // Another CPU storing the same stack at once is no loss.
         if STACKS.get_ptr(&id).is_none() {
             // SAFETY: see the function's safety section.

@@ -243,6 +243,7 @@ fn check_pid_max_writes(demo: &Demo, arch: Arch) -> Result<()> {
     let writes = Trace {
         header: demo.trace.header.clone(),
         hits: demo.hits("pid_max").cloned().collect(),
+        aggregates: Vec::new(),
         summary: Value::Null,
     };
     ensure!(

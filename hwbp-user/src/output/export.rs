@@ -129,7 +129,11 @@ impl Folded {
     /// recorded or not.
     pub fn add_aggregate(&mut self, agg: &AggregateRecord) {
         let stack = folded(&agg.target, &agg.kstack, &agg.ustack, &agg.ip_sym);
-        *self.kernel.get_or_insert_default().entry(stack).or_default() += agg.count;
+        *self
+            .kernel
+            .get_or_insert_default()
+            .entry(stack)
+            .or_default() += agg.count;
     }
 
     /// `stack count` lines, sorted by stack (stable output).

@@ -326,8 +326,8 @@ impl TargetStats {
             hits += agg.count;
             by_comm.add_n(&agg.comm, agg.count);
             by_pid.add_n(&agg.pid, agg.count);
-            for (cpu, n) in &agg.cpus {
-                by_cpu.add_n(cpu, *n);
+            for c in &agg.cpus {
+                by_cpu.add_n(&c.cpu, c.hits);
             }
             by_caller.add_n(&agg.caller, agg.count);
             if !agg.kstack.is_empty() || !agg.ustack.is_empty() {
@@ -438,12 +438,19 @@ impl Stats {
     /// Takes the kernel's aggregates (all of them, by target) as the counts
     /// by key from now on: exact, whatever records were dropped or left
     /// out. `counters` are the kernel's counters read with them.
-    pub fn set_aggregates(&mut self, aggregates: &[(usize, AggregateRecord)], counters: &[Counters]) {
+    pub fn set_aggregates(
+        &mut self,
+        aggregates: &[(usize, AggregateRecord)],
+        counters: &[Counters],
+    ) {
         self.from_kernel = true;
         for (slot, t) in self.targets.iter_mut().enumerate() {
             let uncounted = counters.get(slot).map_or(0, |c| c.agg_full);
             t.set_aggregates(
-                aggregates.iter().filter(|(s, _)| *s == slot).map(|(_, a)| a),
+                aggregates
+                    .iter()
+                    .filter(|(s, _)| *s == slot)
+                    .map(|(_, a)| a),
                 uncounted,
             );
         }
@@ -662,7 +669,7 @@ mod tests {
         let mut record = |ustack: Vec<Arc<str>>| {
             let mut h = hit(1.0, "a", 0);
             h.ustack = Stack::new(ustack);
-            t.record(&h);
+            t.record(&h, true);
         };
         // The same frames in stacks that are not shared: one entry.
         record(frames(2, "main+0x1"));
@@ -678,6 +685,59 @@ mod tests {
             [(3, STACK_DEPTH), (2, 3)]
         );
         assert_eq!(top[1].1, frames(2, "main+0x1"));
+    }
+
+    /// Once the kernel's aggregates are read they are the counts: records
+    /// that arrive later (made before the read, or after it) add nothing to
+    /// them, and hits the kernel had no room for count in `hits` alone.
+    #[test]
+    fn aggregates_replace_the_counts_of_records() {
+        let mut stats = Stats::new(2);
+        stats.record(0, hit(1.0, "early", 0).into());
+        let agg = |comm: &str, pid, cpus: &[(u32, u64)], ustack: &[&str]| AggregateRecord {
+            comm: comm.into(),
+            pid,
+            count: cpus.iter().map(|c| c.1).sum(),
+            cpus: cpus
+                .iter()
+                .map(|&(cpu, hits)| crate::record::format::CpuHits { cpu, hits })
+                .collect(),
+            caller: "main".into(),
+            ustack: ustack.iter().map(|&f| Arc::from(f)).collect(),
+            ..AggregateRecord::default()
+        };
+        let counters = [
+            Counters {
+                hits: 12,
+                agg_full: 2,
+                ..Counters::default()
+            },
+            Counters::default(),
+        ];
+        stats.set_aggregates(
+            &[
+                (0, agg("a", 7, &[(0, 3), (1, 4)], &["t+0x0", "main+0x4"])),
+                (0, agg("b", 8, &[(1, 3)], &[])),
+            ],
+            &counters,
+        );
+        stats.record(0, hit(2.0, "late", 1).into());
+        let t = &stats.targets[0];
+        assert_eq!(t.hits, 12, "10 aggregated + 2 the kernel had no room for");
+        assert_eq!(t.by_comm.get(&Arc::from("a")), 7);
+        assert_eq!(t.by_comm.get(&Arc::from("late")), 0);
+        assert_eq!((t.by_cpu.get(&0), t.by_cpu.get(&1)), (3, 7));
+        assert_eq!(t.by_pid.get(&8), 3);
+        assert_eq!(t.by_caller.get(&Arc::from("main")), 10);
+        assert_eq!(
+            t.stacks.counts.len(),
+            1,
+            "the aggregate without a stack has none"
+        );
+        assert_eq!(stats.targets[1].hits, 0);
+        // The record's value and time still count.
+        assert_eq!(t.last_ns, 2 * NS_PER_S);
+        assert_eq!(stats.counters[0].agg_full, 2);
     }
 
     #[test]

@@ -75,7 +75,10 @@ pub fn summary_table(summary: &Summary) -> String {
     }
     let mut out = String::from("\n");
     out.push_str(&table(&rows, |i| i >= 4));
-    out.push_str(&totals(summary, summary.targets.iter().map(|t| t.hits).sum()));
+    out.push_str(&totals(
+        summary,
+        summary.targets.iter().map(|t| t.hits).sum(),
+    ));
     out
 }
 
@@ -106,7 +109,10 @@ fn sampled_table(summary: &Summary) -> String {
     }
     let mut out = String::from("\n");
     out.push_str(&table(&rows, |i| i >= 4));
-    out.push_str(&totals(summary, summary.targets.iter().map(|t| t.counted).sum()));
+    out.push_str(&totals(
+        summary,
+        summary.targets.iter().map(|t| t.counted).sum(),
+    ));
     out.push_str(&format!(
         "hwbp-trace: records: {} (counts, stacks and callers are exact: the kernel counted every hit)\n",
         summary.records
@@ -196,6 +202,49 @@ fn totals(summary: &Summary, hits: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// With records of only some hits, HITS is what the kernel counted and
+    /// RECORDED the lines; full maps are said with what to raise.
+    #[test]
+    fn a_sampled_run_shows_counted_and_recorded_hits() {
+        let text = summary_table(&Summary {
+            records: "sample:10".into(),
+            end_reason: "signal".into(),
+            targets: vec![crate::record::format::TargetSummary {
+                target: "t".into(),
+                hits: 10,
+                counted: 95,
+                unsampled: 85,
+                agg_full: 4,
+                stack_full: 6,
+                ..Default::default()
+            }],
+            ..Summary::default()
+        });
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows[1],
+            [
+                "TARGET", "SYMBOL", "ADDRESS", "MODE", "HITS", "RECORDED", "DROPPED"
+            ]
+        );
+        assert_eq!(rows[2], ["t", "95", "10", "0"]);
+        assert!(text.contains("95 hits in"), "{text}");
+        assert!(text.contains("records: sample:10"), "{text}");
+        assert!(
+            text.contains("4 hits are in no breakdown") && text.contains("--max-keys"),
+            "{text}"
+        );
+        assert!(
+            text.contains("6 hits are counted without their stack")
+                && text.contains("--max-stacks"),
+            "{text}"
+        );
+    }
+
     use super::*;
 
     #[test]

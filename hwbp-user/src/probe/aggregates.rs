@@ -153,7 +153,6 @@ impl AggregateMaps {
         }
         Ok(out)
     }
-
 }
 
 /// The frames of stack `id`, read once into `known`; `None` when `STACKS`

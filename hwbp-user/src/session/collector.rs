@@ -21,7 +21,7 @@ use crate::{
     },
     record::{
         format::{
-            AggregateRecord, HitRecord, Stack, WatchSummary, frame_caller, stack_caller,
+            AggregateRecord, CpuHits, HitRecord, Stack, WatchSummary, frame_caller, stack_caller,
         },
         redact::Redactor,
         symbolize::Symbolizer,
@@ -299,7 +299,13 @@ impl Collector<'_> {
     /// Symbolized stacks of target `slot`'s watch `watch`: the kernel one and
     /// the user one of process `pid`, with the return address `ret` of a
     /// user function hit at its entry (see [`Hit::ret`]).
-    fn stacks(&mut self, slot: usize, watch: usize, pid: u32, entry: &StackParts) -> (Stack, Stack) {
+    fn stacks(
+        &mut self,
+        slot: usize,
+        watch: usize,
+        pid: u32,
+        entry: &StackParts,
+    ) -> (Stack, Stack) {
         let bp = &self.watches[slot][watch].bp;
         let (data, at_entry, space) = (bp.mode.is_data(), bp.at_entry, bp.space);
         let kstack = self.symbolizer.kernel_stack(entry.kernel, data);
@@ -354,7 +360,11 @@ impl Collector<'_> {
                 pid: agg.pid,
                 comm: self.comm(&agg.comm),
                 count: agg.count(),
-                cpus: agg.per_cpu.iter().copied().collect(),
+                cpus: agg
+                    .per_cpu
+                    .iter()
+                    .map(|&(cpu, hits)| CpuHits { cpu, hits })
+                    .collect(),
                 caller,
                 stack_stored: agg.stack_id == 0 || agg.stack.is_some(),
                 kstack,

@@ -113,7 +113,9 @@ pub(super) fn finish(
     let aggregates = match probe.aggregates() {
         Ok(aggregates) => Some(collector.aggregate_records(&aggregates)),
         Err(e) => {
-            log::warn!("reading the kernel's aggregates: {e}; the counts by stack come from the records");
+            log::warn!(
+                "reading the kernel's aggregates: {e}; the counts by stack come from the records"
+            );
             None
         }
     };
@@ -252,5 +254,19 @@ mod tests {
         assert_eq!(early.lost, 15);
         // Records taken past -n are consumed, not lost.
         assert_eq!(losses(&c, &[20], &[20]).lost, 0);
+    }
+
+    /// Hits left without a record by `--records sample:N|none` are counted
+    /// in the aggregates, not lost.
+    #[test]
+    fn hits_sampled_out_are_not_lost() {
+        let c = [Counters {
+            unsampled: 18,
+            ..counters(20, 0, 0)
+        }];
+        let sampled = losses(&c, &[20], &[2]);
+        assert_eq!((sampled.unrecorded, sampled.lost), (vec![0], 0));
+        // One of the two records never read: that one is lost.
+        assert_eq!(losses(&c, &[20], &[1]).unrecorded, [1]);
     }
 }

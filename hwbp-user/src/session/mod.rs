@@ -13,8 +13,8 @@ use hwbp_common::Counters;
 use crate::{
     output::export::Format,
     output::stats::SharedStats,
-    probe::arm::Armament,
     probe::aggregates::MapSizes,
+    probe::arm::Armament,
     probe::load::{Batch, Filters},
     probe::process::{CommandOutput, ExitWatch, Launched, ProcessError},
     record::format::{Summary, TargetInfo, TargetSummary},

@@ -247,6 +247,7 @@ fn slots(results: &Results) -> Result<()> {
             .filter(|hit| hit["symbol"] == "pid_max")
             .cloned()
             .collect(),
+        aggregates: Vec::new(),
         summary: serde_json::Value::Null,
     };
     expect_hits(&on_pid_max, 3, results.addr("pid_max_addr")?, "w")?;
