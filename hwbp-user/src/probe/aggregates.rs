@@ -182,10 +182,10 @@ mod tests {
         // Every hit: the same as all.
         assert_eq!("sample:1".parse(), Ok(Records::All));
         for bad in ["sample:0", "sample:", "sample:x", "sample:-3"] {
-            let e = bad.parse::<Records>().unwrap_err();
+            let e = bad.parse::<Records>().expect_err(bad);
             assert!(e.contains("whole number from 1"), "{bad}: {e}");
         }
-        let e = "some".parse::<Records>().unwrap_err();
+        let e = "some".parse::<Records>().expect_err("some");
         assert!(e.contains("is not a record mode"), "{e}");
         assert_eq!(Records::Sample(7).to_string(), "sample:7");
     }
