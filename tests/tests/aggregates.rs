@@ -195,6 +195,10 @@ fn bad_record_options_are_refused_with_one_message() {
         (&["--records", "some"][..], "is not a record mode"),
         (&["--max-keys", "0"][..], "--max-keys"),
         (&["--max-stacks", "x"][..], "--max-stacks"),
+        (
+            &["--records", "none", "-n", "5"][..],
+            "-n counts recorded hits",
+        ),
     ] {
         let mut all = args.to_vec();
         all.extend(["hwbp_fx_target", "--", "true"]);

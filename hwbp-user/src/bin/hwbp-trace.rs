@@ -14,7 +14,7 @@ use hwbp::{
     output::stats::Stats,
     output::summary::summary_table,
     printable::plural,
-    probe::aggregates::MapSizes,
+    probe::aggregates::{MapSizes, Records},
     probe::arm::Armament,
     probe::arm::Scope,
     probe::load::Filters,
@@ -100,6 +100,11 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
     if targets.is_empty() {
         anyhow::bail!(session::UsageError(
             "name at least one TARGET, e.g. `hwbp-trace vfs_read` or `hwbp-trace counter -- ./app`; see --help".into()
+        ));
+    }
+    if max_hits.is_some() && records == Records::None {
+        anyhow::bail!(session::UsageError(
+            "-n counts recorded hits, and --records none records none: bound the run with -d SECONDS, or record some hits with --records sample:N".into()
         ));
     }
     // A terminal gets the dashboard; a pipe or --no-tui the headless lines.

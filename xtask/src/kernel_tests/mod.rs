@@ -56,6 +56,7 @@ const SERIAL: &[KernelTest] = &[
     conditions::PIDMAX_COND,
     fields::SOMAXCONN,
     system_wide::SYSWIDE,
+    system_wide::SYSAGG,
     system_wide::SYSCOMM,
     live::LIVE_MOVE,
     limits::FIVE,
