@@ -115,6 +115,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         outputs: outputs.iter().map(|p| p.display().to_string()).collect(),
         launched: !command.is_empty(),
         redact_addresses,
+        records,
         // The dashboard has the terminal: a command we start writes into
         // a pipe instead, shown by `o` and printed after the dashboard.
         output: (!command.is_empty()).then(|| CommandOutput::of(&command)),
