@@ -335,6 +335,7 @@ pub fn run(options: Options) -> Result<()> {
         timeout: Some(Duration::from_secs(600)),
         boot_timeout: vm::BOOT_TIMEOUT,
         mttcg: false,
+        cpus: vm::CPUS,
         interactive: false,
         out_dir: &out_dir,
     })?;

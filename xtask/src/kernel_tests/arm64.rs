@@ -348,6 +348,7 @@ fn run(kernel: &Kernel) -> Result<usize> {
         timeout: Some(Duration::from_secs(900)),
         boot_timeout: vm::BOOT_TIMEOUT,
         mttcg: false,
+        cpus: vm::CPUS,
         interactive: false,
         out_dir: &out_dir,
     })?;

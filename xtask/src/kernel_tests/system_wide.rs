@@ -176,6 +176,56 @@ fn contended(results: &Results) -> Result<()> {
     Ok(())
 }
 
+/// Calls on each CPU of [`EIGHT`]'s guest.
+const EIGHT_CALLS: u64 = 2000;
+
+/// Eight CPUs hitting one kernel function at once (the third boot has
+/// eight vCPUs, a host thread each), one fixture pinned to each, a record
+/// for one hit in 50 and a small ring buffer: every hit accounted for, none
+/// missed or unrecorded, and the aggregates count exactly each CPU's calls.
+pub(super) const EIGHT: KernelTest = KernelTest {
+    name: "eight",
+    scenario: r#"
+        start eight -q --no-tui -d 300 --comm fx_kernel --records sample:50 --buffer-size 16384 -o eight.jsonl __x64_sys_getpgid
+        pids=""
+        for cpu in 0 1 2 3 4 5 6 7; do
+            taskset -c $cpu fx_kernel getpgid 2000 > eight.fx$cpu &
+            pids="$pids $!"
+        done
+        wait $pids
+        kill -TERM "$bg_pid"
+        finish
+    "#,
+    check: eight,
+};
+
+fn eight(results: &Results) -> Result<()> {
+    let (_, trace) = results.traced("eight")?;
+    expect_signal_end(&trace)?;
+    let mut per_cpu: BTreeMap<u64, u64> = BTreeMap::new();
+    for agg in &trace.aggregates {
+        for cpu in agg["cpus"].as_array().into_iter().flatten() {
+            *per_cpu.entry(number(cpu, "cpu")?).or_default() += number(cpu, "hits")?;
+        }
+    }
+    let expected: BTreeMap<u64, u64> = (0..8).map(|cpu| (cpu, EIGHT_CALLS)).collect();
+    ensure!(
+        per_cpu == expected,
+        "expected {EIGHT_CALLS} hits counted on each of 8 CPUs; got {per_cpu:?}"
+    );
+    let target = &trace.summary["targets"][0];
+    ensure!(
+        number(target, "missed")? == 0 && number(target, "unrecorded")? == 0,
+        "hits missed or unrecorded with 8 CPUs at once: {target}"
+    );
+    ensure!(
+        number(target, "counted")? == 8 * EIGHT_CALLS,
+        "expected {} hits counted: {target}",
+        8 * EIGHT_CALLS
+    );
+    Ok(())
+}
+
 /// [`SYSWIDE`] with no records at all (`--records none`): the kernel's
 /// aggregates alone count every call, by comm, CPU and both stacks.
 pub(super) const SYSAGG: KernelTest = KernelTest {

@@ -111,6 +111,7 @@ pub fn run(options: Options) -> Result<i32> {
             .or((!interactive).then_some(DEFAULT_TIMEOUT)),
         boot_timeout: Duration::from_secs(boot_timeout),
         mttcg,
+        cpus: CPUS,
         interactive,
         out_dir: &out_dir,
     })?;
@@ -126,6 +127,9 @@ pub fn run(options: Options) -> Result<i32> {
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A guest's vCPUs: two, as the hosts have, unless a test asks for more.
+pub const CPUS: u32 = 2;
+
 /// One guest run.
 pub struct Boot<'a> {
     pub kernel: &'a Kernel,
@@ -138,6 +142,8 @@ pub struct Boot<'a> {
     /// Under TCG, a host thread per vCPU rather than one for all (see
     /// [`boot_once`]): only for guests that flip no static key.
     pub mttcg: bool,
+    /// vCPUs ([`CPUS`] but for the kernel test of many CPUs at once).
+    pub cpus: u32,
     /// Pass the host terminal through (stdin is a terminal).
     pub interactive: bool,
     /// Where the guest's /out lands (emptied first).
@@ -454,6 +460,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
         timeout,
         boot_timeout,
         mttcg,
+        cpus,
         interactive,
         out_dir,
     } = boot;
@@ -491,7 +498,14 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
         },
         shown.join(" ")
     );
-    let mut qemu = qemu_command(kernel, &initrd, &transfer, kvm, *mttcg, *interactive);
+    let mut qemu = qemu_command(
+        kernel,
+        &initrd,
+        &transfer,
+        kvm,
+        (*mttcg, *cpus),
+        *interactive,
+    );
     let mut child = qemu.spawn().with_context(|| {
         format!(
             "starting `{}` (install {})",
@@ -554,7 +568,7 @@ fn qemu_command(
     initrd: &Path,
     transfer: &Path,
     kvm: bool,
-    mttcg: bool,
+    (mttcg, cpus): (bool, u32),
     interactive: bool,
 ) -> Command {
     let arch = kernel.arch;
@@ -589,35 +603,29 @@ fn qemu_command(
         };
         qemu.args(["-accel", accel, "-cpu", "max"]);
     }
-    qemu.args([
-        "-smp",
-        "2",
-        "-m",
-        "1024",
-        "-nodefaults",
-        "-nographic",
-        "-no-reboot",
-    ])
-    .arg("-kernel")
-    .arg(&kernel.vmlinuz)
-    .arg("-initrd")
-    .arg(initrd)
-    .arg("-append")
-    .arg(format!(
-        "console={} quiet panic=-1 oops=panic",
-        arch.console()
-    ))
-    // The console: serial 0 on stdio, muxed with the monitor (Ctrl-A x
-    // quits); signal=off passes Ctrl-C to the guest.
-    .args(["-chardev", "stdio,id=console,mux=on,signal=off"])
-    .args([
-        "-serial",
-        "chardev:console",
-        "-mon",
-        "chardev=console,mode=readline",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    qemu.arg("-smp")
+        .arg(cpus.to_string())
+        .args(["-m", "1024", "-nodefaults", "-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(format!(
+            "console={} quiet panic=-1 oops=panic",
+            arch.console()
+        ))
+        // The console: serial 0 on stdio, muxed with the monitor (Ctrl-A x
+        // quits); signal=off passes Ctrl-C to the guest.
+        .args(["-chardev", "stdio,id=console,mux=on,signal=off"])
+        .args([
+            "-serial",
+            "chardev:console",
+            "-mon",
+            "chardev=console,mode=readline",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     if arch == Arch::X86_64 {
         // Serial 1 carries /out back (see init.sh).
         qemu.arg("-serial")
