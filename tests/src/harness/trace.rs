@@ -254,6 +254,8 @@ pub struct JsonlSummary {
     pub stack_errors: u64,
     /// Hits conditions rejected (`TARGET if COND`).
     pub rejected: u64,
+    /// Every hit the program counted, recorded or not (`--records`).
+    pub counted: u64,
 }
 
 /// How many different `ustack` arrays the hit records of a JSONL file hold
@@ -325,5 +327,6 @@ pub fn jsonl_summary(path: &Path) -> Result<JsonlSummary> {
         kernel_count: sum("kernel_count"),
         stack_errors: sum("kstack_errors") + sum("ustack_errors"),
         rejected: sum("rejected"),
+        counted: sum("counted"),
     })
 }

@@ -113,6 +113,11 @@ pub struct Options {
     /// written.
     #[arg(long)]
     only_conditions: bool,
+    /// Only the paired runs of the record modes (`--records all`,
+    /// `sample:100`, `none`, k+u stacks, against the floor), their table
+    /// printed, no report written.
+    #[arg(long)]
+    only_records: bool,
 }
 
 pub fn run(options: Options) -> Result<()> {
@@ -132,6 +137,7 @@ pub fn run(options: Options) -> Result<()> {
         kernel,
         out,
         only_conditions,
+        only_records,
     } = options;
     ensure!(
         small < large,
@@ -163,8 +169,12 @@ pub fn run(options: Options) -> Result<()> {
     let machine = Machine::probe();
     println!("bench: {}", machine.one_line());
 
-    if only_conditions {
-        let paired = bench.paired(&Variant::CONDITIONS, paired_runs, paired_hits, batch)?;
+    if only_conditions || only_records {
+        let variants: &[Variant] = match only_conditions {
+            true => &Variant::CONDITIONS,
+            false => &Variant::RECORDS,
+        };
+        let paired = bench.paired(variants, paired_runs, paired_hits, batch)?;
         let mut table = String::new();
         report::write_paired(&mut table, &bench, &paired, batch);
         println!("{table}");
