@@ -38,7 +38,7 @@ pub struct Kernel {
 /// `cdrom` traces one of its members by name, typed from the module's BTF).
 /// Debian 6.12's modules are xz-compressed (`.ko.xz`): they are unpacked
 /// here, as busybox's insmod reads plain ones.
-pub const GUEST_MODULES: &[&str] = &["drivers/cdrom/cdrom"];
+const GUEST_MODULES: &[&str] = &["drivers/cdrom/cdrom"];
 
 /// Where the uncompressed modules of an unpacked kernel are.
 fn modules_dir(dir: &Path) -> PathBuf {
@@ -248,9 +248,12 @@ fn unpack(arch: Arch, deb: &Path, dir: &Path) -> Result<()> {
     if !status.success() {
         bail!("`{}` failed ({status})", display(&dpkg));
     }
+    if arch != Arch::X86_64 {
+        return Ok(());
+    }
     let modules = modules_dir(dir);
     fs::create_dir_all(&modules).with_context(|| format!("creating {}", modules.display()))?;
-    for module in GUEST_MODULES.iter().filter(|_| arch == Arch::X86_64) {
+    for module in GUEST_MODULES {
         let found = find_module(dir, module)
             .ok_or_else(|| anyhow!("{} has no {module}.ko or {module}.ko.xz", deb.display()))?;
         let plain = modules.join(format!("{}.ko", module_name(module)));
@@ -264,10 +267,7 @@ fn unpack(arch: Arch, deb: &Path, dir: &Path) -> Result<()> {
         }
     }
     let lib = dir.join("lib");
-    if lib.exists() {
-        fs::remove_dir_all(&lib).with_context(|| format!("removing {}", lib.display()))?;
-    }
-    Ok(())
+    fs::remove_dir_all(&lib).with_context(|| format!("removing {}", lib.display()))
 }
 
 /// lib/modules/VERSION/kernel/MODULE.ko or .ko.xz, as tar left it.

@@ -29,9 +29,6 @@ mod in_band;
 mod kernel;
 
 pub use self::kernel::{Kernel, fetch_kernel, fetch_kernel_for};
-
-/// Debian's bpftool (package bpftool), which the x86 guest gets.
-const BPFTOOL: &str = "/usr/sbin/bpftool";
 use self::{in_band::InBand, kernel::vm_dir};
 use crate::{
     arch::Arch,
@@ -40,6 +37,9 @@ use crate::{
     exec::{display, output},
     setup, workspace_root,
 };
+
+/// Debian's bpftool (package bpftool), which the x86 guest gets.
+const BPFTOOL: &str = "/usr/sbin/bpftool";
 
 #[derive(Args)]
 pub struct Options {
@@ -295,9 +295,12 @@ fn build_initramfs(kernel: &Kernel, command: &[String], interactive: bool) -> Re
             .ok_or_else(|| anyhow!("{} has no file name", binary.display()))?
             .to_string_lossy();
         add_host_file(&mut archive, binary, &format!("usr/bin/{name}"), 0o755).with_context(
-            || match binary == Path::new(BPFTOOL) {
-                true => "install bpftool (`cargo xtask setup` does)".to_owned(),
-                false => format!("run `cargo xtask build --arch {arch}` first"),
+            || {
+                if binary == Path::new(BPFTOOL) {
+                    "install bpftool (`cargo xtask setup` does)".to_owned()
+                } else {
+                    format!("run `cargo xtask build --arch {arch}` first")
+                }
             },
         )?;
         // Cross-built binaries are static (.cargo/config.toml): this host's
