@@ -55,6 +55,7 @@ const SERIAL: &[KernelTest] = &[
     conditions::VFS_COND,
     conditions::PIDMAX_COND,
     fields::SOMAXCONN,
+    fields::CDROM,
     system_wide::SYSWIDE,
     system_wide::SYSAGG,
     system_wide::SYSCOMM,

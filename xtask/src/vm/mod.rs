@@ -4,7 +4,8 @@
 //! debug registers exactly).
 //!
 //! The guest is an initramfs built here: busybox, hwbp-trace, the fixtures,
-//! the scripts of tests/vm and the shared libraries they need. /init (init.sh)
+//! bpftool, the few kernel modules the tests load (kernel.rs), the scripts
+//! of tests/vm and the shared libraries they need. /init (init.sh)
 //! runs one command, sends back the files it wrote under /out on the second
 //! serial port and prints `init: exit=N` on the console.
 
@@ -36,6 +37,9 @@ use crate::{
     exec::{display, output},
     setup, workspace_root,
 };
+
+/// Debian's bpftool (package bpftool), which the x86 guest gets.
+const BPFTOOL: &str = "/usr/sbin/bpftool";
 
 #[derive(Args)]
 pub struct Options {
@@ -243,8 +247,9 @@ fn add_host_file(archive: &mut Archive, host: &Path, guest: &str, mode: u32) -> 
     Ok(())
 }
 
-/// The guest's whole file system, for `arch`'s binaries.
-fn build_initramfs(arch: Arch, command: &[String], interactive: bool) -> Result<Archive> {
+/// The guest's whole file system, for `kernel`'s architecture and modules.
+fn build_initramfs(kernel: &Kernel, command: &[String], interactive: bool) -> Result<Archive> {
+    let arch = kernel.arch;
     let mut archive = Archive::default();
     for dir in [
         "proc", "sys", "dev", "tmp", "run", "out", "root", "etc/hwbp",
@@ -276,15 +281,34 @@ fn build_initramfs(arch: Arch, command: &[String], interactive: bool) -> Result<
         }
     }
 
+    for module in &kernel.modules {
+        if let Some(name) = module.file_name() {
+            let guest = format!("lib/modules/{}", name.to_string_lossy());
+            add_host_file(&mut archive, module, &guest, 0o644)?;
+        }
+    }
+
     let mut binaries = vec![arch.release_dir().join("hwbp-trace")];
     binaries.extend(build::fixtures_for(arch)?);
+    // bpftool (libbpf's reading of BTF) is the kernel tests' oracle for a
+    // member's offset: on x86, whose guest runs this host's binaries.
+    if arch == Arch::X86_64 {
+        binaries.push(PathBuf::from(BPFTOOL));
+    }
     for binary in &binaries {
         let name = binary
             .file_name()
             .ok_or_else(|| anyhow!("{} has no file name", binary.display()))?
             .to_string_lossy();
-        add_host_file(&mut archive, binary, &format!("usr/bin/{name}"), 0o755)
-            .with_context(|| format!("run `cargo xtask build --arch {arch}` first"))?;
+        add_host_file(&mut archive, binary, &format!("usr/bin/{name}"), 0o755).with_context(
+            || {
+                if binary == Path::new(BPFTOOL) {
+                    "install bpftool (`cargo xtask setup` does)".to_owned()
+                } else {
+                    format!("run `cargo xtask build --arch {arch}` first")
+                }
+            },
+        )?;
         // Cross-built binaries are static (.cargo/config.toml): this host's
         // ldd cannot read them anyway.
         if arch.cross_target().is_some() {
@@ -477,7 +501,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
                 false
             }
         };
-    let archive = build_initramfs(kernel.arch, command, *interactive)?;
+    let archive = build_initramfs(kernel, command, *interactive)?;
     write_initramfs(&archive, &initrd)?;
     let transfer = run_dir.join("out.b64");
     // A long word (a script) is shown by its size alone.
