@@ -128,7 +128,7 @@ impl Folded {
     /// Counts the hits of one of the kernel's aggregates: every hit,
     /// recorded or not.
     pub fn add_aggregate(&mut self, agg: &AggregateRecord) {
-        let stack = folded(&agg.target, &agg.kstack, &agg.ustack, &agg.ip_sym);
+        let stack = folded_aggregate(agg);
         *self
             .kernel
             .get_or_insert_default()
@@ -163,6 +163,12 @@ fn folded_frame(name: &str) -> String {
 /// calls become frames of their own.
 pub fn folded_stack(hit: &HitRecord) -> String {
     folded(&hit.target, &hit.kstack, &hit.ustack, &hit.ip_sym)
+}
+
+/// [`folded_stack`] of an aggregate's hits: the same text as for each of
+/// those hits, as they share its target and stacks.
+pub fn folded_aggregate(agg: &AggregateRecord) -> String {
+    folded(&agg.target, &agg.kstack, &agg.ustack, &agg.ip_sym)
 }
 
 /// [`folded_stack`] of target `target`'s stacks; the instruction `ip_sym`
