@@ -1,6 +1,8 @@
 //! Golden files for every output format, from one fixed JSONL trace
 //! (tests/data/trace.jsonl: a kernel execute target with BTF-typed
-//! arguments and a user write target with old → new values).
+//! arguments and a user write target with old → new values), and the
+//! report of variants of it: without hit lines (`--records none`), with
+//! records dropped, without aggregate lines, cut among them.
 //!
 //! `UPDATE_GOLDEN=1 cargo test -p hwbp-user --test golden` rewrites the
 //! golden files; review the diff before committing it.
@@ -582,4 +584,88 @@ fn report_without_aggregates_reads_the_hit_lines() {
     let (text, outcome) = report::report_string(&path, &ALL).expect("report");
     assert_eq!((outcome.hits, outcome.counted), (7, None));
     assert_eq!(text, read(&data("report.txt")));
+}
+
+/// A trace cut among its aggregate lines (no summary after them): those
+/// may be incomplete, so the report counts the hit lines, and says so; a
+/// trace with no hit line counts the aggregates it has.
+#[test]
+fn aggregates_without_the_summary_may_be_incomplete() {
+    let scratch = Scratch::new("partial-aggregates");
+    let full = read(&data("trace.jsonl"));
+    let lines: Vec<&str> = full.lines().collect();
+    // Header, 7 hits, the first 2 of 4 aggregates (3 vfs_read, 2 writes).
+    let cut = scratch.path("cut.jsonl");
+    fs::write(&cut, lines[..10].join("\n") + "\n").expect("write");
+    let (text, outcome) = report::report_string(&cut, &ALL).expect("report");
+    assert_eq!((outcome.hits, outcome.counted), (7, Some(5)));
+    assert_eq!(
+        outcome.warnings,
+        [format!(
+            "{}: the aggregate lines end without the summary line: they may be incomplete; the report counts the hit lines instead",
+            cut.display()
+        )]
+    );
+    let old = scratch.path("old.jsonl");
+    variant(&old, |_| true, false, |_| {});
+    let (expected, _) = report::report_string(&old, &ALL).expect("report");
+    assert_eq!(sections(&text), sections(&expected));
+    assert_eq!(target_row(&text, "vfs_read")[3], "4", "{text}");
+
+    let none = scratch.path("none.jsonl");
+    let no_hits: Vec<&str> = lines[..10]
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with(r#"{"type":"hit""#))
+        .collect();
+    fs::write(&none, no_hits.join("\n") + "\n").expect("write");
+    let (text, outcome) = report::report_string(&none, &[By::Comm]).expect("report");
+    assert_eq!((outcome.hits, outcome.counted), (0, Some(5)));
+    assert!(
+        outcome.warnings[0].ends_with("the report counts them, as the trace has no hit line"),
+        "{:?}",
+        outcome.warnings
+    );
+    assert_eq!(
+        target_row(&text, "vfs_read"),
+        ["vfs_read", "vfs_read", "x", "3", "0", "-", "-"],
+        "{text}"
+    );
+    assert_eq!(
+        target_row(&text, "counter:w"),
+        ["counter:w", "counter", "w", "2", "0", "-", "-"],
+        "{text}"
+    );
+}
+
+/// An aggregate's keys are its hits' keys, each with its count; its
+/// hits on no listed CPU still count, under `[unknown]`.
+#[test]
+fn aggregate_keys_count_every_hit() {
+    let agg = AggregateRecord {
+        target: "t".into(),
+        ip_sym: "f+0x0".into(),
+        pid: 7,
+        comm: "a\nb".into(),
+        count: 5,
+        cpus: vec![hwbp::record::format::CpuHits { cpu: 2, hits: 3 }],
+        caller: "g".into(),
+        stack_stored: true,
+        ..Default::default()
+    };
+    let keys = |by: By| {
+        let mut out = Vec::new();
+        by.aggregate_keys(&agg, |key, n| out.push((key, n)));
+        out
+    };
+    let one = |key: &str| vec![(key.to_owned(), 5)];
+    assert_eq!(keys(By::Comm), one("a\\nb"));
+    assert_eq!(keys(By::Pid), one("7"));
+    assert_eq!(keys(By::Caller), one("g"));
+    assert_eq!(keys(By::Stack), one("t;f"));
+    assert_eq!(
+        keys(By::Cpu),
+        [("2".to_owned(), 3), ("[unknown]".to_owned(), 2)]
+    );
+    assert_eq!(keys(By::Value), []);
 }

@@ -136,6 +136,12 @@ impl Folded {
             .or_default() += agg.count;
     }
 
+    /// Forgets the kernel's counts, for aggregates that may be cut short
+    /// (a trace without its summary line): the records' counts again.
+    pub fn forget_aggregates(&mut self) {
+        self.kernel = None;
+    }
+
     /// `stack count` lines, sorted by stack (stable output).
     pub fn lines(&self) -> Vec<String> {
         let counts = self.kernel.as_ref().unwrap_or(&self.counts);
