@@ -597,8 +597,27 @@ fn aggregates_without_the_summary_may_be_incomplete() {
     // Header, 7 hits, the first 2 of 4 aggregates (3 vfs_read, 2 writes).
     let cut = scratch.path("cut.jsonl");
     fs::write(&cut, lines[..10].join("\n") + "\n").expect("write");
-    let (text, outcome) = report::report_string(&cut, &ALL).expect("report");
+    let args = report::ReportArgs {
+        input: cut.clone(),
+        by: ALL.to_vec(),
+        top: 10,
+        folded: Some(scratch.path("cut.folded")),
+        perfetto: None,
+        flamegraph: Some(scratch.path("cut.svg")),
+    };
+    let mut out = Vec::new();
+    let outcome = report::run(&args, &mut out).expect("report");
+    let text = String::from_utf8(out).expect("utf-8");
     assert_eq!((outcome.hits, outcome.counted), (7, Some(5)));
+    // The files count the hit lines too, not the 5 hits of the aggregates.
+    assert_eq!(
+        read(&scratch.path("cut.folded")),
+        read(&data("trace.folded"))
+    );
+    assert!(
+        read(&scratch.path("cut.svg")).contains("<title>vfs_read (4 hits, 57.14%)</title>"),
+        "the flame graph of the hit lines"
+    );
     assert_eq!(
         outcome.warnings,
         [format!(
@@ -668,4 +687,30 @@ fn aggregate_keys_count_every_hit() {
         [("2".to_owned(), 3), ("[unknown]".to_owned(), 2)]
     );
     assert_eq!(keys(By::Value), []);
+}
+
+/// Hits the kernel could not place in its tables (`--max-keys`,
+/// `--max-stacks`) are said under the table, per target.
+#[test]
+fn report_says_what_full_kernel_tables_left_out() {
+    let scratch = Scratch::new("full-tables");
+    let path = scratch.path("full.jsonl");
+    variant(
+        &path,
+        |_| true,
+        true,
+        |s| {
+            s.targets[0].agg_full = 2;
+            s.targets[1].stack_full = 1;
+        },
+    );
+    let (text, _) = report::report_string(&path, &[By::Comm]).expect("report");
+    assert!(
+        text.contains(
+            "counter:w  counter   w        3        0     0.8\n\
+             vfs_read: 2 hits are in no breakdown: the kernel's table of them was full; raise --max-keys\n\
+             counter:w: 1 hits are counted without their stack (caller [unknown]): the kernel had no room left for more stacks; raise --max-stacks\n\n"
+        ),
+        "{text}"
+    );
 }

@@ -486,6 +486,14 @@ impl Export {
         }
     }
 
+    /// Forgets the aggregates a folded export took (see
+    /// [`Folded::forget_aggregates`]); nothing for the other formats.
+    pub fn forget_aggregates(&mut self) {
+        if let Writer::Folded(folded) = &mut self.writer {
+            folded.forget_aggregates();
+        }
+    }
+
     /// One of the kernel's aggregates, at the end of the run: a line of
     /// its own in JSONL, the counts of the collapsed stacks.
     pub fn aggregate(&mut self, agg: &AggregateRecord) {

@@ -308,25 +308,7 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
             }
         });
     }
-    // The aggregate lines are complete when the summary follows them; cut
-    // short, they could count fewer hits than the hit lines, which are
-    // then the report's (unless there are none).
-    let partial = read.outcome.counted.is_some() && read.summary.is_none();
-    let exact = read.outcome.counted.is_some() && !(partial && read.outcome.hits > 0);
-    if partial {
-        read.outcome.warnings.push(format!(
-            "{}: the aggregate lines end without the summary line: they may be incomplete; the report counts {}",
-            input.display(),
-            if exact {
-                "them, as the trace has no hit line"
-            } else {
-                "the hit lines instead"
-            }
-        ));
-        if let Some((_, f)) = flame.as_mut().filter(|_| !exact) {
-            f.forget_aggregates();
-        }
-    }
+    let exact = read.settle(input, &mut exports, flame.as_mut().map(|(_, f)| f));
     let finished = read.summary.clone().unwrap_or_default();
     for export in exports.iter_mut() {
         export
@@ -421,6 +403,33 @@ impl Lines {
             // Its hits carry the target's new name already.
             TraceLine::Change(_) => {}
         }
+    }
+
+    /// Whether the hits and breakdowns are the aggregates' (`exact`). They
+    /// are complete when the summary follows them; cut short, they could
+    /// count fewer hits than the hit lines, which are then the report's
+    /// and the files' (unless there are none), with a warning.
+    fn settle(&mut self, input: &Path, exports: &mut [Export], flame: Option<&mut Folded>) -> bool {
+        let partial = self.outcome.counted.is_some() && self.summary.is_none();
+        let exact = self.outcome.counted.is_some() && !(partial && self.outcome.hits > 0);
+        if partial {
+            self.outcome.warnings.push(format!(
+                "{}: the aggregate lines end without the summary line: they may be incomplete; the report counts {}",
+                input.display(),
+                if exact {
+                    "them, as the trace has no hit line"
+                } else {
+                    "the hit lines instead"
+                }
+            ));
+        }
+        if partial && !exact {
+            exports.iter_mut().for_each(Export::forget_aggregates);
+            if let Some(f) = flame {
+                f.forget_aggregates();
+            }
+        }
+        exact
     }
 }
 
