@@ -51,6 +51,16 @@ fn by_site(trace: &Trace) -> BTreeMap<String, u64> {
     out
 }
 
+/// Hits per caller in the aggregates.
+fn by_caller(trace: &Trace) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for agg in &trace.aggregates {
+        let caller = agg["caller"].as_str().expect("caller").to_owned();
+        *out.entry(caller).or_default() += agg["count"].as_u64().expect("count");
+    }
+    out
+}
+
 /// Hits per call site in the folded file.
 fn folded_by_site(folded: &str) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
@@ -59,6 +69,51 @@ fn folded_by_site(folded: &str) -> BTreeMap<String, u64> {
         *out.entry(site(stack.split(';'))).or_default() += n.parse::<u64>().expect("count");
     }
     out
+}
+
+/// Hits per call site in `hwbp-trace report t.jsonl --by caller --by
+/// stack`: its caller table (an execute hit's caller, a write's own
+/// function) and its stack table, each read by site.
+fn report_by_site(dir: &TempDir) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let jsonl = dir.path("t.jsonl");
+    let out = run(&[
+        "report", &jsonl, "--by", "caller", "--by", "stack", "--top", "1000",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (mut callers, mut stacks) = (BTreeMap::new(), BTreeMap::new());
+    for section in text.split("\n\n") {
+        let mut lines = section.lines();
+        let title = lines.next().unwrap_or_default();
+        let table = if title.contains(" by caller (") {
+            &mut callers
+        } else if title.contains(" by stack (") {
+            &mut stacks
+        } else {
+            continue;
+        };
+        // Under the column titles: `HITS  SHARE  KEY`, a key with spaces
+        // maybe (`<F as FnOnce>::call_once`).
+        for row in lines.skip(1) {
+            let cell = |s: &str| {
+                let s = s.trim_start();
+                s.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned()))
+            };
+            let (hits, rest) = cell(row).unwrap_or_else(|| panic!("{row}\n{text}"));
+            let (_share, key) = cell(&rest).unwrap_or_else(|| panic!("{row}\n{text}"));
+            let hits: u64 = hits
+                .parse()
+                .unwrap_or_else(|e| panic!("{row}: {e}\n{text}"));
+            *table.entry(key.trim_start().to_owned()).or_default() += hits;
+        }
+    }
+    let stacks = stacks
+        .into_iter()
+        .fold(BTreeMap::new(), |mut acc, (stack, n)| {
+            *acc.entry(site(stack.split(';'))).or_default() += n;
+            acc
+        });
+    (callers, stacks)
 }
 
 fn expected() -> BTreeMap<String, u64> {
@@ -100,6 +155,18 @@ fn every_record_mode_counts_each_call_site_exactly() {
             assert_eq!(trace.summary["records"], records, "{what}");
             assert_eq!(by_site(&trace), expected(), "{what}");
             assert_eq!(folded_by_site(&folded), expected(), "{what}");
+            // The report counts every call from the aggregates, in every
+            // mode: by stack, per site.
+            let (callers, stacks) = report_by_site(&dir);
+            assert_eq!(stacks, expected(), "report --by stack: {what}");
+            if mode == "sites" {
+                assert_eq!(callers, expected(), "report --by caller: {what}");
+            } else {
+                // A write's caller is the function at the store: the inlined
+                // atomic store, the same in all three sites.
+                assert_eq!(callers, by_caller(&trace), "report --by caller: {what}");
+                assert_eq!(callers.values().sum::<u64>(), TOTAL, "{what}");
+            }
             let recorded = match records {
                 "all" => TOTAL,
                 "none" => 0,

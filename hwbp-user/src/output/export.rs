@@ -128,12 +128,18 @@ impl Folded {
     /// Counts the hits of one of the kernel's aggregates: every hit,
     /// recorded or not.
     pub fn add_aggregate(&mut self, agg: &AggregateRecord) {
-        let stack = folded(&agg.target, &agg.kstack, &agg.ustack, &agg.ip_sym);
+        let stack = folded_aggregate(agg);
         *self
             .kernel
             .get_or_insert_default()
             .entry(stack)
             .or_default() += agg.count;
+    }
+
+    /// Forgets the kernel's counts, for aggregates that may be cut short
+    /// (a trace without its summary line): the records' counts again.
+    pub fn forget_aggregates(&mut self) {
+        self.kernel = None;
     }
 
     /// `stack count` lines, sorted by stack (stable output).
@@ -163,6 +169,12 @@ fn folded_frame(name: &str) -> String {
 /// calls become frames of their own.
 pub fn folded_stack(hit: &HitRecord) -> String {
     folded(&hit.target, &hit.kstack, &hit.ustack, &hit.ip_sym)
+}
+
+/// [`folded_stack`] of an aggregate's hits: the same text as for each of
+/// those hits, as they share its target and stacks.
+pub fn folded_aggregate(agg: &AggregateRecord) -> String {
+    folded(&agg.target, &agg.kstack, &agg.ustack, &agg.ip_sym)
 }
 
 /// [`folded_stack`] of target `target`'s stacks; the instruction `ip_sym`
@@ -471,6 +483,14 @@ impl Export {
                 self.write_line(&crate::printable::printable(&line));
             }
             _ => {}
+        }
+    }
+
+    /// Forgets the aggregates a folded export took (see
+    /// [`Folded::forget_aggregates`]); nothing for the other formats.
+    pub fn forget_aggregates(&mut self) {
+        if let Writer::Folded(folded) = &mut self.writer {
+            folded.forget_aggregates();
         }
     }
 

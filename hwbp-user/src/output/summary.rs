@@ -7,13 +7,22 @@ use crate::{
 };
 
 /// Columns padded to their widest cell; `numeric` ones aligned right.
-pub fn table<const N: usize>(rows: &[[String; N]], numeric: fn(usize) -> bool) -> String {
-    let widths: Vec<usize> = (0..N)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+/// Rows are arrays, or vectors where the columns depend on the data.
+pub fn table<R: AsRef<[String]>>(rows: &[R], numeric: fn(usize) -> bool) -> String {
+    let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.as_ref().get(i))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in rows {
         let cells: Vec<String> = row
+            .as_ref()
             .iter()
             .zip(&widths)
             .enumerate()
