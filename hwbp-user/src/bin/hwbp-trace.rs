@@ -52,6 +52,10 @@ fn main() -> ExitCode {
         Some(Command::Report(args)) => {
             hwbp::output::report::main(&args).map(|()| ExitCode::SUCCESS)
         }
+        Some(Command::Replay(args)) => session::replay::run(&args).and_then(|replayed| {
+            println!("{}", serde_json::to_string(&replayed)?);
+            Ok(ExitCode::SUCCESS)
+        }),
         Some(Command::Doctor) => hwbp::doctor::run()
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),
@@ -90,6 +94,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         redact_addresses,
         control,
         ack,
+        capture_records,
         verbose: _,
         command,
     } = args;
@@ -138,6 +143,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         control,
         ack,
         changes: None,
+        capture_records,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -169,6 +169,16 @@ impl Symbolizer {
         }
     }
 
+    /// Names the addresses of `pid` by the maps of `from`, read now: a
+    /// replay names the hits of a process that is gone by a live one of
+    /// the same program, loaded at the same addresses (`setarch -R`).
+    pub fn snapshot_as(&mut self, pid: u32, from: u32) {
+        if let Ok(maps) = maps::read_maps(from as i32) {
+            self.processes
+                .insert(pid, ProcessMaps { maps, gone: false });
+        }
+    }
+
     /// `func+0x1f`, `func+0x1f [module]`, `func+0x1f (file:line)`, or the raw address.
     pub fn symbolize(&mut self, pid: u32, addr: u64) -> Arc<str> {
         self.frame(pid, addr, false)

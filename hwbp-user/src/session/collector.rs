@@ -15,7 +15,7 @@ use hwbp_common::{COMM_LEN, HIT_NO_VALUE, Hit};
 use super::{Options, run::EndReason};
 use crate::{
     output::{export::Export, stats::SharedStats},
-    probe::load::Batch,
+    probe::{load::Batch, records::RecordWriter},
     record::{
         format::{HitRecord, WatchSummary},
         redact::Redactor,
@@ -58,6 +58,8 @@ pub(super) struct Collector<'a> {
     pub watches: Vec<Vec<Watch>>,
     /// comm → its shared text (cleared when it grows past COMMS_KEPT).
     comms: HashMap<[u8; COMM_LEN], Arc<str>, foldhash::fast::RandomState>,
+    /// `--capture-records`: where every raw hit goes too.
+    capture: Option<RecordWriter>,
 }
 
 /// One thing a target watched: what its hits say about the target, shared
@@ -99,8 +101,19 @@ impl<'a> Collector<'a> {
         let Options {
             print_hits,
             max_hits,
+            ref capture_records,
             ..
         } = *options;
+        let capture =
+            capture_records
+                .as_deref()
+                .and_then(|path| match RecordWriter::create(path) {
+                    Ok(writer) => Some(writer),
+                    Err(e) => {
+                        log::warn!("not capturing records to {}: {e}", path.display());
+                        None
+                    }
+                });
         let outputs = exports.len();
         Self {
             breakpoints: breakpoints.to_vec(),
@@ -122,6 +135,7 @@ impl<'a> Collector<'a> {
             watches: breakpoints.iter().map(|bp| vec![Watch::new(bp)]).collect(),
             removed: vec![false; breakpoints.len()],
             comms: HashMap::default(),
+            capture,
         }
     }
 }
@@ -213,6 +227,7 @@ impl Collector<'_> {
     }
 
     fn process_batch(&mut self, batch: &mut Batch) {
+        self.capture(batch);
         let mut stdout = io::stdout().lock();
         for hit in batch.hits() {
             let slot = hit.slot as usize;
@@ -263,6 +278,27 @@ impl Collector<'_> {
                 }
                 *reported = true;
             }
+        }
+    }
+
+    /// `--capture-records`: the batch's raw hits to the file; on an error,
+    /// said once, and no more capture.
+    fn capture(&mut self, batch: &Batch) {
+        let Some(writer) = self.capture.as_mut() else {
+            return;
+        };
+        if let Err(e) = batch.hits().iter().try_for_each(|hit| writer.write(hit)) {
+            log::warn!("capturing records stopped: {e}");
+            self.capture = None;
+        }
+    }
+
+    /// Ends `--capture-records`: what is buffered goes to the file.
+    pub fn finish_capture(&mut self) {
+        if let Some(writer) = self.capture.take()
+            && let Err(e) = writer.finish()
+        {
+            log::warn!("capturing records stopped: {e}");
         }
     }
 
