@@ -292,8 +292,12 @@ pub struct Export {
     failed: Option<io::Error>,
 }
 
-/// Records are gathered up to this many bytes before a write.
-const WRITE_CHUNK: usize = 1 << 16;
+/// Records are gathered up to this many bytes before a write: each chunk
+/// wakes the writing thread, and at 64 KiB (about 20 hits with both
+/// stacks) the wakeups took a tenth of the reader's time.
+const WRITE_CHUNK: usize = 1 << 18;
+/// Room past [`WRITE_CHUNK`] for the record that crosses it.
+const RECORD_ROOM: usize = 1 << 16;
 
 impl Export {
     pub fn create(path: &Path, format: Option<Format>) -> Result<Self, ExportError> {
@@ -318,7 +322,7 @@ impl Export {
             format,
             writer,
             sink: Sink::Thread(sink),
-            buf: Vec::with_capacity(WRITE_CHUNK + 4096),
+            buf: Vec::with_capacity(WRITE_CHUNK + RECORD_ROOM),
             committed: 0,
             failed: None,
         };
@@ -459,26 +463,10 @@ impl Export {
         match &mut self.writer {
             Writer::Stream => match self.format {
                 Format::Jsonl => {
-                    // Serialize without cloning the record.
-                    #[derive(serde::Serialize)]
-                    struct Tagged<'a> {
-                        #[serde(rename = "type")]
-                        ty: &'static str,
-                        #[serde(flatten)]
-                        hit: &'a HitRecord,
-                    }
                     // Straight into the chunk, without a String per hit.
-                    let start = self.buf.len();
-                    match serde_json::to_writer(&mut self.buf, &Tagged { ty: "hit", hit }) {
-                        Ok(()) => {
-                            self.buf.push(b'\n');
-                            self.end_record();
-                        }
-                        Err(e) => {
-                            self.buf.truncate(start);
-                            self.failed = Some(io::Error::other(e));
-                        }
-                    }
+                    crate::record::jsonl::write_hit(&mut self.buf, hit);
+                    self.buf.push(b'\n');
+                    self.end_record();
                 }
                 _ => self.write_line(&hit.line()),
             },

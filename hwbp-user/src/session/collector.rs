@@ -60,6 +60,8 @@ pub(super) struct Collector<'a> {
     comms: HashMap<[u8; COMM_LEN], Arc<str>, foldhash::fast::RandomState>,
     /// `--capture-records`: where every raw hit goes too.
     capture: Option<RecordWriter>,
+    /// The batch's records, for the statistics.
+    for_stats: Vec<(usize, Arc<HitRecord>)>,
 }
 
 /// One thing a target watched: what its hits say about the target, shared
@@ -136,6 +138,7 @@ impl<'a> Collector<'a> {
             removed: vec![false; breakpoints.len()],
             comms: HashMap::default(),
             capture,
+            for_stats: Vec::new(),
         }
     }
 }
@@ -255,11 +258,17 @@ impl Collector<'_> {
             for export in self.exports.iter_mut() {
                 export.hit(&record);
             }
-            if let Ok(mut stats) = self.stats.lock() {
-                stats.record(slot, Arc::new(record));
-            }
+            self.for_stats.push((slot, Arc::new(record)));
         }
         batch.clear();
+        // The statistics once a batch: the dashboard and the metrics take
+        // the same lock to read them.
+        if let Ok(mut stats) = self.stats.lock() {
+            for (slot, record) in self.for_stats.drain(..) {
+                stats.record(slot, record);
+            }
+        }
+        self.for_stats.clear();
         for (export, reported) in self.exports.iter().zip(&mut self.write_errors_reported) {
             if *reported {
                 continue;
@@ -355,9 +364,9 @@ impl Collector<'_> {
             comm,
             target,
             symbol,
-            addr: format!("{:#x}", hit.addr),
+            addr: crate::record::format::hex(hit.addr),
             mode: mode_text,
-            ip: format!("{:#x}", hit.ip),
+            ip: crate::record::format::hex(hit.ip),
             // A watchpoint traps after the access: name the accessing instruction.
             ip_sym: self.symbolizer.frame(hit.pid, hit.ip, mode.is_data()),
             value,

@@ -16,8 +16,10 @@
 //! frame).
 //!
 //! It reports the records, the process's CPU time (user and system, every
-//! thread, the trace file's writer included) and the wall time, from the
-//! first record to the trace file closed.
+//! thread, the trace file's writer included), the collecting thread's own
+//! (naming, decoding, formatting: all but the write(2) of the trace file,
+//! which its writer thread makes) and the wall time, from the first record
+//! to the trace file closed.
 
 use std::{
     collections::BTreeSet,
@@ -76,16 +78,13 @@ fn parse_target(s: &str) -> Result<TargetSpec, String> {
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct Replayed {
     pub records: u64,
+    /// CPU time of the whole process.
     pub user_s: f64,
     pub sys_s: f64,
+    /// CPU time of the collecting thread alone.
+    pub collector_user_s: f64,
+    pub collector_sys_s: f64,
     pub wall_s: f64,
-}
-
-impl Replayed {
-    /// Records per second of CPU time (every thread's): per core.
-    pub fn per_cpu_second(&self) -> f64 {
-        self.records as f64 / (self.user_s + self.sys_s)
-    }
 }
 
 /// Replays `args.records` through the collector; what it took.
@@ -150,7 +149,8 @@ pub fn run(args: &ReplayArgs) -> Result<Replayed> {
         &options,
     );
 
-    let (started, cpu_before) = (Instant::now(), cpu_times());
+    let (started, cpu_before) = (Instant::now(), cpu_times(libc::RUSAGE_SELF));
+    let thread_before = cpu_times(libc::RUSAGE_THREAD);
     for _ in 0..args.repeat {
         for record in &records {
             batch.push_record(record);
@@ -179,7 +179,8 @@ pub fn run(args: &ReplayArgs) -> Result<Replayed> {
             .finish(&summary)
             .with_context(|| format!("writing {}", export.path.display()))?;
     }
-    let (wall, cpu_after) = (started.elapsed(), cpu_times());
+    let thread_after = cpu_times(libc::RUSAGE_THREAD);
+    let (wall, cpu_after) = (started.elapsed(), cpu_times(libc::RUSAGE_SELF));
     let records = (0..breakpoints.len())
         .map(|slot| collector.recorded_for(slot))
         .sum();
@@ -187,17 +188,20 @@ pub fn run(args: &ReplayArgs) -> Result<Replayed> {
         records,
         user_s: (cpu_after.0.saturating_sub(cpu_before.0)).as_secs_f64(),
         sys_s: (cpu_after.1.saturating_sub(cpu_before.1)).as_secs_f64(),
+        collector_user_s: (thread_after.0.saturating_sub(thread_before.0)).as_secs_f64(),
+        collector_sys_s: (thread_after.1.saturating_sub(thread_before.1)).as_secs_f64(),
         wall_s: wall.as_secs_f64(),
     })
 }
 
-/// This process's user and system CPU time so far, all threads.
-fn cpu_times() -> (Duration, Duration) {
+/// User and system CPU time so far: of the process (RUSAGE_SELF, all
+/// threads) or of the calling thread (RUSAGE_THREAD).
+fn cpu_times(who: libc::c_int) -> (Duration, Duration) {
     // SAFETY: rusage is plain old data (all zeroes is valid), and
     // getrusage only writes into it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: a valid pointer to a local rusage, which outlives the call.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    unsafe { libc::getrusage(who, &mut usage) };
     let time = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
