@@ -293,8 +293,9 @@ pub struct Export {
 }
 
 /// Records are gathered up to this many bytes before a write: each chunk
-/// wakes the writing thread, and at 64 KiB (about 20 hits with both
-/// stacks) the wakeups took a tenth of the reader's time.
+/// may wake the writing thread, and a hit with both stacks is about 3 KB,
+/// so smaller chunks cost the reader a wakeup every few dozen hits
+/// (BENCHMARKS.md, the replay's profile).
 const WRITE_CHUNK: usize = 1 << 18;
 /// Room past [`WRITE_CHUNK`] for the record that crosses it.
 const RECORD_ROOM: usize = 1 << 16;

@@ -542,8 +542,8 @@ pub fn hex(n: u64) -> String {
     }
     at -= 2;
     text[at..at + 2].copy_from_slice(b"0x");
-    // ASCII: never lossy.
-    String::from_utf8_lossy(&text[at..]).into_owned()
+    // ASCII digits: always UTF-8.
+    String::from(std::str::from_utf8(&text[at..]).unwrap_or_default())
 }
 
 fn is_zero(n: &u64) -> bool {
