@@ -112,7 +112,7 @@ impl Bench {
         let raw = self.scratch.join("captured.raw");
         let replayed = self.scratch.join("replayed.raw");
         let capture_command = self.capture(&raw)?;
-        let kernel_frames = add_kernel_frames(&raw, &replayed)?;
+        let kernel_frames = add_kernel_frames(&raw, &replayed, &kernel_stacks()?)?;
         remove(&raw);
         let out_dir = if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
@@ -234,10 +234,10 @@ fn kernel_stacks() -> Result<Vec<Vec<u64>>> {
         .collect())
 }
 
-/// Copies the records of `from` to `to`, each given the next of
-/// [`kernel_stacks`] as its kernel stack; the frames each stack got.
-fn add_kernel_frames(from: &Path, to: &Path) -> Result<Vec<usize>> {
-    let stacks = kernel_stacks()?;
+/// Copies the records of `from` to `to`, each given the next of `stacks`
+/// as its kernel stack; the frames each stack has.
+fn add_kernel_frames(from: &Path, to: &Path, stacks: &[Vec<u64>]) -> Result<Vec<usize>> {
+    ensure!(!stacks.is_empty(), "no kernel stack to add");
     let bytes = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
     let Some(mut rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
         bail!("{} is not a records file", from.display());
@@ -340,4 +340,70 @@ pub(super) fn write_replay(out: &mut String, replay: &Replay) {
         "```sh\n{}\n{}   # PID: fx_user --wait GO calls 0 (it never goes)\n```\n",
         replay.capture_command, replay.command
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_line_parsed() {
+        let run = parse_run(
+            "{\"records\":1000,\"user_s\":0.5,\"sys_s\":0.25,\"collector_user_s\":0.4,\
+             \"collector_sys_s\":0.1,\"wall_s\":1.0}\n",
+        )
+        .expect("parsed");
+        assert_eq!(run.records, 1000);
+        assert!((run.per_cpu_second() - 1000.0 / 0.75).abs() < 1e-9);
+        assert!((run.collector_s - 0.5).abs() < 1e-9);
+        assert!(parse_run("{\"records\":1}").is_err());
+    }
+
+    /// Kernel frames go in front of the user frames, and the header says
+    /// how many; the rest of each record is as it was.
+    #[test]
+    fn kernel_frames_added_in_turn() {
+        let dir = std::env::temp_dir();
+        let (from, to) = (
+            dir.join(format!("xtask-replay-{}-from", std::process::id())),
+            dir.join(format!("xtask-replay-{}-to", std::process::id())),
+        );
+        let ustack_len = std::mem::offset_of!(Hit, ustack_len);
+        let mut bytes = MAGIC.to_vec();
+        for user in [0x1000u64, 0x2000, 0x3000] {
+            let mut record = vec![0u8; HIT_HEADER_SIZE];
+            record[ustack_len..ustack_len + 4].copy_from_slice(&1u32.to_ne_bytes());
+            record.extend_from_slice(&user.to_ne_bytes());
+            bytes.extend_from_slice(&(record.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&record);
+        }
+        fs::write(&from, &bytes).expect("write");
+        let stacks = vec![vec![0xffff_0001, 0xffff_0002], vec![0xffff_0003]];
+        let counts = add_kernel_frames(&from, &to, &stacks).expect("added");
+        assert_eq!(counts, [2, 1]);
+        let out = fs::read(&to).expect("read");
+        remove(&from);
+        remove(&to);
+        let kstack_len = std::mem::offset_of!(Hit, kstack_len);
+        let mut rest = &out[MAGIC.len()..];
+        let mut seen = Vec::new();
+        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+            let (record, tail) = tail.split_at(u32::from_le_bytes(*len) as usize);
+            let k = u32::from_ne_bytes(record[kstack_len..kstack_len + 4].try_into().expect("4"));
+            let frames: Vec<u64> = record[HIT_HEADER_SIZE..]
+                .chunks(8)
+                .map(|f| u64::from_ne_bytes(f.try_into().expect("8")))
+                .collect();
+            seen.push((k, frames));
+            rest = tail;
+        }
+        assert_eq!(
+            seen,
+            [
+                (2, vec![0xffff_0001, 0xffff_0002, 0x1000]),
+                (1, vec![0xffff_0003, 0x2000]),
+                (2, vec![0xffff_0001, 0xffff_0002, 0x3000]),
+            ]
+        );
+    }
 }
