@@ -226,7 +226,21 @@ impl Collector<'_> {
                 .unwrap_or_else(|| "a panic".to_owned());
             self.failure = Some(format!("internal error while recording hits: {message}"));
             batch.clear();
+            // The hits recorded before the panic are in the files: the
+            // statistics count them too.
+            self.flush_stats();
         }
+    }
+
+    /// The batch's records so far into the statistics: once a batch, as
+    /// the dashboard and the metrics take the same lock to read them.
+    fn flush_stats(&mut self) {
+        if let Ok(mut stats) = self.stats.lock() {
+            for (slot, record) in self.for_stats.drain(..) {
+                stats.record(slot, record);
+            }
+        }
+        self.for_stats.clear();
     }
 
     fn process_batch(&mut self, batch: &mut Batch) {
@@ -261,14 +275,7 @@ impl Collector<'_> {
             self.for_stats.push((slot, Arc::new(record)));
         }
         batch.clear();
-        // The statistics once a batch: the dashboard and the metrics take
-        // the same lock to read them.
-        if let Ok(mut stats) = self.stats.lock() {
-            for (slot, record) in self.for_stats.drain(..) {
-                stats.record(slot, record);
-            }
-        }
-        self.for_stats.clear();
+        self.flush_stats();
         for (export, reported) in self.exports.iter().zip(&mut self.write_errors_reported) {
             if *reported {
                 continue;
