@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     output::export::Format,
+    probe::aggregates::{DEFAULT_MAX_KEYS, DEFAULT_MAX_STACKS, Records},
     probe::load::{DEFAULT_BUFFER_SIZE, check_buffer_size},
     session::StackMode,
     target::TargetSpec,
@@ -128,6 +129,22 @@ pub struct TraceArgs {
     /// Ring buffer size in bytes: a power of two, 4096 (a page) to 1 GiB.
     #[arg(long, value_name = "BYTES", default_value_t = u64::from(DEFAULT_BUFFER_SIZE), value_parser = parse_buffer_size)]
     pub buffer_size: u64,
+
+    /// Which hits get a record in the trace: `all`, `sample:N` (every Nth
+    /// hit of a target on each CPU) or `none`. Counts, stacks and callers
+    /// stay exact in every mode: the kernel counts every hit.
+    #[arg(long, value_name = "MODE", default_value = "all")]
+    pub records: Records,
+
+    /// Room for distinct (target, process, stack) counts in the kernel;
+    /// hits past it are counted as `agg_full`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_KEYS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_keys: u32,
+
+    /// Room for distinct stacks in the kernel (2 KiB each); hits with a
+    /// stack past it are counted under `[stack not stored]`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_STACKS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_stacks: u32,
 
     /// Serve Prometheus metrics at http://HOST:PORT/metrics while tracing.
     #[arg(long, value_name = "HOST:PORT")]

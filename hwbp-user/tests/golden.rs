@@ -14,7 +14,7 @@ use std::{
 use hwbp::{
     output::export::{Export, Folded, Format},
     output::report::{self, By, ReportError},
-    record::format::{Header, HitRecord, Summary, TraceLine},
+    record::format::{AggregateRecord, Header, HitRecord, Summary, TraceLine},
 };
 use serde_json::Value;
 
@@ -73,9 +73,17 @@ fn assert_golden(golden: &str, actual: &str) {
     }
 }
 
-fn parse_trace() -> (Header, Vec<HitRecord>, Summary) {
+/// The fixed trace: header, hits, the kernel's aggregates, summary.
+struct Fixed {
+    header: Header,
+    hits: Vec<HitRecord>,
+    aggregates: Vec<AggregateRecord>,
+    summary: Summary,
+}
+
+fn parse_trace() -> Fixed {
     let file = fs::File::open(data("trace.jsonl")).expect("trace.jsonl");
-    let (mut header, mut hits, mut summary) = (None, Vec::new(), None);
+    let (mut header, mut hits, mut aggregates, mut summary) = (None, Vec::new(), Vec::new(), None);
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.expect("read");
         match serde_json::from_str::<TraceLine>(&line)
@@ -83,22 +91,36 @@ fn parse_trace() -> (Header, Vec<HitRecord>, Summary) {
         {
             TraceLine::Header(h) => header = Some(h),
             TraceLine::Hit(h) => hits.push(h),
+            TraceLine::Aggregate(a) => aggregates.push(a),
             TraceLine::Summary(s) => summary = Some(s),
             TraceLine::Change(c) => panic!("trace.jsonl:{}: no change expected: {c:?}", i + 1),
         }
     }
-    (header.expect("header"), hits, summary.expect("summary"))
+    Fixed {
+        header: header.expect("header"),
+        hits,
+        aggregates,
+        summary: summary.expect("summary"),
+    }
 }
 
 /// Writes the fixed trace in `format` and returns the file's text.
 fn export(format: Format, file: &str) -> String {
     let scratch = Scratch::new(file);
     let path = scratch.path(file);
-    let (header, hits, summary) = parse_trace();
+    let Fixed {
+        header,
+        hits,
+        aggregates,
+        summary,
+    } = parse_trace();
     let mut export = Export::create(&path, Some(format)).expect("create");
     export.header(&header);
     for hit in &hits {
         export.hit(hit);
+    }
+    for agg in &aggregates {
+        export.aggregate(agg);
     }
     export.finish(&summary).expect("finish");
     read(&path)
@@ -141,7 +163,7 @@ fn perfetto_is_chrome_trace_events() {
     let text = export(Format::Perfetto, "s.perfetto.json");
     let json: Value = serde_json::from_str(&text).expect("valid JSON");
     let events = json["traceEvents"].as_array().expect("traceEvents array");
-    let (_, hits, _) = parse_trace();
+    let Fixed { hits, .. } = parse_trace();
 
     // An instant event per hit, on its thread, with target, value and ip_sym.
     let instants: Vec<&Value> = events.iter().filter(|e| e["ph"] == "i").collect();
@@ -207,7 +229,7 @@ fn perfetto_is_chrome_trace_events() {
 
 #[test]
 fn folded_feeds_inferno() {
-    let (header, hits, _) = parse_trace();
+    let Fixed { header, hits, .. } = parse_trace();
     let mut folded = Folded::default();
     for hit in &hits {
         folded.add(hit);
@@ -268,12 +290,17 @@ fn report_writes_every_format() {
 fn truncated_last_line_is_a_warning() {
     let scratch = Scratch::new("truncated");
     let full = read(&data("trace.jsonl"));
-    // Everything but the summary, and half of the last hit, no newline.
+    // The lines before the last hit, and half of it, no newline (a
+    // tracer killed while writing hits).
     let lines: Vec<&str> = full.lines().collect();
-    let last_hit = lines[lines.len() - 2];
+    let last = lines
+        .iter()
+        .rposition(|l| l.starts_with(r#"{"type":"hit""#))
+        .expect("a hit line");
+    let last_hit = lines[last];
     let cut = format!(
         "{}\n{}",
-        lines[..lines.len() - 2].join("\n"),
+        lines[..last].join("\n"),
         &last_hit[..last_hit.len() / 2]
     );
     let path = scratch.path("cut.jsonl");

@@ -251,6 +251,13 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
                 }
             }
             TraceLine::Summary(s) => summary = Some(s),
+            // The breakdowns come from the hit lines; the exports take the
+            // kernel's counts.
+            TraceLine::Aggregate(agg) => {
+                for export in exports.iter_mut() {
+                    export.aggregate(&agg);
+                }
+            }
             // Its hits carry the target's new name already.
             TraceLine::Change(_) => {}
         }

@@ -6,6 +6,7 @@
 //! benchmark. Takes resolved targets from [`crate::target`]; hands raw
 //! hits, read from the ring buffer, to [`crate::record`].
 
+pub mod aggregates;
 pub mod arm;
 pub mod live;
 pub mod load;

@@ -140,7 +140,52 @@ pub enum TraceLine {
     Hit(HitRecord),
     /// A target added, moved, removed, paused or resumed while tracing.
     Change(ChangeRecord),
+    /// Exact counts from the kernel, written at the end (before the
+    /// summary): one per target, process, comm and stack.
+    Aggregate(AggregateRecord),
     Summary(Summary),
+}
+
+/// The hits of one target by one process (and comm) with one stack, as the
+/// BPF program counted them: every hit, recorded or not.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AggregateRecord {
+    /// The target as the user wrote it (its current name, if it was moved).
+    pub target: Arc<str>,
+    /// The instruction at the hits, named: the accessing one of a data
+    /// target, the target itself for an execute one.
+    pub ip_sym: Arc<str>,
+    pub pid: u32,
+    pub comm: Arc<str>,
+    pub count: u64,
+    /// Hits per CPU, by CPU number, CPUs without hits left out.
+    pub cpus: Vec<CpuHits>,
+    /// The calling function of an execute target, the accessing one of a
+    /// data target (as [`HitRecord::caller`]); `[unknown]` without a stack.
+    pub caller: Arc<str>,
+    /// False when the kernel had no room left for this stack's frames
+    /// (`--max-stacks`): its hits are counted here, without frames.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub stack_stored: bool,
+    #[serde(default)]
+    pub kstack: Stack,
+    #[serde(default)]
+    pub ustack: Stack,
+}
+
+/// The hits of an aggregate on one CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuHits {
+    pub cpu: u32,
+    pub hits: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// One change of the targets while tracing (`--control`, the dashboard's
@@ -296,6 +341,23 @@ pub struct TargetSummary {
     pub mode: String,
     /// Hits recorded (lines in the trace).
     pub hits: u64,
+    /// Every hit the BPF program counted (that passed the filters and the
+    /// condition), recorded or not: `hits + dropped + unsampled +
+    /// unrecorded + after_limit`.
+    #[serde(default)]
+    pub counted: u64,
+    /// Hits counted but given no record by choice (`--records sample:N`
+    /// or `none`); not lost. Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unsampled: u64,
+    /// Hits missing from the aggregates because the kernel's table was full
+    /// (`--max-keys`). Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub agg_full: u64,
+    /// Hits counted under a stack whose frames the kernel had no room for
+    /// (`--max-stacks`). Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stack_full: u64,
     /// Hits lost because the ring buffer was full.
     pub dropped: u64,
     /// Hits rejected in the kernel: by --comm/--tid, and hwbp-trace's own
@@ -361,6 +423,26 @@ pub struct Summary {
     /// The signal that killed the command (`SIGKILL`), when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    /// Which hits got a record (`--records`): `all`, `sample:N` or `none`.
+    #[serde(default = "all_records")]
+    pub records: String,
+}
+
+fn all_records() -> String {
+    "all".to_owned()
+}
+
+/// The frame under an execute target's own in its stacks (the kernel one
+/// when there is one): its caller's.
+pub fn stack_caller<'a>(kstack: &'a Stack, ustack: &'a Stack) -> Option<&'a str> {
+    let stack = if kstack.is_empty() { ustack } else { kstack };
+    stack.get(1).map(|frame| &**frame)
+}
+
+/// The function a caller's frame names (the outermost of its inlined
+/// calls); `[unknown]` without one.
+pub fn frame_caller(frame: Option<&str>) -> &str {
+    frame.map_or("[unknown]", last_function)
 }
 
 impl HitRecord {
@@ -372,16 +454,11 @@ impl HitRecord {
     /// and `report --by caller` give, read from a live hit or a JSONL line.
     pub fn caller(&self) -> &str {
         let frame = if &*self.mode == "x" {
-            let stack = if self.kstack.is_empty() {
-                &self.ustack
-            } else {
-                &self.kstack
-            };
-            stack.get(1).map(|frame| &**frame)
+            stack_caller(&self.kstack, &self.ustack)
         } else {
             Some(&*self.ip_sym)
         };
-        frame.map_or("[unknown]", last_function)
+        frame_caller(frame)
     }
 
     /// The headless line, ftrace-like:
@@ -552,6 +629,29 @@ fn is_zero(n: &u64) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// An aggregate line reads back as it was written (a JSON object keyed
+    /// by CPU number would not: the tag's buffering loses the keys' type).
+    #[test]
+    fn aggregate_lines_round_trip() {
+        let line = TraceLine::Aggregate(AggregateRecord {
+            target: "t".into(),
+            ip_sym: "f+0x3".into(),
+            pid: 7,
+            comm: "c".into(),
+            count: 5,
+            cpus: vec![CpuHits { cpu: 0, hits: 2 }, CpuHits { cpu: 3, hits: 3 }],
+            caller: "g".into(),
+            stack_stored: false,
+            kstack: Stack::default(),
+            ustack: vec![Arc::from("f+0x3"), Arc::from("g+0x9")].into(),
+        });
+        let text = serde_json::to_string(&line).expect("serializes");
+        assert!(text.starts_with(r#"{"type":"aggregate","#), "{text}");
+        assert!(text.contains(r#""stack_stored":false"#), "{text}");
+        let back: TraceLine = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, line);
+    }
+
     use super::*;
 
     fn hit() -> HitRecord {

@@ -10,14 +10,20 @@ use std::{
     sync::Arc,
 };
 
-use hwbp_common::{COMM_LEN, HIT_NO_VALUE, Hit};
+use hwbp_common::{COMM_LEN, HIT_NO_VALUE, Hit, StackEntry};
 
 use super::{Options, run::EndReason};
 use crate::{
     output::{export::Export, stats::SharedStats},
-    probe::{load::Batch, records::RecordWriter},
+    probe::{
+        aggregates::{Aggregate, Records},
+        load::Batch,
+        records::RecordWriter,
+    },
     record::{
-        format::{HitRecord, WatchSummary},
+        format::{
+            AggregateRecord, CpuHits, HitRecord, Stack, WatchSummary, frame_caller, stack_caller,
+        },
         redact::Redactor,
         symbolize::Symbolizer,
         values::Values,
@@ -56,6 +62,8 @@ pub(super) struct Collector<'a> {
     /// Per target, what it watched in turn (one entry unless it was moved
     /// while tracing): a hit is named after the watch at its address.
     pub watches: Vec<Vec<Watch>>,
+    /// Which hits get a record (`--records`), for the summary.
+    pub records: Records,
     /// comm → its shared text (cleared when it grows past COMMS_KEPT).
     comms: HashMap<[u8; COMM_LEN], Arc<str>, foldhash::fast::RandomState>,
     /// `--capture-records`: where every raw hit goes too.
@@ -84,6 +92,14 @@ impl Watch {
             hits: 0,
         }
     }
+}
+
+/// A hit's raw stacks, from its record or from the kernel's aggregates.
+struct StackParts<'a> {
+    kernel: &'a [u64],
+    user: &'a [u64],
+    /// [`Hit::ret`].
+    ret: u64,
 }
 
 /// Distinct comms kept shared before the table starts again.
@@ -136,6 +152,7 @@ impl<'a> Collector<'a> {
             values,
             watches: breakpoints.iter().map(|bp| vec![Watch::new(bp)]).collect(),
             removed: vec![false; breakpoints.len()],
+            records: options.filters.records,
             comms: HashMap::default(),
             capture,
             for_stats: Vec::new(),
@@ -318,41 +335,117 @@ impl Collector<'_> {
         }
     }
 
-    fn record(&mut self, slot: usize, watch: usize, hit: &Hit) -> HitRecord {
-        let comm = match self.comms.get(&hit.comm) {
-            Some(comm) => comm.clone(),
-            None => {
-                if self.comms.len() >= COMMS_KEPT {
-                    self.comms.clear();
-                }
-                let len = hit
-                    .comm
-                    .iter()
-                    .position(|&b| b == 0)
-                    .unwrap_or(hit.comm.len());
-                let comm: Arc<str> = String::from_utf8_lossy(&hit.comm[..len]).into();
-                self.comms.insert(hit.comm, comm.clone());
-                comm
-            }
+    /// The shared text of a comm.
+    fn comm(&mut self, raw: &[u8; COMM_LEN]) -> Arc<str> {
+        if let Some(comm) = self.comms.get(raw) {
+            return comm.clone();
+        }
+        if self.comms.len() >= COMMS_KEPT {
+            self.comms.clear();
+        }
+        let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        let comm: Arc<str> = String::from_utf8_lossy(&raw[..len]).into();
+        self.comms.insert(*raw, comm.clone());
+        comm
+    }
+
+    /// Symbolized stacks of target `slot`'s watch `watch`: the kernel one and
+    /// the user one of process `pid`, with the return address `ret` of a
+    /// user function hit at its entry (see [`Hit::ret`]).
+    fn stacks(
+        &mut self,
+        slot: usize,
+        watch: usize,
+        pid: u32,
+        entry: &StackParts,
+    ) -> (Stack, Stack) {
+        let bp = &self.watches[slot][watch].bp;
+        let (data, at_entry, space) = (bp.mode.is_data(), bp.at_entry, bp.space);
+        let kstack = self.symbolizer.kernel_stack(entry.kernel, data);
+        // At a user function's entry the frame-pointer walk skips the
+        // immediate caller: its return address is still at the stack pointer.
+        let ret = if at_entry && space == Space::User {
+            entry.ret
+        } else {
+            0
         };
+        let ustack = self.symbolizer.user_stack(pid, entry.user, data, ret);
+        (kstack, ustack)
+    }
+
+    /// The kernel's aggregates, named: each with its target, comm, stacks
+    /// and caller. A target moved while tracing is counted in the kernel
+    /// by its number alone: its aggregates carry its current name.
+    pub fn aggregate_records(&mut self, aggregates: &[Aggregate]) -> Vec<(usize, AggregateRecord)> {
+        let mut out = Vec::with_capacity(aggregates.len());
+        for agg in aggregates {
+            let slot = agg.slot;
+            let Some(watch) = self.watches.get(slot).and_then(|w| w.len().checked_sub(1)) else {
+                continue;
+            };
+            let empty = StackEntry {
+                kstack_len: 0,
+                ustack_len: 0,
+                ret: 0,
+                frames: [0; 2 * hwbp_common::MAX_STACK_DEPTH],
+            };
+            let entry = agg.stack.as_deref().unwrap_or(&empty);
+            let parts = StackParts {
+                kernel: entry.kstack(),
+                user: entry.ustack(),
+                ret: entry.ret,
+            };
+            let (kstack, ustack) = self.stacks(slot, watch, agg.pid, &parts);
+            let names = &self.watches[slot][watch];
+            let data = names.bp.mode.is_data();
+            let target = names.target.clone();
+            // A watchpoint traps after the access: name the accessing
+            // instruction, as a record's ip_sym does.
+            let ip_sym = self.symbolizer.frame(agg.pid, agg.ip, data);
+            let caller: Arc<str> = if data {
+                frame_caller(Some(&ip_sym)).into()
+            } else {
+                frame_caller(stack_caller(&kstack, &ustack)).into()
+            };
+            let mut record = AggregateRecord {
+                target,
+                ip_sym,
+                pid: agg.pid,
+                comm: self.comm(&agg.comm),
+                count: agg.count(),
+                cpus: agg
+                    .per_cpu
+                    .iter()
+                    .map(|&(cpu, hits)| CpuHits { cpu, hits })
+                    .collect(),
+                caller,
+                stack_stored: agg.stack_id == 0 || agg.stack.is_some(),
+                kstack,
+                ustack,
+            };
+            if let Some(redactor) = &self.redactor {
+                redactor.aggregate(&mut record);
+            }
+            out.push((slot, record));
+        }
+        out
+    }
+
+    fn record(&mut self, slot: usize, watch: usize, hit: &Hit) -> HitRecord {
+        let comm = self.comm(&hit.comm);
         let names = &self.watches[slot][watch];
         let (target, symbol, mode_text) = (
             names.target.clone(),
             names.symbol.clone(),
             names.mode.clone(),
         );
-        let (mode, at_entry, space) = (names.bp.mode, names.bp.at_entry, names.bp.space);
-        let kstack = self.symbolizer.kernel_stack(hit.kstack(), mode.is_data());
-        // At a user function's entry the frame-pointer walk skips the
-        // immediate caller: its return address is still at the stack pointer.
-        let ret = if at_entry && space == Space::User {
-            hit.ret
-        } else {
-            0
+        let mode = names.bp.mode;
+        let parts = StackParts {
+            kernel: hit.kstack(),
+            user: hit.ustack(),
+            ret: hit.ret,
         };
-        let ustack = self
-            .symbolizer
-            .user_stack(hit.pid, hit.ustack(), mode.is_data(), ret);
+        let (kstack, ustack) = self.stacks(slot, watch, hit.pid, &parts);
         let crate::record::values::ValueFields {
             value,
             old_value,

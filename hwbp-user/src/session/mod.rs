@@ -13,6 +13,7 @@ use hwbp_common::Counters;
 use crate::{
     output::export::Format,
     output::stats::SharedStats,
+    probe::aggregates::MapSizes,
     probe::arm::Armament,
     probe::load::{Batch, Filters},
     probe::process::{CommandOutput, ExitWatch, Launched, ProcessError},
@@ -61,7 +62,8 @@ pub struct Options {
     pub max_hits: Option<u64>,
     pub stack: Option<StackMode>,
     pub filters: Filters,
-    pub buffer_size: u64,
+    /// Room in the ring buffer and the aggregate maps.
+    pub sizes: MapSizes,
     /// For the trace header.
     pub command_line: Vec<String>,
     /// Ends the run when notified, like SIGINT: the dashboard's `q` (in raw
@@ -298,6 +300,10 @@ fn target_summary(bp: &Breakpoint, c: &Counters, hits: u64, after_limit: u64) ->
         addr: format!("{:#x}", bp.addr),
         mode: bp.mode.as_str().to_owned(),
         hits,
+        counted: c.hits,
+        unsampled: c.unsampled,
+        agg_full: c.agg_full,
+        stack_full: c.stack_full,
         dropped: c.dropped,
         filtered: c.filtered,
         rejected: c.cond_rejected,

@@ -67,7 +67,7 @@ pub(super) fn prepare(
         ref targets,
         stack,
         ref filters,
-        buffer_size,
+        sizes,
         ref command_line,
         redact_addresses,
         ref outputs,
@@ -76,7 +76,7 @@ pub(super) fn prepare(
 
     // Loading the program and parsing the kernel's BTF need no target: they
     // run beside the resolution of the targets (kallsyms is the slow part).
-    let loading = thread::spawn(move || Probe::load_program(buffer_size));
+    let loading = thread::spawn(move || Probe::load_program(sizes));
     // System-wide every target is a kernel target, whose values want BTF.
     let mut vmlinux_btf = traced_pid.is_none().then(|| thread::spawn(Btf::vmlinux));
 

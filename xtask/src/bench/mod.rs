@@ -129,6 +129,11 @@ pub struct Options {
     /// Records fed through the reader per replay run.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     replay_records: u64,
+    /// Only the paired runs of the record modes (`--records all`,
+    /// `sample:100`, `none`, k+u stacks, against the floor), their table
+    /// printed, no report written.
+    #[arg(long)]
+    only_records: bool,
 }
 
 pub fn run(options: Options) -> Result<()> {
@@ -151,6 +156,7 @@ pub fn run(options: Options) -> Result<()> {
         only_replay,
         replay_runs,
         replay_records,
+        only_records,
     } = options;
     ensure!(
         small < large,
@@ -182,8 +188,12 @@ pub fn run(options: Options) -> Result<()> {
     let machine = Machine::probe();
     println!("bench: {}", machine.one_line());
 
-    if only_conditions {
-        let paired = bench.paired(&Variant::CONDITIONS, paired_runs, paired_hits, batch)?;
+    if only_conditions || only_records {
+        let variants: &[Variant] = match only_conditions {
+            true => &Variant::CONDITIONS,
+            false => &Variant::RECORDS,
+        };
+        let paired = bench.paired(variants, paired_runs, paired_hits, batch)?;
         let mut table = String::new();
         report::write_paired(&mut table, &bench, &paired, batch);
         println!("{table}");
