@@ -59,6 +59,10 @@ pub enum Command {
     Doctor,
     /// Summarize a trace written with `-o FILE.jsonl`; convert it to other formats.
     Report(crate::output::report::ReportArgs),
+    /// Feed raw hits kept by `--capture-records` through the collector, timed
+    /// (the replay benchmark; no BPF, no breakpoint).
+    #[command(hide = true)]
+    Replay(crate::session::replay::ReplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +166,11 @@ pub struct TraceArgs {
     /// with `ok` or `error: WHY` [default: on stderr].
     #[arg(long, value_name = "PATH", requires = "control")]
     pub ack: Option<PathBuf>,
+
+    /// Also write every raw hit to FILE, as the ring buffer gave it: the
+    /// input of the replay benchmark (`cargo xtask bench --only-replay`).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub capture_records: Option<PathBuf>,
 
     /// More diagnostics on stderr.
     #[arg(short, long)]

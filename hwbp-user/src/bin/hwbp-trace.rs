@@ -53,6 +53,10 @@ fn main() -> ExitCode {
         Some(Command::Report(args)) => {
             hwbp::output::report::main(&args).map(|()| ExitCode::SUCCESS)
         }
+        Some(Command::Replay(args)) => session::replay::run(&args).and_then(|replayed| {
+            println!("{}", serde_json::to_string(&replayed)?);
+            Ok(ExitCode::SUCCESS)
+        }),
         Some(Command::Doctor) => hwbp::doctor::run()
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),
@@ -94,6 +98,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         redact_addresses,
         control,
         ack,
+        capture_records,
         verbose: _,
         command,
     } = args;
@@ -153,6 +158,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         control,
         ack,
         changes: None,
+        capture_records,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

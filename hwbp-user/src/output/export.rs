@@ -326,8 +326,13 @@ pub struct Export {
     failed: Option<io::Error>,
 }
 
-/// Records are gathered up to this many bytes before a write.
-const WRITE_CHUNK: usize = 1 << 16;
+/// Records are gathered up to this many bytes before a write: each chunk
+/// may wake the writing thread, and a hit with both stacks is about 3 KB,
+/// so smaller chunks cost the reader a wakeup every few dozen hits
+/// (BENCHMARKS.md, the replay's profile).
+const WRITE_CHUNK: usize = 1 << 18;
+/// Room past [`WRITE_CHUNK`] for the record that crosses it.
+const RECORD_ROOM: usize = 1 << 16;
 
 impl Export {
     pub fn create(path: &Path, format: Option<Format>) -> Result<Self, ExportError> {
@@ -352,7 +357,7 @@ impl Export {
             format,
             writer,
             sink: Sink::Thread(sink),
-            buf: Vec::with_capacity(WRITE_CHUNK + 4096),
+            buf: Vec::with_capacity(WRITE_CHUNK + RECORD_ROOM),
             committed: 0,
             failed: None,
         };
@@ -516,26 +521,10 @@ impl Export {
         match &mut self.writer {
             Writer::Stream => match self.format {
                 Format::Jsonl => {
-                    // Serialize without cloning the record.
-                    #[derive(serde::Serialize)]
-                    struct Tagged<'a> {
-                        #[serde(rename = "type")]
-                        ty: &'static str,
-                        #[serde(flatten)]
-                        hit: &'a HitRecord,
-                    }
                     // Straight into the chunk, without a String per hit.
-                    let start = self.buf.len();
-                    match serde_json::to_writer(&mut self.buf, &Tagged { ty: "hit", hit }) {
-                        Ok(()) => {
-                            self.buf.push(b'\n');
-                            self.end_record();
-                        }
-                        Err(e) => {
-                            self.buf.truncate(start);
-                            self.failed = Some(io::Error::other(e));
-                        }
-                    }
+                    crate::record::jsonl::write_hit(&mut self.buf, hit);
+                    self.buf.push(b'\n');
+                    self.end_record();
                 }
                 _ => self.write_line(&hit.line()),
             },

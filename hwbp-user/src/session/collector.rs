@@ -18,6 +18,7 @@ use crate::{
     probe::{
         aggregates::{Aggregate, Records},
         load::Batch,
+        records::RecordWriter,
     },
     record::{
         format::{
@@ -65,6 +66,10 @@ pub(super) struct Collector<'a> {
     pub records: Records,
     /// comm → its shared text (cleared when it grows past COMMS_KEPT).
     comms: HashMap<[u8; COMM_LEN], Arc<str>, foldhash::fast::RandomState>,
+    /// `--capture-records`: where every raw hit goes too.
+    capture: Option<RecordWriter>,
+    /// The batch's records, for the statistics.
+    for_stats: Vec<(usize, Arc<HitRecord>)>,
 }
 
 /// One thing a target watched: what its hits say about the target, shared
@@ -114,8 +119,19 @@ impl<'a> Collector<'a> {
         let Options {
             print_hits,
             max_hits,
+            ref capture_records,
             ..
         } = *options;
+        let capture =
+            capture_records
+                .as_deref()
+                .and_then(|path| match RecordWriter::create(path) {
+                    Ok(writer) => Some(writer),
+                    Err(e) => {
+                        log::warn!("not capturing records to {}: {e}", path.display());
+                        None
+                    }
+                });
         let outputs = exports.len();
         Self {
             breakpoints: breakpoints.to_vec(),
@@ -138,6 +154,8 @@ impl<'a> Collector<'a> {
             removed: vec![false; breakpoints.len()],
             records: options.filters.records,
             comms: HashMap::default(),
+            capture,
+            for_stats: Vec::new(),
         }
     }
 }
@@ -225,10 +243,25 @@ impl Collector<'_> {
                 .unwrap_or_else(|| "a panic".to_owned());
             self.failure = Some(format!("internal error while recording hits: {message}"));
             batch.clear();
+            // The hits recorded before the panic are in the files: the
+            // statistics count them too.
+            self.flush_stats();
         }
     }
 
+    /// The batch's records so far into the statistics: once a batch, as
+    /// the dashboard and the metrics take the same lock to read them.
+    fn flush_stats(&mut self) {
+        if let Ok(mut stats) = self.stats.lock() {
+            for (slot, record) in self.for_stats.drain(..) {
+                stats.record(slot, record);
+            }
+        }
+        self.for_stats.clear();
+    }
+
     fn process_batch(&mut self, batch: &mut Batch) {
+        self.capture(batch);
         let mut stdout = io::stdout().lock();
         for hit in batch.hits() {
             let slot = hit.slot as usize;
@@ -256,11 +289,10 @@ impl Collector<'_> {
             for export in self.exports.iter_mut() {
                 export.hit(&record);
             }
-            if let Ok(mut stats) = self.stats.lock() {
-                stats.record(slot, Arc::new(record));
-            }
+            self.for_stats.push((slot, Arc::new(record)));
         }
         batch.clear();
+        self.flush_stats();
         for (export, reported) in self.exports.iter().zip(&mut self.write_errors_reported) {
             if *reported {
                 continue;
@@ -279,6 +311,27 @@ impl Collector<'_> {
                 }
                 *reported = true;
             }
+        }
+    }
+
+    /// `--capture-records`: the batch's raw hits to the file; on an error,
+    /// said once, and no more capture.
+    fn capture(&mut self, batch: &Batch) {
+        let Some(writer) = self.capture.as_mut() else {
+            return;
+        };
+        if let Err(e) = batch.hits().iter().try_for_each(|hit| writer.write(hit)) {
+            log::warn!("capturing records stopped: {e}");
+            self.capture = None;
+        }
+    }
+
+    /// Ends `--capture-records`: what is buffered goes to the file.
+    pub fn finish_capture(&mut self) {
+        if let Some(writer) = self.capture.take()
+            && let Err(e) = writer.finish()
+        {
+            log::warn!("capturing records stopped: {e}");
         }
     }
 
@@ -411,9 +464,9 @@ impl Collector<'_> {
             comm,
             target,
             symbol,
-            addr: format!("{:#x}", hit.addr),
+            addr: crate::record::format::hex(hit.addr),
             mode: mode_text,
-            ip: format!("{:#x}", hit.ip),
+            ip: crate::record::format::hex(hit.ip),
             // A watchpoint traps after the access: name the accessing instruction.
             ip_sym: self.symbolizer.frame(hit.pid, hit.ip, mode.is_data()),
             value,

@@ -28,6 +28,7 @@ mod control;
 mod finish;
 pub mod live;
 mod prepare;
+pub mod replay;
 mod run;
 
 pub use run::EndReason;
@@ -48,7 +49,7 @@ pub enum StackMode {
     Both,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     pub targets: Vec<TargetSpec>,
     pub pid: Option<i32>,
@@ -80,6 +81,10 @@ pub struct Options {
     /// The dashboard's changes (`a`, `m`, `x`, space): command lines as
     /// `--control` takes them, each answered through the callback.
     pub changes: Option<Arc<live::Requests>>,
+    /// The hidden `--capture-records FILE`: every raw hit, as the ring
+    /// buffer gave it, also goes to FILE (the replay benchmark's input,
+    /// [`crate::probe::records`]).
+    pub capture_records: Option<PathBuf>,
 }
 
 const SYSCTL_RELEASE: &str = "/proc/sys/kernel/osrelease";

@@ -290,7 +290,11 @@ pub(super) fn stack_choices(
 }
 
 /// The trace's header line: tool, kernel, host, start time, targets.
-fn header(breakpoints: &[Breakpoint], command_line: &[String], start_monotonic_ns: u64) -> Header {
+pub(super) fn header(
+    breakpoints: &[Breakpoint],
+    command_line: &[String],
+    start_monotonic_ns: u64,
+) -> Header {
     Header {
         format_version: FORMAT_VERSION,
         tool: format!("hwbp-trace {}", env!("CARGO_PKG_VERSION")),

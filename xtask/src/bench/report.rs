@@ -357,6 +357,7 @@ pub(super) fn write_report(out: &mut String, machine: &Machine, bench: &Bench, r
     if let Some((section, _)) = &results.vm {
         out.push_str(section);
     }
+    super::replay::write_replay(out, &results.replay);
     write_commands(out, bench, results);
 }
 
