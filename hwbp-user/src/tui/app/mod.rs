@@ -451,10 +451,13 @@ impl App {
         )
     }
 
+    /// Hits of every target (of the filter's comms): the kernel's counts
+    /// once its aggregates are read, as the targets' rows show them, else
+    /// the records'.
     pub fn total_hits(&self) -> u64 {
         match &self.filter {
-            None => self.view.total,
-            Some(_) => (0..self.targets.len()).map(|s| self.hits(s)).sum(),
+            None if !self.view.from_kernel => self.view.total,
+            _ => (0..self.targets.len()).map(|s| self.hits(s)).sum(),
         }
     }
 
