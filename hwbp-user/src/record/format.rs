@@ -439,8 +439,10 @@ pub fn stack_caller<'a>(kstack: &'a Stack, ustack: &'a Stack) -> Option<&'a str>
     stack.get(1).map(|frame| &**frame)
 }
 
-/// The function a caller's frame names (the outermost of its inlined
-/// calls); `[unknown]` without one.
+/// The function a caller's frame names: the innermost of the calls
+/// inlined there, the code that made the call or the access (a Rust
+/// atomic store names `atomic_store`, as gdb's first frame does; its
+/// enclosing function is in the stack); `[unknown]` without one.
 pub fn frame_caller(frame: Option<&str>) -> &str {
     frame.map_or("[unknown]", last_function)
 }
