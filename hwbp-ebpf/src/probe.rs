@@ -190,6 +190,12 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         (*hit).ret = 0;
         if config.flags & SLOT_EXECUTE != 0 {
             (*hit).args = arch::args(&regs);
+            // At a kernel function's first instruction on arm64 the caller's
+            // return address is still in x30, where the kernel's unwinder
+            // (frame records from x29) does not look: userspace inserts it.
+            if flags & HIT_USER_MODE == 0 {
+                (*hit).ret = arch::link_register(&regs).unwrap_or(0);
+            }
         }
 
         let frames = (*hit).frames.as_mut_ptr();

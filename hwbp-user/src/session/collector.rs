@@ -290,7 +290,16 @@ impl Collector<'_> {
             names.mode.clone(),
         );
         let (mode, at_entry, space) = (names.bp.mode, names.bp.at_entry, names.bp.space);
-        let kstack = self.symbolizer.kernel_stack(hit.kstack(), mode.is_data());
+        // At a kernel function's entry on arm64, the caller is in x30 only
+        // (0 elsewhere: x86-64's unwinder finds it).
+        let kret = if at_entry && space == Space::Kernel {
+            hit.ret
+        } else {
+            0
+        };
+        let kstack = self
+            .symbolizer
+            .kernel_stack(hit.kstack(), mode.is_data(), kret);
         // At a user function's entry the frame-pointer walk skips the
         // immediate caller: its return address is still at the stack pointer.
         let ret = if at_entry && space == Space::User {
