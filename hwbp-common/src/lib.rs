@@ -139,8 +139,13 @@ pub struct Counters {
     /// Hits the target's condition (`TARGET if COND`) rejected: not in
     /// `hits`, nothing reserved for them.
     pub cond_rejected: u64,
+    /// arm64: traps that repeated the one before (the same execution of the
+    /// instruction, trapping again because an interrupt ended the kernel's
+    /// single step over it early; docs/arm64.md): not a hit, not in `hits`,
+    /// but in the perf event's own count. Always 0 on x86-64.
+    pub retraps: u64,
 }
-const _: () = assert!(size_of::<Counters>() == 56);
+const _: () = assert!(size_of::<Counters>() == 64);
 
 /// [`Hit::flags`]: the value could not be read.
 pub const HIT_NO_VALUE: u32 = 1 << 0;

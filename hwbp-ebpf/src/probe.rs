@@ -130,6 +130,12 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     let hit = unsafe { &raw mut (*scratch).hit };
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
+    // Before the filters: a filtered hit is stepped (and re-trapped) too.
+    if arch::retrap(&regs, pid_tgid) {
+        // SAFETY: per-CPU slot of this CPU, as below.
+        unsafe { (*counters).retraps += 1 };
+        return Ok(0);
+    }
     // SAFETY: `hit` points to this CPU's scratch Hit (see below). The comm
     // goes straight there and is compared as two words, where aya's
     // bpf_get_current_comm() zeroes, copies and compares it a byte at a

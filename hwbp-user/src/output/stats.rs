@@ -443,6 +443,7 @@ fn counters_since(c: &Counters, base: &Counters) -> Counters {
         filtered,
         value_errors,
         cond_rejected,
+        retraps,
     } = *c;
     Counters {
         hits: hits.saturating_sub(base.hits),
@@ -452,6 +453,7 @@ fn counters_since(c: &Counters, base: &Counters) -> Counters {
         filtered: filtered.saturating_sub(base.filtered),
         value_errors: value_errors.saturating_sub(base.value_errors),
         cond_rejected: cond_rejected.saturating_sub(base.cond_rejected),
+        retraps: retraps.saturating_sub(base.retraps),
     }
 }
 

@@ -92,6 +92,12 @@ pub fn summary_table(summary: &Summary) -> String {
     if rejected > 0 {
         out.push_str(&format!("; rejected by conditions: {rejected}"));
     }
+    let retraps: u64 = summary.targets.iter().map(|t| t.retraps).sum();
+    if retraps > 0 {
+        out.push_str(&format!(
+            "; traps repeated after an interrupt (arm64, not hits): {retraps}"
+        ));
+    }
     if stack_errors > 0 {
         out.push_str(&format!("; stacks not captured: {stack_errors}"));
     }

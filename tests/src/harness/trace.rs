@@ -42,8 +42,9 @@ pub fn parse_trace(text: &str) -> Result<Trace> {
 /// The framing alone (a header first, a summary last, hits between, the
 /// summary's hits equal to the hit lines, or at least them in a file marked
 /// `trace_truncated`), and the accounting: per target, `kernel_count =
-/// hits + dropped + filtered + rejected + missed + after_limit + unrecorded`
-/// (`rejected`, by a condition, is there only when not 0).
+/// hits + dropped + filtered + rejected + retraps + missed + after_limit +
+/// unrecorded` (`rejected`, by a condition, and `retraps`, arm64's repeated
+/// traps, are there only when not 0).
 pub fn parse_framing(text: &str) -> Result<Trace> {
     let lines: Vec<Value> = text
         .lines()
@@ -100,11 +101,12 @@ pub fn parse_framing(text: &str) -> Result<Trace> {
         .into_iter()
         .map(|key| number(target, key))
         .sum::<Result<u64>>()?
-            + target["rejected"].as_u64().unwrap_or(0);
+            + target["rejected"].as_u64().unwrap_or(0)
+            + target["retraps"].as_u64().unwrap_or(0);
         ensure!(
             number(target, "kernel_count")? == accounted,
-            "kernel_count is not hits + dropped + filtered + rejected + missed + after_limit + \
-             unrecorded for {name}: {target}"
+            "kernel_count is not hits + dropped + filtered + rejected + retraps + missed + \
+             after_limit + unrecorded for {name}: {target}"
         );
     }
     Ok(Trace {
