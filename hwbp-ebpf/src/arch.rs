@@ -152,8 +152,8 @@ mod imp {
         again
     }
 
-    /// Runs in every interrupt (a kprobe on irq_enter_rcu, attached only
-    /// on arm64 with kernel targets). When the interrupted task's last
+    /// Runs in every interrupt (a kprobe on irq_enter_rcu, attached on
+    /// arm64 while the program is loaded). When the interrupted task's last
     /// trap is still unlooked-at, walks the frame records to the
     /// interrupt's exception frame and, if the interrupt came at that
     /// trap's instruction and sp with its step pending (SS), marks the
