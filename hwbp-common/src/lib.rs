@@ -25,6 +25,8 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_SCRATCH: &str = "SCRATCH";
 pub const MAP_CONDS: &str = "CONDS";
 pub const MAP_OLD: &str = "OLD";
+pub const MAP_AGGS: &str = "AGGS";
+pub const MAP_STACKS: &str = "STACKS";
 pub const PROGRAM: &str = "hwbp";
 
 /// [`SlotConfig::flags`]: the target address is in the kernel (read its value
@@ -90,9 +92,23 @@ pub struct Filter {
     /// read together: [`STACK_GAP_WATCHED`] when a watchpoint is armed,
     /// `u32::MAX` (never apart) when none is.
     pub stack_gap: u32,
+    /// Which hits get a record in `EVENTS`: [`RECORDS_ALL`],
+    /// [`RECORDS_SAMPLE`] (every `sample_every`th hit of a target on a
+    /// CPU) or [`RECORDS_NONE`]. Every hit is counted in `AGGS` whatever
+    /// this says.
+    pub records: u32,
+    /// With [`RECORDS_SAMPLE`], at least 1.
+    pub sample_every: u32,
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<Filter>() == 40);
+const _: () = assert!(size_of::<Filter>() == 48);
+
+/// [`Filter::records`]: a record for every hit (the default).
+pub const RECORDS_ALL: u32 = 0;
+/// [`Filter::records`]: a record for every [`Filter::sample_every`]th hit.
+pub const RECORDS_SAMPLE: u32 = 1;
+/// [`Filter::records`]: no records, only the aggregates.
+pub const RECORDS_NONE: u32 = 2;
 
 /// [`Filter::stack_gap`] when a data watchpoint is armed. In a user-mode hit
 /// the debug registers stay armed while the BPF program runs, and with a
@@ -120,7 +136,8 @@ const _: () = assert!(size_of::<Config>() == size_of::<Filter>() + 24 * MAX_SLOT
 
 /// Per-target, per-CPU counters (the `COUNTERS` per-CPU array, indexed by
 /// slot). `hits` counts every hit that passed the filters and the target's
-/// condition, so `hits == records delivered + dropped` always holds.
+/// condition, so `hits == records delivered + dropped + unsampled` always
+/// holds.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -139,13 +156,107 @@ pub struct Counters {
     /// Hits the target's condition (`TARGET if COND`) rejected: not in
     /// `hits`, nothing reserved for them.
     pub cond_rejected: u64,
+    /// Hits counted in the aggregates but given no record, by choice
+    /// (`--records sample:N` or `none`): in `hits`, not lost.
+    pub unsampled: u64,
+    /// Hits missing from the aggregates because `AGGS` was full (their
+    /// record, if any, is still made).
+    pub agg_full: u64,
+    /// Hits counted in the aggregates under a stack whose frames `STACKS`
+    /// had no room for.
+    pub stack_full: u64,
     /// arm64: traps that repeated the one before (the same execution of the
     /// instruction, trapping again because an interrupt ended the kernel's
     /// single step over it early; docs/arm64.md): not a hit, not in `hits`,
     /// but in the perf event's own count. Always 0 on x86-64.
     pub retraps: u64,
 }
-const _: () = assert!(size_of::<Counters>() == 64);
+const _: () = assert!(size_of::<Counters>() == 88);
+
+/// A key of the `AGGS` per-CPU hash: hits of one target by one process
+/// (and comm) at one instruction with one stack. The value is a count per
+/// CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AggKey {
+    pub slot: u32,
+    pub pid: u32,
+    /// The stack's id in `STACKS` ([`stack_id`]), 0 for a hit without one.
+    pub stack: u64,
+    /// [`Hit::ip`]: the accessing instruction of a data target (who wrote
+    /// it, even without stacks); the target itself for an execute one.
+    pub ip: u64,
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(size_of::<AggKey>() == 40);
+
+/// A value of the `STACKS` hash, by [`stack_id`]: the frames of a hit as
+/// its record has them (kernel frames, then user frames) and the return
+/// address of [`Hit::ret`], which names the caller of a user function hit
+/// at its entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StackEntry {
+    pub kstack_len: u32,
+    pub ustack_len: u32,
+    pub ret: u64,
+    pub frames: [u64; 2 * MAX_STACK_DEPTH],
+}
+const _: () = assert!(size_of::<StackEntry>() == 2048);
+
+impl StackEntry {
+    /// The kernel stack, innermost first.
+    pub fn kstack(&self) -> &[u64] {
+        let k = (self.kstack_len as usize).min(MAX_STACK_DEPTH);
+        &self.frames[..k]
+    }
+
+    /// The user stack, innermost first.
+    pub fn ustack(&self) -> &[u64] {
+        let k = (self.kstack_len as usize).min(MAX_STACK_DEPTH);
+        let u = (self.ustack_len as usize).min(MAX_STACK_DEPTH);
+        &self.frames[k..k + u]
+    }
+}
+
+/// The start of a stack's id: its lengths and return address mixed. The BPF
+/// program and userspace compute ids with these three functions alike, so
+/// that a record's stack can be matched with its aggregate.
+#[inline(always)]
+pub fn stack_hash_start(kstack_len: u32, ustack_len: u32, ret: u64) -> u64 {
+    stack_hash_step(
+        stack_hash_step(
+            0x243f_6a88_85a3_08d3,
+            (u64::from(kstack_len) << 32) | u64::from(ustack_len),
+        ),
+        ret,
+    )
+}
+
+/// One frame mixed into a stack's id (a multiply and a rotate per word, as
+/// FxHash: cheap in BPF, where every instruction of the loop is verified).
+#[inline(always)]
+pub fn stack_hash_step(h: u64, word: u64) -> u64 {
+    (h ^ word)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .rotate_left(29)
+}
+
+/// The id: never 0, which means "no stack".
+#[inline(always)]
+pub fn stack_hash_finish(h: u64) -> u64 {
+    let h = h ^ (h >> 32);
+    if h == 0 { 1 } else { h }
+}
+
+/// The id of a stack (kernel frames then user frames, and `ret`).
+pub fn stack_id(kstack: &[u64], ustack: &[u64], ret: u64) -> u64 {
+    let mut h = stack_hash_start(kstack.len() as u32, ustack.len() as u32, ret);
+    for &frame in kstack.iter().chain(ustack) {
+        h = stack_hash_step(h, frame);
+    }
+    stack_hash_finish(h)
+}
 
 /// [`Hit::flags`]: the value could not be read.
 pub const HIT_NO_VALUE: u32 = 1 << 0;
@@ -298,4 +409,8 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Counters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::AggKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::StackEntry {}
 }

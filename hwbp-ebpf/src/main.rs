@@ -5,6 +5,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod aggregate;
+#[cfg(target_arch = "bpf")]
 mod arch;
 #[cfg(target_arch = "bpf")]
 mod condition;

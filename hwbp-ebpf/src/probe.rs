@@ -20,11 +20,15 @@ use aya_ebpf::{
 };
 use hwbp_common::{
     COMM_LEN, Config, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, Filter, HIT_HEADER_SIZE,
-    HIT_NO_VALUE, HIT_USER_MODE, Hit, MAX_SLOTS, MAX_STACK_DEPTH, SLOT_COND, SLOT_EXECUTE,
-    SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, SlotConfig,
+    HIT_NO_VALUE, HIT_USER_MODE, Hit, MAX_SLOTS, MAX_STACK_DEPTH, RECORDS_ALL, RECORDS_NONE,
+    SLOT_COND, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, SlotConfig,
+    StackEntry,
 };
 
-use crate::condition::{COND_SCRATCH, condition};
+use crate::{
+    aggregate::aggregate,
+    condition::{COND_SCRATCH, condition},
+};
 
 /// Hits, in order per CPU. Sized by userspace (`--buffer-size`) at load time.
 #[map(name = "EVENTS")]
@@ -66,6 +70,9 @@ pub(crate) struct Scratch {
     window: [u64; BUFFER_WORDS as usize + 1],
     /// A condition's operands, gathered per hit (see [`condition`]).
     operands: [u64; COND_SCRATCH],
+    /// Where a new stack is assembled for `STACKS` (see
+    /// [`crate::aggregate`]).
+    stack: StackEntry,
 }
 
 impl Scratch {
@@ -77,6 +84,16 @@ impl Scratch {
     pub(crate) unsafe fn operands(scratch: *mut Self) -> *mut u64 {
         // SAFETY: see the function's safety section.
         unsafe { (&raw mut (*scratch).operands).cast() }
+    }
+
+    /// Where [`crate::aggregate`] assembles a new stack.
+    ///
+    /// # Safety
+    /// `scratch` is this CPU's scratch entry.
+    #[inline(always)]
+    pub(crate) unsafe fn stack_entry(scratch: *mut Self) -> *mut StackEntry {
+        // SAFETY: see the function's safety section.
+        unsafe { &raw mut (*scratch).stack }
     }
 }
 
@@ -226,6 +243,12 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         let ulen =
             core::ptr::read_volatile(&raw const (*hit).ustack_len).min(MAX_STACK_DEPTH as u32);
 
+        aggregate(config.slot, scratch, hit, counters);
+        if !recorded(filter, (*counters).hits) {
+            (*counters).unsampled += 1;
+            return Ok(0);
+        }
+
         let frames = klen as usize + ulen as usize;
         let size = HIT_HEADER_SIZE + frames * 8;
         if !emit(hit, frames, wakeup(filter, size as u64)) {
@@ -270,6 +293,20 @@ unsafe fn fill_header(
             if flags & HIT_USER_MODE == 0 {
                 (*hit).ret = arch::link_register(regs).unwrap_or(0);
             }
+        }
+    }
+}
+
+/// Whether a target's hit, its `hits`th on this CPU, gets a record
+/// (`--records`): all, the first and then every `sample_every`th, or none.
+#[inline(always)]
+fn recorded(filter: &Filter, hits: u64) -> bool {
+    match filter.records {
+        RECORDS_ALL => true,
+        RECORDS_NONE => false,
+        _ => {
+            let every = u64::from(filter.sample_every.max(1));
+            hits % every == 1 % every
         }
     }
 }

@@ -29,7 +29,10 @@ fn man(out: &Path) -> Result<Vec<String>> {
         written.push(file);
         Ok(())
     };
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+    {
         // `hwbp-trace-report(1)` as man and git name subcommand pages.
         let name = format!("{NAME}-{}", sub.get_name());
         let file = format!("{name}.1");

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     output::export::Format,
+    probe::aggregates::{DEFAULT_MAX_KEYS, DEFAULT_MAX_STACKS, Records},
     probe::load::{DEFAULT_BUFFER_SIZE, check_buffer_size},
     session::StackMode,
     target::TargetSpec,
@@ -58,6 +59,10 @@ pub enum Command {
     Doctor,
     /// Summarize a trace written with `-o FILE.jsonl`; convert it to other formats.
     Report(crate::output::report::ReportArgs),
+    /// Feed raw hits kept by `--capture-records` through the collector, timed
+    /// (the replay benchmark; no BPF, no breakpoint).
+    #[command(hide = true)]
+    Replay(crate::session::replay::ReplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +130,22 @@ pub struct TraceArgs {
     #[arg(long, value_name = "BYTES", default_value_t = u64::from(DEFAULT_BUFFER_SIZE), value_parser = parse_buffer_size)]
     pub buffer_size: u64,
 
+    /// Which hits get a record in the trace: `all`, `sample:N` (every Nth
+    /// hit of a target on each CPU) or `none`. Counts, stacks and callers
+    /// stay exact in every mode: the kernel counts every hit.
+    #[arg(long, value_name = "MODE", default_value = "all")]
+    pub records: Records,
+
+    /// Room for distinct (target, process, stack) counts in the kernel;
+    /// hits past it are counted as `agg_full`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_KEYS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_keys: u32,
+
+    /// Room for distinct stacks in the kernel (2 KiB each); hits with a
+    /// stack past it are counted under `[stack not stored]`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_STACKS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_stacks: u32,
+
     /// Serve Prometheus metrics at http://HOST:PORT/metrics while tracing.
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
@@ -145,6 +166,11 @@ pub struct TraceArgs {
     /// with `ok` or `error: WHY` [default: on stderr].
     #[arg(long, value_name = "PATH", requires = "control")]
     pub ack: Option<PathBuf>,
+
+    /// Also write every raw hit to FILE, as the ring buffer gave it: the
+    /// input of the replay benchmark (`cargo xtask bench --only-replay`).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub capture_records: Option<PathBuf>,
 
     /// More diagnostics on stderr.
     #[arg(short, long)]

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::{
     fixture,
-    harness::trace::{hex_field, number, parse_framing},
+    harness::trace::{Trace, hex_field, number, parse_framing},
     run, stderr,
 };
 
@@ -18,9 +18,14 @@ use crate::{
 /// and accounting as the kernel tests and the benchmark do
 /// ([`parse_framing`]).
 pub fn read_trace(path: &str) -> (Value, Vec<Value>, Value) {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let trace = parse_framing(&text).unwrap_or_else(|e| panic!("{path}: {e:#}"));
+    let trace = read_full_trace(path);
     (trace.header, trace.hits, trace.summary)
+}
+
+/// [`read_trace`], with the kernel's aggregates.
+pub fn read_full_trace(path: &str) -> Trace {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    parse_framing(&text).unwrap_or_else(|e| panic!("{path}: {e:#}"))
 }
 
 /// Runs hwbp-trace headless with `-o out_file` and `args`, asserts that it

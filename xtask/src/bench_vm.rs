@@ -126,6 +126,7 @@ pub fn run(kernel_version: Option<&str>) -> Result<(String, String)> {
         // one vCPU is time the fixture's vCPU does not run, and counts in
         // its loop (the ratios doubled). bench.sh opens no per-task event.
         mttcg: true,
+        cpus: vm::CPUS,
         interactive: false,
         out_dir: &out_dir,
     })?;

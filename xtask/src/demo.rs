@@ -243,6 +243,7 @@ fn check_pid_max_writes(demo: &Demo, arch: Arch) -> Result<()> {
     let writes = Trace {
         header: demo.trace.header.clone(),
         hits: demo.hits("pid_max").cloned().collect(),
+        aggregates: Vec::new(),
         summary: Value::Null,
     };
     ensure!(
@@ -334,6 +335,7 @@ pub fn run(options: Options) -> Result<()> {
         timeout: Some(Duration::from_secs(600)),
         boot_timeout: vm::BOOT_TIMEOUT,
         mttcg: false,
+        cpus: vm::CPUS,
         interactive: false,
         out_dir: &out_dir,
     })?;

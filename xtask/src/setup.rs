@@ -31,7 +31,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// link them with each linker, and ask gdb and perf where their symbols
 /// are and how often they are hit), binutils and xz-utils for the
 /// debug-file test (objcopy, strip and xz make its separate debug files and
-/// MiniDebugInfo).
+/// MiniDebugInfo; xz also unpacks the guest's `.ko.xz` modules), bpftool
+/// for the VM (its reading of a module's BTF is a kernel test's oracle).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
@@ -45,6 +46,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "gdb",
     "binutils",
     "xz-utils",
+    "bpftool",
 ];
 
 pub fn run() -> Result<()> {

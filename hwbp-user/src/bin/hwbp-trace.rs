@@ -14,6 +14,7 @@ use hwbp::{
     output::stats::Stats,
     output::summary::summary_table,
     printable::plural,
+    probe::aggregates::{MapSizes, Records},
     probe::arm::Armament,
     probe::arm::Scope,
     probe::load::Filters,
@@ -52,6 +53,10 @@ fn main() -> ExitCode {
         Some(Command::Report(args)) => {
             hwbp::output::report::main(&args).map(|()| ExitCode::SUCCESS)
         }
+        Some(Command::Replay(args)) => session::replay::run(&args).and_then(|replayed| {
+            println!("{}", serde_json::to_string(&replayed)?);
+            Ok(ExitCode::SUCCESS)
+        }),
         Some(Command::Doctor) => hwbp::doctor::run()
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),
@@ -86,16 +91,25 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         comm,
         tid,
         buffer_size,
+        records,
+        max_keys,
+        max_stacks,
         metrics_addr,
         redact_addresses,
         control,
         ack,
+        capture_records,
         verbose: _,
         command,
     } = args;
     if targets.is_empty() {
         anyhow::bail!(session::UsageError(
             "name at least one TARGET, e.g. `hwbp-trace vfs_read` or `hwbp-trace counter -- ./app`; see --help".into()
+        ));
+    }
+    if max_hits.is_some() && records == Records::None {
+        anyhow::bail!(session::UsageError(
+            "-n counts recorded hits, and --records none records none: bound the run with -d SECONDS, or record some hits with --records sample:N".into()
         ));
     }
     // A terminal gets the dashboard; a pipe or --no-tui the headless lines.
@@ -106,6 +120,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         outputs: outputs.iter().map(|p| p.display().to_string()).collect(),
         launched: !command.is_empty(),
         redact_addresses,
+        records,
         // The dashboard has the terminal: a command we start writes into
         // a pipe instead, shown by `o` and printed after the dashboard.
         output: (!command.is_empty()).then(|| CommandOutput::of(&command)),
@@ -126,8 +141,13 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
             tid,
             // A tracer never records itself.
             exclude_pid: Some(std::process::id()),
+            records,
         },
-        buffer_size,
+        sizes: MapSizes {
+            buffer: buffer_size,
+            keys: max_keys,
+            stacks: max_stacks,
+        },
         // args_os: an argument need not be UTF-8 (std::env::args panics then).
         command_line: std::env::args_os()
             .map(|a| a.to_string_lossy().into_owned())
@@ -138,6 +158,7 @@ fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         control,
         ack,
         changes: None,
+        capture_records,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

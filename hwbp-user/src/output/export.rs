@@ -21,7 +21,7 @@ use thiserror::Error;
 use crate::{
     output::writer::{Writer as FileWriter, Written},
     record::format::frame_functions,
-    record::format::{ChangeRecord, Header, HitRecord, Summary, TraceLine},
+    record::format::{AggregateRecord, ChangeRecord, Header, HitRecord, Stack, Summary, TraceLine},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -110,10 +110,14 @@ pub fn create_file(path: &Path) -> Result<File, ExportError> {
         })
 }
 
-/// Collapsed stacks, aggregated: one count per distinct stack.
+/// Collapsed stacks, aggregated: one count per distinct stack. From the
+/// records as they come, until the kernel's exact counts arrive at the end
+/// (see [`Folded::add_aggregate`]): those replace them.
 #[derive(Debug, Default)]
 pub struct Folded {
     counts: HashMap<String, u64>,
+    /// From the kernel's aggregates, once there are any.
+    kernel: Option<HashMap<String, u64>>,
 }
 
 impl Folded {
@@ -121,9 +125,27 @@ impl Folded {
         *self.counts.entry(folded_stack(hit)).or_default() += 1;
     }
 
+    /// Counts the hits of one of the kernel's aggregates: every hit,
+    /// recorded or not.
+    pub fn add_aggregate(&mut self, agg: &AggregateRecord) {
+        let stack = folded_aggregate(agg);
+        *self
+            .kernel
+            .get_or_insert_default()
+            .entry(stack)
+            .or_default() += agg.count;
+    }
+
+    /// Forgets the kernel's counts, for aggregates that may be cut short
+    /// (a trace without its summary line): the records' counts again.
+    pub fn forget_aggregates(&mut self) {
+        self.kernel = None;
+    }
+
     /// `stack count` lines, sorted by stack (stable output).
     pub fn lines(&self) -> Vec<String> {
-        let sorted: BTreeMap<&String, &u64> = self.counts.iter().collect();
+        let counts = self.kernel.as_ref().unwrap_or(&self.counts);
+        let sorted: BTreeMap<&String, &u64> = counts.iter().collect();
         sorted
             .into_iter()
             .map(|(stack, n)| format!("{stack} {n}"))
@@ -131,7 +153,7 @@ impl Folded {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.kernel.as_ref().unwrap_or(&self.counts).is_empty()
     }
 }
 
@@ -146,20 +168,32 @@ fn folded_frame(name: &str) -> String {
 /// user frames from the root, then kernel frames down to the hit; inlined
 /// calls become frames of their own.
 pub fn folded_stack(hit: &HitRecord) -> String {
-    let mut frames = vec![folded_frame(&hit.target)];
+    folded(&hit.target, &hit.kstack, &hit.ustack, &hit.ip_sym)
+}
+
+/// [`folded_stack`] of an aggregate's hits: the same text as for each of
+/// those hits, as they share its target and stacks.
+pub fn folded_aggregate(agg: &AggregateRecord) -> String {
+    folded(&agg.target, &agg.kstack, &agg.ustack, &agg.ip_sym)
+}
+
+/// [`folded_stack`] of target `target`'s stacks; the instruction `ip_sym`
+/// alone when there are none.
+fn folded(target: &str, kstack: &Stack, ustack: &Stack, ip_sym: &str) -> String {
+    let mut frames = vec![folded_frame(target)];
     let mut push = |frame: &str| {
         for f in frame_functions(frame) {
             frames.push(folded_frame(f));
         }
     };
-    for f in hit.ustack.iter().rev() {
+    for f in ustack.iter().rev() {
         push(f);
     }
-    for f in hit.kstack.iter().rev() {
+    for f in kstack.iter().rev() {
         push(f);
     }
-    if hit.ustack.is_empty() && hit.kstack.is_empty() {
-        push(&hit.ip_sym);
+    if ustack.is_empty() && kstack.is_empty() {
+        push(ip_sym);
     }
     frames.join(";")
 }
@@ -292,8 +326,13 @@ pub struct Export {
     failed: Option<io::Error>,
 }
 
-/// Records are gathered up to this many bytes before a write.
-const WRITE_CHUNK: usize = 1 << 16;
+/// Records are gathered up to this many bytes before a write: each chunk
+/// may wake the writing thread, and a hit with both stacks is about 3 KB,
+/// so smaller chunks cost the reader a wakeup every few dozen hits
+/// (BENCHMARKS.md, the replay's profile).
+const WRITE_CHUNK: usize = 1 << 18;
+/// Room past [`WRITE_CHUNK`] for the record that crosses it.
+const RECORD_ROOM: usize = 1 << 16;
 
 impl Export {
     pub fn create(path: &Path, format: Option<Format>) -> Result<Self, ExportError> {
@@ -318,7 +357,7 @@ impl Export {
             format,
             writer,
             sink: Sink::Thread(sink),
-            buf: Vec::with_capacity(WRITE_CHUNK + 4096),
+            buf: Vec::with_capacity(WRITE_CHUNK + RECORD_ROOM),
             committed: 0,
             failed: None,
         };
@@ -452,6 +491,29 @@ impl Export {
         }
     }
 
+    /// Forgets the aggregates a folded export took (see
+    /// [`Folded::forget_aggregates`]); nothing for the other formats.
+    pub fn forget_aggregates(&mut self) {
+        if let Writer::Folded(folded) = &mut self.writer {
+            folded.forget_aggregates();
+        }
+    }
+
+    /// One of the kernel's aggregates, at the end of the run: a line of
+    /// its own in JSONL, the counts of the collapsed stacks.
+    pub fn aggregate(&mut self, agg: &AggregateRecord) {
+        if self.error().is_some() {
+            return;
+        }
+        match &mut self.writer {
+            Writer::Stream if self.format == Format::Jsonl => {
+                self.write_json(&TraceLine::Aggregate(agg.clone()));
+            }
+            Writer::Folded(folded) => folded.add_aggregate(agg),
+            Writer::Stream | Writer::Perfetto(_) => {}
+        }
+    }
+
     pub fn hit(&mut self, hit: &HitRecord) {
         if self.error().is_some() {
             return;
@@ -459,26 +521,10 @@ impl Export {
         match &mut self.writer {
             Writer::Stream => match self.format {
                 Format::Jsonl => {
-                    // Serialize without cloning the record.
-                    #[derive(serde::Serialize)]
-                    struct Tagged<'a> {
-                        #[serde(rename = "type")]
-                        ty: &'static str,
-                        #[serde(flatten)]
-                        hit: &'a HitRecord,
-                    }
                     // Straight into the chunk, without a String per hit.
-                    let start = self.buf.len();
-                    match serde_json::to_writer(&mut self.buf, &Tagged { ty: "hit", hit }) {
-                        Ok(()) => {
-                            self.buf.push(b'\n');
-                            self.end_record();
-                        }
-                        Err(e) => {
-                            self.buf.truncate(start);
-                            self.failed = Some(io::Error::other(e));
-                        }
-                    }
+                    crate::record::jsonl::write_hit(&mut self.buf, hit);
+                    self.buf.push(b'\n');
+                    self.end_record();
                 }
                 _ => self.write_line(&hit.line()),
             },

@@ -3,7 +3,12 @@
 //! The trace is streamed line by line: memory grows with the number of
 //! distinct keys of the breakdowns asked for, never with the number of hits.
 //! The same pass can write collapsed stacks, Perfetto JSON and a flame graph
-//! (inferno). A last line cut short (the tracer was killed while writing)
+//! (inferno). The hits and their breakdowns come from the kernel's
+//! aggregate lines when the trace has them: every hit, recorded or not
+//! (`--records sample:N|none`, drops). Values exist only in records, so
+//! they come from the hit lines, called a sample when some hits have none;
+//! an older trace without aggregate lines is read from its hit lines alone.
+//! A last line cut short (the tracer was killed while writing)
 //! is a warning; any other unreadable line is an error naming its number.
 
 use std::{
@@ -21,7 +26,7 @@ use crate::{
     output::export::{self, Export, ExportError, Folded, Format},
     output::summary::table,
     printable::printable,
-    record::format::{Header, HitRecord, Summary, TraceLine},
+    record::format::{AggregateRecord, Header, HitRecord, Summary, TargetSummary, TraceLine},
 };
 
 /// Distinct keys kept per breakdown; further ones count as `[other]`.
@@ -61,10 +66,10 @@ impl By {
     /// escaped, or None when it has none (a value for an execute hit).
     pub fn key(self, hit: &HitRecord) -> Option<String> {
         match self {
-            Self::Comm => Some(printable(&hit.comm).into_owned()),
-            Self::Pid => Some(hit.pid.to_string()),
-            Self::Cpu => Some(hit.cpu.to_string()),
-            Self::Caller => Some(printable(hit.caller()).into_owned()),
+            Self::Comm => Some(comm_key(&hit.comm)),
+            Self::Pid => Some(pid_key(hit.pid)),
+            Self::Cpu => Some(cpu_key(hit.cpu)),
+            Self::Caller => Some(caller_key(hit.caller())),
             // Escaped already, as in the .folded export.
             Self::Stack => Some(export::folded_stack(hit)),
             Self::Value => hit.value.map(|v| match &hit.value_text {
@@ -73,6 +78,49 @@ impl By {
             }),
         }
     }
+
+    /// The keys of an aggregate's hits, each with its number of hits: the
+    /// key [`By::key`] gives each of those hits. Nothing for `value`, which
+    /// only records carry.
+    pub fn aggregate_keys(self, agg: &AggregateRecord, mut each: impl FnMut(String, u64)) {
+        match self {
+            Self::Comm => each(comm_key(&agg.comm), agg.count),
+            Self::Pid => each(pid_key(agg.pid), agg.count),
+            Self::Cpu => {
+                let mut on_cpus = 0u64;
+                for c in &agg.cpus {
+                    on_cpus = on_cpus.saturating_add(c.hits);
+                    each(cpu_key(c.cpu), c.hits);
+                }
+                // A line without its per-CPU hits (edited by hand): still
+                // every hit, under no CPU.
+                if on_cpus < agg.count {
+                    each("[unknown]".to_owned(), agg.count - on_cpus);
+                }
+            }
+            // The line's caller is the hits' (the rule of HitRecord::caller,
+            // applied when the trace was written).
+            Self::Caller => each(caller_key(&agg.caller), agg.count),
+            Self::Stack => each(export::folded_aggregate(agg), agg.count),
+            Self::Value => {}
+        }
+    }
+}
+
+fn comm_key(comm: &str) -> String {
+    printable(comm).into_owned()
+}
+
+fn pid_key(pid: u32) -> String {
+    pid.to_string()
+}
+
+fn cpu_key(cpu: u32) -> String {
+    cpu.to_string()
+}
+
+fn caller_key(caller: &str) -> String {
+    printable(caller).into_owned()
 }
 
 #[derive(Debug, Args)]
@@ -139,20 +187,32 @@ pub enum ReportError {
     Write { path: PathBuf, error: io::Error },
 }
 
-/// Per-target totals and breakdowns, filled as the trace streams by.
+/// Hits and their breakdowns (one map per `--by` key), from one source.
 #[derive(Debug, Default)]
-struct TargetReport {
+struct Tally {
     hits: u64,
-    first_ns: Option<u64>,
-    last_ns: u64,
     breakdowns: Vec<HashMap<String, u64>>,
     other: Vec<u64>,
+}
+
+/// Per-target totals and breakdowns, filled as the trace streams by: from
+/// the hit lines, and from the kernel's aggregates (every hit, recorded or
+/// not). The aggregates come last, so both are kept until the end decides.
+#[derive(Debug, Default)]
+struct TargetReport {
+    first_ns: Option<u64>,
+    last_ns: u64,
+    records: Tally,
+    kernel: Tally,
 }
 
 /// What a report found, for callers that want more than the text.
 #[derive(Debug, Default)]
 pub struct Outcome {
+    /// Hit lines read.
     pub hits: u64,
+    /// Every hit the trace's aggregate lines count, when it has any.
+    pub counted: Option<u64>,
     /// Lines that were not read: a truncated last line.
     pub warnings: Vec<String>,
 }
@@ -191,10 +251,7 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
     };
 
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut header: Option<Header> = None;
-    let mut summary: Option<Summary> = None;
-    let mut targets: Vec<(String, TargetReport)> = Vec::new();
-    let mut outcome = Outcome::default();
+    let mut read = Lines::default();
     // Bytes, not a String: a line cut inside a multi-byte character is not
     // UTF-8, and that must be the cut-line warning, not a read error.
     let mut buf = Vec::new();
@@ -216,7 +273,7 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
             Ok(Some(line)) => line,
             Ok(None) => continue,
             Err(e) if !complete => {
-                outcome.warnings.push(format!(
+                read.outcome.warnings.push(format!(
                     "{}:{line_no}: the last line is cut short ({e}); was the tracer killed? The report covers the lines before it",
                     input.display()
                 ));
@@ -230,37 +287,17 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
                 });
             }
         };
-        match line {
-            TraceLine::Header(h) => {
-                for export in exports.iter_mut() {
-                    export.header(&h);
-                }
-                for t in &h.targets {
-                    target_entry(&mut targets, &t.target, by.len());
-                }
-                header = Some(h);
-            }
-            TraceLine::Hit(hit) => {
-                outcome.hits += 1;
-                target_entry(&mut targets, &hit.target, by.len()).tally(&hit, &by);
-                for export in exports.iter_mut() {
-                    export.hit(&hit);
-                }
-                if let Some((_, f)) = flame.as_mut() {
-                    f.add(&hit);
-                }
-            }
-            TraceLine::Summary(s) => summary = Some(s),
-            // Its hits carry the target's new name already.
-            TraceLine::Change(_) => {}
-        }
+        read.take(line, &by, &mut exports, flame.as_mut().map(|(_, f)| f));
     }
 
     // Nothing to report is an error, not an empty report that a script
     // would take for a trace without hits.
-    if header.is_none() {
+    if read.header.is_none() {
         // No line at all, or blank ones only.
-        let empty = outcome.hits == 0 && summary.is_none() && outcome.warnings.is_empty();
+        let empty = read.outcome.hits == 0
+            && read.outcome.counted.is_none()
+            && read.summary.is_none()
+            && read.outcome.warnings.is_empty();
         return Err(if empty {
             ReportError::Empty {
                 path: input.clone(),
@@ -271,7 +308,8 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
             }
         });
     }
-    let finished = summary.clone().unwrap_or_default();
+    let exact = read.settle(input, &mut exports, flame.as_mut().map(|(_, f)| f));
+    let finished = read.summary.clone().unwrap_or_default();
     for export in exports.iter_mut() {
         export
             .finish(&finished)
@@ -281,24 +319,118 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<Outcome, ReportErro
             })?;
     }
     if let (Some((path, folded)), Some(file)) = (flame.take(), flame_file) {
-        write_flamegraph(&folded, header.as_ref(), file).map_err(|error| ReportError::Write {
-            path: path.clone(),
-            error,
+        write_flamegraph(&folded, read.header.as_ref(), file).map_err(|error| {
+            ReportError::Write {
+                path: path.clone(),
+                error,
+            }
         })?;
     }
-    if summary.is_none() && outcome.warnings.is_empty() {
-        outcome.warnings.push(format!(
+    if read.summary.is_none() && read.outcome.warnings.is_empty() {
+        read.outcome.warnings.push(format!(
             "{}: no summary line: the trace may be incomplete",
             input.display()
         ));
     }
-    let text = render(header.as_ref(), summary.as_ref(), &targets, &by, *top);
+    let text = render(
+        read.header.as_ref(),
+        read.summary.as_ref(),
+        &read.targets,
+        &by,
+        *top,
+        exact,
+    );
     out.write_all(text.as_bytes())
         .map_err(|error| ReportError::Write {
             path: PathBuf::from("<stdout>"),
             error,
         })?;
-    Ok(outcome)
+    Ok(read.outcome)
+}
+
+/// What the lines read so far add up to.
+#[derive(Debug, Default)]
+struct Lines {
+    header: Option<Header>,
+    summary: Option<Summary>,
+    targets: Vec<(String, TargetReport)>,
+    outcome: Outcome,
+}
+
+impl Lines {
+    /// Takes one line into the tallies, the exports and the flame graph.
+    fn take(
+        &mut self,
+        line: TraceLine,
+        by: &[By],
+        exports: &mut [Export],
+        flame: Option<&mut Folded>,
+    ) {
+        match line {
+            TraceLine::Header(h) => {
+                for export in exports.iter_mut() {
+                    export.header(&h);
+                }
+                for t in &h.targets {
+                    target_entry(&mut self.targets, &t.target, by.len());
+                }
+                self.header = Some(h);
+            }
+            TraceLine::Hit(hit) => {
+                self.outcome.hits += 1;
+                target_entry(&mut self.targets, &hit.target, by.len()).tally(&hit, by);
+                for export in exports.iter_mut() {
+                    export.hit(&hit);
+                }
+                if let Some(f) = flame {
+                    f.add(&hit);
+                }
+            }
+            TraceLine::Summary(s) => self.summary = Some(s),
+            // Every hit, recorded or not: the breakdowns, the exports and
+            // the flame graph take these counts over the hit lines'.
+            TraceLine::Aggregate(agg) => {
+                let counted = self.outcome.counted.get_or_insert(0);
+                *counted = counted.saturating_add(agg.count);
+                target_entry(&mut self.targets, &agg.target, by.len()).tally_aggregate(&agg, by);
+                for export in exports.iter_mut() {
+                    export.aggregate(&agg);
+                }
+                if let Some(f) = flame {
+                    f.add_aggregate(&agg);
+                }
+            }
+            // Its hits carry the target's new name already.
+            TraceLine::Change(_) => {}
+        }
+    }
+
+    /// Whether the hits and breakdowns are the aggregates' (`exact`). They
+    /// are complete when the summary follows them; cut short, they could
+    /// count fewer hits than the hit lines, which are then the report's
+    /// and the files' (unless there are none), with a warning.
+    fn settle(&mut self, input: &Path, exports: &mut [Export], flame: Option<&mut Folded>) -> bool {
+        let partial = self.outcome.counted.is_some() && self.summary.is_none();
+        let exact = self.outcome.counted.is_some() && !(partial && self.outcome.hits > 0);
+        if partial {
+            self.outcome.warnings.push(format!(
+                "{}: the aggregate lines end without the summary line: they may be incomplete; the report counts {}",
+                input.display(),
+                if exact {
+                    "them, as the trace has no hit line"
+                } else {
+                    "the hit lines instead"
+                }
+            ));
+        }
+        if partial && !exact {
+            exports.iter_mut().for_each(Export::forget_aggregates);
+            if let Some(f) = flame {
+                f.forget_aggregates();
+            }
+        }
+        exact
+    }
 }
 
 /// One line of a JSONL trace: None for a blank line.
@@ -314,24 +446,78 @@ fn parse_line(bytes: &[u8]) -> Result<Option<TraceLine>, String> {
         .map_err(|e| e.to_string())
 }
 
+impl Tally {
+    fn new(keys: usize) -> Self {
+        Self {
+            hits: 0,
+            breakdowns: vec![HashMap::new(); keys],
+            other: vec![0; keys],
+        }
+    }
+
+    /// Counts `n` hits under `key` in breakdown `i` (at most KEYS_LIMIT
+    /// keys each; the rest counted as others). A file's counts are input:
+    /// they saturate rather than overflow.
+    fn count(&mut self, i: usize, key: String, n: u64) {
+        let map = &mut self.breakdowns[i];
+        if let Some(count) = map.get_mut(&key) {
+            *count = count.saturating_add(n);
+        } else if map.len() < KEYS_LIMIT {
+            map.insert(key, n);
+        } else {
+            self.other[i] = self.other[i].saturating_add(n);
+        }
+    }
+}
+
 impl TargetReport {
-    /// Counts `hit` and its key in each breakdown of `by` (at most
-    /// KEYS_LIMIT keys each; the rest counted as others).
+    fn new(keys: usize) -> Self {
+        Self {
+            first_ns: None,
+            last_ns: 0,
+            records: Tally::new(keys),
+            kernel: Tally::new(keys),
+        }
+    }
+
+    /// Counts `hit` and its key in each breakdown of `by`.
     fn tally(&mut self, hit: &HitRecord, by: &[By]) {
-        self.hits += 1;
+        self.records.hits += 1;
         self.first_ns.get_or_insert(hit.ts_ns);
         self.last_ns = hit.ts_ns;
         for (i, b) in by.iter().enumerate() {
             if let Some(key) = b.key(hit) {
-                let map = &mut self.breakdowns[i];
-                if let Some(n) = map.get_mut(&key) {
-                    *n += 1;
-                } else if map.len() < KEYS_LIMIT {
-                    map.insert(key, 1);
-                } else {
-                    self.other[i] += 1;
-                }
+                self.records.count(i, key, 1);
             }
+        }
+    }
+
+    /// Counts an aggregate's hits and their keys in each breakdown of `by`.
+    fn tally_aggregate(&mut self, agg: &AggregateRecord, by: &[By]) {
+        let kernel = &mut self.kernel;
+        kernel.hits = kernel.hits.saturating_add(agg.count);
+        for (i, b) in by.iter().enumerate() {
+            b.aggregate_keys(agg, |key, n| kernel.count(i, key, n));
+        }
+    }
+
+    /// The hits of the target: every one the aggregates counted when the
+    /// trace has them (`exact`), else its hit lines.
+    fn hits(&self, exact: bool) -> u64 {
+        if exact {
+            self.kernel.hits
+        } else {
+            self.records.hits
+        }
+    }
+
+    /// Where breakdown `by` comes from: the aggregates when the trace has
+    /// them, but values only ever from the records.
+    fn tally_for(&self, by: By, exact: bool) -> &Tally {
+        if exact && by != By::Value {
+            &self.kernel
+        } else {
+            &self.records
         }
     }
 }
@@ -344,14 +530,7 @@ fn target_entry<'a>(
     let index = match targets.iter().position(|(t, _)| t == name) {
         Some(i) => i,
         None => {
-            targets.push((
-                name.to_owned(),
-                TargetReport {
-                    breakdowns: vec![HashMap::new(); keys],
-                    other: vec![0; keys],
-                    ..Default::default()
-                },
-            ));
+            targets.push((name.to_owned(), TargetReport::new(keys)));
             targets.len() - 1
         }
     };
@@ -390,12 +569,15 @@ pub fn write_flamegraph(
     inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out)
 }
 
+/// The text report. `exact`: the trace has aggregate lines, and the hits
+/// and breakdowns (values aside) are theirs.
 fn render(
     header: Option<&Header>,
     summary: Option<&Summary>,
     targets: &[(String, TargetReport)],
     by: &[By],
     top: usize,
+    exact: bool,
 ) -> String {
     let mut out = String::new();
     // Every string from the file is escaped: a trace may come from anyone,
@@ -412,19 +594,30 @@ fn render(
     }
     if let Some(s) = summary {
         // A file's numbers are input: saturate rather than overflow.
-        let hits = s
-            .targets
-            .iter()
-            .fold(0u64, |acc, t| acc.saturating_add(t.hits));
+        let sum = |f: fn(&TargetSummary) -> u64| {
+            s.targets
+                .iter()
+                .fold(0u64, |acc, t| acc.saturating_add(f(t)))
+        };
+        let recorded = sum(|t| t.hits);
+        let counted = sum(|t| t.counted);
+        let hits = if exact && counted != recorded {
+            format!(
+                "{counted} hits ({recorded} recorded, --records {})",
+                printable(&s.records)
+            )
+        } else {
+            format!("{recorded} hits")
+        };
         let _ = writeln!(
             out,
-            "{hits} hits in {:.1} s ({}); lost: {}",
+            "{hits} in {:.1} s ({}); lost: {}",
             s.duration_s,
             printable(&s.end_reason),
             s.lost
         );
     }
-    let summaries: HashMap<&str, &crate::record::format::TargetSummary> = summary
+    let summaries: HashMap<&str, &TargetSummary> = summary
         .map(|s| s.targets.iter().map(|t| (t.target.as_str(), t)).collect())
         .unwrap_or_default();
     let symbols: HashMap<&str, (&str, &str)> = header
@@ -435,75 +628,174 @@ fn render(
                 .collect()
         })
         .unwrap_or_default();
+    out.push('\n');
+    out.push_str(&targets_table(
+        targets,
+        &symbols,
+        &summaries,
+        summary.map(|s| s.duration_s),
+        exact,
+    ));
+    out.push_str(&kernel_notes(targets, &summaries, exact));
+    for (i, b) in by.iter().enumerate() {
+        for (name, t) in targets {
+            let mode = symbols.get(name.as_str()).map_or("", |(_, mode)| mode);
+            out.push_str(&breakdown(name, mode, t, i, *b, top, exact));
+        }
+    }
+    out
+}
 
-    let mut rows =
-        vec![["TARGET", "SYMBOL", "MODE", "HITS", "DROPPED", "RATE/s"].map(str::to_owned)];
+/// The table of targets: hits (every one counted, when `exact`), the
+/// records among them when some hits have none, drops and rate.
+fn targets_table(
+    targets: &[(String, TargetReport)],
+    symbols: &HashMap<&str, (&str, &str)>,
+    summaries: &HashMap<&str, &TargetSummary>,
+    duration_s: Option<f64>,
+    exact: bool,
+) -> String {
+    // RECORDED only where it says something: a trace of every hit's
+    // records reads as it always did.
+    let recorded_column = exact && targets.iter().any(|(_, t)| t.records.hits != t.kernel.hits);
+    let mut title = vec!["TARGET", "SYMBOL", "MODE", "HITS"];
+    if recorded_column {
+        title.push("RECORDED");
+    }
+    title.extend(["DROPPED", "RATE/s"]);
+    let mut rows = vec![title.into_iter().map(str::to_owned).collect::<Vec<_>>()];
     for (name, t) in targets {
         let (symbol, mode) = symbols.get(name.as_str()).copied().unwrap_or(("", ""));
         let dropped = summaries
             .get(name.as_str())
             .map(|s| s.dropped.to_string())
             .unwrap_or_else(|| "-".into());
+        let hits = t.hits(exact);
         let span_s = t
             .first_ns
             .map(|f| t.last_ns.saturating_sub(f) as f64 / 1e9)
             .unwrap_or(0.0);
-        let rate = match summary.map(|s| s.duration_s).filter(|d| *d > 0.0) {
-            Some(d) => format!("{:.1}", t.hits as f64 / d),
-            None if span_s > 0.0 => format!("{:.1}", t.hits as f64 / span_s),
+        let rate = match duration_s.filter(|d| *d > 0.0) {
+            Some(d) => format!("{:.1}", hits as f64 / d),
+            None if span_s > 0.0 => format!("{:.1}", hits as f64 / span_s),
             None => "-".into(),
         };
-        rows.push([
+        let mut row = vec![
             printable(name).into_owned(),
             printable(symbol).into_owned(),
             printable(mode).into_owned(),
-            t.hits.to_string(),
-            dropped,
-            rate,
-        ]);
+            hits.to_string(),
+        ];
+        if recorded_column {
+            row.push(t.records.hits.to_string());
+        }
+        row.extend([dropped, rate]);
+        rows.push(row);
     }
-    out.push('\n');
-    out.push_str(&table(&rows, |i| i >= 3));
+    table(&rows, |i| i >= 3)
+}
 
-    for (i, b) in by.iter().enumerate() {
-        for (name, t) in targets {
-            let map = &t.breakdowns[i];
-            if map.is_empty() {
-                continue;
-            }
-            let mut entries: Vec<(&String, &u64)> = map.iter().collect();
-            entries.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+/// What the kernel's aggregates left out, per target, as the summary says
+/// it: hits in no breakdown (`--max-keys`), hits without their stack
+/// (`--max-stacks`).
+fn kernel_notes(
+    targets: &[(String, TargetReport)],
+    summaries: &HashMap<&str, &TargetSummary>,
+    exact: bool,
+) -> String {
+    let mut out = String::new();
+    if !exact {
+        return out;
+    }
+    for (name, _) in targets {
+        let Some(s) = summaries.get(name.as_str()) else {
+            continue;
+        };
+        let name = printable(name);
+        if s.agg_full > 0 {
             let _ = writeln!(
                 out,
-                "\n{} by {} ({} distinct):",
-                printable(name),
-                b.title(),
-                map.len()
+                "{name}: {} hits are in no breakdown: the kernel's table of them was full; raise --max-keys",
+                s.agg_full
             );
-            let mut rows = vec![["HITS", "SHARE", b.title()].map(str::to_owned)];
-            let total = t.hits.max(1) as f64;
-            for (key, n) in entries.iter().take(top) {
-                rows.push([
-                    n.to_string(),
-                    format!("{:.1}%", **n as f64 * 100.0 / total),
-                    (*key).clone(),
-                ]);
-            }
-            let rest = entries
-                .iter()
-                .skip(top)
-                .fold(0u64, |acc, (_, n)| acc.saturating_add(**n))
-                .saturating_add(t.other[i]);
-            if rest > 0 {
-                rows.push([
-                    rest.to_string(),
-                    format!("{:.1}%", rest as f64 * 100.0 / total),
-                    "[others]".to_owned(),
-                ]);
-            }
-            out.push_str(&table(&rows, |i| i < 2));
+        }
+        if s.stack_full > 0 {
+            let _ = writeln!(
+                out,
+                "{name}: {} hits are counted without their stack (caller [unknown]): the kernel had no room left for more stacks; raise --max-stacks",
+                s.stack_full
+            );
         }
     }
+    out
+}
+
+/// Breakdown `i` (by `by`) of target `name`: its `top` keys and the rest.
+fn breakdown(
+    name: &str,
+    mode: &str,
+    t: &TargetReport,
+    i: usize,
+    by: By,
+    top: usize,
+    exact: bool,
+) -> String {
+    let mut out = String::new();
+    let tally = t.tally_for(by, exact);
+    let map = &tally.breakdowns[i];
+    // Values are per record: of a trace whose hits were not all recorded,
+    // they are a sample, and say so.
+    let sampled = by == By::Value && exact && t.records.hits < t.kernel.hits;
+    if map.is_empty() {
+        if sampled && mode != "x" {
+            let _ = writeln!(
+                out,
+                "\n{} by value: none of its {} hits was recorded; values come from records only (see --records)",
+                printable(name),
+                t.kernel.hits
+            );
+        }
+        return out;
+    }
+    let mut entries: Vec<(&String, &u64)> = map.iter().collect();
+    entries.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    let sample = if sampled {
+        format!(
+            "; a sample: the {} recorded of {} hits",
+            t.records.hits, t.kernel.hits
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "\n{} by {} ({} distinct{sample}):",
+        printable(name),
+        by.title(),
+        map.len()
+    );
+    let mut rows = vec![["HITS", "SHARE", by.title()].map(str::to_owned)];
+    let total = tally.hits.max(1) as f64;
+    for (key, n) in entries.iter().take(top) {
+        rows.push([
+            n.to_string(),
+            format!("{:.1}%", **n as f64 * 100.0 / total),
+            (*key).clone(),
+        ]);
+    }
+    let rest = entries
+        .iter()
+        .skip(top)
+        .fold(0u64, |acc, (_, n)| acc.saturating_add(**n))
+        .saturating_add(tally.other[i]);
+    if rest > 0 {
+        rows.push([
+            rest.to_string(),
+            format!("{:.1}%", rest as f64 * 100.0 / total),
+            "[others]".to_owned(),
+        ]);
+    }
+    out.push_str(&table(&rows, |i| i < 2));
     out
 }
 

@@ -1,5 +1,8 @@
 //! Running aggregates of a session: what the summary, the dashboard and the
 //! metrics show. Updated by the collector for every hit; read by frontends.
+//! The counts by comm, pid, CPU, caller and stack come from the kernel's
+//! exact aggregates once the session has read them
+//! ([`Stats::set_aggregates`]), and from the records until then.
 //!
 //! Every collection is bounded, so that a run of hours keeps a constant
 //! footprint: breakdowns keep at most [`MAX_KEYS`] distinct keys (later ones
@@ -14,7 +17,7 @@ use std::{
 
 use hwbp_common::Counters;
 
-use crate::record::format::{HitRecord, Stack};
+use crate::record::format::{AggregateRecord, HitRecord, Stack};
 
 /// Hits kept for the live log.
 pub const RECENT_HITS: usize = 256;
@@ -134,12 +137,17 @@ impl<K: Eq + Hash> Tally<K> {
 
 impl<K: Eq + Hash + Clone> Tally<K> {
     pub fn add(&mut self, key: &K) {
-        if let Some(n) = self.counts.get_mut(key) {
-            *n += 1;
+        self.add_n(key, 1);
+    }
+
+    /// `n` hits of `key`.
+    pub fn add_n(&mut self, key: &K, n: u64) {
+        if let Some(count) = self.counts.get_mut(key) {
+            *count += n;
         } else if self.counts.len() < self.limit {
-            self.counts.insert(key.clone(), 1);
+            self.counts.insert(key.clone(), n);
         } else {
-            self.overflow += 1;
+            self.overflow += n;
         }
     }
 
@@ -274,17 +282,21 @@ impl Default for TargetStats {
 }
 
 impl TargetStats {
-    fn record(&mut self, hit: &HitRecord) {
-        self.hits += 1;
-        self.by_comm.add(&hit.comm);
-        self.by_pid.add(&hit.pid);
-        self.by_cpu.add(&hit.cpu);
-        self.by_caller.add_text(hit.caller());
-        if !hit.kstack.is_empty() || !hit.ustack.is_empty() {
-            self.stacks.add(&StackKey {
-                kernel: hit.kstack.clone(),
-                user: hit.ustack.clone(),
-            });
+    /// Takes one record: its value and time always, its counts only while
+    /// they come from the records (`tally`).
+    fn record(&mut self, hit: &HitRecord, tally: bool) {
+        if tally {
+            self.hits += 1;
+            self.by_comm.add(&hit.comm);
+            self.by_pid.add(&hit.pid);
+            self.by_cpu.add(&hit.cpu);
+            self.by_caller.add_text(hit.caller());
+            if !hit.kstack.is_empty() || !hit.ustack.is_empty() {
+                self.stacks.add(&StackKey {
+                    kernel: hit.kstack.clone(),
+                    user: hit.ustack.clone(),
+                });
+            }
         }
         if let Some(change) = ValueChange::of(hit) {
             if self.values.len() == RECENT_VALUES {
@@ -294,6 +306,44 @@ impl TargetStats {
         }
         self.history.record(hit.ts_ns);
         self.last_ns = self.last_ns.max(hit.ts_ns);
+    }
+
+    /// Counts everything from the kernel's aggregates of this target:
+    /// `hits` are theirs, plus `uncounted` hits the kernel had no room to
+    /// aggregate (which are in no breakdown).
+    fn set_aggregates<'a>(
+        &mut self,
+        aggregates: impl Iterator<Item = &'a AggregateRecord>,
+        uncounted: u64,
+    ) {
+        let mut hits = uncounted;
+        let mut by_comm = Tally::default();
+        let mut by_pid = Tally::default();
+        let mut by_cpu = Tally::default();
+        let mut by_caller = Tally::default();
+        let mut stacks = Tally::with_limit(MAX_STACKS);
+        for agg in aggregates {
+            hits += agg.count;
+            by_comm.add_n(&agg.comm, agg.count);
+            by_pid.add_n(&agg.pid, agg.count);
+            for c in &agg.cpus {
+                by_cpu.add_n(&c.cpu, c.hits);
+            }
+            by_caller.add_n(&agg.caller, agg.count);
+            if !agg.kstack.is_empty() || !agg.ustack.is_empty() {
+                let key = StackKey {
+                    kernel: agg.kstack.clone(),
+                    user: agg.ustack.clone(),
+                };
+                stacks.add_n(&key, agg.count);
+            }
+        }
+        self.hits = hits;
+        self.by_comm = by_comm;
+        self.by_pid = by_pid;
+        self.by_cpu = by_cpu;
+        self.by_caller = by_caller;
+        self.stacks = stacks;
     }
 
     /// The stacks as shown, most hits first: hits by [`StackKey::frames`]
@@ -350,6 +400,9 @@ pub struct Stats {
     /// `-o` files that stopped being written, in the order they failed: the
     /// dashboard shows them (a message on stderr would land on its screen).
     pub export_failures: Vec<ExportFailure>,
+    /// The counts by key come from the kernel's aggregates (set once they
+    /// were read), no longer from the records.
+    pub from_kernel: bool,
 }
 
 /// An `-o` file whose writing stopped (disk full, ...); tracing goes on.
@@ -372,13 +425,36 @@ impl Stats {
 
     pub fn record(&mut self, slot: usize, hit: Arc<HitRecord>) {
         self.total += 1;
+        let tally = !self.from_kernel;
         if let Some(t) = self.targets.get_mut(slot) {
-            t.record(&hit);
+            t.record(&hit, tally);
         }
         if self.recent.len() == RECENT_HITS {
             self.recent.pop_front();
         }
         self.recent.push_back(hit);
+    }
+
+    /// Takes the kernel's aggregates (all of them, by target) as the counts
+    /// by key from now on: exact, whatever records were dropped or left
+    /// out. `counters` are the kernel's counters read with them.
+    pub fn set_aggregates(
+        &mut self,
+        aggregates: &[(usize, AggregateRecord)],
+        counters: &[Counters],
+    ) {
+        self.from_kernel = true;
+        for (slot, t) in self.targets.iter_mut().enumerate() {
+            let uncounted = counters.get(slot).map_or(0, |c| c.agg_full);
+            t.set_aggregates(
+                aggregates
+                    .iter()
+                    .filter(|(s, _)| *s == slot)
+                    .map(|(_, a)| a),
+                uncounted,
+            );
+        }
+        self.counters = counters.to_vec();
     }
 
     /// Records that writing `path` stopped, once per file.
@@ -408,6 +484,7 @@ impl Stats {
             total,
             started_ns,
             export_failures,
+            from_kernel,
         } = self;
         let empty = TargetStats::default();
         Self {
@@ -430,6 +507,7 @@ impl Stats {
             total: total.saturating_sub(base.total),
             started_ns: *started_ns,
             export_failures: export_failures.clone(),
+            from_kernel: *from_kernel,
         }
     }
 }
@@ -443,6 +521,9 @@ fn counters_since(c: &Counters, base: &Counters) -> Counters {
         filtered,
         value_errors,
         cond_rejected,
+        unsampled,
+        agg_full,
+        stack_full,
         retraps,
     } = *c;
     Counters {
@@ -453,6 +534,9 @@ fn counters_since(c: &Counters, base: &Counters) -> Counters {
         filtered: filtered.saturating_sub(base.filtered),
         value_errors: value_errors.saturating_sub(base.value_errors),
         cond_rejected: cond_rejected.saturating_sub(base.cond_rejected),
+        unsampled: unsampled.saturating_sub(base.unsampled),
+        agg_full: agg_full.saturating_sub(base.agg_full),
+        stack_full: stack_full.saturating_sub(base.stack_full),
         retraps: retraps.saturating_sub(base.retraps),
     }
 }
@@ -587,7 +671,7 @@ mod tests {
         let mut record = |ustack: Vec<Arc<str>>| {
             let mut h = hit(1.0, "a", 0);
             h.ustack = Stack::new(ustack);
-            t.record(&h);
+            t.record(&h, true);
         };
         // The same frames in stacks that are not shared: one entry.
         record(frames(2, "main+0x1"));
@@ -603,6 +687,59 @@ mod tests {
             [(3, STACK_DEPTH), (2, 3)]
         );
         assert_eq!(top[1].1, frames(2, "main+0x1"));
+    }
+
+    /// Once the kernel's aggregates are read they are the counts: records
+    /// that arrive later (made before the read, or after it) add nothing to
+    /// them, and hits the kernel had no room for count in `hits` alone.
+    #[test]
+    fn aggregates_replace_the_counts_of_records() {
+        let mut stats = Stats::new(2);
+        stats.record(0, hit(1.0, "early", 0).into());
+        let agg = |comm: &str, pid, cpus: &[(u32, u64)], ustack: &[&str]| AggregateRecord {
+            comm: comm.into(),
+            pid,
+            count: cpus.iter().map(|c| c.1).sum(),
+            cpus: cpus
+                .iter()
+                .map(|&(cpu, hits)| crate::record::format::CpuHits { cpu, hits })
+                .collect(),
+            caller: "main".into(),
+            ustack: ustack.iter().map(|&f| Arc::from(f)).collect(),
+            ..AggregateRecord::default()
+        };
+        let counters = [
+            Counters {
+                hits: 12,
+                agg_full: 2,
+                ..Counters::default()
+            },
+            Counters::default(),
+        ];
+        stats.set_aggregates(
+            &[
+                (0, agg("a", 7, &[(0, 3), (1, 4)], &["t+0x0", "main+0x4"])),
+                (0, agg("b", 8, &[(1, 3)], &[])),
+            ],
+            &counters,
+        );
+        stats.record(0, hit(2.0, "late", 1).into());
+        let t = &stats.targets[0];
+        assert_eq!(t.hits, 12, "10 aggregated + 2 the kernel had no room for");
+        assert_eq!(t.by_comm.get(&Arc::from("a")), 7);
+        assert_eq!(t.by_comm.get(&Arc::from("late")), 0);
+        assert_eq!((t.by_cpu.get(&0), t.by_cpu.get(&1)), (3, 7));
+        assert_eq!(t.by_pid.get(&8), 3);
+        assert_eq!(t.by_caller.get(&Arc::from("main")), 10);
+        assert_eq!(
+            t.stacks.counts.len(),
+            1,
+            "the aggregate without a stack has none"
+        );
+        assert_eq!(stats.targets[1].hits, 0);
+        // The record's value and time still count.
+        assert_eq!(t.last_ns, 2 * NS_PER_S);
+        assert_eq!(stats.counters[0].agg_full, 2);
     }
 
     #[test]

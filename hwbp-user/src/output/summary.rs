@@ -7,13 +7,22 @@ use crate::{
 };
 
 /// Columns padded to their widest cell; `numeric` ones aligned right.
-pub fn table<const N: usize>(rows: &[[String; N]], numeric: fn(usize) -> bool) -> String {
-    let widths: Vec<usize> = (0..N)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+/// Rows are arrays, or vectors where the columns depend on the data.
+pub fn table<R: AsRef<[String]>>(rows: &[R], numeric: fn(usize) -> bool) -> String {
+    let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.as_ref().get(i))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in rows {
         let cells: Vec<String> = row
+            .as_ref()
             .iter()
             .zip(&widths)
             .enumerate()
@@ -32,6 +41,14 @@ pub fn table<const N: usize>(rows: &[[String; N]], numeric: fn(usize) -> bool) -
 }
 
 pub fn summary_table(summary: &Summary) -> String {
+    // With records of only some hits (`--records sample:N|none`), HITS is
+    // every hit the kernel counted and RECORDED the lines in the trace;
+    // with all of them, the two differ only by the drops, and HITS is the
+    // lines, as it always was.
+    let sampled = summary.records != "all" && !summary.records.is_empty();
+    if sampled {
+        return sampled_table(summary);
+    }
     let mut rows = vec![[
         "TARGET".to_owned(),
         "SYMBOL".to_owned(),
@@ -67,17 +84,61 @@ pub fn summary_table(summary: &Summary) -> String {
     }
     let mut out = String::from("\n");
     out.push_str(&table(&rows, |i| i >= 4));
+    out.push_str(&totals(
+        summary,
+        summary.targets.iter().map(|t| t.hits).sum(),
+    ));
+    out
+}
+
+/// The table of a run that recorded only some hits: HITS (every hit the
+/// kernel counted), RECORDED (lines in the trace) and DROPPED.
+fn sampled_table(summary: &Summary) -> String {
+    let mut rows = vec![[
+        "TARGET".to_owned(),
+        "SYMBOL".to_owned(),
+        "ADDRESS".to_owned(),
+        "MODE".to_owned(),
+        "HITS".to_owned(),
+        "RECORDED".to_owned(),
+        "DROPPED".to_owned(),
+    ]];
+    let cell = |s: &str| printable(s).into_owned();
+    for t in &summary.targets {
+        let removed = if t.removed { " (removed)" } else { "" };
+        rows.push([
+            cell(&t.target) + removed,
+            cell(&t.symbol),
+            cell(&t.addr),
+            cell(&t.mode),
+            t.counted.to_string(),
+            t.hits.to_string(),
+            t.dropped.to_string(),
+        ]);
+    }
+    let mut out = String::from("\n");
+    out.push_str(&table(&rows, |i| i >= 4));
+    out.push_str(&totals(
+        summary,
+        summary.targets.iter().map(|t| t.counted).sum(),
+    ));
     out.push_str(&format!(
+        "hwbp-trace: records: {} (counts, stacks and callers are exact: the kernel counted every hit)\n",
+        summary.records
+    ));
+    out
+}
+
+/// The line of totals under the table, `hits` hits in all, and the notes
+/// on hits not recorded.
+fn totals(summary: &Summary, hits: u64) -> String {
+    let mut out = format!(
         "{} in {:.1} s ({}); lost: {}",
-        plural(
-            summary.targets.iter().map(|t| t.hits as usize).sum(),
-            "hit",
-            "hits"
-        ),
+        plural(hits as usize, "hit", "hits"),
         summary.duration_s,
         summary.end_reason,
         summary.lost
-    ));
+    );
     let filtered: u64 = summary.targets.iter().map(|t| t.filtered).sum();
     let stack_errors: u64 = summary
         .targets
@@ -130,6 +191,20 @@ pub fn summary_table(summary: &Summary) -> String {
              tracing ended on an error before they were read\n"
         ));
     }
+    let agg_full: u64 = summary.targets.iter().map(|t| t.agg_full).sum();
+    if agg_full > 0 {
+        out.push_str(&format!(
+            "hwbp-trace: {agg_full} hits are in no breakdown by process or stack: the kernel's \
+             table of them was full; raise --max-keys\n"
+        ));
+    }
+    let stack_full: u64 = summary.targets.iter().map(|t| t.stack_full).sum();
+    if stack_full > 0 {
+        out.push_str(&format!(
+            "hwbp-trace: {stack_full} hits are counted without their stack: the kernel had no \
+             room left for more stacks; raise --max-stacks\n"
+        ));
+    }
     if summary.signal.as_deref() == Some("SIGTRAP") {
         out.push_str(
             "hwbp-trace: the command died of SIGTRAP (status 133). Unless it traps itself, a \
@@ -142,6 +217,49 @@ pub fn summary_table(summary: &Summary) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// With records of only some hits, HITS is what the kernel counted and
+    /// RECORDED the lines; full maps are said with what to raise.
+    #[test]
+    fn a_sampled_run_shows_counted_and_recorded_hits() {
+        let text = summary_table(&Summary {
+            records: "sample:10".into(),
+            end_reason: "signal".into(),
+            targets: vec![crate::record::format::TargetSummary {
+                target: "t".into(),
+                hits: 10,
+                counted: 95,
+                unsampled: 85,
+                agg_full: 4,
+                stack_full: 6,
+                ..Default::default()
+            }],
+            ..Summary::default()
+        });
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows[1],
+            [
+                "TARGET", "SYMBOL", "ADDRESS", "MODE", "HITS", "RECORDED", "DROPPED"
+            ]
+        );
+        assert_eq!(rows[2], ["t", "95", "10", "0"]);
+        assert!(text.contains("95 hits in"), "{text}");
+        assert!(text.contains("records: sample:10"), "{text}");
+        assert!(
+            text.contains("4 hits are in no breakdown") && text.contains("--max-keys"),
+            "{text}"
+        );
+        assert!(
+            text.contains("6 hits are counted without their stack")
+                && text.contains("--max-stacks"),
+            "{text}"
+        );
+    }
+
     use super::*;
 
     #[test]

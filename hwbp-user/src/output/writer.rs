@@ -25,9 +25,9 @@ use std::{
     time::Duration,
 };
 
-/// Chunks that may wait for the writing thread: with the export's 64 KiB
+/// Chunks that may wait for the writing thread: with the export's 256 KiB
 /// chunks, at most 1 MiB per file in flight.
-pub const QUEUED_CHUNKS: usize = 16;
+pub const QUEUED_CHUNKS: usize = 4;
 
 /// A file being written by a thread of its own.
 pub struct Writer {

@@ -14,13 +14,14 @@ use aya::{
 };
 use hwbp_common::{
     COMM_LEN, CondProgram, Config, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, HIT_HEADER_SIZE,
-    Hit, MAP_CONDS, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_OLD, MAX_SLOTS, MAX_STACK_DEPTH,
-    PROGRAM, SLOT_COND, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK,
-    STACK_GAP_WATCHED, SlotConfig,
+    Hit, MAP_AGGS, MAP_CONDS, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_OLD, MAP_STACKS, MAX_SLOTS,
+    MAX_STACK_DEPTH, PROGRAM, RECORDS_ALL, RECORDS_NONE, RECORDS_SAMPLE, SLOT_COND, SLOT_EXECUTE,
+    SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, STACK_GAP_WATCHED, SlotConfig,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 
+use super::aggregates::{Aggregate, AggregateMaps, MapSizes, Records};
 use crate::{
     target::Mode,
     target::resolve::{Breakpoint, Space},
@@ -109,6 +110,8 @@ pub struct Filters {
     /// would otherwise trace hwbp-trace reading its own files). None for the
     /// doctor's self-test, which traces itself on purpose.
     pub exclude_pid: Option<u32>,
+    /// Which hits get a record (`--records`).
+    pub records: Records,
 }
 
 /// The loaded BPF program and its maps.
@@ -117,6 +120,7 @@ pub struct Probe {
     /// Rare diagnostics from the program (aya-log), flushed by [`Probe::counters`].
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     counters: PerCpuArray<MapData, Counters>,
+    aggregates: AggregateMaps,
     pub(super) slots: usize,
     /// What the `CONFIG` map holds (changed while tracing by [`super::live`]).
     pub(super) config: Config,
@@ -140,14 +144,20 @@ impl Probe {
         filters: &Filters,
         buffer_size: u64,
     ) -> Result<Self, LoadError> {
-        Self::load_program(buffer_size)?.configure(breakpoints, stacks, filters)
+        let sizes = MapSizes {
+            buffer: buffer_size,
+            ..MapSizes::default()
+        };
+        Self::load_program(sizes)?.configure(breakpoints, stacks, filters)
     }
 
-    /// Loads and verifies the program with a ring buffer of `buffer_size`.
-    pub fn load_program(buffer_size: u64) -> Result<Loaded, LoadError> {
-        check_buffer_size(buffer_size)?;
+    /// Loads and verifies the program with its maps sized by `sizes`.
+    pub fn load_program(sizes: MapSizes) -> Result<Loaded, LoadError> {
+        let buffer_size = check_buffer_size(sizes.buffer)?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_EVENTS, buffer_size as u32)
+            .map_max_entries(MAP_AGGS, sizes.keys)
+            .map_max_entries(MAP_STACKS, sizes.stacks)
             .load(BPF_OBJECT)
             .map_err(|e| object_load_error(error_chain(&e)))?;
         {
@@ -255,6 +265,11 @@ impl Loaded {
             filter.flags |= FILTER_TID;
             filter.tid = tid;
         }
+        (filter.records, filter.sample_every) = match filters.records {
+            Records::All => (RECORDS_ALL, 1),
+            Records::Sample(n) => (RECORDS_SAMPLE, n.max(1)),
+            Records::None => (RECORDS_NONE, 1),
+        };
         let map = ebpf
             .map_mut(MAP_CONFIG)
             .ok_or(LoadError::MissingMap(MAP_CONFIG))?;
@@ -274,10 +289,18 @@ impl Loaded {
             .take_map(MAP_COUNTERS)
             .ok_or(LoadError::MissingMap(MAP_COUNTERS))?;
         let counters = PerCpuArray::try_from(counters).map_err(|e| map_err(MAP_COUNTERS, e))?;
+        let aggs = ebpf
+            .take_map(MAP_AGGS)
+            .ok_or(LoadError::MissingMap(MAP_AGGS))?;
+        let stacks = ebpf
+            .take_map(MAP_STACKS)
+            .ok_or(LoadError::MissingMap(MAP_STACKS))?;
+        let aggregates = AggregateMaps::new(aggs, stacks)?;
         Ok(Probe {
             ebpf,
             logger,
             counters,
+            aggregates,
             slots: breakpoints.len(),
             config,
             conditions: [None; MAX_SLOTS],
@@ -417,6 +440,11 @@ impl Probe {
         Ok(Events { ring })
     }
 
+    /// The aggregates counted so far (see [`AggregateMaps::read`]).
+    pub fn aggregates(&mut self) -> Result<Vec<Aggregate>, LoadError> {
+        self.aggregates.read()
+    }
+
     /// Counters per slot, summed over CPUs. Also passes on whatever the
     /// program logged since the last call.
     pub fn counters(&mut self) -> Vec<Counters> {
@@ -436,6 +464,9 @@ impl Probe {
                             filtered: acc.filtered + c.filtered,
                             value_errors: acc.value_errors + c.value_errors,
                             cond_rejected: acc.cond_rejected + c.cond_rejected,
+                            unsampled: acc.unsampled + c.unsampled,
+                            agg_full: acc.agg_full + c.agg_full,
+                            stack_full: acc.stack_full + c.stack_full,
                             retraps: acc.retraps + c.retraps,
                         })
                     })
@@ -445,7 +476,7 @@ impl Probe {
     }
 }
 
-fn map_err(name: &'static str, e: impl std::error::Error) -> LoadError {
+pub(super) fn map_err(name: &'static str, e: impl std::error::Error) -> LoadError {
     LoadError::Map {
         name,
         reason: error_chain(&e),

@@ -103,14 +103,23 @@ impl fmt::Debug for Stack {
     }
 }
 
+impl Stack {
+    /// The frames as a JSON array, rendered on the first call and kept;
+    /// None if they cannot be (never, for strings).
+    pub fn json(&self) -> Option<&RawValue> {
+        if let Some(json) = self.0.json.get() {
+            return Some(json);
+        }
+        let json = serde_json::value::to_raw_value(&self.0.frames).ok()?;
+        Some(self.0.json.get_or_init(|| json))
+    }
+}
+
 impl Serialize for Stack {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if let Some(json) = self.0.json.get() {
-            return json.serialize(serializer);
-        }
-        match serde_json::value::to_raw_value(&self.0.frames) {
-            Ok(json) => self.0.json.get_or_init(|| json).serialize(serializer),
-            Err(_) => self.0.frames.serialize(serializer),
+        match self.json() {
+            Some(json) => json.serialize(serializer),
+            None => self.0.frames.serialize(serializer),
         }
     }
 }
@@ -131,7 +140,52 @@ pub enum TraceLine {
     Hit(HitRecord),
     /// A target added, moved, removed, paused or resumed while tracing.
     Change(ChangeRecord),
+    /// Exact counts from the kernel, written at the end (before the
+    /// summary): one per target, process, comm and stack.
+    Aggregate(AggregateRecord),
     Summary(Summary),
+}
+
+/// The hits of one target by one process (and comm) with one stack, as the
+/// BPF program counted them: every hit, recorded or not.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AggregateRecord {
+    /// The target as the user wrote it (its current name, if it was moved).
+    pub target: Arc<str>,
+    /// The instruction at the hits, named: the accessing one of a data
+    /// target, the target itself for an execute one.
+    pub ip_sym: Arc<str>,
+    pub pid: u32,
+    pub comm: Arc<str>,
+    pub count: u64,
+    /// Hits per CPU, by CPU number, CPUs without hits left out.
+    pub cpus: Vec<CpuHits>,
+    /// The calling function of an execute target, the accessing one of a
+    /// data target (as [`HitRecord::caller`]); `[unknown]` without a stack.
+    pub caller: Arc<str>,
+    /// False when the kernel had no room left for this stack's frames
+    /// (`--max-stacks`): its hits are counted here, without frames.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub stack_stored: bool,
+    #[serde(default)]
+    pub kstack: Stack,
+    #[serde(default)]
+    pub ustack: Stack,
+}
+
+/// The hits of an aggregate on one CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuHits {
+    pub cpu: u32,
+    pub hits: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// One change of the targets while tracing (`--control`, the dashboard's
@@ -287,6 +341,23 @@ pub struct TargetSummary {
     pub mode: String,
     /// Hits recorded (lines in the trace).
     pub hits: u64,
+    /// Every hit the BPF program counted (that passed the filters and the
+    /// condition), recorded or not: `hits + dropped + unsampled +
+    /// unrecorded + after_limit`.
+    #[serde(default)]
+    pub counted: u64,
+    /// Hits counted but given no record by choice (`--records sample:N`
+    /// or `none`); not lost. Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unsampled: u64,
+    /// Hits missing from the aggregates because the kernel's table was full
+    /// (`--max-keys`). Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub agg_full: u64,
+    /// Hits counted under a stack whose frames the kernel had no room for
+    /// (`--max-stacks`). Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stack_full: u64,
     /// Hits lost because the ring buffer was full.
     pub dropped: u64,
     /// Hits rejected in the kernel: by --comm/--tid, and hwbp-trace's own
@@ -358,6 +429,28 @@ pub struct Summary {
     /// The signal that killed the command (`SIGKILL`), when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    /// Which hits got a record (`--records`): `all`, `sample:N` or `none`.
+    #[serde(default = "all_records")]
+    pub records: String,
+}
+
+fn all_records() -> String {
+    "all".to_owned()
+}
+
+/// The frame under an execute target's own in its stacks (the kernel one
+/// when there is one): its caller's.
+pub fn stack_caller<'a>(kstack: &'a Stack, ustack: &'a Stack) -> Option<&'a str> {
+    let stack = if kstack.is_empty() { ustack } else { kstack };
+    stack.get(1).map(|frame| &**frame)
+}
+
+/// The function a caller's frame names: the innermost of the calls
+/// inlined there, the code that made the call or the access (a Rust
+/// atomic store names `atomic_store`, as gdb's first frame does; its
+/// enclosing function is in the stack); `[unknown]` without one.
+pub fn frame_caller(frame: Option<&str>) -> &str {
+    frame.map_or("[unknown]", last_function)
 }
 
 impl HitRecord {
@@ -369,19 +462,11 @@ impl HitRecord {
     /// and `report --by caller` give, read from a live hit or a JSONL line.
     pub fn caller(&self) -> &str {
         let frame = if &*self.mode == "x" {
-            let stack = if self.kstack.is_empty() {
-                &self.ustack
-            } else {
-                &self.kstack
-            };
-            stack.get(1).map(|frame| &**frame)
+            stack_caller(&self.kstack, &self.ustack)
         } else {
             Some(&*self.ip_sym)
         };
-        match frame {
-            Some(frame) => frame_functions(frame).last().copied().unwrap_or(frame),
-            None => "[unknown]",
-        }
+        frame_caller(frame)
     }
 
     /// The headless line, ftrace-like:
@@ -443,25 +528,72 @@ impl HitRecord {
 /// `vfs_read+0x10` → `[vfs_read]`; `f+0x4 (a.rs:3) inlined g (b.rs:9)` →
 /// `[f, g]`; a raw address stays as it is.
 pub fn frame_functions(frame: &str) -> Vec<&str> {
-    let mut parts = frame.split(INLINED);
+    let separators = &*SEPARATORS;
     let mut out = Vec::new();
-    if let Some(first) = parts.next() {
-        let name = first.split(" (").next().unwrap_or(first);
-        // `func+0x1f [module]`: the module goes, like the offset.
-        let func = match name.split_once(" [") {
-            Some((f, _)) if !name.starts_with('[') => f,
-            _ => name,
-        };
-        let func = match func.rfind("+0x") {
-            Some(i) if i > 0 && !func.starts_with('[') => &func[..i],
-            _ => func,
-        };
-        out.push(func);
-    }
-    for part in parts {
-        out.push(part.split(" (").next().unwrap_or(part));
+    let mut start = 0;
+    let ends = separators.inlined.find_iter(frame.as_bytes());
+    for end in ends.chain(std::iter::once(frame.len())) {
+        let part = &frame[start..end];
+        out.push(if start == 0 {
+            own_function(part)
+        } else {
+            before(&separators.location, part)
+        });
+        start = end + INLINED.len();
     }
     out
+}
+
+/// The last of [`frame_functions`], without gathering them: the innermost
+/// function at that address (a hit's caller is counted by it).
+pub fn last_function(frame: &str) -> &str {
+    let separators = &*SEPARATORS;
+    match separators.inlined.find_iter(frame.as_bytes()).last() {
+        Some(at) => before(&separators.location, &frame[at + INLINED.len()..]),
+        None => own_function(frame),
+    }
+}
+
+/// What splits a frame string, searched for once made: the dashboard's
+/// and the summary's tallies split a frame of every hit.
+struct Separators {
+    inlined: memchr::memmem::Finder<'static>,
+    location: memchr::memmem::Finder<'static>,
+    module: memchr::memmem::Finder<'static>,
+    offset: memchr::memmem::FinderRev<'static>,
+}
+
+static SEPARATORS: std::sync::LazyLock<Separators> = std::sync::LazyLock::new(|| Separators {
+    inlined: memchr::memmem::Finder::new(INLINED),
+    location: memchr::memmem::Finder::new(" ("),
+    module: memchr::memmem::Finder::new(" ["),
+    offset: memchr::memmem::FinderRev::new("+0x"),
+});
+
+/// `text` up to the first match of `finder`, or all of it. The separators
+/// are ASCII, so a match is on a character boundary.
+fn before<'a>(finder: &memchr::memmem::Finder<'_>, text: &'a str) -> &'a str {
+    match finder.find(text.as_bytes()) {
+        Some(at) => &text[..at],
+        None => text,
+    }
+}
+
+/// A frame's own function, from the part before any inlined call:
+/// `func+0x1f (file:line)` or `func+0x1f [module]` → `func`; a raw
+/// address or `[file+0x…]` stays as it is.
+fn own_function(first: &str) -> &str {
+    let separators = &*SEPARATORS;
+    let name = before(&separators.location, first);
+    // `func+0x1f [module]`: the module goes, like the offset.
+    let func = match separators.module.find(name.as_bytes()) {
+        Some(at) if !name.starts_with('[') => &name[..at],
+        _ => name,
+    };
+    match separators.offset.rfind(func.as_bytes()) {
+        Some(at) if at > 0 && !func.starts_with('[') => &func[..at],
+        _ => func,
+    }
 }
 
 /// A frame for one line of text: without inlined calls, the file's
@@ -478,12 +610,56 @@ pub fn short_frame(frame: &str) -> String {
     }
 }
 
+/// `{n:#x}`, as addresses and raw registers are written, without the
+/// formatting machinery (several per hit).
+pub fn hex(n: u64) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 18];
+    let mut at = text.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        text[at] = DIGITS[(rest & 0xf) as usize];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    at -= 2;
+    text[at..at + 2].copy_from_slice(b"0x");
+    // ASCII digits: always UTF-8.
+    String::from(std::str::from_utf8(&text[at..]).unwrap_or_default())
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
 #[cfg(test)]
 mod tests {
+    /// An aggregate line reads back as it was written (a JSON object keyed
+    /// by CPU number would not: the tag's buffering loses the keys' type).
+    #[test]
+    fn aggregate_lines_round_trip() {
+        let line = TraceLine::Aggregate(AggregateRecord {
+            target: "t".into(),
+            ip_sym: "f+0x3".into(),
+            pid: 7,
+            comm: "c".into(),
+            count: 5,
+            cpus: vec![CpuHits { cpu: 0, hits: 2 }, CpuHits { cpu: 3, hits: 3 }],
+            caller: "g".into(),
+            stack_stored: false,
+            kstack: Stack::default(),
+            ustack: vec![Arc::from("f+0x3"), Arc::from("g+0x9")].into(),
+        });
+        let text = serde_json::to_string(&line).expect("serializes");
+        assert!(text.starts_with(r#"{"type":"aggregate","#), "{text}");
+        assert!(text.contains(r#""stack_stored":false"#), "{text}");
+        let back: TraceLine = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, line);
+    }
+
     use super::*;
 
     fn hit() -> HitRecord {
@@ -667,6 +843,22 @@ mod tests {
     }
 
     #[test]
+    fn hex_as_format_writes_it() {
+        for n in [
+            0,
+            1,
+            0xf,
+            0x10,
+            0xdead_beef,
+            u64::MAX,
+            1 << 63,
+            0x5555_5557_4a60,
+        ] {
+            assert_eq!(hex(n), format!("{n:#x}"));
+        }
+    }
+
+    #[test]
     fn functions_of_frames() {
         assert_eq!(frame_functions("vfs_read+0x10"), ["vfs_read"]);
         assert_eq!(frame_functions("xfs_read+0x10 [xfs]"), ["xfs_read"]);
@@ -679,5 +871,24 @@ mod tests {
             frame_functions("main+0x4 (src/main.rs:3) inlined a::<b>::c (src/lib.rs:9) inlined d"),
             ["main", "a::<b>::c", "d"]
         );
+        // The last function is the last of them, whatever the frame.
+        for frame in [
+            "vfs_read+0x10",
+            "xfs_read+0x10 [xfs]",
+            "0xffff8000",
+            "[libc.so.6+0x1234]",
+            "main+0x4 (src/main.rs:3) inlined a::<b>::c (src/lib.rs:9) inlined d",
+            "a inlined inlined b",
+            " inlined x",
+            "",
+            "f+0x1 (a (b).rs:1) inlined g (c.rs:2)",
+        ] {
+            assert_eq!(
+                Some(&last_function(frame)),
+                frame_functions(frame).last(),
+                "{frame:?}"
+            );
+        }
+        assert_eq!(frame_functions("a inlined inlined b"), ["a", "inlined b"]);
     }
 }

@@ -13,7 +13,7 @@
 
 use std::fs;
 
-use crate::record::format::{ChangeRecord, Header, HitRecord, Summary};
+use crate::record::format::{AggregateRecord, ChangeRecord, Header, HitRecord, Summary};
 
 /// What replaces an address.
 pub const REDACTED: &str = "0x…";
@@ -133,6 +133,27 @@ impl Redactor {
             .filter_map(|arg| arg.value.as_mut())
         {
             *value = self.text(value);
+        }
+        for stack in [kstack, ustack] {
+            *stack = stack.iter().map(|frame| self.text(frame).into()).collect();
+        }
+    }
+
+    pub fn aggregate(&self, record: &mut AggregateRecord) {
+        let AggregateRecord {
+            target,
+            ip_sym,
+            pid: _,
+            comm: _,
+            count: _,
+            cpus: _,
+            caller,
+            stack_stored: _,
+            kstack,
+            ustack,
+        } = record;
+        for s in [target, ip_sym, caller] {
+            *s = self.text(s).into();
         }
         for stack in [kstack, ustack] {
             *stack = stack.iter().map(|frame| self.text(frame).into()).collect();

@@ -107,8 +107,8 @@ enum KernelNames {
 /// Caching symbolizer for one tracing session.
 pub struct Symbolizer {
     kernel_names: KernelNames,
-    kernel_cache: HashMap<(u64, bool), Arc<str>>,
-    user_cache: HashMap<(u32, u64, bool), Arc<str>>,
+    kernel_cache: HashMap<(u64, bool), Arc<str>, foldhash::fast::RandomState>,
+    user_cache: HashMap<(u32, u64, bool), Arc<str>, foldhash::fast::RandomState>,
     /// Symbolized stacks by their raw addresses: hits with the same stack
     /// share one [`Stack`], and so its rendered JSON.
     stacks: HashMap<RawStack, Stack, foldhash::fast::RandomState>,
@@ -143,8 +143,8 @@ impl Symbolizer {
     fn with_kernel_names(kernel_names: KernelNames) -> Self {
         Self {
             kernel_names,
-            kernel_cache: HashMap::new(),
-            user_cache: HashMap::new(),
+            kernel_cache: HashMap::default(),
+            user_cache: HashMap::default(),
             stacks: HashMap::default(),
             stack_bytes: 0,
             raw_stack: Vec::new(),
@@ -164,6 +164,16 @@ impl Symbolizer {
     /// its addresses can be named even after it exits.
     pub fn snapshot(&mut self, pid: u32) {
         if let Ok(maps) = maps::read_maps(pid as i32) {
+            self.processes
+                .insert(pid, ProcessMaps { maps, gone: false });
+        }
+    }
+
+    /// Names the addresses of `pid` by the maps of `from`, read now: a
+    /// replay names the hits of a process that is gone by a live one of
+    /// the same program, loaded at the same addresses (`setarch -R`).
+    pub fn snapshot_as(&mut self, pid: u32, from: u32) {
+        if let Ok(maps) = maps::read_maps(from as i32) {
             self.processes
                 .insert(pid, ProcessMaps { maps, gone: false });
         }

@@ -211,7 +211,7 @@ impl Values {
                         Location::Int(i) => {
                             register(i).map(|v| p.ty.decode.format(v, size_of_arg(&p.ty)))
                         }
-                        Location::Reference(i) => register(i).map(|v| format!("{v:#x}")),
+                        Location::Reference(i) => register(i).map(crate::record::format::hex),
                         _ => None,
                     };
                     Arg {
@@ -230,7 +230,7 @@ impl Values {
                 .zip(regs)
                 .map(|((name, _), v)| Arg {
                     name: name.clone(),
-                    value: Some(format!("{v:#x}")),
+                    value: Some(crate::record::format::hex(*v)),
                     ty: None,
                     location: None,
                 })

@@ -10,14 +10,20 @@ use std::{
     sync::Arc,
 };
 
-use hwbp_common::{COMM_LEN, HIT_NO_VALUE, Hit};
+use hwbp_common::{COMM_LEN, HIT_NO_VALUE, Hit, StackEntry};
 
 use super::{Options, run::EndReason};
 use crate::{
     output::{export::Export, stats::SharedStats},
-    probe::load::Batch,
+    probe::{
+        aggregates::{Aggregate, Records},
+        load::Batch,
+        records::RecordWriter,
+    },
     record::{
-        format::{HitRecord, WatchSummary},
+        format::{
+            AggregateRecord, CpuHits, HitRecord, Stack, WatchSummary, frame_caller, stack_caller,
+        },
         redact::Redactor,
         symbolize::Symbolizer,
         values::Values,
@@ -56,8 +62,14 @@ pub(super) struct Collector<'a> {
     /// Per target, what it watched in turn (one entry unless it was moved
     /// while tracing): a hit is named after the watch at its address.
     pub watches: Vec<Vec<Watch>>,
+    /// Which hits get a record (`--records`), for the summary.
+    pub records: Records,
     /// comm → its shared text (cleared when it grows past COMMS_KEPT).
     comms: HashMap<[u8; COMM_LEN], Arc<str>, foldhash::fast::RandomState>,
+    /// `--capture-records`: where every raw hit goes too.
+    capture: Option<RecordWriter>,
+    /// The batch's records, for the statistics.
+    for_stats: Vec<(usize, Arc<HitRecord>)>,
 }
 
 /// One thing a target watched: what its hits say about the target, shared
@@ -82,6 +94,14 @@ impl Watch {
     }
 }
 
+/// A hit's raw stacks, from its record or from the kernel's aggregates.
+struct StackParts<'a> {
+    kernel: &'a [u64],
+    user: &'a [u64],
+    /// [`Hit::ret`].
+    ret: u64,
+}
+
 /// Distinct comms kept shared before the table starts again.
 const COMMS_KEPT: usize = 4096;
 
@@ -99,8 +119,19 @@ impl<'a> Collector<'a> {
         let Options {
             print_hits,
             max_hits,
+            ref capture_records,
             ..
         } = *options;
+        let capture =
+            capture_records
+                .as_deref()
+                .and_then(|path| match RecordWriter::create(path) {
+                    Ok(writer) => Some(writer),
+                    Err(e) => {
+                        log::warn!("not capturing records to {}: {e}", path.display());
+                        None
+                    }
+                });
         let outputs = exports.len();
         Self {
             breakpoints: breakpoints.to_vec(),
@@ -121,7 +152,10 @@ impl<'a> Collector<'a> {
             values,
             watches: breakpoints.iter().map(|bp| vec![Watch::new(bp)]).collect(),
             removed: vec![false; breakpoints.len()],
+            records: options.filters.records,
             comms: HashMap::default(),
+            capture,
+            for_stats: Vec::new(),
         }
     }
 }
@@ -209,10 +243,25 @@ impl Collector<'_> {
                 .unwrap_or_else(|| "a panic".to_owned());
             self.failure = Some(format!("internal error while recording hits: {message}"));
             batch.clear();
+            // The hits recorded before the panic are in the files: the
+            // statistics count them too.
+            self.flush_stats();
         }
     }
 
+    /// The batch's records so far into the statistics: once a batch, as
+    /// the dashboard and the metrics take the same lock to read them.
+    fn flush_stats(&mut self) {
+        if let Ok(mut stats) = self.stats.lock() {
+            for (slot, record) in self.for_stats.drain(..) {
+                stats.record(slot, record);
+            }
+        }
+        self.for_stats.clear();
+    }
+
     fn process_batch(&mut self, batch: &mut Batch) {
+        self.capture(batch);
         let mut stdout = io::stdout().lock();
         for hit in batch.hits() {
             let slot = hit.slot as usize;
@@ -240,11 +289,10 @@ impl Collector<'_> {
             for export in self.exports.iter_mut() {
                 export.hit(&record);
             }
-            if let Ok(mut stats) = self.stats.lock() {
-                stats.record(slot, Arc::new(record));
-            }
+            self.for_stats.push((slot, Arc::new(record)));
         }
         batch.clear();
+        self.flush_stats();
         for (export, reported) in self.exports.iter().zip(&mut self.write_errors_reported) {
             if *reported {
                 continue;
@@ -266,50 +314,145 @@ impl Collector<'_> {
         }
     }
 
-    fn record(&mut self, slot: usize, watch: usize, hit: &Hit) -> HitRecord {
-        let comm = match self.comms.get(&hit.comm) {
-            Some(comm) => comm.clone(),
-            None => {
-                if self.comms.len() >= COMMS_KEPT {
-                    self.comms.clear();
-                }
-                let len = hit
-                    .comm
-                    .iter()
-                    .position(|&b| b == 0)
-                    .unwrap_or(hit.comm.len());
-                let comm: Arc<str> = String::from_utf8_lossy(&hit.comm[..len]).into();
-                self.comms.insert(hit.comm, comm.clone());
-                comm
-            }
+    /// `--capture-records`: the batch's raw hits to the file; on an error,
+    /// said once, and no more capture.
+    fn capture(&mut self, batch: &Batch) {
+        let Some(writer) = self.capture.as_mut() else {
+            return;
         };
+        if let Err(e) = batch.hits().iter().try_for_each(|hit| writer.write(hit)) {
+            log::warn!("capturing records stopped: {e}");
+            self.capture = None;
+        }
+    }
+
+    /// Ends `--capture-records`: what is buffered goes to the file.
+    pub fn finish_capture(&mut self) {
+        if let Some(writer) = self.capture.take()
+            && let Err(e) = writer.finish()
+        {
+            log::warn!("capturing records stopped: {e}");
+        }
+    }
+
+    /// The shared text of a comm.
+    fn comm(&mut self, raw: &[u8; COMM_LEN]) -> Arc<str> {
+        if let Some(comm) = self.comms.get(raw) {
+            return comm.clone();
+        }
+        if self.comms.len() >= COMMS_KEPT {
+            self.comms.clear();
+        }
+        let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        let comm: Arc<str> = String::from_utf8_lossy(&raw[..len]).into();
+        self.comms.insert(*raw, comm.clone());
+        comm
+    }
+
+    /// Symbolized stacks of target `slot`'s watch `watch`: the kernel one and
+    /// the user one of process `pid`, with the return address `ret` of a
+    /// user function hit at its entry (see [`Hit::ret`]).
+    fn stacks(
+        &mut self,
+        slot: usize,
+        watch: usize,
+        pid: u32,
+        entry: &StackParts,
+    ) -> (Stack, Stack) {
+        let bp = &self.watches[slot][watch].bp;
+        let (data, at_entry, space) = (bp.mode.is_data(), bp.at_entry, bp.space);
+        // At a kernel function's entry on arm64, the caller is in x30 only
+        // (0 elsewhere: x86-64's unwinder finds it).
+        let kret = if at_entry && space == Space::Kernel {
+            entry.ret
+        } else {
+            0
+        };
+        let kstack = self.symbolizer.kernel_stack(entry.kernel, data, kret);
+        // At a user function's entry the frame-pointer walk skips the
+        // immediate caller: its return address is still at the stack pointer.
+        let ret = if at_entry && space == Space::User {
+            entry.ret
+        } else {
+            0
+        };
+        let ustack = self.symbolizer.user_stack(pid, entry.user, data, ret);
+        (kstack, ustack)
+    }
+
+    /// The kernel's aggregates, named: each with its target, comm, stacks
+    /// and caller. A target moved while tracing is counted in the kernel
+    /// by its number alone: its aggregates carry its current name.
+    pub fn aggregate_records(&mut self, aggregates: &[Aggregate]) -> Vec<(usize, AggregateRecord)> {
+        let mut out = Vec::with_capacity(aggregates.len());
+        for agg in aggregates {
+            let slot = agg.slot;
+            let Some(watch) = self.watches.get(slot).and_then(|w| w.len().checked_sub(1)) else {
+                continue;
+            };
+            let empty = StackEntry {
+                kstack_len: 0,
+                ustack_len: 0,
+                ret: 0,
+                frames: [0; 2 * hwbp_common::MAX_STACK_DEPTH],
+            };
+            let entry = agg.stack.as_deref().unwrap_or(&empty);
+            let parts = StackParts {
+                kernel: entry.kstack(),
+                user: entry.ustack(),
+                ret: entry.ret,
+            };
+            let (kstack, ustack) = self.stacks(slot, watch, agg.pid, &parts);
+            let names = &self.watches[slot][watch];
+            let data = names.bp.mode.is_data();
+            let target = names.target.clone();
+            // A watchpoint traps after the access: name the accessing
+            // instruction, as a record's ip_sym does.
+            let ip_sym = self.symbolizer.frame(agg.pid, agg.ip, data);
+            let caller: Arc<str> = if data {
+                frame_caller(Some(&ip_sym)).into()
+            } else {
+                frame_caller(stack_caller(&kstack, &ustack)).into()
+            };
+            let mut record = AggregateRecord {
+                target,
+                ip_sym,
+                pid: agg.pid,
+                comm: self.comm(&agg.comm),
+                count: agg.count(),
+                cpus: agg
+                    .per_cpu
+                    .iter()
+                    .map(|&(cpu, hits)| CpuHits { cpu, hits })
+                    .collect(),
+                caller,
+                stack_stored: agg.stack_id == 0 || agg.stack.is_some(),
+                kstack,
+                ustack,
+            };
+            if let Some(redactor) = &self.redactor {
+                redactor.aggregate(&mut record);
+            }
+            out.push((slot, record));
+        }
+        out
+    }
+
+    fn record(&mut self, slot: usize, watch: usize, hit: &Hit) -> HitRecord {
+        let comm = self.comm(&hit.comm);
         let names = &self.watches[slot][watch];
         let (target, symbol, mode_text) = (
             names.target.clone(),
             names.symbol.clone(),
             names.mode.clone(),
         );
-        let (mode, at_entry, space) = (names.bp.mode, names.bp.at_entry, names.bp.space);
-        // At a kernel function's entry on arm64, the caller is in x30 only
-        // (0 elsewhere: x86-64's unwinder finds it).
-        let kret = if at_entry && space == Space::Kernel {
-            hit.ret
-        } else {
-            0
+        let mode = names.bp.mode;
+        let parts = StackParts {
+            kernel: hit.kstack(),
+            user: hit.ustack(),
+            ret: hit.ret,
         };
-        let kstack = self
-            .symbolizer
-            .kernel_stack(hit.kstack(), mode.is_data(), kret);
-        // At a user function's entry the frame-pointer walk skips the
-        // immediate caller: its return address is still at the stack pointer.
-        let ret = if at_entry && space == Space::User {
-            hit.ret
-        } else {
-            0
-        };
-        let ustack = self
-            .symbolizer
-            .user_stack(hit.pid, hit.ustack(), mode.is_data(), ret);
+        let (kstack, ustack) = self.stacks(slot, watch, hit.pid, &parts);
         let crate::record::values::ValueFields {
             value,
             old_value,
@@ -328,9 +471,9 @@ impl Collector<'_> {
             comm,
             target,
             symbol,
-            addr: format!("{:#x}", hit.addr),
+            addr: crate::record::format::hex(hit.addr),
             mode: mode_text,
-            ip: format!("{:#x}", hit.ip),
+            ip: crate::record::format::hex(hit.ip),
             // A watchpoint traps after the access: name the accessing instruction.
             ip_sym: self.symbolizer.frame(hit.pid, hit.ip, mode.is_data()),
             value,

@@ -25,7 +25,7 @@ pub(super) struct Losses {
     /// by the kernel.
     pub missed: Vec<u64>,
     /// Per target, what the program put in the ring buffer (its hits less
-    /// its drops) less what hwbp-trace took from there (recorded, or past
+    /// its drops and those it gave no record by choice) less what hwbp-trace took from there (recorded, or past
     /// `-n`): records left unread, or read but not recorded, when tracing
     /// ended on an error (and malformed records, which name no target).
     pub unrecorded: Vec<u64>,
@@ -51,7 +51,7 @@ pub(super) fn losses(counters: &[Counters], kernel_counts: &[u64], consumed: &[u
         .iter()
         .enumerate()
         .map(|(slot, c)| {
-            (c.hits.saturating_sub(c.dropped))
+            (c.hits.saturating_sub(c.dropped + c.unsampled))
                 .saturating_sub(consumed.get(slot).copied().unwrap_or(0))
         })
         .collect();
@@ -100,6 +100,7 @@ pub(super) fn finish(
             break;
         }
     }
+    collector.finish_capture();
     // A failure while draining the rest ends the run as an error too.
     let end_reason = if collector.failure.is_some() {
         EndReason::Error
@@ -109,6 +110,16 @@ pub(super) fn finish(
     let counters = probe.counters();
     let kernel_counts = armed.kernel_counts(breakpoints.len());
     drop(armed);
+    // Read once every hit is in (disarmed, drained): the exact counts.
+    let aggregates = match probe.aggregates() {
+        Ok(aggregates) => Some(collector.aggregate_records(&aggregates)),
+        Err(e) => {
+            log::warn!(
+                "reading the kernel's aggregates: {e}; the counts by stack come from the records"
+            );
+            None
+        }
+    };
 
     // How the command ended, when the trace ended with it: its exit code,
     // or 128 + the signal's number as a shell's `$?` says, and the signal.
@@ -167,16 +178,23 @@ pub(super) fn finish(
         trace_truncated: false,
         output_errors: Vec::new(),
         error: collector.failure.clone(),
+        records: collector.records.to_string(),
     };
     let mut summary = summary;
     if let Some(redactor) = &collector.redactor {
         redactor.summary(&mut summary);
     }
     if let Ok(mut s) = stats.lock() {
-        s.counters = counters;
+        match &aggregates {
+            Some(aggregates) => s.set_aggregates(aggregates, &counters),
+            None => s.counters = counters,
+        }
     }
     let mut failures = Vec::new();
     for export in collector.exports.iter_mut() {
+        for (_, agg) in aggregates.iter().flatten() {
+            export.aggregate(agg);
+        }
         if let Err(e) = export.finish(&summary) {
             failures.push(format!("{}: {e}", export.path.display()));
         }
@@ -249,5 +267,19 @@ mod tests {
         assert_eq!(early.lost, 15);
         // Records taken past -n are consumed, not lost.
         assert_eq!(losses(&c, &[20], &[20]).lost, 0);
+    }
+
+    /// Hits left without a record by `--records sample:N|none` are counted
+    /// in the aggregates, not lost.
+    #[test]
+    fn hits_sampled_out_are_not_lost() {
+        let c = [Counters {
+            unsampled: 18,
+            ..counters(20, 0, 0)
+        }];
+        let sampled = losses(&c, &[20], &[2]);
+        assert_eq!((sampled.unrecorded, sampled.lost), (vec![0], 0));
+        // One of the two records never read: that one is lost.
+        assert_eq!(losses(&c, &[20], &[1]).unrecorded, [1]);
     }
 }

@@ -13,6 +13,7 @@ use hwbp_common::Counters;
 use crate::{
     output::export::Format,
     output::stats::SharedStats,
+    probe::aggregates::MapSizes,
     probe::arm::Armament,
     probe::load::{Batch, Filters},
     probe::process::{CommandOutput, ExitWatch, Launched, ProcessError},
@@ -27,6 +28,7 @@ mod control;
 mod finish;
 pub mod live;
 mod prepare;
+pub mod replay;
 mod run;
 
 pub use run::EndReason;
@@ -47,7 +49,7 @@ pub enum StackMode {
     Both,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     pub targets: Vec<TargetSpec>,
     pub pid: Option<i32>,
@@ -60,7 +62,8 @@ pub struct Options {
     pub max_hits: Option<u64>,
     pub stack: Option<StackMode>,
     pub filters: Filters,
-    pub buffer_size: u64,
+    /// Room in the ring buffer and the aggregate maps.
+    pub sizes: MapSizes,
     /// For the trace header.
     pub command_line: Vec<String>,
     /// Ends the run when notified, like SIGINT: the dashboard's `q` (in raw
@@ -78,6 +81,10 @@ pub struct Options {
     /// The dashboard's changes (`a`, `m`, `x`, space): command lines as
     /// `--control` takes them, each answered through the callback.
     pub changes: Option<Arc<live::Requests>>,
+    /// The hidden `--capture-records FILE`: every raw hit, as the ring
+    /// buffer gave it, also goes to FILE (the replay benchmark's input,
+    /// [`crate::probe::records`]).
+    pub capture_records: Option<PathBuf>,
 }
 
 const SYSCTL_RELEASE: &str = "/proc/sys/kernel/osrelease";
@@ -293,6 +300,10 @@ fn target_summary(bp: &Breakpoint, c: &Counters, hits: u64, after_limit: u64) ->
         addr: format!("{:#x}", bp.addr),
         mode: bp.mode.as_str().to_owned(),
         hits,
+        counted: c.hits,
+        unsampled: c.unsampled,
+        agg_full: c.agg_full,
+        stack_full: c.stack_full,
         dropped: c.dropped,
         filtered: c.filtered,
         rejected: c.cond_rejected,

@@ -67,7 +67,7 @@ pub(super) fn prepare(
         ref targets,
         stack,
         ref filters,
-        buffer_size,
+        sizes,
         ref command_line,
         redact_addresses,
         ref outputs,
@@ -76,7 +76,7 @@ pub(super) fn prepare(
 
     // Loading the program and parsing the kernel's BTF need no target: they
     // run beside the resolution of the targets (kallsyms is the slow part).
-    let loading = thread::spawn(move || Probe::load_program(buffer_size));
+    let loading = thread::spawn(move || Probe::load_program(sizes));
     // System-wide every target is a kernel target, whose values want BTF.
     let mut vmlinux_btf = traced_pid.is_none().then(|| thread::spawn(Btf::vmlinux));
 
@@ -290,7 +290,11 @@ pub(super) fn stack_choices(
 }
 
 /// The trace's header line: tool, kernel, host, start time, targets.
-fn header(breakpoints: &[Breakpoint], command_line: &[String], start_monotonic_ns: u64) -> Header {
+pub(super) fn header(
+    breakpoints: &[Breakpoint],
+    command_line: &[String],
+    start_monotonic_ns: u64,
+) -> Header {
     Header {
         format_version: FORMAT_VERSION,
         tool: format!("hwbp-trace {}", env!("CARGO_PKG_VERSION")),

@@ -106,6 +106,9 @@ pub(super) async fn collect(
         sleep(duration.unwrap_or(Duration::MAX.saturating_sub(Duration::from_secs(1 << 40))));
     tokio::pin!(deadline);
     let mut counters_tick = tokio::time::interval(Duration::from_millis(250));
+    // The aggregates are read at every AGGREGATES_EVERY-th tick: a read
+    // walks the whole map, two system calls a key.
+    let mut ticks = 0u32;
     let mut drain_tick = tokio::time::interval(Duration::from_millis(20));
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -205,7 +208,8 @@ pub(super) async fn collect(
                 if watch_exec && traced_pid.and_then(Image::of).is_some_and(|now| Some(now) != image_at_start) {
                     break EndReason::ProcessExec;
                 }
-                refresh_counters(probe, stats);
+                ticks = ticks.wrapping_add(1);
+                refresh(probe, collector, stats, ticks % AGGREGATES_EVERY == 1);
             }
         }
     };
@@ -263,12 +267,39 @@ impl StopSignals {
     }
 }
 
-/// Copies the probe's kernel-side counters into the shared stats the
-/// dashboard and the summary read.
-fn refresh_counters(probe: &mut Probe, stats: &SharedStats) {
+/// Counter ticks per read of the aggregates: once a second.
+const AGGREGATES_EVERY: u32 = 4;
+
+/// Copies the probe's kernel-side counters and aggregates into the shared
+/// stats the dashboard and the metrics read. Naming the aggregates' stacks
+/// while the processes that made them still run is what lets their user
+/// frames be named at the end too (the symbolizer keeps what it learned).
+fn refresh(
+    probe: &mut Probe,
+    collector: &mut Collector<'_>,
+    stats: &SharedStats,
+    aggregates: bool,
+) {
     let counters = probe.counters();
-    if let Ok(mut s) = stats.lock() {
-        s.counters = counters;
+    if !aggregates {
+        if let Ok(mut s) = stats.lock() {
+            s.counters = counters;
+        }
+        return;
+    }
+    match probe.aggregates() {
+        Ok(aggregates) => {
+            let named = collector.aggregate_records(&aggregates);
+            if let Ok(mut s) = stats.lock() {
+                s.set_aggregates(&named, &counters);
+            }
+        }
+        Err(e) => {
+            log::warn!("reading the kernel's aggregates: {e}");
+            if let Ok(mut s) = stats.lock() {
+                s.counters = counters;
+            }
+        }
     }
 }
 

@@ -49,6 +49,17 @@ const INT_BOOL: u32 = 1 << 2;
 pub enum BtfError {
     #[error("cannot read {path}: {source}; is the kernel built with CONFIG_DEBUG_INFO_BTF?")]
     Read { path: String, source: io::Error },
+    #[error(
+        "cannot read {path}: {source}; the kernel shows module {module}'s BTF there when built \
+         with CONFIG_DEBUG_INFO_BTF_MODULES and the module has a .BTF section (kbuild leaves it \
+         out of a module built without the kernel's vmlinux at hand, as out-of-tree modules \
+         often are)"
+    )]
+    ModuleRead {
+        module: String,
+        path: String,
+        source: io::Error,
+    },
     #[error("{path} is not valid BTF: {reason}")]
     Invalid { path: String, reason: String },
 }

@@ -44,8 +44,9 @@ use ratatui::{
 use tokio::sync::{Notify, oneshot};
 
 use crate::{
-    output::stats::SharedStats, output::stats::monotonic_ns, probe::arm::Armament,
-    probe::process::CommandOutput, record::format::ChangeRecord, record::format::Summary,
+    output::stats::SharedStats, output::stats::monotonic_ns, probe::aggregates::Records,
+    probe::arm::Armament, probe::process::CommandOutput, record::format::ChangeRecord,
+    record::format::Summary,
 };
 use app::{Action, App, CommandOutputView, Traced};
 use event::{Event, Events};
@@ -63,6 +64,8 @@ pub struct Config {
     pub launched: bool,
     /// `--redact-addresses`.
     pub redact_addresses: bool,
+    /// `--records`, shown in the status bar unless it is `all`.
+    pub records: Records,
     /// The launched command's output, read from a pipe so that it does not
     /// write on the dashboard's screen (`o` shows it).
     pub output: Option<Arc<CommandOutput>>,
@@ -179,6 +182,7 @@ fn dashboard(
         outputs,
         launched,
         redact_addresses,
+        records,
         output,
         changes,
     } = config;
@@ -192,6 +196,7 @@ fn dashboard(
     };
     let mut app = App::armed(&armament, name, launched, outputs);
     app.redact = redact_addresses;
+    app.records = records;
     app.output = output
         .as_ref()
         .map(|o| CommandOutputView::new(o.name.clone()));

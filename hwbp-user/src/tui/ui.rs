@@ -29,7 +29,7 @@ use ratatui::{
 use super::app::{
     App, Breakdown, CHART_SECONDS, CommandOutputView, DEBUG_REGISTERS, Focus, Traced,
 };
-use crate::printable::printable;
+use crate::{printable::printable, probe::aggregates::Records};
 
 mod help;
 
@@ -199,6 +199,10 @@ fn status_items(app: &App) -> Vec<Vec<Span<'static>>> {
         app.targets.len()
     ))]);
     items.push(vec![Span::raw(process_state(app))]);
+    // Counts stay exact in every mode; the log and values do not.
+    if app.records != Records::All {
+        items.push(vec![format!("records: {}", app.records).fg(Color::Yellow)]);
+    }
     // File names: the status bar is short, the paths were typed.
     for (name, failed) in app.outputs() {
         let name = printable(name);

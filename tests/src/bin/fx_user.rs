@@ -104,6 +104,60 @@ pub extern "C" fn hwbp_fx_caller(n: u64) -> u64 {
     hint::black_box(acc)
 }
 
+/// Three call sites of the target, each its own function (`sites`): the
+/// per-caller counts of the aggregates are checked against their `n`s.
+/// Each does different work after the call, so that no two are merged.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn fx_site_a(n: u64, write: bool) -> u64 {
+    // Not spelled as hwbp_fx_writer's store (tests find that line by its text).
+    let counter = &HWBP_FX_COUNTER;
+    let mut acc = 0u64;
+    for i in 0..n {
+        if write {
+            counter.store(i, Ordering::SeqCst);
+        } else {
+            let r = hwbp_fx_target(hint::black_box(i));
+            acc = acc.wrapping_add(r);
+        }
+    }
+    hint::black_box(acc)
+}
+
+/// See [`fx_site_a`].
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn fx_site_b(n: u64, write: bool) -> u64 {
+    // Not spelled as hwbp_fx_writer's store (tests find that line by its text).
+    let counter = &HWBP_FX_COUNTER;
+    let mut acc = 1u64;
+    for i in 0..n {
+        if write {
+            counter.store(i + 7, Ordering::SeqCst);
+        } else {
+            acc = acc.wrapping_mul(hwbp_fx_target(hint::black_box(i)) | 1);
+        }
+    }
+    hint::black_box(acc)
+}
+
+/// See [`fx_site_a`].
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn fx_site_c(n: u64, write: bool) -> u64 {
+    // Not spelled as hwbp_fx_writer's store (tests find that line by its text).
+    let counter = &HWBP_FX_COUNTER;
+    let mut acc = 0u64;
+    for i in 0..n {
+        if write {
+            counter.store(i ^ 0x55, Ordering::SeqCst);
+        } else {
+            acc ^= hwbp_fx_target(hint::black_box(i)).rotate_left(3);
+        }
+    }
+    hint::black_box(acc)
+}
+
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn hwbp_fx_writer(n: u64) {
@@ -400,9 +454,20 @@ fn run(args: &[String]) -> Result<u64, String> {
         }
     }
     let (cmd, rest) = args.split_first().ok_or(
-        "usage: fx_user calls|writes|reads|threads|spin|phases|exec|stacks|depths|levels|gapdepths|topstack|paired ...",
+        "usage: fx_user calls|writes|reads|threads|spin|phases|exec|stacks|depths|levels|gapdepths|topstack|paired|sites|sitewrites ...",
     )?;
     match cmd.as_str() {
+        // `sites A B C`: A calls of the target from fx_site_a, then B from
+        // fx_site_b, then C from fx_site_c; `sitewrites` the same with
+        // writes of HWBP_FX_COUNTER.
+        "sites" | "sitewrites" => {
+            let write = cmd == "sitewrites";
+            let (a, b, c) = (num(rest.first())?, num(rest.get(1))?, num(rest.get(2))?);
+            fx_site_a(a, write);
+            fx_site_b(b, write);
+            fx_site_c(c, write);
+            Ok(a + b + c)
+        }
         "calls" => {
             let n = num(rest.first())?;
             hwbp_fx_caller(n);

@@ -17,6 +17,8 @@ use serde_json::Value;
 pub struct Trace {
     pub header: Value,
     pub hits: Vec<Value>,
+    /// The kernel's exact counts, written after the hits.
+    pub aggregates: Vec<Value>,
     pub summary: Value,
 }
 
@@ -39,12 +41,19 @@ pub fn parse_trace(text: &str) -> Result<Trace> {
     Ok(trace)
 }
 
-/// The framing alone (a header first, a summary last, hits between, the
-/// summary's hits equal to the hit lines, or at least them in a file marked
-/// `trace_truncated`), and the accounting: per target, `kernel_count =
-/// hits + dropped + filtered + rejected + retraps + missed + after_limit +
-/// unrecorded` (`rejected`, by a condition, and `retraps`, arm64's repeated
-/// traps, are there only when not 0).
+/// The framing alone (a header first, a summary last, hits between, then
+/// the kernel's aggregates; the summary's hits equal to the hit lines, or at
+/// least them in a file marked `trace_truncated`), and the accounting: per
+/// target, `kernel_count = hits + unsampled + dropped + filtered + rejected
+/// + retraps + missed + after_limit + unrecorded` (`rejected`, `unsampled`
+/// and `retraps`, arm64's repeated traps, are there only when not 0),
+/// `counted` is what the program counted of them, and the aggregates add
+/// up to it (less `agg_full`).
+///
+/// Where every hit of a target was recorded, its records and its
+/// aggregates, made by two paths (the record's frames, and the frames the
+/// program stored once per stack), must count the same hits per process,
+/// caller and stack.
 pub fn parse_framing(text: &str) -> Result<Trace> {
     let lines: Vec<Value> = text
         .lines()
@@ -66,9 +75,18 @@ pub fn parse_framing(text: &str) -> Result<Trace> {
         kind(last) == "summary",
         "the last line is not a summary (cut short?): {last}"
     );
-    let hits: Vec<Value> = lines[1..lines.len() - 1].to_vec();
+    let body = &lines[1..lines.len() - 1];
+    let first_aggregate = body
+        .iter()
+        .position(|line| kind(line) == "aggregate")
+        .unwrap_or(body.len());
+    let hits: Vec<Value> = body[..first_aggregate].to_vec();
+    let aggregates: Vec<Value> = body[first_aggregate..].to_vec();
     if let Some(odd) = hits.iter().find(|hit| kind(hit) != "hit") {
-        bail!("a line between header and summary is not a hit: {odd}");
+        bail!("a line between header and the aggregates is not a hit: {odd}");
+    }
+    if let Some(odd) = aggregates.iter().find(|a| kind(a) != "aggregate") {
+        bail!("a line between the aggregates and the summary is not one: {odd}");
     }
     let summary = last.clone();
     let targets = summary["targets"]
@@ -82,38 +100,100 @@ pub fn parse_framing(text: &str) -> Result<Trace> {
     }
     for target in targets {
         let name = text_field(target, "target")?;
-        let hits = number(target, "hits")?;
+        let recorded = number(target, "hits")?;
         let lines = per_target.get(name).copied().unwrap_or(0);
         // A file that could not take every line (a full disk) says so.
         let truncated = summary["trace_truncated"] == true;
         ensure!(
-            hits == lines || (truncated && lines < hits),
-            "the summary says {hits} hits for {name} but the trace has {lines} hit lines"
+            recorded == lines || (truncated && lines < recorded),
+            "the summary says {recorded} hits for {name} but the trace has {lines} hit lines"
         );
-        let accounted = [
-            "hits",
-            "dropped",
-            "filtered",
-            "missed",
-            "after_limit",
-            "unrecorded",
-        ]
-        .into_iter()
-        .map(|key| number(target, key))
-        .sum::<Result<u64>>()?
-            + target["rejected"].as_u64().unwrap_or(0)
-            + target["retraps"].as_u64().unwrap_or(0);
+        let optional = |key: &str| target[key].as_u64().unwrap_or(0);
+        let counted = ["hits", "dropped", "after_limit", "unrecorded"]
+            .into_iter()
+            .map(|key| number(target, key))
+            .sum::<Result<u64>>()?
+            + optional("unsampled");
+        ensure!(
+            number(target, "counted")? == counted,
+            "counted is not hits + unsampled + dropped + after_limit + unrecorded for {name}: \
+             {target}"
+        );
+        let accounted = ["filtered", "missed"]
+            .into_iter()
+            .map(|key| number(target, key))
+            .sum::<Result<u64>>()?
+            + counted
+            + optional("rejected")
+            + optional("retraps");
         ensure!(
             number(target, "kernel_count")? == accounted,
-            "kernel_count is not hits + dropped + filtered + rejected + retraps + missed + \
+            "kernel_count is not hits + unsampled + dropped + filtered + rejected + retraps + missed + \
              after_limit + unrecorded for {name}: {target}"
         );
+        check_aggregates(name, target, &hits, &aggregates, truncated)?;
     }
     Ok(Trace {
         header: first.clone(),
         hits,
+        aggregates,
         summary,
     })
+}
+
+/// The aggregates of target `name` add up to what the program counted, and
+/// where every hit was recorded, count the records' own stacks exactly.
+fn check_aggregates(
+    name: &str,
+    target: &Value,
+    hits: &[Value],
+    aggregates: &[Value],
+    truncated: bool,
+) -> Result<()> {
+    let optional = |key: &str| target[key].as_u64().unwrap_or(0);
+    let of_target = |line: &&Value| line["target"].as_str() == Some(name);
+    let mut by_kernel: BTreeMap<String, u64> = BTreeMap::new();
+    for agg in aggregates.iter().filter(of_target) {
+        *by_kernel.entry(stack_key(agg)).or_default() += number(agg, "count")?;
+    }
+    let aggregated: u64 = by_kernel.values().sum();
+    ensure!(
+        aggregated + optional("agg_full") == number(target, "counted")?,
+        "the aggregates of {name} count {aggregated} hits (+ {} past --max-keys), the program \
+         counted {}",
+        optional("agg_full"),
+        number(target, "counted")?
+    );
+    // A moved target's aggregates carry its last name; a removed one keeps
+    // its own: compare only where every hit has a record under this name.
+    let every_hit_recorded = ["dropped", "after_limit", "unrecorded"]
+        .into_iter()
+        .map(|key| number(target, key))
+        .sum::<Result<u64>>()?
+        + optional("unsampled")
+        + optional("agg_full")
+        + optional("stack_full")
+        == 0;
+    if every_hit_recorded && !truncated && target["watches"].is_null() {
+        let mut by_records: BTreeMap<String, u64> = BTreeMap::new();
+        for hit in hits.iter().filter(of_target) {
+            *by_records.entry(stack_key(hit)).or_default() += 1;
+        }
+        ensure!(
+            by_records == by_kernel,
+            "the records of {name} and the kernel's aggregates differ by stack:\n records: \
+             {by_records:#?}\n kernel: {by_kernel:#?}"
+        );
+    }
+    Ok(())
+}
+
+/// What a hit and an aggregate share: process, comm and both stacks.
+fn stack_key(line: &Value) -> String {
+    format!(
+        "{} {} {} {}",
+        line["pid"], line["comm"], line["kstack"], line["ustack"]
+    )
 }
 
 pub fn text_field<'a>(value: &'a Value, key: &str) -> Result<&'a str> {
@@ -176,6 +256,8 @@ pub struct JsonlSummary {
     pub stack_errors: u64,
     /// Hits conditions rejected (`TARGET if COND`).
     pub rejected: u64,
+    /// Every hit the program counted, recorded or not (`--records`).
+    pub counted: u64,
 }
 
 /// How many different `ustack` arrays the hit records of a JSONL file hold
@@ -247,5 +329,6 @@ pub fn jsonl_summary(path: &Path) -> Result<JsonlSummary> {
         kernel_count: sum("kernel_count"),
         stack_errors: sum("kstack_errors") + sum("ustack_errors"),
         rejected: sum("rejected"),
+        counted: sum("counted"),
     })
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: what tracing costs on this machine, side by side with
 //! perf, written to BENCHMARKS.md at the workspace root.
 //!
-//! Four measurements (issue 7):
+//! Four measurements (issue 7), then two more:
 //! 1. per-hit cost, for an execute and a write target of the fx_user fixture:
 //!    the workload alone, `perf stat -e mem:ADDR` (the floor: the debug
 //!    exception itself), hwbp-trace with kernel and user stacks and a JSONL
@@ -30,6 +30,11 @@
 //!    exports must keep it flat), and for more and more distinct user
 //!    stacks (`fx_user stacks N DISTINCT`).
 //!
+//! 5. the kernel-target part, in a VM (bench_vm.rs).
+//! 6. replay: raw hits of a live run fed through the reader's collector
+//!    again and again, with no kernel (`replay`): records per second per
+//!    core with kernel and user stacks symbolized and JSONL written.
+//!
 //! It reports; it never gates. This is a shared 2-vCPU VM where every
 //! breakpoint hit is a VM exit, so single timings are noisy: medians of
 //! alternating runs and slopes are what the report shows. No test asserts a
@@ -42,6 +47,7 @@
 
 mod measures;
 mod process;
+mod replay;
 mod report;
 mod results;
 mod runs;
@@ -113,6 +119,21 @@ pub struct Options {
     /// written.
     #[arg(long)]
     only_conditions: bool,
+    /// Only the replay of recorded hits through the reader (section 6),
+    /// its table printed, no report written.
+    #[arg(long)]
+    only_replay: bool,
+    /// Runs of the replay.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    replay_runs: u64,
+    /// Records fed through the reader per replay run.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    replay_records: u64,
+    /// Only the paired runs of the record modes (`--records all`,
+    /// `sample:100`, `none`, k+u stacks, against the floor), their table
+    /// printed, no report written.
+    #[arg(long)]
+    only_records: bool,
 }
 
 pub fn run(options: Options) -> Result<()> {
@@ -132,6 +153,10 @@ pub fn run(options: Options) -> Result<()> {
         kernel,
         out,
         only_conditions,
+        only_replay,
+        replay_runs,
+        replay_records,
+        only_records,
     } = options;
     ensure!(
         small < large,
@@ -163,10 +188,21 @@ pub fn run(options: Options) -> Result<()> {
     let machine = Machine::probe();
     println!("bench: {}", machine.one_line());
 
-    if only_conditions {
-        let paired = bench.paired(&Variant::CONDITIONS, paired_runs, paired_hits, batch)?;
+    if only_conditions || only_records {
+        let variants: &[Variant] = match only_conditions {
+            true => &Variant::CONDITIONS,
+            false => &Variant::RECORDS,
+        };
+        let paired = bench.paired(variants, paired_runs, paired_hits, batch)?;
         let mut table = String::new();
         report::write_paired(&mut table, &bench, &paired, batch);
+        println!("{table}");
+        return Ok(());
+    }
+    if only_replay {
+        let replay = bench.replay(replay_runs, replay_records)?;
+        let mut table = String::new();
+        replay::write_replay(&mut table, &replay);
         println!("{table}");
         return Ok(());
     }
@@ -189,6 +225,7 @@ pub fn run(options: Options) -> Result<()> {
             )
         })
     });
+    let replay = bench.replay(replay_runs, replay_records)?;
     let elapsed = started.elapsed();
 
     write_report(
@@ -212,6 +249,7 @@ pub fn run(options: Options) -> Result<()> {
             stack_hits,
             idle,
             vm,
+            replay,
             elapsed,
             lost_exceptions: bench.lost_exceptions()?,
         },

@@ -192,6 +192,8 @@ pub(super) struct Results {
     pub(super) idle: Vec<Idle>,
     /// The kernel-target section and its command (None with --no-vm).
     pub(super) vm: Option<(String, String)>,
+    /// Section 6: recorded hits through the reader, no kernel.
+    pub(super) replay: super::replay::Replay,
     pub(super) elapsed: Duration,
     /// Debug exceptions the host lost in all the runs (fx_user's SIGTRAPs).
     pub(super) lost_exceptions: u64,

@@ -52,6 +52,12 @@ pub(super) enum Variant {
     /// The same with a condition that rejects every hit (`if pid == 0`):
     /// what a rejected hit costs (nothing is recorded).
     HwbpCondRejected,
+    /// hwbp-trace with k+u stacks, a record for one hit in 100
+    /// (`--records sample:100`): counts still exact.
+    HwbpSampled,
+    /// hwbp-trace with k+u stacks and no records (`--records none`): the
+    /// in-kernel aggregates alone.
+    HwbpAggregates,
 }
 
 impl Variant {
@@ -63,13 +69,17 @@ impl Variant {
                 | Variant::HwbpKernelSide
                 | Variant::HwbpCondKept
                 | Variant::HwbpCondRejected
+                | Variant::HwbpSampled
+                | Variant::HwbpAggregates
         )
     }
 
-    pub(super) const ALL: [Variant; 7] = [
+    pub(super) const ALL: [Variant; 9] = [
         Variant::Alone,
         Variant::PerfStat,
         Variant::HwbpTrace,
+        Variant::HwbpSampled,
+        Variant::HwbpAggregates,
         Variant::HwbpNoStacks,
         Variant::HwbpKernelSide,
         Variant::PerfRecord,
@@ -77,9 +87,11 @@ impl Variant {
     ];
 
     /// The tools of a paired run (perf stat: the method's check).
-    pub(super) const PAIRED: [Variant; 7] = [
+    pub(super) const PAIRED: [Variant; 9] = [
         Variant::PerfStat,
         Variant::HwbpTrace,
+        Variant::HwbpSampled,
+        Variant::HwbpAggregates,
         Variant::HwbpNoStacks,
         Variant::HwbpCondKept,
         Variant::HwbpCondRejected,
@@ -97,6 +109,15 @@ impl Variant {
         Variant::HwbpCondRejected,
     ];
 
+    /// The paired runs of `cargo xtask bench --only-records`: each record
+    /// mode with k+u stacks against the floor.
+    pub(super) const RECORDS: [Variant; 4] = [
+        Variant::PerfStat,
+        Variant::HwbpTrace,
+        Variant::HwbpSampled,
+        Variant::HwbpAggregates,
+    ];
+
     pub(super) fn name(self) -> &'static str {
         match self {
             Variant::Alone => "workload alone",
@@ -108,6 +129,8 @@ impl Variant {
             Variant::PerfRecordNoStacks => "perf record -c 1 (no stacks)",
             Variant::HwbpCondKept => "hwbp-trace, no stacks, condition keeps every hit",
             Variant::HwbpCondRejected => "hwbp-trace, condition rejects every hit",
+            Variant::HwbpSampled => "hwbp-trace, k+u stacks, --records sample:100",
+            Variant::HwbpAggregates => "hwbp-trace, k+u stacks, --records none",
         }
     }
 }
@@ -331,7 +354,9 @@ impl Bench {
             | Variant::HwbpNoStacks
             | Variant::HwbpKernelSide
             | Variant::HwbpCondKept
-            | Variant::HwbpCondRejected => {
+            | Variant::HwbpCondRejected
+            | Variant::HwbpSampled
+            | Variant::HwbpAggregates => {
                 let mut cmd = Command::new(&self.hwbp_trace);
                 if variant == Variant::HwbpKernelSide {
                     // 32 MiB: room for every hit of the large run (about
@@ -339,9 +364,21 @@ impl Bench {
                     cmd.args(["--buffer-size", "33554432"]);
                 }
                 let stack = match variant {
-                    Variant::HwbpTrace | Variant::HwbpKernelSide => "both",
+                    Variant::HwbpTrace
+                    | Variant::HwbpKernelSide
+                    | Variant::HwbpSampled
+                    | Variant::HwbpAggregates => "both",
                     _ => "none",
                 };
+                match variant {
+                    Variant::HwbpSampled => {
+                        cmd.args(["--records", "sample:100"]);
+                    }
+                    Variant::HwbpAggregates => {
+                        cmd.args(["--records", "none"]);
+                    }
+                    _ => {}
+                }
                 let target = match variant {
                     Variant::HwbpCondKept => format!("{} if pid != 0", workload.target),
                     Variant::HwbpCondRejected => format!("{} if pid == 0", workload.target),
@@ -409,6 +446,10 @@ impl Bench {
             | Variant::HwbpNoStacks
             | Variant::HwbpKernelSide
             | Variant::HwbpCondKept => Some(jsonl_summary(&self.jsonl())?.hits),
+            // Few or no records: every hit is in the program's count.
+            Variant::HwbpSampled | Variant::HwbpAggregates => {
+                Some(jsonl_summary(&self.jsonl())?.counted)
+            }
             // Every hit rejected: seen by the program, none recorded.
             Variant::HwbpCondRejected => {
                 let summary = jsonl_summary(&self.jsonl())?;

@@ -247,6 +247,7 @@ fn slots(results: &Results) -> Result<()> {
             .filter(|hit| hit["symbol"] == "pid_max")
             .cloned()
             .collect(),
+        aggregates: Vec::new(),
         summary: serde_json::Value::Null,
     };
     expect_hits(&on_pid_max, 3, results.addr("pid_max_addr")?, "w")?;
@@ -347,6 +348,7 @@ fn run(kernel: &Kernel) -> Result<usize> {
         timeout: Some(Duration::from_secs(900)),
         boot_timeout: vm::BOOT_TIMEOUT,
         mttcg: false,
+        cpus: vm::CPUS,
         interactive: false,
         out_dir: &out_dir,
     })?;

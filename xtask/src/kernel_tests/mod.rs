@@ -55,7 +55,9 @@ const SERIAL: &[KernelTest] = &[
     conditions::VFS_COND,
     conditions::PIDMAX_COND,
     fields::SOMAXCONN,
+    fields::CDROM,
     system_wide::SYSWIDE,
+    system_wide::SYSAGG,
     system_wide::SYSCOMM,
     live::LIVE_MOVE,
     limits::FIVE,
@@ -70,6 +72,13 @@ const SERIAL: &[KernelTest] = &[
 /// (`--mttcg`), and nothing there may flip a static key (no per-task perf
 /// event), which could crash that guest (see vm/).
 const PARALLEL: &[KernelTest] = &[system_wide::CONTENDED];
+
+/// The tests of the third boot: [`WIDE_CPUS`] vCPUs, a host thread each,
+/// the same rule as [`PARALLEL`]'s.
+const WIDE: &[KernelTest] = &[system_wide::EIGHT];
+
+/// The third boot's vCPUs: many CPUs hitting one target at once.
+const WIDE_CPUS: u32 = 8;
 
 /// The scenarios of `tests`, in order, as one script for kernel-tests.sh.
 fn scenarios(tests: &[KernelTest]) -> String {
@@ -154,8 +163,13 @@ pub fn run(kernel: &Kernel, kvm: bool) -> Result<usize> {
         .join("target/vm-tests")
         .join(&kernel.package);
     let parallel_dir = out_dir.join("parallel");
+    let wide_dir = out_dir.join("wide");
     let mut failed = Vec::new();
-    for (dir, mttcg, tests) in [(&out_dir, false, SERIAL), (&parallel_dir, true, PARALLEL)] {
+    for (dir, mttcg, cpus, tests) in [
+        (&out_dir, false, vm::CPUS, SERIAL),
+        (&parallel_dir, true, vm::CPUS, PARALLEL),
+        (&wide_dir, true, WIDE_CPUS, WIDE),
+    ] {
         let command = [
             "/vm/kernel-tests.sh".to_owned(),
             format!("{exec_offset:#x}"),
@@ -168,6 +182,7 @@ pub fn run(kernel: &Kernel, kvm: bool) -> Result<usize> {
             timeout: Some(Duration::from_secs(900)),
             boot_timeout: vm::BOOT_TIMEOUT,
             mttcg,
+            cpus,
             interactive: false,
             out_dir: dir,
         })?;
@@ -194,7 +209,7 @@ pub fn run(kernel: &Kernel, kvm: bool) -> Result<usize> {
         "kernel-tests: the guest's files are in {}",
         out_dir.display()
     );
-    let total = SERIAL.len() + PARALLEL.len();
+    let total = SERIAL.len() + PARALLEL.len() + WIDE.len();
     // Alone on its line: CI reads it as the test count.
     println!(
         "kernel-tests: {}: {} passed, {} failed",
@@ -253,7 +268,7 @@ mod tests {
     #[test]
     fn every_scenario_leaves_files_under_its_own_name() {
         let mut names = HashSet::new();
-        for test in SERIAL.iter().chain(PARALLEL) {
+        for test in SERIAL.iter().chain(PARALLEL).chain(WIDE) {
             assert!(names.insert(test.name), "{} twice", test.name);
             assert!(
                 test.scenario.contains(test.name),
@@ -266,7 +281,7 @@ mod tests {
     /// The scenarios of each boot are valid sh (`sh -n`).
     #[test]
     fn the_scenarios_parse_as_sh() {
-        for tests in [SERIAL, PARALLEL] {
+        for tests in [SERIAL, PARALLEL, WIDE] {
             assert_scenarios_parse(tests);
         }
     }

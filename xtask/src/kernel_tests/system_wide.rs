@@ -100,7 +100,7 @@ const CONTENDED_DROPS_ALLOWED: u64 = 30;
 pub(super) const CONTENDED: KernelTest = KernelTest {
     name: "contended",
     scenario: r#"
-        start contended -q --no-tui -d 300 --comm fx_kernel __x64_sys_getpgid
+        start contended -q --no-tui -d 300 --comm fx_kernel -o contended.folded __x64_sys_getpgid
         taskset -c 0 fx_kernel getpgid 20000 > contended.fx0 &
         fx0=$!
         taskset -c 1 fx_kernel getpgid 20000 > contended.fx1 &
@@ -114,7 +114,9 @@ pub(super) const CONTENDED: KernelTest = KernelTest {
 
 /// 20000 calls on each CPU at once (fx_kernel pinned to each): every one
 /// accounted for (hits + dropped = 40000, nothing else lost), at most
-/// [`CONTENDED_DROPS_ALLOWED`] dropped, by the summary table on stderr.
+/// [`CONTENDED_DROPS_ALLOWED`] dropped, by the summary table on stderr;
+/// and all 40000 in the collapsed stacks, which come from the kernel's
+/// aggregates, dropped records or not.
 fn contended(results: &Results) -> Result<()> {
     let run = results.succeeded("contended")?;
     for fx in ["contended.fx0", "contended.fx1"] {
@@ -150,6 +152,135 @@ fn contended(results: &Results) -> Result<()> {
         }),
         "expected `{hits} hits in … (signal); lost: {dropped}`; stderr:\n{}",
         run.stderr.trim()
+    );
+    let folded = results.read("contended.folded")?;
+    let mut in_stacks = 0u64;
+    for line in folded.lines() {
+        let n = line
+            .rsplit_once(' ')
+            .and_then(|(_, n)| n.parse::<u64>().ok());
+        let Some(n) = n else {
+            bail!("contended.folded: not `STACK COUNT`: {line}");
+        };
+        ensure!(
+            line.starts_with("__x64_sys_getpgid;") && line.contains("do_syscall_64"),
+            "contended.folded: a stack not through the syscall: {line}"
+        );
+        in_stacks += n;
+    }
+    ensure!(
+        in_stacks == 40000,
+        "the collapsed stacks count {in_stacks} hits ({dropped} records dropped), expected all \
+         40000"
+    );
+    Ok(())
+}
+
+/// Calls on each CPU of [`EIGHT`]'s guest.
+const EIGHT_CALLS: u64 = 2000;
+
+/// Eight CPUs hitting one kernel function at once (the third boot has
+/// eight vCPUs, a host thread each), one fixture pinned to each, a record
+/// for one hit in 50 and a ring buffer small enough to drop some: every
+/// hit accounted for, none missed or unrecorded (only drops, each
+/// counted), and the aggregates count exactly each CPU's calls.
+pub(super) const EIGHT: KernelTest = KernelTest {
+    name: "eight",
+    scenario: r#"
+        start eight -q --no-tui -d 300 --comm fx_kernel --records sample:50 --buffer-size 16384 -o eight.jsonl __x64_sys_getpgid
+        pids=""
+        for cpu in 0 1 2 3 4 5 6 7; do
+            taskset -c $cpu fx_kernel getpgid 2000 > eight.fx$cpu &
+            pids="$pids $!"
+        done
+        wait $pids
+        kill -TERM "$bg_pid"
+        finish
+    "#,
+    check: eight,
+};
+
+fn eight(results: &Results) -> Result<()> {
+    let (_, trace) = results.traced_with_drops("eight")?;
+    expect_signal_end(&trace)?;
+    let mut per_cpu: BTreeMap<u64, u64> = BTreeMap::new();
+    for agg in &trace.aggregates {
+        for cpu in agg["cpus"].as_array().into_iter().flatten() {
+            *per_cpu.entry(number(cpu, "cpu")?).or_default() += number(cpu, "hits")?;
+        }
+    }
+    let expected: BTreeMap<u64, u64> = (0..8).map(|cpu| (cpu, EIGHT_CALLS)).collect();
+    ensure!(
+        per_cpu == expected,
+        "expected {EIGHT_CALLS} hits counted on each of 8 CPUs; got {per_cpu:?}"
+    );
+    let target = &trace.summary["targets"][0];
+    ensure!(
+        number(target, "missed")? == 0
+            && number(target, "unrecorded")? == 0
+            && number(&trace.summary, "lost")? == number(target, "dropped")?,
+        "hits missed or unrecorded with 8 CPUs at once: {target}"
+    );
+    ensure!(
+        number(target, "counted")? == 8 * EIGHT_CALLS,
+        "expected {} hits counted: {target}",
+        8 * EIGHT_CALLS
+    );
+    Ok(())
+}
+
+/// [`SYSWIDE`] with no records at all (`--records none`): the kernel's
+/// aggregates alone count every call, by comm, CPU and both stacks.
+pub(super) const SYSAGG: KernelTest = KernelTest {
+    name: "sysagg",
+    scenario: r#"
+        ln -sf /usr/bin/fx_kernel /tmp/fx_other
+        start sysagg -q --no-tui -d 60 --records none --stack both -o sysagg.jsonl __x64_sys_getpgid
+        taskset -c 0 fx_kernel getpgid 60 > sysagg.fx0 &
+        fx0=$!
+        taskset -c 1 fx_kernel getpgid 40 > sysagg.fx1 &
+        fx1=$!
+        /tmp/fx_other getpgid 25 > sysagg.other &
+        fx2=$!
+        wait $fx0 $fx1 $fx2
+        kill -TERM "$bg_pid"
+        finish
+    "#,
+    check: sysagg,
+};
+
+fn sysagg(results: &Results) -> Result<()> {
+    let (_, trace) = results.traced("sysagg")?;
+    expect_signal_end(&trace)?;
+    ensure!(
+        trace.hits.is_empty(),
+        "--records none wrote {} hit lines",
+        trace.hits.len()
+    );
+    let mut counts: BTreeMap<(String, u64), usize> = BTreeMap::new();
+    for agg in &trace.aggregates {
+        let comm = text_field(agg, "comm")?.to_owned();
+        let first = agg["kstack"][0].as_str().unwrap_or("");
+        if comm.starts_with("fx_") {
+            ensure!(
+                first.starts_with("__x64_sys_getpgid+0x0"),
+                "an aggregate of {comm} whose kernel stack starts at {first:?}: {agg}"
+            );
+        }
+        for cpu in agg["cpus"].as_array().into_iter().flatten() {
+            let key = (comm.clone(), number(cpu, "cpu")?);
+            *counts.entry(key).or_default() += number(cpu, "hits")? as usize;
+        }
+    }
+    expect_both_cpus(&counts)?;
+    ensure!(
+        count(&counts, "fx_other", None) == 25,
+        "expected 25 hits from fx_other; got {counts:?}"
+    );
+    let target = &trace.summary["targets"][0];
+    ensure!(
+        number(target, "unsampled")? == number(target, "counted")?,
+        "every counted hit is unsampled with --records none: {target}"
     );
     Ok(())
 }

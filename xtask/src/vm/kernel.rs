@@ -1,6 +1,7 @@
 //! The guest's kernel: Debian's kernel image packages, which `--kernel`
 //! names (an ABI version, a series or a package), fetched with apt and
-//! unpacked under target/vm/kernels/.
+//! unpacked under target/vm/kernels/: boot/ and the few modules the
+//! guest loads ([`GUEST_MODULES`]), not the ~400 MB of the others.
 
 use std::{
     fs,
@@ -25,6 +26,39 @@ pub struct Kernel {
     pub vmlinuz: PathBuf,
     /// boot/config-*: what the kernel was built with.
     pub config: PathBuf,
+    /// [`GUEST_MODULES`] for this kernel, uncompressed, in that order (none
+    /// for arm64): the initramfs has them as /lib/modules/NAME.ko.
+    pub modules: Vec<PathBuf>,
+}
+
+/// The modules the x86 guest can insmod, by their path under
+/// lib/modules/VERSION/kernel/ without `.ko`: cdrom, which needs no other
+/// module, registers /proc/sys/dev/cdrom/ when loaded and keeps those
+/// settings in a variable of a struct named after it (the kernel test
+/// `cdrom` traces one of its members by name, typed from the module's BTF).
+/// Debian 6.12's modules are xz-compressed (`.ko.xz`): they are unpacked
+/// here, as busybox's insmod reads plain ones.
+const GUEST_MODULES: &[&str] = &["drivers/cdrom/cdrom"];
+
+/// Where the uncompressed modules of an unpacked kernel are.
+fn modules_dir(dir: &Path) -> PathBuf {
+    dir.join("modules")
+}
+
+/// The module files of `arch`'s guest in an unpacked package directory.
+fn guest_modules(arch: Arch, dir: &Path) -> Vec<PathBuf> {
+    if arch != Arch::X86_64 {
+        return Vec::new();
+    }
+    GUEST_MODULES
+        .iter()
+        .map(|module| modules_dir(dir).join(format!("{}.ko", module_name(module))))
+        .collect()
+}
+
+/// `cdrom` for drivers/cdrom/cdrom.
+fn module_name(module: &str) -> &str {
+    module.rsplit('/').next().unwrap_or(module)
 }
 
 pub(super) fn vm_dir() -> PathBuf {
@@ -115,13 +149,19 @@ fn find_boot_file(dir: &Path, prefix: &str) -> Option<PathBuf> {
         })
 }
 
-/// The kernel in an unpacked package directory, if complete.
+/// The kernel in an unpacked package directory, if complete (a directory
+/// unpacked before the guest loaded modules lacks them: it is fetched anew).
 fn unpacked_kernel(arch: Arch, package: &str, dir: &Path) -> Option<Kernel> {
+    let modules = guest_modules(arch, dir);
+    if !modules.iter().all(|module| module.is_file()) {
+        return None;
+    }
     Some(Kernel {
         package: package.to_owned(),
         arch,
         vmlinuz: find_boot_file(dir, "vmlinuz-")?,
         config: find_boot_file(dir, "config-")?,
+        modules,
     })
 }
 
@@ -163,32 +203,14 @@ pub fn fetch_kernel_for(arch: Arch, requested: Option<&str>) -> Result<Kernel> {
         .map(|entry| entry.path())
         .find(|path| path.extension().is_some_and(|ext| ext == "deb"))
         .ok_or_else(|| anyhow!("apt-get download {package} left no .deb"))?;
-    // Only boot/ (vmlinuz, System.map, config) is needed: unpacking the
-    // modules as well would take ~400 MB.
     let unpacked = download.join("unpacked");
     fs::create_dir_all(&unpacked).with_context(|| format!("creating {}", unpacked.display()))?;
-    let mut dpkg = Command::new("dpkg-deb");
-    dpkg.arg("--fsys-tarfile").arg(&deb).stdout(Stdio::piped());
-    let mut dpkg_child = dpkg
-        .spawn()
-        .with_context(|| format!("starting `{}`", display(&dpkg)))?;
-    let tar_input = dpkg_child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("dpkg-deb has no stdout"))?;
-    exec(
-        Command::new("tar")
-            .args(["-x", "-C"])
-            .arg(&unpacked)
-            .arg("./boot")
-            .stdin(tar_input),
-    )?;
-    let status = dpkg_child.wait().context("waiting for dpkg-deb")?;
-    if !status.success() {
-        bail!("`{}` failed ({status})", display(&dpkg));
-    }
+    unpack(arch, &deb, &unpacked)?;
     if unpacked_kernel(arch, &package, &unpacked).is_none() {
-        bail!("{} has no boot/vmlinuz-* or boot/config-*", deb.display());
+        bail!(
+            "{} has no boot/vmlinuz-* or boot/config-*, or lacks a module of {GUEST_MODULES:?}",
+            deb.display()
+        );
     }
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -197,6 +219,66 @@ pub fn fetch_kernel_for(arch: Arch, requested: Option<&str>) -> Result<Kernel> {
         .with_context(|| format!("moving the kernel to {}", dir.display()))?;
     fs::remove_dir_all(&download).with_context(|| format!("removing {}", download.display()))?;
     unpacked_kernel(arch, &package, &dir).ok_or_else(|| anyhow!("{} vanished", dir.display()))
+}
+
+/// Unpacks boot/ (vmlinuz, System.map, config) and the guest's modules
+/// from `deb` into `dir`: unpacking every module would take ~400 MB.
+fn unpack(arch: Arch, deb: &Path, dir: &Path) -> Result<()> {
+    let mut dpkg = Command::new("dpkg-deb");
+    dpkg.arg("--fsys-tarfile").arg(deb).stdout(Stdio::piped());
+    let mut dpkg_child = dpkg
+        .spawn()
+        .with_context(|| format!("starting `{}`", display(&dpkg)))?;
+    let tar_input = dpkg_child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("dpkg-deb has no stdout"))?;
+    let mut tar = Command::new("tar");
+    tar.args(["-x", "--wildcards", "-C"]).arg(dir).arg("./boot");
+    if arch == Arch::X86_64 {
+        // `.ko` (6.1) or `.ko.xz` (6.12), whatever the version directory.
+        tar.args(
+            GUEST_MODULES
+                .iter()
+                .map(|module| format!("./lib/modules/*/kernel/{module}.ko*")),
+        );
+    }
+    exec(tar.stdin(tar_input))?;
+    let status = dpkg_child.wait().context("waiting for dpkg-deb")?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", display(&dpkg));
+    }
+    if arch != Arch::X86_64 {
+        return Ok(());
+    }
+    let modules = modules_dir(dir);
+    fs::create_dir_all(&modules).with_context(|| format!("creating {}", modules.display()))?;
+    for module in GUEST_MODULES {
+        let found = find_module(dir, module)
+            .ok_or_else(|| anyhow!("{} has no {module}.ko or {module}.ko.xz", deb.display()))?;
+        let plain = modules.join(format!("{}.ko", module_name(module)));
+        if found.extension().is_some_and(|ext| ext == "xz") {
+            let out = fs::File::create(&plain)
+                .with_context(|| format!("creating {}", plain.display()))?;
+            exec(Command::new("xz").arg("-dc").arg(&found).stdout(out))?;
+        } else {
+            fs::rename(&found, &plain)
+                .with_context(|| format!("moving {} to {}", found.display(), plain.display()))?;
+        }
+    }
+    let lib = dir.join("lib");
+    fs::remove_dir_all(&lib).with_context(|| format!("removing {}", lib.display()))
+}
+
+/// lib/modules/VERSION/kernel/MODULE.ko or .ko.xz, as tar left it.
+fn find_module(dir: &Path, module: &str) -> Option<PathBuf> {
+    let versions = fs::read_dir(dir.join("lib/modules")).ok()?;
+    versions
+        .filter_map(Result::ok)
+        .flat_map(|version| {
+            ["ko", "ko.xz"].map(|ext| version.path().join(format!("kernel/{module}.{ext}")))
+        })
+        .find(|path| path.is_file())
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! debug registers exactly).
 //!
 //! The guest is an initramfs built here: busybox, hwbp-trace, the fixtures,
-//! the scripts of tests/vm and the shared libraries they need. /init (init.sh)
+//! bpftool, the few kernel modules the tests load (kernel.rs), the scripts
+//! of tests/vm and the shared libraries they need. /init (init.sh)
 //! runs one command, sends back the files it wrote under /out on the second
 //! serial port and prints `init: exit=N` on the console.
 
@@ -36,6 +37,9 @@ use crate::{
     exec::{display, output},
     setup, workspace_root,
 };
+
+/// Debian's bpftool (package bpftool), which the x86 guest gets.
+const BPFTOOL: &str = "/usr/sbin/bpftool";
 
 #[derive(Args)]
 pub struct Options {
@@ -111,6 +115,7 @@ pub fn run(options: Options) -> Result<i32> {
             .or((!interactive).then_some(DEFAULT_TIMEOUT)),
         boot_timeout: Duration::from_secs(boot_timeout),
         mttcg,
+        cpus: CPUS,
         interactive,
         out_dir: &out_dir,
     })?;
@@ -126,6 +131,9 @@ pub fn run(options: Options) -> Result<i32> {
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A guest's vCPUs: two, as the hosts have, unless a test asks for more.
+pub const CPUS: u32 = 2;
+
 /// One guest run.
 pub struct Boot<'a> {
     pub kernel: &'a Kernel,
@@ -138,6 +146,8 @@ pub struct Boot<'a> {
     /// Under TCG, a host thread per vCPU rather than one for all (see
     /// [`boot_once`]): only for guests that flip no static key.
     pub mttcg: bool,
+    /// vCPUs ([`CPUS`] but for the kernel test of many CPUs at once).
+    pub cpus: u32,
     /// Pass the host terminal through (stdin is a terminal).
     pub interactive: bool,
     /// Where the guest's /out lands (emptied first).
@@ -237,8 +247,9 @@ fn add_host_file(archive: &mut Archive, host: &Path, guest: &str, mode: u32) -> 
     Ok(())
 }
 
-/// The guest's whole file system, for `arch`'s binaries.
-fn build_initramfs(arch: Arch, command: &[String], interactive: bool) -> Result<Archive> {
+/// The guest's whole file system, for `kernel`'s architecture and modules.
+fn build_initramfs(kernel: &Kernel, command: &[String], interactive: bool) -> Result<Archive> {
+    let arch = kernel.arch;
     let mut archive = Archive::default();
     for dir in [
         "proc", "sys", "dev", "tmp", "run", "out", "root", "etc/hwbp",
@@ -270,15 +281,34 @@ fn build_initramfs(arch: Arch, command: &[String], interactive: bool) -> Result<
         }
     }
 
+    for module in &kernel.modules {
+        if let Some(name) = module.file_name() {
+            let guest = format!("lib/modules/{}", name.to_string_lossy());
+            add_host_file(&mut archive, module, &guest, 0o644)?;
+        }
+    }
+
     let mut binaries = vec![arch.release_dir().join("hwbp-trace")];
     binaries.extend(build::fixtures_for(arch)?);
+    // bpftool (libbpf's reading of BTF) is the kernel tests' oracle for a
+    // member's offset: on x86, whose guest runs this host's binaries.
+    if arch == Arch::X86_64 {
+        binaries.push(PathBuf::from(BPFTOOL));
+    }
     for binary in &binaries {
         let name = binary
             .file_name()
             .ok_or_else(|| anyhow!("{} has no file name", binary.display()))?
             .to_string_lossy();
-        add_host_file(&mut archive, binary, &format!("usr/bin/{name}"), 0o755)
-            .with_context(|| format!("run `cargo xtask build --arch {arch}` first"))?;
+        add_host_file(&mut archive, binary, &format!("usr/bin/{name}"), 0o755).with_context(
+            || {
+                if binary == Path::new(BPFTOOL) {
+                    "install bpftool (`cargo xtask setup` does)".to_owned()
+                } else {
+                    format!("run `cargo xtask build --arch {arch}` first")
+                }
+            },
+        )?;
         // Cross-built binaries are static (.cargo/config.toml): this host's
         // ldd cannot read them anyway.
         if arch.cross_target().is_some() {
@@ -454,6 +484,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
         timeout,
         boot_timeout,
         mttcg,
+        cpus,
         interactive,
         out_dir,
     } = boot;
@@ -470,7 +501,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
                 false
             }
         };
-    let archive = build_initramfs(kernel.arch, command, *interactive)?;
+    let archive = build_initramfs(kernel, command, *interactive)?;
     write_initramfs(&archive, &initrd)?;
     let transfer = run_dir.join("out.b64");
     // A long word (a script) is shown by its size alone.
@@ -491,7 +522,14 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
         },
         shown.join(" ")
     );
-    let mut qemu = qemu_command(kernel, &initrd, &transfer, kvm, *mttcg, *interactive);
+    let mut qemu = qemu_command(
+        kernel,
+        &initrd,
+        &transfer,
+        kvm,
+        (*mttcg, *cpus),
+        *interactive,
+    );
     let mut child = qemu.spawn().with_context(|| {
         format!(
             "starting `{}` (install {})",
@@ -554,7 +592,7 @@ fn qemu_command(
     initrd: &Path,
     transfer: &Path,
     kvm: bool,
-    mttcg: bool,
+    (mttcg, cpus): (bool, u32),
     interactive: bool,
 ) -> Command {
     let arch = kernel.arch;
@@ -589,35 +627,29 @@ fn qemu_command(
         };
         qemu.args(["-accel", accel, "-cpu", "max"]);
     }
-    qemu.args([
-        "-smp",
-        "2",
-        "-m",
-        "1024",
-        "-nodefaults",
-        "-nographic",
-        "-no-reboot",
-    ])
-    .arg("-kernel")
-    .arg(&kernel.vmlinuz)
-    .arg("-initrd")
-    .arg(initrd)
-    .arg("-append")
-    .arg(format!(
-        "console={} quiet panic=-1 oops=panic",
-        arch.console()
-    ))
-    // The console: serial 0 on stdio, muxed with the monitor (Ctrl-A x
-    // quits); signal=off passes Ctrl-C to the guest.
-    .args(["-chardev", "stdio,id=console,mux=on,signal=off"])
-    .args([
-        "-serial",
-        "chardev:console",
-        "-mon",
-        "chardev=console,mode=readline",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    qemu.arg("-smp")
+        .arg(cpus.to_string())
+        .args(["-m", "1024", "-nodefaults", "-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(format!(
+            "console={} quiet panic=-1 oops=panic",
+            arch.console()
+        ))
+        // The console: serial 0 on stdio, muxed with the monitor (Ctrl-A x
+        // quits); signal=off passes Ctrl-C to the guest.
+        .args(["-chardev", "stdio,id=console,mux=on,signal=off"])
+        .args([
+            "-serial",
+            "chardev:console",
+            "-mon",
+            "chardev=console,mode=readline",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     if arch == Arch::X86_64 {
         // Serial 1 carries /out back (see init.sh).
         qemu.arg("-serial")

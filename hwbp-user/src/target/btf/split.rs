@@ -15,7 +15,8 @@ impl Btf {
     /// The BTF of a loaded kernel module, on top of vmlinux's (`base`).
     pub fn module(name: &str, base: &Btf) -> Result<Self, BtfError> {
         let path = Path::new(MODULES).join(name);
-        let data = fs::read(&path).map_err(|source| BtfError::Read {
+        let data = fs::read(&path).map_err(|source| BtfError::ModuleRead {
+            module: name.to_owned(),
             path: path.display().to_string(),
             source,
         })?;
@@ -103,6 +104,22 @@ mod tests {
         );
         // vmlinux's own types are still there.
         assert!(module.function("vfs_x").is_some());
+    }
+
+    /// A module without BTF is named, with what gives a module BTF.
+    #[test]
+    fn a_module_without_btf_says_why() {
+        let base = Btf::parse(&blob()).expect("base");
+        let error = Btf::module("hwbp_no_such_module", &base)
+            .err()
+            .expect("no such module")
+            .to_string();
+        assert!(
+            error.starts_with("cannot read /sys/kernel/btf/hwbp_no_such_module: ")
+                && error.contains("module hwbp_no_such_module's BTF")
+                && error.contains("CONFIG_DEBUG_INFO_BTF_MODULES"),
+            "{error}"
+        );
     }
 
     /// On this host, when it has module BTF: every module's blob reads on

@@ -20,6 +20,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::{
     output::stats::{RECENT_VALUES, STACK_DEPTH, Stats, TargetStats},
+    probe::aggregates::Records,
     probe::arm::Armament,
     probe::arm::Scope,
     probe::process::OutputTail,
@@ -69,6 +70,8 @@ pub struct App {
     pub outputs: Vec<String>,
     /// `--redact-addresses`: no addresses on screen (nor in `e` files).
     pub redact: bool,
+    /// `--records`: the status bar says when only some hits get a record.
+    pub records: Records,
     /// What is shown: the latest copy (less the baseline), frozen while
     /// paused.
     pub view: Stats,
@@ -132,6 +135,7 @@ impl App {
             events,
             outputs,
             redact: false,
+            records: Records::All,
             view: stats.clone(),
             latest: stats,
             baseline: None,
@@ -447,10 +451,13 @@ impl App {
         )
     }
 
+    /// Hits of every target (of the filter's comms): the kernel's counts
+    /// once its aggregates are read, as the targets' rows show them, else
+    /// the records'.
     pub fn total_hits(&self) -> u64 {
         match &self.filter {
-            None => self.view.total,
-            Some(_) => (0..self.targets.len()).map(|s| self.hits(s)).sum(),
+            None if !self.view.from_kernel => self.view.total,
+            _ => (0..self.targets.len()).map(|s| self.hits(s)).sum(),
         }
     }
 

@@ -193,6 +193,17 @@ pub(super) fn traced_process_exited() {
     check("traced_process_exited_80x24", &text);
 }
 
+/// The status bar says when only some hits get a record (the log and the
+/// values are then a sample; the counts are not).
+#[test]
+pub(super) fn status_bar_says_the_record_mode() {
+    let mut app = exited_app();
+    assert!(!screen(&app, 140, 30).contains("records:"));
+    app.records = crate::probe::aggregates::Records::Sample(100);
+    let text = screen(&app, 140, 30);
+    assert!(text.contains("records: sample:100"), "{text}");
+}
+
 /// No status item is cut, from the smallest width up: one line when all
 /// fit, else two.
 #[test]
