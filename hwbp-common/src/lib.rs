@@ -165,8 +165,13 @@ pub struct Counters {
     /// Hits counted in the aggregates under a stack whose frames `STACKS`
     /// had no room for.
     pub stack_full: u64,
+    /// arm64: traps that repeated the one before (the same execution of the
+    /// instruction, trapping again because an interrupt ended the kernel's
+    /// single step over it early; docs/arm64.md): not a hit, not in `hits`,
+    /// but in the perf event's own count. Always 0 on x86-64.
+    pub retraps: u64,
 }
-const _: () = assert!(size_of::<Counters>() == 80);
+const _: () = assert!(size_of::<Counters>() == 88);
 
 /// A key of the `AGGS` per-CPU hash: hits of one target by one process
 /// (and comm) at one instruction with one stack. The value is a count per

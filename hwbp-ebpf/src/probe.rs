@@ -146,7 +146,12 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     // program uses while this one runs (see below).
     let hit = unsafe { &raw mut (*scratch).hit };
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
+    // Before the filters: a filtered hit is stepped (and re-trapped) too.
+    if arch::retrap(&regs, pid_tgid) {
+        // SAFETY: per-CPU slot of this CPU, as below.
+        unsafe { (*counters).retraps += 1 };
+        return Ok(0);
+    }
     // SAFETY: `hit` points to this CPU's scratch Hit (see below). The comm
     // goes straight there and is compared as two words, where aya's
     // bpf_get_current_comm() zeroes, copies and compares it a byte at a
@@ -194,20 +199,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     // uses while this one runs (perf_event programs do not nest on a CPU);
     // every header field is written before the record is copied out.
     unsafe {
-        (*hit).ts_ns = bpf_ktime_get_ns();
-        (*hit).ip = arch::ip(&regs);
-        (*hit).addr = addr;
-        (*hit).pid = (pid_tgid >> 32) as u32;
-        (*hit).tid = tid;
-        (*hit).cpu = bpf_get_smp_processor_id();
-        (*hit).slot = config.slot;
-        (*hit)._pad = 0;
-
-        (*hit).args = [0; 6];
-        (*hit).ret = 0;
-        if config.flags & SLOT_EXECUTE != 0 {
-            (*hit).args = arch::args(&regs);
-        }
+        fill_header(hit, &regs, addr, pid_tgid, &config, flags);
 
         let frames = (*hit).frames.as_mut_ptr();
         // A hit in user mode has no kernel frames (the kernel's unwinder
@@ -264,6 +256,45 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         }
     }
     Ok(0)
+}
+
+/// The header of a hit, but for the stack lengths and flags.
+///
+/// # Safety
+/// `hit` points to this CPU's scratch Hit, which no other program uses
+/// while this one runs.
+#[inline(always)]
+unsafe fn fill_header(
+    hit: *mut Hit,
+    regs: &arch::Regs,
+    addr: u64,
+    pid_tgid: u64,
+    config: &SlotConfig,
+    flags: u32,
+) {
+    // SAFETY: see the function's safety section.
+    unsafe {
+        (*hit).ts_ns = bpf_ktime_get_ns();
+        (*hit).ip = arch::ip(regs);
+        (*hit).addr = addr;
+        (*hit).pid = (pid_tgid >> 32) as u32;
+        (*hit).tid = pid_tgid as u32;
+        (*hit).cpu = bpf_get_smp_processor_id();
+        (*hit).slot = config.slot;
+        (*hit)._pad = 0;
+
+        (*hit).args = [0; 6];
+        (*hit).ret = 0;
+        if config.flags & SLOT_EXECUTE != 0 {
+            (*hit).args = arch::args(regs);
+            // At a kernel function's first instruction on arm64 the caller's
+            // return address is still in x30, where the kernel's unwinder
+            // (frame records from x29) does not look: userspace inserts it.
+            if flags & HIT_USER_MODE == 0 {
+                (*hit).ret = arch::link_register(regs).unwrap_or(0);
+            }
+        }
+    }
 }
 
 /// Whether a target's hit, its `hits`th on this CPU, gets a record

@@ -10,6 +10,9 @@
 //!   busiest [`COMM_LABELS_LIMIT`] per target, the rest as `comm="[other]"`
 //!   (label values are unbounded: a cap keeps Prometheus healthy).
 //! - `hwbp_dropped_total`: hits lost because the ring buffer was full.
+//! - `hwbp_retraps_total{target,symbol,mode}` (arm64 only): traps that
+//!   repeated the one before because an interrupt ended the kernel's single
+//!   step early (docs/arm64.md): not hits, not lost.
 //! - `hwbp_rejected_total{target,symbol,mode}`: hits a target's condition
 //!   (`TARGET if COND`) rejected in the kernel (targets with one only).
 //! - `hwbp_armed_breakpoints`: perf events armed (targets × CPUs or threads).
@@ -172,14 +175,18 @@ fn serve(server: &tiny_http::Server, stats: &SharedStats, armed: &Armed) {
     }
 }
 
+/// Whether re-traps can happen, so have a series (arm64).
+const RETRAPS: bool = cfg!(target_arch = "aarch64");
+
 /// The exposition text of the current numbers.
 fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error> {
     let targets = armed.targets.lock().map(|t| t.clone()).unwrap_or_default();
     // Copy under the lock, encode after it.
-    let (hits, comms, dropped, rejected) = match stats.lock() {
+    let (hits, comms, dropped, rejected, retraps) = match stats.lock() {
         Ok(s) => {
             let hits: Vec<u64> = s.targets.iter().map(|t| t.hits).collect();
             let rejected: Vec<u64> = s.counters.iter().map(|c| c.cond_rejected).collect();
+            let retraps: Vec<u64> = s.counters.iter().map(|c| c.retraps).collect();
             let comms: Vec<Vec<(String, u64)>> = s
                 .targets
                 .iter()
@@ -204,15 +211,16 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
                     c
                 })
                 .collect();
-            (hits, comms, s.dropped(), rejected)
+            (hits, comms, s.dropped(), rejected, retraps)
         }
-        Err(_) => (Vec::new(), Vec::new(), 0, Vec::new()),
+        Err(_) => (Vec::new(), Vec::new(), 0, Vec::new(), Vec::new()),
     };
 
     let mut registry = Registry::default();
     let hits_family = Family::<Labels, Counter>::default();
     let comm_family = Family::<Labels, Counter>::default();
     let rejected_family = Family::<Labels, Counter>::default();
+    let retraps_family = Family::<Labels, Counter>::default();
     for (i, t) in targets.iter().enumerate() {
         let labels = vec![
             ("target".to_owned(), t.target.clone()),
@@ -226,6 +234,11 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
             rejected_family
                 .get_or_create(&labels)
                 .inc_by(rejected.get(i).copied().unwrap_or(0));
+        }
+        if RETRAPS {
+            retraps_family
+                .get_or_create(&labels)
+                .inc_by(retraps.get(i).copied().unwrap_or(0));
         }
         for (comm, n) in comms.get(i).map(Vec::as_slice).unwrap_or_default() {
             let labels = vec![
@@ -246,6 +259,13 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
             "hwbp_rejected",
             "Hits a target's condition rejected in the kernel",
             rejected_family,
+        );
+    }
+    if RETRAPS {
+        registry.register(
+            "hwbp_retraps",
+            "Traps that repeated the one before after an interrupt (arm64): not hits",
+            retraps_family,
         );
     }
     let dropped_counter = Counter::<u64>::default();

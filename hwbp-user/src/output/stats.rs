@@ -524,6 +524,7 @@ fn counters_since(c: &Counters, base: &Counters) -> Counters {
         unsampled,
         agg_full,
         stack_full,
+        retraps,
     } = *c;
     Counters {
         hits: hits.saturating_sub(base.hits),
@@ -536,6 +537,7 @@ fn counters_since(c: &Counters, base: &Counters) -> Counters {
         unsampled: unsampled.saturating_sub(base.unsampled),
         agg_full: agg_full.saturating_sub(base.agg_full),
         stack_full: stack_full.saturating_sub(base.stack_full),
+        retraps: retraps.saturating_sub(base.retraps),
     }
 }
 

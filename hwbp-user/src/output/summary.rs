@@ -153,6 +153,12 @@ fn totals(summary: &Summary, hits: u64) -> String {
     if rejected > 0 {
         out.push_str(&format!("; rejected by conditions: {rejected}"));
     }
+    let retraps: u64 = summary.targets.iter().map(|t| t.retraps).sum();
+    if retraps > 0 {
+        out.push_str(&format!(
+            "; traps repeated after an interrupt (arm64, not hits): {retraps}"
+        ));
+    }
     if stack_errors > 0 {
         out.push_str(&format!("; stacks not captured: {stack_errors}"));
     }

@@ -172,7 +172,38 @@ impl Probe {
                 .load()
                 .map_err(|e| LoadError::Load(error_chain(&e)))?;
         }
+        if cfg!(target_arch = "aarch64") {
+            watch_retraps(&mut ebpf);
+        }
         Ok(Loaded { ebpf, buffer_size })
+    }
+}
+
+/// The arm64 program that tells a re-trap from a hit (hwbp-ebpf's arch.rs):
+/// a kprobe on the kernel's interrupt entry, attached for as long as the
+/// program is loaded. Without it (a kernel without kprobes), a re-trap
+/// counts as a hit, as it did before: said once, not fatal.
+const RETRAP_PROGRAM: &str = "hwbp_irq";
+const RETRAP_HOOK: &str = "irq_enter_rcu";
+
+fn watch_retraps(ebpf: &mut Ebpf) {
+    let attached = ebpf
+        .program_mut(RETRAP_PROGRAM)
+        .ok_or_else(|| format!("no program `{RETRAP_PROGRAM}` in the object"))
+        .and_then(|program| {
+            let program: &mut aya::programs::KProbe =
+                program.try_into().map_err(|e| error_chain(&e))?;
+            program.load().map_err(|e| error_chain(&e))?;
+            program
+                .attach(RETRAP_HOOK, 0)
+                .map(drop)
+                .map_err(|e| error_chain(&e))
+        });
+    if let Err(reason) = attached {
+        log::warn!(
+            "cannot attach the re-trap check to {RETRAP_HOOK} ({reason}): a kernel-mode hit whose \
+             single step an interrupt ends early may be recorded twice (docs/arm64.md)"
+        );
     }
 }
 
@@ -436,6 +467,7 @@ impl Probe {
                             unsampled: acc.unsampled + c.unsampled,
                             agg_full: acc.agg_full + c.agg_full,
                             stack_full: acc.stack_full + c.stack_full,
+                            retraps: acc.retraps + c.retraps,
                         })
                     })
                     .unwrap_or_default()

@@ -369,6 +369,12 @@ pub struct TargetSummary {
     /// without a condition).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rejected: u64,
+    /// arm64: traps that repeated the one before, the same execution of
+    /// the instruction (an interrupt ended the kernel's single step over it
+    /// early; docs/arm64.md): not hits, not recorded, not lost, but in
+    /// `kernel_count`. Left out when 0 (always on x86-64).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retraps: u64,
     #[serde(default)]
     pub kstack_errors: u64,
     #[serde(default)]

@@ -196,8 +196,16 @@ impl Symbolizer {
 
     /// A kernel stack, innermost first; `after`: its first address points
     /// past the instruction of interest (the others are return addresses).
-    pub fn kernel_stack(&mut self, addrs: &[u64], after: bool) -> Stack {
-        self.interned(0, after, 0, addrs, |this| {
+    ///
+    /// `ret`, when not 0, is the caller's return address at a function's
+    /// entry where the kernel's unwinder misses it (arm64: still in x30): it
+    /// goes in second place, as in [`Self::user_stack`].
+    pub fn kernel_stack(&mut self, addrs: &[u64], after: bool, ret: u64) -> Stack {
+        self.interned(0, after, ret, addrs, |this| {
+            let mut addrs = addrs.to_vec();
+            if ret != 0 && !addrs.is_empty() {
+                addrs.insert(1, ret);
+            }
             addrs
                 .iter()
                 .enumerate()
@@ -533,21 +541,34 @@ mod tests {
         );
         let mut s = Symbolizer::new(Some(Arc::new(k)));
         let raw = [0xffffffffc0279020, 0xffffffff81000110, 0xffffffff81000200];
-        let first = s.kernel_stack(&raw, false);
+        let first = s.kernel_stack(&raw, false, 0);
         // Frames after the first are return addresses: looked up a byte
         // back (0x…200 is still in `next`), offsets of the address itself.
         let frames: Vec<&str> = first.iter().map(|f| &**f).collect();
         assert_eq!(frames, ["xfs_read+0x10 [xfs]", "next+0x10", "next+0x100"]);
-        let again = s.kernel_stack(&raw, false);
+        let again = s.kernel_stack(&raw, false, 0);
         assert!(Stack::ptr_eq(&first, &again), "the same stack is shared");
         // Another stack, or the same addresses looked up differently, is not.
-        let other = s.kernel_stack(&raw[..2], false);
+        let other = s.kernel_stack(&raw[..2], false, 0);
         assert!(!Stack::ptr_eq(&first, &other));
         assert_eq!(other.len(), 2);
-        let after = s.kernel_stack(&raw, true);
+        let after = s.kernel_stack(&raw, true, 0);
         assert!(!Stack::ptr_eq(&first, &after));
         assert_eq!(&*after[0], "xfs_read+0x10 [xfs]");
-        assert!(Stack::ptr_eq(&after, &s.kernel_stack(&raw, true)));
+        assert!(Stack::ptr_eq(&after, &s.kernel_stack(&raw, true, 0)));
+        // The caller's return address at a function's entry (arm64's x30)
+        // goes second, and is part of the key.
+        let entry = s.kernel_stack(
+            &[0xffffffff81000100, 0xffffffff81000200],
+            false,
+            0xffffffff81000010,
+        );
+        let frames: Vec<&str> = entry.iter().map(|f| &**f).collect();
+        assert_eq!(frames, ["next+0x0", "start+0x10", "next+0x100"]);
+        assert!(!Stack::ptr_eq(
+            &entry,
+            &s.kernel_stack(&[0xffffffff81000100, 0xffffffff81000200], false, 0)
+        ));
 
         // User stacks: keyed by pid and by the inserted return address too.
         let pid = std::process::id();

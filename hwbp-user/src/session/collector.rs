@@ -361,7 +361,14 @@ impl Collector<'_> {
     ) -> (Stack, Stack) {
         let bp = &self.watches[slot][watch].bp;
         let (data, at_entry, space) = (bp.mode.is_data(), bp.at_entry, bp.space);
-        let kstack = self.symbolizer.kernel_stack(entry.kernel, data);
+        // At a kernel function's entry on arm64, the caller is in x30 only
+        // (0 elsewhere: x86-64's unwinder finds it).
+        let kret = if at_entry && space == Space::Kernel {
+            entry.ret
+        } else {
+            0
+        };
+        let kstack = self.symbolizer.kernel_stack(entry.kernel, data, kret);
         // At a user function's entry the frame-pointer walk skips the
         // immediate caller: its return address is still at the stack pointer.
         let ret = if at_entry && space == Space::User {

@@ -44,7 +44,7 @@ pub(super) fn losses(counters: &[Counters], kernel_counts: &[u64], consumed: &[u
                 .get(slot)
                 .copied()
                 .unwrap_or(0)
-                .saturating_sub(c.hits + c.filtered + c.cond_rejected)
+                .saturating_sub(c.hits + c.filtered + c.cond_rejected + c.retraps)
         })
         .collect();
     let unrecorded: Vec<u64> = counters
@@ -241,6 +241,18 @@ mod tests {
         assert_eq!((early.missed, early.lost), (vec![0, 0], 3));
         // No kernel count (the event is gone): nothing missed is claimed.
         assert_eq!(losses(&c, &[], &[7, 5]).lost, 3);
+    }
+
+    /// arm64's re-traps are in the kernel's count but are no hits: neither
+    /// hits nor lost.
+    #[test]
+    fn retraps_are_not_missed() {
+        let c = [Counters {
+            retraps: 2,
+            ..counters(100, 0, 0)
+        }];
+        let all = losses(&c, &[102], &[100]);
+        assert_eq!((all.missed, all.lost), (vec![0], 0));
     }
 
     /// Tracing that ends on an error leaves records in the ring buffer (or

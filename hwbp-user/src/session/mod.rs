@@ -307,6 +307,7 @@ fn target_summary(bp: &Breakpoint, c: &Counters, hits: u64, after_limit: u64) ->
         dropped: c.dropped,
         filtered: c.filtered,
         rejected: c.cond_rejected,
+        retraps: c.retraps,
         kstack_errors: c.kstack_errors,
         ustack_errors: c.ustack_errors,
         after_limit,

@@ -455,6 +455,13 @@ fn render_details(frame: &mut Frame, area: Rect, app: &App) {
         }
         _ => title,
     };
+    // arm64's repeated traps (not hits, not lost: docs/arm64.md), when any.
+    let retraps = app.view.counters.get(app.selected).map_or(0, |c| c.retraps);
+    let title = if retraps > 0 {
+        format!("{title}· re-traps {retraps} ")
+    } else {
+        title
+    };
     let block = panel(title, app.focus == Focus::Details);
     let inner = block.inner(area);
     frame.render_widget(block, area);

@@ -45,9 +45,10 @@ pub fn parse_trace(text: &str) -> Result<Trace> {
 /// the kernel's aggregates; the summary's hits equal to the hit lines, or at
 /// least them in a file marked `trace_truncated`), and the accounting: per
 /// target, `kernel_count = hits + unsampled + dropped + filtered + rejected
-/// + missed + after_limit + unrecorded` (`rejected` and `unsampled` are
-/// there only when not 0), `counted` is what the program counted of them,
-/// and the aggregates add up to it (less `agg_full`).
+/// + retraps + missed + after_limit + unrecorded` (`rejected`, `unsampled`
+/// and `retraps`, arm64's repeated traps, are there only when not 0),
+/// `counted` is what the program counted of them, and the aggregates add
+/// up to it (less `agg_full`).
 ///
 /// Where every hit of a target was recorded, its records and its
 /// aggregates, made by two paths (the record's frames, and the frames the
@@ -123,10 +124,11 @@ pub fn parse_framing(text: &str) -> Result<Trace> {
             .map(|key| number(target, key))
             .sum::<Result<u64>>()?
             + counted
-            + optional("rejected");
+            + optional("rejected")
+            + optional("retraps");
         ensure!(
             number(target, "kernel_count")? == accounted,
-            "kernel_count is not hits + unsampled + dropped + filtered + rejected + missed + \
+            "kernel_count is not hits + unsampled + dropped + filtered + rejected + retraps + missed + \
              after_limit + unrecorded for {name}: {target}"
         );
         check_aggregates(name, target, &hits, &aggregates, truncated)?;
