@@ -460,14 +460,7 @@ fn run(args: &[String]) -> Result<u64, String> {
         // `sites A B C`: A calls of the target from fx_site_a, then B from
         // fx_site_b, then C from fx_site_c; `sitewrites` the same with
         // writes of HWBP_FX_COUNTER.
-        "sites" | "sitewrites" => {
-            let write = cmd == "sitewrites";
-            let (a, b, c) = (num(rest.first())?, num(rest.get(1))?, num(rest.get(2))?);
-            fx_site_a(a, write);
-            fx_site_b(b, write);
-            fx_site_c(c, write);
-            Ok(a + b + c)
-        }
+        "sites" | "sitewrites" => sites(cmd == "sitewrites", rest),
         "calls" => {
             let n = num(rest.first())?;
             hwbp_fx_caller(n);
@@ -715,6 +708,15 @@ fn main() -> ExitCode {
 
 /// `threads BEFORE AFTER N`: BEFORE threads started and waiting, then
 /// AFTER more once `$HWBP_FX_GO` exists, each calling the target N times.
+/// `sites A B C` (`write`: `sitewrites`): the three call sites in turn.
+fn sites(write: bool, rest: &[String]) -> Result<u64, String> {
+    let (a, b, c) = (num(rest.first())?, num(rest.get(1))?, num(rest.get(2))?);
+    fx_site_a(a, write);
+    fx_site_b(b, write);
+    fx_site_c(c, write);
+    Ok(a + b + c)
+}
+
 fn threads(rest: &[String]) -> Result<u64, String> {
     let before = num(rest.first())?;
     let after = num(rest.get(1))?;
