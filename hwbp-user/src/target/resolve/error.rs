@@ -40,6 +40,19 @@ pub enum ResolveError {
          trace `0xADDRESS:w` with -p PID"
     )]
     ThreadLocal { name: String, file: String },
+    #[error(
+        "`{name}` is a per-CPU variable of {owner}: every CPU has its own copy, at \
+         `__per_cpu_offset[CPU]` + {addr:#x}, and {addr:#x}, the address /proc/kallsyms lists, is \
+         none of them, so hwbp-trace does not arm it by name. To watch one CPU's copy, take its \
+         address (drgn: `per_cpu_ptr(prog['{name}'].address_of_(), CPU)`) and trace \
+         `0xADDRESS:w`; a write by another CPU to that copy is a hit too"
+    )]
+    PerCpu {
+        name: String,
+        /// "the kernel" or "module `NAME`".
+        owner: String,
+        addr: u64,
+    },
     #[error("`{0}` names a file of a process: add -p PID or -- CMD so hwbp knows which process")]
     NeedsProcess(String),
     #[error("`{binary}` is not mapped in process {pid}; mapped files are:\n{}", .mapped.join("\n"))]

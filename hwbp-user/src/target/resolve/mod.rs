@@ -515,7 +515,10 @@ impl Resolver {
                     stripped,
                 });
             }
-            [one] => *one,
+            [one] => {
+                one.refuse_per_cpu()?;
+                *one
+            }
             many => {
                 return Err(ResolveError::Ambiguous {
                     name: name.to_owned(),
@@ -549,7 +552,11 @@ impl Resolver {
     fn locate_address(&mut self, spec: &TargetSpec, addr: u64) -> Result<Found, ResolveError> {
         if is_kernel_address(addr) {
             let kallsyms = self.kallsyms()?;
-            return Ok(match kallsyms.symbolize(addr) {
+            let symbol = kallsyms.symbolize(addr);
+            if let Some((sym, _)) = symbol {
+                sym.refuse_per_cpu()?;
+            }
+            return Ok(match symbol {
                 Some((sym, off)) => Found {
                     name: sym.name.to_owned(),
                     object: sym.module.map(str::to_owned),
@@ -852,6 +859,48 @@ ffffffff82a00109 b flag2
             resolver().resolve_all(&specs),
             Err(ResolveError::Duplicate { .. })
         ));
+    }
+
+    /// A per-CPU variable is refused by name and, where its listed
+    /// address is a kernel one (a kernel linking the section in its image),
+    /// by that address too.
+    #[test]
+    fn per_cpu_variables_are_refused() {
+        let mut at_0 = Resolver::new(None).with_kallsyms(Arc::new(Kallsyms::parse(
+            "0000000000000000 A __per_cpu_start\n\
+             00000000000199e0 A cpu_number\n\
+             0000000000035000 A __per_cpu_end\n\
+             ffffffff82a00000 D pid_max\n",
+        )));
+        let err = at_0
+            .resolve(&"cpu_number".parse().expect("parse"))
+            .expect_err("per-CPU");
+        assert_eq!(
+            err.to_string(),
+            "`cpu_number` is a per-CPU variable of the kernel: every CPU has its own copy, at \
+             `__per_cpu_offset[CPU]` + 0x199e0, and 0x199e0, the address /proc/kallsyms lists, is \
+             none of them, so hwbp-trace does not arm it by name. To watch one CPU's copy, take \
+             its address (drgn: `per_cpu_ptr(prog['cpu_number'].address_of_(), CPU)`) and trace \
+             `0xADDRESS:w`; a write by another CPU to that copy is a hit too"
+        );
+        assert!(at_0.resolve(&"pid_max".parse().expect("parse")).is_ok());
+        let mut linked = Resolver::new(None).with_kallsyms(Arc::new(Kallsyms::parse(
+            "ffffffff83a00000 D __per_cpu_start\n\
+             ffffffff83a1c000 D cpu_number\n\
+             ffffffff83a39000 D __per_cpu_end\n",
+        )));
+        for target in ["cpu_number", "0xffffffff83a1c004"] {
+            assert!(
+                matches!(
+                    linked.resolve(&target.parse().expect("parse")),
+                    Err(ResolveError::PerCpu {
+                        addr: 0xffffffff83a1c000,
+                        ..
+                    })
+                ),
+                "{target}"
+            );
+        }
     }
 
     #[test]
