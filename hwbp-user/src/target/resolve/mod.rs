@@ -884,6 +884,11 @@ ffffffff82a00109 b flag2
              `0xADDRESS:w`; a write by another CPU to that copy is a hit too"
         );
         assert!(at_0.resolve(&"pid_max".parse().expect("parse")).is_ok());
+        // A member of one is no copy's member either.
+        assert!(matches!(
+            at_0.resolve(&"cpu_number.x".parse().expect("parse")),
+            Err(ResolveError::PerCpu { .. })
+        ));
         let mut linked = Resolver::new(None).with_kallsyms(Arc::new(Kallsyms::parse(
             "ffffffff83a00000 D __per_cpu_start\n\
              ffffffff83a1c000 D cpu_number\n\
