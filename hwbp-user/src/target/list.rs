@@ -173,10 +173,13 @@ fn list(
         for s in kallsyms.symbols().filter(|s| matches(pattern, s.name)) {
             let module = s.module.unwrap_or("kernel");
             count += 1;
-            written(
-                row(out, s.addr, kind_name(s.kind), s.size, s.name, module),
-                count,
-            )?;
+            // Like `tls`: the address is no copy of the variable.
+            let kind = if s.per_cpu {
+                "percpu"
+            } else {
+                kind_name(s.kind)
+            };
+            written(row(out, s.addr, kind, s.size, s.name, module), count)?;
         }
     }
     Ok(count)

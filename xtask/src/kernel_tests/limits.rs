@@ -1,6 +1,7 @@
 //! Kernel tests of what hwbp-trace refuses: more targets than debug
 //! registers (and the four after), a kprobe-blacklisted function, a
-//! misaligned or read-only watchpoint. Each fails before arming anything.
+//! misaligned or read-only watchpoint, a per-CPU variable by name. Each
+//! fails before arming anything.
 
 use anyhow::{Context as _, Result, ensure};
 
@@ -107,4 +108,48 @@ pub(super) const READONLY: KernelTest = KernelTest {
 
 fn readonly(results: &Results) -> Result<()> {
     expect_failure(results, "readonly", 2, &["read-only"])
+}
+
+/// A per-CPU variable by name (`runqueues`, on Debian's 6.1 and 6.12):
+/// kallsyms lists its offset in the per-CPU area, no CPU's copy. Then
+/// `list` shows its kind as `percpu`.
+pub(super) const PERCPU: KernelTest = KernelTest {
+    name: "percpu",
+    scenario: r#"fact runqueues_addr "$(addr_of runqueues)"
+run percpu -q --no-tui -d 1 -o percpu.jsonl runqueues
+run percpu_list list runqueues"#,
+    check: percpu,
+};
+
+fn percpu(results: &Results) -> Result<()> {
+    let addr = results.addr("runqueues_addr")?;
+    expect_failure(
+        results,
+        "percpu",
+        2,
+        &[
+            "`runqueues` is a per-CPU variable of the kernel: every CPU has its own copy",
+            &format!("`__per_cpu_offset[CPU]` + {addr:#x}"),
+            "does not arm it by name",
+            "drgn: `per_cpu_ptr(prog['runqueues'].address_of_(), CPU)`",
+        ],
+    )?;
+    // The trace file is created only once the breakpoints are open.
+    ensure!(
+        !results.dir.join("percpu.jsonl").exists(),
+        "the refused run wrote percpu.jsonl: it opened breakpoints"
+    );
+    let list = results.run("percpu_list")?;
+    let row = format!("{addr:#018x} percpu ");
+    ensure!(
+        list.rc == 0
+            && list
+                .stdout
+                .lines()
+                .any(|line| line.starts_with(&row) && line.ends_with(" runqueues [kernel]")),
+        "`list runqueues` (exit {}) has no `{row}… runqueues [kernel]` row:\n{}",
+        list.rc,
+        list.stdout.trim()
+    );
+    Ok(())
 }

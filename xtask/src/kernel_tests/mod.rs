@@ -65,6 +65,7 @@ const SERIAL: &[KernelTest] = &[
     limits::BLACKLISTED,
     limits::MISALIGNED,
     limits::READONLY,
+    limits::PERCPU,
     system_wide::DEMO,
 ];
 

@@ -3,13 +3,23 @@
 //! kallsyms gives no sizes: a symbol's size is taken as the distance to the
 //! next symbol, an upper bound that is exact for tightly packed variables
 //! and functions. CONFIG_KALLSYMS_ALL kernels also list variables.
+//!
+//! It also decides which symbols are per-CPU variables, whose listed
+//! address is no CPU's copy of them: the kernel's lie in
+//! `[__per_cpu_start, __per_cpu_end)` as kallsyms lists those markers
+//! (from 0 where x86-64 links the section at 0, as Debian's 6.1 and 6.12
+//! do, listing its symbols as `A`; inside the kernel image where a kernel
+//! links it there), and a module's are its `a`/`A` symbols: the kernel
+//! lists a module's per-CPU symbols with that letter, at the module's
+//! per-CPU offset, and no other absolute module symbol
+//! (kernel/module/kallsyms.c).
 
 use std::{
     fs::File,
     io::{self, Read as _},
 };
 
-use super::SymbolKind;
+use super::{ResolveError, SymbolKind};
 
 /// One kernel symbol, borrowed from [`Kallsyms`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +32,26 @@ pub struct KernelSymbol<'a> {
     /// Distance to the next symbol (0 for the last one).
     pub size: u64,
     pub module: Option<&'a str>,
+    /// A per-CPU variable: every CPU has its own copy, at
+    /// `__per_cpu_offset[cpu] + addr`, and `addr` itself is none of them.
+    pub per_cpu: bool,
+}
+
+impl KernelSymbol<'_> {
+    /// A per-CPU variable cannot be armed where kallsyms lists it: that
+    /// address is no CPU's copy (see the module's doc).
+    pub fn refuse_per_cpu(&self) -> Result<(), ResolveError> {
+        if !self.per_cpu {
+            return Ok(());
+        }
+        Err(ResolveError::PerCpu {
+            name: self.name.to_owned(),
+            owner: self
+                .module
+                .map_or_else(|| "the kernel".to_owned(), |m| format!("module `{m}`")),
+            addr: self.addr,
+        })
+    }
 }
 
 /// One line of kallsyms, packed: the names stay in the text as read
@@ -48,6 +78,9 @@ pub struct Kallsyms {
     /// names, and a scan is far cheaper than sorting 120k of them.
     entries: Vec<Entry>,
     modules: Vec<Box<str>>,
+    /// The kernel's per-CPU section, `[__per_cpu_start, __per_cpu_end)`,
+    /// when kallsyms lists both markers (CONFIG_KALLSYMS_ALL, SMP).
+    per_cpu: Option<(u64, u64)>,
 }
 
 /// Past this distance from the nearest symbol an address is shown raw.
@@ -88,16 +121,29 @@ impl Kallsyms {
     }
 
     fn name(&self, e: &Entry) -> &str {
-        &self.text[e.name as usize..e.name as usize + usize::from(e.name_len)]
+        entry_name(&self.text, e)
     }
 
     fn symbol(&self, e: &Entry) -> KernelSymbol<'_> {
+        let letter = char::from(e.letter);
+        let per_cpu = if e.module == 0 {
+            self.per_cpu
+                .is_some_and(|(start, end)| (start..end).contains(&e.addr))
+        } else {
+            matches!(letter, 'a' | 'A')
+        };
         KernelSymbol {
             addr: e.addr,
             name: self.name(e),
-            letter: char::from(e.letter),
-            kind: kind_of(char::from(e.letter)),
+            letter,
+            // Listed as `A` while the section was linked at 0.
+            kind: if per_cpu {
+                SymbolKind::Object
+            } else {
+                kind_of(letter)
+            },
             size: u64::from(e.size),
+            per_cpu,
             module: e
                 .module
                 .checked_sub(1)
@@ -225,12 +271,28 @@ impl Builder {
                 next_addr = e.addr;
             }
         }
+        let marker = |name: &str| {
+            entries
+                .iter()
+                .find(|e| e.module == 0 && entry_name(&text, e) == name)
+                .map(|e| e.addr)
+        };
+        let per_cpu = marker("__per_cpu_start")
+            .zip(marker("__per_cpu_end"))
+            .filter(|(start, end)| start < end);
         Kallsyms {
             text,
             entries,
             modules,
+            per_cpu,
         }
     }
+}
+
+/// An entry's name in the text it was parsed from.
+fn entry_name<'t>(text: &'t str, e: &Entry) -> &'t str {
+    text.get(e.name as usize..e.name as usize + usize::from(e.name_len))
+        .unwrap_or_default()
 }
 
 /// `ADDRESS LETTER NAME[\t[MODULE]]`, without its newline, starting at
@@ -372,6 +434,82 @@ ffffffffc0001040 T mod_fn\t[mymod]
             let pieces = builder.finish(text.clone());
             assert_eq!(table(&pieces), table(&whole), "pieces of {piece} bytes");
         }
+    }
+
+    /// Debian's 6.12 as its /proc/kallsyms lists it (x86-64, the per-CPU
+    /// section linked at 0, its symbols shown as `A`), with a module's
+    /// per-CPU variable (`a`, at the module's per-CPU offset).
+    const PER_CPU_AT_0: &str = "\
+0000000000000000 A fixed_percpu_data
+0000000000000000 A __per_cpu_start
+0000000000001000 A cpu_debug_store
+0000000000036040 A runqueues
+0000000000037340 A softnet_data
+0000000000039000 A __per_cpu_end
+ffffffff9c400000 T _text
+ffffffff9c500000 T vfs_read
+ffffffff9d9e9e20 D __per_cpu_offset
+ffffffff9e702000 D __per_cpu_load
+ffffffffc0001000 t mod_fn\t[mymod]
+000000000003a040 a mod_counter\t[mymod]
+ffffffffc0003000 d mod_data\t[mymod]
+";
+
+    fn per_cpu_names(k: &Kallsyms) -> Vec<&str> {
+        k.symbols().filter(|s| s.per_cpu).map(|s| s.name).collect()
+    }
+
+    #[test]
+    fn per_cpu_variables_are_told_apart() {
+        let k = Kallsyms::parse(PER_CPU_AT_0);
+        assert_eq!(
+            per_cpu_names(&k),
+            [
+                "fixed_percpu_data",
+                "__per_cpu_start",
+                "cpu_debug_store",
+                "runqueues",
+                "softnet_data",
+                "mod_counter"
+            ]
+        );
+        let runqueues = k.lookup("runqueues")[0];
+        assert_eq!(
+            (runqueues.kind, runqueues.size),
+            (SymbolKind::Object, 0x1300)
+        );
+        let err = runqueues.refuse_per_cpu().expect_err("per-CPU");
+        assert!(
+            matches!(&err, ResolveError::PerCpu { addr: 0x36040, owner, .. } if owner == "the kernel")
+        );
+        let module = k.lookup("mod_counter")[0];
+        assert!(matches!(
+            module.refuse_per_cpu(),
+            Err(ResolveError::PerCpu { owner, .. }) if owner == "module `mymod`"
+        ));
+        for name in [
+            "vfs_read",
+            "__per_cpu_offset",
+            "__per_cpu_load",
+            "mod_data",
+            "mod_fn",
+        ] {
+            assert_eq!(k.lookup(name)[0].refuse_per_cpu(), Ok(()), "{name}");
+        }
+        // A kernel that links the section inside its image lists its
+        // symbols as plain data there.
+        let k = Kallsyms::parse(
+            "ffffffff81000000 T _text\n\
+             ffffffff83a00000 D __per_cpu_start\n\
+             ffffffff83a1c000 D cpu_number\n\
+             ffffffff83a39000 D __per_cpu_end\n\
+             ffffffff83a39000 D after_it\n",
+        );
+        assert_eq!(per_cpu_names(&k), ["__per_cpu_start", "cpu_number"]);
+        // Without the markers (no CONFIG_KALLSYMS_ALL, or restricted), no
+        // kernel symbol is taken for one.
+        let k = Kallsyms::parse("0000000000000000 T a\n0000000000000000 T b\n");
+        assert!(per_cpu_names(&k).is_empty());
     }
 
     #[test]

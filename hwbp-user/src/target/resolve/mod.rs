@@ -7,6 +7,7 @@
 pub mod advice;
 pub mod debugfile;
 pub mod elf;
+mod error;
 mod fields;
 pub mod kallsyms;
 pub mod maps;
@@ -18,10 +19,9 @@ use std::{
     sync::Arc,
 };
 
-use thiserror::Error;
-
 use crate::target::{Location, Mode, TargetSpec};
 pub use elf::{ElfImage, ElfSymbol};
+pub use error::ResolveError;
 pub use kallsyms::{Kallsyms, is_kernel_address};
 pub use maps::Mapping;
 
@@ -60,134 +60,6 @@ pub struct Breakpoint {
     pub at_entry: bool,
     /// The member's type, for a field expression (`cfg.limits[2].max`).
     pub field: Option<Arc<crate::target::fields::FieldType>>,
-}
-
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum ResolveError {
-    #[error(
-        "unknown symbol `{name}` in {place}{}{}",
-        did_you_mean(.suggestions),
-        .stripped.as_deref().map(|s| format!("; {s}")).unwrap_or_default()
-    )]
-    UnknownSymbol {
-        name: String,
-        place: String,
-        suggestions: Vec<String>,
-        /// Why the program may not have the name: it is stripped
-        /// ([`ElfImage::stripped_note`]).
-        stripped: Option<String>,
-    },
-    #[error(
-        "ambiguous symbol `{name}`: {} candidates:\n{}\nname one {example}",
-        .candidates.len(),
-        .candidates.iter().map(|(a, m)| format!("  {a:#x} {m}")).collect::<Vec<_>>().join("\n"),
-    )]
-    Ambiguous {
-        name: String,
-        /// Address and what is there (name, signature, version, file).
-        candidates: Vec<(u64, String)>,
-        /// How to name one: "by address (e.g. `0x…`)" or by its full name.
-        example: String,
-    },
-    #[error(
-        "`{name}` in {file} is a thread-local variable: every thread has its own copy, at an \
-         address that differs per thread, and hwbp-trace cannot follow it from thread to thread. \
-         To watch one thread's copy, take its address (gdb: `thread N`, then `p &{name}`) and \
-         trace `0xADDRESS:w` with -p PID"
-    )]
-    ThreadLocal { name: String, file: String },
-    #[error("`{0}` names a file of a process: add -p PID or -- CMD so hwbp knows which process")]
-    NeedsProcess(String),
-    #[error("`{binary}` is not mapped in process {pid}; mapped files are:\n{}", .mapped.join("\n"))]
-    NotMapped {
-        binary: String,
-        pid: i32,
-        mapped: Vec<String>,
-    },
-    #[error(
-        "`{target}`: link address {link:#x} of {file} translates to {addr:#x} in process {pid}, \
-         which is {found}, not where that file's {what} lives; refusing to arm a breakpoint that \
-         cannot fire. Compare `readelf -lW {file}` with /proc/{pid}/maps and report it, or \
-         name the runtime address yourself as 0xADDRESS"
-    )]
-    Misplaced {
-        target: String,
-        /// "code" or "data".
-        what: &'static str,
-        file: String,
-        link: u64,
-        addr: u64,
-        found: String,
-        pid: i32,
-    },
-    #[error(
-        "`{target}`: {addr:#x} is outside every loadable segment of {file} (link addresses \
-         {start:#x}..{end:#x}); BINARY:0xADDRESS takes the address as `nm` or `objdump -d` \
-         print it for that file; for a runtime address drop the BINARY: prefix"
-    )]
-    OutsideFile {
-        target: String,
-        file: String,
-        addr: u64,
-        start: u64,
-        end: u64,
-    },
-    #[error("cannot read ELF file {}: {reason}", .path.display())]
-    Elf { path: PathBuf, reason: String },
-    #[error(
-        "cannot read /proc/kallsyms: {0}; run as root (hwbp needs CAP_SYSLOG to see kernel addresses)"
-    )]
-    Kallsyms(String),
-    #[error("/proc/kallsyms shows every address as 0: run as root, or lower kernel.kptr_restrict")]
-    KallsymsRestricted,
-    #[error(
-        "cannot read the memory map of process {pid}: {reason}; does it exist and are you root?"
-    )]
-    Process { pid: i32, reason: String },
-    #[error(
-        "`{0}`: x86 debug registers have no read-only watchpoints; use `:rw` (read or write) instead"
-    )]
-    ReadOnly(String),
-    #[error(
-        "`{target}`: a length is for data watchpoints only; execute breakpoints cover one instruction"
-    )]
-    LenForExecute { target: String },
-    #[error(
-        "`{target}`: address {addr:#x} is not aligned to {len} bytes, which x86 debug registers require; \
-         use a smaller /LEN or an aligned offset"
-    )]
-    Misaligned { target: String, addr: u64, len: u8 },
-    #[error("`{target}`: offset {offset:#x} is beyond the end of `{symbol}` ({size} bytes)")]
-    OffsetBeyond {
-        target: String,
-        symbol: String,
-        offset: u64,
-        size: u64,
-    },
-    #[error("`{target}` and `{other}` both arm {addr:#x}: name each address once")]
-    Duplicate {
-        target: String,
-        other: String,
-        addr: u64,
-    },
-    #[error(
-        "`{target}` is a user-space address (below 0x800000000000), which means nothing without a process: \
-         add -p PID or -- CMD to name the process; with neither, only kernel targets can be armed"
-    )]
-    UserAddressWithoutProcess { target: String },
-    #[error("`{target}`: {error}")]
-    Field {
-        target: String,
-        error: Box<crate::target::fields::FieldError>,
-    },
-}
-
-fn did_you_mean(suggestions: &[String]) -> String {
-    if suggestions.is_empty() {
-        "; `hwbp-trace list PATTERN` lists symbols".to_owned()
-    } else {
-        format!("; did you mean: {}?", suggestions.join(", "))
-    }
 }
 
 /// Up to `max` names close to `name` (Jaro-Winkler, then edit distance).
@@ -643,7 +515,10 @@ impl Resolver {
                     stripped,
                 });
             }
-            [one] => *one,
+            [one] => {
+                one.refuse_per_cpu()?;
+                *one
+            }
             many => {
                 return Err(ResolveError::Ambiguous {
                     name: name.to_owned(),
@@ -677,7 +552,11 @@ impl Resolver {
     fn locate_address(&mut self, spec: &TargetSpec, addr: u64) -> Result<Found, ResolveError> {
         if is_kernel_address(addr) {
             let kallsyms = self.kallsyms()?;
-            return Ok(match kallsyms.symbolize(addr) {
+            let symbol = kallsyms.symbolize(addr);
+            if let Some((sym, _)) = symbol {
+                sym.refuse_per_cpu()?;
+            }
+            return Ok(match symbol {
                 Some((sym, off)) => Found {
                     name: sym.name.to_owned(),
                     object: sym.module.map(str::to_owned),
@@ -980,6 +859,53 @@ ffffffff82a00109 b flag2
             resolver().resolve_all(&specs),
             Err(ResolveError::Duplicate { .. })
         ));
+    }
+
+    /// A per-CPU variable is refused by name and, where its listed
+    /// address is a kernel one (a kernel linking the section in its image),
+    /// by that address too.
+    #[test]
+    fn per_cpu_variables_are_refused() {
+        let mut at_0 = Resolver::new(None).with_kallsyms(Arc::new(Kallsyms::parse(
+            "0000000000000000 A __per_cpu_start\n\
+             00000000000199e0 A cpu_number\n\
+             0000000000035000 A __per_cpu_end\n\
+             ffffffff82a00000 D pid_max\n",
+        )));
+        let err = at_0
+            .resolve(&"cpu_number".parse().expect("parse"))
+            .expect_err("per-CPU");
+        assert_eq!(
+            err.to_string(),
+            "`cpu_number` is a per-CPU variable of the kernel: every CPU has its own copy, at \
+             `__per_cpu_offset[CPU]` + 0x199e0, and 0x199e0, the address /proc/kallsyms lists, is \
+             none of them, so hwbp-trace does not arm it by name. To watch one CPU's copy, take \
+             its address (drgn: `per_cpu_ptr(prog['cpu_number'].address_of_(), CPU)`) and trace \
+             `0xADDRESS:w`; a write by another CPU to that copy is a hit too"
+        );
+        assert!(at_0.resolve(&"pid_max".parse().expect("parse")).is_ok());
+        // A member of one is no copy's member either.
+        assert!(matches!(
+            at_0.resolve(&"cpu_number.x".parse().expect("parse")),
+            Err(ResolveError::PerCpu { .. })
+        ));
+        let mut linked = Resolver::new(None).with_kallsyms(Arc::new(Kallsyms::parse(
+            "ffffffff83a00000 D __per_cpu_start\n\
+             ffffffff83a1c000 D cpu_number\n\
+             ffffffff83a39000 D __per_cpu_end\n",
+        )));
+        for target in ["cpu_number", "0xffffffff83a1c004"] {
+            assert!(
+                matches!(
+                    linked.resolve(&target.parse().expect("parse")),
+                    Err(ResolveError::PerCpu {
+                        addr: 0xffffffff83a1c000,
+                        ..
+                    })
+                ),
+                "{target}"
+            );
+        }
     }
 
     #[test]
