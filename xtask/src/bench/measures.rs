@@ -25,10 +25,17 @@ use super::{
         clone_command, cpu_time, finish, finish_sampling, finish_with_fixture, no_aslr, status_kib,
         touch,
     },
-    results::{Idle, Measured, StackRun, Startup},
+    results::{Idle, Measured, Records, StackRun, Startup},
     strace::Phases,
     workload::Bench,
 };
+
+/// hwbp-trace's options for kernel and user stacks.
+const BOTH: &[&str] = &["--stack", "both"];
+
+/// The least room the distinct-stack runs give the aggregate maps: the
+/// defaults of `--max-keys` and `--max-stacks` would do for fewer stacks.
+const MAP_ROOM: u64 = 16_384;
 
 impl Bench {
     pub(super) fn startup(&self, runs: u64) -> Result<Vec<Startup>> {
@@ -174,18 +181,19 @@ impl Bench {
     }
 
     /// hwbp-trace -p on a fixture that starts once the Tracing line is out:
-    /// hwbp-trace has no child then, so wait4's rusage is its own. `stack`
-    /// is hwbp-trace's --stack; with `count_ustacks`, the different user
-    /// stacks in the JSONL file are counted.
+    /// hwbp-trace has no child then, so wait4's rusage is its own.
+    /// `options` are hwbp-trace's (`--stack both`, `--records none`); with
+    /// `count_ustacks`, the different user stacks in the JSONL file are
+    /// counted (its hit or aggregate lines').
     pub(super) fn traced_by_pid(
         &self,
         name: &str,
         args: &[&str],
         expected: u64,
-        stack: &str,
+        options: &[&str],
         count_ustacks: bool,
     ) -> Result<Measured> {
-        self.traced_by_pid_into(&self.jsonl(), name, args, expected, stack, count_ustacks)
+        self.traced_by_pid_into(&self.jsonl(), name, args, expected, options, count_ustacks)
     }
 
     /// [`Bench::traced_by_pid`], with the JSONL file at `jsonl`.
@@ -195,7 +203,7 @@ impl Bench {
         name: &str,
         args: &[&str],
         expected: u64,
-        stack: &str,
+        options: &[&str],
         count_ustacks: bool,
     ) -> Result<Measured> {
         let go = self.scratch.join(format!("go-{name}"));
@@ -203,7 +211,9 @@ impl Bench {
         let fixture = self.fixture_waiting(&go, args)?;
         let pid = fixture.id().to_string();
         let mut cmd = Command::new(&self.hwbp_trace);
-        cmd.args(["--no-tui", "-q", "--stack", stack, "-o"])
+        cmd.args(["--no-tui", "-q"])
+            .args(options)
+            .arg("-o")
             .arg(jsonl)
             .args(["-p", &pid, "hwbp_fx_target"]);
         let command = display(&cmd).replace(&format!("-p {pid}"), "-p PID");
@@ -384,14 +394,14 @@ impl Bench {
         let in_memory =
             Path::new("/dev/shm").join(format!("hwbp-bench-{}.jsonl", std::process::id()));
         for _ in 0..3 {
-            headless.push(self.traced_by_pid("sustained", &args, cpus * calls, "both", false)?);
+            headless.push(self.traced_by_pid("sustained", &args, cpus * calls, BOTH, false)?);
             if Path::new("/dev/shm").is_dir() {
                 tmpfs.push(self.traced_by_pid_into(
                     &in_memory,
                     "sustained-tmpfs",
                     &args,
                     cpus * calls,
-                    "both",
+                    BOTH,
                     false,
                 )?);
             }
@@ -413,7 +423,7 @@ impl Bench {
                 "growth",
                 &["calls", &n.to_string()],
                 n,
-                "both",
+                BOTH,
                 false,
             )?);
         }
@@ -422,23 +432,41 @@ impl Bench {
 
     /// `hits` calls through 1, 100, ... distinct call paths, user stacks
     /// only; first `fx_user calls` (one stack, shallower) for reference.
+    /// Then the most distinct stacks again in the other record modes, with
+    /// the kernel's aggregate maps sized to hold every stack: what reading
+    /// that many aggregates costs.
     pub(super) fn stacks(&self, distinct: &[u64], hits: u64) -> Result<Vec<StackRun>> {
         let n = hits.to_string();
-        let mut runs = vec![(1, vec!["calls".to_owned(), n.clone()])];
-        runs.extend(
-            distinct
-                .iter()
-                .map(|d| (*d, vec!["stacks".to_owned(), n.clone(), d.to_string()])),
-        );
+        let mut runs = vec![(1, vec!["calls".to_owned(), n.clone()], Records::All)];
+        runs.extend(distinct.iter().map(|d| {
+            (
+                *d,
+                vec!["stacks".to_owned(), n.clone(), d.to_string()],
+                Records::All,
+            )
+        }));
+        if let Some(&most) = distinct.iter().max() {
+            for records in [Records::Sample, Records::None] {
+                let args = vec!["stacks".to_owned(), n.clone(), most.to_string()];
+                runs.push((most, args, records));
+            }
+        }
         let mut results = Vec::new();
-        for (distinct, args) in runs {
+        for (distinct, args, records) in runs {
             let fixture = format!("fx_user {}", args.join(" "));
-            println!("bench: growth, {fixture}");
+            println!("bench: growth, {fixture}, --records {}", records.arg());
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let measured = self.traced_by_pid("stacks", &args, hits, "user", true)?;
+            // Room for every stack, and a key per stack (one pid, one ip).
+            let room = (distinct + 1).next_power_of_two().max(MAP_ROOM).to_string();
+            let mut options = vec!["--stack", "user", "--records", records.arg()];
+            if records != Records::All {
+                options.extend(["--max-keys", &room, "--max-stacks", &room]);
+            }
+            let measured = self.traced_by_pid("stacks", &args, hits, &options, true)?;
             results.push(StackRun {
                 fixture,
                 distinct,
+                records,
                 measured,
             });
         }

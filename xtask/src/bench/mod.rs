@@ -134,6 +134,11 @@ pub struct Options {
     /// printed, no report written.
     #[arg(long)]
     only_records: bool,
+    /// Only the BPF program's time per hit with one and with every CPU
+    /// hitting, every hit recorded or none (section 3's last table), its
+    /// table printed, no report written.
+    #[arg(long)]
+    only_ring: bool,
 }
 
 pub fn run(options: Options) -> Result<()> {
@@ -157,6 +162,7 @@ pub fn run(options: Options) -> Result<()> {
         replay_runs,
         replay_records,
         only_records,
+        only_ring,
     } = options;
     ensure!(
         small < large,
@@ -199,6 +205,13 @@ pub fn run(options: Options) -> Result<()> {
         println!("{table}");
         return Ok(());
     }
+    if only_ring {
+        let contention = bench.ring_contention(BPF_TIME_RUNS, large)?;
+        let mut table = String::new();
+        report::write_contention(&mut table, &contention);
+        println!("{table}");
+        return Ok(());
+    }
     if only_replay {
         let replay = bench.replay(replay_runs, replay_records)?;
         let mut table = String::new();
@@ -212,6 +225,7 @@ pub fn run(options: Options) -> Result<()> {
     let bpf_time = bench.bpf_time(BPF_TIME_RUNS, large)?;
     let startup = bench.startup(runs)?;
     let (sustained, dashboard, sustained_tmpfs) = bench.sustained(sustained)?;
+    let contention = bench.ring_contention(BPF_TIME_RUNS, large)?;
     let growth = bench.growth(&lengths)?;
     let stacks = bench.stacks(&stacks, stack_hits)?;
     let idle = bench.idle_memory()?;
@@ -244,6 +258,7 @@ pub fn run(options: Options) -> Result<()> {
             sustained,
             dashboard,
             sustained_tmpfs,
+            contention,
             growth,
             stacks,
             stack_hits,

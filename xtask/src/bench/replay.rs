@@ -26,7 +26,7 @@ use crate::exec::display;
 
 use super::{
     process::finish_with_fixture,
-    results::{extremes, median},
+    results::{extremes, median, verdict},
     workload::Bench,
 };
 
@@ -281,6 +281,27 @@ fn add_kernel_frames(from: &Path, to: &Path, stacks: &[Vec<u64>]) -> Result<Vec<
 }
 
 /// The replay's table and how it was made (BENCHMARKS.md, section 6).
+/// Issue 24's goal for the reader: records per second of CPU time, both
+/// stacks named and JSONL written (the median run).
+const REPLAY_GOAL: f64 = 1_500_000.0;
+
+/// The reader's goal against the replay's median run.
+pub(super) fn write_replay_goal(out: &mut String, replay: &Replay) {
+    let rates: Vec<f64> = replay.runs.iter().map(ReplayRun::per_cpu_second).collect();
+    if rates.is_empty() {
+        return;
+    }
+    let rate = median(&rates);
+    let _ = writeln!(
+        out,
+        "| the reader, replayed: {:.1} million records per second of CPU or more, k+u stacks \
+         named, JSONL written (section 6) | {:.0}k/s | {} |",
+        REPLAY_GOAL / 1e6,
+        rate / 1e3,
+        verdict(rate >= REPLAY_GOAL)
+    );
+}
+
 pub(super) fn write_replay(out: &mut String, replay: &Replay) {
     let _ = writeln!(out, "## 6. Replay: the reader alone\n");
     let frames = replay

@@ -9,7 +9,7 @@ use crate::exec::display;
 
 use super::{
     results::{
-        BpfTime, CHEAPER, Machine, Paired, PerHit, Results, Round, beyond_workload, extremes,
+        BpfTime, CHEAPER, Contention, Machine, Paired, PerHit, Results, Round, beyond_workload, extremes,
         median, mib, round_range, round_ratios, slope, verdict,
     },
     runs::BPF_TIME_RUNS,
@@ -42,9 +42,10 @@ fn write_record_mode_goals(
     }
 }
 
-/// The goals of issue 7 against this run's numbers.
+/// The goals of issues 7 (per hit, start-up, memory) and 24 (hot targets)
+/// against this run's numbers.
 fn write_goals(out: &mut String, bench: &Bench, results: &Results) {
-    let _ = writeln!(out, "## Against the goals (issue 7)\n");
+    let _ = writeln!(out, "## Against the goals (issues 7 and 24)\n");
     let _ = writeln!(out, "| goal | this run | |");
     let _ = writeln!(out, "|---|---|---|");
     for workload in [&bench.execute, &bench.write] {
@@ -189,6 +190,7 @@ fn write_goals(out: &mut String, bench: &Bench, results: &Results) {
             verdict(flat)
         );
     }
+    super::replay::write_replay_goal(out, &results.replay);
     let _ = writeln!(out);
 }
 
@@ -361,6 +363,7 @@ pub(super) fn write_report(out: &mut String, machine: &Machine, bench: &Bench, r
     write_per_hit(out, bench, results);
     write_startup(out, results);
     write_sustained(out, results);
+    write_contention(out, &results.contention);
     write_growth(out, results);
     if let Some((section, _)) = &results.vm {
         out.push_str(section);
@@ -644,6 +647,48 @@ fn write_sustained(out: &mut String, results: &Results) {
     let _ = writeln!(out);
 }
 
+/// Section 3's last table: the BPF program's time per hit with one thread
+/// hitting and with every CPU at once, every hit recorded or none.
+pub(super) fn write_contention(out: &mut String, contention: &[Contention]) {
+    let Some(most) = contention.iter().map(|c| c.threads).max() else {
+        return;
+    };
+    let _ = writeln!(out, "### One ring buffer, every CPU hitting
+");
+    let _ = writeln!(
+        out,
+        "`cargo xtask bench --only-ring`. One ring buffer takes every CPU's records, and \
+         reserving a record takes its lock. hwbp-trace with k+u stacks attaches with -p to \
+         `fx_user threads T 0 N/T`: T threads call `hwbp_fx_target`, one thread, then one per \
+         CPU at once. `kernel.bpf_stats_enabled` gives the program's own time per hit \
+         (run_time_ns / run_cnt, which includes any wait for the lock), medians of {} runs with \
+         the lowest and highest. With `--records none` no record is made: the hit updates this \
+         CPU's slot of the aggregate map and no shared lock is taken. The ring buffer's cost \
+         of CPUs hitting together is how much more the {most}-thread row costs than the \
+         1-thread row with every hit recorded, beyond what it costs without records.\n",
+        contention.first().map_or(0, |c| c.ns_per_run.len()),
+    );
+    let _ = writeln!(
+        out,
+        "| hwbp-trace | threads hitting | BPF time per hit | runs counted |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---|");
+    for c in contention {
+        let (low, high) = extremes(&c.ns_per_run);
+        let mut counted: Vec<String> = c.runs_counted.iter().map(u64::to_string).collect();
+        counted.dedup();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} ns ({low:.0} to {high:.0}) | {} |",
+            c.variant.name(),
+            c.threads,
+            median(&c.ns_per_run),
+            counted.join(", ")
+        );
+    }
+    let _ = writeln!(out);
+}
+
 /// Section 4: memory against trace length and distinct stacks.
 fn write_growth(out: &mut String, results: &Results) {
     let Results {
@@ -697,22 +742,28 @@ fn write_growth(out: &mut String, results: &Results) {
          by the bits of the path, so DISTINCT different user stacks of the same depth. The first \
          row is `fx_user calls {stack_hits}` for reference: one stack, 17 frames shorter. \
          hwbp-trace attaches with -p, user stacks only, JSONL file; *in the trace* counts the \
-         different `ustack` arrays in that file; CPU and peak RSS from wait4.\n"
+         different `ustack` arrays in that file (its hit and aggregate lines); CPU and peak RSS from wait4. The last rows \
+         take the most stacks again with a record for one hit in 100, then none \
+         (`--records`), the kernel's maps sized for every stack (`--max-keys` and \
+         `--max-stacks`): every count comes from the aggregates, which hwbp-trace reads once \
+         a second and at the end.\n"
     );
     let _ = writeln!(
         out,
-        "| fixture | distinct stacks | in the trace | hits recorded / made | lost | stack errors | JSONL size | hwbp-trace CPU | peak RSS |"
+        "| fixture | records | distinct stacks | in the trace | records written | hits counted / made | lost | stack errors | JSONL size | hwbp-trace CPU | peak RSS |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for run in stacks {
         let m = &run.measured;
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} / {} | {} | {} | {:.0} MiB | {:.2} s | {} |",
+            "| `{}` | {} | {} | {} | {} | {} / {} | {} | {} | {:.0} MiB | {:.2} s | {} |",
             run.fixture,
+            run.records.arg(),
             run.distinct,
             m.ustacks.map_or_else(|| "-".to_owned(), |n| n.to_string()),
             m.summary.hits,
+            m.summary.counted,
             m.expected,
             m.summary.lost,
             m.summary.stack_errors,

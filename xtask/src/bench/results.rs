@@ -137,6 +137,16 @@ pub(super) struct BpfTime {
     pub(super) runs_counted: Vec<u64>,
 }
 
+/// BPF time per hit with `threads` threads hitting at once (section 3).
+pub(super) struct Contention {
+    pub(super) variant: Variant,
+    pub(super) threads: u64,
+    /// Nanoseconds per program run, one per run of the measurement.
+    pub(super) ns_per_run: Vec<f64>,
+    /// Program runs counted in each run.
+    pub(super) runs_counted: Vec<u64>,
+}
+
 pub(super) struct Startup {
     pub(super) name: &'static str,
     pub(super) command: String,
@@ -148,6 +158,25 @@ pub(super) struct Idle {
     pub(super) name: &'static str,
     pub(super) command: String,
     pub(super) rss_kib: Option<u64>,
+}
+
+/// hwbp-trace's `--records` in a measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Records {
+    All,
+    /// One record in 100.
+    Sample,
+    None,
+}
+
+impl Records {
+    pub(super) fn arg(self) -> &'static str {
+        match self {
+            Records::All => "all",
+            Records::Sample => "sample:100",
+            Records::None => "none",
+        }
+    }
 }
 
 pub(super) struct Measured {
@@ -168,6 +197,7 @@ pub(super) struct StackRun {
     pub(super) fixture: String,
     /// Distinct stacks the fixture makes.
     pub(super) distinct: u64,
+    pub(super) records: Records,
     pub(super) measured: Measured,
 }
 
@@ -186,6 +216,8 @@ pub(super) struct Results {
     pub(super) dashboard: Vec<Measured>,
     /// Headless, the JSONL file on tmpfs (/dev/shm): a diagnostic.
     pub(super) sustained_tmpfs: Vec<Measured>,
+    /// The BPF program's time per hit, one thread and every CPU hitting.
+    pub(super) contention: Vec<Contention>,
     pub(super) growth: Vec<Measured>,
     pub(super) stacks: Vec<StackRun>,
     pub(super) stack_hits: u64,

@@ -1,10 +1,11 @@
 //! Measurement 1, per-hit cost: a tool attached to a waiting fixture, in
 //! paired runs (the goals), in separate runs of two sizes, and the BPF
-//! program's own time.
+//! program's own time, with one CPU hitting and with all.
 
 use std::{
     fs,
     process::Command,
+    thread,
     time::{Duration, Instant},
 };
 
@@ -16,7 +17,7 @@ use crate::exec::display;
 
 use super::{
     process::{BpfSampler, BpfStatsOn, bpf_prog_stats, perf_enable, read_stderr, touch},
-    results::{Attached, AttachedRun, BpfTime, Paired, PerHit, Round},
+    results::{Attached, AttachedRun, BpfTime, Contention, Paired, PerHit, Round},
     workload::{Bench, Perf, Variant, Workload},
 };
 
@@ -82,9 +83,20 @@ impl Bench {
         n: u64,
         bpf_stats: bool,
     ) -> Result<AttachedRun> {
+        self.attached_run_of(variant, workload, &[workload.mode, &n.to_string()], bpf_stats)
+    }
+
+    /// [`Bench::attached_run`] of fx_user with `fixture_args`.
+    fn attached_run_of(
+        &self,
+        variant: Variant,
+        workload: &Workload,
+        fixture_args: &[&str],
+        bpf_stats: bool,
+    ) -> Result<AttachedRun> {
         let go = self.scratch.join("go-hit");
         remove(&go);
-        let mut fixture = self.fixture_waiting(&go, &[workload.mode, &n.to_string()])?;
+        let mut fixture = self.fixture_waiting(&go, fixture_args)?;
         let pid = fixture.id().to_string();
         let tool = match self.attach_command(variant, workload, &pid) {
             None => None,
@@ -354,6 +366,42 @@ impl Bench {
                 };
                 for _ in 0..runs {
                     let run = self.attached_run(variant, workload, n, true)?;
+                    let (ns, count) = run
+                        .bpf
+                        .ok_or_else(|| anyhow!("no run_time_ns/run_cnt in hwbp-trace's fdinfo"))?;
+                    ensure!(count > 0, "hwbp-trace's BPF program never ran");
+                    row.ns_per_run.push(ns as f64 / count as f64);
+                    row.runs_counted.push(count);
+                }
+                results.push(row);
+            }
+        }
+        Ok(results)
+    }
+
+    /// The BPF program's time per hit with one thread hitting the execute
+    /// target, then one on every CPU at once (`fx_user threads`, `n` hits
+    /// in all), recording every hit (one ring buffer for all CPUs, whose
+    /// lock every record takes) and none (the per-CPU aggregates alone).
+    /// What the shared ring buffer costs when CPUs hit together shows as
+    /// the difference between the two.
+    pub(super) fn ring_contention(&self, runs: u64, n: u64) -> Result<Vec<Contention>> {
+        let cpus = thread::available_parallelism().map_or(1, |c| c.get()) as u64;
+        println!("bench: BPF time per hit, 1 and {cpus} threads hitting at once");
+        let _stats = BpfStatsOn::enable()?;
+        let mut results = Vec::new();
+        for variant in [Variant::HwbpTrace, Variant::HwbpAggregates] {
+            for threads in [1, cpus] {
+                let mut row = Contention {
+                    variant,
+                    threads,
+                    ns_per_run: Vec::new(),
+                    runs_counted: Vec::new(),
+                };
+                let (each, threads_arg) = ((n / threads).to_string(), threads.to_string());
+                for _ in 0..runs {
+                    let args = ["threads", &threads_arg, "0", &each];
+                    let run = self.attached_run_of(variant, &self.execute, &args, true)?;
                     let (ns, count) = run
                         .bpf
                         .ok_or_else(|| anyhow!("no run_time_ns/run_cnt in hwbp-trace's fdinfo"))?;

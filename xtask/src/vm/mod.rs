@@ -68,6 +68,10 @@ pub struct Options {
     /// that flips a static key can crash (see docs/vm.md).
     #[arg(long)]
     pub mttcg: bool,
+    /// vCPUs of the guest (more than the host's are emulated, slower: a
+    /// functional check of many CPUs, as the kernel test `eight` is).
+    #[arg(long, default_value_t = CPUS, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub cpus: u32,
     /// Skip set-up and build: boot what target/release holds (the harness
     /// checks of `cargo xtask test` use this, after its own build).
     #[arg(long)]
@@ -85,6 +89,7 @@ pub fn run(options: Options) -> Result<i32> {
         timeout,
         boot_timeout,
         mttcg,
+        cpus,
         no_build,
         command,
     } = options;
@@ -115,7 +120,7 @@ pub fn run(options: Options) -> Result<i32> {
             .or((!interactive).then_some(DEFAULT_TIMEOUT)),
         boot_timeout: Duration::from_secs(boot_timeout),
         mttcg,
-        cpus: CPUS,
+        cpus,
         interactive,
         out_dir: &out_dir,
     })?;
