@@ -9,8 +9,8 @@ use crate::exec::display;
 
 use super::{
     results::{
-        BpfTime, CHEAPER, Contention, Machine, Paired, PerHit, Results, Round, beyond_workload, extremes,
-        median, mib, round_range, round_ratios, slope, verdict,
+        BpfTime, CHEAPER, Contention, Machine, Paired, PerHit, Results, Round, beyond_workload,
+        extremes, median, mib, round_range, round_ratios, slope, verdict,
     },
     runs::BPF_TIME_RUNS,
     workload::{Bench, Variant},
@@ -653,8 +653,11 @@ pub(super) fn write_contention(out: &mut String, contention: &[Contention]) {
     let Some(most) = contention.iter().map(|c| c.threads).max() else {
         return;
     };
-    let _ = writeln!(out, "### One ring buffer, every CPU hitting
-");
+    let _ = writeln!(
+        out,
+        "### One ring buffer, every CPU hitting
+"
+    );
     let _ = writeln!(
         out,
         "`cargo xtask bench --only-ring`. One ring buffer takes every CPU's records, and \
@@ -752,7 +755,10 @@ fn write_growth(out: &mut String, results: &Results) {
         out,
         "| fixture | records | distinct stacks | in the trace | records written | hits counted / made | lost | stack errors | JSONL size | hwbp-trace CPU | peak RSS |"
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for run in stacks {
         let m = &run.measured;
         let _ = writeln!(

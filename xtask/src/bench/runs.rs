@@ -83,7 +83,12 @@ impl Bench {
         n: u64,
         bpf_stats: bool,
     ) -> Result<AttachedRun> {
-        self.attached_run_of(variant, workload, &[workload.mode, &n.to_string()], bpf_stats)
+        self.attached_run_of(
+            variant,
+            workload,
+            &[workload.mode, &n.to_string()],
+            bpf_stats,
+        )
     }
 
     /// [`Bench::attached_run`] of fx_user with `fixture_args`.
