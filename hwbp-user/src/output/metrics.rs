@@ -5,7 +5,9 @@
 //! collector; each scrape takes a short lock on the session's statistics,
 //! copies the numbers and encodes them with prometheus-client. Series:
 //!
-//! - `hwbp_hits_total{target,symbol,mode}`: hits recorded per target.
+//! - `hwbp_hits_total{target,symbol,mode}`: hits per target, from the
+//!   kernel's aggregates once the session has read them (every hit
+//!   counted, with or without a record), from the records until then.
 //! - `hwbp_hits_by_comm_total{target,comm}`: the same per command name, the
 //!   busiest [`COMM_LABELS_LIMIT`] per target, the rest as `comm="[other]"`
 //!   (label values are unbounded: a cap keeps Prometheus healthy).
@@ -248,10 +250,10 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
             comm_family.get_or_create(&labels).inc_by(*n);
         }
     }
-    registry.register("hwbp_hits", "Hits recorded per target", hits_family);
+    registry.register("hwbp_hits", "Hits per target (every hit the kernel counted, once its aggregates are read)", hits_family);
     registry.register(
         "hwbp_hits_by_comm",
-        format!("Hits recorded per target and command name (the busiest {COMM_LABELS_LIMIT}, then [other])"),
+        format!("Hits per target and command name (the busiest {COMM_LABELS_LIMIT}, then [other])"),
         comm_family,
     );
     if targets.iter().any(|t| t.condition) {
