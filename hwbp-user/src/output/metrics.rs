@@ -250,7 +250,11 @@ fn render(stats: &SharedStats, armed: &Armed) -> Result<String, std::fmt::Error>
             comm_family.get_or_create(&labels).inc_by(*n);
         }
     }
-    registry.register("hwbp_hits", "Hits per target (every hit the kernel counted, once its aggregates are read)", hits_family);
+    registry.register(
+        "hwbp_hits",
+        "Hits per target (every hit the kernel counted, once its aggregates are read)",
+        hits_family,
+    );
     registry.register(
         "hwbp_hits_by_comm",
         format!("Hits per target and command name (the busiest {COMM_LABELS_LIMIT}, then [other])"),
