@@ -40,11 +40,7 @@ const MAP_ROOM: u64 = 16_384;
 impl Bench {
     pub(super) fn startup(&self, runs: u64) -> Result<Vec<Startup>> {
         println!("bench: start-up");
-        let kernel = {
-            let mut cmd = Command::new(&self.hwbp_trace);
-            cmd.args(["--no-tui", "-q", "-d", "0.05", "vfs_read:w"]);
-            cmd
-        };
+        let kernel = self.kernel_target();
         let user = {
             let mut cmd = Command::new(&self.hwbp_trace);
             cmd.args(["--no-tui", "-q", "hwbp_fx_target", "--"])
@@ -58,16 +54,21 @@ impl Bench {
                 command: display(&kernel),
                 times: Vec::new(),
                 phases: None,
+                refused: self.kernel_refused.clone(),
             },
             Startup {
                 name: "user target (hwbp_fx_target -- fx_user)",
                 command: display(&user),
                 times: Vec::new(),
                 phases: None,
+                refused: None,
             },
         ];
         for _ in 0..runs {
             for (i, cmd) in [&kernel, &user].into_iter().enumerate() {
+                if results[i].refused.is_some() {
+                    continue;
+                }
                 let mut cmd = clone_command(cmd);
                 let run = finish(&mut cmd, None)?;
                 run.check(&cmd)?;
@@ -78,10 +79,12 @@ impl Bench {
             }
         }
         if self.strace {
-            results[0].phases = Some(
-                self.phases_kernel()
-                    .context("start-up phases, kernel target")?,
-            );
+            if self.kernel_refused.is_none() {
+                results[0].phases = Some(
+                    self.phases_kernel()
+                        .context("start-up phases, kernel target")?,
+                );
+            }
             results[1].phases = Some(self.phases_user().context("start-up phases, user target")?);
         }
         Ok(results)
@@ -366,12 +369,19 @@ impl Bench {
         }
         let mut cmd = Command::new(&self.hwbp_trace);
         cmd.args(["--no-tui", "-q", "-d", "1", "vfs_read:w"]);
-        let run = finish_sampling(&mut cmd, None, true)?;
-        run.check(&cmd)?;
+        let rss_kib = match self.kernel_refused {
+            // Shown as "-", the reason with the start-up's.
+            Some(_) => None,
+            None => {
+                let run = finish_sampling(&mut cmd, None, true)?;
+                run.check(&cmd)?;
+                run.idle_rss_kib
+            }
+        };
         results.push(Idle {
             name: "kernel target, kernel stacks (kallsyms, BTF for values)",
             command: display(&cmd),
-            rss_kib: run.idle_rss_kib,
+            rss_kib,
         });
         Ok(results)
     }

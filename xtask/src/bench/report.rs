@@ -139,6 +139,14 @@ fn write_goals(out: &mut String, bench: &Bench, results: &Results) {
         );
     }
     for s in &results.startup {
+        if let Some(why) = &s.refused {
+            let _ = writeln!(
+                out,
+                "| start-up 100 ms or less, {} | not measured: {why} | - |",
+                s.name
+            );
+            continue;
+        }
         let t = median(&s.times);
         let _ = writeln!(
             out,
@@ -521,6 +529,10 @@ fn write_startup(out: &mut String, results: &Results) {
     let _ = writeln!(out, "| target | median | min | max |");
     let _ = writeln!(out, "|---|---:|---:|---:|");
     for s in startup {
+        if let Some(why) = &s.refused {
+            let _ = writeln!(out, "| {} | not measured: {why} | | |", s.name);
+            continue;
+        }
         let (min, max) = extremes(&s.times);
         let _ = writeln!(
             out,
@@ -541,7 +553,7 @@ fn write_startup(out: &mut String, results: &Results) {
          threads of their own while it resolves the targets, so phases overlap. Times in ms after \
          execve; strace slows system calls: read the shape.\n"
     );
-    for s in startup {
+    for s in startup.iter().filter(|s| s.refused.is_none()) {
         let Some(phases) = &s.phases else {
             let _ = writeln!(out, "{}: strace is not installed, no breakdown.\n", s.name);
             continue;

@@ -152,6 +152,8 @@ pub(super) struct Startup {
     pub(super) command: String,
     pub(super) times: Vec<f64>,
     pub(super) phases: Option<Phases>,
+    /// Not measured: the host refuses the target's breakpoints (why).
+    pub(super) refused: Option<String>,
 }
 
 pub(super) struct Idle {

@@ -156,6 +156,10 @@ pub(super) struct Bench {
     /// Debug exceptions the fixtures had noted when the current run's
     /// started (see [`Bench::faults`]).
     pub(super) noted_before: std::cell::Cell<u64>,
+    /// Why this host arms no breakpoint on a kernel address (hwbp-trace's
+    /// own error), when it refuses them: some hypervisors do. The kernel
+    /// target's start-up and memory are then not measured here.
+    pub(super) kernel_refused: Option<String>,
 }
 
 impl Bench {
@@ -209,6 +213,7 @@ impl Bench {
             bpftrace: on_path("bpftrace"),
             tmux: on_path("tmux"),
             noted_before: std::cell::Cell::new(0),
+            kernel_refused: None,
         };
         // Counted from here: a line is never taken out, so that a SIGTRAP
         // noted while no run is watching (a fixture outliving its run) is
@@ -225,7 +230,43 @@ impl Bench {
         let variable = bench.link_address("FX_BENCH_FLOOR")?;
         bench.execute.floor_event = format!("mem:{:#x}:x", base + function);
         bench.write.floor_event = format!("mem:{:#x}:w", base + variable);
+        bench.kernel_refused = bench.kernel_breakpoints_refused()?;
         Ok(bench)
+    }
+
+    /// hwbp-trace's start-up benchmark command on a kernel target.
+    pub(super) fn kernel_target(&self) -> Command {
+        let mut cmd = Command::new(&self.hwbp_trace);
+        cmd.args(["--no-tui", "-q", "-d", "0.05", "vfs_read:w"]);
+        cmd
+    }
+
+    /// Asks the host, by arming the kernel target once: None when it
+    /// arms, hwbp-trace's error when the host refuses kernel breakpoints
+    /// (any other failure is the bench's to report).
+    fn kernel_breakpoints_refused(&self) -> Result<Option<String>> {
+        let mut cmd = self.kernel_target();
+        let out = cmd
+            .output()
+            .with_context(|| format!("running `{}`", display(&cmd)))?;
+        if out.status.success() {
+            return Ok(None);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match stderr
+            .lines()
+            .find(|line| line.contains("refuses breakpoints on kernel addresses"))
+        {
+            Some(line) => Ok(Some(
+                line.trim_start_matches("hwbp-trace: error: ").to_owned(),
+            )),
+            None => bail!(
+                "`{}` failed ({}): {}",
+                display(&cmd),
+                out.status,
+                stderr.trim()
+            ),
+        }
     }
 
     /// The fixture's load address without ASLR: started under setarch -R,
