@@ -27,6 +27,9 @@ pub const MAP_CONDS: &str = "CONDS";
 pub const MAP_OLD: &str = "OLD";
 pub const MAP_AGGS: &str = "AGGS";
 pub const MAP_STACKS: &str = "STACKS";
+/// The program's switch for conditions (a `u8` in its read-only data, set
+/// at load time): 0 when no target of the run can have one.
+pub const GLOBAL_CONDITIONS: &str = "HWBP_CONDITIONS";
 pub const PROGRAM: &str = "hwbp";
 
 /// [`SlotConfig::flags`]: the target address is in the kernel (read its value

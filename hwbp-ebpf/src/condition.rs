@@ -14,6 +14,23 @@ use hwbp_common::{
 
 use crate::{arch, probe::Scratch};
 
+/// 1 when a target of the run may have a condition, 0 when none can
+/// (`GLOBAL_CONDITIONS`): set at load time in the program's read-only data,
+/// which the kernel freezes before verifying, so that with 0 the verifier
+/// knows [`condition`] is never called and does not walk it. It is more
+/// than half of what the verifier walks, and so of start-up
+/// (docs/benchmarks.md).
+#[unsafe(no_mangle)]
+static HWBP_CONDITIONS: u8 = 1;
+
+/// Whether conditions are on in this run (see [`HWBP_CONDITIONS`]).
+#[inline(always)]
+pub fn enabled() -> bool {
+    // SAFETY: a read of a static; volatile, so that the compiler keeps the
+    // load, whose value the verifier reads from the frozen map.
+    unsafe { core::ptr::read_volatile(&raw const HWBP_CONDITIONS) != 0 }
+}
+
 /// Words of [`Scratch`] the operands take.
 pub const COND_SCRATCH: usize = COND_OPERANDS;
 

@@ -27,7 +27,7 @@ use hwbp_common::{
 
 use crate::{
     aggregate::aggregate,
-    condition::{COND_SCRATCH, condition},
+    condition::{self, COND_SCRATCH, condition},
 };
 
 /// Hits, in order per CPU. Sized by userspace (`--buffer-size`) at load time.
@@ -183,7 +183,8 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     // has a condition without `value` (userspace refuses it there).
     let unread = config.flags & SLOT_EXECUTE != 0
         || (config.flags & SLOT_READS != 0 && flags & HIT_USER_MODE != 0);
-    if config.flags & SLOT_COND != 0
+    if condition::enabled()
+        && config.flags & SLOT_COND != 0
         && (unread || flags & HIT_NO_VALUE == 0)
         // SAFETY: `scratch` and `hit` are this CPU's (see below).
         && !unsafe { condition(config.slot, &regs, scratch, hit, pid_tgid, comm) }

@@ -6,7 +6,10 @@
 //! arm nothing.
 //! Run by `cargo xtask test` with --test-threads=1 (they share debug registers).
 
-use hwbp_tests::{TempDir, compile_c, root_or_skip, run, stderr, traces::trace_ok};
+use hwbp_tests::{
+    TempDir, compile_c, root_or_skip, run, stderr,
+    traces::{read_trace, trace_ok},
+};
 use serde_json::Value;
 
 /// Writes and calls, each loop's count in its comment.
@@ -186,5 +189,56 @@ fn bad_conditions_get_one_message_with_a_caret() {
         if target.starts_with("adjust if nope") {
             assert!(err.contains("delta, count"), "names the arguments: {err}");
         }
+    }
+}
+
+/// The instructions the verifier walked and whether conditions were on, as
+/// `-v` logs them; None for the count on a kernel before 5.16.
+fn verified(err: &str) -> (Option<u64>, bool) {
+    let line = err
+        .lines()
+        .find_map(|l| l.split_once("BPF program verified: ").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("no verifier line in: {err}"));
+    let count = line.split(' ').next().and_then(|n| n.parse().ok());
+    (count, line.ends_with("conditions on"))
+}
+
+/// A run where no target can have a condition loads the program without
+/// its interpreter, which the verifier then skips: fewer instructions
+/// walked, the same exact counts. A condition, or `--control` (which may
+/// add one while tracing), loads it.
+#[test]
+fn a_run_without_conditions_is_verified_without_the_interpreter() {
+    const TEST: &str = "a_run_without_conditions_is_verified_without_the_interpreter";
+    if !root_or_skip(TEST) {
+        return;
+    }
+    let dir = TempDir::new("cond-off");
+    let Some(program) = build(TEST, &dir) else {
+        return;
+    };
+    let trace = dir.path("t.jsonl");
+    let control = dir.path("control");
+    let traced = |extra: &[&str], target: &str| {
+        let mut args = vec!["-v", "--no-tui", "-q", "-o", &trace];
+        args.extend(extra);
+        args.extend([target, "--", &program]);
+        let out = run(&args);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{args:?}: {err}");
+        let (_, _, summary) = read_trace(&trace);
+        let (hits, _) = counts(&summary["targets"][0]);
+        (verified(&err), hits)
+    };
+    let ((off, off_on), plain) = traced(&[], "level:w");
+    let ((on, on_on), kept) = traced(&[], "level:w if value >= 60");
+    let ((live, live_on), live_hits) = traced(&["--control", &control], "level:w");
+    assert_eq!((off_on, on_on, live_on), (false, true, true));
+    assert_eq!((plain, kept, live_hits), (100, 40, 100));
+    // The count needs Linux 5.16 (verified_insns); the switch is checked
+    // above either way.
+    if let (Some(off), Some(on), Some(live)) = (off, on, live) {
+        assert!(off < on, "without the interpreter {off}, with it {on}");
+        assert_eq!(on, live, "the same program with a condition and --control");
     }
 }

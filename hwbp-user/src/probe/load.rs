@@ -13,10 +13,11 @@ use aya::{
     programs::PerfEvent,
 };
 use hwbp_common::{
-    COMM_LEN, CondProgram, Config, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID, HIT_HEADER_SIZE,
-    Hit, MAP_AGGS, MAP_CONDS, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_OLD, MAP_STACKS, MAX_SLOTS,
-    MAX_STACK_DEPTH, PROGRAM, RECORDS_ALL, RECORDS_NONE, RECORDS_SAMPLE, SLOT_COND, SLOT_EXECUTE,
-    SLOT_KERNEL, SLOT_KSTACK, SLOT_READS, SLOT_USTACK, STACK_GAP_WATCHED, SlotConfig,
+    COMM_LEN, CondProgram, Config, Counters, FILTER_COMM, FILTER_OWN, FILTER_TID,
+    GLOBAL_CONDITIONS, HIT_HEADER_SIZE, Hit, MAP_AGGS, MAP_CONDS, MAP_CONFIG, MAP_COUNTERS,
+    MAP_EVENTS, MAP_OLD, MAP_STACKS, MAX_SLOTS, MAX_STACK_DEPTH, PROGRAM, RECORDS_ALL,
+    RECORDS_NONE, RECORDS_SAMPLE, SLOT_COND, SLOT_EXECUTE, SLOT_KERNEL, SLOT_KSTACK, SLOT_READS,
+    SLOT_USTACK, STACK_GAP_WATCHED, SlotConfig,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -58,6 +59,12 @@ pub enum LoadError {
     MissingMap(&'static str),
     #[error("BPF map `{name}`: {reason}")]
     Map { name: &'static str, reason: String },
+    #[error(
+        "a condition for target {0}, but this run's program was loaded without conditions (no \
+         target had one when it started, and it takes no changes): start it again with the \
+         condition"
+    )]
+    ConditionsOff(usize),
 }
 
 /// Smallest ring buffer: one page (the kernel wants a page-aligned power
@@ -127,6 +134,9 @@ pub struct Probe {
     /// Each target's condition program, by target id (what `CONDS` holds
     /// for it): every entry of a target with one carries `SLOT_COND`.
     conditions: [Option<CondProgram>; MAX_SLOTS],
+    /// The program was loaded with its condition interpreter
+    /// ([`Loaded::conditions`]).
+    conditions_on: bool,
 }
 
 /// The program, loaded and verified but not yet told its targets: loading
@@ -134,6 +144,10 @@ pub struct Probe {
 pub struct Loaded {
     ebpf: Ebpf,
     buffer_size: u64,
+    /// Loaded with the condition interpreter. Without it (no target can
+    /// have a condition) the verifier skips it, about half of the
+    /// program's verification (docs/benchmarks.md).
+    conditions: bool,
 }
 
 impl Probe {
@@ -148,13 +162,16 @@ impl Probe {
             buffer: buffer_size,
             ..MapSizes::default()
         };
-        Self::load_program(sizes)?.configure(breakpoints, stacks, filters)
+        Self::load_program(sizes, true)?.configure(breakpoints, stacks, filters)
     }
 
-    /// Loads and verifies the program with its maps sized by `sizes`.
-    pub fn load_program(sizes: MapSizes) -> Result<Loaded, LoadError> {
+    /// Loads and verifies the program with its maps sized by `sizes`, and
+    /// its condition interpreter when `conditions` (a target of the run
+    /// may have a condition).
+    pub fn load_program(sizes: MapSizes, conditions: bool) -> Result<Loaded, LoadError> {
         let buffer_size = check_buffer_size(sizes.buffer)?;
         let mut ebpf = EbpfLoader::new()
+            .override_global(GLOBAL_CONDITIONS, &u8::from(conditions), true)
             .map_max_entries(MAP_EVENTS, buffer_size as u32)
             .map_max_entries(MAP_AGGS, sizes.keys)
             .map_max_entries(MAP_STACKS, sizes.stacks)
@@ -175,7 +192,11 @@ impl Probe {
         if cfg!(target_arch = "aarch64") {
             watch_retraps(&mut ebpf);
         }
-        Ok(Loaded { ebpf, buffer_size })
+        Ok(Loaded {
+            ebpf,
+            buffer_size,
+            conditions,
+        })
     }
 }
 
@@ -208,6 +229,13 @@ fn watch_retraps(ebpf: &mut Ebpf) {
 }
 
 impl Loaded {
+    /// Instructions the verifier walked in the main program (Linux 5.16 or
+    /// later): what start-up waits for.
+    pub fn verified_instructions(&self) -> Option<u32> {
+        let program: &PerfEvent = self.ebpf.program(PROGRAM)?.try_into().ok()?;
+        program.info().ok()?.verified_instruction_count()
+    }
+
     /// Gives the loaded program its targets (one slot per breakpoint) and
     /// filters.
     pub fn configure(
@@ -219,6 +247,7 @@ impl Loaded {
         let Self {
             mut ebpf,
             buffer_size,
+            conditions: conditions_on,
         } = self;
         if breakpoints.len() > MAX_SLOTS {
             return Err(LoadError::TooManyTargets(breakpoints.len()));
@@ -304,6 +333,7 @@ impl Loaded {
             slots: breakpoints.len(),
             config,
             conditions: [None; MAX_SLOTS],
+            conditions_on,
         })
     }
 }
@@ -361,6 +391,9 @@ impl Probe {
     ) -> Result<(), LoadError> {
         if slot >= MAX_SLOTS {
             return Err(LoadError::TooManyTargets(slot + 1));
+        }
+        if program.is_some() && !self.conditions_on {
+            return Err(LoadError::ConditionsOff(slot + 1));
         }
         let index = slot as u32;
         if let Some(old) = old {

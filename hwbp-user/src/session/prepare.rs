@@ -76,7 +76,12 @@ pub(super) fn prepare(
 
     // Loading the program and parsing the kernel's BTF need no target: they
     // run beside the resolution of the targets (kallsyms is the slow part).
-    let loading = thread::spawn(move || Probe::load_program(sizes));
+    // The condition interpreter is loaded only where a target can have a
+    // condition: one given now, or one a change while tracing may give.
+    let conditions = targets.iter().any(|t| t.condition.is_some())
+        || options.control.is_some()
+        || options.changes.is_some();
+    let loading = thread::spawn(move || Probe::load_program(sizes, conditions));
     // System-wide every target is a kernel target, whose values want BTF.
     let mut vmlinux_btf = traced_pid.is_none().then(|| thread::spawn(Btf::vmlinux));
 
@@ -113,13 +118,20 @@ pub(super) fn prepare(
     let loaded = loading
         .join()
         .unwrap_or_else(|panic| panic::resume_unwind(panic))?;
+    log::debug!(
+        "BPF program verified: {} instructions walked, conditions {}",
+        loaded
+            .verified_instructions()
+            .map_or_else(|| "?".to_owned(), |n| n.to_string()),
+        if conditions { "on" } else { "off" }
+    );
     let mut probe = loaded.configure(&breakpoints, &stacks, filters)?;
-    let conditions = super::conditions::compile(
+    let compiled = super::conditions::compile(
         &breakpoints,
         traced_pid,
         early_btf.as_ref().and_then(|btf| btf.as_ref().ok()),
     )?;
-    probe.set_conditions(&conditions)?;
+    probe.set_conditions(&compiled)?;
     log::debug!(
         "BPF program loaded, verified and configured (waited {:?})",
         phase.elapsed()
