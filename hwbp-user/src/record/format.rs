@@ -115,6 +115,19 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// The frames as a JSON array, without rendering it into the stack's
+    /// cache: for a stack written once (an aggregate line), where the
+    /// cache would only keep the text alive (2 to 5 KB a stack, for as
+    /// many stacks as the kernel counted).
+    pub fn serialize_frames<S: Serializer>(stack: &Self, serializer: S) -> Result<S::Ok, S::Error> {
+        match stack.0.json.get() {
+            Some(json) => json.serialize(serializer),
+            None => stack.0.frames.serialize(serializer),
+        }
+    }
+}
+
 impl Serialize for Stack {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.json() {
@@ -167,9 +180,11 @@ pub struct AggregateRecord {
     /// (`--max-stacks`): its hits are counted here, without frames.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub stack_stored: bool,
-    #[serde(default)]
+    /// Written once per file, so without keeping its JSON
+    /// ([`Stack::serialize_frames`]).
+    #[serde(default, serialize_with = "Stack::serialize_frames")]
     pub kstack: Stack,
-    #[serde(default)]
+    #[serde(default, serialize_with = "Stack::serialize_frames")]
     pub ustack: Stack,
 }
 

@@ -10,7 +10,7 @@ use std::{
     sync::Arc,
 };
 
-use hwbp_common::{COMM_LEN, HIT_NO_VALUE, Hit, StackEntry};
+use hwbp_common::{COMM_LEN, HIT_NO_VALUE, Hit};
 
 use super::{Options, run::EndReason};
 use crate::{
@@ -390,17 +390,17 @@ impl Collector<'_> {
             let Some(watch) = self.watches.get(slot).and_then(|w| w.len().checked_sub(1)) else {
                 continue;
             };
-            let empty = StackEntry {
-                kstack_len: 0,
-                ustack_len: 0,
-                ret: 0,
-                frames: [0; 2 * hwbp_common::MAX_STACK_DEPTH],
-            };
-            let entry = agg.stack.as_deref().unwrap_or(&empty);
-            let parts = StackParts {
-                kernel: entry.kstack(),
-                user: entry.ustack(),
-                ret: entry.ret,
+            let parts = match agg.stack.as_deref() {
+                Some(stack) => StackParts {
+                    kernel: stack.kstack(),
+                    user: stack.ustack(),
+                    ret: stack.ret,
+                },
+                None => StackParts {
+                    kernel: &[],
+                    user: &[],
+                    ret: 0,
+                },
             };
             let (kstack, ustack) = self.stacks(slot, watch, agg.pid, &parts);
             let names = &self.watches[slot][watch];

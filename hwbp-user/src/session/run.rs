@@ -2,7 +2,7 @@
 //! condition (a signal, `-d`, `-n`, the traced process's exit or exec, an
 //! error), with the live counters refreshed for the dashboard.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use tokio::{
@@ -106,9 +106,9 @@ pub(super) async fn collect(
         sleep(duration.unwrap_or(Duration::MAX.saturating_sub(Duration::from_secs(1 << 40))));
     tokio::pin!(deadline);
     let mut counters_tick = tokio::time::interval(Duration::from_millis(250));
-    // The aggregates are read at every AGGREGATES_EVERY-th tick: a read
-    // walks the whole map, two system calls a key.
-    let mut ticks = 0u32;
+    // The aggregates are read at most once a second, and less often when a
+    // read takes long (see AGGREGATES_SHARE).
+    let mut next_aggregates = Instant::now();
     let mut drain_tick = tokio::time::interval(Duration::from_millis(20));
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -208,8 +208,12 @@ pub(super) async fn collect(
                 if watch_exec && traced_pid.and_then(Image::of).is_some_and(|now| Some(now) != image_at_start) {
                     break EndReason::ProcessExec;
                 }
-                ticks = ticks.wrapping_add(1);
-                refresh(probe, collector, stats, ticks % AGGREGATES_EVERY == 1);
+                let now = Instant::now();
+                let aggregates = now >= next_aggregates;
+                refresh(probe, collector, stats, aggregates);
+                if aggregates {
+                    next_aggregates = now + AGGREGATES_EVERY.max(now.elapsed() * AGGREGATES_SHARE);
+                }
             }
         }
     };
@@ -267,8 +271,15 @@ impl StopSignals {
     }
 }
 
-/// Counter ticks per read of the aggregates: once a second.
-const AGGREGATES_EVERY: u32 = 4;
+/// How often the aggregates are read while tracing, at most.
+const AGGREGATES_EVERY: Duration = Duration::from_secs(1);
+
+/// A read walks the whole map (two system calls a key) and names every
+/// key's stacks: 100,000 distinct stacks took about a second of CPU a read
+/// (BENCHMARKS.md, distinct stacks). So the next read waits this many
+/// times as long as the last one took: the reads take at most a quarter
+/// of the reader's time, and the rest goes to the records.
+const AGGREGATES_SHARE: u32 = 3;
 
 /// Copies the probe's kernel-side counters and aggregates into the shared
 /// stats the dashboard and the metrics read. Naming the aggregates' stacks
