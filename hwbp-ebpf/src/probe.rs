@@ -152,15 +152,23 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         unsafe { (*counters).retraps += 1 };
         return Ok(0);
     }
-    // SAFETY: `hit` points to this CPU's scratch Hit (see below). The comm
-    // goes straight there and is compared as two words, where aya's
-    // bpf_get_current_comm() zeroes, copies and compares it a byte at a
+    // SAFETY: `hit` points to this CPU's scratch Hit (see below), whose
+    // comm is 8-byte aligned (offset 120 of a repr(C) struct of u64s and
+    // u32s). The comm goes straight there and is compared as two words,
+    // where aya's bpf_get_current_comm() copies and compares it a byte at a
     // time (a few instructions saved; the helper's own cost, about 100 ns a
     // hit on a KVM guest, is the task's cold cache line).
     let comm = unsafe {
-        // The helper zero-fills the buffer if it fails.
-        bpf_get_current_comm((*hit).comm.as_mut_ptr().cast(), COMM_LEN as u32);
-        (*hit).comm.as_ptr().cast::<[u64; 2]>().read()
+        let words = (*hit).comm.as_mut_ptr().cast::<[u64; 2]>();
+        // Zeroed first: Linux 5.18 to 6.3 (and so Debian 12's 6.1) copy the
+        // comm with strscpy, which stops at its NUL and leaves the bytes
+        // after it as they were: the previous hit's on this CPU. Behind a
+        // shorter comm they would differ from --comm's zeros, and the hit
+        // would be filtered out; 6.4 pads them (kernel commit
+        // f3f213497797). The helper zero-fills the buffer if it fails.
+        words.write([0, 0]);
+        bpf_get_current_comm(words.cast(), COMM_LEN as u32);
+        words.read()
     };
 
     let filter = &all.filter;

@@ -22,6 +22,10 @@
 //!   opens PATH and makes one read(2) of up to 4000 bytes into one buffer:
 //!   exactly N calls of vfs_read by a task named COMM. Prints `buf ADDR
 //!   count 4000` first, then `read BYTES` for each.
+//! - `read-after FIRST COMM PATH N`: `read-as COMM PATH N`, but first, on
+//!   the CPU it then stays on, one read(2) of PATH (1 byte) as FIRST: a
+//!   vfs_read by a task of another name right before the N, on their CPU.
+//!   Prints what read-as prints (not the read as FIRST).
 //!
 //! std only (plus libc for the raw system calls and perf-event-open-sys for
 //! the breakpoint's attributes): nothing else runs in the fixture that could
@@ -162,16 +166,7 @@ fn read_pidmax(count: u64) -> Result<(), String> {
 const READ_AS_COUNT: usize = 4000;
 
 fn read_as(comm: &str, path: &str, count: u64) -> Result<(), String> {
-    let name = std::ffi::CString::new(comm).map_err(|e| format!("COMM {comm:?}: {e}"))?;
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes
-    // (the kernel truncates longer ones) through the pointer, which `name`
-    // keeps alive for the call.
-    if unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) } != 0 {
-        return Err(format!(
-            "prctl(PR_SET_NAME, {comm:?}): {}",
-            std::io::Error::last_os_error()
-        ));
-    }
+    rename(comm)?;
     let mut buffer = vec![0u8; READ_AS_COUNT];
     println!("buf {:#x} count {READ_AS_COUNT}", buffer.as_ptr() as usize);
     for _ in 0..count {
@@ -185,15 +180,76 @@ fn read_as(comm: &str, path: &str, count: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Renames this task (prctl PR_SET_NAME).
+fn rename(comm: &str) -> Result<(), String> {
+    let name = std::ffi::CString::new(comm).map_err(|e| format!("COMM {comm:?}: {e}"))?;
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes
+    // (the kernel truncates longer ones) through the pointer, which `name`
+    // keeps alive for the call.
+    if unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) } != 0 {
+        return Err(format!(
+            "prctl(PR_SET_NAME, {comm:?}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// One read as `first`, then read-as `comm`, all on one CPU: a BPF program
+/// that keeps per-CPU state (hwbp's comm buffer) sees the read as `first`
+/// right before the others.
+fn read_after(first: &str, comm: &str, path: &str, count: u64) -> Result<(), String> {
+    // SAFETY: sched_getcpu has no preconditions; a negative result is an
+    // error, checked below.
+    let cpu = unsafe { libc::sched_getcpu() };
+    let cpu = usize::try_from(cpu)
+        .map_err(|_| format!("sched_getcpu: {}", std::io::Error::last_os_error()))?;
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes within it
+    // (cpu is below CPU_SETSIZE on any machine the tests boot), and
+    // sched_setaffinity reads it for the call only.
+    let pinned = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
+    };
+    if pinned != 0 {
+        return Err(format!(
+            "sched_setaffinity (CPU {cpu}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    rename(first)?;
+    let mut byte = [0u8; 1];
+    File::open(path)
+        .and_then(|mut file| file.read(&mut byte))
+        .map_err(|e| format!("reading {path} as {first}: {e}"))?;
+    read_as(comm, path, count)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: fx_kernel getpgid N | count-getpgid ADDR N | pidmax N | read-pidmax N \
-                 | read-as COMM PATH N";
+                 | read-as COMM PATH N | read-after FIRST COMM PATH N";
     if let [command, comm, path, count] = args.as_slice()
         && command == "read-as"
     {
         let result = match count.parse::<u64>() {
             Ok(count) => read_as(comm, path, count),
+            Err(e) => Err(format!("N {count:?}: {e}\n{usage}")),
+        };
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("fx_kernel: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let [command, first, comm, path, count] = args.as_slice()
+        && command == "read-after"
+    {
+        let result = match count.parse::<u64>() {
+            Ok(count) => read_after(first, comm, path, count),
             Err(e) => Err(format!("N {count:?}: {e}\n{usage}")),
         };
         return match result {

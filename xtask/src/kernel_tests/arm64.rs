@@ -72,8 +72,35 @@ const VFS_ARGS: KernelTest = KernelTest {
 };
 
 fn vfs_args(results: &Results) -> Result<()> {
-    let (_, trace) = results.traced("a64_vfs")?;
-    let fixture = FixtureReads::parse(&results.read("a64_vfs.fx")?)?;
+    expect_fx_reads(results, "a64_vfs")
+}
+
+/// `--comm fx_reads` right after a hit of a longer comm on the same CPU:
+/// the fixture reads once as `fx_reads_before`, pinned to its CPU, then
+/// makes its 5 reads as fx_reads. Kernels 5.18 to 6.3 (Debian's 6.1
+/// among them) copy a comm without zeroing the bytes after its NUL, so a
+/// program that reuses its buffer keeps the longer name's tail ("before")
+/// there; hwbp once compared it too and filtered out all 5 reads.
+const COMM_AFTER: KernelTest = KernelTest {
+    name: "a64_comm",
+    scenario: r#"
+        start a64_comm -q --no-tui --comm fx_reads -o a64_comm.jsonl vfs_read
+        fx_kernel read-after fx_reads_before fx_reads /proc/version 5 > a64_comm.fx
+        kill -TERM "$bg_pid"
+        finish
+    "#,
+    check: comm_after,
+};
+
+fn comm_after(results: &Results) -> Result<()> {
+    expect_fx_reads(results, "a64_comm")
+}
+
+/// Test `name`'s trace holds exactly the 5 vfs_read calls fx_reads made
+/// (its fixture's output in NAME.fx), with their arguments.
+fn expect_fx_reads(results: &Results, name: &str) -> Result<()> {
+    let (_, trace) = results.traced(name)?;
+    let fixture = FixtureReads::parse(&results.read(&format!("{name}.fx"))?)?;
     let reads: Vec<_> = trace
         .hits
         .iter()
@@ -81,9 +108,11 @@ fn vfs_args(results: &Results) -> Result<()> {
         .collect();
     ensure!(
         reads.len() == fixture.reads && fixture.reads == 5,
-        "{} vfs_read hits by fx_reads, which made {} reads (5 asked)",
+        "{name}: {} vfs_read hits by fx_reads, which made {} reads (5 asked); the \
+         summary's counts: {}",
         reads.len(),
-        fixture.reads
+        fixture.reads,
+        trace.summary["targets"]
     );
     for hit in reads {
         fixture.expect_vfs_read(hit)?;
@@ -303,7 +332,9 @@ fn user(results: &Results) -> Result<()> {
 }
 
 /// The arm64 tests, in the order they run.
-pub(super) const TESTS: &[KernelTest] = &[GETPGID, VFS_ARGS, PIDMAX_W, PIDMAX_R, SLOTS, USER];
+pub(super) const TESTS: &[KernelTest] = &[
+    GETPGID, VFS_ARGS, COMM_AFTER, PIDMAX_W, PIDMAX_R, SLOTS, USER,
+];
 
 /// Debian's arm64 kernels: what linux-image-arm64 depends on (6.1) and the
 /// newest 6.12.

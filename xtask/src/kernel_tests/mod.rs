@@ -50,6 +50,7 @@ const SERIAL: &[KernelTest] = &[
     by_command::ADDR_W,
     by_command::ADDR_X,
     by_command::VFS_ARGS,
+    by_command::VFS_COMM,
     by_command::THROTTLE,
     by_command::REARM,
     conditions::VFS_COND,
