@@ -760,8 +760,8 @@ fn write_growth(out: &mut String, results: &Results) {
          different `ustack` arrays in that file (its hit and aggregate lines); CPU and peak RSS from wait4. The last rows \
          take the most stacks again with a record for one hit in 100, then none \
          (`--records`), the kernel's maps sized for every stack (`--max-keys` and \
-         `--max-stacks`): every count comes from the aggregates, which hwbp-trace reads once \
-         a second and at the end.\n"
+         `--max-stacks`): every count comes from the aggregates, which hwbp-trace reads at \
+         most once a second (less often when a read takes long) and once more at the end.\n"
     );
     let _ = writeln!(
         out,
