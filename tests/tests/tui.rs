@@ -180,8 +180,10 @@ fn dashboard_shows_exact_hits_help_and_quits_cleanly() {
     assert_eq!(mode & 0o777, 0o600, "the snapshot is private");
 
     keys(&pane, "q");
+    // Until `stty -a` has printed too: EXIT= alone can be on the screen
+    // before the modes are.
     let end = wait_for(&pane, "hwbp-trace to exit", Duration::from_secs(10), |s| {
-        s.contains("EXIT=")
+        s.contains("EXIT=") && s.contains("icanon")
     });
     assert!(end.contains("EXIT=0"), "exit status 0:\n{end}");
     assert!(!alternate_on(&pane), "back on the normal screen");
