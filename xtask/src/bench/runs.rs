@@ -363,22 +363,14 @@ impl Bench {
         let mut results = Vec::new();
         for workload in [&self.execute, &self.write] {
             for variant in [Variant::HwbpTrace, Variant::HwbpNoStacks] {
-                let mut row = BpfTime {
+                let args = [workload.mode, &n.to_string()];
+                let (ns_per_run, runs_counted) = self.bpf_runs(variant, workload, &args, runs)?;
+                results.push(BpfTime {
                     workload: workload.name,
                     variant,
-                    ns_per_run: Vec::new(),
-                    runs_counted: Vec::new(),
-                };
-                for _ in 0..runs {
-                    let run = self.attached_run(variant, workload, n, true)?;
-                    let (ns, count) = run
-                        .bpf
-                        .ok_or_else(|| anyhow!("no run_time_ns/run_cnt in hwbp-trace's fdinfo"))?;
-                    ensure!(count > 0, "hwbp-trace's BPF program never ran");
-                    row.ns_per_run.push(ns as f64 / count as f64);
-                    row.runs_counted.push(count);
-                }
-                results.push(row);
+                    ns_per_run,
+                    runs_counted,
+                });
             }
         }
         Ok(results)
@@ -397,26 +389,41 @@ impl Bench {
         let mut results = Vec::new();
         for variant in [Variant::HwbpTrace, Variant::HwbpAggregates] {
             for threads in [1, cpus] {
-                let mut row = Contention {
+                let (each, threads_arg) = ((n / threads).to_string(), threads.to_string());
+                let args = ["threads", &threads_arg, "0", &each];
+                let (ns_per_run, runs_counted) =
+                    self.bpf_runs(variant, &self.execute, &args, runs)?;
+                results.push(Contention {
                     variant,
                     threads,
-                    ns_per_run: Vec::new(),
-                    runs_counted: Vec::new(),
-                };
-                let (each, threads_arg) = ((n / threads).to_string(), threads.to_string());
-                for _ in 0..runs {
-                    let args = ["threads", &threads_arg, "0", &each];
-                    let run = self.attached_run_of(variant, &self.execute, &args, true)?;
-                    let (ns, count) = run
-                        .bpf
-                        .ok_or_else(|| anyhow!("no run_time_ns/run_cnt in hwbp-trace's fdinfo"))?;
-                    ensure!(count > 0, "hwbp-trace's BPF program never ran");
-                    row.ns_per_run.push(ns as f64 / count as f64);
-                    row.runs_counted.push(count);
-                }
-                results.push(row);
+                    ns_per_run,
+                    runs_counted,
+                });
             }
         }
         Ok(results)
+    }
+
+    /// `runs` runs of `variant` on fx_user with `fixture_args`, with
+    /// kernel.bpf_stats_enabled on: the program's nanoseconds per run and
+    /// its runs counted, one of each per run.
+    fn bpf_runs(
+        &self,
+        variant: Variant,
+        workload: &Workload,
+        fixture_args: &[&str],
+        runs: u64,
+    ) -> Result<(Vec<f64>, Vec<u64>)> {
+        let (mut ns_per_run, mut runs_counted) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let run = self.attached_run_of(variant, workload, fixture_args, true)?;
+            let (ns, count) = run
+                .bpf
+                .ok_or_else(|| anyhow!("no run_time_ns/run_cnt in hwbp-trace's fdinfo"))?;
+            ensure!(count > 0, "hwbp-trace's BPF program never ran");
+            ns_per_run.push(ns as f64 / count as f64);
+            runs_counted.push(count);
+        }
+        Ok((ns_per_run, runs_counted))
     }
 }
