@@ -46,33 +46,37 @@ pub fn summary_table(summary: &Summary) -> String {
     // with all of them, the two differ only by the drops, and HITS is the
     // lines, as it always was.
     let sampled = summary.records != "all" && !summary.records.is_empty();
+    let mut header: Vec<String> = ["TARGET", "SYMBOL", "ADDRESS", "MODE", "HITS"]
+        .map(str::to_owned)
+        .into();
     if sampled {
-        return sampled_table(summary);
+        header.push("RECORDED".to_owned());
     }
-    let mut rows = vec![[
-        "TARGET".to_owned(),
-        "SYMBOL".to_owned(),
-        "ADDRESS".to_owned(),
-        "MODE".to_owned(),
-        "HITS".to_owned(),
-        "DROPPED".to_owned(),
-    ]];
+    header.push("DROPPED".to_owned());
+    let mut rows = vec![header];
     // A target's name may come from the traced program (a symbol): one
     // row, whatever it holds.
     let cell = |s: &str| printable(s).into_owned();
     for t in &summary.targets {
         let removed = if t.removed { " (removed)" } else { "" };
-        rows.push([
+        let mut row = vec![
             cell(&t.target) + removed,
             cell(&t.symbol),
             cell(&t.addr),
             cell(&t.mode),
-            t.hits.to_string(),
-            t.dropped.to_string(),
-        ]);
-        // A target moved while tracing: what it watched in turn, its hits there.
+        ];
+        if sampled {
+            row.push(t.counted.to_string());
+        }
+        row.extend([t.hits.to_string(), t.dropped.to_string()]);
+        rows.push(row);
+        // A target moved while tracing: what it watched in turn, its hits
+        // there (lines in the trace: shown only when they are every hit).
+        if sampled {
+            continue;
+        }
         for (i, w) in t.watches.iter().enumerate() {
-            rows.push([
+            rows.push(vec![
                 format!("  {}. {}", i + 1, cell(&w.target)),
                 cell(&w.symbol),
                 cell(&w.addr),
@@ -84,48 +88,18 @@ pub fn summary_table(summary: &Summary) -> String {
     }
     let mut out = String::from("\n");
     out.push_str(&table(&rows, |i| i >= 4));
-    out.push_str(&totals(
-        summary,
-        summary.targets.iter().map(|t| t.hits).sum(),
-    ));
-    out
-}
-
-/// The table of a run that recorded only some hits: HITS (every hit the
-/// kernel counted), RECORDED (lines in the trace) and DROPPED.
-fn sampled_table(summary: &Summary) -> String {
-    let mut rows = vec![[
-        "TARGET".to_owned(),
-        "SYMBOL".to_owned(),
-        "ADDRESS".to_owned(),
-        "MODE".to_owned(),
-        "HITS".to_owned(),
-        "RECORDED".to_owned(),
-        "DROPPED".to_owned(),
-    ]];
-    let cell = |s: &str| printable(s).into_owned();
-    for t in &summary.targets {
-        let removed = if t.removed { " (removed)" } else { "" };
-        rows.push([
-            cell(&t.target) + removed,
-            cell(&t.symbol),
-            cell(&t.addr),
-            cell(&t.mode),
-            t.counted.to_string(),
-            t.hits.to_string(),
-            t.dropped.to_string(),
-        ]);
+    let hits = summary
+        .targets
+        .iter()
+        .map(|t| if sampled { t.counted } else { t.hits })
+        .sum();
+    out.push_str(&totals(summary, hits));
+    if sampled {
+        out.push_str(&format!(
+            "hwbp-trace: records: {} (counts, stacks and callers are exact: the kernel counted every hit)\n",
+            summary.records
+        ));
     }
-    let mut out = String::from("\n");
-    out.push_str(&table(&rows, |i| i >= 4));
-    out.push_str(&totals(
-        summary,
-        summary.targets.iter().map(|t| t.counted).sum(),
-    ));
-    out.push_str(&format!(
-        "hwbp-trace: records: {} (counts, stacks and callers are exact: the kernel counted every hit)\n",
-        summary.records
-    ));
     out
 }
 
