@@ -207,18 +207,24 @@ pub struct StackEntry {
 }
 const _: () = assert!(size_of::<StackEntry>() == 2048);
 
+/// The kernel and the user stack in `frames` (kernel frames then user
+/// frames, as a [`Hit`] and a [`StackEntry`] hold them), each length capped
+/// at [`MAX_STACK_DEPTH`].
+fn split_stacks(frames: &[u64], kstack_len: u32, ustack_len: u32) -> (&[u64], &[u64]) {
+    let k = (kstack_len as usize).min(MAX_STACK_DEPTH);
+    let u = (ustack_len as usize).min(MAX_STACK_DEPTH);
+    (&frames[..k], &frames[k..k + u])
+}
+
 impl StackEntry {
     /// The kernel stack, innermost first.
     pub fn kstack(&self) -> &[u64] {
-        let k = (self.kstack_len as usize).min(MAX_STACK_DEPTH);
-        &self.frames[..k]
+        split_stacks(&self.frames, self.kstack_len, self.ustack_len).0
     }
 
     /// The user stack, innermost first.
     pub fn ustack(&self) -> &[u64] {
-        let k = (self.kstack_len as usize).min(MAX_STACK_DEPTH);
-        let u = (self.ustack_len as usize).min(MAX_STACK_DEPTH);
-        &self.frames[k..k + u]
+        split_stacks(&self.frames, self.kstack_len, self.ustack_len).1
     }
 }
 
@@ -317,15 +323,12 @@ const _: () = assert!(core::mem::offset_of!(Hit, frames) == HIT_HEADER_SIZE);
 impl Hit {
     /// The kernel stack, innermost first.
     pub fn kstack(&self) -> &[u64] {
-        let k = (self.kstack_len as usize).min(MAX_STACK_DEPTH);
-        &self.frames[..k]
+        split_stacks(&self.frames, self.kstack_len, self.ustack_len).0
     }
 
     /// The user stack, innermost first.
     pub fn ustack(&self) -> &[u64] {
-        let k = (self.kstack_len as usize).min(MAX_STACK_DEPTH);
-        let u = (self.ustack_len as usize).min(MAX_STACK_DEPTH);
-        &self.frames[k..k + u]
+        split_stacks(&self.frames, self.kstack_len, self.ustack_len).1
     }
 }
 
