@@ -8,11 +8,13 @@
 use std::{
     fs,
     process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use hwbp_tests::{TempDir, first_stderr_line, fixture, hwbp_trace, root_or_skip, run, stderr};
+use hwbp_tests::{
+    TempDir, first_stderr_line, fixture, harness::process::wait_for_exec, hwbp_trace, root_or_skip,
+    run, stderr,
+};
 
 /// fx_user under setarch -R, waiting for `go`, once it is fx_user.
 fn waiting_fixture(go: &str, args: &[&str]) -> Child {
@@ -25,15 +27,8 @@ fn waiting_fixture(go: &str, args: &[&str]) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .expect("start setarch -R fx_user");
-    let exe = fs::canonicalize(&fx).expect("canonical fx_user");
-    let link = format!("/proc/{}/exe", child.id());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fs::read_link(&link).ok().as_deref() != Some(exe.as_path()) {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("setarch did not start {} within 5 s", exe.display());
-        }
-        thread::sleep(Duration::from_millis(1));
+    if let Err(e) = wait_for_exec(&mut child, &fx, Duration::from_secs(5)) {
+        panic!("setarch -R fx_user: {e:#}");
     }
     child
 }

@@ -5,11 +5,34 @@ use std::{
     fmt::Write as _,
     fs,
     path::Path,
-    process::{Command, Stdio},
-    time::Duration,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
+
+/// Waits until `child` runs `exe` (a launcher such as `setarch` has exec'd
+/// it: before that, `-p` would find the launcher's symbols); kills and
+/// reaps it if that takes longer than `within`.
+pub fn wait_for_exec(child: &mut Child, exe: &Path, within: Duration) -> Result<()> {
+    let exe = fs::canonicalize(exe).with_context(|| format!("resolving {}", exe.display()))?;
+    let link = format!("/proc/{}/exe", child.id());
+    let deadline = Instant::now() + within;
+    while fs::read_link(&link).ok().as_deref() != Some(exe.as_path()) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{} did not start {} within {within:?}",
+                child.id(),
+                exe.display()
+            );
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
 
 /// Sends `sig` to a child of ours.
 pub fn signal(pid: u32, sig: libc::c_int) -> Result<()> {

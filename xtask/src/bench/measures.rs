@@ -10,10 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use anyhow::{Context as _, Result, anyhow, ensure};
 
 use hwbp_tests::harness::{
-    process::remove,
+    process::{remove, wait_for_exec},
     tmux::Tmux,
     trace::{distinct_ustacks, jsonl_summary},
 };
@@ -168,18 +168,8 @@ impl Bench {
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", self.fx_user.display()))?;
-        let exe = fs::canonicalize(&self.fx_user)
-            .with_context(|| format!("resolving {}", self.fx_user.display()))?;
-        let link = format!("/proc/{}/exe", child.id());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while fs::read_link(&link).ok().as_deref() != Some(exe.as_path()) {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("setarch did not start {} within 5 s", exe.display());
-            }
-            thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_exec(&mut child, &self.fx_user, Duration::from_secs(5))
+            .context("setarch -R fx_user")?;
         Ok(child)
     }
 
