@@ -23,7 +23,7 @@ use std::{
 
 use hwbp_tests::{
     TempDir, hwbp_trace, root_or_skip, stderr, stdout,
-    traces::{read_trace, target_addrs, target_hits},
+    traces::{read_full_trace, read_trace, target_addrs, target_hits},
 };
 
 /// Loop count of every program: each call of `bump` writes each variable
@@ -712,7 +712,8 @@ int main(int argc, char **argv) { for (int i = 0; i < argc; i++) tls_counter++; 
 /// targets: hwbp-trace's count equals `perf stat -e mem:ADDR:x` at the same
 /// address (ASLR off, identical stdio: Python allocates differently when
 /// its stderr is a pipe). perf counts from the exec, so this also proves
-/// that `-- CMD` arms before the libraries' constructors run.
+/// that `-- CMD` arms before the libraries' constructors run. Then again
+/// with `--records none`: the kernel's aggregates alone count the same.
 #[test]
 fn system_programs_count_as_perf_stat() {
     if !ready("system_programs_count_as_perf_stat") {
@@ -778,6 +779,36 @@ fn system_programs_count_as_perf_stat() {
             hits,
             Some(counted),
             "{sym} at {addr} under {cmd:?}: hwbp-trace vs perf stat"
+        );
+        // No records at all: the kernel's aggregates count the same.
+        let o = sh(Command::new("setarch")
+            .arg("-R")
+            .arg(hwbp_trace())
+            .args(["--no-tui", "-q", "--records", "none", "-o", &out_file])
+            .args([target.as_str(), "--"])
+            .args(*cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()));
+        assert!(
+            o.status.success(),
+            "--records none {target}: {:?}",
+            o.status
+        );
+        let trace = read_full_trace(&out_file);
+        let aggregated: u64 = trace
+            .aggregates
+            .iter()
+            .map(|a| a["count"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(
+            (
+                trace.hits.len(),
+                trace.summary["targets"][0]["counted"].as_u64(),
+                aggregated
+            ),
+            (0, Some(counted), counted),
+            "{sym} under {cmd:?} with --records none: no hit line, counted and aggregated as perf stat"
         );
         done += 1;
     }
