@@ -5,8 +5,9 @@
 //! all in target/release with frame pointers (.cargo/config.toml).
 
 use std::{
+    fs,
     path::PathBuf,
-    process::{Command, Output},
+    process::{Child, Command, Output, Stdio},
 };
 
 pub fn workspace() -> PathBuf {
@@ -75,6 +76,22 @@ pub fn first_stderr_line(tracer: &mut std::process::Child) -> String {
         .read_line(&mut line)
         .expect("reading the Tracing line");
     line
+}
+
+/// hwbp-trace with `args`, attached to `fixture` (a program that waits for
+/// the file `go`): once hwbp-trace says it traces one target, `go` is made;
+/// then the fixture and hwbp-trace must both succeed.
+pub fn trace_attached(args: &[&str], go: &str, fixture: &mut Child) {
+    let mut tracer = Command::new(hwbp_trace())
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hwbp-trace");
+    let line = first_stderr_line(&mut tracer);
+    assert!(line.starts_with("Tracing 1 target"), "{line}");
+    fs::write(go, "").expect("touch go");
+    assert!(fixture.wait().expect("fixture").success());
+    assert!(tracer.wait().expect("tracer").success());
 }
 
 pub fn stderr(out: &Output) -> String {

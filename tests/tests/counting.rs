@@ -12,7 +12,9 @@ use std::{
 use hwbp_tests::traces::{
     fx, kill, read_trace, summary_hits, threads_fixture, threads_of, trace_ok, ustack, ustack_names,
 };
-use hwbp_tests::{TempDir, first_stderr_line, fixture, hwbp_trace, root_or_skip, run, stderr};
+use hwbp_tests::{
+    TempDir, first_stderr_line, fixture, hwbp_trace, root_or_skip, run, stderr, trace_attached,
+};
 
 /// A command is armed before its first instruction: its very first call,
 /// at once, is a hit. The only test whose fixture does not sleep
@@ -435,26 +437,19 @@ fn tid_filter_keeps_one_thread() {
     let workers: Vec<u32> = threads_of(pid).into_iter().filter(|&t| t != pid).collect();
     assert_eq!(workers.len(), 2, "{workers:?}");
     let tid = workers[1].to_string();
-    let mut tracer = Command::new(hwbp_trace())
-        .args([
-            "--no-tui",
-            "-q",
-            "-o",
-            &out_file,
-            "-p",
-            &pid.to_string(),
-            "--tid",
-            &tid,
-            "hwbp_fx_target",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start hwbp-trace");
-    let line = first_stderr_line(&mut tracer);
-    assert!(line.starts_with("Tracing 1 target"), "{line}");
-    fs::write(&go, "").expect("touch go");
-    assert!(child.wait().expect("fixture").success());
-    assert!(tracer.wait().expect("tracer").success());
+    let pid = pid.to_string();
+    let args = [
+        "--no-tui",
+        "-q",
+        "-o",
+        &out_file,
+        "-p",
+        &pid,
+        "--tid",
+        &tid,
+        "hwbp_fx_target",
+    ];
+    trace_attached(&args, &go, &mut child);
     let (_, hits, summary) = read_trace(&out_file);
     assert_eq!(hits.len(), 30, "that thread's calls only");
     assert!(

@@ -2,15 +2,10 @@
 //! fixture (`list`, Rust paths, `BINARY:OFFSET` and addresses).
 //! Run by `cargo xtask test` with --test-threads=1 (they share debug registers).
 
-use std::{
-    fs,
-    process::{Command, Stdio},
-};
+use std::process::{Command, Stdio};
 
 use hwbp_tests::traces::{fx, read_trace, summary_hits, trace_ok};
-use hwbp_tests::{
-    TempDir, first_stderr_line, fixture, hwbp_trace, root_or_skip, run, stderr, stdout,
-};
+use hwbp_tests::{TempDir, fixture, hwbp_trace, root_or_skip, run, stderr, stdout, trace_attached};
 
 #[test]
 fn list_names_fixture_symbols() {
@@ -131,24 +126,9 @@ fn binary_offset_and_address_forms() {
         .unwrap_or_else(|| panic!("list -p: {text}{}", stderr(&list)))
         .to_owned();
     let out_file = dir.path("address.jsonl");
-    let mut tracer = Command::new(hwbp_trace())
-        .args([
-            "--no-tui",
-            "-q",
-            "-o",
-            &out_file,
-            "-p",
-            &pid,
-            &format!("{addr}:x"),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start hwbp-trace");
-    let line = first_stderr_line(&mut tracer);
-    assert!(line.starts_with("Tracing 1 target"), "{line}");
-    fs::write(&go, "").expect("touch go");
-    assert!(child.wait().expect("fixture").success());
-    assert!(tracer.wait().expect("tracer").success());
+    let target = format!("{addr}:x");
+    let args = ["--no-tui", "-q", "-o", &out_file, "-p", &pid, &target];
+    trace_attached(&args, &go, &mut child);
     let (header, hits, _) = read_trace(&out_file);
     assert_eq!(
         header["targets"][0]["symbol"], "hwbp_fx_target",

@@ -12,8 +12,7 @@ use std::{
 };
 
 use hwbp_tests::{
-    TempDir, first_stderr_line, fixture, harness::process::wait_for_exec, hwbp_trace, root_or_skip,
-    run, stderr,
+    TempDir, fixture, harness::process::wait_for_exec, root_or_skip, run, stderr, trace_attached,
 };
 
 /// fx_user under setarch -R, waiting for `go`, once it is fx_user.
@@ -54,17 +53,20 @@ fn live_and_replayed(dir: &TempDir, target: &str, mode: &str, hits: usize) {
     let go = dir.path(&format!("{mode}-go"));
     let mut fx = waiting_fixture(&go, &[mode, &hits.to_string()]);
     let pid = fx.id().to_string();
-    let mut tracer = Command::new(hwbp_trace())
-        .args(["--no-tui", "-q", "--stack", "both", "-o", &live])
-        .args(["--capture-records", &raw, "-p", &pid, target])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start hwbp-trace");
-    let line = first_stderr_line(&mut tracer);
-    assert!(line.starts_with("Tracing 1 target"), "{line}");
-    fs::write(&go, "").expect("touch go");
-    assert!(fx.wait().expect("fixture").success());
-    assert!(tracer.wait().expect("tracer").success());
+    let args = [
+        "--no-tui",
+        "-q",
+        "--stack",
+        "both",
+        "-o",
+        &live,
+        "--capture-records",
+        &raw,
+        "-p",
+        &pid,
+        target,
+    ];
+    trace_attached(&args, &go, &mut fx);
     let live_hits = hit_lines(&live);
     assert_eq!(live_hits.len(), hits, "every hit traced live");
 
