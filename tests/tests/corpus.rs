@@ -740,19 +740,25 @@ fn system_programs_count_as_perf_stat() {
         }
         let target = format!("libc.so.6:{sym}");
         let out_file = dir.path("t.jsonl");
-        let o = sh(Command::new("setarch")
-            .arg("-R")
-            .arg(hwbp_trace())
-            .args(["--no-tui", "-q", "-o", &out_file, &target, "--"])
-            .args(*cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()));
-        assert!(
-            o.status.success(),
-            "hwbp-trace {target} -- {cmd:?}: {:?}",
-            o.status
-        );
+        // hwbp-trace with `options` on `cmd`, ASLR off, stdio closed.
+        let traced = |options: &[&str]| {
+            let o = sh(Command::new("setarch")
+                .arg("-R")
+                .arg(hwbp_trace())
+                .args(["--no-tui", "-q", "-o", &out_file])
+                .args(options)
+                .args([target.as_str(), "--"])
+                .args(*cmd)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()));
+            assert!(
+                o.status.success(),
+                "hwbp-trace {options:?} {target} -- {cmd:?}: {:?}",
+                o.status
+            );
+        };
+        traced(&[]);
         let (header, _, summary) = read_trace(&out_file);
         let addr = format!("{:#x}", target_addrs(&header)[0]);
         let hits = target_hits(&summary).first().copied();
@@ -781,20 +787,7 @@ fn system_programs_count_as_perf_stat() {
             "{sym} at {addr} under {cmd:?}: hwbp-trace vs perf stat"
         );
         // No records at all: the kernel's aggregates count the same.
-        let o = sh(Command::new("setarch")
-            .arg("-R")
-            .arg(hwbp_trace())
-            .args(["--no-tui", "-q", "--records", "none", "-o", &out_file])
-            .args([target.as_str(), "--"])
-            .args(*cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()));
-        assert!(
-            o.status.success(),
-            "--records none {target}: {:?}",
-            o.status
-        );
+        traced(&["--records", "none"]);
         let trace = read_full_trace(&out_file);
         let aggregated: u64 = trace
             .aggregates
