@@ -468,9 +468,10 @@ impl std::fmt::Display for NoSignOfLife {
 impl std::error::Error for NoSignOfLife {}
 
 /// Builds the initramfs, boots, streams the console, collects /out. A boot
-/// that does not reach /init within `boot_timeout` is killed and booted
-/// once more: a guest under TCG can stay silent after the firmware, and its
-/// next boot run normally (docs/vm.md).
+/// that does not reach /init (within `boot_timeout`, or whose kernel dies
+/// first) is killed and booted once more: a guest under TCG can stay silent
+/// after the firmware, or trap on its own code patching, and its next boot
+/// run normally (docs/vm.md).
 pub fn boot(boot: &Boot<'_>) -> Result<Outcome> {
     match boot_once(boot) {
         Err(e) if e.downcast_ref::<NoSignOfLife>().is_some() => {
@@ -551,6 +552,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
     let Watched {
         exit,
         fatal,
+        alive,
         recent,
     } = watch_console(&mut child, &receiver, start, *timeout, *boot_timeout)?;
     // QEMU closed its stdout: it is exiting (poweroff -f, or -no-reboot after
@@ -563,10 +565,7 @@ fn boot_once(boot: &Boot<'_>) -> Result<Outcome> {
         stop(&mut child);
     }
     if let Some((line, _)) = fatal {
-        bail!(
-            "the guest kernel failed ({line}); its last lines:\n{}",
-            last_lines(&recent)
-        );
+        return Err(kernel_failed(&line, alive, &recent));
     }
     let exit = exit.ok_or_else(|| {
         anyhow!(
@@ -718,7 +717,26 @@ fn read_console(
 struct Watched {
     exit: Option<i32>,
     fatal: Option<(String, Instant)>,
+    /// init.sh had spoken (see [`shows_init`]).
+    alive: bool,
     recent: VecDeque<String>,
+}
+
+/// The guest kernel showed trouble (`line`). Before init.sh spoke nothing of
+/// ours had run, so that is a boot that never reached /init, which
+/// [`boot`] boots once more: under `--mttcg` a kernel patching its own code
+/// at boot (static keys, with int3) can trap on it and die, the next boot
+/// running normally (docs/vm.md).
+fn kernel_failed(line: &str, alive: bool, recent: &VecDeque<String>) -> anyhow::Error {
+    let what = format!(
+        "the guest kernel failed ({line}); its last lines:\n{}",
+        last_lines(recent)
+    );
+    if alive {
+        anyhow!(what)
+    } else {
+        NoSignOfLife(format!("before /init: {what}")).into()
+    }
 }
 
 /// Reads the console until QEMU closes it; kills QEMU and fails on a
@@ -763,14 +781,14 @@ fn watch_console(
                 }
                 if left.is_zero() {
                     stop(child);
-                    let reason = match &fatal {
-                        Some((line, _)) => format!("the guest kernel failed ({line})"),
-                        None => format!(
-                            "the guest did not finish within {} s",
-                            timeout.unwrap_or_default().as_secs()
-                        ),
-                    };
-                    bail!("{reason}; its last lines:\n{}", last_lines(&recent));
+                    if let Some((line, _)) = &fatal {
+                        return Err(kernel_failed(line, alive, &recent));
+                    }
+                    bail!(
+                        "the guest did not finish within {} s; its last lines:\n{}",
+                        timeout.unwrap_or_default().as_secs(),
+                        last_lines(&recent)
+                    );
                 }
                 match receiver.recv_timeout(left) {
                     Ok(message) => message,
@@ -796,6 +814,7 @@ fn watch_console(
     Ok(Watched {
         exit,
         fatal,
+        alive,
         recent,
     })
 }
@@ -940,6 +959,20 @@ mod tests {
     fn quoting() {
         assert_eq!(sh_quote("a b"), "'a b'");
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn a_kernel_dead_before_init_is_booted_again_and_after_it_fails() {
+        let recent = VecDeque::from(["Booting from ROM...".to_owned()]);
+        let line = "[    3.2] Kernel panic - not syncing: Fatal exception in interrupt";
+        let before = kernel_failed(line, false, &recent);
+        assert!(
+            before.downcast_ref::<NoSignOfLife>().is_some(),
+            "{before:#}"
+        );
+        let after = kernel_failed(line, true, &recent);
+        assert!(after.downcast_ref::<NoSignOfLife>().is_none(), "{after:#}");
+        assert!(format!("{after:#}").contains(line), "{after:#}");
     }
 
     #[test]
