@@ -237,13 +237,7 @@ fn main() -> ExitCode {
             Ok(count) => read_as(comm, path, count),
             Err(e) => Err(format!("N {count:?}: {e}\n{usage}")),
         };
-        return match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("fx_kernel: {message}");
-                ExitCode::FAILURE
-            }
-        };
+        return exit_code(result);
     }
     if let [command, first, comm, path, count] = args.as_slice()
         && command == "read-after"
@@ -252,13 +246,7 @@ fn main() -> ExitCode {
             Ok(count) => read_after(first, comm, path, count),
             Err(e) => Err(format!("N {count:?}: {e}\n{usage}")),
         };
-        return match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("fx_kernel: {message}");
-                ExitCode::FAILURE
-            }
-        };
+        return exit_code(result);
     }
     if let [command, addr, count] = args.as_slice()
         && command == "count-getpgid"
@@ -268,13 +256,7 @@ fn main() -> ExitCode {
             (Ok(addr), Ok(count)) => count_getpgid(addr, count),
             _ => Err(format!("ADDR (hex) and N expected\n{usage}")),
         };
-        return match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("fx_kernel: {message}");
-                ExitCode::FAILURE
-            }
-        };
+        return exit_code(result);
     }
     let (command, count) = match args.as_slice() {
         [command, count] => match count.parse::<u64>() {
@@ -298,6 +280,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    exit_code(result)
+}
+
+/// A command's exit: 0, or 1 after its message on stderr.
+fn exit_code(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
