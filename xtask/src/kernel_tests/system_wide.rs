@@ -28,6 +28,38 @@ fn count(counts: &BTreeMap<(String, u64), usize>, comm: &str, cpu: Option<u64>) 
         .sum()
 }
 
+/// The scenario of [`SYSWIDE`] and its variants: hwbp-trace started as
+/// `start NAME OPTIONS`, then the fixture 60 times on CPU 0, 40 times on
+/// CPU 1 and 25 times as fx_other (what [`expect_both_cpus`] and the
+/// checks' 25 expect), then SIGTERM.
+macro_rules! three_fixtures {
+    ($name:literal, $options:literal) => {
+        concat!(
+            "ln -sf /usr/bin/fx_kernel /tmp/fx_other\n",
+            "start ",
+            $name,
+            " ",
+            $options,
+            "\n",
+            "taskset -c 0 fx_kernel getpgid 60 > ",
+            $name,
+            ".fx0 &\n",
+            "fx0=$!\n",
+            "taskset -c 1 fx_kernel getpgid 40 > ",
+            $name,
+            ".fx1 &\n",
+            "fx1=$!\n",
+            "/tmp/fx_other getpgid 25 > ",
+            $name,
+            ".other &\n",
+            "fx2=$!\n",
+            "wait $fx0 $fx1 $fx2\n",
+            "kill -TERM \"$bg_pid\"\n",
+            "finish\n",
+        )
+    };
+}
+
 /// The fixture pinned to CPU 0 (60 calls) and CPU 1 (40 calls): hits on both.
 fn expect_both_cpus(counts: &BTreeMap<(String, u64), usize>) -> Result<()> {
     ensure!(
@@ -55,19 +87,10 @@ fn expect_signal_end(trace: &Trace) -> Result<()> {
 /// safety net.
 pub(super) const SYSWIDE: KernelTest = KernelTest {
     name: "syswide",
-    scenario: r#"
-        ln -sf /usr/bin/fx_kernel /tmp/fx_other
-        start syswide -q --no-tui -d 60 -o syswide.jsonl __x64_sys_getpgid
-        taskset -c 0 fx_kernel getpgid 60 > syswide.fx0 &
-        fx0=$!
-        taskset -c 1 fx_kernel getpgid 40 > syswide.fx1 &
-        fx1=$!
-        /tmp/fx_other getpgid 25 > syswide.other &
-        fx2=$!
-        wait $fx0 $fx1 $fx2
-        kill -TERM "$bg_pid"
-        finish
-    "#,
+    scenario: three_fixtures!(
+        "syswide",
+        "-q --no-tui -d 60 -o syswide.jsonl __x64_sys_getpgid"
+    ),
     check: syswide,
 };
 
@@ -233,19 +256,10 @@ fn eight(results: &Results) -> Result<()> {
 /// aggregates alone count every call, by comm, CPU and both stacks.
 pub(super) const SYSAGG: KernelTest = KernelTest {
     name: "sysagg",
-    scenario: r#"
-        ln -sf /usr/bin/fx_kernel /tmp/fx_other
-        start sysagg -q --no-tui -d 60 --records none --stack both -o sysagg.jsonl __x64_sys_getpgid
-        taskset -c 0 fx_kernel getpgid 60 > sysagg.fx0 &
-        fx0=$!
-        taskset -c 1 fx_kernel getpgid 40 > sysagg.fx1 &
-        fx1=$!
-        /tmp/fx_other getpgid 25 > sysagg.other &
-        fx2=$!
-        wait $fx0 $fx1 $fx2
-        kill -TERM "$bg_pid"
-        finish
-    "#,
+    scenario: three_fixtures!(
+        "sysagg",
+        "-q --no-tui -d 60 --records none --stack both -o sysagg.jsonl __x64_sys_getpgid"
+    ),
     check: sysagg,
 };
 
@@ -288,19 +302,10 @@ fn sysagg(results: &Results) -> Result<()> {
 /// [`SYSWIDE`] with `--comm fx_kernel`, which must leave fx_other out.
 pub(super) const SYSCOMM: KernelTest = KernelTest {
     name: "syscomm",
-    scenario: r#"
-        ln -sf /usr/bin/fx_kernel /tmp/fx_other
-        start syscomm -q --no-tui -d 60 --comm fx_kernel -o syscomm.jsonl __x64_sys_getpgid
-        taskset -c 0 fx_kernel getpgid 60 > syscomm.fx0 &
-        fx0=$!
-        taskset -c 1 fx_kernel getpgid 40 > syscomm.fx1 &
-        fx1=$!
-        /tmp/fx_other getpgid 25 > syscomm.other &
-        fx2=$!
-        wait $fx0 $fx1 $fx2
-        kill -TERM "$bg_pid"
-        finish
-    "#,
+    scenario: three_fixtures!(
+        "syscomm",
+        "-q --no-tui -d 60 --comm fx_kernel -o syscomm.jsonl __x64_sys_getpgid"
+    ),
     check: syscomm,
 };
 
