@@ -146,8 +146,17 @@ const _: () = assert!(size_of::<Config>() == size_of::<Filter>() + 24 * MAX_SLOT
 pub struct Counters {
     /// Hits that passed the filters.
     pub hits: u64,
-    /// Hits lost because the ring buffer was full.
+    /// Hits lost because their record found no place in the ring buffer:
+    /// it was full, or (`dropped_busy` of them) its lock stayed taken.
     pub dropped: u64,
+    /// Of `dropped`, records lost with room left in the ring buffer: a hit
+    /// in kernel code only tries the buffer's lock, and another CPU held it
+    /// through every try of the program (a writer descheduled while holding
+    /// it: a virtual CPU its host stopped).
+    pub dropped_busy: u64,
+    /// Records written only after a try found the ring buffer's lock taken
+    /// by another CPU: kept by trying again, not lost.
+    pub retried: u64,
     /// Kernel stacks that could not be captured (the hit is still recorded).
     pub kstack_errors: u64,
     /// User stacks that could not be captured (the hit is still recorded).
@@ -174,7 +183,7 @@ pub struct Counters {
     /// but in the perf event's own count. Always 0 on x86-64.
     pub retraps: u64,
 }
-const _: () = assert!(size_of::<Counters>() == 88);
+const _: () = assert!(size_of::<Counters>() == 104);
 
 /// A key of the `AGGS` per-CPU hash: hits of one target by one process
 /// (and comm) at one instruction with one stack. The value is a count per

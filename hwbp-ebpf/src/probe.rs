@@ -260,8 +260,14 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
 
         let frames = klen as usize + ulen as usize;
         let size = HIT_HEADER_SIZE + frames * 8;
-        if !emit(hit, frames, wakeup(filter, size as u64)) {
-            (*counters).dropped += 1;
+        match emit(hit, frames, wakeup(filter, size as u64)) {
+            Output::Written => {}
+            Output::Retried => (*counters).retried += 1,
+            Output::Full => (*counters).dropped += 1,
+            Output::Busy => {
+                (*counters).dropped += 1;
+                (*counters).dropped_busy += 1;
+            }
         }
     }
     Ok(0)
@@ -412,8 +418,20 @@ fn find_slot(config: &Config, addr: u64) -> Option<SlotConfig> {
     None
 }
 
-/// Writes the first `frames` frames of `hit` to `EVENTS`, with `flags`;
-/// false when the record was dropped.
+/// What became of a record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// Written at the first try.
+    Written,
+    /// Written after a try found the ring buffer's lock taken.
+    Retried,
+    /// Dropped: the ring buffer had no room for it.
+    Full,
+    /// Dropped with room left: the lock stayed taken through every try.
+    Busy,
+}
+
+/// Writes the first `frames` frames of `hit` to `EVENTS`, with `flags`.
 ///
 /// bpf_ringbuf_output copies a record with the kernel's memcpy, a string
 /// instruction, and in a user-mode hit with a data watchpoint armed those
@@ -430,7 +448,9 @@ fn find_slot(config: &Config, addr: u64) -> Option<SlotConfig> {
 /// checks it once, not once per arm. What it saved: BENCHMARKS.md,
 /// "Tuning the BPF hit path".
 #[inline(always)]
-unsafe fn emit(hit: *const Hit, frames: usize, flags: u64) -> bool {
+unsafe fn emit(hit: *const Hit, frames: usize, flags: u64) -> Output {
+    // The one reservation below failed: a first try, if the buffer had room.
+    let mut reserve_failed = false;
     macro_rules! direct {
         ($($n:literal)*) => {
             match frames {
@@ -447,8 +467,9 @@ unsafe fn emit(hit: *const Hit, frames: usize, flags: u64) -> bool {
                             )
                         };
                         entry.submit(flags);
-                        return true;
+                        return Output::Written;
                     }
+                    reserve_failed = true;
                 })*
                 _ => {}
             }
@@ -469,7 +490,10 @@ unsafe fn emit(hit: *const Hit, frames: usize, flags: u64) -> bool {
     let record = unsafe {
         core::slice::from_raw_parts(hit.cast::<u8>(), HIT_HEADER_SIZE + frames as usize * 8)
     };
-    output(record, flags)
+    match output(record, flags) {
+        Output::Written if reserve_failed => Output::Retried,
+        output => output,
+    }
 }
 
 /// Attempts at writing one record while the ring buffer's lock is taken:
@@ -477,27 +501,30 @@ unsafe fn emit(hit: *const Hit, frames: usize, flags: u64) -> bool {
 /// walks every iteration, so more cost start-up (1024: +100 ms).
 const OUTPUT_TRIES: u32 = 128;
 
-/// Writes `record` to `EVENTS`; false when it was dropped. A breakpoint in
+/// Writes `record` to `EVENTS`. A breakpoint in
 /// kernel code traps in the debug exception, which the kernel runs as an
 /// NMI, and there the ring buffer only *tries* its lock
 /// (__bpf_ringbuf_reserve in kernel/bpf/ringbuf.c): a hit on one CPU while
 /// another CPU writes its own record would be dropped with room to spare.
 /// So a failure with room left is tried again, a bounded number of times;
-/// a full buffer is not.
+/// a full buffer is not. Both outcomes are counted apart, and so are the
+/// records a retry saved: they say how contended the lock is.
 #[inline(always)]
-fn output(record: &[u8], flags: u64) -> bool {
+fn output(record: &[u8], flags: u64) -> Output {
     // What the record takes: its 8-byte header, rounded up to 8 bytes.
     let needed = ((record.len() as u64 + 8) + 7) & !7;
+    let mut written = Output::Written;
     for _ in 0..OUTPUT_TRIES {
         if EVENTS.output::<[u8]>(record, flags).is_ok() {
-            return true;
+            return written;
         }
         let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
         if waiting + needed >= EVENTS.query(BPF_RB_RING_SIZE as u64) {
-            return false;
+            return Output::Full;
         }
+        written = Output::Retried;
     }
-    false
+    Output::Busy
 }
 
 /// Below this no user frame can be: nothing is mapped under

@@ -11,7 +11,8 @@
 //! - `hwbp_hits_by_comm_total{target,comm}`: the same per command name, the
 //!   busiest [`COMM_LABELS_LIMIT`] per target, the rest as `comm="[other]"`
 //!   (label values are unbounded: a cap keeps Prometheus healthy).
-//! - `hwbp_dropped_total`: hits lost because the ring buffer was full.
+//! - `hwbp_dropped_total`: hits whose record found no place in the ring
+//!   buffer (full, or its lock held by another CPU throughout).
 //! - `hwbp_retraps_total{target,symbol,mode}` (arm64 only): traps that
 //!   repeated the one before because an interrupt ended the kernel's single
 //!   step early (docs/arm64.md): not hits, not lost.

@@ -516,6 +516,8 @@ fn counters_since(c: &Counters, base: &Counters) -> Counters {
     let Counters {
         hits,
         dropped,
+        dropped_busy,
+        retried,
         kstack_errors,
         ustack_errors,
         filtered,
@@ -529,6 +531,8 @@ fn counters_since(c: &Counters, base: &Counters) -> Counters {
     Counters {
         hits: hits.saturating_sub(base.hits),
         dropped: dropped.saturating_sub(base.dropped),
+        dropped_busy: dropped_busy.saturating_sub(base.dropped_busy),
+        retried: retried.saturating_sub(base.retried),
         kstack_errors: kstack_errors.saturating_sub(base.kstack_errors),
         ustack_errors: ustack_errors.saturating_sub(base.ustack_errors),
         filtered: filtered.saturating_sub(base.filtered),

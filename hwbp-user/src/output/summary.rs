@@ -147,9 +147,18 @@ fn totals(summary: &Summary, hits: u64) -> String {
     out.push('\n');
     let dropped: u64 = summary.targets.iter().map(|t| t.dropped).sum();
     let missed: u64 = summary.targets.iter().map(|t| t.missed).sum();
-    if dropped > 0 {
+    let busy: u64 = summary.targets.iter().map(|t| t.dropped_busy).sum();
+    let full = dropped.saturating_sub(busy);
+    if full > 0 {
         out.push_str(&format!(
-            "hwbp-trace: {dropped} hits were lost because the ring buffer was full: raise --buffer-size\n"
+            "hwbp-trace: {full} hits were lost because the ring buffer was full: raise --buffer-size\n"
+        ));
+    }
+    if busy > 0 {
+        out.push_str(&format!(
+            "hwbp-trace: {busy} hits were lost with room left in the ring buffer: another CPU held \
+             its lock through every try (a virtual CPU stopped by its host while writing a \
+             record?); --records sample:N or none keep the counts exact (docs/lost-events.md)\n"
         ));
     }
     if missed > 0 {
@@ -235,6 +244,47 @@ mod tests {
     }
 
     use super::*;
+
+    /// Drops with room left are not a full buffer: raising --buffer-size
+    /// would not help them, so each cause has its own advice.
+    #[test]
+    fn drops_are_said_by_their_cause() {
+        let said = |dropped, dropped_busy| {
+            summary_table(&Summary {
+                end_reason: "signal".into(),
+                lost: dropped,
+                targets: vec![crate::record::format::TargetSummary {
+                    target: "t".into(),
+                    hits: 100 - dropped,
+                    dropped,
+                    dropped_busy,
+                    retried: 40,
+                    ..Default::default()
+                }],
+                ..Summary::default()
+            })
+        };
+        let both = said(7, 3);
+        assert!(
+            both.contains("lost: 7\n")
+                && both.contains(
+                    "4 hits were lost because the ring buffer was full: raise --buffer-size"
+                )
+                && both.contains("3 hits were lost with room left in the ring buffer"),
+            "{both}"
+        );
+        let busy = said(3, 3);
+        assert!(
+            !busy.contains("buffer was full") && busy.contains("3 hits were lost with room left"),
+            "{busy}"
+        );
+        let full = said(3, 0);
+        assert!(
+            full.contains("3 hits were lost because the ring buffer was full")
+                && !full.contains("room left"),
+            "{full}"
+        );
+    }
 
     #[test]
     fn a_command_dead_of_sigtrap_is_explained() {

@@ -492,6 +492,8 @@ impl Probe {
                         per_cpu.iter().fold(Counters::default(), |acc, c| Counters {
                             hits: acc.hits + c.hits,
                             dropped: acc.dropped + c.dropped,
+                            dropped_busy: acc.dropped_busy + c.dropped_busy,
+                            retried: acc.retried + c.retried,
                             kstack_errors: acc.kstack_errors + c.kstack_errors,
                             ustack_errors: acc.ustack_errors + c.ustack_errors,
                             filtered: acc.filtered + c.filtered,

@@ -373,8 +373,18 @@ pub struct TargetSummary {
     /// (`--max-stacks`). Left out when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub stack_full: u64,
-    /// Hits lost because the ring buffer was full.
+    /// Hits lost because their record found no place in the ring buffer:
+    /// it was full, or (`dropped_busy`) its lock stayed taken.
     pub dropped: u64,
+    /// Of `dropped`, records lost with room left: another CPU held the ring
+    /// buffer's lock through every try (a hit in kernel code only tries
+    /// it). Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_busy: u64,
+    /// Records written only after a try found the ring buffer's lock taken
+    /// by another CPU: kept, not lost. Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retried: u64,
     /// Hits rejected in the kernel: by --comm/--tid, and hwbp-trace's own
     /// (a tracer never records itself).
     #[serde(default)]

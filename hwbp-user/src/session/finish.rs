@@ -180,6 +180,19 @@ pub(super) fn finish(
         error: collector.failure.clone(),
         records: collector.records.to_string(),
     };
+    for t in summary
+        .targets
+        .iter()
+        .filter(|t| t.retried + t.dropped_busy > 0)
+    {
+        log::debug!(
+            "{}: the ring buffer's lock was taken by another CPU: {} records written on a \
+             retry, {} dropped with room left",
+            t.target,
+            t.retried,
+            t.dropped_busy
+        );
+    }
     let mut summary = summary;
     if let Some(redactor) = &collector.redactor {
         redactor.summary(&mut summary);

@@ -305,6 +305,8 @@ fn target_summary(bp: &Breakpoint, c: &Counters, hits: u64, after_limit: u64) ->
         agg_full: c.agg_full,
         stack_full: c.stack_full,
         dropped: c.dropped,
+        dropped_busy: c.dropped_busy,
+        retried: c.retried,
         filtered: c.filtered,
         rejected: c.cond_rejected,
         retraps: c.retraps,
