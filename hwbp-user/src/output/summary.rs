@@ -151,14 +151,16 @@ fn totals(summary: &Summary, hits: u64) -> String {
     let full = dropped.saturating_sub(busy);
     if full > 0 {
         out.push_str(&format!(
-            "hwbp-trace: {full} hits were lost because the ring buffer was full: raise --buffer-size\n"
+            "hwbp-trace: {} lost because the ring buffer was full: raise --buffer-size\n",
+            plural(full as usize, "hit was", "hits were")
         ));
     }
     if busy > 0 {
         out.push_str(&format!(
-            "hwbp-trace: {busy} hits were lost with room left in the ring buffer: another CPU held \
-             its lock through every try (a virtual CPU stopped by its host while writing a \
-             record?); --records sample:N or none keep the counts exact (docs/lost-events.md)\n"
+            "hwbp-trace: {} lost with room left in the ring buffer: another CPU held its lock \
+             through every try (a virtual CPU stopped by its host while writing a record?); \
+             --records sample:N or none keep the counts exact (docs/lost-events.md)\n",
+            plural(busy as usize, "hit was", "hits were")
         ));
     }
     if missed > 0 {

@@ -174,6 +174,41 @@ fn pidmax_w(results: &Results) -> Result<()> {
     Ok(())
 }
 
+/// A read/write watchpoint: the fixture's one load of the value it then
+/// overwrites, and its three stores, each hit holding the value before
+/// the access (a load's is the value it read).
+const PIDMAX_RW: KernelTest = KernelTest {
+    name: "a64_pidmax_rw",
+    scenario: r#"
+        if [ -n "$(addr_of pid_max)" ]; then
+            start a64_pidmax_rw -q --no-tui --comm fx_kernel -o a64_pidmax_rw.jsonl pid_max:rw
+            fx_kernel pidmax 3 > a64_pidmax_rw.fx
+            kill -TERM "$bg_pid"
+            finish
+        fi
+    "#,
+    check: pidmax_rw,
+};
+
+fn pidmax_rw(results: &Results) -> Result<()> {
+    if no_variables(results, "a64_pidmax_rw")? {
+        return Ok(());
+    }
+    let (_, trace) = results.traced("a64_pidmax_rw")?;
+    let written = printed(&results.read("a64_pidmax_rw.fx")?, "wrote ")?;
+    ensure!(written.len() == 3, "fx_kernel pidmax reported {written:?}");
+    expect_hits(&trace, 4, results.addr("pid_max_addr")?, "rw")?;
+    let old = old_values(&trace)?;
+    // The load reads the value the last store restores.
+    let expected = [written[2], written[2], written[0], written[1]];
+    ensure!(
+        old == expected,
+        "values before each access {old:?}, expected {expected:?} (the fixture wrote \
+         {written:?})"
+    );
+    Ok(())
+}
+
 /// Each hit's `old_value`; none may claim a `value` (the one after).
 fn old_values(trace: &Trace) -> Result<Vec<u64>> {
     trace
@@ -333,7 +368,7 @@ fn user(results: &Results) -> Result<()> {
 
 /// The arm64 tests, in the order they run.
 pub(super) const TESTS: &[KernelTest] = &[
-    GETPGID, VFS_ARGS, COMM_AFTER, PIDMAX_W, PIDMAX_R, SLOTS, USER,
+    GETPGID, VFS_ARGS, COMM_AFTER, PIDMAX_W, PIDMAX_RW, PIDMAX_R, SLOTS, USER,
 ];
 
 /// Debian's arm64 kernels: what linux-image-arm64 depends on (6.1) and the
