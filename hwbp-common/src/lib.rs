@@ -318,7 +318,12 @@ pub struct Hit {
     pub kstack_len: u32,
     /// User frames right after the kernel ones (0 when not captured).
     pub ustack_len: u32,
-    pub _pad: u32,
+    /// Data targets on arm64, whose watchpoints trap before the access:
+    /// this trap's number among the target's traps, counted from 1 over
+    /// every CPU and thread before any filter (0 elsewhere). A hit and the
+    /// same thread's next hit numbered one more have no trap between them:
+    /// the value the second reads is the one the first access left.
+    pub trap: u32,
     pub comm: [u8; COMM_LEN],
     /// Kernel frames then user frames, innermost first in each.
     pub frames: [u64; 2 * MAX_STACK_DEPTH],

@@ -61,6 +61,12 @@ mod imp {
     pub fn retrap(_regs: &Regs, _pid_tgid: u64) -> bool {
         false
     }
+    /// A watchpoint traps after the access, and its hit reads the value
+    /// the access left: no trap numbers needed.
+    #[inline(always)]
+    pub fn trap_number(_slot: u32) -> u32 {
+        0
+    }
 }
 
 #[cfg(bpf_target_arch = "aarch64")]
@@ -101,6 +107,34 @@ mod imp {
     #[inline(always)]
     pub fn link_register(regs: &Regs) -> Option<u64> {
         Some(regs.regs[30])
+    }
+
+    /// Per data target, its traps so far, every CPU's and thread's.
+    #[aya_ebpf::macros::map(name = "TRAPS")]
+    static TRAPS: aya_ebpf::maps::Array<u64> =
+        aya_ebpf::maps::Array::with_max_entries(hwbp_common::MAX_SLOTS as u32, 0);
+
+    /// This trap's number among the traps of target `slot`, from 1
+    /// ([`hwbp_common::Hit::trap`]). A watchpoint traps before the access,
+    /// so a hit reads the value before it; the value after it is what the
+    /// target's next trap reads, when that trap is the same thread's (its
+    /// access is done) and numbered one more (nothing trapped between,
+    /// filtered, unsampled or dropped): userspace pairs them. Not atomic:
+    /// two CPUs trapping at the same moment can take the same number, and
+    /// then the later thread's hit may read a value another thread's
+    /// racing store left too, which is after the access all the same.
+    #[inline(always)]
+    pub fn trap_number(slot: u32) -> u32 {
+        match TRAPS.get_ptr_mut(slot) {
+            // SAFETY: an entry of an array map, valid while the program
+            // runs; a racing update is the documented miscount above.
+            Some(traps) => unsafe {
+                let n = *traps + 1;
+                *traps = n;
+                n as u32
+            },
+            None => 0,
+        }
     }
 
     /// A task's last kernel-mode trap (`pc` 0 once an interrupt looked at

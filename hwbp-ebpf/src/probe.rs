@@ -152,6 +152,12 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
         unsafe { (*counters).retraps += 1 };
         return Ok(0);
     }
+    // Every trap of a data target numbered, filtered or not (0 on x86-64).
+    let trap = if config.flags & SLOT_EXECUTE == 0 {
+        arch::trap_number(config.slot)
+    } else {
+        0
+    };
     // SAFETY: `hit` points to this CPU's scratch Hit (see below), whose
     // comm is 8-byte aligned (offset 120 of a repr(C) struct of u64s and
     // u32s). The comm goes straight there and is compared as two words,
@@ -209,6 +215,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     // every header field is written before the record is copied out.
     unsafe {
         fill_header(hit, &regs, addr, pid_tgid, &config, flags);
+        (*hit).trap = trap;
 
         let frames = (*hit).frames.as_mut_ptr();
         // A hit in user mode has no kernel frames (the kernel's unwinder
@@ -273,7 +280,7 @@ fn try_hwbp(ctx: &PerfEventContext) -> Result<u32, i64> {
     Ok(0)
 }
 
-/// The header of a hit, but for the stack lengths and flags.
+/// The header of a hit, but for the stack lengths, flags and trap number.
 ///
 /// # Safety
 /// `hit` points to this CPU's scratch Hit, which no other program uses
@@ -296,7 +303,6 @@ unsafe fn fill_header(
         (*hit).tid = pid_tgid as u32;
         (*hit).cpu = bpf_get_smp_processor_id();
         (*hit).slot = config.slot;
-        (*hit)._pad = 0;
 
         (*hit).args = [0; 6];
         (*hit).ret = 0;

@@ -110,8 +110,8 @@ pub fn check(dir: &Path, show: usize) -> Result<Demo> {
 }
 
 /// [`check`] of a guest of `arch`. On arm64 a watchpoint traps before the
-/// store: each pid_max hit holds the value before it (`old_value`, and no
-/// `value`), so the fixture's writes are the values of the hits after.
+/// store: each pid_max hit holds the value before it (`old_value`), and
+/// the value after it (`value`) only from the next hit, none for the last.
 pub fn check_for(arch: Arch, dir: &Path, show: usize) -> Result<Demo> {
     let read = |name: &str| {
         let path = dir.join(name);
@@ -237,8 +237,8 @@ fn check_summary(trace: &Trace) -> Result<()> {
 
 /// pid_max's hits: exactly the writing fixture's stores, each from
 /// fx_kernel through proc_sys_call_handler, with the values it wrote (on
-/// arm64, each hit the value before its store: the one the store before it
-/// wrote).
+/// arm64, each hit the value before its store, the one the store before it
+/// wrote, and the value it wrote but for the last).
 fn check_pid_max_writes(demo: &Demo, arch: Arch) -> Result<()> {
     let writes = Trace {
         header: demo.trace.header.clone(),
@@ -265,14 +265,18 @@ fn check_pid_max_writes(demo: &Demo, arch: Arch) -> Result<()> {
             .iter()
             .map(|hit| number(hit, "old_value"))
             .collect::<Result<_>>()?;
+        let after: Vec<Option<u64>> = writes
+            .hits
+            .iter()
+            .map(|hit| hit.get("value").and_then(Value::as_u64))
+            .collect();
+        let stored = &demo.written[..demo.written.len() - 1];
+        let expected_after: Vec<Option<u64>> =
+            stored.iter().copied().map(Some).chain([None]).collect();
         ensure!(
-            writes.hits.iter().all(|hit| hit.get("value").is_none()),
-            "pid_max: a hit before the store claims the value after it: {:?}",
-            writes.hits
-        );
-        ensure!(
-            old[1..] == demo.written[..demo.written.len() - 1],
-            "pid_max: values before each store {old:?}, the fixture wrote {:?}",
+            old[1..] == *stored && after == expected_after,
+            "pid_max: values before and after each store {old:?} and {after:?}, the fixture \
+             wrote {:?}",
             demo.written
         );
     } else {
@@ -400,7 +404,7 @@ fn print_hit(hit: &Value) {
     let str_of = |value: &Value, key: &str| value[key].as_str().unwrap_or("?").to_owned();
     let value = match (hit["value"].as_u64(), hit["old_value"].as_u64()) {
         (Some(value), _) => format!(" value={value}"),
-        // arm64: the value before the store.
+        // arm64: the value before the store, the last one's after unknown.
         (None, Some(old)) => format!(" value before the store={old}"),
         (None, None) => String::new(),
     };
@@ -475,8 +479,8 @@ fn print_what_it_showed(demo: &Demo, arch: Arch, release: &str, trace_path: &Pat
             ),
             Arch::Arm64 => format!(
                 "each with the value pid_max held before the store (an arm64 watchpoint traps \
-                 before the access completes; the fixture wrote {}, and each hit's value is \
-                 the one the store before it wrote)",
+                 before the access completes) and, but for the last, the value it left, which \
+                 the next hit read; the fixture wrote {}",
                 written.join(", ")
             ),
         },

@@ -238,6 +238,13 @@ impl Values {
         }
     }
 
+    /// Whether target `slot`'s hits read the value before the access (a
+    /// write or rw watchpoint on arm64): the value after comes with the
+    /// next hit, which the collector pairs with it.
+    pub fn before_access(&self, slot: usize) -> bool {
+        self.before.get(slot).copied().unwrap_or(false)
+    }
+
     /// The value fields of a data hit (`value` as read by the BPF program,
     /// None when it could not be read); remembers it as the target's last.
     ///
@@ -258,6 +265,12 @@ impl Values {
                     old_value: Some(value),
                     value_type: Some(ty.name.clone()),
                     old_value_text: Some(ty.decode.format(value, len)),
+                    ..Default::default()
+                },
+                Some(SlotType::Field(ty)) => ValueFields {
+                    old_value: Some(value),
+                    value_type: Some(ty.name.clone()),
+                    old_value_text: Some(ty.format(value, len)),
                     ..Default::default()
                 },
                 _ => ValueFields {

@@ -70,6 +70,33 @@ pub(super) struct Collector<'a> {
     capture: Option<RecordWriter>,
     /// The batch's records, for the statistics.
     for_stats: Vec<(usize, Arc<HitRecord>)>,
+    /// Per target whose hits come before the access (arm64 write and rw
+    /// watchpoints), its last hit, written once the next says the value
+    /// the access left, or when tracing ends.
+    held: Vec<Option<Held>>,
+}
+
+/// A hit of a target whose watchpoint traps before the access, kept until
+/// the target's next hit.
+struct Held {
+    record: HitRecord,
+    tid: u32,
+    addr: u64,
+    trap: u32,
+}
+
+impl Held {
+    /// Whether `next`, the target's next recorded hit, read the value this
+    /// hit's access left: it is the same thread's, so that access is done,
+    /// at the same address, and the target's very next trap (numbered one
+    /// more: no other thread's access, and no hit filtered, unsampled or
+    /// dropped, between them). Else the value after stays unknown.
+    fn completed_by(&self, next: &Hit) -> bool {
+        self.trap != 0
+            && next.tid == self.tid
+            && next.addr == self.addr
+            && next.trap == self.trap.wrapping_add(1)
+    }
 }
 
 /// One thing a target watched: what its hits say about the target, shared
@@ -156,6 +183,7 @@ impl<'a> Collector<'a> {
             comms: HashMap::default(),
             capture,
             for_stats: Vec::new(),
+            held: breakpoints.iter().map(|_| None).collect(),
         }
     }
 }
@@ -192,6 +220,7 @@ impl Collector<'_> {
             self.per_slot.push(0);
             self.after_limit.push(0);
             self.removed.push(false);
+            self.held.push(None);
         }
     }
 
@@ -282,14 +311,24 @@ impl Collector<'_> {
             }
             self.recorded += 1;
             self.per_slot[slot] += 1;
-            if self.print_hits {
-                use std::io::Write as _;
-                let _ = writeln!(stdout, "{}", record.line());
+            if !self.values.before_access(slot) {
+                self.write(slot, record, &mut stdout);
+                continue;
             }
-            for export in self.exports.iter_mut() {
-                export.hit(&record);
+            // The value this hit read is the one the last hit's access left.
+            if let Some(mut last) = self.held[slot].take() {
+                if last.completed_by(hit) {
+                    last.record.value = record.old_value;
+                    last.record.value_text = record.old_value_text.clone();
+                }
+                self.write(slot, last.record, &mut stdout);
             }
-            self.for_stats.push((slot, Arc::new(record)));
+            self.held[slot] = Some(Held {
+                record,
+                tid: hit.tid,
+                addr: hit.addr,
+                trap: hit.trap,
+            });
         }
         batch.clear();
         self.flush_stats();
@@ -312,6 +351,31 @@ impl Collector<'_> {
                 *reported = true;
             }
         }
+    }
+
+    /// A hit's record to stdout (unless `-q`), the exports and the
+    /// statistics.
+    fn write(&mut self, slot: usize, record: HitRecord, stdout: &mut io::StdoutLock) {
+        if self.print_hits {
+            use std::io::Write as _;
+            let _ = writeln!(stdout, "{}", record.line());
+        }
+        for export in self.exports.iter_mut() {
+            export.hit(&record);
+        }
+        self.for_stats.push((slot, Arc::new(record)));
+    }
+
+    /// Tracing ended: the hits still waiting for the next one are written
+    /// as they are, the value after their access unknown.
+    pub fn release_held(&mut self) {
+        let mut stdout = io::stdout().lock();
+        for slot in 0..self.held.len() {
+            if let Some(last) = self.held[slot].take() {
+                self.write(slot, last.record, &mut stdout);
+            }
+        }
+        self.flush_stats();
     }
 
     /// `--capture-records`: the batch's raw hits to the file; on an error,
@@ -485,5 +549,48 @@ impl Collector<'_> {
             kstack,
             ustack,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(tid: u32, addr: u64, trap: u32) -> Hit {
+        // SAFETY: Hit is plain old data; all zeroes is a valid one.
+        let mut hit: Hit = unsafe { std::mem::zeroed() };
+        (hit.tid, hit.addr, hit.trap) = (tid, addr, trap);
+        hit
+    }
+
+    /// The next hit gives the value after a held one's access only when
+    /// that access is surely done and nothing else trapped between.
+    #[test]
+    fn a_hit_is_completed_only_by_its_threads_very_next_trap() {
+        let held = Held {
+            record: HitRecord::default(),
+            tid: 7,
+            addr: 0x1000,
+            trap: 41,
+        };
+        assert!(held.completed_by(&hit(7, 0x1000, 42)));
+        // Another thread's access may still be before this one's store.
+        assert!(!held.completed_by(&hit(8, 0x1000, 42)));
+        // A trap between (another thread's, or a filtered, unsampled or
+        // dropped hit) may have changed the value.
+        assert!(!held.completed_by(&hit(7, 0x1000, 43)));
+        // Two CPUs that took the same number.
+        assert!(!held.completed_by(&hit(7, 0x1000, 41)));
+        // The target moved to another address.
+        assert!(!held.completed_by(&hit(7, 0x2000, 42)));
+        // Numbers wrap.
+        let last = Held {
+            trap: u32::MAX,
+            ..held
+        };
+        assert!(last.completed_by(&hit(7, 0x1000, 0)));
+        // No numbers (x86-64, where hits come after the access).
+        let none = Held { trap: 0, ..last };
+        assert!(!none.completed_by(&hit(7, 0x1000, 1)));
     }
 }

@@ -100,6 +100,7 @@ pub(super) fn finish(
             break;
         }
     }
+    collector.release_held();
     collector.finish_capture();
     // A failure while draining the rest ends the run as an error too.
     let end_reason = if collector.failure.is_some() {

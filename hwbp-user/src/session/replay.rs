@@ -160,6 +160,7 @@ pub fn run(args: &ReplayArgs) -> Result<Replayed> {
         }
     }
     collector.record_batch(&mut batch);
+    collector.release_held();
     if let Some(failure) = &collector.failure {
         bail!("{failure}");
     }

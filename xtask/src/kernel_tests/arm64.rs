@@ -8,8 +8,9 @@
 //! `--comm` keeping the fixture's hits (ended by SIGTERM after it); the
 //! system call wrapper is
 //! `__arm64_sys_getpgid`, stacks go through `invoke_syscall`, a write
-//! watchpoint's hit holds the value before the store (`old_value`, no
-//! `value`), `:r` works, the watchpoint registers are counted by `doctor`
+//! watchpoint's hit holds the value before the store (`old_value`) and the
+//! value after it only from the next hit (`value`, none for the last),
+//! `:r` works, the watchpoint registers are counted by `doctor`
 //! (QEMU's `max` CPU has 4), and user-space targets run in the guest with
 //! the cross-built fx_user. Debian's arm64 6.1 lists no variables in
 //! /proc/kallsyms and ships no System.map, so the kernel-variable tests
@@ -164,12 +165,15 @@ fn pidmax_w(results: &Results) -> Result<()> {
     ensure!(written.len() == 3, "fx_kernel pidmax reported {written:?}");
     expect_hits(&trace, 3, results.addr("pid_max_addr")?, "w")?;
     expect_frame(&trace, "proc_sys_call_handler")?;
-    let old = old_values(&trace)?;
-    // The last store restores the value pid_max had before the first.
+    let (old, after) = values(&trace)?;
+    // The last store restores the value pid_max had before the first. The
+    // value each store left is the next hit's: none for the last.
     let expected = [written[2], written[0], written[1]];
+    let expected_after = [Some(written[0]), Some(written[1]), None];
     ensure!(
-        old == expected,
-        "values before each store {old:?}, expected {expected:?} (the fixture wrote {written:?})"
+        old == expected && after == expected_after,
+        "values before and after each store {old:?} and {after:?}, expected {expected:?} and \
+         {expected_after:?} (the fixture wrote {written:?})"
     );
     Ok(())
 }
@@ -198,30 +202,32 @@ fn pidmax_rw(results: &Results) -> Result<()> {
     let written = printed(&results.read("a64_pidmax_rw.fx")?, "wrote ")?;
     ensure!(written.len() == 3, "fx_kernel pidmax reported {written:?}");
     expect_hits(&trace, 4, results.addr("pid_max_addr")?, "rw")?;
-    let old = old_values(&trace)?;
-    // The load reads the value the last store restores.
+    let (old, after) = values(&trace)?;
+    // The load reads the value the last store restores, and leaves it.
     let expected = [written[2], written[2], written[0], written[1]];
+    let expected_after = [Some(written[2]), Some(written[0]), Some(written[1]), None];
     ensure!(
-        old == expected,
-        "values before each access {old:?}, expected {expected:?} (the fixture wrote \
-         {written:?})"
+        old == expected && after == expected_after,
+        "values before and after each access {old:?} and {after:?}, expected {expected:?} and \
+         {expected_after:?} (the fixture wrote {written:?})"
     );
     Ok(())
 }
 
-/// Each hit's `old_value`; none may claim a `value` (the one after).
-fn old_values(trace: &Trace) -> Result<Vec<u64>> {
-    trace
+/// Each hit's `old_value`, the value before its access, and `value`, the
+/// value after it (none when not known).
+fn values(trace: &Trace) -> Result<(Vec<u64>, Vec<Option<u64>>)> {
+    let old = trace
         .hits
         .iter()
-        .map(|hit| {
-            ensure!(
-                hit.get("value").is_none(),
-                "a hit before the store claims the value after it: {hit}"
-            );
-            number(hit, "old_value")
-        })
-        .collect()
+        .map(|hit| number(hit, "old_value"))
+        .collect::<Result<_>>()?;
+    let after = trace
+        .hits
+        .iter()
+        .map(|hit| hit.get("value").and_then(|v| v.as_u64()))
+        .collect();
+    Ok((old, after))
 }
 
 /// A read-only watchpoint (`:r`, which x86 lacks): exactly the fixture's
@@ -357,11 +363,13 @@ fn user(results: &Results) -> Result<()> {
         );
     }
     let (_, writes) = results.traced("a64_user_w")?;
-    let old = old_values(&writes)?;
+    let (old, after) = values(&writes)?;
     let expected: Vec<u64> = (0..50).collect();
+    let expected_after: Vec<Option<u64>> = (1..50).map(Some).chain([None]).collect();
     ensure!(
-        old == expected,
-        "HWBP_FX_COUNTER: values before each store {old:?}, expected 0..50"
+        old == expected && after == expected_after,
+        "HWBP_FX_COUNTER: values before and after each store {old:?} and {after:?}, expected \
+         0..50 and 1..50 (none after the last)"
     );
     Ok(())
 }
