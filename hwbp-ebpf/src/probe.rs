@@ -455,7 +455,7 @@ enum Output {
 /// "Tuning the BPF hit path".
 #[inline(always)]
 unsafe fn emit(hit: *const Hit, frames: usize, flags: u64) -> Output {
-    // The one reservation below failed: a first try, if the buffer had room.
+    // The one reservation below failed with room left: its lock was taken.
     let mut reserve_failed = false;
     macro_rules! direct {
         ($($n:literal)*) => {
@@ -475,7 +475,7 @@ unsafe fn emit(hit: *const Hit, frames: usize, flags: u64) -> Output {
                         entry.submit(flags);
                         return Output::Written;
                     }
-                    reserve_failed = true;
+                    reserve_failed = has_room(HIT_HEADER_SIZE as u64 + $n * 8);
                 })*
                 _ => {}
             }
@@ -517,20 +517,27 @@ const OUTPUT_TRIES: u32 = 128;
 /// records a retry saved: they say how contended the lock is.
 #[inline(always)]
 fn output(record: &[u8], flags: u64) -> Output {
-    // What the record takes: its 8-byte header, rounded up to 8 bytes.
-    let needed = ((record.len() as u64 + 8) + 7) & !7;
     let mut written = Output::Written;
     for _ in 0..OUTPUT_TRIES {
         if EVENTS.output::<[u8]>(record, flags).is_ok() {
             return written;
         }
-        let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-        if waiting + needed >= EVENTS.query(BPF_RB_RING_SIZE as u64) {
+        if !has_room(record.len() as u64) {
             return Output::Full;
         }
         written = Output::Retried;
     }
     Output::Busy
+}
+
+/// Whether `EVENTS` has room for a record of `len` bytes: what it takes,
+/// its 8-byte header and the record rounded up to 8 bytes, beside what
+/// waits to be read.
+#[inline(always)]
+fn has_room(len: u64) -> bool {
+    let needed = ((len + 8) + 7) & !7;
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    waiting + needed < EVENTS.query(BPF_RB_RING_SIZE as u64)
 }
 
 /// Below this no user frame can be: nothing is mapped under
