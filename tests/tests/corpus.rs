@@ -807,3 +807,103 @@ fn system_programs_count_as_perf_stat() {
     }
     assert!(done > 0, "no system program to trace");
 }
+
+/// A user variable the kernel writes (`fx_user kfills 10`: ten read(2)s of
+/// /dev/zero into it, then one store of the program's own): every hit
+/// counted as `perf stat -e mem:ADDR/8:w` counts it at the same address
+/// (ASLR off), those in the kernel (`:k`) and those in user mode (`:u`)
+/// apart. How many traps a read makes is the kernel's and the CPU's
+/// business (a string instruction traps once per byte: eight a read on
+/// the Intel hosts here), so perf says it, not the test. The kernel-mode
+/// hits carry a kernel stack through the read system call and the user
+/// stack of the program's read (`--stack both`): libc's wrapper, then the
+/// fixture (not the function that called the wrapper: see "User stacks of
+/// hits in the kernel" in docs/limitations.md); the last hit, the
+/// program's store, has the value 7 and no kernel stack.
+#[test]
+fn a_user_variable_the_kernel_writes_counts_as_perf_stat() {
+    if !root_or_skip("a_user_variable_the_kernel_writes_counts_as_perf_stat") {
+        return;
+    }
+    if !have("perf", &["--version"]) {
+        skip(
+            "a user variable the kernel writes: no perf (`cargo xtask setup` installs linux-perf)",
+        );
+        return;
+    }
+    let dir = TempDir::new("corpus-kfills");
+    let out_file = dir.path("t.jsonl");
+    let fx = hwbp_tests::traces::fx();
+    let o = sh(Command::new("setarch")
+        .arg("-R")
+        .arg(hwbp_trace())
+        .args(["--no-tui", "-q", "--stack", "both", "-o", &out_file])
+        .args(["FX_KERNEL_FILLED:w", "--", &fx, "kfills", "10"])
+        .stdin(Stdio::null()));
+    assert!(o.status.success(), "hwbp-trace: {}", stderr(&o));
+    let (header, hits, summary) = read_trace(&out_file);
+    assert_eq!(summary["lost"], 0, "{summary}");
+    let addr = format!("{:#x}", target_addrs(&header)[0]);
+    // `mode`: w, w:k or w:u.
+    let perf = |mode: &str| {
+        let perf_out = dir.path("perf.txt");
+        let event = format!("mem:{addr}/8:{mode}");
+        let o = sh(Command::new("setarch")
+            .args([
+                "-R", "perf", "stat", "-x,", "-o", &perf_out, "-e", &event, "--",
+            ])
+            .args([fx.as_str(), "kfills", "10"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()));
+        assert!(o.status.success(), "perf stat -e {event}: {}", stderr(&o));
+        let said = fs::read_to_string(&perf_out).unwrap_or_else(|e| panic!("{perf_out}: {e}"));
+        said.lines()
+            .find(|l| l.contains(&format!("mem:{addr}")))
+            .and_then(|l| l.split(',').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no count in perf stat's output:\n{said}"))
+    };
+    let in_kernel = |hit: &&serde_json::Value| {
+        hit["kstack"]
+            .as_array()
+            .is_some_and(|frames| !frames.is_empty())
+    };
+    let kernel: Vec<&serde_json::Value> = hits.iter().filter(in_kernel).collect();
+    assert_eq!(
+        (hits.len(), kernel.len(), hits.len() - kernel.len()),
+        (perf("w"), perf("w:k"), perf("w:u")),
+        "hits in all, in the kernel and in user mode: hwbp-trace vs perf stat"
+    );
+    assert!(
+        kernel.len() >= 10,
+        "ten reads, {} kernel-mode hits",
+        kernel.len()
+    );
+    for hit in &kernel {
+        let frames = |key: &str| -> Vec<&str> {
+            hit[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str())
+                .collect()
+        };
+        assert!(
+            frames("kstack")
+                .iter()
+                .any(|f| f.starts_with("ksys_read+") || f.starts_with("vfs_read+")),
+            "a kernel-mode hit's stack is not the read's: {hit}"
+        );
+        let ustack = frames("ustack");
+        assert!(
+            ustack.first().is_some_and(|f| f.contains("read"))
+                && ustack.iter().any(|f| f.contains("fx_user::")),
+            "a kernel-mode hit's user stack is not the fixture's read: {hit}"
+        );
+    }
+    let last = hits.last().expect("hits");
+    assert!(
+        !in_kernel(&last) && last["value"] == 7,
+        "the program's own store is last, in user mode: {last}"
+    );
+}

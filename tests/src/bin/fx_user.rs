@@ -6,6 +6,9 @@
 //! fx_user calls N                 call hwbp_fx_target N times
 //! fx_user writes N                write HWBP_FX_COUNTER N times (values 1..=N)
 //! fx_user reads N                 read HWBP_FX_COUNTER N times
+//! fx_user kfills N                read(2) 8 bytes of /dev/zero into
+//!                                 FX_KERNEL_FILLED N times (the kernel
+//!                                 writes it), then store 7 in it once
 //! fx_user threads BEFORE AFTER N  BEFORE threads start, then wait for the
 //!                                 file $HWBP_FX_GO, then AFTER more threads;
 //!                                 every thread calls hwbp_fx_target N times
@@ -78,6 +81,13 @@ use std::{
 /// The watched variable. `no_mangle` keeps a stable symbol name.
 #[unsafe(no_mangle)]
 pub static HWBP_FX_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The variable the kernel writes (`kfills`): read(2) fills it. Not zero
+/// at first, so it is in .data, which exec leaves alone: exec zeroes the
+/// .bss bytes on the last page of .data, which perf (counting from the
+/// exec) would see and hwbp-trace (armed after the dynamic loader) not.
+#[unsafe(no_mangle)]
+pub static FX_KERNEL_FILLED: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// The two variables tests/tests/live.rs moves a watch between (not
 /// `hwbp_fx_*`: the tests list those).
@@ -454,7 +464,7 @@ fn run(args: &[String]) -> Result<u64, String> {
         }
     }
     let (cmd, rest) = args.split_first().ok_or(
-        "usage: fx_user calls|writes|reads|threads|spin|phases|exec|stacks|depths|levels|gapdepths|topstack|paired|sites|sitewrites ...",
+        "usage: fx_user calls|writes|reads|kfills|threads|spin|phases|exec|stacks|depths|levels|gapdepths|topstack|paired|sites|sitewrites ...",
     )?;
     match cmd.as_str() {
         // `sites A B C`: A calls of the target from fx_site_a, then B from
@@ -464,6 +474,11 @@ fn run(args: &[String]) -> Result<u64, String> {
         "calls" => {
             let n = num(rest.first())?;
             hwbp_fx_caller(n);
+            Ok(n)
+        }
+        "kfills" => {
+            let n = num(rest.first())?;
+            kernel_fills(n)?;
             Ok(n)
         }
         "exit" => {
@@ -704,6 +719,28 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `kfills N`: the kernel writes FX_KERNEL_FILLED N times, each a read(2)
+/// of 8 bytes from /dev/zero into it, then the program stores 7 in it.
+fn kernel_fills(n: u64) -> Result<(), String> {
+    let zero = std::fs::File::open("/dev/zero").map_err(|e| format!("/dev/zero: {e}"))?;
+    for _ in 0..n {
+        // SAFETY: 8 writable bytes, an AtomicU64's (an UnsafeCell), which
+        // nothing else touches while the kernel fills them.
+        let got = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&zero),
+                FX_KERNEL_FILLED.as_ptr().cast(),
+                8,
+            )
+        };
+        if got != 8 {
+            return Err(format!("read of /dev/zero: {got}"));
+        }
+    }
+    FX_KERNEL_FILLED.store(7, Ordering::SeqCst);
+    Ok(())
 }
 
 /// `threads BEFORE AFTER N`: BEFORE threads started and waiting, then
