@@ -374,9 +374,76 @@ fn user(results: &Results) -> Result<()> {
     Ok(())
 }
 
+/// A user variable the kernel writes: the cross-built fx_user's ten
+/// read(2)s of /dev/zero into FX_KERNEL_FILLED, then its own store of 7.
+/// The kernel's stores to user memory are unprivileged ones (STTR) made at
+/// EL1; whether a watchpoint armed for EL0 sees them is the CPU's answer
+/// (QEMU's `max` CPU: it does not), which the perf event's own count gives.
+const KERNEL_FILLS: KernelTest = KernelTest {
+    name: "a64_kfills",
+    scenario: r#"
+        run a64_kfills -q --no-tui --stack both -o a64_kfills.jsonl FX_KERNEL_FILLED:w -- fx_user kfills 10
+    "#,
+    check: kernel_fills,
+};
+
+/// hwbp-trace agrees with the perf event's own count (`kernel_count`):
+/// every trap recorded; the kernel's, if any, each through `ksys_read` or
+/// `vfs_read` and at most one per read (arm64's clear_user stores 8 bytes
+/// at once); and the program's own store last, in user mode, over the
+/// zeros the reads left, seen or not.
+fn kernel_fills(results: &Results) -> Result<()> {
+    let (_, trace) = results.traced("a64_kfills")?;
+    let target = &trace.summary["targets"][0];
+    let counted = target["kernel_count"].as_u64().unwrap_or(0) as usize;
+    let in_kernel: Vec<&serde_json::Value> = trace
+        .hits
+        .iter()
+        .filter(|hit| hit["kstack"].as_array().is_some_and(|k| !k.is_empty()))
+        .collect();
+    ensure!(
+        trace.hits.len() == counted && in_kernel.len() + 1 == counted && counted <= 11,
+        "the perf event counted {counted} traps: expected as many hits, all but the program's \
+         own store in the kernel, at most one per read; got {} hits, {} in the kernel",
+        trace.hits.len(),
+        in_kernel.len()
+    );
+    for hit in &in_kernel {
+        let kstack = hit["kstack"].to_string();
+        ensure!(
+            kstack.contains("ksys_read") || kstack.contains("vfs_read"),
+            "a kernel-mode hit not in the read system call: {hit}"
+        );
+    }
+    let last = trace.hits.last().map(|hit| {
+        (
+            hit["old_value"].as_u64(),
+            hit["kstack"].as_array().is_some_and(|k| k.is_empty()),
+        )
+    });
+    ensure!(
+        last == Some((Some(0), true)),
+        "the program's own store comes last, in user mode, over the zeros the reads left: \
+         {last:?}"
+    );
+    println!(
+        "kernel test a64_kfills: {} of the kernel's 10 stores to the user variable trapped",
+        in_kernel.len()
+    );
+    Ok(())
+}
+
 /// The arm64 tests, in the order they run.
 pub(super) const TESTS: &[KernelTest] = &[
-    GETPGID, VFS_ARGS, COMM_AFTER, PIDMAX_W, PIDMAX_RW, PIDMAX_R, SLOTS, USER,
+    GETPGID,
+    VFS_ARGS,
+    COMM_AFTER,
+    PIDMAX_W,
+    PIDMAX_RW,
+    PIDMAX_R,
+    SLOTS,
+    USER,
+    KERNEL_FILLS,
 ];
 
 /// Debian's arm64 kernels: what linux-image-arm64 depends on (6.1) and the
