@@ -907,3 +907,57 @@ fn a_user_variable_the_kernel_writes_counts_as_perf_stat() {
         "the program's own store is last, in user mode: {last}"
     );
 }
+
+/// C functions named like the types an Itanium (C++) name encodes (`i`
+/// int, `d` double, `f` float, `Ss` std::string): named as the symbol
+/// table names them in every frame and in `ip_sym`, never demangled into
+/// types, which a C++ demangler tried on every name did. Three calls
+/// each, `main → Ss → d → i` and a write of `v_` in `i`.
+#[test]
+fn short_c_names_stay_names_in_stacks() {
+    if !ready("short_c_names_stay_names_in_stacks") {
+        return;
+    }
+    const SOURCE: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int v_;
+__attribute__((noinline)) void i(int x) { v_ += x; }
+__attribute__((noinline)) void d(int x) { i(x); __asm__ volatile(""); }
+__attribute__((noinline)) void f(int x) { d(x); __asm__ volatile(""); }
+__attribute__((noinline)) void Ss(int x) { f(x); __asm__ volatile(""); }
+int main(void) {
+    const char *delay = getenv("HWBP_FX_START_DELAY_MS");
+    if (delay) usleep(atoi(delay) * 1000);
+    for (int k = 0; k < 3; k++) Ss(k);
+    printf("v_=%d\n", v_);
+    return 0;
+}
+"#;
+    let dir = TempDir::new("corpus-short-names");
+    gcc(&dir, SOURCE, "short", &["-fno-omit-frame-pointer", "-O0"]);
+    let prog = dir.path("short");
+    let out_file = dir.path("t.jsonl");
+    let o = sh(Command::new(hwbp_trace())
+        .args(["--no-tui", "-q", "-o", &out_file, "i", "v_", "--", &prog])
+        .env("HWBP_FX_START_DELAY_MS", "20"));
+    assert!(o.status.success(), "hwbp-trace: {}", stderr(&o));
+    let (_, hits, _) = read_trace(&out_file);
+    assert_eq!(hits.len(), 6, "3 calls of i, 3 writes of v_");
+    for hit in &hits {
+        let ip_sym = hit["ip_sym"].as_str().unwrap_or_default();
+        assert!(ip_sym.starts_with("i+0x"), "ip_sym: {hit}");
+        let names: Vec<&str> = hit["ustack"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .map(|f| f.split('+').next().unwrap_or(f))
+            .collect();
+        assert!(
+            names.windows(4).any(|w| w == ["i", "d", "f", "Ss"]) && names.contains(&"main"),
+            "the user stack names the C functions: {names:?}"
+        );
+    }
+}

@@ -39,6 +39,7 @@
 //! the same debug root.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     fmt::Write as _,
     path::{Path, PathBuf},
@@ -154,7 +155,9 @@ impl Symbolizer {
             blaze: bz::Symbolizer::builder()
                 .enable_code_info(true)
                 .enable_inlined_fns(true)
-                .enable_demangling(true)
+                // Names are demangled here (`demangled`): blazesym tries C++
+                // on every name, and reads short C names as types.
+                .enable_demangling(false)
                 .set_debug_dirs(Some([debugfile::debug_root()]))
                 .build(),
         }
@@ -287,8 +290,8 @@ impl Symbolizer {
             Some((sym, off)) => {
                 let off = off + u64::from(after);
                 match &sym.module {
-                    Some(module) => format!("{}+{off:#x} [{module}]", sym.name),
-                    None => format!("{}+{off:#x}", sym.name),
+                    Some(module) => format!("{}+{off:#x} [{module}]", demangled(&sym.name)),
+                    None => format!("{}+{off:#x}", demangled(&sym.name)),
                 }
             }
             None => format!("{addr:#x}"),
@@ -461,13 +464,31 @@ fn code_location(info: &bz::CodeInfo<'_>) -> Option<String> {
 
 /// `name+0xoff (file:line)[ inlined name (file:line)]…`; `skew` is added
 /// to the offset (the byte an `after` address was looked up before).
+/// A symbol's name demangled: Rust's (legacy `_ZN…17h…E` and v0 `_R…`),
+/// and C++'s (Itanium ABI) only when it starts with `_Z`, as the ELF
+/// resolver does (target/resolve/elf.rs). Not blazesym's: it tries C++ on
+/// any name, and a short C name is a valid encoded type there: `i`, `d`,
+/// `f`, `Ss` came out as `int`, `double`, `float`, `std::string`.
+fn demangled(name: &str) -> Cow<'_, str> {
+    if let Ok(rust) = rustc_demangle::try_demangle(name) {
+        return Cow::Owned(format!("{rust:#}"));
+    }
+    if name.starts_with("_Z")
+        && let Ok(cpp) = cpp_demangle::Symbol::new(name)
+        && let Ok(display) = cpp.demangle()
+    {
+        return Cow::Owned(display);
+    }
+    Cow::Borrowed(name)
+}
+
 fn format_sym(sym: &bz::Sym<'_>, skew: u64) -> String {
-    let mut out = format!("{}+{:#x}", sym.name, sym.offset as u64 + skew);
+    let mut out = format!("{}+{:#x}", demangled(&sym.name), sym.offset as u64 + skew);
     if let Some(loc) = sym.code_info.as_deref().and_then(code_location) {
         let _ = write!(out, " ({loc})");
     }
     for inlined in sym.inlined.iter() {
-        let _ = write!(out, "{INLINED}{}", inlined.name);
+        let _ = write!(out, "{INLINED}{}", demangled(&inlined.name));
         if let Some(loc) = inlined.code_info.as_ref().and_then(code_location) {
             let _ = write!(out, " ({loc})");
         }
@@ -482,6 +503,20 @@ mod tests {
     #[inline(never)]
     fn marker() -> u64 {
         std::hint::black_box(42)
+    }
+
+    /// Only `_Z` names are C++ ones: `i`, `d`, `f`, `Ss` are C functions,
+    /// not the types they would encode.
+    #[test]
+    fn short_c_names_are_not_demangled_as_types() {
+        for name in ["i", "d", "f", "g", "Ss", "v_", "main"] {
+            assert_eq!(demangled(name), name);
+        }
+        assert_eq!(demangled("_ZN2ns4bumpEi"), "ns::bump(int)");
+        assert_eq!(
+            demangled("_ZN7fx_user12kernel_fills17h0123456789abcdefE"),
+            "fx_user::kernel_fills"
+        );
     }
 
     #[test]
