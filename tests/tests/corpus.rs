@@ -961,3 +961,75 @@ int main(void) {
         );
     }
 }
+
+/// A C program's variables named whole are typed from its DWARF, as
+/// members are: signed integers of every width decoded with their sign,
+/// an enum by its names, an unsigned one as unsigned; and a condition
+/// compares the value as its type says (`value < -6` is true of an `int`
+/// at -9, which, read unsigned, it never was: every hit was rejected).
+#[test]
+fn whole_variables_are_typed_from_dwarf() {
+    if !ready("whole_variables_are_typed_from_dwarf") {
+        return;
+    }
+    const SOURCE: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int counter; short sh; signed char sc; long lg; unsigned int uc;
+enum color { RED, GREEN, BLUE } col;
+int main(void) {
+    const char *delay = getenv("HWBP_FX_START_DELAY_MS");
+    if (delay) usleep(atoi(delay) * 1000);
+    for (int i = 0; i < 4; i++) {
+        counter -= 3; sh -= 2; sc -= 1; lg -= 5; uc -= 1; col = (col + 1) % 3;
+    }
+    printf("counter=%d\n", counter);
+    return 0;
+}
+"#;
+    let dir = TempDir::new("corpus-typed");
+    gcc(&dir, SOURCE, "typed", &["-O0"]);
+    let prog = dir.path("typed");
+    let out_file = dir.path("t.jsonl");
+    let run = |targets: &[&str]| {
+        let o = sh(Command::new(hwbp_trace())
+            .args(["--no-tui", "-q", "-o", &out_file])
+            .args(targets)
+            .args(["--", &prog])
+            .env("HWBP_FX_START_DELAY_MS", "20"));
+        assert!(o.status.success(), "hwbp-trace {targets:?}: {}", stderr(&o));
+        read_trace(&out_file).1
+    };
+    let texts = |hits: &[serde_json::Value], symbol: &str| -> Vec<String> {
+        hits.iter()
+            .filter(|hit| hit["symbol"] == symbol)
+            .map(|hit| hit["value_text"].as_str().unwrap_or("untyped").to_owned())
+            .collect()
+    };
+    let hits = run(&["counter", "sh", "sc", "lg"]);
+    for (symbol, step) in [("counter", 3), ("sh", 2), ("sc", 1), ("lg", 5)] {
+        let expected: Vec<String> = (1..=4).map(|i| (-i * step).to_string()).collect();
+        assert_eq!(texts(&hits, symbol), expected, "{symbol}");
+    }
+    let hits = run(&["uc", "col"]);
+    let expected: Vec<String> = (1..=4).map(|i| (u32::MAX - i + 1).to_string()).collect();
+    assert_eq!(texts(&hits, "uc"), expected, "uc");
+    assert_eq!(
+        texts(&hits, "col"),
+        ["GREEN", "BLUE", "RED", "GREEN"],
+        "col"
+    );
+    assert!(
+        hits.iter()
+            .filter(|hit| hit["symbol"] == "col")
+            .all(|hit| hit["value_type"] == "enum color"),
+        "col is an enum color"
+    );
+    let hits = run(&["counter if value < -6"]);
+    assert_eq!(
+        texts(&hits, "counter"),
+        ["-9", "-12"],
+        "counter if value < -6"
+    );
+}

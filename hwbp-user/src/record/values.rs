@@ -343,8 +343,9 @@ pub fn lens_from_btf(breakpoints: &mut [Breakpoint], btf: &Btf) {
 
 /// What each target's condition may compare (see
 /// [`crate::target::condition`]): the value's type, from BTF where the
-/// kernel has it (user variables are not typed yet: unsigned, as wide as
-/// the watch), and a function's arguments by name from BTF or DWARF.
+/// kernel has it and from DWARF for a program's variable or member (else
+/// unsigned, as wide as the watch), and a function's arguments by name
+/// from BTF or DWARF.
 pub fn condition_operands(
     breakpoints: &[Breakpoint],
     pid: Option<i32>,

@@ -24,7 +24,9 @@ impl Resolver {
     ) -> Result<(Found, Option<Arc<FieldType>>), ResolveError> {
         let (Some(base), Location::Symbol { offset, .. }) = (spec.field_base(), &spec.location)
         else {
-            return Ok((self.locate(spec)?, None));
+            let found = self.locate(spec)?;
+            let ty = self.whole_variable_type(spec, &found);
+            return Ok((found, ty));
         };
         match self.locate(spec) {
             Err(ResolveError::UnknownSymbol { .. }) => {}
@@ -63,6 +65,27 @@ impl Resolver {
             ..found
         };
         Ok((found, Some(Arc::new(resolved.ty))))
+    }
+
+    /// A program's variable named whole (`counter`, not `counter+4`) and
+    /// watched as data: its type from DWARF, as a member's is, so that its
+    /// value is decoded (an `int` at -3 is -3, not 4294967293; an enum by
+    /// name) and conditions compare it signed where it is. None without
+    /// DWARF: hex, and unsigned.
+    fn whole_variable_type(&self, spec: &TargetSpec, found: &Found) -> Option<Arc<FieldType>> {
+        let Location::Symbol { name, offset: 0 } = &spec.location else {
+            return None;
+        };
+        if found.space != Space::User
+            || found.kind != SymbolKind::Object
+            || spec.mode.is_some_and(|mode| !mode.is_data())
+        {
+            return None;
+        }
+        self.with_type(found, name, &Whole)
+            .inspect_err(|e| log::debug!("`{}`: untyped: {e}", spec.text))
+            .ok()
+            .map(Arc::new)
     }
 
     /// The members `list` shows for `expr` (`cfg`, `cfg.limits`): the
@@ -163,6 +186,17 @@ impl FieldOp for Member<'_> {
             fields::check_size(types, id, &resolved, self.offset, self.spec.len)?;
         }
         Ok(resolved)
+    }
+}
+
+/// A variable's own type.
+struct Whole;
+
+impl FieldOp for Whole {
+    type Out = FieldType;
+
+    fn run<T: Types>(&self, types: &T, root: T::Id, _: &str) -> Result<FieldType, FieldError> {
+        Ok(types.info(root))
     }
 }
 

@@ -58,7 +58,9 @@ pub struct Breakpoint {
     /// At the first instruction of a function (the caller's return address
     /// is then at the stack pointer).
     pub at_entry: bool,
-    /// The member's type, for a field expression (`cfg.limits[2].max`).
+    /// The watched bytes' type from debug info: a member's, for a field
+    /// expression (`cfg.limits[2].max`), or a program's variable's, named
+    /// whole (kernel variables are typed from BTF where values are read).
     pub field: Option<Arc<crate::target::fields::FieldType>>,
 }
 
