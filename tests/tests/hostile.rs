@@ -120,6 +120,35 @@ fn pids_that_cannot_be_traced_say_why() {
     let _ = parent.kill();
     let _ = parent.wait();
 
+    // A thread that is not its process's leader: /proc answers for it,
+    // but it is no process; the message names the process and --tid.
+    let mut threaded = Command::new("python3")
+        .args([
+            "-c",
+            "import threading, time\n\
+             t = threading.Thread(target=time.sleep, args=(10,), daemon=True)\n\
+             t.start()\n\
+             print(t.native_id, flush=True)\n\
+             time.sleep(10)",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(threaded.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("the thread's ID");
+    let (tid, pid) = (line.trim().to_owned(), threaded.id());
+    refused(
+        &["--no-tui", "-p", &tid, "malloc"],
+        2,
+        &format!(
+            "{tid} is a thread of process {pid}, not a process: trace the process and keep that thread's hits with `-p {pid} --tid {tid}`"
+        ),
+    );
+    let _ = threaded.kill();
+    let _ = threaded.wait();
+
     // Gone before anything: no such process.
     refused(
         &["--no-tui", "-p", "2147483647", "malloc"],

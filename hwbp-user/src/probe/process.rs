@@ -58,6 +58,11 @@ pub enum ProcessError {
          start it again, or trace it from its start with `-- CMD`"
     )]
     ExitedWhileAttaching { pid: i32, cause: String },
+    #[error(
+        "{tid} is a thread of process {pid}, not a process: trace the process and keep that \
+         thread's hits with `-p {pid} --tid {tid}`"
+    )]
+    Thread { tid: i32, pid: i32 },
     #[error("cannot watch process {pid}: {source}")]
     Watch { pid: i32, source: io::Error },
 }
@@ -744,6 +749,21 @@ pub fn check_traceable(pid: i32) -> Result<(), ProcessError> {
     if matches!(stat.state, 'Z' | 'X' | 'x') {
         return Err(ProcessError::Zombie { pid, comm });
     }
+    // /proc/TID answers for any thread too, though it lists only leaders.
+    let tgid = fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Tgid:"))
+                .and_then(|tgid| tgid.trim().parse::<i32>().ok())
+        });
+    if let Some(tgid) = tgid.filter(|&tgid| tgid != pid) {
+        return Err(ProcessError::Thread {
+            tid: pid,
+            pid: tgid,
+        });
+    }
     Ok(())
 }
 
@@ -791,6 +811,17 @@ mod tests {
             ));
         }
         assert!(check_traceable(std::os::unix::process::parent_id() as i32).is_ok());
+        // A thread of this process (the test harness runs each test on one).
+        // SAFETY: gettid has no preconditions and cannot fail.
+        let (tid, me) = (unsafe { libc::gettid() }, std::process::id() as i32);
+        if tid != me {
+            let err = check_traceable(tid).expect_err("a thread");
+            assert!(matches!(err, ProcessError::Thread { pid, .. } if pid == me));
+            assert!(
+                err.to_string().contains(&format!("-p {me} --tid {tid}")),
+                "{err}"
+            );
+        }
     }
 
     fn tail_of(chunks: &[&[u8]]) -> OutputTail {

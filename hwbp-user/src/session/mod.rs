@@ -348,6 +348,7 @@ pub fn is_usage_error(err: &anyhow::Error) -> bool {
                         | ProcessError::Itself(_)
                         | ProcessError::KernelThread { .. }
                         | ProcessError::Zombie { .. }
+                        | ProcessError::Thread { .. }
                 )
             })
             || e.downcast_ref::<crate::probe::load::LoadError>()
