@@ -290,8 +290,8 @@ impl Symbolizer {
             Some((sym, off)) => {
                 let off = off + u64::from(after);
                 match &sym.module {
-                    Some(module) => format!("{}+{off:#x} [{module}]", demangled(&sym.name)),
-                    None => format!("{}+{off:#x}", demangled(&sym.name)),
+                    Some(module) => format!("{}+{off:#x} [{module}]", demangled(sym.name)),
+                    None => format!("{}+{off:#x}", demangled(sym.name)),
                 }
             }
             None => format!("{addr:#x}"),
