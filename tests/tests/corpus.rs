@@ -1033,3 +1033,58 @@ int main(void) {
         "counter if value < -6"
     );
 }
+
+/// A stripped program named by link addresses (`FILE:0xADDR`, as `nm`
+/// printed them before the strip): with no symbol to say what is there,
+/// an address in an executable segment is code, watched for execution
+/// (`x`), and one in data is watched for writes (`w`); both count the
+/// program's 3 calls and 3 writes.
+#[test]
+fn a_stripped_programs_addresses_default_by_segment() {
+    if !ready("a_stripped_programs_addresses_default_by_segment") {
+        return;
+    }
+    const SOURCE: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int counter;
+__attribute__((noinline)) void bump(void) { counter++; }
+int main(void) {
+    const char *delay = getenv("HWBP_FX_START_DELAY_MS");
+    if (delay) usleep(atoi(delay) * 1000);
+    for (int i = 0; i < 3; i++) bump();
+    printf("%d\n", counter);
+    return 0;
+}
+"#;
+    let dir = TempDir::new("corpus-stripped-addr");
+    gcc(&dir, SOURCE, "prog", &["-O0"]);
+    let prog = dir.path("prog");
+    let nm = sh(Command::new("nm").arg(&prog));
+    let link = |name: &str| {
+        stdout(&nm)
+            .lines()
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                (fields.last() == Some(&name)).then(|| u64::from_str_radix(fields[0], 16).ok())?
+            })
+            .unwrap_or_else(|| panic!("nm has no {name}"))
+    };
+    let (bump, counter) = (link("bump"), link("counter"));
+    let o = sh(Command::new("strip").arg(&prog));
+    assert!(o.status.success(), "strip: {}", stderr(&o));
+    let out_file = dir.path("t.jsonl");
+    for (target, mode) in [
+        (format!("{prog}:{bump:#x}"), "x"),
+        (format!("{prog}:{counter:#x}/4"), "w"),
+    ] {
+        let o = sh(Command::new(hwbp_trace())
+            .args(["--no-tui", "-q", "-o", &out_file, &target, "--", &prog])
+            .env("HWBP_FX_START_DELAY_MS", "20"));
+        assert!(o.status.success(), "hwbp-trace {target}: {}", stderr(&o));
+        let (header, hits, _) = read_trace(&out_file);
+        assert_eq!(header["targets"][0]["mode"], mode, "{target}");
+        assert_eq!(hits.len(), 3, "{target}");
+    }
+}

@@ -324,9 +324,18 @@ impl Resolver {
             .file
             .clone()
             .map(|(path, link)| (path, link.wrapping_add(found.offset)));
+        // An address no symbol names (a stripped file's `FILE:0xADDR`, a
+        // bare user address) is code or data by where it is mapped.
+        let in_code = found.kind == SymbolKind::Unknown
+            && found.space == Space::User
+            && self.process.as_ref().is_some_and(|process| {
+                process
+                    .mapping(found.base.wrapping_add(found.offset))
+                    .is_some_and(|m| m.executable)
+            });
         let bp = Breakpoint {
             field,
-            ..finish(spec, found)?
+            ..finish(spec, found, in_code)?
         };
         if let (Some((path, link)), Some(process)) = (placed, &self.process) {
             process.check_placement(&bp, &path, link)?;
@@ -662,9 +671,10 @@ impl Found {
     }
 }
 
-/// Applies defaults (functions → x, objects → w; LEN = the symbol's size when
-/// it is 1, 2, 4 or 8, else 8) and the x86 rules.
-fn finish(spec: &TargetSpec, found: Found) -> Result<Breakpoint, ResolveError> {
+/// Applies defaults (functions → x, objects → w, an address no symbol
+/// names by whether it is `in_code`; LEN = the symbol's size when it is 1,
+/// 2, 4 or 8, else 8) and the x86 rules.
+fn finish(spec: &TargetSpec, found: Found, in_code: bool) -> Result<Breakpoint, ResolveError> {
     let Found {
         name,
         object,
@@ -686,6 +696,7 @@ fn finish(spec: &TargetSpec, found: Found) -> Result<Breakpoint, ResolveError> {
     let addr = base.wrapping_add(offset);
     let mode = spec.mode.unwrap_or(match kind {
         SymbolKind::Function => Mode::Execute,
+        SymbolKind::Unknown if in_code => Mode::Execute,
         SymbolKind::Object | SymbolKind::Unknown => Mode::Write,
     });
     if mode == Mode::Read && cfg!(target_arch = "x86_64") {
