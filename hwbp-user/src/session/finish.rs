@@ -216,7 +216,8 @@ pub(super) fn finish(
     if let Some(child) = launched.as_mut()
         && end_reason != EndReason::ProcessExit
     {
-        // The traced command outlives the trace, as with perf.
+        // The traced command outlives the trace (perf record would SIGTERM
+        // it): it is only reaped here if it has exited.
         let _ = child.try_wait();
     }
     summary.output_errors = failures;
