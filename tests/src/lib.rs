@@ -155,4 +155,5 @@ impl Drop for TempDir {
 }
 pub mod harness;
 pub mod host;
+pub mod programs;
 pub mod traces;
