@@ -64,13 +64,25 @@ pub struct Breakpoint {
     pub field: Option<Arc<crate::target::fields::FieldType>>,
 }
 
-/// Up to `max` names close to `name` (Jaro-Winkler, then edit distance).
+/// Up to `max` names close to `name`: first the copies a compiler made of
+/// it under a suffixed name (gcc's `sbump.constprop.0.isra.0`,
+/// `run.part.0`, `f.cold`, a function's static `calls.0`), which no
+/// distance finds for a short name; then by Jaro-Winkler, then edit
+/// distance.
 pub(crate) fn suggest<'a>(
     names: impl Iterator<Item = &'a str>,
     name: &str,
     max: usize,
 ) -> Vec<String> {
+    let names: Vec<&str> = names.collect();
+    let mut copies: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| n.split_once('.').is_some_and(|(base, _)| base == name))
+        .collect();
+    copies.sort_unstable();
     let mut scored: Vec<(f64, &str)> = names
+        .into_iter()
         .filter(|n| n.len().abs_diff(name.len()) <= 4)
         .map(|n| (strsim::jaro_winkler(n, name), n))
         .filter(|(score, _)| *score > 0.85)
@@ -81,7 +93,7 @@ pub(crate) fn suggest<'a>(
             .then_with(|| a.1.cmp(b.1))
     });
     let mut out: Vec<String> = Vec::new();
-    for (_, n) in scored {
+    for n in copies.into_iter().chain(scored.into_iter().map(|(_, n)| n)) {
         if !out.iter().any(|o| o == n) {
             out.push(n.to_owned());
         }
@@ -822,6 +834,26 @@ ffffffff82a00109 b flag2
         assert_eq!(bp.len, 2);
         let bp = resolve("0xffffffff81234561:x").expect("address in function");
         assert_eq!(bp.symbol, "vfs_read+0x1");
+    }
+
+    /// A name the compiler only kept under a suffix is suggested first,
+    /// whatever its length; the close names follow.
+    #[test]
+    fn suggestions_lead_with_the_compilers_copies() {
+        let names = [
+            "bump",
+            "skb_dump",
+            "sbump.constprop.0.isra.0",
+            "sbump.cold",
+            "sbumper",
+            "calls.0",
+            "calls.1",
+        ];
+        assert_eq!(
+            suggest(names.iter().copied(), "sbump", 5),
+            ["sbump.cold", "sbump.constprop.0.isra.0", "sbumper", "bump", "skb_dump"]
+        );
+        assert_eq!(suggest(names.iter().copied(), "calls", 2), ["calls.0", "calls.1"]);
     }
 
     #[test]
