@@ -851,9 +851,18 @@ ffffffff82a00109 b flag2
         ];
         assert_eq!(
             suggest(names.iter().copied(), "sbump", 5),
-            ["sbump.cold", "sbump.constprop.0.isra.0", "sbumper", "bump", "skb_dump"]
+            [
+                "sbump.cold",
+                "sbump.constprop.0.isra.0",
+                "sbumper",
+                "bump",
+                "skb_dump"
+            ]
         );
-        assert_eq!(suggest(names.iter().copied(), "calls", 2), ["calls.0", "calls.1"]);
+        assert_eq!(
+            suggest(names.iter().copied(), "calls", 2),
+            ["calls.0", "calls.1"]
+        );
     }
 
     #[test]
