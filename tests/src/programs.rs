@@ -3,7 +3,7 @@
 
 use std::{
     fs,
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
 };
 
 use crate::{TempDir, root_or_skip, stderr};
@@ -67,4 +67,35 @@ pub fn ready(test: &str) -> bool {
         );
     }
     true
+}
+
+/// What `perf stat -e EVENT -- CMD` counts, ASLR off (`setarch -R`, so
+/// that an address hwbp-trace armed in the same command is the same) and
+/// every stdio closed (a program may allocate differently when its stderr
+/// is a pipe). perf names the event without a `/LEN` or `:w` it was given
+/// (`mem:0x1000/8:w` is `mem:0x1000`): the count is on the line whose
+/// event name starts `event`.
+pub fn perf_stat_count(dir: &TempDir, event: &str, cmd: &[&str]) -> u64 {
+    let out = dir.path("perf.txt");
+    let o = sh(Command::new("setarch")
+        .args(["-R", "perf", "stat", "-x,", "-o", &out, "-e", event, "--"])
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null()));
+    assert!(
+        o.status.success(),
+        "perf stat -e {event} -- {cmd:?}: {:?}",
+        o.status
+    );
+    let said = fs::read_to_string(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
+    said.lines()
+        .map(|line| line.split(',').collect::<Vec<_>>())
+        .find(|fields| {
+            fields
+                .get(2)
+                .is_some_and(|name| !name.is_empty() && event.starts_with(name))
+        })
+        .and_then(|fields| fields[0].parse().ok())
+        .unwrap_or_else(|| panic!("no count of {event} in perf stat's output:\n{said}"))
 }

@@ -23,7 +23,7 @@ use std::{
 
 use hwbp_tests::{
     TempDir, hwbp_trace,
-    programs::{compile, gcc, have, ready, sh, skip},
+    programs::{compile, gcc, have, perf_stat_count, ready, sh, skip},
     stderr, stdout,
     traces::{read_full_trace, read_trace, target_addrs, target_hits},
 };
@@ -709,24 +709,7 @@ fn system_programs_count_as_perf_stat() {
         let addr = format!("{:#x}", target_addrs(&header)[0]);
         let hits = target_hits(&summary).first().copied();
         assert_eq!(summary["lost"], 0, "{cmd:?}");
-        let perf_out = dir.path("perf.txt");
-        let o = sh(Command::new("setarch")
-            .args(["-R", "perf", "stat", "-x,", "-o", &perf_out])
-            .arg("-e")
-            .arg(format!("mem:{addr}:x"))
-            .arg("--")
-            .args(*cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()));
-        assert!(o.status.success(), "perf stat -- {cmd:?}: {:?}", o.status);
-        let perf = fs::read_to_string(&perf_out).unwrap_or_else(|e| panic!("{perf_out}: {e}"));
-        let counted = perf
-            .lines()
-            .find(|l| l.contains(&format!("mem:{addr}:x")))
-            .and_then(|l| l.split(',').next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no count in perf stat's output:\n{perf}"));
+        let counted = perf_stat_count(&dir, &format!("mem:{addr}:x"), cmd);
         assert_eq!(
             hits,
             Some(counted),

@@ -5,14 +5,11 @@
 //! a C program's variables typed from its DWARF; a stripped program's
 //! link addresses armed by what is mapped there.
 
-use std::{
-    fs,
-    process::{Command, Stdio},
-};
+use std::process::{Command, Stdio};
 
 use hwbp_tests::{
     TempDir, hwbp_trace,
-    programs::{gcc, have, ready, sh, skip},
+    programs::{gcc, have, perf_stat_count, ready, sh, skip},
     root_or_skip, stderr, stdout,
     traces::{read_trace, target_addrs},
 };
@@ -55,22 +52,11 @@ fn a_user_variable_the_kernel_writes_counts_as_perf_stat() {
     let addr = format!("{:#x}", target_addrs(&header)[0]);
     // `mode`: w, w:k or w:u.
     let perf = |mode: &str| {
-        let perf_out = dir.path("perf.txt");
-        let event = format!("mem:{addr}/8:{mode}");
-        let o = sh(Command::new("setarch")
-            .args([
-                "-R", "perf", "stat", "-x,", "-o", &perf_out, "-e", &event, "--",
-            ])
-            .args([fx.as_str(), "kfills", "10"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null()));
-        assert!(o.status.success(), "perf stat -e {event}: {}", stderr(&o));
-        let said = fs::read_to_string(&perf_out).unwrap_or_else(|e| panic!("{perf_out}: {e}"));
-        said.lines()
-            .find(|l| l.contains(&format!("mem:{addr}")))
-            .and_then(|l| l.split(',').next())
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or_else(|| panic!("no count in perf stat's output:\n{said}"))
+        perf_stat_count(
+            &dir,
+            &format!("mem:{addr}/8:{mode}"),
+            &[&fx, "kfills", "10"],
+        ) as usize
     };
     let in_kernel = |hit: &&serde_json::Value| {
         hit["kstack"]
@@ -117,6 +103,24 @@ fn a_user_variable_the_kernel_writes_counts_as_perf_stat() {
     );
 }
 
+/// hwbp-trace on `targets` in `prog`, a program built here, started by
+/// it (its start delay keeps the first hit away from the arming): the
+/// trace's header and hit lines, once it exited 0.
+fn trace(
+    prog: &str,
+    out_file: &str,
+    targets: &[&str],
+) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let o = sh(Command::new(hwbp_trace())
+        .args(["--no-tui", "-q", "-o", out_file])
+        .args(targets)
+        .args(["--", prog])
+        .env("HWBP_FX_START_DELAY_MS", "20"));
+    assert!(o.status.success(), "hwbp-trace {targets:?}: {}", stderr(&o));
+    let (header, hits, _) = read_trace(out_file);
+    (header, hits)
+}
+
 /// C functions named like the types an Itanium (C++) name encodes (`i`
 /// int, `d` double, `f` float, `Ss` std::string): named as the symbol
 /// table names them in every frame and in `ip_sym`, never demangled into
@@ -148,11 +152,7 @@ int main(void) {
     gcc(&dir, SOURCE, "short", &["-fno-omit-frame-pointer", "-O0"]);
     let prog = dir.path("short");
     let out_file = dir.path("t.jsonl");
-    let o = sh(Command::new(hwbp_trace())
-        .args(["--no-tui", "-q", "-o", &out_file, "i", "v_", "--", &prog])
-        .env("HWBP_FX_START_DELAY_MS", "20"));
-    assert!(o.status.success(), "hwbp-trace: {}", stderr(&o));
-    let (_, hits, _) = read_trace(&out_file);
+    let (_, hits) = trace(&prog, &out_file, &["i", "v_"]);
     assert_eq!(hits.len(), 6, "3 calls of i, 3 writes of v_");
     for hit in &hits {
         let ip_sym = hit["ip_sym"].as_str().unwrap_or_default();
@@ -201,15 +201,7 @@ int main(void) {
     gcc(&dir, SOURCE, "typed", &["-O0"]);
     let prog = dir.path("typed");
     let out_file = dir.path("t.jsonl");
-    let run = |targets: &[&str]| {
-        let o = sh(Command::new(hwbp_trace())
-            .args(["--no-tui", "-q", "-o", &out_file])
-            .args(targets)
-            .args(["--", &prog])
-            .env("HWBP_FX_START_DELAY_MS", "20"));
-        assert!(o.status.success(), "hwbp-trace {targets:?}: {}", stderr(&o));
-        read_trace(&out_file).1
-    };
+    let run = |targets: &[&str]| trace(&prog, &out_file, targets).1;
     let texts = |hits: &[serde_json::Value], symbol: &str| -> Vec<String> {
         hits.iter()
             .filter(|hit| hit["symbol"] == symbol)
@@ -288,11 +280,7 @@ int main(void) {
         (format!("{prog}:{bump:#x}"), "x"),
         (format!("{prog}:{counter:#x}/4"), "w"),
     ] {
-        let o = sh(Command::new(hwbp_trace())
-            .args(["--no-tui", "-q", "-o", &out_file, &target, "--", &prog])
-            .env("HWBP_FX_START_DELAY_MS", "20"));
-        assert!(o.status.success(), "hwbp-trace {target}: {}", stderr(&o));
-        let (header, hits, _) = read_trace(&out_file);
+        let (header, hits) = trace(&prog, &out_file, &[&target]);
         assert_eq!(header["targets"][0]["mode"], mode, "{target}");
         assert_eq!(hits.len(), 3, "{target}");
     }
