@@ -255,52 +255,43 @@ impl Values {
         let Some(value) = value else {
             return ValueFields::default();
         };
-        if self.before.get(slot).copied().unwrap_or(false) {
+        if self.before_access(slot) {
             if let Some(last) = self.last.get_mut(slot) {
                 *last = Some(value);
             }
-            let len = self.lens.get(slot).copied().unwrap_or(8);
-            return match self.types.get(slot) {
-                Some(SlotType::Variable(ty)) => ValueFields {
-                    old_value: Some(value),
-                    value_type: Some(ty.name.clone()),
-                    old_value_text: Some(ty.decode.format(value, len)),
-                    ..Default::default()
-                },
-                Some(SlotType::Field(ty)) => ValueFields {
-                    old_value: Some(value),
-                    value_type: Some(ty.name.clone()),
-                    old_value_text: Some(ty.format(value, len)),
-                    ..Default::default()
-                },
-                _ => ValueFields {
-                    old_value: Some(value),
-                    ..Default::default()
-                },
+            return ValueFields {
+                old_value: Some(value),
+                value_type: self.type_name(slot),
+                old_value_text: self.text(slot, value),
+                ..Default::default()
             };
         }
         let old = self.last.get_mut(slot).and_then(|last| last.replace(value));
+        ValueFields {
+            value: Some(value),
+            old_value: old,
+            value_type: self.type_name(slot),
+            value_text: self.text(slot, value),
+            old_value_text: old.and_then(|o| self.text(slot, o)),
+        }
+    }
+
+    /// The C name of target `slot`'s value type, when it is typed.
+    fn type_name(&self, slot: usize) -> Option<String> {
+        match self.types.get(slot)? {
+            SlotType::Variable(ty) => Some(ty.name.clone()),
+            SlotType::Field(ty) => Some(ty.name.clone()),
+            _ => None,
+        }
+    }
+
+    /// `value` of target `slot` as its type shows it, when it is typed.
+    fn text(&self, slot: usize, value: u64) -> Option<String> {
         let len = self.lens.get(slot).copied().unwrap_or(8);
-        match self.types.get(slot) {
-            Some(SlotType::Variable(ty)) => ValueFields {
-                value: Some(value),
-                old_value: old,
-                value_type: Some(ty.name.clone()),
-                value_text: Some(ty.decode.format(value, len)),
-                old_value_text: old.map(|o| ty.decode.format(o, len)),
-            },
-            Some(SlotType::Field(ty)) => ValueFields {
-                value: Some(value),
-                old_value: old,
-                value_type: Some(ty.name.clone()),
-                value_text: Some(ty.format(value, len)),
-                old_value_text: old.map(|o| ty.format(o, len)),
-            },
-            _ => ValueFields {
-                value: Some(value),
-                old_value: old,
-                ..Default::default()
-            },
+        match self.types.get(slot)? {
+            SlotType::Variable(ty) => Some(ty.decode.format(value, len)),
+            SlotType::Field(ty) => Some(ty.format(value, len)),
+            _ => None,
         }
     }
 }
